@@ -1,0 +1,22 @@
+//! # cnbpkg
+//!
+//! Package Cloud Native Buildpacks into reproducible, multi-platform `.cnb` files (OCI image
+//! layouts in a tar archive) without a Docker daemon or a network, and push finished packages
+//! to OCI registries as a separate step.
+//!
+//! Data flows one way: configuration ([`descriptor`], [`target`]) → sources ([`source`]) →
+//! layers ([`tar`], [`layer`], [`compress`], [`digest`]) → layout ([`layout`]) → archive, with
+//! [`package`] orchestrating and `registry` reading finished layouts.
+
+pub mod compress;
+pub mod descriptor;
+pub mod digest;
+pub mod error;
+pub mod json;
+pub mod layer;
+pub mod oci;
+pub mod source;
+pub mod tar;
+pub mod target;
+
+pub use error::{Error, Result};
