@@ -8,13 +8,16 @@
 //! layers ([`tar`], [`layer`], [`compress`], [`digest`]) → layout ([`layout`]) → archive, with
 //! [`package`] orchestrating and `registry` reading finished layouts.
 
+pub mod atomic;
 pub mod compress;
 pub mod descriptor;
 pub mod digest;
 pub mod error;
 pub mod json;
 pub mod layer;
+pub mod layout;
 pub mod oci;
+pub mod registry;
 pub mod source;
 pub mod tar;
 pub mod target;

@@ -1,0 +1,467 @@
+//! Reading packages: `.cnb` archives (ours, pack's, with or without leading `/`) and layout
+//! directories, trusting no size, name or digest until it has been checked.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+
+use crate::digest::{Digest, HashingReader};
+use crate::error::{Error, IoResultExt, Result};
+use crate::oci::{self, Descriptor, ImageConfig, Index, Manifest};
+
+/// The largest JSON blob (index, manifest, config) we read into memory.
+pub const MAX_JSON_BLOB: u64 = 32 << 20;
+/// The most entries an outer archive may have.
+const MAX_ENTRIES: usize = 1_000_000;
+/// How deep nested indexes may go.
+const MAX_INDEX_DEPTH: usize = 8;
+
+/// A `.cnb` file or an OCI layout directory, opened for reading.
+pub struct PackageReader {
+    path: PathBuf,
+    source: Source,
+    index: Index,
+    index_bytes: Vec<u8>,
+}
+
+enum Source {
+    /// Regular-file entries of the archive by normalized name: (data offset, size).
+    Archive {
+        file: File,
+        entries: BTreeMap<String, (u64, u64)>,
+    },
+    Dir {
+        root: PathBuf,
+    },
+}
+
+/// One image (manifest) found in a package, with its config.
+#[derive(Debug, Clone)]
+pub struct ImageRef {
+    /// The descriptor that points at the manifest (platform and annotations as written).
+    pub descriptor: Descriptor,
+    /// The manifest.
+    pub manifest: Manifest,
+    /// The config.
+    pub config: ImageConfig,
+    /// The raw config bytes (for labels and verification).
+    pub config_bytes: Vec<u8>,
+}
+
+impl ImageRef {
+    /// The platform of this image: the descriptor's when present, else the config's.
+    pub fn platform(&self) -> oci::Platform {
+        match &self.descriptor.platform {
+            Some(p) => p.clone(),
+            None => oci::Platform {
+                architecture: self.config.architecture.clone(),
+                os: self.config.os.clone(),
+                os_version: self.config.os_version.clone(),
+                os_features: self.config.os_features.clone(),
+                variant: self.config.variant.clone(),
+            },
+        }
+    }
+}
+
+impl PackageReader {
+    /// Open a `.cnb` file or a layout directory and parse its `index.json`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let meta = fs::metadata(path).at(path)?;
+        let source = if meta.is_dir() {
+            if !path.join("oci-layout").is_file() {
+                return Err(Error::invalid(
+                    path,
+                    "not an OCI layout: no oci-layout file",
+                ));
+            }
+            Source::Dir {
+                root: path.to_path_buf(),
+            }
+        } else {
+            scan_archive(path)?
+        };
+        let mut reader = PackageReader {
+            path: path.to_path_buf(),
+            source,
+            index: Index::new(vec![]),
+            index_bytes: vec![],
+        };
+        let bytes = reader.read_named("index.json", MAX_JSON_BLOB)?;
+        reader.index = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::invalid(path, format!("index.json is not a valid image index: {e}"))
+        })?;
+        if reader.index.schema_version != 2 {
+            return Err(Error::invalid(
+                path,
+                format!(
+                    "index.json has schemaVersion {}, expected 2",
+                    reader.index.schema_version
+                ),
+            ));
+        }
+        reader.index_bytes = bytes;
+        Ok(reader)
+    }
+
+    /// The package's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The parsed `index.json`.
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    /// The raw `index.json` bytes.
+    pub fn index_bytes(&self) -> &[u8] {
+        &self.index_bytes
+    }
+
+    /// Every regular file of the layout by normalized name, with its size.
+    pub fn files(&self) -> Result<BTreeMap<String, u64>> {
+        match &self.source {
+            Source::Archive { entries, .. } => {
+                Ok(entries.iter().map(|(k, (_, s))| (k.clone(), *s)).collect())
+            }
+            Source::Dir { root } => {
+                let mut out = BTreeMap::new();
+                for name in ["oci-layout", "index.json"] {
+                    if let Ok(m) = fs::symlink_metadata(root.join(name)) {
+                        out.insert(name.to_string(), m.len());
+                    }
+                }
+                let blobs = root.join("blobs");
+                if let Ok(algs) = fs::read_dir(&blobs) {
+                    for alg in algs {
+                        let alg = alg.at(&blobs)?;
+                        let alg_name = alg.file_name().to_string_lossy().into_owned();
+                        if let Ok(files) = fs::read_dir(alg.path()) {
+                            for f in files {
+                                let f = f.at(&alg.path())?;
+                                let m = f.metadata().at(&f.path())?;
+                                out.insert(
+                                    format!("blobs/{alg_name}/{}", f.file_name().to_string_lossy()),
+                                    m.len(),
+                                );
+                            }
+                        }
+                    }
+                }
+                Ok(out)
+            }
+        }
+    }
+
+    /// The size of the stored blob, if present.
+    pub fn blob_size(&self, digest: &Digest) -> Option<u64> {
+        match &self.source {
+            Source::Archive { entries, .. } => entries.get(&digest.blob_path()).map(|e| e.1),
+            Source::Dir { root } => {
+                let m = fs::symlink_metadata(root.join(digest.blob_path())).ok()?;
+                m.is_file().then(|| m.len())
+            }
+        }
+    }
+
+    /// Whether the blob is present.
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        self.blob_size(digest).is_some()
+    }
+
+    /// A streaming reader over a blob's stored bytes (not verified; see [`Self::read_verified`]).
+    pub fn open_blob(&self, digest: &Digest) -> Result<BlobReader> {
+        self.open_named(&digest.blob_path()).map_err(|e| match e {
+            Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
+                Error::invalid(&self.path, format!("blob {digest} is missing"))
+            }
+            e => e,
+        })
+    }
+
+    fn open_named(&self, name: &str) -> Result<BlobReader> {
+        match &self.source {
+            Source::Archive { file, entries } => {
+                let (offset, size) = *entries.get(name).ok_or_else(|| {
+                    Error::io(
+                        &self.path,
+                        io::Error::new(io::ErrorKind::NotFound, format!("{name} not found")),
+                    )
+                })?;
+                Ok(BlobReader::new(
+                    file.try_clone().at(&self.path)?,
+                    offset,
+                    size,
+                ))
+            }
+            Source::Dir { root } => {
+                let p = root.join(name);
+                let m = fs::symlink_metadata(&p).at(&p)?;
+                if !m.is_file() {
+                    return Err(Error::invalid(&p, "is not a regular file"));
+                }
+                let file = File::open(&p).at(&p)?;
+                Ok(BlobReader::new(file, 0, m.len()))
+            }
+        }
+    }
+
+    fn read_named(&self, name: &str, limit: u64) -> Result<Vec<u8>> {
+        let mut r = self.open_named(name).map_err(|e| match e {
+            Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
+                Error::invalid(&self.path, format!("not an OCI layout: no {name}"))
+            }
+            e => e,
+        })?;
+        if r.len() > limit {
+            return Err(Error::invalid(
+                &self.path,
+                format!("{name} is {} bytes, over the {limit}-byte limit", r.len()),
+            ));
+        }
+        let mut buf = Vec::with_capacity(r.len() as usize);
+        r.read_to_end(&mut buf).at(&self.path)?;
+        Ok(buf)
+    }
+
+    /// Read a small blob into memory, checking its size and digest against `desc`.
+    pub fn read_verified(&self, desc: &Descriptor) -> Result<Vec<u8>> {
+        if desc.size > MAX_JSON_BLOB {
+            return Err(Error::invalid(
+                &self.path,
+                format!(
+                    "blob {} claims {} bytes, over the {MAX_JSON_BLOB}-byte limit",
+                    desc.digest, desc.size
+                ),
+            ));
+        }
+        let stored = self.blob_size(&desc.digest).ok_or_else(|| {
+            Error::invalid(&self.path, format!("blob {} is missing", desc.digest))
+        })?;
+        if stored != desc.size {
+            return Err(Error::invalid(
+                &self.path,
+                format!(
+                    "blob {} is {stored} bytes, descriptor says {}",
+                    desc.digest, desc.size
+                ),
+            ));
+        }
+        let mut r = HashingReader::new(self.open_blob(&desc.digest)?);
+        let mut buf = Vec::with_capacity(desc.size as usize);
+        r.read_to_end(&mut buf).at(&self.path)?;
+        let (_, digest, _) = r.finish();
+        if digest != desc.digest {
+            return Err(Error::invalid(
+                &self.path,
+                format!("blob {} has digest {digest}", desc.digest),
+            ));
+        }
+        Ok(buf)
+    }
+
+    /// Read and parse a JSON blob, verified.
+    pub fn read_json<T: DeserializeOwned>(
+        &self,
+        desc: &Descriptor,
+        what: &str,
+    ) -> Result<(T, Vec<u8>)> {
+        let bytes = self.read_verified(desc)?;
+        let value = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::invalid(
+                &self.path,
+                format!("{what} {} is not valid JSON for its type: {e}", desc.digest),
+            )
+        })?;
+        Ok((value, bytes))
+    }
+
+    /// Every image reachable from `index.json`, following nested indexes, in index order.
+    pub fn images(&self) -> Result<Vec<ImageRef>> {
+        let mut out = Vec::new();
+        self.collect_images(&self.index.manifests, 0, &mut out)?;
+        Ok(out)
+    }
+
+    fn collect_images(
+        &self,
+        descs: &[Descriptor],
+        depth: usize,
+        out: &mut Vec<ImageRef>,
+    ) -> Result<()> {
+        if depth > MAX_INDEX_DEPTH {
+            return Err(Error::invalid(
+                &self.path,
+                "image indexes nested too deeply",
+            ));
+        }
+        for d in descs {
+            if oci::is_manifest(&d.media_type) {
+                let (manifest, _): (Manifest, _) = self.read_json(d, "manifest")?;
+                let (config, config_bytes): (ImageConfig, _) =
+                    self.read_json(&manifest.config, "config")?;
+                out.push(ImageRef {
+                    descriptor: d.clone(),
+                    manifest,
+                    config,
+                    config_bytes,
+                });
+            } else if oci::is_index(&d.media_type) {
+                let (index, _): (Index, _) = self.read_json(d, "index")?;
+                self.collect_images(&index.manifests, depth + 1, out)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Scan an outer archive once, recording where each regular file's data is.
+fn scan_archive(path: &Path) -> Result<Source> {
+    let file = File::open(path).at(path)?;
+    let len = file.metadata().at(path)?.len();
+    let mut magic = [0u8; 2];
+    if file.read_at(&mut magic, 0).at(path)? == 2 && magic == [0x1f, 0x8b] {
+        return Err(Error::invalid(
+            path,
+            "is gzip-compressed; a .cnb must be an uncompressed tar archive",
+        ));
+    }
+    if len < 1024 {
+        return Err(Error::invalid(
+            path,
+            "not a .cnb: too short to be a tar archive",
+        ));
+    }
+    let mut archive = tar::Archive::new(file.try_clone().at(path)?);
+    let corrupt = |e: io::Error| Error::invalid(path, format!("corrupt or truncated archive: {e}"));
+    let mut entries = BTreeMap::new();
+    let mut count = 0usize;
+    for entry in archive.entries_with_seek().map_err(corrupt)? {
+        let entry = entry.map_err(corrupt)?;
+        count += 1;
+        if count > MAX_ENTRIES {
+            return Err(Error::invalid(
+                path,
+                format!("more than {MAX_ENTRIES} entries"),
+            ));
+        }
+        let raw_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let name = normalize_entry_name(&raw_name)
+            .ok_or_else(|| Error::invalid(path, format!("unsafe entry name '{raw_name}'")))?;
+        let size = entry.size();
+        let offset = entry.raw_file_position();
+        match entry.header().entry_type() {
+            tar::EntryType::Directory => {}
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                if offset.checked_add(size).is_none_or(|end| end > len) {
+                    return Err(Error::invalid(
+                        path,
+                        format!("truncated: entry {name} runs past the end of the file"),
+                    ));
+                }
+                if entries.insert(name.clone(), (offset, size)).is_some() {
+                    return Err(Error::invalid(path, format!("duplicate entry {name}")));
+                }
+            }
+            other => {
+                return Err(Error::invalid(path, format!("entry {name} has unsupported type {other:?}; only files and directories belong in a .cnb")));
+            }
+        }
+    }
+    if entries.is_empty() {
+        return Err(Error::invalid(path, "not a .cnb: the archive has no files"));
+    }
+    if !entries.contains_key("oci-layout") {
+        return Err(Error::invalid(
+            path,
+            "not an OCI layout archive: no oci-layout entry",
+        ));
+    }
+    Ok(Source::Archive { file, entries })
+}
+
+/// `/blobs/x`, `./blobs/x`, `blobs/x/` → `blobs/x`; `None` for names with `..` or nothing left.
+pub(crate) fn normalize_entry_name(raw: &str) -> Option<String> {
+    let mut parts = Vec::new();
+    for part in raw.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => return None,
+            p => parts.push(p),
+        }
+    }
+    if parts.is_empty() || raw.contains('\0') {
+        return None;
+    }
+    Some(parts.join("/"))
+}
+
+/// A reader over a byte range of a file, using positioned reads (so several can share a file).
+pub struct BlobReader {
+    file: File,
+    pos: u64,
+    end: u64,
+}
+
+impl BlobReader {
+    pub(crate) fn new(file: File, offset: u64, size: u64) -> Self {
+        BlobReader {
+            file,
+            pos: offset,
+            end: offset + size,
+        }
+    }
+
+    /// Bytes left to read.
+    pub fn len(&self) -> u64 {
+        self.end - self.pos
+    }
+
+    /// Whether nothing is left.
+    pub fn is_empty(&self) -> bool {
+        self.pos == self.end
+    }
+}
+
+impl Read for BlobReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = (buf.len() as u64).min(self.end - self.pos) as usize;
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.pos)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "file shrank while reading",
+            ));
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_names_are_normalized_and_traversal_rejected() {
+        assert_eq!(
+            normalize_entry_name("/blobs/sha256/ab").as_deref(),
+            Some("blobs/sha256/ab")
+        );
+        assert_eq!(
+            normalize_entry_name("./index.json").as_deref(),
+            Some("index.json")
+        );
+        assert_eq!(normalize_entry_name("blobs/").as_deref(), Some("blobs"));
+        assert_eq!(normalize_entry_name("blobs/../../etc"), None);
+        assert_eq!(normalize_entry_name("/"), None);
+    }
+}

@@ -1,0 +1,291 @@
+//! Writing layouts: blobs stream into the output once, are hashed on the way and stored once per
+//! digest; `index.json` and `oci-layout` close the layout.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use crate::atomic::{AtomicDir, AtomicFile};
+use crate::digest::{Digest, HashingWriter};
+use crate::error::{Error, IoResultExt, Result};
+use crate::json::canonical;
+use crate::oci::{Descriptor, Index, OCI_LAYOUT_FILE};
+
+use super::ARCHIVE_MTIME;
+
+/// Buffer between the compressor and the file: large enough that writes are cheap syscalls.
+const WRITE_BUFFER: usize = 256 * 1024;
+
+/// The two output forms of a package.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// A `.cnb` file: an uncompressed tar of the layout.
+    File,
+    /// An OCI layout directory.
+    Layout,
+}
+
+/// Where a stored blob's bytes are.
+#[derive(Debug, Clone, Copy)]
+struct BlobLocation {
+    /// Offset of the data in the archive (0 for directory layouts).
+    offset: u64,
+    size: u64,
+}
+
+/// A layout being written. Nothing is visible at the destination until [`LayoutWriter::finish`].
+pub struct LayoutWriter {
+    target: Target,
+    blobs: BTreeMap<Digest, BlobLocation>,
+}
+
+enum Target {
+    Archive { out: AtomicFile, end: u64 },
+    Dir { dir: AtomicDir, seq: u64 },
+}
+
+impl LayoutWriter {
+    /// Start a layout for `dest`.
+    pub fn create(dest: &Path, format: OutputFormat) -> Result<Self> {
+        let target = match format {
+            OutputFormat::File => {
+                let mut out = AtomicFile::create(dest)?;
+                let mut end = 0;
+                for dir in ["blobs/", "blobs/sha256/"] {
+                    let h = outer_header(dir, 0, tar::EntryType::Directory)?;
+                    out.file().write_all_at(h.as_bytes(), end).at(dest)?;
+                    end += 512;
+                }
+                Target::Archive { out, end }
+            }
+            OutputFormat::Layout => {
+                let dir = AtomicDir::create(dest)?;
+                fs::create_dir_all(dir.path().join("blobs/sha256")).at(dest)?;
+                Target::Dir { dir, seq: 0 }
+            }
+        };
+        Ok(LayoutWriter {
+            target,
+            blobs: BTreeMap::new(),
+        })
+    }
+
+    /// The destination path.
+    pub fn dest(&self) -> &Path {
+        match &self.target {
+            Target::Archive { out, .. } => out.dest(),
+            Target::Dir { dir, .. } => dir.dest(),
+        }
+    }
+
+    /// Whether a blob with this digest is stored already.
+    pub fn contains(&self, digest: &Digest) -> bool {
+        self.blobs.contains_key(digest)
+    }
+
+    /// Store a small blob held in memory.
+    pub fn put_bytes(&mut self, media_type: &str, bytes: &[u8]) -> Result<Descriptor> {
+        let (desc, ()) = self.put_stream(media_type, |w| {
+            w.write_all(bytes).map_err(Error::from_io_unnamed)
+        })?;
+        Ok(desc)
+    }
+
+    /// Store a blob produced by `produce`, which writes the blob's bytes into the given writer.
+    /// The bytes are hashed while they stream to disk; a blob whose digest is stored already is
+    /// dropped again, so every blob is stored once.
+    pub fn put_stream<T>(
+        &mut self,
+        media_type: &str,
+        produce: impl FnOnce(&mut dyn Write) -> Result<T>,
+    ) -> Result<(Descriptor, T)> {
+        match &mut self.target {
+            Target::Archive { out, end } => {
+                let dest = out.dest().to_path_buf();
+                let header_at = *end;
+                let file = out.file();
+                file.seek(SeekFrom::Start(header_at + 512)).at(&dest)?;
+                let mut w = HashingWriter::new(BufWriter::with_capacity(WRITE_BUFFER, &mut *file));
+                let value = produce(&mut w)?;
+                let (buf, digest, size) = w.finish();
+                buf.into_inner()
+                    .map_err(|e| Error::io(&dest, e.into_error()))?;
+                if self.blobs.contains_key(&digest) {
+                    // Stored already: forget the copy just written.
+                    file.set_len(header_at).at(&dest)?;
+                } else {
+                    let h = outer_header(&digest.blob_path(), size, tar::EntryType::Regular)?;
+                    file.write_all_at(h.as_bytes(), header_at).at(&dest)?;
+                    let padded = size.div_ceil(512) * 512;
+                    if padded > size {
+                        let zeros = vec![0u8; (padded - size) as usize];
+                        file.write_all_at(&zeros, header_at + 512 + size)
+                            .at(&dest)?;
+                    }
+                    *end = header_at + 512 + padded;
+                    self.blobs.insert(
+                        digest,
+                        BlobLocation {
+                            offset: header_at + 512,
+                            size,
+                        },
+                    );
+                }
+                Ok((Descriptor::new(media_type, digest, size), value))
+            }
+            Target::Dir { dir, seq } => {
+                *seq += 1;
+                let blobs = dir.path().join("blobs/sha256");
+                let temp = blobs.join(format!(".incoming-{seq}"));
+                let file = File::create(&temp).at(&temp)?;
+                let mut w = HashingWriter::new(BufWriter::with_capacity(WRITE_BUFFER, file));
+                let value = match produce(&mut w) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        let _ = fs::remove_file(&temp);
+                        return Err(e);
+                    }
+                };
+                let (buf, digest, size) = w.finish();
+                buf.into_inner()
+                    .map_err(|e| Error::io(&temp, e.into_error()))?;
+                if self.blobs.contains_key(&digest) {
+                    fs::remove_file(&temp).at(&temp)?;
+                } else {
+                    fs::rename(&temp, blobs.join(digest.hex())).at(&temp)?;
+                    self.blobs.insert(digest, BlobLocation { offset: 0, size });
+                }
+                Ok((Descriptor::new(media_type, digest, size), value))
+            }
+        }
+    }
+
+    /// Copy a blob whose descriptor is known (from another package or another output),
+    /// verifying its digest and size on the way. Does nothing when it is stored already.
+    pub fn copy_blob(
+        &mut self,
+        desc: &Descriptor,
+        source: &mut dyn Read,
+        source_name: &Path,
+    ) -> Result<()> {
+        if self.contains(&desc.digest) {
+            return Ok(());
+        }
+        let media_type = desc.media_type.clone();
+        let (got, ()) = self.put_stream(&media_type, |w| {
+            io::copy(&mut source.take(desc.size.saturating_add(1)), w)
+                .map_err(|e| Error::io(source_name, e))?;
+            Ok(())
+        })?;
+        if got.digest != desc.digest || got.size != desc.size {
+            self.forget(&got.digest);
+            return Err(Error::invalid(
+                source_name,
+                format!(
+                    "blob {} has digest {} and size {} (expected size {})",
+                    desc.digest, got.digest, got.size, desc.size
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Remove a blob just written (used when a copied blob fails verification).
+    fn forget(&mut self, digest: &Digest) {
+        if let Some(loc) = self.blobs.remove(digest) {
+            match &mut self.target {
+                Target::Archive { out, end } => {
+                    let header_at = loc.offset - 512;
+                    if header_at + 512 + loc.size.div_ceil(512) * 512 == *end {
+                        let _ = out.file().set_len(header_at);
+                        *end = header_at;
+                    }
+                }
+                Target::Dir { dir, .. } => {
+                    let _ = fs::remove_file(dir.path().join("blobs/sha256").join(digest.hex()));
+                }
+            }
+        }
+    }
+
+    /// A reader over a blob stored in this output (to copy it into another output without
+    /// rebuilding it).
+    pub fn open_blob(&mut self, digest: &Digest) -> Result<Box<dyn Read + Send>> {
+        let loc = *self
+            .blobs
+            .get(digest)
+            .ok_or_else(|| Error::other(format!("blob {digest} is not stored")))?;
+        match &mut self.target {
+            Target::Archive { out, .. } => {
+                let dest = out.dest().to_path_buf();
+                let file = out.file().try_clone().at(&dest)?;
+                Ok(Box::new(super::reader::BlobReader::new(
+                    file, loc.offset, loc.size,
+                )))
+            }
+            Target::Dir { dir, .. } => {
+                let p = dir.path().join("blobs/sha256").join(digest.hex());
+                Ok(Box::new(File::open(&p).at(&p)?))
+            }
+        }
+    }
+
+    /// Write `index.json` and `oci-layout`, close the archive and move the output into place.
+    pub fn finish(self, index: &Index) -> Result<PathBuf> {
+        let index_json = canonical(index);
+        match self.target {
+            Target::Archive { mut out, end } => {
+                let dest = out.dest().to_path_buf();
+                let mut at = end;
+                for (name, bytes) in [
+                    ("index.json", &index_json[..]),
+                    ("oci-layout", OCI_LAYOUT_FILE),
+                ] {
+                    let h = outer_header(name, bytes.len() as u64, tar::EntryType::Regular)?;
+                    out.file().write_all_at(h.as_bytes(), at).at(&dest)?;
+                    out.file().write_all_at(bytes, at + 512).at(&dest)?;
+                    at += 512 + (bytes.len() as u64).div_ceil(512) * 512;
+                }
+                // End-of-archive: two zero blocks (this also zero-fills the last padding).
+                out.file().set_len(at + 1024).at(&dest)?;
+                out.commit()?;
+                Ok(dest)
+            }
+            Target::Dir { dir, .. } => {
+                fs::write(dir.path().join("index.json"), &index_json).at(dir.path())?;
+                fs::write(dir.path().join("oci-layout"), OCI_LAYOUT_FILE).at(dir.path())?;
+                let dest = dir.dest().to_path_buf();
+                dir.commit()?;
+                Ok(dest)
+            }
+        }
+    }
+}
+
+/// A USTAR header for an entry of the outer archive: fixed owner, time and modes.
+fn outer_header(name: &str, size: u64, kind: tar::EntryType) -> Result<tar::Header> {
+    let mut h = tar::Header::new_ustar();
+    h.set_path(name)
+        .map_err(|e| Error::other(format!("cannot encode archive entry {name}: {e}")))?;
+    h.set_entry_type(kind);
+    h.set_size(size);
+    h.set_mode(if kind == tar::EntryType::Directory {
+        0o755
+    } else {
+        0o644
+    });
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(ARCHIVE_MTIME);
+    h.set_cksum();
+    Ok(h)
+}
+
+impl Error {
+    /// An I/O error with no better name than the output being written.
+    pub(crate) fn from_io_unnamed(e: io::Error) -> Error {
+        Error::other(e.to_string())
+    }
+}
