@@ -121,6 +121,11 @@ impl AtomicFile {
         self.file.as_mut().expect("file present until commit")
     }
 
+    /// The open temporary file, shared.
+    pub fn file_ref(&self) -> &File {
+        self.file.as_ref().expect("file present until commit")
+    }
+
     /// The destination path.
     pub fn dest(&self) -> &Path {
         &self.dest

@@ -17,9 +17,11 @@ pub mod json;
 pub mod layer;
 pub mod layout;
 pub mod oci;
+pub mod package;
 pub mod registry;
 pub mod source;
 pub mod tar;
+pub mod ui;
 pub mod target;
 
 pub use error::{Error, Result};

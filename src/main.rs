@@ -1,1 +1,172 @@
-fn main() {}
+//! The `cnbpkg` command line: a thin layer over the library.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use cnbpkg::compress::Compression;
+use cnbpkg::layout::OutputFormat;
+use cnbpkg::package::{package_buildpack, PackageOptions};
+use cnbpkg::ui::{Printer, Verbosity};
+use cnbpkg::Error;
+
+#[derive(Parser)]
+#[command(name = "cnbpkg", version, about = "Package Cloud Native Buildpacks into reproducible multi-platform .cnb files, and push them to OCI registries")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Buildpack commands.
+    Buildpack {
+        #[command(subcommand)]
+        command: BuildpackCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BuildpackCommand {
+    /// Package a buildpack into a .cnb file (or an OCI layout directory).
+    Package(PackageArgs),
+}
+
+#[derive(Args)]
+struct Common {
+    /// Print errors only.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// Print more detail.
+    #[arg(short, long, global = true)]
+    verbose: bool,
+    /// Print the result as JSON on stdout.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct PackageArgs {
+    /// Output file (".cnb" is added when it has no extension) or, with --format layout, directory.
+    output: PathBuf,
+    /// Path to package.toml.
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Buildpack directory or .tgz/.tar archive, when there is no package.toml (default: current directory).
+    #[arg(short, long, value_name = "DIR")]
+    path: Option<PathBuf>,
+    /// Target platform: [os][/arch][/variant][:name@version[;name@version]...]; repeatable and comma-separated.
+    #[arg(short, long = "target", value_name = "T")]
+    targets: Vec<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = FormatArg::File)]
+    format: FormatArg,
+    /// Write one single-platform package per target instead of one multi-platform package.
+    #[arg(long)]
+    split: bool,
+    /// Layer compression.
+    #[arg(long, value_enum, default_value_t = CompressionArg::Gzip)]
+    compression: CompressionArg,
+    /// Add a label to every image config (KEY=VALUE); repeatable.
+    #[arg(short, long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+    /// Threads for compression (default: all cores).
+    #[arg(short, long, value_name = "N")]
+    jobs: Option<usize>,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FormatArg {
+    /// A .cnb file (a tar of an OCI layout).
+    File,
+    /// An OCI layout directory.
+    Layout,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CompressionArg {
+    Gzip,
+    Zstd,
+    None,
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("invalid label '{s}': expected KEY=VALUE")),
+    }
+}
+
+fn printer(c: &Common) -> Printer {
+    Printer::new(if c.quiet {
+        Verbosity::Quiet
+    } else if c.verbose {
+        Verbosity::Verbose
+    } else {
+        Verbosity::Normal
+    })
+}
+
+fn main() -> ExitCode {
+    let _ = ctrlc::set_handler(|| {
+        cnbpkg::atomic::cleanup_pending();
+        eprintln!("error: interrupted; no output was written");
+        std::process::exit(130);
+    });
+    let cli = Cli::parse();
+    let (result, ui) = match cli.command {
+        Command::Buildpack { command: BuildpackCommand::Package(args) } => {
+            let ui = printer(&args.common);
+            (run_package(args, &ui), ui)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            ui.error(e.to_string());
+            ExitCode::from(if e.is_usage() { 2 } else { 1 })
+        }
+    }
+}
+
+fn run_package(args: PackageArgs, ui: &Printer) -> Result<(), Error> {
+    let mut opts = PackageOptions::new(args.output);
+    opts.config = args.config;
+    opts.path = args.path;
+    opts.targets = args.targets;
+    opts.format = match args.format {
+        FormatArg::File => OutputFormat::File,
+        FormatArg::Layout => OutputFormat::Layout,
+    };
+    opts.split = args.split;
+    opts.compression = match args.compression {
+        CompressionArg::Gzip => Compression::DEFAULT,
+        CompressionArg::Zstd => Compression::parse("zstd").expect("zstd is a known compression"),
+        CompressionArg::None => Compression::None,
+    };
+    if matches!(args.compression, CompressionArg::Zstd) && opts.format == OutputFormat::File {
+        ui.warn("zstd layers are not read by pack's .cnb reader; use them with OCI tools that support zstd");
+    }
+    opts.labels = args.labels.into_iter().collect::<BTreeMap<_, _>>();
+    if let Some(j) = args.jobs {
+        if j == 0 {
+            return Err(Error::usage("--jobs must be at least 1"));
+        }
+        opts.jobs = j;
+    }
+    let report = package_buildpack(&opts, ui)?;
+    let mut out = std::io::stdout().lock();
+    if args.common.json {
+        let _ = writeln!(out, "{}", serde_json::to_string_pretty(&report).expect("report serializes"));
+    } else {
+        for o in &report.outputs {
+            let _ = writeln!(out, "{}", o.path.display());
+        }
+    }
+    Ok(())
+}

@@ -85,6 +85,11 @@ impl LayoutWriter {
         self.blobs.contains_key(digest)
     }
 
+    /// How many blobs are stored and their total size.
+    pub fn stored(&self) -> (usize, u64) {
+        (self.blobs.len(), self.blobs.values().map(|b| b.size).sum())
+    }
+
     /// Store a small blob held in memory.
     pub fn put_bytes(&mut self, media_type: &str, bytes: &[u8]) -> Result<Descriptor> {
         let (desc, ()) = self.put_stream(media_type, |w| {
