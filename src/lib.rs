@@ -14,6 +14,7 @@ pub mod descriptor;
 pub mod digest;
 pub mod error;
 pub mod json;
+pub mod inspect;
 pub mod layer;
 pub mod layout;
 pub mod oci;
@@ -22,6 +23,7 @@ pub mod registry;
 pub mod source;
 pub mod tar;
 pub mod ui;
+pub mod verify;
 pub mod target;
 
 pub use error::{Error, Result};

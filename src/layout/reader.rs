@@ -91,7 +91,7 @@ impl PackageReader {
             index: Index::new(vec![]),
             index_bytes: vec![],
         };
-        let bytes = reader.read_named("index.json", MAX_JSON_BLOB)?;
+        let bytes = reader.read_file("index.json", MAX_JSON_BLOB)?;
         reader.index = serde_json::from_slice(&bytes).map_err(|e| {
             Error::invalid(path, format!("index.json is not a valid image index: {e}"))
         })?;
@@ -211,7 +211,8 @@ impl PackageReader {
         }
     }
 
-    fn read_named(&self, name: &str, limit: u64) -> Result<Vec<u8>> {
+    /// Read a (small) file of the layout by its normalized name, e.g. `oci-layout`.
+    pub fn read_file(&self, name: &str, limit: u64) -> Result<Vec<u8>> {
         let mut r = self.open_named(name).map_err(|e| match e {
             Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
                 Error::invalid(&self.path, format!("not an OCI layout: no {name}"))

@@ -1,0 +1,274 @@
+//! `inspect`: what a package holds — platforms, manifests, configs, buildpacks, layers with
+//! their sizes, labels and shared blobs — for people and, as stable JSON, for scripts.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::descriptor::{LayersLabel, PackageMetadata};
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::layout::PackageReader;
+use crate::oci::{self, Platform};
+use crate::package::{LABEL_LAYERS, LABEL_METADATA};
+use crate::ui::human_size;
+use crate::verify::read_layer;
+
+/// Everything `inspect` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct InspectReport {
+    /// The package inspected.
+    pub path: PathBuf,
+    /// What `index.json` points at: its digest and media type.
+    pub digest: Digest,
+    /// Media type of that digest.
+    #[serde(rename = "mediaType")]
+    pub media_type: String,
+    /// The main buildpack (`id@version`) from the metadata label of the first image.
+    pub buildpack: Option<String>,
+    /// One entry per image.
+    pub images: Vec<ImageInfo>,
+    /// Blobs referenced by more than one image (stored once).
+    pub shared_blobs: Vec<SharedBlob>,
+    /// Total size of all distinct blobs.
+    pub total_blob_bytes: u64,
+}
+
+/// One image of a package.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageInfo {
+    /// Its platform.
+    pub platform: Platform,
+    /// Descriptor annotations (distro names and versions).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// Manifest digest.
+    pub manifest: Digest,
+    /// Manifest media type.
+    #[serde(rename = "manifestMediaType")]
+    pub manifest_media_type: String,
+    /// Config digest.
+    pub config: Digest,
+    /// Buildpacks (and extensions) in the layers label.
+    pub buildpacks: Vec<BuildpackInfo>,
+    /// Layers, base first.
+    pub layers: Vec<LayerInfo>,
+    /// Labels other than the two buildpack labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// One buildpack of an image.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildpackInfo {
+    /// Buildpack ID.
+    pub id: String,
+    /// Version.
+    pub version: String,
+    /// Buildpack API.
+    pub api: Option<String>,
+    /// Targets, as `os/arch/variant` strings.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub targets: Vec<String>,
+    /// For composites: the order groups as `id@version` lists.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub order: Vec<Vec<String>>,
+    /// The layer holding it.
+    #[serde(rename = "layerDiffID")]
+    pub layer_diff_id: String,
+}
+
+/// One layer of an image.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerInfo {
+    /// Stored digest.
+    pub digest: Digest,
+    /// Media type.
+    #[serde(rename = "mediaType")]
+    pub media_type: String,
+    /// Stored size.
+    pub size: u64,
+    /// Uncompressed digest (from the config).
+    pub diff_id: Option<Digest>,
+    /// Uncompressed size.
+    pub uncompressed_size: Option<u64>,
+}
+
+/// A blob referenced by several images.
+#[derive(Debug, Clone, Serialize)]
+pub struct SharedBlob {
+    /// Its digest.
+    pub digest: Digest,
+    /// Its size.
+    pub size: u64,
+    /// The platforms of the images that reference it.
+    pub used_by: Vec<String>,
+}
+
+/// Describe a `.cnb` file or layout directory.
+pub fn inspect(path: &Path) -> Result<InspectReport> {
+    let reader = PackageReader::open(path)?;
+    let root = reader
+        .index()
+        .manifests
+        .first()
+        .cloned()
+        .ok_or_else(|| Error::invalid(path, "index.json lists no manifests"))?;
+    let mut images = Vec::new();
+    let mut uncompressed: BTreeMap<Digest, Option<u64>> = BTreeMap::new();
+    let mut users: BTreeMap<Digest, (u64, Vec<String>)> = BTreeMap::new();
+    for img in reader.images()? {
+        let platform = img.platform();
+        let pname = platform_name(&platform, &img.descriptor.annotations);
+        let mut layers = Vec::new();
+        for (i, l) in img.manifest.layers.iter().enumerate() {
+            let size = *uncompressed.entry(l.digest).or_insert_with(|| {
+                let enc = oci::layer_compression_of(&l.media_type)?;
+                read_layer(&reader, l, enc).ok().map(|(_, facts, _)| facts.uncompressed_size)
+            });
+            layers.push(LayerInfo {
+                digest: l.digest,
+                media_type: l.media_type.clone(),
+                size: l.size,
+                diff_id: img.config.rootfs.diff_ids.get(i).copied(),
+                uncompressed_size: size,
+            });
+            users.entry(l.digest).or_insert((l.size, Vec::new())).1.push(pname.clone());
+        }
+        users.entry(img.manifest.config.digest).or_insert((img.manifest.config.size, Vec::new())).1.push(pname.clone());
+        let labels = img.config.labels();
+        let buildpacks = labels
+            .get(LABEL_LAYERS)
+            .or_else(|| labels.get("io.buildpacks.extension.layers"))
+            .and_then(|v| LayersLabel::parse(v).ok())
+            .map(buildpacks_of)
+            .unwrap_or_default();
+        let other_labels = labels
+            .iter()
+            .filter(|(k, _)| k.as_str() != LABEL_LAYERS && k.as_str() != LABEL_METADATA && k.as_str() != "io.buildpacks.extension.layers")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        images.push(ImageInfo {
+            platform,
+            annotations: img.descriptor.annotations.clone(),
+            manifest: img.descriptor.digest,
+            manifest_media_type: img.descriptor.media_type.clone(),
+            config: img.manifest.config.digest,
+            buildpacks,
+            layers,
+            labels: other_labels,
+        });
+    }
+    let buildpack = reader
+        .images()?
+        .first()
+        .and_then(|i| i.config.labels().get(LABEL_METADATA).cloned())
+        .and_then(|m| PackageMetadata::parse(&m).ok())
+        .map(|m| format!("{}@{}", m.info.id, m.info.version));
+    let shared_blobs = users
+        .into_iter()
+        .filter(|(_, (_, u))| u.len() > 1)
+        .map(|(digest, (size, used_by))| SharedBlob { digest, size, used_by })
+        .collect();
+    let total_blob_bytes = reader.files()?.iter().filter(|(k, _)| k.starts_with("blobs/")).map(|(_, s)| s).sum();
+    Ok(InspectReport { path: path.to_path_buf(), digest: root.digest, media_type: root.media_type, buildpack, images, shared_blobs, total_blob_bytes })
+}
+
+fn buildpacks_of(label: LayersLabel) -> Vec<BuildpackInfo> {
+    let mut out = Vec::new();
+    for (id, versions) in label.0 {
+        for (version, info) in versions {
+            out.push(BuildpackInfo {
+                id: id.clone(),
+                version,
+                api: info.api,
+                targets: info.targets.iter().map(|t| t.display()).collect(),
+                order: info
+                    .order
+                    .iter()
+                    .map(|o| o.group.iter().map(|g| format!("{}@{}", g.info.id, g.info.version)).collect())
+                    .collect(),
+                layer_diff_id: info.layer_diff_id,
+            });
+        }
+    }
+    out
+}
+
+/// `linux/arm/v7`, `windows/amd64 (10.0.20348.1970)`, with a distro annotation when present.
+pub fn platform_name(p: &Platform, annotations: &BTreeMap<String, String>) -> String {
+    let mut s = if p.os.is_empty() { "any".to_string() } else { p.os.clone() };
+    if !p.architecture.is_empty() {
+        s.push('/');
+        s.push_str(&p.architecture);
+    }
+    if !p.variant.is_empty() {
+        s.push('/');
+        s.push_str(&p.variant);
+    }
+    if let (Some(n), Some(v)) = (annotations.get(crate::package::ANNOTATION_DISTRO_NAME), annotations.get(crate::package::ANNOTATION_DISTRO_VERSION)) {
+        let _ = write!(s, ":{n}@{v}");
+    } else if !p.os_version.is_empty() {
+        let _ = write!(s, " ({})", p.os_version);
+    }
+    s
+}
+
+/// The report as text for a terminal.
+pub fn render(r: &InspectReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "Package:   {}", r.path.display());
+    if let Some(bp) = &r.buildpack {
+        let _ = writeln!(s, "Buildpack: {bp}");
+    }
+    let kind = if oci::is_index(&r.media_type) { "image index" } else { "image manifest" };
+    let _ = writeln!(s, "Digest:    {} ({kind})", r.digest);
+    let _ = writeln!(s, "Blobs:     {} in total", human_size(r.total_blob_bytes));
+    for img in &r.images {
+        let _ = writeln!(s);
+        let _ = writeln!(s, "Platform {}", platform_name(&img.platform, &img.annotations));
+        let _ = writeln!(s, "  manifest  {}", img.manifest);
+        let _ = writeln!(s, "  config    {}", img.config);
+        if !img.buildpacks.is_empty() {
+            let _ = writeln!(s, "  buildpacks:");
+            for bp in &img.buildpacks {
+                let api = bp.api.as_deref().unwrap_or("?");
+                let what = if !bp.order.is_empty() {
+                    format!("order: {}", bp.order.iter().map(|g| g.join(", ")).collect::<Vec<_>>().join(" | "))
+                } else if !bp.targets.is_empty() {
+                    format!("targets: {}", bp.targets.join(", "))
+                } else {
+                    String::new()
+                };
+                let _ = writeln!(s, "    {}@{}  api {api}  {what}", bp.id, bp.version);
+                let _ = writeln!(s, "      layer {}", bp.layer_diff_id);
+            }
+        }
+        let _ = writeln!(s, "  layers:");
+        for l in &img.layers {
+            let unc = l.uncompressed_size.map(human_size).unwrap_or_else(|| "?".into());
+            let _ = writeln!(s, "    {}  {:>10} → {:>10}  {}", l.digest.short(), human_size(l.size), unc, short_media_type(&l.media_type));
+        }
+        for (k, v) in &img.labels {
+            let _ = writeln!(s, "  label {k}={v}");
+        }
+    }
+    if !r.shared_blobs.is_empty() {
+        let _ = writeln!(s);
+        let _ = writeln!(s, "Shared blobs (stored once):");
+        for b in &r.shared_blobs {
+            let _ = writeln!(s, "  {}  {:>10}  used by {}", b.digest.short(), human_size(b.size), b.used_by.join(", "));
+        }
+    }
+    s
+}
+
+fn short_media_type(mt: &str) -> &str {
+    match oci::layer_compression_of(mt) {
+        Some(oci::LayerEncoding::Gzip) => "gzip",
+        Some(oci::LayerEncoding::Zstd) => "zstd",
+        Some(oci::LayerEncoding::Tar) => "tar",
+        None => mt,
+    }
+}
