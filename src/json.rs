@@ -62,16 +62,16 @@ impl Formatter for GoFormatter {
         writer: &mut W,
         escape: CharEscape,
     ) -> io::Result<()> {
-        // Go writes \n, \r, \t, \", \\ as short escapes and every other control character as
-        // \u00XX (it never uses \b or \f).
+        // Go (since 1.22, and pack builds with 1.25) writes \b, \f, \n, \r, \t, \" and \\ as
+        // short escapes and every other control character as \u00XX.
         let s: String = match escape {
             CharEscape::Quote => "\\\"".into(),
             CharEscape::ReverseSolidus => "\\\\".into(),
             CharEscape::LineFeed => "\\n".into(),
             CharEscape::CarriageReturn => "\\r".into(),
             CharEscape::Tab => "\\t".into(),
-            CharEscape::Backspace => "\\u0008".into(),
-            CharEscape::FormFeed => "\\u000c".into(),
+            CharEscape::Backspace => "\\b".into(),
+            CharEscape::FormFeed => "\\f".into(),
             CharEscape::AsciiControl(b) => format!("\\u{:04x}", b),
             CharEscape::Solidus => "/".into(),
         };
