@@ -27,6 +27,26 @@ enum Command {
         #[command(subcommand)]
         command: BuildpackCommand,
     },
+    /// Show what a package holds: platforms, buildpacks, layers, labels, shared blobs.
+    Inspect(InspectArgs),
+    /// Check a package's integrity: every digest, size, media type, diffID and label.
+    Verify(VerifyArgs),
+}
+
+#[derive(Args)]
+struct InspectArgs {
+    /// A .cnb file or an OCI layout directory.
+    package: PathBuf,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    /// A .cnb file or an OCI layout directory.
+    package: PathBuf,
+    #[command(flatten)]
+    common: Common,
 }
 
 #[derive(Subcommand)]
@@ -124,6 +144,14 @@ fn main() -> ExitCode {
             let ui = printer(&args.common);
             (run_package(args, &ui), ui)
         }
+        Command::Inspect(args) => {
+            let ui = printer(&args.common);
+            (run_inspect(args), ui)
+        }
+        Command::Verify(args) => {
+            let ui = printer(&args.common);
+            (run_verify(args, &ui), ui)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -169,4 +197,36 @@ fn run_package(args: PackageArgs, ui: &Printer) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+fn run_inspect(args: InspectArgs) -> Result<(), Error> {
+    let report = cnbpkg::inspect::inspect(&args.package)?;
+    let mut out = std::io::stdout().lock();
+    if args.common.json {
+        let _ = writeln!(out, "{}", serde_json::to_string_pretty(&report).expect("report serializes"));
+    } else {
+        let _ = write!(out, "{}", cnbpkg::inspect::render(&report));
+    }
+    Ok(())
+}
+
+fn run_verify(args: VerifyArgs, ui: &Printer) -> Result<(), Error> {
+    let report = cnbpkg::verify::verify(&args.package)?;
+    let mut out = std::io::stdout().lock();
+    if args.common.json {
+        let _ = writeln!(out, "{}", serde_json::to_string_pretty(&report).expect("report serializes"));
+    } else {
+        for d in &report.defects {
+            let _ = writeln!(out, "{}: {d}", args.package.display());
+        }
+    }
+    if report.is_ok() {
+        ui.status(
+            "Verified",
+            format!("{} ({} image{}, {} blobs, {} read)", args.package.display(), report.images, if report.images == 1 { "" } else { "s" }, report.blobs, cnbpkg::ui::human_size(report.bytes)),
+        );
+        Ok(())
+    } else {
+        Err(Error::other(format!("{}: {} defect{} found", args.package.display(), report.defects.len(), if report.defects.len() == 1 { "" } else { "s" })))
+    }
 }

@@ -191,7 +191,7 @@ pub fn package_buildpack(opts: &PackageOptions, ui: &Printer) -> Result<PackageR
         plans
             .iter()
             .enumerate()
-            .map(|(i, p)| (target::split_path(&output, &p.target), vec![i]))
+            .map(|(i, p)| (target::split_output_path(&output, &p.target), vec![i]))
             .collect()
     } else {
         vec![(output.clone(), (0..plans.len()).collect())]
@@ -202,7 +202,7 @@ pub fn package_buildpack(opts: &PackageOptions, ui: &Printer) -> Result<PackageR
         .map(|(path, _)| LayoutWriter::create(path, opts.format))
         .collect::<Result<Vec<_>>>()?;
     let mut cache: HashMap<LayerKey, BuiltLayer> = HashMap::new();
-    let mut reports = Vec::new();
+    let mut reports: Vec<(PathBuf, Vec<WrittenImage>)> = Vec::new();
     for (out_idx, (path, members)) in outputs.iter().enumerate() {
         let mut images = Vec::new();
         for &i in members {
@@ -262,8 +262,7 @@ fn load_config(opts: &PackageOptions, ui: &Printer) -> Result<(PackageConfig, Pa
             Ok((config, base))
         }
         None => {
-            let uri = opts.path.as_ref().map(|p| p.to_string_lossy().into_owned()).unwrap_or_else(|| ".".into());
-            Ok((PackageConfig::default_for_path(&uri), PathBuf::from(".")))
+            Ok((PackageConfig::default_for_path(opts.path.as_deref()), PathBuf::from(".")))
         }
     }
 }
@@ -380,7 +379,7 @@ struct ImagePlan {
 
 fn plan_image(source: &Source, t: &ExpandedTarget) -> Result<ImagePlan> {
     let resolved = target::platform_root(&source.root, t)?;
-    let root = resolved.path;
+    let root = resolved.dir;
     let windows = t.os == "windows";
     check_entry_points(&root, windows, &source.descriptor_path, t)?;
     let overlay = (root != source.root).then(|| source.root.join("buildpack.toml"));
@@ -557,11 +556,11 @@ fn obtain_layer(
 /// The config labels: the user's, then pack's two buildpack labels (which win on a clash).
 fn image_labels(source: &Source, diff_id: Digest, user: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     let d = &source.descriptor;
-    let stacks = descriptor::resolve_stacks(std::slice::from_ref(d));
+    let stacks = descriptor::resolve_stacks(d, &[]);
     let mut labels = user.clone();
     labels.insert(LABEL_METADATA.into(), descriptor::buildpackage_metadata_label(&d.info, Some(&stacks)));
     let mut layers = descriptor::LayersLabel::default();
-    layers.insert(d, diff_id);
+    layers.insert(d, &diff_id.to_string());
     labels.insert(LABEL_LAYERS.into(), layers.to_json());
     labels
 }
