@@ -1,0 +1,566 @@
+//! Building packages: resolve the buildpack and its targets, build each distinct layer once,
+//! and write per-target images, the index and the archive.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+mod select;
+mod sources;
+
+pub use sources::resolve_uri;
+
+use crate::atomic::check_interrupt;
+use crate::compress::{self, Compression};
+use crate::descriptor::{self, PackageConfig};
+use crate::digest::{Digest, HashingWriter};
+use crate::error::{Error, IoResultExt, Result};
+use crate::json::canonical;
+use crate::layer::{self, LayerFormat, LayerSpec};
+use crate::layout::{LayoutWriter, OutputFormat};
+use crate::oci::{self, Descriptor, History, ImageConfig, Index, Manifest, Platform, RootFs, RuntimeConfig};
+use crate::target::{self, ExpandedTarget, Target};
+
+use select::{LayerSource, ModulePlan};
+use sources::{Dependency, Tree};
+use crate::ui::{human_size, Printer};
+
+/// The `created` time of every config and history entry: the same instant as the layers'
+/// modification times, so nothing in a package depends on when it was built.
+pub const CREATED: &str = "1980-01-01T00:00:01Z";
+
+/// Label holding the package's main buildpack (pack's name and shape).
+pub const LABEL_METADATA: &str = "io.buildpacks.buildpackage.metadata";
+/// Label mapping every buildpack in the package to its layer (pack's name and shape).
+pub const LABEL_LAYERS: &str = "io.buildpacks.buildpack.layers";
+/// Descriptor annotation naming a target's distribution (targets that differ only by distro).
+pub const ANNOTATION_DISTRO_NAME: &str = "io.buildpacks.base.distro.name";
+/// Descriptor annotation with a target's distribution version.
+pub const ANNOTATION_DISTRO_VERSION: &str = "io.buildpacks.base.distro.version";
+
+/// What to package and how.
+#[derive(Debug, Clone)]
+pub struct PackageOptions {
+    /// The output: a `.cnb` file (`.cnb` is added when there is no extension) or a directory.
+    pub output: PathBuf,
+    /// `package.toml`, if any.
+    pub config: Option<PathBuf>,
+    /// The buildpack directory or archive when there is no `package.toml` (default: `.`).
+    pub path: Option<PathBuf>,
+    /// Raw `--target` values; they replace the targets of the configuration.
+    pub targets: Vec<String>,
+    /// `.cnb` file or layout directory.
+    pub format: OutputFormat,
+    /// One single-platform output per target instead of one multi-platform output.
+    pub split: bool,
+    /// Layer compression.
+    pub compression: Compression,
+    /// Extra labels for every image config (the buildpack labels win on a clash).
+    pub labels: BTreeMap<String, String>,
+    /// Threads for compression.
+    pub jobs: usize,
+}
+
+impl PackageOptions {
+    /// Options for packaging the buildpack at `path` into `output` with the defaults.
+    pub fn new(output: impl Into<PathBuf>) -> Self {
+        PackageOptions {
+            output: output.into(),
+            config: None,
+            path: None,
+            targets: Vec::new(),
+            format: OutputFormat::File,
+            split: false,
+            compression: Compression::DEFAULT,
+            labels: BTreeMap::new(),
+            jobs: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        }
+    }
+}
+
+/// What was written.
+#[derive(Debug, Clone, Serialize)]
+pub struct PackageReport {
+    /// The buildpack `id@version`.
+    pub buildpack: String,
+    /// One entry per written file or directory.
+    pub outputs: Vec<OutputReport>,
+}
+
+/// One written package.
+#[derive(Debug, Clone, Serialize)]
+pub struct OutputReport {
+    /// Where it was written.
+    pub path: PathBuf,
+    /// The digest `index.json` points at (the image index or the single manifest).
+    pub digest: Digest,
+    /// Media type of that digest.
+    #[serde(rename = "mediaType")]
+    pub media_type: String,
+    /// Total size of the stored blobs.
+    pub blob_bytes: u64,
+    /// Number of stored blobs.
+    pub blobs: usize,
+    /// The images, one per target.
+    pub images: Vec<ImageReport>,
+}
+
+/// One per-target image.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageReport {
+    /// The target in `os/arch/variant:distro@version` form.
+    pub target: String,
+    /// The manifest digest.
+    pub manifest: Digest,
+    /// The config digest.
+    pub config: Digest,
+    /// The layers, base first.
+    pub layers: Vec<LayerReport>,
+}
+
+/// One layer.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerReport {
+    /// What it holds: `id@version`, or `windows base layer`.
+    pub content: String,
+    /// Digest of the stored (compressed) blob.
+    pub digest: Digest,
+    /// Digest of the uncompressed tar.
+    pub diff_id: Digest,
+    /// Stored size.
+    pub size: u64,
+    /// Uncompressed size.
+    pub uncompressed_size: u64,
+}
+
+/// A layer that has been built into one of the outputs.
+#[derive(Clone)]
+struct BuiltLayer {
+    descriptor: Descriptor,
+    diff_id: Digest,
+    uncompressed_size: u64,
+    /// Index of the output that holds its bytes.
+    home: usize,
+}
+
+/// Identity of a layer's inputs: the same key means the same bytes, so it is built once.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum LayerKey {
+    WindowsBase,
+    Tree { root: PathBuf, windows: bool, overlay: Option<PathBuf> },
+    Import { diff_id: Digest },
+}
+
+/// Package a buildpack as `opts` says; progress goes to `ui`.
+pub fn package_buildpack(opts: &PackageOptions, ui: &Printer) -> Result<PackageReport> {
+    if opts.config.is_some() && opts.path.is_some() {
+        return Err(Error::usage(
+            "--config and --path cannot be used together. Please specify the relative path to the Buildpack directory in the package config file.",
+        ));
+    }
+    let (config, base_dir) = load_config(opts, ui)?;
+    let main = sources::load_tree(&sources::resolve_uri(&config.buildpack_uri, &base_dir)?, ui)?;
+    let dependencies = config
+        .dependencies
+        .iter()
+        .map(|d| sources::load_dependency(&sources::resolve_uri(&d.uri, &base_dir)?, ui))
+        .collect::<Result<Vec<_>>>()?;
+    let targets = resolve_targets(opts, &config, &main, ui)?;
+    let output = output_path(opts, ui);
+    let id_version = main.descriptor.info.full_name();
+    ui.status(
+        "Packaging",
+        format!("{id_version} for {}", targets.iter().map(|t| t.display()).collect::<Vec<_>>().join(", ")),
+    );
+
+    let plans = targets.iter().map(|t| plan_image(&main, &dependencies, t)).collect::<Result<Vec<_>>>()?;
+
+    let outputs: Vec<(PathBuf, Vec<usize>)> = if opts.split && plans.len() > 1 {
+        plans.iter().enumerate().map(|(i, p)| (target::split_output_path(&output, &p.target), vec![i])).collect()
+    } else {
+        vec![(output.clone(), (0..plans.len()).collect())]
+    };
+
+    let mut writers = outputs.iter().map(|(path, _)| LayoutWriter::create(path, opts.format)).collect::<Result<Vec<_>>>()?;
+    let mut ctx = BuildContext { opts, ui, dependencies: &dependencies, writers: &mut writers, cache: HashMap::new() };
+    let mut reports: Vec<(PathBuf, Vec<WrittenImage>)> = Vec::new();
+    for (out_idx, (path, members)) in outputs.iter().enumerate() {
+        let mut images = Vec::new();
+        for &i in members {
+            images.push(ctx.write_image(&main, &plans[i], out_idx)?);
+        }
+        reports.push((path.clone(), images));
+    }
+
+    let mut out_reports = Vec::new();
+    for ((path, images), writer) in reports.into_iter().zip(writers) {
+        check_interrupt()?;
+        let (written, root_desc, blobs, blob_bytes) = finish_index(writer, &images)?;
+        debug_assert_eq!(written, path);
+        ui.status(
+            "Finished",
+            format!(
+                "{} ({} target{}, {} blob{}, {}) {}",
+                written.display(),
+                images.len(),
+                plural(images.len()),
+                blobs,
+                plural(blobs),
+                human_size(blob_bytes),
+                root_desc.digest
+            ),
+        );
+        out_reports.push(OutputReport {
+            path: written,
+            digest: root_desc.digest,
+            media_type: root_desc.media_type,
+            blob_bytes,
+            blobs,
+            images: images.into_iter().map(|i| i.report).collect(),
+        });
+    }
+    Ok(PackageReport { buildpack: id_version, outputs: out_reports })
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// Read `package.toml` (or make the default one) and return it with the directory its relative
+/// URIs are resolved against.
+fn load_config(opts: &PackageOptions, ui: &Printer) -> Result<(PackageConfig, PathBuf)> {
+    match &opts.config {
+        Some(path) => {
+            let (config, warnings) = descriptor::read_package_toml(path)?;
+            warnings.iter().for_each(|w| ui.warn(w));
+            let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+            Ok((config, base))
+        }
+        None => Ok((PackageConfig::default_for_path(opts.path.as_deref()), PathBuf::from("."))),
+    }
+}
+
+/// The targets to build: `--target` values, else the configuration's (buildpack.toml, or
+/// package.toml for a composite), else one default target.
+fn resolve_targets(opts: &PackageOptions, config: &PackageConfig, main: &Tree, ui: &Printer) -> Result<Vec<ExpandedTarget>> {
+    let mut warnings = Vec::new();
+    let parsed = target::parse_target_flags_into(&opts.targets, &mut warnings);
+    warnings.iter().for_each(|w| ui.warn(w));
+    let flag_targets = parsed?;
+    descriptor::check_platform_os_with_targets(config, !opts.targets.is_empty())?;
+    let composite = main.descriptor.is_composite();
+    let configured: &[Target] = if composite { &config.targets } else { &main.descriptor.targets };
+    let mut targets: Vec<Target> = if !flag_targets.is_empty() {
+        flag_targets.into_iter().map(|t| with_configured_path(t, configured)).collect()
+    } else {
+        configured.to_vec()
+    };
+    if targets.is_empty() {
+        let os = config.platform_os.clone().unwrap_or_else(|| infer_os(&main.root));
+        let file = if composite { "package.toml" } else { "buildpack.toml" };
+        ui.note(format!(
+            "Pro tip: use --target flag OR [[targets]] in {file} to specify the desired platform (os/arch/variant); using os '{os}'"
+        ));
+        targets.push(Target { os, ..Default::default() });
+    }
+    let expanded = target::expand_distros(&targets);
+    target::validate_unique(&expanded)?;
+    Ok(expanded)
+}
+
+/// A `--target` keeps the `path` of the configured target it names.
+fn with_configured_path(mut t: Target, configured: &[Target]) -> Target {
+    if t.path.is_none() {
+        if let Some(c) = configured.iter().find(|c| c.os == t.os && c.arch == t.arch && c.variant == t.variant) {
+            t.path = c.path.clone();
+        }
+    }
+    t
+}
+
+/// With no target anywhere, the OS follows the entry points, as the buildpack spec says.
+fn infer_os(root: &Path) -> String {
+    let has = |name: &str| fs::symlink_metadata(root.join("bin").join(name)).is_ok();
+    if !has("build") && (has("build.bat") || has("build.exe")) {
+        "windows".into()
+    } else {
+        "linux".into()
+    }
+}
+
+/// What one target's image is made of.
+struct ImagePlan {
+    target: ExpandedTarget,
+    /// Modules sorted by `id@version`.
+    modules: Vec<ModulePlan>,
+    /// Stacks for the metadata label (`None` for extensions).
+    stacks: Option<Vec<descriptor::Stack>>,
+}
+
+fn plan_image(main: &Tree, dependencies: &[Dependency], t: &ExpandedTarget) -> Result<ImagePlan> {
+    let mut modules = vec![select::tree_module(main, t, true)?];
+    for (i, dep) in dependencies.iter().enumerate() {
+        modules.extend(select::dependency_modules(dep, i, t)?);
+    }
+    let modules = select::dedup_modules(modules);
+    let others: Vec<_> = modules
+        .iter()
+        .filter(|m| m.key() != main.descriptor.info.full_name())
+        .map(|m| m.descriptor.clone())
+        .collect();
+    let stacks = descriptor::validate_package(&main.descriptor, &others)
+        .map_err(|e| Error::invalid(&main.descriptor_path, e.to_string()))?;
+    Ok(ImagePlan { target: t.clone(), modules, stacks })
+}
+
+/// An image written into an output, with what its index entry needs.
+struct WrittenImage {
+    descriptor: Descriptor,
+    report: ImageReport,
+}
+
+/// State shared while writing every image of every output.
+struct BuildContext<'a> {
+    opts: &'a PackageOptions,
+    ui: &'a Printer,
+    dependencies: &'a [Dependency],
+    writers: &'a mut [LayoutWriter],
+    cache: HashMap<LayerKey, BuiltLayer>,
+}
+
+impl BuildContext<'_> {
+    fn write_image(&mut self, main: &Tree, plan: &ImagePlan, out_idx: usize) -> Result<WrittenImage> {
+        let t = &plan.target;
+        let windows = t.os == "windows";
+        let mut layers: Vec<(String, BuiltLayer)> = Vec::new();
+        if windows {
+            let base = self.obtain(LayerKey::WindowsBase, out_idx, "windows base layer", |w| {
+                layer::write_windows_base_layer(w).map_err(|e| Error::other(format!("writing the Windows base layer: {e}")))?;
+                Ok(())
+            })?;
+            layers.push(("windows base layer".to_string(), base));
+        }
+        let mut label = descriptor::LayersLabel::new();
+        for module in &plan.modules {
+            let built = self.module_layer(module, windows, out_idx)?;
+            let mut info = module.label.clone();
+            info.layer_diff_id = built.diff_id.to_string();
+            label.insert_info(&module.descriptor.info.id, &module.descriptor.info.version, info);
+            // Flattened dependencies share one layer between several modules: list it once.
+            if !layers.iter().any(|(_, l)| l.diff_id == built.diff_id) {
+                layers.push((module.key(), built));
+            }
+        }
+
+        let mut labels = self.opts.labels.clone();
+        labels.insert(LABEL_METADATA.into(), descriptor::buildpackage_metadata_label(&main.descriptor.info, plan.stacks.as_deref()));
+        labels.insert(LABEL_LAYERS.into(), label.to_json());
+
+        let os_version = if windows { t.distro.as_ref().map(|d| d.version.clone()).unwrap_or_default() } else { String::new() };
+        let config = ImageConfig {
+            architecture: t.arch.clone(),
+            created: Some(CREATED.to_string()),
+            history: layers.iter().map(|_| History { created: Some(CREATED.to_string()), ..Default::default() }).collect(),
+            os: t.os.clone(),
+            os_version: os_version.clone(),
+            os_features: Vec::new(),
+            variant: t.variant.clone(),
+            rootfs: RootFs { typ: "layers".into(), diff_ids: layers.iter().map(|(_, l)| l.diff_id).collect() },
+            config: Some(RuntimeConfig { labels }),
+        };
+        let writer = &mut self.writers[out_idx];
+        let config_desc = writer.put_bytes(oci::MEDIA_TYPE_CONFIG, &canonical(&config))?;
+        let manifest = Manifest {
+            schema_version: 2,
+            media_type: Some(oci::MEDIA_TYPE_MANIFEST.into()),
+            artifact_type: None,
+            config: config_desc.clone(),
+            layers: layers.iter().map(|(_, l)| l.descriptor.clone()).collect(),
+            annotations: BTreeMap::new(),
+        };
+        let mut manifest_desc = writer.put_bytes(oci::MEDIA_TYPE_MANIFEST, &canonical(&manifest))?;
+        manifest_desc.platform = Some(Platform {
+            architecture: t.arch.clone(),
+            os: t.os.clone(),
+            os_version,
+            os_features: Vec::new(),
+            variant: t.variant.clone(),
+        });
+        if let Some(d) = &t.distro {
+            manifest_desc.annotations.insert(ANNOTATION_DISTRO_NAME.into(), d.name.clone());
+            manifest_desc.annotations.insert(ANNOTATION_DISTRO_VERSION.into(), d.version.clone());
+        }
+        self.ui.detail("Image", format!("{} manifest {}", t.display(), manifest_desc.digest));
+        let report = ImageReport {
+            target: t.display(),
+            manifest: manifest_desc.digest,
+            config: config_desc.digest,
+            layers: layers
+                .into_iter()
+                .map(|(content, l)| LayerReport {
+                    content,
+                    digest: l.descriptor.digest,
+                    diff_id: l.diff_id,
+                    size: l.descriptor.size,
+                    uncompressed_size: l.uncompressed_size,
+                })
+                .collect(),
+        };
+        Ok(WrittenImage { descriptor: manifest_desc, report })
+    }
+
+    /// The layer of one module: built from its folder, or taken from its dependency package.
+    fn module_layer(&mut self, module: &ModulePlan, windows: bool, out_idx: usize) -> Result<BuiltLayer> {
+        let what = module.key();
+        match &module.layer {
+            LayerSource::Build { root, overlay } => {
+                let key = LayerKey::Tree { root: root.clone(), windows, overlay: overlay.clone() };
+                let overlays: Vec<(String, PathBuf)> = overlay.iter().map(|p| ("buildpack.toml".to_string(), p.clone())).collect();
+                let info = &module.descriptor.info;
+                let spec = LayerSpec {
+                    dist_dir: "buildpacks",
+                    id: &info.id,
+                    version: &info.version,
+                    format: if windows { LayerFormat::Windows } else { LayerFormat::Linux },
+                    root,
+                    overlays: &overlays,
+                };
+                self.obtain(key, out_idx, &what, |w| {
+                    layer::write_module_layer(&spec, w)?;
+                    Ok(())
+                })
+            }
+            LayerSource::Import { dependency, blob, diff_id } => self.import(*dependency, blob, *diff_id, out_idx, &what),
+        }
+    }
+
+    /// Take a layer from a dependency package: copied as it is when it is already compressed
+    /// the way this package's layers are, recompressed (same diffID) otherwise.
+    fn import(&mut self, dependency: usize, blob: &Descriptor, diff_id: Digest, out_idx: usize, what: &str) -> Result<BuiltLayer> {
+        let key = LayerKey::Import { diff_id };
+        if let Some(built) = self.reuse(&key, out_idx, what)? {
+            return Ok(built);
+        }
+        let Dependency::Package { reader, origin } = &self.dependencies[dependency] else {
+            unreachable!("imported layers come from package dependencies")
+        };
+        let source_encoding = oci::layer_compression_of(&blob.media_type).expect("checked when the dependency was read");
+        let compression = self.opts.compression;
+        let writer = &mut self.writers[out_idx];
+        let built = if source_encoding == compression.encoding() {
+            let mut desc = blob.clone();
+            desc.media_type = compression.media_type().to_string();
+            let mut stream = reader.open_blob(&blob.digest)?;
+            writer.copy_blob(&desc, &mut stream, origin)?;
+            let (uncompressed_size, ok) = (0, true);
+            debug_assert!(ok);
+            BuiltLayer { descriptor: Descriptor::new(desc.media_type, desc.digest, desc.size), diff_id, uncompressed_size, home: out_idx }
+        } else {
+            let jobs = self.opts.jobs.max(1);
+            let (descriptor, (got, size)) = writer.put_stream(compression.media_type(), |out| {
+                let stream = reader.open_blob(&blob.digest)?;
+                let mut decoded = compress::decoder(source_encoding, stream);
+                let encoder = compress::encoder(compression, jobs, out);
+                let mut tar = HashingWriter::new(encoder);
+                std::io::copy(&mut decoded, &mut tar).map_err(|e| Error::invalid(origin, format!("layer {}: {e}", blob.digest)))?;
+                let (encoder, got, size) = tar.finish();
+                encoder.finish().map_err(|e| Error::other(format!("compressing layer {what}: {e}")))?;
+                Ok((got, size))
+            })?;
+            if got != diff_id {
+                return Err(Error::invalid(origin, format!("layer {} decompresses to {got}, not its diffID {diff_id}", blob.digest)));
+            }
+            BuiltLayer { descriptor, diff_id, uncompressed_size: size, home: out_idx }
+        };
+        self.ui.status("Imported", format!("layer {what} ({}) {}", human_size(built.descriptor.size), diff_id.short()));
+        self.cache.insert(key, built.clone());
+        Ok(built)
+    }
+
+    /// A layer built before: copied into this output if it lives in another one.
+    fn reuse(&mut self, key: &LayerKey, out_idx: usize, what: &str) -> Result<Option<BuiltLayer>> {
+        let Some(built) = self.cache.get(key).cloned() else { return Ok(None) };
+        if built.home != out_idx && !self.writers[out_idx].contains(&built.descriptor.digest) {
+            let mut reader = self.writers[built.home].open_blob(&built.descriptor.digest)?;
+            let home_path = self.writers[built.home].dest().to_path_buf();
+            self.writers[out_idx].copy_blob(&built.descriptor, &mut reader, &home_path)?;
+        }
+        self.ui.detail("Reusing", format!("layer {what} {}", built.descriptor.digest.short()));
+        Ok(Some(built))
+    }
+
+    /// Return the layer for `key`, building it only the first time: tar → SHA-256 (diffID) →
+    /// compressor → SHA-256 (digest) → output, in one pass.
+    fn obtain(
+        &mut self,
+        key: LayerKey,
+        out_idx: usize,
+        what: &str,
+        write_tar: impl FnOnce(&mut dyn std::io::Write) -> Result<()>,
+    ) -> Result<BuiltLayer> {
+        check_interrupt()?;
+        if let Some(built) = self.reuse(&key, out_idx, what)? {
+            return Ok(built);
+        }
+        let compression = self.opts.compression;
+        let jobs = self.opts.jobs.max(1);
+        let (descriptor, (diff_id, uncompressed_size)) = self.writers[out_idx].put_stream(compression.media_type(), |out| {
+            let encoder = compress::encoder(compression, jobs, out);
+            let mut tar = HashingWriter::new(encoder);
+            write_tar(&mut tar)?;
+            let (encoder, diff_id, size) = tar.finish();
+            encoder.finish().map_err(|e| Error::other(format!("compressing layer {what}: {e}")))?;
+            Ok((diff_id, size))
+        })?;
+        self.ui.status(
+            "Built",
+            format!("layer {what} ({} → {}) {}", human_size(uncompressed_size), human_size(descriptor.size), diff_id.short()),
+        );
+        let built = BuiltLayer { descriptor, diff_id, uncompressed_size, home: out_idx };
+        self.cache.insert(key, built.clone());
+        Ok(built)
+    }
+}
+
+/// Write `index.json` for an output and close it. Several images get an image index between
+/// `index.json` and the manifests (the shape skopeo and other OCI tools read); one image is
+/// referenced directly, as pack does.
+fn finish_index(mut writer: LayoutWriter, images: &[WrittenImage]) -> Result<(PathBuf, Descriptor, usize, u64)> {
+    let root = if images.len() == 1 {
+        images[0].descriptor.clone()
+    } else {
+        let index = Index::new(images.iter().map(|i| i.descriptor.clone()).collect());
+        writer.put_bytes(oci::MEDIA_TYPE_INDEX, &canonical(&index))?
+    };
+    let (blobs, blob_bytes) = writer.stored();
+    let written = writer.finish(&Index::new(vec![root.clone()]))?;
+    Ok((written, root, blobs, blob_bytes))
+}
+
+/// The output path: `.cnb` added to a file name without extension; a warning for another one.
+fn output_path(opts: &PackageOptions, ui: &Printer) -> PathBuf {
+    let out = &opts.output;
+    if opts.format == OutputFormat::Layout {
+        return out.clone();
+    }
+    match out.extension().and_then(|e| e.to_str()) {
+        None => {
+            let mut s = out.clone().into_os_string();
+            s.push(".cnb");
+            PathBuf::from(s)
+        }
+        Some("cnb") => out.clone(),
+        Some(other) => {
+            ui.warn(format!(
+                "'.{other}' is not a valid extension for a packaged buildpack. Packaged buildpacks must have a '.cnb' extension"
+            ));
+            out.clone()
+        }
+    }
+}

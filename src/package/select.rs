@@ -1,0 +1,254 @@
+//! Choosing, for one target, the modules (buildpacks) of an image: the main buildpack's folder,
+//! each tree dependency's platform folder, and each package dependency's matching manifest.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::descriptor::{BuildpackDescriptor, LayersLabel, ModuleInfo, ModuleLayerInfo};
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::inspect::platform_name;
+use crate::layout::{ImageRef, PackageReader};
+use crate::oci::{self, Descriptor};
+use crate::target::{self, ExpandedTarget};
+
+use super::sources::{Dependency, Tree};
+use super::{ANNOTATION_DISTRO_NAME, ANNOTATION_DISTRO_VERSION, LABEL_LAYERS};
+
+/// Where a module's layer comes from.
+#[derive(Debug, Clone)]
+pub(crate) enum LayerSource {
+    /// Built from a folder.
+    Build {
+        /// The platform folder.
+        root: PathBuf,
+        /// `buildpack.toml` from the buildpack root, when the folder is a platform folder.
+        overlay: Option<PathBuf>,
+    },
+    /// Taken from a dependency package.
+    Import {
+        /// Index of the dependency.
+        dependency: usize,
+        /// The layer blob.
+        blob: Descriptor,
+        /// Its diffID.
+        diff_id: Digest,
+    },
+}
+
+/// One module to place in an image.
+#[derive(Debug, Clone)]
+pub(crate) struct ModulePlan {
+    /// The descriptor (read from disk, or rebuilt from a dependency's label).
+    pub descriptor: BuildpackDescriptor,
+    /// Its entry of the layers label (`layerDiffID` filled once the layer exists).
+    pub label: ModuleLayerInfo,
+    /// Where its layer comes from.
+    pub layer: LayerSource,
+}
+
+impl ModulePlan {
+    /// `id@version`.
+    pub fn key(&self) -> String {
+        format!("{}@{}", self.descriptor.info.id, self.descriptor.info.version)
+    }
+}
+
+/// The module for a buildpack tree on `t`: its platform folder, with `buildpack.toml` from the root.
+pub(crate) fn tree_module(tree: &Tree, t: &ExpandedTarget, check_entry_points: bool) -> Result<ModulePlan> {
+    let resolved = target::platform_root(&tree.root, t)?;
+    let root = resolved.dir;
+    if check_entry_points && !tree.descriptor.is_composite() {
+        require_entry_points(tree, &root, t)?;
+    }
+    let overlay = (root != tree.root).then(|| tree.root.join("buildpack.toml"));
+    Ok(ModulePlan {
+        descriptor: tree.descriptor.clone(),
+        label: ModuleLayerInfo::from_descriptor(&tree.descriptor, ""),
+        layer: LayerSource::Build { root, overlay },
+    })
+}
+
+/// A target's folder must hold the buildpack's executables (`.bat`/`.exe` forms on Windows).
+fn require_entry_points(tree: &Tree, root: &std::path::Path, t: &ExpandedTarget) -> Result<()> {
+    let windows = t.os == "windows";
+    for exe in ["build", "detect"] {
+        let candidates: Vec<String> = if windows {
+            vec![format!("bin/{exe}.bat"), format!("bin/{exe}.exe"), format!("bin/{exe}")]
+        } else {
+            vec![format!("bin/{exe}")]
+        };
+        if candidates.iter().any(|c| std::fs::symlink_metadata(root.join(c)).is_ok()) {
+            continue;
+        }
+        let wanted = if windows { format!("bin/{exe}.bat or bin/{exe}.exe") } else { format!("bin/{exe}") };
+        let folder = match root.strip_prefix(&tree.root) {
+            Ok(rel) if rel.as_os_str().is_empty() => "the buildpack root".to_string(),
+            Ok(rel) => format!("folder {}", rel.display()),
+            Err(_) => format!("folder {}", root.display()),
+        };
+        return Err(Error::invalid(&tree.origin, format!("target {} uses {folder}, which has no {wanted}", t.display())));
+    }
+    Ok(())
+}
+
+/// Whether a buildpack that declares `targets` supports `t` (no targets: every target).
+fn tree_supports(d: &BuildpackDescriptor, t: &ExpandedTarget) -> bool {
+    d.targets.is_empty()
+        || d.targets.iter().any(|dt| {
+            (dt.os.is_empty() || dt.os == t.os)
+                && (dt.arch.is_empty() || t.arch.is_empty() || dt.arch == t.arch)
+                && (dt.variant.is_empty() || t.variant.is_empty() || dt.variant == t.variant)
+        })
+}
+
+/// The modules a dependency contributes to the image for `t`.
+pub(crate) fn dependency_modules(dep: &Dependency, index: usize, t: &ExpandedTarget) -> Result<Vec<ModulePlan>> {
+    match dep {
+        Dependency::Tree(tree) => {
+            if !tree_supports(&tree.descriptor, t) {
+                let have: Vec<String> = tree.descriptor.targets.iter().map(|x| x.display()).collect();
+                return Err(Error::invalid(
+                    &tree.origin,
+                    format!("dependency {} has no target {} (it has {})", tree.descriptor.info.full_name(), t.display(), have.join(", ")),
+                ));
+            }
+            Ok(vec![tree_module(tree, t, true)?])
+        }
+        Dependency::Package { reader, origin } => {
+            let image = select_image(reader, origin, t)?;
+            package_modules(reader, origin, index, &image)
+        }
+    }
+}
+
+/// How well an image's platform fits a target; `None` when it cannot serve it.
+fn fit(image: &ImageRef, t: &ExpandedTarget) -> Option<u32> {
+    let p = image.platform();
+    let mut score = 0;
+    if !p.os.is_empty() {
+        if p.os != t.os {
+            return None;
+        }
+        score += 8;
+    }
+    if !p.architecture.is_empty() && !t.arch.is_empty() {
+        if p.architecture != t.arch {
+            return None;
+        }
+        score += 4;
+    }
+    if !p.variant.is_empty() && !t.variant.is_empty() {
+        if p.variant != t.variant {
+            return None;
+        }
+        score += 2;
+    }
+    if let Some(d) = &t.distro {
+        let name = image.descriptor.annotations.get(ANNOTATION_DISTRO_NAME);
+        let version = image.descriptor.annotations.get(ANNOTATION_DISTRO_VERSION);
+        match (name, version) {
+            (Some(n), Some(v)) if *n == d.name && *v == d.version => score += 1,
+            (Some(_), _) => return None,
+            _ => {
+                if t.os == "windows" && !p.os_version.is_empty() {
+                    if p.os_version != d.version {
+                        return None;
+                    }
+                    score += 1;
+                }
+            }
+        }
+    }
+    Some(score)
+}
+
+/// The one image of a dependency package that serves `t`.
+fn select_image(reader: &PackageReader, origin: &std::path::Path, t: &ExpandedTarget) -> Result<ImageRef> {
+    let images = reader.images()?;
+    if images.is_empty() {
+        return Err(Error::invalid(origin, "the package holds no image"));
+    }
+    let mut best: Vec<(u32, &ImageRef)> = images.iter().filter_map(|i| fit(i, t).map(|s| (s, i))).collect();
+    let names = || images.iter().map(|i| platform_name(&i.platform(), &i.descriptor.annotations)).collect::<Vec<_>>().join(", ");
+    let top = best.iter().map(|(s, _)| *s).max();
+    best.retain(|(s, _)| Some(*s) == top);
+    match best.as_slice() {
+        [] => Err(Error::invalid(origin, format!("dependency has no image for target {} (it has {})", t.display(), names()))),
+        [(_, one)] => Ok((*one).clone()),
+        _ => Err(Error::invalid(
+            origin,
+            format!("dependency has several images that fit target {} ({}); name the architecture with --target", t.display(), names()),
+        )),
+    }
+}
+
+/// The modules of one image of a dependency package, from its layers label.
+fn package_modules(reader: &PackageReader, origin: &std::path::Path, index: usize, image: &ImageRef) -> Result<Vec<ModulePlan>> {
+    let labels = image.config.labels();
+    let value = labels
+        .get(LABEL_LAYERS)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| Error::invalid(origin, format!("label '{LABEL_LAYERS}' not found")))?;
+    let label = LayersLabel::parse(value).map_err(|e| Error::invalid(origin, e.to_string()))?;
+    let _ = reader;
+    let mut out = Vec::new();
+    for (id, versions) in &label.0 {
+        for (version, info) in versions {
+            let diff_id: Digest = info
+                .layer_diff_id
+                .parse()
+                .map_err(|_| Error::invalid(origin, format!("{id}@{version} has an invalid layerDiffID '{}'", info.layer_diff_id)))?;
+            let pos = image.config.rootfs.diff_ids.iter().position(|d| *d == diff_id).ok_or_else(|| {
+                Error::invalid(origin, format!("{id}@{version}: layer {diff_id} is not a layer of the image"))
+            })?;
+            let blob = image
+                .manifest
+                .layers
+                .get(pos)
+                .cloned()
+                .ok_or_else(|| Error::invalid(origin, "the manifest has fewer layers than the config's diff_ids"))?;
+            if oci::layer_compression_of(&blob.media_type).is_none() {
+                return Err(Error::invalid(origin, format!("layer {} has unsupported media type '{}'", blob.digest, blob.media_type)));
+            }
+            out.push(ModulePlan {
+                descriptor: descriptor_from_label(id, version, info),
+                label: info.clone(),
+                layer: LayerSource::Import { dependency: index, blob, diff_id },
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A descriptor rebuilt from a layers-label entry (what a package says about a buildpack).
+fn descriptor_from_label(id: &str, version: &str, info: &ModuleLayerInfo) -> BuildpackDescriptor {
+    let mut mi = ModuleInfo { id: id.to_string(), version: version.to_string(), ..Default::default() };
+    mi.present.insert("id".into());
+    mi.present.insert("version".into());
+    if !info.homepage.is_empty() {
+        mi.homepage = info.homepage.clone();
+        mi.present.insert("homepage".into());
+    }
+    if !info.name.is_empty() {
+        mi.name = info.name.clone();
+        mi.present.insert("name".into());
+    }
+    BuildpackDescriptor {
+        api: info.api.clone().unwrap_or_else(|| "0.1".into()),
+        info: mi,
+        stacks: info.stacks.clone(),
+        targets: info.targets.clone(),
+        order: info.order.clone(),
+        ..Default::default()
+    }
+}
+
+/// Merge modules by `id@version`, later ones replacing earlier ones (pack keeps the last).
+pub(crate) fn dedup_modules(modules: Vec<ModulePlan>) -> Vec<ModulePlan> {
+    let mut by_key: BTreeMap<String, ModulePlan> = BTreeMap::new();
+    for m in modules {
+        by_key.insert(m.key(), m);
+    }
+    by_key.into_values().collect()
+}

@@ -1,0 +1,144 @@
+//! Where buildpacks come from: local directories, `.tgz`/`.tar` archives (extracted safely into
+//! a scratch directory), and, for dependencies, `.cnb` files and OCI layout directories.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::atomic::ScratchDir;
+use crate::descriptor::{self, BuildpackDescriptor};
+use crate::error::{Error, IoResultExt, Result};
+use crate::layout::PackageReader;
+use crate::ui::Printer;
+
+/// A buildpack given as a file tree (a directory, or an extracted archive).
+pub(crate) struct Tree {
+    /// The buildpack root on disk.
+    pub root: PathBuf,
+    /// Its decoded `buildpack.toml`.
+    pub descriptor: BuildpackDescriptor,
+    /// What to call `buildpack.toml` in messages (inside the archive for archives).
+    pub descriptor_path: PathBuf,
+    /// The URI as the user wrote it, for messages.
+    pub origin: PathBuf,
+    /// Keeps an extracted archive alive while packaging.
+    _scratch: Option<ScratchDir>,
+}
+
+/// A dependency: a buildpack tree or a finished package.
+pub(crate) enum Dependency {
+    /// A directory or archive holding one buildpack.
+    Tree(Tree),
+    /// A `.cnb` file or an OCI layout directory.
+    Package { reader: PackageReader, origin: PathBuf },
+}
+
+impl Dependency {
+    /// The path the user gave, for messages.
+    pub fn origin(&self) -> &Path {
+        match self {
+            Dependency::Tree(t) => &t.origin,
+            Dependency::Package { origin, .. } => origin,
+        }
+    }
+}
+
+/// Turn a buildpack URI into a local path: relative paths against `base`, `file://` decoded;
+/// anything remote is refused (cnbpkg never touches the network while packaging).
+pub fn resolve_uri(uri: &str, base: &Path) -> Result<PathBuf> {
+    let path = if let Some(rest) = uri.strip_prefix("file://") {
+        PathBuf::from(percent_decode(rest))
+    } else if uri.contains("://") || uri.starts_with("urn:cnb:") {
+        return Err(Error::other(format!(
+            "'{uri}' is not a local file or directory; cnbpkg packages offline: download or pull it first and give its path"
+        )));
+    } else {
+        PathBuf::from(uri)
+    };
+    Ok(if path.is_absolute() { path } else { base.join(path) })
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Load the main buildpack: a directory or a `.tgz`/`.tar` archive with `buildpack.toml` at
+/// its root.
+pub(crate) fn load_tree(location: &Path, ui: &Printer) -> Result<Tree> {
+    let meta = fs::metadata(location).at(location)?;
+    let (root, scratch) = if meta.is_dir() {
+        (location.to_path_buf(), None)
+    } else {
+        let scratch = ScratchDir::new()?;
+        crate::source::extract_archive(location, scratch.path())?;
+        (scratch.path().to_path_buf(), Some(scratch))
+    };
+    let descriptor_path = root.join("buildpack.toml");
+    match fs::symlink_metadata(&descriptor_path) {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => return Err(Error::invalid(location, "buildpack.toml at the buildpack root is not a regular file")),
+        Err(_) => return Err(Error::invalid(location, "no buildpack.toml at the root of the buildpack")),
+    }
+    // Messages about an extracted archive name the archive, not the scratch directory.
+    let shown = if scratch.is_some() { location.join("buildpack.toml") } else { descriptor_path.clone() };
+    let text = fs::read_to_string(&descriptor_path).at(&shown)?;
+    let (descriptor, warnings) = descriptor::parse_buildpack_toml(&shown, &text)?;
+    warnings.iter().for_each(|w| ui.warn(w));
+    Ok(Tree { root, descriptor, descriptor_path: shown, origin: location.to_path_buf(), _scratch: scratch })
+}
+
+/// Load a dependency: a `.cnb` file or layout directory when it holds an OCI layout, otherwise
+/// a buildpack tree (its own package.toml is not followed, as in pack).
+pub(crate) fn load_dependency(location: &Path, ui: &Printer) -> Result<Dependency> {
+    let meta = fs::metadata(location).at(location)?;
+    let is_package = if meta.is_dir() { location.join("oci-layout").is_file() } else { looks_like_layout_archive(location)? };
+    if is_package {
+        let reader = PackageReader::open(location)?;
+        Ok(Dependency::Package { reader, origin: location.to_path_buf() })
+    } else {
+        Ok(Dependency::Tree(load_tree(location, ui)?))
+    }
+}
+
+/// Whether a file is an uncompressed tar with an `oci-layout` entry (a `.cnb`), judged from the
+/// first entries rather than the file name. A gzip-compressed file is a buildpack archive.
+fn looks_like_layout_archive(path: &Path) -> Result<bool> {
+    use std::io::Read;
+    let mut head = [0u8; 2];
+    let mut f = fs::File::open(path).at(path)?;
+    let n = f.read(&mut head).at(path)?;
+    if n == 2 && head == [0x1f, 0x8b] {
+        return Ok(false);
+    }
+    let mut archive = tar::Archive::new(fs::File::open(path).at(path)?);
+    let entries = match archive.entries() {
+        Ok(e) => e,
+        Err(_) => return Ok(false),
+    };
+    // A layout archive names `oci-layout`, `index.json` or `blobs/` among its first entries.
+    for entry in entries.take(64) {
+        let Ok(entry) = entry else { return Ok(false) };
+        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let name = name.trim_start_matches('/').trim_start_matches("./");
+        if name == "oci-layout" || name == "index.json" || name.starts_with("blobs/") || name == "blobs" {
+            return Ok(true);
+        }
+        if name == "buildpack.toml" {
+            return Ok(false);
+        }
+    }
+    Ok(false)
+}
