@@ -119,6 +119,12 @@ impl Header {
     }
 }
 
+/// Whether Go's writer would encode `header` as PAX (a name, link target or number that USTAR
+/// cannot hold, or extra records). pack's Windows layers depend on this (see `layer`).
+pub fn needs_pax(header: &Header) -> bool {
+    matches!(plan(header), Plan::Pax { .. })
+}
+
 /// How one header is encoded: plain USTAR (with an optional prefix split) or PAX records + header.
 enum Plan {
     Ustar { prefix: String, name: String },
