@@ -294,45 +294,36 @@ fn windows_parent_header(name: &str) -> Header {
 /// with no end-of-archive marker (imgutil never closes that tar writer).
 pub fn write_windows_base_layer<W: Write>(out: W) -> io::Result<W> {
     let mut tw = TarWriter::new(out);
-    let dirs_then_files: [(&[&str], &[(&str, &[u8])]); 2] = [
-        (
-            &[
-                "UtilityVM",
-                "UtilityVM/Files",
-                "UtilityVM/Files/EFI",
-                "UtilityVM/Files/EFI/Microsoft",
-                "UtilityVM/Files/EFI/Microsoft/Boot",
-            ],
-            &[("UtilityVM/Files/EFI/Microsoft/Boot/BCD", WINDOWS_BCD)],
-        ),
-        (
-            &[
-                "Files",
-                "Files/Windows",
-                "Files/Windows/System32",
-                "Files/Windows/System32/config",
-            ],
-            &[
-                ("Files/Windows/System32/config/DEFAULT", b""),
-                ("Files/Windows/System32/config/SAM", b""),
-                ("Files/Windows/System32/config/SECURITY", b""),
-                ("Files/Windows/System32/config/SOFTWARE", b""),
-                ("Files/Windows/System32/config/SYSTEM", b""),
-            ],
-        ),
+    // Entries in imgutil's order: a directory header for each `Dir`, a mode-0644 file otherwise.
+    let entries: [(&str, Option<&[u8]>); 15] = [
+        ("UtilityVM", None),
+        ("UtilityVM/Files", None),
+        ("UtilityVM/Files/EFI", None),
+        ("UtilityVM/Files/EFI/Microsoft", None),
+        ("UtilityVM/Files/EFI/Microsoft/Boot", None),
+        ("UtilityVM/Files/EFI/Microsoft/Boot/BCD", Some(WINDOWS_BCD)),
+        ("Files", None),
+        ("Files/Windows", None),
+        ("Files/Windows/System32", None),
+        ("Files/Windows/System32/config", None),
+        ("Files/Windows/System32/config/DEFAULT", Some(b"")),
+        ("Files/Windows/System32/config/SAM", Some(b"")),
+        ("Files/Windows/System32/config/SECURITY", Some(b"")),
+        ("Files/Windows/System32/config/SOFTWARE", Some(b"")),
+        ("Files/Windows/System32/config/SYSTEM", Some(b"")),
     ];
-    for (dirs, files) in dirs_then_files {
-        for dir in dirs {
-            tw.append(&windows_parent_header(dir), &mut io::empty())?;
-        }
-        for (name, data) in files {
-            let header = Header {
-                name: name.to_string(),
-                mode: 0o644,
-                size: data.len() as u64,
-                ..Header::default()
-            };
-            tw.append(&header, &mut &data[..])?;
+    for (name, data) in entries {
+        match data {
+            None => tw.append(&windows_parent_header(name), &mut io::empty())?,
+            Some(data) => {
+                let header = Header {
+                    name: name.to_string(),
+                    mode: 0o644,
+                    size: data.len() as u64,
+                    ..Header::default()
+                };
+                tw.append(&header, &mut &data[..])?;
+            }
         }
     }
     Ok(tw.into_inner_without_trailer())

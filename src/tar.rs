@@ -582,7 +582,7 @@ mod tests {
         assert_eq!(&bytes[0..90], "f".repeat(90).as_bytes());
         assert_eq!(
             &bytes[345..345 + name.len() - 91],
-            name[..name.len() - 91].as_bytes()
+            &name.as_bytes()[..name.len() - 91]
         );
         assert_eq!(bytes[156], b'0');
         assert_eq!(read_back(&bytes)[0].0, name);
