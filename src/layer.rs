@@ -1,1 +1,411 @@
-//! (in progress)
+//! Buildpack and extension layers: the uncompressed tar pack writes for one module directory, Linux or Windows.
+//!
+//! A module layer holds `/cnb/<dist>/<id with / as _>` and `/cnb/<dist>/<id>/<version>`, then the
+//! platform root folder's entries under that prefix in `filepath.Walk` order, with pack's header
+//! normalization (cnb-format reference §4.1–4.2). Windows layers wrap the same entries in the
+//! layout imgutil's `WindowsWriter` produces (§4.5); [`write_windows_base_layer`] writes the fixed
+//! first layer of Windows packages (§4.6).
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoResultExt, Result};
+use crate::source::{walk, SourceEntry, SourceKind};
+use crate::tar::{needs_pax, path_clean, EntryType, Header, TarWriter, NORMALIZED_MTIME};
+
+/// The diffID of the Windows base layer (the sha256 of [`write_windows_base_layer`]'s bytes).
+pub const WINDOWS_BASE_LAYER_DIFF_ID: &str =
+    "sha256:067833dadeca9180bb71a211248cbc0f6ada05499bfdef07dfb04e2eb96e7c82";
+
+/// The `MSWINDOWS.rawsd` security descriptor imgutil gives entries owned by uid 0 / gid 0
+/// (BUILTIN\Administrators), which is every entry after normalization.
+pub const WINDOWS_ADMIN_RAWSD: &str =
+    "AQAAgBQAAAAkAAAAAAAAAAAAAAABAgAAAAAABSAAAAAgAgAAAQIAAAAAAAUgAAAAIAIAAA==";
+
+/// The boot configuration hive every Windows base layer carries.
+const WINDOWS_BCD: &[u8] = include_bytes!("../testdata/fixtures/windows/BCD");
+
+/// Relative names that pack makes executable whatever their mode.
+const ALWAYS_EXECUTABLE: &[&str] = &["bin/build", "bin/detect", "bin/generate"];
+
+/// Which layer writer pack would use for the target OS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerFormat {
+    /// Plain tar (Linux and FreeBSD targets).
+    Linux,
+    /// imgutil's Windows layout: `Files/…`, `Hives`, PAX security descriptors.
+    Windows,
+}
+
+/// One module (buildpack or extension) to put into a layer.
+#[derive(Clone, Copy, Debug)]
+pub struct LayerSpec<'a> {
+    /// `"buildpacks"` or `"extensions"`.
+    pub dist_dir: &'a str,
+    /// Module id as written in buildpack.toml (a `/` becomes `_` in the path).
+    pub id: &'a str,
+    /// Module version, used verbatim in the path.
+    pub version: &'a str,
+    /// Linux or Windows layer layout.
+    pub format: LayerFormat,
+    /// The platform root folder whose contents become the module's files.
+    pub root: &'a Path,
+    /// Files placed into the tree without copying them there (see [`crate::source::walk`]).
+    pub overlays: &'a [(String, PathBuf)],
+}
+
+/// Write the complete uncompressed layer (trailer included) for one module.
+pub fn write_module_layer<W: Write>(spec: &LayerSpec, out: W) -> Result<W> {
+    let mut builder = LayerBuilder::new(out, spec.format);
+    builder.add_module(spec)?;
+    builder.finish()
+}
+
+/// Writes one or more modules into a single layer (one module normally; several for
+/// `--flatten`). As in pack's flattening, an id directory already written is not repeated and a
+/// module already added (same dist dir, id and version) is skipped.
+pub struct LayerBuilder<W: Write> {
+    tw: TarWriter<W>,
+    format: LayerFormat,
+    /// Directory names already written that must not repeat (module id dirs; on Windows also
+    /// every parent directory, as imgutil's `writtenParentPaths`).
+    written_dirs: HashSet<String>,
+    /// `dist/id@version` of every module added.
+    modules: HashSet<String>,
+}
+
+impl<W: Write> LayerBuilder<W> {
+    /// A builder writing a layer of `format` to `out`.
+    pub fn new(out: W, format: LayerFormat) -> Self {
+        LayerBuilder {
+            tw: TarWriter::new(out),
+            format,
+            written_dirs: HashSet::new(),
+            modules: HashSet::new(),
+        }
+    }
+
+    /// Add a module's entries. Returns `false` (writing nothing) if that module was added before.
+    pub fn add_module(&mut self, spec: &LayerSpec) -> Result<bool> {
+        if spec.format != self.format {
+            return Err(Error::other(format!(
+                "module {}@{}: a {:?} module cannot go into a {:?} layer",
+                spec.id, spec.version, spec.format, self.format
+            )));
+        }
+        if !self
+            .modules
+            .insert(format!("{}/{}@{}", spec.dist_dir, spec.id, spec.version))
+        {
+            return Ok(false);
+        }
+        let entries = walk(spec.root, spec.overlays)?;
+        let id_dir = path_clean(&format!(
+            "/cnb/{}/{}",
+            spec.dist_dir,
+            spec.id.replace('/', "_")
+        ));
+        let base = path_clean(&format!("{id_dir}/{}", spec.version));
+        // pack's flatten writer skips an id directory it has already written (two versions of
+        // one module); the Windows layout skips repeated directories by itself.
+        let repeated_id_dir =
+            self.format == LayerFormat::Linux && !self.written_dirs.insert(id_dir.clone());
+        if !repeated_id_dir {
+            self.emit(&Header::dir(id_dir), &mut io::empty(), false, spec.root)?;
+        }
+        self.emit(
+            &Header::dir(base.clone()),
+            &mut io::empty(),
+            false,
+            spec.root,
+        )?;
+        for entry in &entries {
+            self.add_entry(&base, entry)?;
+        }
+        Ok(true)
+    }
+
+    /// Finish the layer: the end-of-archive marker, after imgutil's `Files`/`Hives` dirs on
+    /// Windows if nothing wrote them yet.
+    pub fn finish(mut self) -> Result<W> {
+        if self.format == LayerFormat::Windows {
+            self.init_windows().map_err(write_error)?;
+        }
+        self.tw.finish().map_err(write_error)
+    }
+
+    /// Write one walked entry under `base`.
+    fn add_entry(&mut self, base: &str, entry: &SourceEntry) -> Result<()> {
+        let (header, source_pax) = entry_header(base, entry);
+        match entry.kind {
+            SourceKind::File { .. } => {
+                let file = File::open(&entry.path).at(&entry.path)?;
+                let mut reader = TrackedReader {
+                    inner: file,
+                    failed: false,
+                };
+                self.emit(&header, &mut reader, source_pax, &entry.path)
+            }
+            _ => self.emit(&header, &mut io::empty(), source_pax, &entry.path),
+        }
+    }
+
+    /// Write a header in the layer's layout. `source_pax` says whether pack's intermediate
+    /// source tar held this entry as PAX, which on Windows suppresses the security descriptor.
+    fn emit(
+        &mut self,
+        header: &Header,
+        data: &mut dyn TrackedRead,
+        source_pax: bool,
+        path: &Path,
+    ) -> Result<()> {
+        let result = match self.format {
+            LayerFormat::Linux => self.tw.append(header, data.as_read()),
+            LayerFormat::Windows => self.emit_windows(header, data.as_read(), source_pax),
+        };
+        result.map_err(|e| {
+            if data.read_failed() {
+                Error::io(path, e)
+            } else if e.kind() == io::ErrorKind::InvalidInput
+                || e.kind() == io::ErrorKind::UnexpectedEof
+            {
+                Error::invalid(path, format!("cannot be written to the layer: {e}"))
+            } else {
+                write_error(e)
+            }
+        })
+    }
+
+    /// imgutil's `WindowsWriter.WriteHeader`: `Files`/`Hives` first, the entry renamed under
+    /// `Files/`, its parent directories written once (mode 0, mtime 0), a security descriptor
+    /// record unless the header already carried PAX records, and directories never repeated.
+    fn emit_windows(
+        &mut self,
+        header: &Header,
+        data: &mut dyn Read,
+        source_pax: bool,
+    ) -> io::Result<()> {
+        self.init_windows()?;
+        let mut header = header.clone();
+        header.name = path_clean(&format!("Files/{}", header.name));
+        let parent = match header.name.rfind('/') {
+            Some(i) => header.name[..i].to_string(),
+            None => String::new(),
+        };
+        let mut prefix = String::new();
+        for part in parent.split('/').filter(|p| !p.is_empty()) {
+            prefix = if prefix.is_empty() {
+                part.to_string()
+            } else {
+                format!("{prefix}/{part}")
+            };
+            self.windows_dir(&windows_parent_header(&prefix))?;
+        }
+        if !source_pax {
+            header.pax = BTreeMap::from([(
+                "MSWINDOWS.rawsd".to_string(),
+                WINDOWS_ADMIN_RAWSD.to_string(),
+            )]);
+        }
+        if header.typ == EntryType::Dir {
+            return self.windows_dir(&header);
+        }
+        self.tw.append(&header, data)
+    }
+
+    fn init_windows(&mut self) -> io::Result<()> {
+        self.windows_dir(&windows_parent_header("Files"))?;
+        self.windows_dir(&windows_parent_header("Hives"))
+    }
+
+    /// Write a directory header unless one of that name was written already.
+    fn windows_dir(&mut self, header: &Header) -> io::Result<()> {
+        if self.written_dirs.contains(&header.name) {
+            return Ok(());
+        }
+        self.tw.append(header, &mut io::empty())?;
+        self.written_dirs.insert(header.name.clone());
+        Ok(())
+    }
+}
+
+/// The normalized layer header of a walked entry, and whether pack's intermediate tar of the
+/// source directory (entry names relative to the root) would have stored it as PAX.
+fn entry_header(base: &str, entry: &SourceEntry) -> (Header, bool) {
+    let name = path_clean(&format!("{base}/{}", entry.rel));
+    let mode = calc_file_mode(&entry.rel, &entry.kind, entry.mode);
+    let mut header = Header {
+        name,
+        mode,
+        mtime: NORMALIZED_MTIME,
+        ..Header::default()
+    };
+    let mut source = Header {
+        name: entry.rel.clone(),
+        ..Header::default()
+    };
+    match &entry.kind {
+        SourceKind::Dir => header.typ = EntryType::Dir,
+        SourceKind::File { size } => {
+            header.size = *size;
+            source.size = *size;
+        }
+        SourceKind::Symlink { target } => {
+            header.typ = EntryType::Symlink;
+            header.linkname = target.clone();
+            source.linkname = target.clone();
+        }
+        SourceKind::Hardlink { first } => {
+            header.typ = EntryType::Hardlink;
+            header.linkname = path_clean(&format!("{base}/{first}"));
+            source.linkname = first.clone();
+        }
+    }
+    (header, needs_pax(&source))
+}
+
+/// pack's `calcFileMode`: directories, symlinks (their 0777 mode has execute bits) and anything
+/// executable become 0755, as do `bin/build`, `bin/detect` and `bin/generate` whatever their
+/// mode; everything else 0644. setuid, setgid and sticky bits are dropped.
+pub fn calc_file_mode(rel: &str, kind: &SourceKind, mode: u32) -> u32 {
+    let executable = match kind {
+        SourceKind::Dir | SourceKind::Symlink { .. } => true,
+        _ => ALWAYS_EXECUTABLE.contains(&rel) || mode & 0o111 != 0,
+    };
+    if executable {
+        0o755
+    } else {
+        0o644
+    }
+}
+
+/// imgutil's parent directory headers: only a name and the directory type (mode 0, mtime 0).
+fn windows_parent_header(name: &str) -> Header {
+    Header {
+        name: name.to_string(),
+        typ: EntryType::Dir,
+        ..Header::default()
+    }
+}
+
+/// Write imgutil's Windows base layer: the `UtilityVM` boot files and empty registry hives,
+/// with no end-of-archive marker (imgutil never closes that tar writer).
+pub fn write_windows_base_layer<W: Write>(out: W) -> io::Result<W> {
+    let mut tw = TarWriter::new(out);
+    // Entries in imgutil's order: a directory header for each `Dir`, a mode-0644 file otherwise.
+    let entries: [(&str, Option<&[u8]>); 15] = [
+        ("UtilityVM", None),
+        ("UtilityVM/Files", None),
+        ("UtilityVM/Files/EFI", None),
+        ("UtilityVM/Files/EFI/Microsoft", None),
+        ("UtilityVM/Files/EFI/Microsoft/Boot", None),
+        ("UtilityVM/Files/EFI/Microsoft/Boot/BCD", Some(WINDOWS_BCD)),
+        ("Files", None),
+        ("Files/Windows", None),
+        ("Files/Windows/System32", None),
+        ("Files/Windows/System32/config", None),
+        ("Files/Windows/System32/config/DEFAULT", Some(b"")),
+        ("Files/Windows/System32/config/SAM", Some(b"")),
+        ("Files/Windows/System32/config/SECURITY", Some(b"")),
+        ("Files/Windows/System32/config/SOFTWARE", Some(b"")),
+        ("Files/Windows/System32/config/SYSTEM", Some(b"")),
+    ];
+    for (name, data) in entries {
+        match data {
+            None => tw.append(&windows_parent_header(name), &mut io::empty())?,
+            Some(data) => {
+                let header = Header {
+                    name: name.to_string(),
+                    mode: 0o644,
+                    size: data.len() as u64,
+                    ..Header::default()
+                };
+                tw.append(&header, &mut &data[..])?;
+            }
+        }
+    }
+    Ok(tw.into_inner_without_trailer())
+}
+
+/// An output failure, which names no source file.
+fn write_error(e: io::Error) -> Error {
+    Error::other(format!("writing layer: {e}"))
+}
+
+/// A reader that remembers whether it failed, so errors can be blamed on the source file or the
+/// output correctly.
+trait TrackedRead {
+    fn as_read(&mut self) -> &mut dyn Read;
+    fn read_failed(&self) -> bool;
+}
+
+struct TrackedReader<R> {
+    inner: R,
+    failed: bool,
+}
+
+impl<R: Read> Read for TrackedReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let r = self.inner.read(buf);
+        self.failed |= r
+            .as_ref()
+            .is_err_and(|e| e.kind() != io::ErrorKind::Interrupted);
+        r
+    }
+}
+
+impl<R: Read> TrackedRead for TrackedReader<R> {
+    fn as_read(&mut self) -> &mut dyn Read {
+        self
+    }
+    fn read_failed(&self) -> bool {
+        self.failed
+    }
+}
+
+impl TrackedRead for io::Empty {
+    fn as_read(&mut self) -> &mut dyn Read {
+        self
+    }
+    fn read_failed(&self) -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_modes_follow_pack() {
+        let file = SourceKind::File { size: 0 };
+        assert_eq!(calc_file_mode("bin/build", &file, 0o600), 0o755);
+        assert_eq!(calc_file_mode("bin/generate", &file, 0o644), 0o755);
+        assert_eq!(calc_file_mode("bin/build.bat", &file, 0o644), 0o644);
+        assert_eq!(calc_file_mode("x", &file, 0o4700), 0o755);
+        assert_eq!(calc_file_mode("x", &file, 0o4644), 0o644);
+        assert_eq!(calc_file_mode("d", &SourceKind::Dir, 0o700), 0o755);
+        assert_eq!(
+            calc_file_mode("l", &SourceKind::Symlink { target: "x".into() }, 0o777),
+            0o755
+        );
+    }
+
+    #[test]
+    fn base_layer_matches_fixture() {
+        let ours = write_windows_base_layer(Vec::new()).unwrap();
+        let fixture = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/testdata/fixtures/windows/base-layer.tar"
+        ))
+        .unwrap();
+        assert_eq!(ours.len(), 19968);
+        assert!(ours == fixture, "base layer differs from the fixture");
+        assert_eq!(
+            crate::digest::Digest::of(&ours).to_string(),
+            WINDOWS_BASE_LAYER_DIFF_ID
+        );
+    }
+}

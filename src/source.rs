@@ -1,1 +1,766 @@
-//! (in progress)
+//! Buildpack sources: walking a directory tree in pack's order, and extracting `.tgz`/`.tar` archives safely.
+//!
+//! [`walk`] lists a tree the way Go's `filepath.Walk` visits it inside pack's `WriteDirToTar`
+//! (pre-order, siblings sorted bytewise), so layers built from the list match pack's. Archives are
+//! first extracted with [`extract_archive`] and then walked like any directory, which gives them
+//! the same normalization (and platform folders) as directory sources.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoResultExt, Result};
+
+/// One entry of a source tree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceEntry {
+    /// Path relative to the walked root, `/`-separated, no leading `./`.
+    pub rel: String,
+    /// Where the entry is on disk (for overlays, the overlay file).
+    pub path: PathBuf,
+    /// What the entry is.
+    pub kind: SourceKind,
+    /// Permission bits from the file system (`st_mode & 0o7777`).
+    pub mode: u32,
+}
+
+/// The kind of a [`SourceEntry`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SourceKind {
+    /// A directory.
+    Dir,
+    /// A regular file of `size` bytes (as seen when walked).
+    File { size: u64 },
+    /// A symbolic link, never followed; `target` is verbatim.
+    Symlink { target: String },
+    /// A later path of a multiply-linked file; `first` is the `rel` of the first path seen.
+    Hardlink { first: String },
+}
+
+/// What a directory listing slot holds: something on disk, or an overlay file.
+enum Child {
+    Disk(PathBuf),
+    Overlay {
+        file: PathBuf,
+        replaces: Option<PathBuf>,
+    },
+}
+
+/// List `root`'s entries in Go `filepath.Walk` order (root excluded), with `overlays` —
+/// (relative path, disk file) pairs — replacing or adding files at their sorted positions.
+///
+/// Sockets and FIFOs are skipped (pack skips sockets and cannot package FIFOs); device files,
+/// symlink loops and names that are not UTF-8 are errors naming the file.
+pub fn walk(root: &Path, overlays: &[(String, PathBuf)]) -> Result<Vec<SourceEntry>> {
+    let meta = fs::metadata(root).at(root)?;
+    if !meta.is_dir() {
+        return Err(Error::invalid(root, "not a directory"));
+    }
+    let overlays = group_overlays(overlays)?;
+    let mut hardlinks: HashMap<(u64, u64), String> = HashMap::new();
+    let mut out = Vec::new();
+    // An explicit stack (children pushed in reverse) gives pre-order without recursion, so deep
+    // trees cannot overflow the thread's stack.
+    let mut stack: Vec<(String, Child)> = Vec::new();
+    push_children(&mut stack, root, "", &overlays)?;
+    while let Some((rel, child)) = stack.pop() {
+        let entry = match child {
+            Child::Overlay { file, replaces } => overlay_entry(rel, file, replaces.as_deref())?,
+            Child::Disk(path) => match disk_entry(rel, path, &mut hardlinks)? {
+                Some(e) => e,
+                None => continue,
+            },
+        };
+        if entry.kind == SourceKind::Dir {
+            push_children(&mut stack, &entry.path, &entry.rel, &overlays)?;
+        }
+        out.push(entry);
+    }
+    if let Some((dir, _)) = overlays
+        .iter()
+        .find(|(dir, _)| !dir.is_empty() && !out.iter().any(|e| &e.rel == *dir))
+    {
+        return Err(Error::invalid(
+            root,
+            format!("overlay directory '{dir}' does not exist in the tree"),
+        ));
+    }
+    Ok(out)
+}
+
+/// Overlays keyed by parent directory (relative, `""` for the root), then by file name.
+fn group_overlays(
+    overlays: &[(String, PathBuf)],
+) -> Result<BTreeMap<String, BTreeMap<Vec<u8>, PathBuf>>> {
+    let mut map: BTreeMap<String, BTreeMap<Vec<u8>, PathBuf>> = BTreeMap::new();
+    for (rel, file) in overlays {
+        let clean = rel
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != "..");
+        if !clean {
+            return Err(Error::invalid(
+                file,
+                format!("invalid overlay path '{rel}'"),
+            ));
+        }
+        let (dir, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+        map.entry(dir.to_string())
+            .or_default()
+            .insert(name.as_bytes().to_vec(), file.clone());
+    }
+    Ok(map)
+}
+
+/// Push `dir`'s children (merged with its overlays) so that they pop in bytewise name order.
+fn push_children(
+    stack: &mut Vec<(String, Child)>,
+    dir: &Path,
+    rel: &str,
+    overlays: &BTreeMap<String, BTreeMap<Vec<u8>, PathBuf>>,
+) -> Result<()> {
+    let mut names: BTreeMap<Vec<u8>, Child> = BTreeMap::new();
+    for item in fs::read_dir(dir).at(dir)? {
+        let item = item.at(dir)?;
+        names.insert(
+            item.file_name().as_bytes().to_vec(),
+            Child::Disk(item.path()),
+        );
+    }
+    if let Some(extra) = overlays.get(rel) {
+        for (name, file) in extra {
+            let replaces = match names.remove(name) {
+                Some(Child::Disk(p)) => Some(p),
+                _ => None,
+            };
+            names.insert(
+                name.clone(),
+                Child::Overlay {
+                    file: file.clone(),
+                    replaces,
+                },
+            );
+        }
+    }
+    for (name, child) in names.into_iter().rev() {
+        let name = String::from_utf8(name).map_err(|e| {
+            let bad = dir.join(std::ffi::OsStr::from_bytes(e.as_bytes()));
+            Error::invalid(
+                bad,
+                "file name is not valid UTF-8 and cannot be stored in a layer",
+            )
+        })?;
+        let child_rel = if rel.is_empty() {
+            name
+        } else {
+            format!("{rel}/{name}")
+        };
+        stack.push((child_rel, child));
+    }
+    Ok(())
+}
+
+/// The entry for an overlay file. Its mode is that of the file it replaces, else 0644, because
+/// pack copies the file with `os.Create` (which keeps an existing file's mode and otherwise
+/// creates 0666 minus umask, never executable).
+fn overlay_entry(rel: String, file: PathBuf, replaces: Option<&Path>) -> Result<SourceEntry> {
+    let meta = fs::metadata(&file).at(&file)?;
+    if !meta.is_file() {
+        return Err(Error::invalid(&file, "overlay is not a regular file"));
+    }
+    let mode = match replaces.map(fs::symlink_metadata) {
+        Some(Ok(m)) if m.is_file() => m.mode() & 0o7777,
+        Some(Ok(_)) => {
+            return Err(Error::invalid(
+                replaces.unwrap_or(&file),
+                "overlay would replace something that is not a regular file",
+            ))
+        }
+        _ => 0o644,
+    };
+    Ok(SourceEntry {
+        rel,
+        path: file,
+        kind: SourceKind::File { size: meta.len() },
+        mode,
+    })
+}
+
+/// The entry for a path on disk, or `None` for sockets and FIFOs.
+fn disk_entry(
+    rel: String,
+    path: PathBuf,
+    hardlinks: &mut HashMap<(u64, u64), String>,
+) -> Result<Option<SourceEntry>> {
+    let meta = fs::symlink_metadata(&path).at(&path)?;
+    let ft = meta.file_type();
+    let mode = meta.mode() & 0o7777;
+    let kind = if ft.is_symlink() {
+        SourceKind::Symlink {
+            target: symlink_target(&path)?,
+        }
+    } else if ft.is_dir() {
+        SourceKind::Dir
+    } else if ft.is_file() {
+        file_kind(&rel, &meta, hardlinks)
+    } else if ft.is_socket() || ft.is_fifo() {
+        return Ok(None);
+    } else {
+        return Err(Error::invalid(&path, "device files cannot be packaged"));
+    };
+    Ok(Some(SourceEntry {
+        rel,
+        path,
+        kind,
+        mode,
+    }))
+}
+
+/// A regular file, or a hardlink to the first path seen with the same (device, inode).
+fn file_kind(
+    rel: &str,
+    meta: &fs::Metadata,
+    hardlinks: &mut HashMap<(u64, u64), String>,
+) -> SourceKind {
+    if meta.nlink() > 1 {
+        let key = (meta.dev(), meta.ino());
+        if let Some(first) = hardlinks.get(&key) {
+            return SourceKind::Hardlink {
+                first: first.clone(),
+            };
+        }
+        hardlinks.insert(key, rel.to_string());
+    }
+    SourceKind::File { size: meta.len() }
+}
+
+/// A symlink's target, verbatim; a link whose resolution loops is an error.
+fn symlink_target(path: &Path) -> Result<String> {
+    let target = fs::read_link(path).at(path)?;
+    if let Err(e) = fs::metadata(path) {
+        if e.raw_os_error() == Some(libc::ELOOP) {
+            return Err(Error::invalid(path, "symlink loop"));
+        }
+    }
+    target.into_os_string().into_string().map_err(|_| {
+        Error::invalid(
+            path,
+            "symlink target is not valid UTF-8 and cannot be stored in a layer",
+        )
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Archive extraction
+// ---------------------------------------------------------------------------------------------
+
+/// Extraction stops once file data exceeds this, so a crafted archive cannot fill the disk.
+pub const MAX_EXTRACT_BYTES: u64 = 64 << 30;
+/// Extraction stops after this many entries.
+pub const MAX_EXTRACT_ENTRIES: u64 = 1_000_000;
+/// Longest accepted entry name or link target (Linux `PATH_MAX`).
+pub const MAX_PATH_LEN: usize = 4096;
+/// Bound on all names kept in memory together (entry count × name length could be gigabytes).
+const MAX_NAME_BYTES: u64 = 256 << 20;
+/// Bound on one PAX or GNU long-name header, which must be held in memory (Go uses 1 MiB too).
+const MAX_META_SIZE: u64 = 1 << 20;
+/// Symlink hops followed when checking where a link resolves (Linux's limit).
+const MAX_SYMLINK_HOPS: usize = 40;
+
+/// What has been extracted at a relative path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Extracted {
+    Dir,
+    File,
+    Symlink(String),
+}
+
+/// Extract a `.tgz` or `.tar` buildpack archive (gzip is recognized by its magic bytes) into
+/// `dest`, which must be missing or empty.
+///
+/// Rejected with a one-line error naming the archive and the entry: absolute names, `..`
+/// components, symlinks or hardlinks that point outside the root, entries written through an
+/// extracted symlink, device and FIFO entries, conflicting duplicates, and archives beyond
+/// [`MAX_EXTRACT_BYTES`], [`MAX_EXTRACT_ENTRIES`] or [`MAX_PATH_LEN`]. Permissions are set
+/// explicitly (umask-independent); setuid, setgid and sticky bits are dropped since layers drop
+/// them anyway. On error, `dest` may hold a partial tree; nothing is written outside it.
+pub fn extract_archive(archive: &Path, dest: &Path) -> Result<()> {
+    let mut reader = BufReader::new(File::open(archive).at(archive)?);
+    let is_gzip = reader.fill_buf().at(archive)?.starts_with(&[0x1f, 0x8b]);
+    let input: Box<dyn Read> = if is_gzip {
+        Box::new(flate2::read::MultiGzDecoder::new(reader))
+    } else {
+        Box::new(reader)
+    };
+    prepare_dest(dest)?;
+    let mut ex = Extractor::new(archive, dest);
+    let mut ar = ::tar::Archive::new(input);
+    // Raw mode: we read PAX and GNU long-name headers ourselves, with a size bound, instead of
+    // letting the reader buffer them whole.
+    let entries = ar
+        .entries()
+        .map_err(|e| ex.fail("", format!("not a tar archive: {e}")))?
+        .raw(true);
+    let mut meta = PendingMeta::default();
+    for entry in entries {
+        let entry = entry.map_err(|e| ex.fail("", format!("corrupt archive: {e}")))?;
+        ex.entry(entry, &mut meta)?;
+    }
+    ex.finish()
+}
+
+/// `dest` must be an empty directory; a missing one is created.
+fn prepare_dest(dest: &Path) -> Result<()> {
+    match fs::read_dir(dest) {
+        Ok(mut it) => match it.next() {
+            None => Ok(()),
+            Some(_) => Err(Error::invalid(dest, "extraction directory is not empty")),
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir_all(dest).at(dest),
+        Err(e) => Err(Error::io(dest, e)),
+    }
+}
+
+/// Name overrides from PAX (`path`, `linkpath`) or GNU long-name headers for the next entry.
+#[derive(Default)]
+struct PendingMeta {
+    path: Option<Vec<u8>>,
+    link: Option<Vec<u8>>,
+}
+
+/// State of one extraction: what exists where, and the running totals that bound it.
+struct Extractor<'a> {
+    archive: &'a Path,
+    dest: &'a Path,
+    seen: HashMap<String, Extracted>,
+    dir_modes: Vec<(String, u32)>,
+    entries: u64,
+    data_bytes: u64,
+    name_bytes: u64,
+}
+
+impl<'a> Extractor<'a> {
+    fn new(archive: &'a Path, dest: &'a Path) -> Self {
+        Extractor {
+            archive,
+            dest,
+            seen: HashMap::new(),
+            dir_modes: Vec::new(),
+            entries: 0,
+            data_bytes: 0,
+            name_bytes: 0,
+        }
+    }
+
+    /// An error naming the archive and the entry.
+    fn fail(&self, entry: &str, problem: impl std::fmt::Display) -> Error {
+        if entry.is_empty() {
+            Error::invalid(self.archive, problem.to_string())
+        } else {
+            Error::invalid(
+                self.archive,
+                format!("entry '{}': {problem}", entry.escape_debug()),
+            )
+        }
+    }
+
+    fn entry<R: Read>(
+        &mut self,
+        mut entry: ::tar::Entry<'_, R>,
+        meta: &mut PendingMeta,
+    ) -> Result<()> {
+        let header_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let et = entry.header().entry_type();
+        if et.is_pax_local_extensions() || et.is_gnu_longname() || et.is_gnu_longlink() {
+            let data = self.read_meta(&mut entry, &header_name)?;
+            if et.is_pax_local_extensions() {
+                self.apply_pax(&data, &header_name, meta)?;
+            } else {
+                let value = data.strip_suffix(&[0]).unwrap_or(&data).to_vec();
+                *(if et.is_gnu_longname() {
+                    &mut meta.path
+                } else {
+                    &mut meta.link
+                }) = Some(value);
+            }
+            return Ok(());
+        }
+        let pending = std::mem::take(meta);
+        if et.is_pax_global_extensions() {
+            return Ok(());
+        }
+        let raw_name = pending
+            .path
+            .unwrap_or_else(|| entry.path_bytes().into_owned());
+        let name = String::from_utf8(raw_name)
+            .map_err(|_| self.fail(&header_name, "name is not valid UTF-8"))?;
+        self.entries += 1;
+        if self.entries > MAX_EXTRACT_ENTRIES {
+            return Err(self.fail(
+                &name,
+                format!("archive has more than {MAX_EXTRACT_ENTRIES} entries"),
+            ));
+        }
+        self.name_bytes += name.len() as u64;
+        if self.name_bytes > MAX_NAME_BYTES {
+            return Err(self.fail(&name, "archive names are too long in total"));
+        }
+        let Some(rel) = self.clean_name(&name)? else {
+            return Ok(()); // the root itself ("./")
+        };
+        let mode = entry.header().mode().map_err(|e| self.fail(&name, e))? & 0o777;
+        let link = || -> Result<String> {
+            let raw = pending
+                .link
+                .clone()
+                .or_else(|| entry.link_name_bytes().map(|b| b.into_owned()))
+                .unwrap_or_default();
+            let s = String::from_utf8(raw)
+                .map_err(|_| self.fail(&name, "link target is not valid UTF-8"))?;
+            if s.len() > MAX_PATH_LEN {
+                return Err(self.fail(&name, "link target is too long"));
+            }
+            Ok(s)
+        };
+        use ::tar::EntryType as T;
+        match et {
+            T::Directory => self.make_dir(&rel, &name, mode),
+            T::Regular | T::Continuous if name.ends_with('/') => self.make_dir(&rel, &name, mode),
+            T::Regular | T::Continuous => self.make_file(&rel, &name, mode, &mut entry),
+            T::Symlink => {
+                let target = link()?;
+                self.make_symlink(&rel, &name, target)
+            }
+            T::Link => {
+                let target = link()?;
+                self.make_hardlink(&rel, &name, &target)
+            }
+            T::Char | T::Block => Err(self.fail(&name, "device entries are not allowed")),
+            T::Fifo => Err(self.fail(&name, "FIFO entries are not allowed")),
+            T::GNUSparse => Err(self.fail(&name, "sparse files are not supported")),
+            other => Err(self.fail(
+                &name,
+                format!("unsupported entry type '{}'", other.as_byte() as char),
+            )),
+        }
+    }
+
+    /// Read a PAX or GNU long-name header's data, bounded.
+    fn read_meta<R: Read>(&self, entry: &mut ::tar::Entry<'_, R>, name: &str) -> Result<Vec<u8>> {
+        if entry.size() > MAX_META_SIZE {
+            return Err(self.fail(name, "extended header is larger than 1 MiB"));
+        }
+        let mut data = Vec::new();
+        entry
+            .read_to_end(&mut data)
+            .map_err(|e| self.fail(name, format!("corrupt archive: {e}")))?;
+        Ok(data)
+    }
+
+    /// Take `path` and `linkpath` from PAX records; a `size` record cannot be honoured in raw
+    /// reading (the data framing would be wrong), so it is rejected rather than misread.
+    fn apply_pax(&self, data: &[u8], name: &str, meta: &mut PendingMeta) -> Result<()> {
+        for ext in ::tar::PaxExtensions::new(data) {
+            let ext = ext.map_err(|_| self.fail(name, "malformed PAX header"))?;
+            match ext.key_bytes() {
+                b"path" => meta.path = Some(ext.value_bytes().to_vec()),
+                b"linkpath" => meta.link = Some(ext.value_bytes().to_vec()),
+                b"size" => {
+                    return Err(self.fail(
+                        name,
+                        "PAX size records (files of 8 GiB or more) are not supported",
+                    ))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Normalize an entry name to a relative `a/b/c`; `None` for the root. Absolute names and
+    /// `..` components are rejected.
+    fn clean_name(&self, name: &str) -> Result<Option<String>> {
+        if name.len() > MAX_PATH_LEN {
+            return Err(self.fail(name, "name is too long"));
+        }
+        if name.starts_with('/') {
+            return Err(self.fail(name, "absolute path"));
+        }
+        let mut parts = Vec::new();
+        for c in name.split('/') {
+            match c {
+                "" | "." => {}
+                ".." => return Err(self.fail(name, "path contains a '..' component")),
+                c => parts.push(c),
+            }
+        }
+        Ok(if parts.is_empty() {
+            None
+        } else {
+            Some(parts.join("/"))
+        })
+    }
+
+    /// Make sure every ancestor of `rel` is a real directory we created, creating missing ones;
+    /// an ancestor that is an extracted symlink or file is an error.
+    fn ensure_parents(&mut self, rel: &str, name: &str) -> Result<()> {
+        let mut end = 0;
+        while let Some(i) = rel[end..].find('/') {
+            let parent = &rel[..end + i];
+            match self.seen.get(parent) {
+                Some(Extracted::Dir) => {}
+                Some(Extracted::Symlink(_)) => {
+                    return Err(self.fail(
+                        name,
+                        format!("would be written through the symlink '{parent}'"),
+                    ))
+                }
+                Some(Extracted::File) => {
+                    return Err(self.fail(name, format!("parent '{parent}' is not a directory")))
+                }
+                None => {
+                    self.create_dir(parent)?;
+                    self.dir_modes.push((parent.to_string(), 0o755));
+                }
+            }
+            end += i + 1;
+        }
+        Ok(())
+    }
+
+    /// Create a directory we can fill (0700 for now; final modes are applied in `finish`).
+    fn create_dir(&mut self, rel: &str) -> Result<()> {
+        let path = self.dest.join(rel);
+        fs::create_dir(&path).at(&path)?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).at(&path)?;
+        self.seen.insert(rel.to_string(), Extracted::Dir);
+        Ok(())
+    }
+
+    /// Whether `rel` is free; a repeated directory (or identical symlink) is fine, other repeats
+    /// conflict.
+    fn claim(&self, rel: &str, name: &str, what: &Extracted) -> Result<bool> {
+        match self.seen.get(rel) {
+            None => Ok(true),
+            Some(prev) if prev == what && !matches!(what, Extracted::File) => Ok(false),
+            Some(_) => Err(self.fail(name, "duplicate entry conflicts with an earlier one")),
+        }
+    }
+
+    fn make_dir(&mut self, rel: &str, name: &str, mode: u32) -> Result<()> {
+        self.ensure_parents(rel, name)?;
+        if self.claim(rel, name, &Extracted::Dir)? {
+            self.create_dir(rel)?;
+        }
+        self.dir_modes.retain(|(r, _)| r != rel);
+        self.dir_modes.push((rel.to_string(), mode));
+        Ok(())
+    }
+
+    fn make_file<R: Read>(&mut self, rel: &str, name: &str, mode: u32, data: &mut R) -> Result<()> {
+        self.ensure_parents(rel, name)?;
+        self.claim(rel, name, &Extracted::File)?;
+        let path = self.dest.join(rel);
+        // O_NOFOLLOW + create_new: never write through or over anything already there.
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .at(&path)?;
+        let budget = MAX_EXTRACT_BYTES - self.data_bytes;
+        let copied =
+            io::copy(&mut data.take(budget + 1), &mut file).map_err(|e| self.fail(name, e))?;
+        if copied > budget {
+            return Err(self.fail(
+                name,
+                format!(
+                    "archive expands to more than {} GiB",
+                    MAX_EXTRACT_BYTES >> 30
+                ),
+            ));
+        }
+        self.data_bytes += copied;
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).at(&path)?;
+        self.seen.insert(rel.to_string(), Extracted::File);
+        Ok(())
+    }
+
+    fn make_symlink(&mut self, rel: &str, name: &str, target: String) -> Result<()> {
+        self.ensure_parents(rel, name)?;
+        if target.is_empty() {
+            return Err(self.fail(name, "symlink has an empty target"));
+        }
+        if lexically_escapes(rel, &target) {
+            return Err(self.fail(
+                name,
+                format!("symlink target '{target}' escapes the archive root"),
+            ));
+        }
+        let what = Extracted::Symlink(target.clone());
+        if self.claim(rel, name, &what)? {
+            let path = self.dest.join(rel);
+            std::os::unix::fs::symlink(&target, &path).at(&path)?;
+            self.seen.insert(rel.to_string(), what);
+        }
+        Ok(())
+    }
+
+    fn make_hardlink(&mut self, rel: &str, name: &str, target: &str) -> Result<()> {
+        self.ensure_parents(rel, name)?;
+        let target_rel = match self.clean_name(target) {
+            Ok(Some(t)) => t,
+            _ => {
+                return Err(self.fail(
+                    name,
+                    format!("hardlink target '{target}' escapes the archive root"),
+                ))
+            }
+        };
+        if self.seen.get(&target_rel) != Some(&Extracted::File) {
+            return Err(self.fail(
+                name,
+                format!("hardlink target '{target}' is not a file extracted earlier"),
+            ));
+        }
+        self.claim(rel, name, &Extracted::File)?;
+        let (from, to) = (self.dest.join(&target_rel), self.dest.join(rel));
+        fs::hard_link(&from, &to).at(&to)?;
+        self.seen.insert(rel.to_string(), Extracted::File);
+        Ok(())
+    }
+
+    /// Check every symlink again with the whole tree known (a later link can make an earlier one
+    /// escape), then apply directory modes, deepest first so parents stay writable until the end.
+    fn finish(mut self) -> Result<()> {
+        let mut links: Vec<(&String, &String)> = self
+            .seen
+            .iter()
+            .filter_map(|(rel, e)| match e {
+                Extracted::Symlink(t) => Some((rel, t)),
+                _ => None,
+            })
+            .collect();
+        links.sort();
+        for (rel, target) in links {
+            match resolve_in_tree(&self.seen, rel, target) {
+                Resolution::Inside => {}
+                Resolution::Escapes => {
+                    return Err(self.fail(
+                        rel,
+                        format!("symlink target '{target}' escapes the archive root"),
+                    ))
+                }
+                Resolution::Loop => return Err(self.fail(rel, "symlink loop")),
+            }
+        }
+        self.dir_modes.sort_by(|a, b| {
+            b.0.matches('/')
+                .count()
+                .cmp(&a.0.matches('/').count())
+                .then(a.0.cmp(&b.0))
+        });
+        for (rel, mode) in std::mem::take(&mut self.dir_modes) {
+            let path = self.dest.join(&rel);
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).at(&path)?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether a symlink at `rel` pointing at `target` leaves the root by its own text alone.
+fn lexically_escapes(rel: &str, target: &str) -> bool {
+    if target.starts_with('/') {
+        return true;
+    }
+    let mut depth = rel.matches('/').count() as i64;
+    for c in target.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                depth -= 1;
+                if depth < 0 {
+                    return true;
+                }
+            }
+            _ => depth += 1,
+        }
+    }
+    false
+}
+
+enum Resolution {
+    Inside,
+    Escapes,
+    Loop,
+}
+
+/// Resolve `target` (of the link at `rel`) component by component, expanding extracted symlinks
+/// met on the way, and report whether it ever climbs above the root.
+fn resolve_in_tree(seen: &HashMap<String, Extracted>, rel: &str, target: &str) -> Resolution {
+    let mut stack: Vec<String> = rel.split('/').map(str::to_string).collect();
+    stack.pop();
+    let mut pending: Vec<String> = target.split('/').rev().map(str::to_string).collect();
+    let mut hops = 0;
+    while let Some(c) = pending.pop() {
+        match c.as_str() {
+            "" | "." => {}
+            ".." => {
+                if stack.pop().is_none() {
+                    return Resolution::Escapes;
+                }
+            }
+            _ => {
+                stack.push(c);
+                if let Some(Extracted::Symlink(t)) = seen.get(&stack.join("/")) {
+                    hops += 1;
+                    if hops > MAX_SYMLINK_HOPS {
+                        return Resolution::Loop;
+                    }
+                    if t.starts_with('/') {
+                        return Resolution::Escapes;
+                    }
+                    stack.pop();
+                    pending.extend(t.split('/').rev().map(str::to_string));
+                }
+            }
+        }
+    }
+    Resolution::Inside
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lexical_escape_rules() {
+        assert!(lexically_escapes("a", "../x"));
+        assert!(!lexically_escapes("a/b", "../x"));
+        assert!(lexically_escapes("a/b", "../../x"));
+        assert!(lexically_escapes("a", "/etc"));
+        assert!(!lexically_escapes("a", "b/../c"));
+    }
+
+    #[test]
+    fn chained_links_that_escape_are_found() {
+        let mut seen = HashMap::new();
+        seen.insert("a".to_string(), Extracted::Dir);
+        seen.insert("a/b".to_string(), Extracted::Symlink("..".into()));
+        seen.insert("c".to_string(), Extracted::Symlink("a/b/..".into()));
+        assert!(matches!(
+            resolve_in_tree(&seen, "a/b", ".."),
+            Resolution::Inside
+        ));
+        assert!(matches!(
+            resolve_in_tree(&seen, "c", "a/b/.."),
+            Resolution::Escapes
+        ));
+        seen.insert("x".to_string(), Extracted::Symlink("y".into()));
+        seen.insert("y".to_string(), Extracted::Symlink("x".into()));
+        assert!(matches!(resolve_in_tree(&seen, "x", "y"), Resolution::Loop));
+    }
+}
