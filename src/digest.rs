@@ -74,7 +74,11 @@ impl FromStr for Digest {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let bad = || DigestParseError(format!("invalid digest '{}'", truncate(s, 80)));
         let hex_part = s.strip_prefix("sha256:").ok_or_else(bad)?;
-        if hex_part.len() != 64 || !hex_part.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if hex_part.len() != 64
+            || !hex_part
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(bad());
         }
         let mut out = [0u8; 32];
@@ -151,7 +155,10 @@ pub struct HashingWriter<W> {
 impl<W: Write> HashingWriter<W> {
     /// Wrap `inner`.
     pub fn new(inner: W) -> Self {
-        HashingWriter { inner, hasher: Hasher::new() }
+        HashingWriter {
+            inner,
+            hasher: Hasher::new(),
+        }
     }
 
     /// Bytes written so far.
@@ -203,7 +210,10 @@ pub struct HashingReader<R> {
 impl<R: Read> HashingReader<R> {
     /// Wrap `inner`.
     pub fn new(inner: R) -> Self {
-        HashingReader { inner, hasher: Hasher::new() }
+        HashingReader {
+            inner,
+            hasher: Hasher::new(),
+        }
     }
 
     /// Bytes read so far.
@@ -281,7 +291,13 @@ mod tests {
     fn parse_round_trips_and_rejects_bad_forms() {
         let d = Digest::of(b"abc");
         assert_eq!(d.to_string().parse::<Digest>().unwrap(), d);
-        for bad in ["sha256:ABC", "sha512:00", "", "sha256:", &format!("sha256:{}", "A".repeat(64))] {
+        for bad in [
+            "sha256:ABC",
+            "sha512:00",
+            "",
+            "sha256:",
+            &format!("sha256:{}", "A".repeat(64)),
+        ] {
             assert!(bad.parse::<Digest>().is_err(), "{bad}");
         }
     }

@@ -12,8 +12,11 @@ use serde_json::ser::{CharEscape, CompactFormatter, Formatter};
 /// on struct field order, hash map order or serde_json features.
 pub fn canonical<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     let mut out = Vec::new();
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, canon_json::CanonicalFormatter::new());
-    value.serialize(&mut ser).expect("serializing plain data to memory cannot fail");
+    let mut ser =
+        serde_json::Serializer::with_formatter(&mut out, canon_json::CanonicalFormatter::new());
+    value
+        .serialize(&mut ser)
+        .expect("serializing plain data to memory cannot fail");
     out
 }
 
@@ -22,7 +25,9 @@ pub fn canonical<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
 pub fn go_marshal<T: Serialize + ?Sized>(value: &T) -> String {
     let mut out = Vec::new();
     let mut ser = serde_json::Serializer::with_formatter(&mut out, GoFormatter);
-    value.serialize(&mut ser).expect("serializing plain data to memory cannot fail");
+    value
+        .serialize(&mut ser)
+        .expect("serializing plain data to memory cannot fail");
     String::from_utf8(out).expect("serde_json writes UTF-8")
 }
 
@@ -30,7 +35,11 @@ pub fn go_marshal<T: Serialize + ?Sized>(value: &T) -> String {
 struct GoFormatter;
 
 impl Formatter for GoFormatter {
-    fn write_string_fragment<W: ?Sized + io::Write>(&mut self, writer: &mut W, fragment: &str) -> io::Result<()> {
+    fn write_string_fragment<W: ?Sized + io::Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
         let mut start = 0;
         for (i, c) in fragment.char_indices() {
             let esc = match c {
@@ -48,7 +57,11 @@ impl Formatter for GoFormatter {
         writer.write_all(fragment[start..].as_bytes())
     }
 
-    fn write_char_escape<W: ?Sized + io::Write>(&mut self, writer: &mut W, escape: CharEscape) -> io::Result<()> {
+    fn write_char_escape<W: ?Sized + io::Write>(
+        &mut self,
+        writer: &mut W,
+        escape: CharEscape,
+    ) -> io::Result<()> {
         // Go writes \n, \r, \t, \", \\ as short escapes and every other control character as
         // \u00XX (it never uses \b or \f).
         let s: String = match escape {
@@ -84,13 +97,25 @@ mod tests {
 
     #[test]
     fn go_marshal_keeps_field_order_sorts_maps_and_escapes_html() {
-        let v = S { z: "a<b>&c\u{2028}\n\u{1}\"\\/é", a: [("b", 2), ("a", 1)].into_iter().collect() };
-        assert_eq!(go_marshal(&v), r#"{"z":"a\u003cb\u003e\u0026c\u2028\n\u0001\"\\/é","a":{"a":1,"b":2}}"#);
+        let v = S {
+            z: "a<b>&c\u{2028}\n\u{1}\"\\/é",
+            a: [("b", 2), ("a", 1)].into_iter().collect(),
+        };
+        assert_eq!(
+            go_marshal(&v),
+            r#"{"z":"a\u003cb\u003e\u0026c\u2028\n\u0001\"\\/é","a":{"a":1,"b":2}}"#
+        );
     }
 
     #[test]
     fn canonical_sorts_keys() {
-        let v = S { z: "<", a: [("b", 2), ("a", 1)].into_iter().collect() };
-        assert_eq!(String::from_utf8(canonical(&v)).unwrap(), r#"{"a":{"a":1,"b":2},"z":"<"}"#);
+        let v = S {
+            z: "<",
+            a: [("b", 2), ("a", 1)].into_iter().collect(),
+        };
+        assert_eq!(
+            String::from_utf8(canonical(&v)).unwrap(),
+            r#"{"a":{"a":1,"b":2},"z":"<"}"#
+        );
     }
 }

@@ -31,7 +31,8 @@ pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json"
 /// Docker gzip layer (read only).
 pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 /// Docker foreign (non-distributable) gzip layer; read only.
-pub const DOCKER_FOREIGN_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
+pub const DOCKER_FOREIGN_LAYER_GZIP: &str =
+    "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
 
 /// The `org.opencontainers.image.ref.name` annotation.
 pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -54,9 +55,15 @@ pub fn is_config(media_type: &str) -> bool {
 /// How a layer's bytes are compressed, judged from its media type; `None` for an unknown type.
 pub fn layer_compression_of(media_type: &str) -> Option<LayerEncoding> {
     match media_type {
-        MEDIA_TYPE_LAYER_TAR | "application/vnd.docker.image.rootfs.diff.tar" => Some(LayerEncoding::Tar),
-        MEDIA_TYPE_LAYER_GZIP | DOCKER_LAYER_GZIP | DOCKER_FOREIGN_LAYER_GZIP
-        | "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip" => Some(LayerEncoding::Gzip),
+        MEDIA_TYPE_LAYER_TAR | "application/vnd.docker.image.rootfs.diff.tar" => {
+            Some(LayerEncoding::Tar)
+        }
+        MEDIA_TYPE_LAYER_GZIP
+        | DOCKER_LAYER_GZIP
+        | DOCKER_FOREIGN_LAYER_GZIP
+        | "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip" => {
+            Some(LayerEncoding::Gzip)
+        }
         MEDIA_TYPE_LAYER_ZSTD | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd" => {
             Some(LayerEncoding::Zstd)
         }
@@ -75,7 +82,6 @@ pub enum LayerEncoding {
     Zstd,
 }
 
-
 /// An OCI content descriptor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Descriptor {
@@ -93,7 +99,11 @@ pub struct Descriptor {
     #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
     pub annotations: BTreeMap<String, String>,
     /// Artifact type (OCI 1.1).
-    #[serde(rename = "artifactType", skip_serializing_if = "Option::is_none", default)]
+    #[serde(
+        rename = "artifactType",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
     pub artifact_type: Option<String>,
     /// Alternate download locations.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
@@ -125,7 +135,11 @@ pub struct Platform {
     #[serde(default)]
     pub os: String,
     /// OS version (Windows build number).
-    #[serde(rename = "os.version", skip_serializing_if = "String::is_empty", default)]
+    #[serde(
+        rename = "os.version",
+        skip_serializing_if = "String::is_empty",
+        default
+    )]
     pub os_version: String,
     /// OS features.
     #[serde(rename = "os.features", skip_serializing_if = "Vec::is_empty", default)]
@@ -145,7 +159,11 @@ pub struct Manifest {
     #[serde(rename = "mediaType", skip_serializing_if = "Option::is_none", default)]
     pub media_type: Option<String>,
     /// Artifact type (OCI 1.1).
-    #[serde(rename = "artifactType", skip_serializing_if = "Option::is_none", default)]
+    #[serde(
+        rename = "artifactType",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
     pub artifact_type: Option<String>,
     /// The config blob.
     pub config: Descriptor,
@@ -167,7 +185,11 @@ pub struct Index {
     #[serde(rename = "mediaType", skip_serializing_if = "Option::is_none", default)]
     pub media_type: Option<String>,
     /// Artifact type (OCI 1.1).
-    #[serde(rename = "artifactType", skip_serializing_if = "Option::is_none", default)]
+    #[serde(
+        rename = "artifactType",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
     pub artifact_type: Option<String>,
     /// The referenced manifests or indexes.
     #[serde(default)]
@@ -206,7 +228,11 @@ pub struct ImageConfig {
     #[serde(default)]
     pub os: String,
     /// OS version.
-    #[serde(rename = "os.version", skip_serializing_if = "String::is_empty", default)]
+    #[serde(
+        rename = "os.version",
+        skip_serializing_if = "String::is_empty",
+        default
+    )]
     pub os_version: String,
     /// OS features.
     #[serde(rename = "os.features", skip_serializing_if = "Vec::is_empty", default)]
@@ -258,7 +284,12 @@ pub struct History {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuntimeConfig {
     /// Image labels.
-    #[serde(rename = "Labels", skip_serializing_if = "BTreeMap::is_empty", default, deserialize_with = "null_as_default")]
+    #[serde(
+        rename = "Labels",
+        skip_serializing_if = "BTreeMap::is_empty",
+        default,
+        deserialize_with = "null_as_default"
+    )]
     pub labels: BTreeMap<String, String>,
 }
 
@@ -273,7 +304,6 @@ where
 /// The `oci-layout` file content we write (the bytes ggcr and pack write: 4-space indent).
 pub const OCI_LAYOUT_FILE: &[u8] = b"{\n    \"imageLayoutVersion\": \"1.0.0\"\n}";
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,7 +311,12 @@ mod tests {
 
     #[test]
     fn platform_uses_os_version_key_and_omits_empty_fields() {
-        let p = Platform { architecture: "amd64".into(), os: "windows".into(), os_version: "10.0.20348.1970".into(), ..Default::default() };
+        let p = Platform {
+            architecture: "amd64".into(),
+            os: "windows".into(),
+            os_version: "10.0.20348.1970".into(),
+            ..Default::default()
+        };
         assert_eq!(
             String::from_utf8(canonical(&p)).unwrap(),
             r#"{"architecture":"amd64","os":"windows","os.version":"10.0.20348.1970"}"#
