@@ -339,6 +339,10 @@ struct Done {
 
 /// Raw-deflates one block. Only the input, dictionary, level and `last` decide the bytes.
 fn compress_block(dict: &[u8], data: &[u8], level: u32, last: bool) -> io::Result<Vec<u8>> {
+    #[cfg(test)]
+    if data.starts_with(tests::PANIC_MARKER) {
+        panic!("injected worker panic");
+    }
     let mut c = Compress::new(flate2::Compression::new(level), false);
     if !dict.is_empty() {
         c.set_dictionary(dict)
@@ -665,6 +669,23 @@ fn worker_died() -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A block starting with this makes `compress_block` panic (tests only).
+    pub(super) const PANIC_MARKER: &[u8] = b"\0cnbpkg-test: panic in gzip worker\0";
+
+    #[test]
+    fn compress_worker_panic_is_an_error_not_a_hang() {
+        for threads in [2, 3] {
+            let mut data = sample(10 * WINDOW);
+            data.extend_from_slice(PANIC_MARKER);
+            data.resize(data.len() + 5 * WINDOW, 7);
+            // 320 KiB blocks: the second block starts with the marker and panics.
+            let mut e = gzip_encoder_with_block_size(6, threads, WINDOW * 10, Vec::new());
+            let r = e.write_all(&data).and_then(|()| e.finish().map(|_| ()));
+            let err = r.expect_err("a panicking worker must fail the stream");
+            assert!(err.to_string().contains("panicked"), "{err}");
+        }
+    }
 
     fn gz(data: &[u8], threads: usize, block: usize) -> Vec<u8> {
         let mut e = gzip_encoder_with_block_size(6, threads, block, Vec::new());
