@@ -76,7 +76,7 @@ impl std::error::Error for Error {
 }
 
 /// A short, lower-case description of an I/O error without Rust's "(os error N)" noise.
-fn describe_io(e: &io::Error) -> String {
+pub(crate) fn describe_io(e: &io::Error) -> String {
     let text = e.to_string();
     match text.find(" (os error") {
         Some(i) => text[..i].to_lowercase(),

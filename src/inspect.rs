@@ -125,7 +125,9 @@ pub fn inspect(path: &Path) -> Result<InspectReport> {
         for (i, l) in img.manifest.layers.iter().enumerate() {
             let size = *uncompressed.entry(l.digest).or_insert_with(|| {
                 let enc = oci::layer_compression_of(&l.media_type)?;
-                read_layer(&reader, l, enc).ok().map(|(_, facts, _)| facts.uncompressed_size)
+                read_layer(&reader, l, enc)
+                    .ok()
+                    .map(|(_, facts, _)| facts.uncompressed_size)
             });
             layers.push(LayerInfo {
                 digest: l.digest,
@@ -134,9 +136,17 @@ pub fn inspect(path: &Path) -> Result<InspectReport> {
                 diff_id: img.config.rootfs.diff_ids.get(i).copied(),
                 uncompressed_size: size,
             });
-            users.entry(l.digest).or_insert((l.size, Vec::new())).1.push(pname.clone());
+            users
+                .entry(l.digest)
+                .or_insert((l.size, Vec::new()))
+                .1
+                .push(pname.clone());
         }
-        users.entry(img.manifest.config.digest).or_insert((img.manifest.config.size, Vec::new())).1.push(pname.clone());
+        users
+            .entry(img.manifest.config.digest)
+            .or_insert((img.manifest.config.size, Vec::new()))
+            .1
+            .push(pname.clone());
         let labels = img.config.labels();
         let buildpacks = labels
             .get(LABEL_LAYERS)
@@ -146,7 +156,11 @@ pub fn inspect(path: &Path) -> Result<InspectReport> {
             .unwrap_or_default();
         let other_labels = labels
             .iter()
-            .filter(|(k, _)| k.as_str() != LABEL_LAYERS && k.as_str() != LABEL_METADATA && k.as_str() != "io.buildpacks.extension.layers")
+            .filter(|(k, _)| {
+                k.as_str() != LABEL_LAYERS
+                    && k.as_str() != LABEL_METADATA
+                    && k.as_str() != "io.buildpacks.extension.layers"
+            })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         images.push(ImageInfo {
@@ -169,10 +183,27 @@ pub fn inspect(path: &Path) -> Result<InspectReport> {
     let shared_blobs = users
         .into_iter()
         .filter(|(_, (_, u))| u.len() > 1)
-        .map(|(digest, (size, used_by))| SharedBlob { digest, size, used_by })
+        .map(|(digest, (size, used_by))| SharedBlob {
+            digest,
+            size,
+            used_by,
+        })
         .collect();
-    let total_blob_bytes = reader.files()?.iter().filter(|(k, _)| k.starts_with("blobs/")).map(|(_, s)| s).sum();
-    Ok(InspectReport { path: path.to_path_buf(), digest: root.digest, media_type: root.media_type, buildpack, images, shared_blobs, total_blob_bytes })
+    let total_blob_bytes = reader
+        .files()?
+        .iter()
+        .filter(|(k, _)| k.starts_with("blobs/"))
+        .map(|(_, s)| s)
+        .sum();
+    Ok(InspectReport {
+        path: path.to_path_buf(),
+        digest: root.digest,
+        media_type: root.media_type,
+        buildpack,
+        images,
+        shared_blobs,
+        total_blob_bytes,
+    })
 }
 
 fn buildpacks_of(label: LayersLabel) -> Vec<BuildpackInfo> {
@@ -187,7 +218,12 @@ fn buildpacks_of(label: LayersLabel) -> Vec<BuildpackInfo> {
                 order: info
                     .order
                     .iter()
-                    .map(|o| o.group.iter().map(|g| format!("{}@{}", g.info.id, g.info.version)).collect())
+                    .map(|o| {
+                        o.group
+                            .iter()
+                            .map(|g| format!("{}@{}", g.info.id, g.info.version))
+                            .collect()
+                    })
                     .collect(),
                 layer_diff_id: info.layer_diff_id,
             });
@@ -198,7 +234,11 @@ fn buildpacks_of(label: LayersLabel) -> Vec<BuildpackInfo> {
 
 /// `linux/arm/v7`, `windows/amd64 (10.0.20348.1970)`, with a distro annotation when present.
 pub fn platform_name(p: &Platform, annotations: &BTreeMap<String, String>) -> String {
-    let mut s = if p.os.is_empty() { "any".to_string() } else { p.os.clone() };
+    let mut s = if p.os.is_empty() {
+        "any".to_string()
+    } else {
+        p.os.clone()
+    };
     if !p.architecture.is_empty() {
         s.push('/');
         s.push_str(&p.architecture);
@@ -207,7 +247,10 @@ pub fn platform_name(p: &Platform, annotations: &BTreeMap<String, String>) -> St
         s.push('/');
         s.push_str(&p.variant);
     }
-    if let (Some(n), Some(v)) = (annotations.get(crate::package::ANNOTATION_DISTRO_NAME), annotations.get(crate::package::ANNOTATION_DISTRO_VERSION)) {
+    if let (Some(n), Some(v)) = (
+        annotations.get(crate::package::ANNOTATION_DISTRO_NAME),
+        annotations.get(crate::package::ANNOTATION_DISTRO_VERSION),
+    ) {
         let _ = write!(s, ":{n}@{v}");
     } else if !p.os_version.is_empty() {
         let _ = write!(s, " ({})", p.os_version);
@@ -222,12 +265,20 @@ pub fn render(r: &InspectReport) -> String {
     if let Some(bp) = &r.buildpack {
         let _ = writeln!(s, "Buildpack: {bp}");
     }
-    let kind = if oci::is_index(&r.media_type) { "image index" } else { "image manifest" };
+    let kind = if oci::is_index(&r.media_type) {
+        "image index"
+    } else {
+        "image manifest"
+    };
     let _ = writeln!(s, "Digest:    {} ({kind})", r.digest);
     let _ = writeln!(s, "Blobs:     {} in total", human_size(r.total_blob_bytes));
     for img in &r.images {
         let _ = writeln!(s);
-        let _ = writeln!(s, "Platform {}", platform_name(&img.platform, &img.annotations));
+        let _ = writeln!(
+            s,
+            "Platform {}",
+            platform_name(&img.platform, &img.annotations)
+        );
         let _ = writeln!(s, "  manifest  {}", img.manifest);
         let _ = writeln!(s, "  config    {}", img.config);
         if !img.buildpacks.is_empty() {
@@ -235,7 +286,14 @@ pub fn render(r: &InspectReport) -> String {
             for bp in &img.buildpacks {
                 let api = bp.api.as_deref().unwrap_or("?");
                 let what = if !bp.order.is_empty() {
-                    format!("order: {}", bp.order.iter().map(|g| g.join(", ")).collect::<Vec<_>>().join(" | "))
+                    format!(
+                        "order: {}",
+                        bp.order
+                            .iter()
+                            .map(|g| g.join(", "))
+                            .collect::<Vec<_>>()
+                            .join(" | ")
+                    )
                 } else if !bp.targets.is_empty() {
                     format!("targets: {}", bp.targets.join(", "))
                 } else {
@@ -247,8 +305,18 @@ pub fn render(r: &InspectReport) -> String {
         }
         let _ = writeln!(s, "  layers:");
         for l in &img.layers {
-            let unc = l.uncompressed_size.map(human_size).unwrap_or_else(|| "?".into());
-            let _ = writeln!(s, "    {}  {:>10} → {:>10}  {}", l.digest.short(), human_size(l.size), unc, short_media_type(&l.media_type));
+            let unc = l
+                .uncompressed_size
+                .map(human_size)
+                .unwrap_or_else(|| "?".into());
+            let _ = writeln!(
+                s,
+                "    {}  {:>10} → {:>10}  {}",
+                l.digest.short(),
+                human_size(l.size),
+                unc,
+                short_media_type(&l.media_type)
+            );
         }
         for (k, v) in &img.labels {
             let _ = writeln!(s, "  label {k}={v}");
@@ -258,7 +326,13 @@ pub fn render(r: &InspectReport) -> String {
         let _ = writeln!(s);
         let _ = writeln!(s, "Shared blobs (stored once):");
         for b in &r.shared_blobs {
-            let _ = writeln!(s, "  {}  {:>10}  used by {}", b.digest.short(), human_size(b.size), b.used_by.join(", "));
+            let _ = writeln!(
+                s,
+                "  {}  {:>10}  used by {}",
+                b.digest.short(),
+                human_size(b.size),
+                b.used_by.join(", ")
+            );
         }
     }
     s

@@ -14,7 +14,11 @@ use cnbpkg::ui::{Printer, Verbosity};
 use cnbpkg::Error;
 
 #[derive(Parser)]
-#[command(name = "cnbpkg", version, about = "Package Cloud Native Buildpacks into reproducible multi-platform .cnb files, and push them to OCI registries")]
+#[command(
+    name = "cnbpkg",
+    version,
+    about = "Package Cloud Native Buildpacks into reproducible multi-platform .cnb files, and push them to OCI registries"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -140,7 +144,9 @@ fn main() -> ExitCode {
     });
     let cli = Cli::parse();
     let (result, ui) = match cli.command {
-        Command::Buildpack { command: BuildpackCommand::Package(args) } => {
+        Command::Buildpack {
+            command: BuildpackCommand::Package(args),
+        } => {
             let ui = printer(&args.common);
             (run_package(args, &ui), ui)
         }
@@ -190,7 +196,11 @@ fn run_package(args: PackageArgs, ui: &Printer) -> Result<(), Error> {
     let report = package_buildpack(&opts, ui)?;
     let mut out = std::io::stdout().lock();
     if args.common.json {
-        let _ = writeln!(out, "{}", serde_json::to_string_pretty(&report).expect("report serializes"));
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&report).expect("report serializes")
+        );
     } else {
         for o in &report.outputs {
             let _ = writeln!(out, "{}", o.path.display());
@@ -203,7 +213,11 @@ fn run_inspect(args: InspectArgs) -> Result<(), Error> {
     let report = cnbpkg::inspect::inspect(&args.package)?;
     let mut out = std::io::stdout().lock();
     if args.common.json {
-        let _ = writeln!(out, "{}", serde_json::to_string_pretty(&report).expect("report serializes"));
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&report).expect("report serializes")
+        );
     } else {
         let _ = write!(out, "{}", cnbpkg::inspect::render(&report));
     }
@@ -214,7 +228,11 @@ fn run_verify(args: VerifyArgs, ui: &Printer) -> Result<(), Error> {
     let report = cnbpkg::verify::verify(&args.package)?;
     let mut out = std::io::stdout().lock();
     if args.common.json {
-        let _ = writeln!(out, "{}", serde_json::to_string_pretty(&report).expect("report serializes"));
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&report).expect("report serializes")
+        );
     } else {
         for d in &report.defects {
             let _ = writeln!(out, "{}: {d}", args.package.display());
@@ -223,10 +241,22 @@ fn run_verify(args: VerifyArgs, ui: &Printer) -> Result<(), Error> {
     if report.is_ok() {
         ui.status(
             "Verified",
-            format!("{} ({} image{}, {} blobs, {} read)", args.package.display(), report.images, if report.images == 1 { "" } else { "s" }, report.blobs, cnbpkg::ui::human_size(report.bytes)),
+            format!(
+                "{} ({} image{}, {} blobs, {} read)",
+                args.package.display(),
+                report.images,
+                if report.images == 1 { "" } else { "s" },
+                report.blobs,
+                cnbpkg::ui::human_size(report.bytes)
+            ),
         );
         Ok(())
     } else {
-        Err(Error::other(format!("{}: {} defect{} found", args.package.display(), report.defects.len(), if report.defects.len() == 1 { "" } else { "s" })))
+        Err(Error::other(format!(
+            "{}: {} defect{} found",
+            args.package.display(),
+            report.defects.len(),
+            if report.defects.len() == 1 { "" } else { "s" }
+        )))
     }
 }

@@ -24,13 +24,17 @@ pub struct Printer {
 impl Printer {
     /// A printer for stderr; colors when stderr is a terminal and `NO_COLOR` is unset.
     pub fn new(verbosity: Verbosity) -> Self {
-        let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        let color = std::io::stderr().is_terminal()
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
         Printer { verbosity, color }
     }
 
     /// A printer that says nothing (library use).
     pub fn silent() -> Self {
-        Printer { verbosity: Verbosity::Quiet, color: false }
+        Printer {
+            verbosity: Verbosity::Quiet,
+            color: false,
+        }
     }
 
     /// The verbosity.

@@ -60,7 +60,13 @@ pub fn verify(path: &Path) -> Result<VerifyReport> {
             return Ok(report);
         }
     };
-    let mut v = Verifier { reader: &reader, report, referenced: BTreeSet::new(), layers: BTreeMap::new(), checked: BTreeMap::new() };
+    let mut v = Verifier {
+        reader: &reader,
+        report,
+        referenced: BTreeSet::new(),
+        layers: BTreeMap::new(),
+        checked: BTreeMap::new(),
+    };
     v.check_layout_file();
     let index = reader.index().clone();
     if let Some(mt) = &index.media_type {
@@ -91,18 +97,30 @@ impl Verifier<'_> {
     }
 
     fn check_layout_file(&mut self) {
-        let desc_free = self.reader.files().ok().and_then(|f| f.get("oci-layout").copied());
+        let desc_free = self
+            .reader
+            .files()
+            .ok()
+            .and_then(|f| f.get("oci-layout").copied());
         match desc_free {
             None => self.defect("oci-layout: missing".into()),
             Some(_) => {
                 // Read through the same path as blobs: a tiny bounded file.
-                let ok = self.read_named_json("oci-layout").and_then(|v: serde_json::Value| {
-                    v.get("imageLayoutVersion").and_then(|s| s.as_str()).map(|s| s.to_string())
-                });
+                let ok = self
+                    .read_named_json("oci-layout")
+                    .and_then(|v: serde_json::Value| {
+                        v.get("imageLayoutVersion")
+                            .and_then(|s| s.as_str())
+                            .map(|s| s.to_string())
+                    });
                 match ok {
                     Some(v) if v.starts_with("1.") => {}
-                    Some(v) => self.defect(format!("oci-layout: unsupported imageLayoutVersion {v}")),
-                    None => self.defect("oci-layout: not valid JSON with imageLayoutVersion".into()),
+                    Some(v) => {
+                        self.defect(format!("oci-layout: unsupported imageLayoutVersion {v}"))
+                    }
+                    None => {
+                        self.defect("oci-layout: not valid JSON with imageLayoutVersion".into())
+                    }
                 }
             }
         }
@@ -131,7 +149,10 @@ impl Verifier<'_> {
                 false
             }
             Some(stored) if stored != desc.size => {
-                self.defect(format!("{referrer}: blob {} is {stored} bytes but its descriptor says {}", desc.digest, desc.size));
+                self.defect(format!(
+                    "{referrer}: blob {} is {stored} bytes but its descriptor says {}",
+                    desc.digest, desc.size
+                ));
                 false
             }
             Some(_) => true,
@@ -149,10 +170,19 @@ impl Verifier<'_> {
         for d in descs {
             if oci::is_manifest(&d.media_type) {
                 if let Some(p) = &d.platform {
-                    let key = (p.os.clone(), p.architecture.clone(), p.variant.clone(), p.os_version.clone(), d.annotations.clone());
+                    let key = (
+                        p.os.clone(),
+                        p.architecture.clone(),
+                        p.variant.clone(),
+                        p.os_version.clone(),
+                        d.annotations.clone(),
+                    );
                     if let Some(prev) = seen_platforms.insert(key, d.digest) {
                         if prev != d.digest {
-                            self.defect(format!("{referrer}: two manifests ({prev} and {}) claim the same platform", d.digest));
+                            self.defect(format!(
+                                "{referrer}: two manifests ({prev} and {}) claim the same platform",
+                                d.digest
+                            ));
                         }
                     }
                 }
@@ -165,7 +195,10 @@ impl Verifier<'_> {
                     Ok((index, _)) => {
                         if let Some(mt) = &index.media_type {
                             if mt != &d.media_type {
-                                self.defect(format!("index {}: mediaType {mt} differs from its descriptor's {}", d.digest, d.media_type));
+                                self.defect(format!(
+                                    "index {}: mediaType {mt} differs from its descriptor's {}",
+                                    d.digest, d.media_type
+                                ));
                             }
                         }
                         let name = format!("index {}", d.digest.short());
@@ -175,7 +208,10 @@ impl Verifier<'_> {
                 }
             } else {
                 self.check_blob(d, referrer);
-                self.defect(format!("{referrer}: descriptor {} has unexpected media type '{}'", d.digest, d.media_type));
+                self.defect(format!(
+                    "{referrer}: descriptor {} has unexpected media type '{}'",
+                    d.digest, d.media_type
+                ));
             }
         }
     }
@@ -192,21 +228,33 @@ impl Verifier<'_> {
         let name = format!("manifest {}", d.digest.short());
         if let Some(mt) = &manifest.media_type {
             if mt != &d.media_type {
-                self.defect(format!("{name}: mediaType {mt} differs from its descriptor's {}", d.media_type));
+                self.defect(format!(
+                    "{name}: mediaType {mt} differs from its descriptor's {}",
+                    d.media_type
+                ));
             }
         }
         if !oci::is_config(&manifest.config.media_type) {
-            self.defect(format!("{name}: config has unexpected media type '{}'", manifest.config.media_type));
+            self.defect(format!(
+                "{name}: config has unexpected media type '{}'",
+                manifest.config.media_type
+            ));
         }
         if !self.check_blob(&manifest.config, &name) {
             return;
         }
-        let (config, _): (ImageConfig, _) = match self.reader.read_json(&manifest.config, "config") {
+        let (config, _): (ImageConfig, _) = match self.reader.read_json(&manifest.config, "config")
+        {
             Ok(c) => c,
             Err(e) => return self.defect(e.to_string()),
         };
         if let Some(p) = &d.platform {
-            let cfg = (&config.os, &config.architecture, &config.variant, &config.os_version);
+            let cfg = (
+                &config.os,
+                &config.architecture,
+                &config.variant,
+                &config.os_version,
+            );
             let desc = (&p.os, &p.architecture, &p.variant, &p.os_version);
             if cfg != desc {
                 self.defect(format!(
@@ -224,9 +272,14 @@ impl Verifier<'_> {
         }
         for (i, layer) in manifest.layers.iter().enumerate() {
             let facts = self.check_layer(layer, &name);
-            if let (Some(actual), Some(expected)) = (facts.and_then(|f| f.diff_id), config.rootfs.diff_ids.get(i)) {
+            if let (Some(actual), Some(expected)) =
+                (facts.and_then(|f| f.diff_id), config.rootfs.diff_ids.get(i))
+            {
                 if actual != *expected {
-                    self.defect(format!("{name}: layer {i} ({}) has diffID {actual}, the config says {expected}", layer.digest.short()));
+                    self.defect(format!(
+                        "{name}: layer {i} ({}) has diffID {actual}, the config says {expected}",
+                        layer.digest.short()
+                    ));
                 }
             }
         }
@@ -239,7 +292,10 @@ impl Verifier<'_> {
             Some(e) => e,
             None => {
                 self.check_blob(layer, referrer);
-                self.defect(format!("{referrer}: layer {} has unexpected media type '{}'", layer.digest, layer.media_type));
+                self.defect(format!(
+                    "{referrer}: layer {} has unexpected media type '{}'",
+                    layer.digest, layer.media_type
+                ));
                 return None;
             }
         };
@@ -253,7 +309,10 @@ impl Verifier<'_> {
             Ok((digest, facts, bytes)) => {
                 self.report.bytes += bytes;
                 if digest != layer.digest {
-                    self.defect(format!("{referrer}: layer blob {} has digest {digest}", layer.digest));
+                    self.defect(format!(
+                        "{referrer}: layer blob {} has digest {digest}",
+                        layer.digest
+                    ));
                     self.checked.insert(layer.digest, false);
                 }
                 facts
@@ -292,15 +351,22 @@ impl Verifier<'_> {
             for (version, info) in versions {
                 let diff_id: Option<Digest> = info.layer_diff_id.parse().ok();
                 let Some(diff_id) = diff_id else {
-                    self.defect(format!("{name}: {label_name}: {id}@{version} has invalid layerDiffID '{}'", info.layer_diff_id));
+                    self.defect(format!(
+                        "{name}: {label_name}: {id}@{version} has invalid layerDiffID '{}'",
+                        info.layer_diff_id
+                    ));
                     continue;
                 };
                 let Some(pos) = config.rootfs.diff_ids.iter().position(|d| *d == diff_id) else {
                     self.defect(format!("{name}: {label_name}: {id}@{version} points at {diff_id}, which is not a layer of this image"));
                     continue;
                 };
-                let Some(layer) = manifest.layers.get(pos) else { continue };
-                let Some(facts) = self.layers.get(&layer.digest) else { continue };
+                let Some(layer) = manifest.layers.get(pos) else {
+                    continue;
+                };
+                let Some(facts) = self.layers.get(&layer.digest) else {
+                    continue;
+                };
                 let dir = module_dir(label_name, id, version, windows);
                 match facts.modules.get(&dir) {
                     None => self.defect(format!("{name}: layer {} does not hold {id}@{version} (no {dir}/)", layer.digest.short())),
@@ -324,7 +390,9 @@ impl Verifier<'_> {
             if let Some(hex) = name.strip_prefix("blobs/sha256/") {
                 match format!("sha256:{hex}").parse::<Digest>() {
                     Ok(d) if self.referenced.contains(&d) => {}
-                    Ok(d) => self.defect(format!("blob {d} is not referenced by any index or manifest")),
+                    Ok(d) => self.defect(format!(
+                        "blob {d} is not referenced by any index or manifest"
+                    )),
                     Err(_) => self.defect(format!("{name}: not a sha256 blob name")),
                 }
             } else if name.starts_with("blobs/") {
@@ -338,7 +406,11 @@ impl Verifier<'_> {
 
 /// The directory a module's files sit in inside a layer.
 fn module_dir(label_name: &str, id: &str, version: &str, windows: bool) -> String {
-    let kind = if label_name.contains("extension") { "extensions" } else { "buildpacks" };
+    let kind = if label_name.contains("extension") {
+        "extensions"
+    } else {
+        "buildpacks"
+    };
     let prefix = if windows { "Files/" } else { "" };
     format!("{prefix}cnb/{kind}/{}/{version}", id.replace('/', "_"))
 }
@@ -346,8 +418,13 @@ fn module_dir(label_name: &str, id: &str, version: &str, windows: bool) -> Strin
 /// Read a layer blob once: digest of the stored bytes, diffID of the decompressed tar, and the
 /// module descriptors it holds. Returns (stored digest, facts, stored bytes read).
 pub(crate) fn read_layer(
-    reader: &PackageReader, layer: &Descriptor, encoding: oci::LayerEncoding) -> io::Result<(Digest, LayerFacts, u64)> {
-    let blob = reader.open_blob(&layer.digest).map_err(|e| io::Error::other(e.to_string()))?;
+    reader: &PackageReader,
+    layer: &Descriptor,
+    encoding: oci::LayerEncoding,
+) -> io::Result<(Digest, LayerFacts, u64)> {
+    let blob = reader
+        .open_blob(&layer.digest)
+        .map_err(|e| io::Error::other(e.to_string()))?;
     let mut stored = HashingReader::new(blob);
     let mut facts = LayerFacts::default();
     {
@@ -358,11 +435,24 @@ pub(crate) fn read_layer(
             for entry in archive.entries()? {
                 let mut entry = entry?;
                 let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-                let path = path.trim_start_matches('/').trim_start_matches("./").trim_end_matches('/').to_string();
-                if let Some(dir) = path.strip_suffix("/buildpack.toml").or_else(|| path.strip_suffix("/extension.toml")) {
-                    if is_module_dir(dir) && entry.header().entry_type().is_file() && entry.size() <= MAX_DESCRIPTOR {
+                let path = path
+                    .trim_start_matches('/')
+                    .trim_start_matches("./")
+                    .trim_end_matches('/')
+                    .to_string();
+                if let Some(dir) = path
+                    .strip_suffix("/buildpack.toml")
+                    .or_else(|| path.strip_suffix("/extension.toml"))
+                {
+                    if is_module_dir(dir)
+                        && entry.header().entry_type().is_file()
+                        && entry.size() <= MAX_DESCRIPTOR
+                    {
                         let mut text = String::new();
-                        let parsed = entry.read_to_string(&mut text).ok().and_then(|_| id_version_of(&text));
+                        let parsed = entry
+                            .read_to_string(&mut text)
+                            .ok()
+                            .and_then(|_| id_version_of(&text));
                         facts.modules.insert(dir.to_string(), parsed);
                     }
                 }
@@ -388,8 +478,14 @@ fn is_module_dir(dir: &str) -> bool {
 /// `(id, version)` from a buildpack.toml or extension.toml text.
 fn id_version_of(text: &str) -> Option<(String, String)> {
     let value: toml::Table = text.parse().ok()?;
-    let table = value.get("buildpack").or_else(|| value.get("extension"))?.as_table()?;
-    Some((table.get("id")?.as_str()?.to_string(), table.get("version")?.as_str()?.to_string()))
+    let table = value
+        .get("buildpack")
+        .or_else(|| value.get("extension"))?
+        .as_table()?;
+    Some((
+        table.get("id")?.as_str()?.to_string(),
+        table.get("version")?.as_str()?.to_string(),
+    ))
 }
 
 #[cfg(test)]
@@ -401,6 +497,9 @@ mod tests {
         assert!(is_module_dir("cnb/buildpacks/a_b/1.0"));
         assert!(is_module_dir("Files/cnb/buildpacks/a/1.0"));
         assert!(!is_module_dir("cnb/buildpacks/a"));
-        assert_eq!(module_dir(LABEL_LAYERS, "a/b", "1", false), "cnb/buildpacks/a_b/1");
+        assert_eq!(
+            module_dir(LABEL_LAYERS, "a/b", "1", false),
+            "cnb/buildpacks/a_b/1"
+        );
     }
 }

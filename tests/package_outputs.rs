@@ -19,7 +19,17 @@ fn package(out: &Path, args: &[&str]) -> String {
 /// `skopeo inspect` of one platform of an oci-archive, as JSON.
 fn skopeo_inspect(archive: &Path, os: &str, arch: &str) -> serde_json::Value {
     let target = format!("oci-archive:{}", archive.display());
-    let out = tool_ok("skopeo", &["--override-os", os, "--override-arch", arch, "inspect", &target]);
+    let out = tool_ok(
+        "skopeo",
+        &[
+            "--override-os",
+            os,
+            "--override-arch",
+            arch,
+            "inspect",
+            &target,
+        ],
+    );
     serde_json::from_str(&out).unwrap()
 }
 
@@ -35,39 +45,89 @@ fn multi_platform_package_is_read_by_skopeo_and_umoci() {
         assert_eq!(info["Architecture"], arch);
         assert_eq!(info["Os"], "linux");
         let labels = &info["Labels"];
-        assert!(labels["io.buildpacks.buildpackage.metadata"].as_str().unwrap().contains("examples/hello-multi"));
+        assert!(labels["io.buildpacks.buildpackage.metadata"]
+            .as_str()
+            .unwrap()
+            .contains("examples/hello-multi"));
     }
 
     // Copy every platform out with skopeo, then unpack each with umoci.
     let oci_dir = d.path().join("copied");
-    tool_ok("skopeo", &["copy", "--all", &format!("oci-archive:{}", out.display()), &format!("oci:{}:all", oci_dir.display())]);
+    tool_ok(
+        "skopeo",
+        &[
+            "copy",
+            "--all",
+            &format!("oci-archive:{}", out.display()),
+            &format!("oci:{}:all", oci_dir.display()),
+        ],
+    );
     for arch in ["amd64", "arm64"] {
         let tagged = format!("oci:{}:{arch}", oci_dir.display());
         tool_ok(
             "skopeo",
-            &["--override-os", "linux", "--override-arch", arch, "copy", &format!("oci-archive:{}", out.display()), &tagged],
+            &[
+                "--override-os",
+                "linux",
+                "--override-arch",
+                arch,
+                "copy",
+                &format!("oci-archive:{}", out.display()),
+                &tagged,
+            ],
         );
         let bundle = d.path().join(format!("bundle-{arch}"));
-        tool_ok("umoci", &["unpack", "--rootless", "--image", &format!("{}:{arch}", oci_dir.display()), bundle.to_str().unwrap()]);
+        tool_ok(
+            "umoci",
+            &[
+                "unpack",
+                "--rootless",
+                "--image",
+                &format!("{}:{arch}", oci_dir.display()),
+                bundle.to_str().unwrap(),
+            ],
+        );
         let bp = bundle.join("rootfs/cnb/buildpacks/examples_hello-multi/0.1.0");
         let build = fs::read_to_string(bp.join("bin/build")).unwrap();
         assert!(build.contains(&format!("the {arch} build")), "{build}");
-        assert_eq!(fs::metadata(bp.join("bin/build")).unwrap().permissions().mode() & 0o777, 0o755);
+        assert_eq!(
+            fs::metadata(bp.join("bin/build"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o755
+        );
         // buildpack.toml comes from the buildpack root into every platform's layer.
-        assert!(fs::read_to_string(bp.join("buildpack.toml")).unwrap().contains("examples/hello-multi"));
+        assert!(fs::read_to_string(bp.join("buildpack.toml"))
+            .unwrap()
+            .contains("examples/hello-multi"));
     }
     // The source tree was not touched (pack copies buildpack.toml into platform folders).
-    assert!(!sample("hello-multi").join("linux/amd64/buildpack.toml").exists());
+    assert!(!sample("hello-multi")
+        .join("linux/amd64/buildpack.toml")
+        .exists());
 }
 
 #[test]
 fn single_target_is_one_manifest_like_pack_writes() {
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("one.cnb");
-    package(&out, &["--path", sample("hello-multi").to_str().unwrap(), "--target", "linux/arm64"]);
+    package(
+        &out,
+        &[
+            "--path",
+            sample("hello-multi").to_str().unwrap(),
+            "--target",
+            "linux/arm64",
+        ],
+    );
     let r = PackageReader::open(&out).unwrap();
     assert_eq!(r.index().manifests.len(), 1);
-    assert_eq!(r.index().manifests[0].media_type, cnbpkg::oci::MEDIA_TYPE_MANIFEST);
+    assert_eq!(
+        r.index().manifests[0].media_type,
+        cnbpkg::oci::MEDIA_TYPE_MANIFEST
+    );
     let info = skopeo_inspect(&out, "linux", "arm64");
     assert_eq!(info["Architecture"], "arm64");
     let images = r.images().unwrap();
@@ -83,10 +143,18 @@ fn four_targets_sharing_a_root_store_one_layer() {
     let r = PackageReader::open(&out).unwrap();
     let images = r.images().unwrap();
     assert_eq!(images.len(), 4);
-    let layers: std::collections::BTreeSet<_> = images.iter().flat_map(|i| i.manifest.layers.iter().map(|l| l.digest)).collect();
+    let layers: std::collections::BTreeSet<_> = images
+        .iter()
+        .flat_map(|i| i.manifest.layers.iter().map(|l| l.digest))
+        .collect();
     assert_eq!(layers.len(), 1, "one layer blob shared by all targets");
     // 1 layer + 4 configs + 4 manifests + 1 index.
-    let blobs = r.files().unwrap().keys().filter(|k| k.starts_with("blobs/sha256/")).count();
+    let blobs = r
+        .files()
+        .unwrap()
+        .keys()
+        .filter(|k| k.starts_with("blobs/sha256/"))
+        .count();
     assert_eq!(blobs, 10);
     let variants: Vec<_> = images.iter().map(|i| i.platform().variant).collect();
     assert!(variants.contains(&"v7".to_string()));
@@ -97,7 +165,10 @@ fn four_targets_sharing_a_root_store_one_layer() {
 /// Copy `src` into `dst` in reverse name order (a different creation order), with odd mtimes.
 fn scrambled_copy(src: &Path, dst: &Path, mtime: i64) {
     fs::create_dir_all(dst).unwrap();
-    let mut names: Vec<_> = fs::read_dir(src).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let mut names: Vec<_> = fs::read_dir(src)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     names.sort();
     names.reverse();
     for name in names {
@@ -110,7 +181,11 @@ fn scrambled_copy(src: &Path, dst: &Path, mtime: i64) {
             fs::copy(&s, &t).unwrap();
             // Same execute bits, different other bits (what a different umask gives).
             let exec = meta.permissions().mode() & 0o111;
-            fs::set_permissions(&t, fs::Permissions::from_mode(if exec != 0 { 0o775 } else { 0o600 })).unwrap();
+            fs::set_permissions(
+                &t,
+                fs::Permissions::from_mode(if exec != 0 { 0o775 } else { 0o600 }),
+            )
+            .unwrap();
         }
         let ft = filetime_from(mtime);
         set_mtime(&t, ft);
@@ -118,13 +193,23 @@ fn scrambled_copy(src: &Path, dst: &Path, mtime: i64) {
 }
 
 fn filetime_from(secs: i64) -> libc::timespec {
-    libc::timespec { tv_sec: secs as libc::time_t, tv_nsec: 0 }
+    libc::timespec {
+        tv_sec: secs as libc::time_t,
+        tv_nsec: 0,
+    }
 }
 
 fn set_mtime(p: &Path, t: libc::timespec) {
     let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
     let times = [t, t];
-    let rc = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) };
+    let rc = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
     assert_eq!(rc, 0);
 }
 
@@ -136,7 +221,9 @@ fn output_is_reproducible_across_copies_mtimes_modes_and_threads() {
     copy_tree(&sample("hello-multi"), &a);
     scrambled_copy(&sample("hello-multi"), &b, 1_000_000_000);
     // A big compressible file so compression runs over several blocks on several threads.
-    let big: String = (0..200_000).map(|i| format!("line {i} of a large generated file\n")).collect();
+    let big: String = (0..200_000)
+        .map(|i| format!("line {i} of a large generated file\n"))
+        .collect();
     for root in [&a, &b] {
         for arch in ["amd64", "arm64"] {
             fs::write(root.join(format!("linux/{arch}/data.txt")), &big).unwrap();
@@ -150,14 +237,40 @@ fn output_is_reproducible_across_copies_mtimes_modes_and_threads() {
             fs::read(&out).unwrap()
         })
         .collect();
-    assert!(outs[0] == outs[1], "different source copies give different bytes");
+    assert!(
+        outs[0] == outs[1],
+        "different source copies give different bytes"
+    );
     assert!(outs[0] == outs[2], "thread count changes the bytes");
     for compression in ["zstd", "none"] {
         let x = d.path().join(format!("x-{compression}.cnb"));
         let y = d.path().join(format!("y-{compression}.cnb"));
-        package(&x, &["--path", a.to_str().unwrap(), "--compression", compression, "--jobs", "1"]);
-        package(&y, &["--path", b.to_str().unwrap(), "--compression", compression, "--jobs", "2"]);
-        assert!(fs::read(&x).unwrap() == fs::read(&y).unwrap(), "{compression} output not reproducible");
+        package(
+            &x,
+            &[
+                "--path",
+                a.to_str().unwrap(),
+                "--compression",
+                compression,
+                "--jobs",
+                "1",
+            ],
+        );
+        package(
+            &y,
+            &[
+                "--path",
+                b.to_str().unwrap(),
+                "--compression",
+                compression,
+                "--jobs",
+                "2",
+            ],
+        );
+        assert!(
+            fs::read(&x).unwrap() == fs::read(&y).unwrap(),
+            "{compression} output not reproducible"
+        );
     }
 }
 
@@ -165,15 +278,42 @@ fn output_is_reproducible_across_copies_mtimes_modes_and_threads() {
 fn layout_format_and_split_outputs() {
     let d = tempfile::tempdir().unwrap();
     let layout = d.path().join("layout");
-    package(&layout, &["--path", sample("hello-bash").to_str().unwrap(), "--format", "layout"]);
+    package(
+        &layout,
+        &[
+            "--path",
+            sample("hello-bash").to_str().unwrap(),
+            "--format",
+            "layout",
+        ],
+    );
     assert!(layout.join("oci-layout").is_file());
-    tool_ok("skopeo", &["--override-arch", "arm64", "inspect", &format!("oci:{}", layout.display())]);
+    tool_ok(
+        "skopeo",
+        &[
+            "--override-arch",
+            "arm64",
+            "inspect",
+            &format!("oci:{}", layout.display()),
+        ],
+    );
 
     let split = d.path().join("bash.cnb");
-    let stdout = package(&split, &["--path", sample("hello-bash").to_str().unwrap(), "--split"]);
+    let stdout = package(
+        &split,
+        &["--path", sample("hello-bash").to_str().unwrap(), "--split"],
+    );
     let mut names = list(d.path());
     names.retain(|n| n.ends_with(".cnb"));
-    assert_eq!(names, ["bash-linux-amd64.cnb", "bash-linux-arm-v7.cnb", "bash-linux-arm64.cnb", "bash-linux-ppc64le.cnb"]);
+    assert_eq!(
+        names,
+        [
+            "bash-linux-amd64.cnb",
+            "bash-linux-arm-v7.cnb",
+            "bash-linux-arm64.cnb",
+            "bash-linux-ppc64le.cnb"
+        ]
+    );
     assert_eq!(stdout.lines().count(), 4);
     let info = skopeo_inspect(&d.path().join("bash-linux-arm-v7.cnb"), "linux", "arm");
     assert_eq!(info["Architecture"], "arm");
@@ -198,5 +338,8 @@ fn labels_are_added_and_buildpack_labels_win() {
     );
     let info = skopeo_inspect(&out, "linux", "amd64");
     assert_eq!(info["Labels"]["org.example.team"], "buildpacks");
-    assert!(info["Labels"]["io.buildpacks.buildpack.layers"].as_str().unwrap().starts_with("{\"examples/hello-bash\""));
+    assert!(info["Labels"]["io.buildpacks.buildpack.layers"]
+        .as_str()
+        .unwrap()
+        .starts_with("{\"examples/hello-bash\""));
 }

@@ -16,16 +16,18 @@ use crate::atomic::check_interrupt;
 use crate::compress::{self, Compression};
 use crate::descriptor::{self, PackageConfig};
 use crate::digest::{Digest, HashingWriter};
-use crate::error::{Error, IoResultExt, Result};
+use crate::error::{Error, Result};
 use crate::json::canonical;
 use crate::layer::{self, LayerFormat, LayerSpec};
 use crate::layout::{LayoutWriter, OutputFormat};
-use crate::oci::{self, Descriptor, History, ImageConfig, Index, Manifest, Platform, RootFs, RuntimeConfig};
+use crate::oci::{
+    self, Descriptor, History, ImageConfig, Index, Manifest, Platform, RootFs, RuntimeConfig,
+};
 use crate::target::{self, ExpandedTarget, Target};
 
+use crate::ui::{human_size, Printer};
 use select::{LayerSource, ModulePlan};
 use sources::{Dependency, Tree};
-use crate::ui::{human_size, Printer};
 
 /// The `created` time of every config and history entry: the same instant as the layers'
 /// modification times, so nothing in a package depends on when it was built.
@@ -75,7 +77,9 @@ impl PackageOptions {
             split: false,
             compression: Compression::DEFAULT,
             labels: BTreeMap::new(),
-            jobs: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            jobs: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
         }
     }
 }
@@ -149,8 +153,14 @@ struct BuiltLayer {
 #[derive(Clone, PartialEq, Eq, Hash)]
 enum LayerKey {
     WindowsBase,
-    Tree { root: PathBuf, windows: bool, overlay: Option<PathBuf> },
-    Import { diff_id: Digest },
+    Tree {
+        root: PathBuf,
+        windows: bool,
+        overlay: Option<PathBuf>,
+    },
+    Import {
+        diff_id: Digest,
+    },
 }
 
 /// Package a buildpack as `opts` says; progress goes to `ui`.
@@ -172,19 +182,42 @@ pub fn package_buildpack(opts: &PackageOptions, ui: &Printer) -> Result<PackageR
     let id_version = main.descriptor.info.full_name();
     ui.status(
         "Packaging",
-        format!("{id_version} for {}", targets.iter().map(|t| t.display()).collect::<Vec<_>>().join(", ")),
+        format!(
+            "{id_version} for {}",
+            targets
+                .iter()
+                .map(|t| t.display())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     );
 
-    let plans = targets.iter().map(|t| plan_image(&main, &dependencies, t)).collect::<Result<Vec<_>>>()?;
+    let plans = targets
+        .iter()
+        .map(|t| plan_image(&main, &dependencies, t))
+        .collect::<Result<Vec<_>>>()?;
 
     let outputs: Vec<(PathBuf, Vec<usize>)> = if opts.split && plans.len() > 1 {
-        plans.iter().enumerate().map(|(i, p)| (target::split_output_path(&output, &p.target), vec![i])).collect()
+        plans
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (target::split_output_path(&output, &p.target), vec![i]))
+            .collect()
     } else {
         vec![(output.clone(), (0..plans.len()).collect())]
     };
 
-    let mut writers = outputs.iter().map(|(path, _)| LayoutWriter::create(path, opts.format)).collect::<Result<Vec<_>>>()?;
-    let mut ctx = BuildContext { opts, ui, dependencies: &dependencies, writers: &mut writers, cache: HashMap::new() };
+    let mut writers = outputs
+        .iter()
+        .map(|(path, _)| LayoutWriter::create(path, opts.format))
+        .collect::<Result<Vec<_>>>()?;
+    let mut ctx = BuildContext {
+        opts,
+        ui,
+        dependencies: &dependencies,
+        writers: &mut writers,
+        cache: HashMap::new(),
+    };
     let mut reports: Vec<(PathBuf, Vec<WrittenImage>)> = Vec::new();
     for (out_idx, (path, members)) in outputs.iter().enumerate() {
         let mut images = Vec::new();
@@ -221,7 +254,10 @@ pub fn package_buildpack(opts: &PackageOptions, ui: &Printer) -> Result<PackageR
             images: images.into_iter().map(|i| i.report).collect(),
         });
     }
-    Ok(PackageReport { buildpack: id_version, outputs: out_reports })
+    Ok(PackageReport {
+        buildpack: id_version,
+        outputs: out_reports,
+    })
 }
 
 fn plural(n: usize) -> &'static str {
@@ -239,35 +275,64 @@ fn load_config(opts: &PackageOptions, ui: &Printer) -> Result<(PackageConfig, Pa
         Some(path) => {
             let (config, warnings) = descriptor::read_package_toml(path)?;
             warnings.iter().for_each(|w| ui.warn(w));
-            let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+            let base = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .to_path_buf();
             Ok((config, base))
         }
-        None => Ok((PackageConfig::default_for_path(opts.path.as_deref()), PathBuf::from("."))),
+        None => Ok((
+            PackageConfig::default_for_path(opts.path.as_deref()),
+            PathBuf::from("."),
+        )),
     }
 }
 
 /// The targets to build: `--target` values, else the configuration's (buildpack.toml, or
 /// package.toml for a composite), else one default target.
-fn resolve_targets(opts: &PackageOptions, config: &PackageConfig, main: &Tree, ui: &Printer) -> Result<Vec<ExpandedTarget>> {
+fn resolve_targets(
+    opts: &PackageOptions,
+    config: &PackageConfig,
+    main: &Tree,
+    ui: &Printer,
+) -> Result<Vec<ExpandedTarget>> {
     let mut warnings = Vec::new();
     let parsed = target::parse_target_flags_into(&opts.targets, &mut warnings);
     warnings.iter().for_each(|w| ui.warn(w));
     let flag_targets = parsed?;
     descriptor::check_platform_os_with_targets(config, !opts.targets.is_empty())?;
     let composite = main.descriptor.is_composite();
-    let configured: &[Target] = if composite { &config.targets } else { &main.descriptor.targets };
+    let configured: &[Target] = if composite {
+        &config.targets
+    } else {
+        &main.descriptor.targets
+    };
     let mut targets: Vec<Target> = if !flag_targets.is_empty() {
-        flag_targets.into_iter().map(|t| with_configured_path(t, configured)).collect()
+        flag_targets
+            .into_iter()
+            .map(|t| with_configured_path(t, configured))
+            .collect()
     } else {
         configured.to_vec()
     };
     if targets.is_empty() {
-        let os = config.platform_os.clone().unwrap_or_else(|| infer_os(&main.root));
-        let file = if composite { "package.toml" } else { "buildpack.toml" };
+        let os = config
+            .platform_os
+            .clone()
+            .unwrap_or_else(|| infer_os(&main.root));
+        let file = if composite {
+            "package.toml"
+        } else {
+            "buildpack.toml"
+        };
         ui.note(format!(
             "Pro tip: use --target flag OR [[targets]] in {file} to specify the desired platform (os/arch/variant); using os '{os}'"
         ));
-        targets.push(Target { os, ..Default::default() });
+        targets.push(Target {
+            os,
+            ..Default::default()
+        });
     }
     let expanded = target::expand_distros(&targets);
     target::validate_unique(&expanded)?;
@@ -277,7 +342,10 @@ fn resolve_targets(opts: &PackageOptions, config: &PackageConfig, main: &Tree, u
 /// A `--target` keeps the `path` of the configured target it names.
 fn with_configured_path(mut t: Target, configured: &[Target]) -> Target {
     if t.path.is_none() {
-        if let Some(c) = configured.iter().find(|c| c.os == t.os && c.arch == t.arch && c.variant == t.variant) {
+        if let Some(c) = configured
+            .iter()
+            .find(|c| c.os == t.os && c.arch == t.arch && c.variant == t.variant)
+        {
             t.path = c.path.clone();
         }
     }
@@ -316,7 +384,11 @@ fn plan_image(main: &Tree, dependencies: &[Dependency], t: &ExpandedTarget) -> R
         .collect();
     let stacks = descriptor::validate_package(&main.descriptor, &others)
         .map_err(|e| Error::invalid(&main.descriptor_path, e.to_string()))?;
-    Ok(ImagePlan { target: t.clone(), modules, stacks })
+    Ok(ImagePlan {
+        target: t.clone(),
+        modules,
+        stacks,
+    })
 }
 
 /// An image written into an output, with what its index entry needs.
@@ -335,13 +407,19 @@ struct BuildContext<'a> {
 }
 
 impl BuildContext<'_> {
-    fn write_image(&mut self, main: &Tree, plan: &ImagePlan, out_idx: usize) -> Result<WrittenImage> {
+    fn write_image(
+        &mut self,
+        main: &Tree,
+        plan: &ImagePlan,
+        out_idx: usize,
+    ) -> Result<WrittenImage> {
         let t = &plan.target;
         let windows = t.os == "windows";
         let mut layers: Vec<(String, BuiltLayer)> = Vec::new();
         if windows {
             let base = self.obtain(LayerKey::WindowsBase, out_idx, "windows base layer", |w| {
-                layer::write_windows_base_layer(w).map_err(|e| Error::other(format!("writing the Windows base layer: {e}")))?;
+                layer::write_windows_base_layer(w)
+                    .map_err(|e| Error::other(format!("writing the Windows base layer: {e}")))?;
                 Ok(())
             })?;
             layers.push(("windows base layer".to_string(), base));
@@ -351,7 +429,11 @@ impl BuildContext<'_> {
             let built = self.module_layer(module, windows, out_idx)?;
             let mut info = module.label.clone();
             info.layer_diff_id = built.diff_id.to_string();
-            label.insert_info(&module.descriptor.info.id, &module.descriptor.info.version, info);
+            label.insert_info(
+                &module.descriptor.info.id,
+                &module.descriptor.info.version,
+                info,
+            );
             // Flattened dependencies share one layer between several modules: list it once.
             if !layers.iter().any(|(_, l)| l.diff_id == built.diff_id) {
                 layers.push((module.key(), built));
@@ -359,19 +441,38 @@ impl BuildContext<'_> {
         }
 
         let mut labels = self.opts.labels.clone();
-        labels.insert(LABEL_METADATA.into(), descriptor::buildpackage_metadata_label(&main.descriptor.info, plan.stacks.as_deref()));
+        labels.insert(
+            LABEL_METADATA.into(),
+            descriptor::buildpackage_metadata_label(&main.descriptor.info, plan.stacks.as_deref()),
+        );
         labels.insert(LABEL_LAYERS.into(), label.to_json());
 
-        let os_version = if windows { t.distro.as_ref().map(|d| d.version.clone()).unwrap_or_default() } else { String::new() };
+        let os_version = if windows {
+            t.distro
+                .as_ref()
+                .map(|d| d.version.clone())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
         let config = ImageConfig {
             architecture: t.arch.clone(),
             created: Some(CREATED.to_string()),
-            history: layers.iter().map(|_| History { created: Some(CREATED.to_string()), ..Default::default() }).collect(),
+            history: layers
+                .iter()
+                .map(|_| History {
+                    created: Some(CREATED.to_string()),
+                    ..Default::default()
+                })
+                .collect(),
             os: t.os.clone(),
             os_version: os_version.clone(),
             os_features: Vec::new(),
             variant: t.variant.clone(),
-            rootfs: RootFs { typ: "layers".into(), diff_ids: layers.iter().map(|(_, l)| l.diff_id).collect() },
+            rootfs: RootFs {
+                typ: "layers".into(),
+                diff_ids: layers.iter().map(|(_, l)| l.diff_id).collect(),
+            },
             config: Some(RuntimeConfig { labels }),
         };
         let writer = &mut self.writers[out_idx];
@@ -384,7 +485,8 @@ impl BuildContext<'_> {
             layers: layers.iter().map(|(_, l)| l.descriptor.clone()).collect(),
             annotations: BTreeMap::new(),
         };
-        let mut manifest_desc = writer.put_bytes(oci::MEDIA_TYPE_MANIFEST, &canonical(&manifest))?;
+        let mut manifest_desc =
+            writer.put_bytes(oci::MEDIA_TYPE_MANIFEST, &canonical(&manifest))?;
         manifest_desc.platform = Some(Platform {
             architecture: t.arch.clone(),
             os: t.os.clone(),
@@ -393,10 +495,17 @@ impl BuildContext<'_> {
             variant: t.variant.clone(),
         });
         if let Some(d) = &t.distro {
-            manifest_desc.annotations.insert(ANNOTATION_DISTRO_NAME.into(), d.name.clone());
-            manifest_desc.annotations.insert(ANNOTATION_DISTRO_VERSION.into(), d.version.clone());
+            manifest_desc
+                .annotations
+                .insert(ANNOTATION_DISTRO_NAME.into(), d.name.clone());
+            manifest_desc
+                .annotations
+                .insert(ANNOTATION_DISTRO_VERSION.into(), d.version.clone());
         }
-        self.ui.detail("Image", format!("{} manifest {}", t.display(), manifest_desc.digest));
+        self.ui.detail(
+            "Image",
+            format!("{} manifest {}", t.display(), manifest_desc.digest),
+        );
         let report = ImageReport {
             target: t.display(),
             manifest: manifest_desc.digest,
@@ -412,22 +521,41 @@ impl BuildContext<'_> {
                 })
                 .collect(),
         };
-        Ok(WrittenImage { descriptor: manifest_desc, report })
+        Ok(WrittenImage {
+            descriptor: manifest_desc,
+            report,
+        })
     }
 
     /// The layer of one module: built from its folder, or taken from its dependency package.
-    fn module_layer(&mut self, module: &ModulePlan, windows: bool, out_idx: usize) -> Result<BuiltLayer> {
+    fn module_layer(
+        &mut self,
+        module: &ModulePlan,
+        windows: bool,
+        out_idx: usize,
+    ) -> Result<BuiltLayer> {
         let what = module.key();
         match &module.layer {
             LayerSource::Build { root, overlay } => {
-                let key = LayerKey::Tree { root: root.clone(), windows, overlay: overlay.clone() };
-                let overlays: Vec<(String, PathBuf)> = overlay.iter().map(|p| ("buildpack.toml".to_string(), p.clone())).collect();
+                let key = LayerKey::Tree {
+                    root: root.clone(),
+                    windows,
+                    overlay: overlay.clone(),
+                };
+                let overlays: Vec<(String, PathBuf)> = overlay
+                    .iter()
+                    .map(|p| ("buildpack.toml".to_string(), p.clone()))
+                    .collect();
                 let info = &module.descriptor.info;
                 let spec = LayerSpec {
                     dist_dir: "buildpacks",
                     id: &info.id,
                     version: &info.version,
-                    format: if windows { LayerFormat::Windows } else { LayerFormat::Linux },
+                    format: if windows {
+                        LayerFormat::Windows
+                    } else {
+                        LayerFormat::Linux
+                    },
                     root,
                     overlays: &overlays,
                 };
@@ -436,13 +564,24 @@ impl BuildContext<'_> {
                     Ok(())
                 })
             }
-            LayerSource::Import { dependency, blob, diff_id } => self.import(*dependency, blob, *diff_id, out_idx, &what),
+            LayerSource::Import {
+                dependency,
+                blob,
+                diff_id,
+            } => self.import(*dependency, blob, *diff_id, out_idx, &what),
         }
     }
 
     /// Take a layer from a dependency package: copied as it is when it is already compressed
     /// the way this package's layers are, recompressed (same diffID) otherwise.
-    fn import(&mut self, dependency: usize, blob: &Descriptor, diff_id: Digest, out_idx: usize, what: &str) -> Result<BuiltLayer> {
+    fn import(
+        &mut self,
+        dependency: usize,
+        blob: &Descriptor,
+        diff_id: Digest,
+        out_idx: usize,
+        what: &str,
+    ) -> Result<BuiltLayer> {
         let key = LayerKey::Import { diff_id };
         if let Some(built) = self.reuse(&key, out_idx, what)? {
             return Ok(built);
@@ -450,7 +589,8 @@ impl BuildContext<'_> {
         let Dependency::Package { reader, origin } = &self.dependencies[dependency] else {
             unreachable!("imported layers come from package dependencies")
         };
-        let source_encoding = oci::layer_compression_of(&blob.media_type).expect("checked when the dependency was read");
+        let source_encoding = oci::layer_compression_of(&blob.media_type)
+            .expect("checked when the dependency was read");
         let compression = self.opts.compression;
         let writer = &mut self.writers[out_idx];
         let built = if source_encoding == compression.encoding() {
@@ -460,7 +600,12 @@ impl BuildContext<'_> {
             writer.copy_blob(&desc, &mut stream, origin)?;
             let (uncompressed_size, ok) = (0, true);
             debug_assert!(ok);
-            BuiltLayer { descriptor: Descriptor::new(desc.media_type, desc.digest, desc.size), diff_id, uncompressed_size, home: out_idx }
+            BuiltLayer {
+                descriptor: Descriptor::new(desc.media_type, desc.digest, desc.size),
+                diff_id,
+                uncompressed_size,
+                home: out_idx,
+            }
         } else {
             let jobs = self.opts.jobs.max(1);
             let (descriptor, (got, size)) = writer.put_stream(compression.media_type(), |out| {
@@ -468,30 +613,56 @@ impl BuildContext<'_> {
                 let mut decoded = compress::decoder(source_encoding, stream);
                 let encoder = compress::encoder(compression, jobs, out);
                 let mut tar = HashingWriter::new(encoder);
-                std::io::copy(&mut decoded, &mut tar).map_err(|e| Error::invalid(origin, format!("layer {}: {e}", blob.digest)))?;
+                std::io::copy(&mut decoded, &mut tar)
+                    .map_err(|e| Error::invalid(origin, format!("layer {}: {e}", blob.digest)))?;
                 let (encoder, got, size) = tar.finish();
-                encoder.finish().map_err(|e| Error::other(format!("compressing layer {what}: {e}")))?;
+                encoder
+                    .finish()
+                    .map_err(|e| Error::other(format!("compressing layer {what}: {e}")))?;
                 Ok((got, size))
             })?;
             if got != diff_id {
-                return Err(Error::invalid(origin, format!("layer {} decompresses to {got}, not its diffID {diff_id}", blob.digest)));
+                return Err(Error::invalid(
+                    origin,
+                    format!(
+                        "layer {} decompresses to {got}, not its diffID {diff_id}",
+                        blob.digest
+                    ),
+                ));
             }
-            BuiltLayer { descriptor, diff_id, uncompressed_size: size, home: out_idx }
+            BuiltLayer {
+                descriptor,
+                diff_id,
+                uncompressed_size: size,
+                home: out_idx,
+            }
         };
-        self.ui.status("Imported", format!("layer {what} ({}) {}", human_size(built.descriptor.size), diff_id.short()));
+        self.ui.status(
+            "Imported",
+            format!(
+                "layer {what} ({}) {}",
+                human_size(built.descriptor.size),
+                diff_id.short()
+            ),
+        );
         self.cache.insert(key, built.clone());
         Ok(built)
     }
 
     /// A layer built before: copied into this output if it lives in another one.
     fn reuse(&mut self, key: &LayerKey, out_idx: usize, what: &str) -> Result<Option<BuiltLayer>> {
-        let Some(built) = self.cache.get(key).cloned() else { return Ok(None) };
+        let Some(built) = self.cache.get(key).cloned() else {
+            return Ok(None);
+        };
         if built.home != out_idx && !self.writers[out_idx].contains(&built.descriptor.digest) {
             let mut reader = self.writers[built.home].open_blob(&built.descriptor.digest)?;
             let home_path = self.writers[built.home].dest().to_path_buf();
             self.writers[out_idx].copy_blob(&built.descriptor, &mut reader, &home_path)?;
         }
-        self.ui.detail("Reusing", format!("layer {what} {}", built.descriptor.digest.short()));
+        self.ui.detail(
+            "Reusing",
+            format!("layer {what} {}", built.descriptor.digest.short()),
+        );
         Ok(Some(built))
     }
 
@@ -510,19 +681,32 @@ impl BuildContext<'_> {
         }
         let compression = self.opts.compression;
         let jobs = self.opts.jobs.max(1);
-        let (descriptor, (diff_id, uncompressed_size)) = self.writers[out_idx].put_stream(compression.media_type(), |out| {
-            let encoder = compress::encoder(compression, jobs, out);
-            let mut tar = HashingWriter::new(encoder);
-            write_tar(&mut tar)?;
-            let (encoder, diff_id, size) = tar.finish();
-            encoder.finish().map_err(|e| Error::other(format!("compressing layer {what}: {e}")))?;
-            Ok((diff_id, size))
-        })?;
+        let (descriptor, (diff_id, uncompressed_size)) =
+            self.writers[out_idx].put_stream(compression.media_type(), |out| {
+                let encoder = compress::encoder(compression, jobs, out);
+                let mut tar = HashingWriter::new(encoder);
+                write_tar(&mut tar)?;
+                let (encoder, diff_id, size) = tar.finish();
+                encoder
+                    .finish()
+                    .map_err(|e| Error::other(format!("compressing layer {what}: {e}")))?;
+                Ok((diff_id, size))
+            })?;
         self.ui.status(
             "Built",
-            format!("layer {what} ({} → {}) {}", human_size(uncompressed_size), human_size(descriptor.size), diff_id.short()),
+            format!(
+                "layer {what} ({} → {}) {}",
+                human_size(uncompressed_size),
+                human_size(descriptor.size),
+                diff_id.short()
+            ),
         );
-        let built = BuiltLayer { descriptor, diff_id, uncompressed_size, home: out_idx };
+        let built = BuiltLayer {
+            descriptor,
+            diff_id,
+            uncompressed_size,
+            home: out_idx,
+        };
         self.cache.insert(key, built.clone());
         Ok(built)
     }
@@ -531,7 +715,10 @@ impl BuildContext<'_> {
 /// Write `index.json` for an output and close it. Several images get an image index between
 /// `index.json` and the manifests (the shape skopeo and other OCI tools read); one image is
 /// referenced directly, as pack does.
-fn finish_index(mut writer: LayoutWriter, images: &[WrittenImage]) -> Result<(PathBuf, Descriptor, usize, u64)> {
+fn finish_index(
+    mut writer: LayoutWriter,
+    images: &[WrittenImage],
+) -> Result<(PathBuf, Descriptor, usize, u64)> {
     let root = if images.len() == 1 {
         images[0].descriptor.clone()
     } else {

@@ -50,12 +50,19 @@ pub(crate) struct ModulePlan {
 impl ModulePlan {
     /// `id@version`.
     pub fn key(&self) -> String {
-        format!("{}@{}", self.descriptor.info.id, self.descriptor.info.version)
+        format!(
+            "{}@{}",
+            self.descriptor.info.id, self.descriptor.info.version
+        )
     }
 }
 
 /// The module for a buildpack tree on `t`: its platform folder, with `buildpack.toml` from the root.
-pub(crate) fn tree_module(tree: &Tree, t: &ExpandedTarget, check_entry_points: bool) -> Result<ModulePlan> {
+pub(crate) fn tree_module(
+    tree: &Tree,
+    t: &ExpandedTarget,
+    check_entry_points: bool,
+) -> Result<ModulePlan> {
     let resolved = target::platform_root(&tree.root, t)?;
     let root = resolved.dir;
     if check_entry_points && !tree.descriptor.is_composite() {
@@ -74,20 +81,37 @@ fn require_entry_points(tree: &Tree, root: &std::path::Path, t: &ExpandedTarget)
     let windows = t.os == "windows";
     for exe in ["build", "detect"] {
         let candidates: Vec<String> = if windows {
-            vec![format!("bin/{exe}.bat"), format!("bin/{exe}.exe"), format!("bin/{exe}")]
+            vec![
+                format!("bin/{exe}.bat"),
+                format!("bin/{exe}.exe"),
+                format!("bin/{exe}"),
+            ]
         } else {
             vec![format!("bin/{exe}")]
         };
-        if candidates.iter().any(|c| std::fs::symlink_metadata(root.join(c)).is_ok()) {
+        if candidates
+            .iter()
+            .any(|c| std::fs::symlink_metadata(root.join(c)).is_ok())
+        {
             continue;
         }
-        let wanted = if windows { format!("bin/{exe}.bat or bin/{exe}.exe") } else { format!("bin/{exe}") };
+        let wanted = if windows {
+            format!("bin/{exe}.bat or bin/{exe}.exe")
+        } else {
+            format!("bin/{exe}")
+        };
         let folder = match root.strip_prefix(&tree.root) {
             Ok(rel) if rel.as_os_str().is_empty() => "the buildpack root".to_string(),
             Ok(rel) => format!("folder {}", rel.display()),
             Err(_) => format!("folder {}", root.display()),
         };
-        return Err(Error::invalid(&tree.origin, format!("target {} uses {folder}, which has no {wanted}", t.display())));
+        return Err(Error::invalid(
+            &tree.origin,
+            format!(
+                "target {} uses {folder}, which has no {wanted}",
+                t.display()
+            ),
+        ));
     }
     Ok(())
 }
@@ -103,14 +127,28 @@ fn tree_supports(d: &BuildpackDescriptor, t: &ExpandedTarget) -> bool {
 }
 
 /// The modules a dependency contributes to the image for `t`.
-pub(crate) fn dependency_modules(dep: &Dependency, index: usize, t: &ExpandedTarget) -> Result<Vec<ModulePlan>> {
+pub(crate) fn dependency_modules(
+    dep: &Dependency,
+    index: usize,
+    t: &ExpandedTarget,
+) -> Result<Vec<ModulePlan>> {
     match dep {
         Dependency::Tree(tree) => {
             if !tree_supports(&tree.descriptor, t) {
-                let have: Vec<String> = tree.descriptor.targets.iter().map(|x| x.display()).collect();
+                let have: Vec<String> = tree
+                    .descriptor
+                    .targets
+                    .iter()
+                    .map(|x| x.display())
+                    .collect();
                 return Err(Error::invalid(
                     &tree.origin,
-                    format!("dependency {} has no target {} (it has {})", tree.descriptor.info.full_name(), t.display(), have.join(", ")),
+                    format!(
+                        "dependency {} has no target {} (it has {})",
+                        tree.descriptor.info.full_name(),
+                        t.display(),
+                        have.join(", ")
+                    ),
                 ));
             }
             Ok(vec![tree_module(tree, t, true)?])
@@ -164,13 +202,26 @@ fn fit(image: &ImageRef, t: &ExpandedTarget) -> Option<u32> {
 }
 
 /// The one image of a dependency package that serves `t`.
-fn select_image(reader: &PackageReader, origin: &std::path::Path, t: &ExpandedTarget) -> Result<ImageRef> {
+fn select_image(
+    reader: &PackageReader,
+    origin: &std::path::Path,
+    t: &ExpandedTarget,
+) -> Result<ImageRef> {
     let images = reader.images()?;
     if images.is_empty() {
         return Err(Error::invalid(origin, "the package holds no image"));
     }
-    let mut best: Vec<(u32, &ImageRef)> = images.iter().filter_map(|i| fit(i, t).map(|s| (s, i))).collect();
-    let names = || images.iter().map(|i| platform_name(&i.platform(), &i.descriptor.annotations)).collect::<Vec<_>>().join(", ");
+    let mut best: Vec<(u32, &ImageRef)> = images
+        .iter()
+        .filter_map(|i| fit(i, t).map(|s| (s, i)))
+        .collect();
+    let names = || {
+        images
+            .iter()
+            .map(|i| platform_name(&i.platform(), &i.descriptor.annotations))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let top = best.iter().map(|(s, _)| *s).max();
     best.retain(|(s, _)| Some(*s) == top);
     match best.as_slice() {
@@ -184,7 +235,12 @@ fn select_image(reader: &PackageReader, origin: &std::path::Path, t: &ExpandedTa
 }
 
 /// The modules of one image of a dependency package, from its layers label.
-fn package_modules(reader: &PackageReader, origin: &std::path::Path, index: usize, image: &ImageRef) -> Result<Vec<ModulePlan>> {
+fn package_modules(
+    reader: &PackageReader,
+    origin: &std::path::Path,
+    index: usize,
+    image: &ImageRef,
+) -> Result<Vec<ModulePlan>> {
     let labels = image.config.labels();
     let value = labels
         .get(LABEL_LAYERS)
@@ -195,26 +251,50 @@ fn package_modules(reader: &PackageReader, origin: &std::path::Path, index: usiz
     let mut out = Vec::new();
     for (id, versions) in &label.0 {
         for (version, info) in versions {
-            let diff_id: Digest = info
-                .layer_diff_id
-                .parse()
-                .map_err(|_| Error::invalid(origin, format!("{id}@{version} has an invalid layerDiffID '{}'", info.layer_diff_id)))?;
-            let pos = image.config.rootfs.diff_ids.iter().position(|d| *d == diff_id).ok_or_else(|| {
-                Error::invalid(origin, format!("{id}@{version}: layer {diff_id} is not a layer of the image"))
+            let diff_id: Digest = info.layer_diff_id.parse().map_err(|_| {
+                Error::invalid(
+                    origin,
+                    format!(
+                        "{id}@{version} has an invalid layerDiffID '{}'",
+                        info.layer_diff_id
+                    ),
+                )
             })?;
-            let blob = image
-                .manifest
-                .layers
-                .get(pos)
-                .cloned()
-                .ok_or_else(|| Error::invalid(origin, "the manifest has fewer layers than the config's diff_ids"))?;
+            let pos = image
+                .config
+                .rootfs
+                .diff_ids
+                .iter()
+                .position(|d| *d == diff_id)
+                .ok_or_else(|| {
+                    Error::invalid(
+                        origin,
+                        format!("{id}@{version}: layer {diff_id} is not a layer of the image"),
+                    )
+                })?;
+            let blob = image.manifest.layers.get(pos).cloned().ok_or_else(|| {
+                Error::invalid(
+                    origin,
+                    "the manifest has fewer layers than the config's diff_ids",
+                )
+            })?;
             if oci::layer_compression_of(&blob.media_type).is_none() {
-                return Err(Error::invalid(origin, format!("layer {} has unsupported media type '{}'", blob.digest, blob.media_type)));
+                return Err(Error::invalid(
+                    origin,
+                    format!(
+                        "layer {} has unsupported media type '{}'",
+                        blob.digest, blob.media_type
+                    ),
+                ));
             }
             out.push(ModulePlan {
                 descriptor: descriptor_from_label(id, version, info),
                 label: info.clone(),
-                layer: LayerSource::Import { dependency: index, blob, diff_id },
+                layer: LayerSource::Import {
+                    dependency: index,
+                    blob,
+                    diff_id,
+                },
             });
         }
     }
@@ -223,7 +303,11 @@ fn package_modules(reader: &PackageReader, origin: &std::path::Path, index: usiz
 
 /// A descriptor rebuilt from a layers-label entry (what a package says about a buildpack).
 fn descriptor_from_label(id: &str, version: &str, info: &ModuleLayerInfo) -> BuildpackDescriptor {
-    let mut mi = ModuleInfo { id: id.to_string(), version: version.to_string(), ..Default::default() };
+    let mut mi = ModuleInfo {
+        id: id.to_string(),
+        version: version.to_string(),
+        ..Default::default()
+    };
     mi.present.insert("id".into());
     mi.present.insert("version".into());
     if !info.homepage.is_empty() {

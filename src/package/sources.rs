@@ -29,17 +29,10 @@ pub(crate) enum Dependency {
     /// A directory or archive holding one buildpack.
     Tree(Tree),
     /// A `.cnb` file or an OCI layout directory.
-    Package { reader: PackageReader, origin: PathBuf },
-}
-
-impl Dependency {
-    /// The path the user gave, for messages.
-    pub fn origin(&self) -> &Path {
-        match self {
-            Dependency::Tree(t) => &t.origin,
-            Dependency::Package { origin, .. } => origin,
-        }
-    }
+    Package {
+        reader: PackageReader,
+        origin: PathBuf,
+    },
 }
 
 /// Turn a buildpack URI into a local path: relative paths against `base`, `file://` decoded;
@@ -54,7 +47,11 @@ pub fn resolve_uri(uri: &str, base: &Path) -> Result<PathBuf> {
     } else {
         PathBuf::from(uri)
     };
-    Ok(if path.is_absolute() { path } else { base.join(path) })
+    Ok(if path.is_absolute() {
+        path
+    } else {
+        base.join(path)
+    })
 }
 
 fn percent_decode(s: &str) -> String {
@@ -89,25 +86,52 @@ pub(crate) fn load_tree(location: &Path, ui: &Printer) -> Result<Tree> {
     let descriptor_path = root.join("buildpack.toml");
     match fs::symlink_metadata(&descriptor_path) {
         Ok(m) if m.is_file() => {}
-        Ok(_) => return Err(Error::invalid(location, "buildpack.toml at the buildpack root is not a regular file")),
-        Err(_) => return Err(Error::invalid(location, "no buildpack.toml at the root of the buildpack")),
+        Ok(_) => {
+            return Err(Error::invalid(
+                location,
+                "buildpack.toml at the buildpack root is not a regular file",
+            ))
+        }
+        Err(_) => {
+            return Err(Error::invalid(
+                location,
+                "no buildpack.toml at the root of the buildpack",
+            ))
+        }
     }
     // Messages about an extracted archive name the archive, not the scratch directory.
-    let shown = if scratch.is_some() { location.join("buildpack.toml") } else { descriptor_path.clone() };
+    let shown = if scratch.is_some() {
+        location.join("buildpack.toml")
+    } else {
+        descriptor_path.clone()
+    };
     let text = fs::read_to_string(&descriptor_path).at(&shown)?;
     let (descriptor, warnings) = descriptor::parse_buildpack_toml(&shown, &text)?;
     warnings.iter().for_each(|w| ui.warn(w));
-    Ok(Tree { root, descriptor, descriptor_path: shown, origin: location.to_path_buf(), _scratch: scratch })
+    Ok(Tree {
+        root,
+        descriptor,
+        descriptor_path: shown,
+        origin: location.to_path_buf(),
+        _scratch: scratch,
+    })
 }
 
 /// Load a dependency: a `.cnb` file or layout directory when it holds an OCI layout, otherwise
 /// a buildpack tree (its own package.toml is not followed, as in pack).
 pub(crate) fn load_dependency(location: &Path, ui: &Printer) -> Result<Dependency> {
     let meta = fs::metadata(location).at(location)?;
-    let is_package = if meta.is_dir() { location.join("oci-layout").is_file() } else { looks_like_layout_archive(location)? };
+    let is_package = if meta.is_dir() {
+        location.join("oci-layout").is_file()
+    } else {
+        looks_like_layout_archive(location)?
+    };
     if is_package {
         let reader = PackageReader::open(location)?;
-        Ok(Dependency::Package { reader, origin: location.to_path_buf() })
+        Ok(Dependency::Package {
+            reader,
+            origin: location.to_path_buf(),
+        })
     } else {
         Ok(Dependency::Tree(load_tree(location, ui)?))
     }
@@ -133,7 +157,11 @@ fn looks_like_layout_archive(path: &Path) -> Result<bool> {
         let Ok(entry) = entry else { return Ok(false) };
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let name = name.trim_start_matches('/').trim_start_matches("./");
-        if name == "oci-layout" || name == "index.json" || name.starts_with("blobs/") || name == "blobs" {
+        if name == "oci-layout"
+            || name == "index.json"
+            || name.starts_with("blobs/")
+            || name == "blobs"
+        {
             return Ok(true);
         }
         if name == "buildpack.toml" {

@@ -22,7 +22,10 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
-    Command::new(env!("CARGO_BIN_EXE_cnbpkg")).args(args).output().expect("run cnbpkg")
+    Command::new(env!("CARGO_BIN_EXE_cnbpkg"))
+        .args(args)
+        .output()
+        .expect("run cnbpkg")
 }
 
 /// Run cnbpkg in `dir`.
@@ -31,7 +34,11 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<std::ffi::OsStr>,
 {
-    Command::new(env!("CARGO_BIN_EXE_cnbpkg")).current_dir(dir).args(args).output().expect("run cnbpkg")
+    Command::new(env!("CARGO_BIN_EXE_cnbpkg"))
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run cnbpkg")
 }
 
 /// Assert success and return stdout.
@@ -49,7 +56,12 @@ pub fn ok(out: Output) -> String {
 /// Assert failure with exit code `code` and return stderr.
 pub fn fails(out: Output, code: i32) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(code), "expected exit {code}\nstdout: {}\nstderr: {stderr}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "expected exit {code}\nstdout: {}\nstderr: {stderr}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     stderr
 }
 
@@ -76,7 +88,10 @@ pub fn tool_ok(name: &str, args: &[&str]) -> String {
 /// Copy a directory tree (files, dirs, symlinks, modes).
 pub fn copy_tree(from: &Path, to: &Path) {
     fs::create_dir_all(to).unwrap();
-    let mut names: Vec<_> = fs::read_dir(from).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let mut names: Vec<_> = fs::read_dir(from)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     names.sort();
     for name in names {
         let src = from.join(&name);
@@ -88,7 +103,8 @@ pub fn copy_tree(from: &Path, to: &Path) {
             copy_tree(&src, &dst);
         } else {
             fs::copy(&src, &dst).unwrap();
-            fs::set_permissions(&dst, fs::Permissions::from_mode(meta.permissions().mode())).unwrap();
+            fs::set_permissions(&dst, fs::Permissions::from_mode(meta.permissions().mode()))
+                .unwrap();
         }
     }
 }
@@ -113,7 +129,10 @@ pub fn minimal_buildpack(dir: &Path, id: &str, version: &str, extra: &str) {
 
 /// Names of the regular files in a directory (non-recursive), sorted.
 pub fn list(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     v.sort();
     v
 }
