@@ -124,7 +124,7 @@ fn handle(client: TcpStream, s: &Shared) {
             let mut rng = s.rng.lock().unwrap();
             if s.faults.load(Ordering::Relaxed) < budget && rng.below(100) < percent {
                 if rng.below(2) == 0 {
-                    Fate::DropAfter(1024 + rng.below(512 * 1024))
+                    Fate::DropAfter(1024 + rng.below(256 * 1024))
                 } else {
                     Fate::Unavailable
                 }
