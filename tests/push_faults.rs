@@ -53,6 +53,10 @@ fn survives_dropped_connections_and_503s() {
             proxy.faults.load(Ordering::Relaxed) > 0,
             "the proxy injected no fault"
         );
+        eprintln!(
+            "seed {seed}: {} faults injected; {lines:?}",
+            proxy.faults.load(Ordering::Relaxed)
+        );
         drop(proxy);
         // Read back from the registry directly.
         let direct = format!("{}/{repo}:1", reg.host());
@@ -130,6 +134,7 @@ fn unreachable_registry_is_one_clear_error() {
     };
     let (r, _) = push(&o, &s);
     let err = r.unwrap_err().to_string();
+    eprintln!("error: {err}");
     assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
     assert!(err.contains("cannot connect"), "{err}");
     assert!(!err.contains('\n'), "{err}");

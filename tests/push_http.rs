@@ -184,6 +184,19 @@ fn platform_subset_gets_its_own_index() {
     assert_eq!(report.uploaded, 3);
     skopeo_copy_all(&reference, &tmp.path().join("copy"));
 
+    // By digest: the package's own index, no tag.
+    let (top, top_bytes) = packages::top(&pkg);
+    let by_digest = format!("{}/sub/bydigest@{}", reg.host(), top.digest);
+    let (r, _) = push(&opts(&pkg, by_digest.clone()), &settings());
+    assert_eq!(r.unwrap().digest, top.digest);
+    assert_eq!(skopeo_raw(&by_digest), top_bytes);
+    let wrong = format!("{}/sub/bydigest@{}", reg.host(), report.digest);
+    let (r, _) = push(&opts(&pkg, wrong), &settings());
+    assert!(r
+        .unwrap_err()
+        .to_string()
+        .contains("has no manifest or index with digest"));
+
     o.platforms = vec!["windows/amd64".into()];
     let (r, _) = push(&o, &settings());
     let err = r.unwrap_err().to_string();

@@ -65,6 +65,7 @@ fn https_with_ca_cert_and_basic_auth() {
         &settings(),
     );
     let err = r.unwrap_err().to_string();
+    eprintln!("error: {err}");
     assert!(err.contains(&reg.host()), "{err}");
     assert!(err.contains("not trusted"), "{err}");
     assert!(err.contains("--ca-cert"), "{err}");
@@ -81,6 +82,7 @@ fn https_with_ca_cert_and_basic_auth() {
         &settings(),
     );
     let err = r.unwrap_err().to_string();
+    eprintln!("error: {err}");
     assert!(
         err.starts_with(&format!("{}: authentication failed (401", reg.host())),
         "{err}"
@@ -98,6 +100,7 @@ fn https_with_ca_cert_and_basic_auth() {
         &settings(),
     );
     let err = r.unwrap_err().to_string();
+    eprintln!("error: {err}");
     assert!(err.contains("authentication required"), "{err}");
 }
 

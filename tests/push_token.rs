@@ -71,6 +71,7 @@ fn bearer_tokens_from_the_realm() {
         &settings(),
     );
     let err = r.unwrap_err().to_string();
+    eprintln!("error: {err}");
     assert!(
         err.starts_with(&format!("{}: authentication failed (401", reg.host())),
         "{err}"

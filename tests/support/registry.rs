@@ -128,8 +128,7 @@ impl Registry {
     }
 
     fn into_dir(mut self) -> tempfile::TempDir {
-        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
-        dir
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
     }
 
     fn wait_ready(&mut self) -> bool {
