@@ -53,6 +53,10 @@ fn survives_dropped_connections_and_503s() {
             proxy.faults.load(Ordering::Relaxed) > 0,
             "the proxy injected no fault"
         );
+        assert!(
+            lines.iter().any(|l| l.starts_with("Retrying ")),
+            "no retry reported: {lines:?}"
+        );
         eprintln!(
             "seed {seed}: {} faults injected; {lines:?}",
             proxy.faults.load(Ordering::Relaxed)

@@ -227,3 +227,24 @@ fn large_blobs_go_in_chunks() {
         "the registry saw no PATCH requests"
     );
 }
+
+#[test]
+fn packs_docker_schema2_fixtures_push_unchanged() {
+    let reg = Registry::start_plain();
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/fixtures/pack");
+    for name in [
+        "hello-universe.cnb",
+        "hello-universe-oci.cnb",
+        "tree-extension.cnb",
+    ] {
+        let pkg = fixtures.join(name);
+        let repo = name.trim_end_matches(".cnb");
+        let reference = format!("{}/pack/{repo}:1", reg.host());
+        let (r, lines) = push(&opts(&pkg, reference.clone()), &settings());
+        let report = r.unwrap_or_else(|e| panic!("{name}: {e}\n{lines:?}"));
+        let (desc, bytes) = packages::top(&pkg);
+        assert_eq!(report.digest, desc.digest, "{name}");
+        assert_eq!(report.media_type, desc.media_type, "{name}");
+        assert_eq!(skopeo_raw(&reference), bytes, "{name}");
+    }
+}

@@ -123,6 +123,8 @@ pub struct Client {
     auth: Mutex<AuthCell>,
     /// Retry policy.
     pub retry: RetryPolicy,
+    /// "Retrying …" lines for the status output, collected from any thread.
+    notes: Mutex<Vec<String>>,
 }
 
 /// TLS and transport settings.
@@ -198,7 +200,26 @@ impl Client {
                 generation: 0,
             }),
             retry,
+            notes: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Record that `what` failed transiently and is tried again after `failures` failures.
+    pub fn note_retry(&self, what: &str, failures: u32, error: &Error) {
+        let line = format!(
+            "Retrying {what} (attempt {} of {}) after: {error}",
+            failures + 1,
+            self.retry.attempts
+        );
+        self.notes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(line);
+    }
+
+    /// Take the recorded retry lines.
+    pub fn take_notes(&self) -> Vec<String> {
+        std::mem::take(&mut *self.notes.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// `host:port` of the registry API, for messages.
@@ -231,6 +252,7 @@ impl Client {
                 Ok(r) => return Ok(r),
                 Err(f) if f.retryable && failures + 1 < self.retry.attempts => {
                     failures += 1;
+                    self.note_retry(&format!("{method} {}", url.path()), failures, &f.error);
                     std::thread::sleep(self.retry.backoff(failures));
                 }
                 Err(f) => return Err(f.error),
@@ -496,6 +518,7 @@ impl Client {
                 Ok(r) => break r,
                 Err(f) if f.retryable && failures + 1 < self.retry.attempts => {
                     failures += 1;
+                    self.note_retry("GET /v2/", failures, &f.error);
                     std::thread::sleep(self.retry.backoff(failures));
                 }
                 Err(f) => return Err(f),
@@ -612,6 +635,7 @@ impl Client {
                 Ok(r) => break r,
                 Err(f) if f.retryable && failures + 1 < self.retry.attempts => {
                     failures += 1;
+                    self.note_retry("token request", failures, &f.error);
                     std::thread::sleep(self.retry.backoff(failures));
                     realm_url = Url::parse(realm).expect("parsed above");
                 }

@@ -17,7 +17,7 @@
 //! `credHelpers`, `credsStore`). Secrets never appear in status lines or errors.
 //!
 //! Status lines passed to the `status` callback start with a verb: `Pushing`, `Exists`,
-//! `Mounted`, `Uploaded`, `Pushed`, `Credentials`, or `warning:`.
+//! `Mounted`, `Uploaded`, `Pushed`, `Retrying`, `Credentials`, or `warning:`.
 
 pub mod auth;
 mod client;
@@ -229,7 +229,11 @@ pub fn push_with(
     let kind = if top.is_index { "index" } else { "manifest" };
     match &reference.target {
         Target::Tag(tag) => {
-            upload::put_manifest(&client, tag, &top.bytes, &top.media_type, &top.digest)?;
+            let put = upload::put_manifest(&client, tag, &top.bytes, &top.media_type, &top.digest);
+            for note in client.take_notes() {
+                status(&note);
+            }
+            put?;
             status(&format!("Pushed {kind} {} to {reference}", top.digest));
         }
         Target::Digest(d) => {
@@ -628,7 +632,11 @@ fn push_manifests(
         Some(p) => format!("{kind} {} ({})", node.digest, platform_text(p)),
         None => format!("{kind} {}", node.digest),
     };
-    if upload::manifest_exists(client, &node.digest)? {
+    let exists = upload::manifest_exists(client, &node.digest);
+    for note in client.take_notes() {
+        status(&note);
+    }
+    if exists? {
         status(&format!("Exists {what}"));
     } else {
         upload::put_manifest(
@@ -713,7 +721,16 @@ fn upload_blobs(
             Some(mp) => mp.suspend(|| status(line)),
             None => status(line),
         };
-        for event in rx {
+        loop {
+            let event = match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(e) => Some(e),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            for note in client.take_notes() {
+                say(&note);
+            }
+            let Some(event) = event else { continue };
             match event {
                 Event::Done(i, outcome) => {
                     let d = &blobs[i];
@@ -748,6 +765,9 @@ fn upload_blobs(
     });
     if let Some(mp) = &bars {
         let _ = mp.clear();
+    }
+    for note in client.take_notes() {
+        status(&note);
     }
     if let Some(e) = first_error {
         return Err(e);

@@ -79,6 +79,7 @@ pub fn push_blob(
             }
             Err(f) if f.retryable && failures + 1 < client.retry.attempts => {
                 failures += 1;
+                client.note_retry(&format!("upload of {digest}"), failures, &f.error);
                 std::thread::sleep(client.retry.backoff(failures));
             }
             Err(f) => return Err(f.error),
