@@ -105,7 +105,7 @@ fn https_with_ca_cert_and_basic_auth() {
 }
 
 #[test]
-fn credentials_from_docker_config_and_podman_auth_file() {
+fn credentials_from_docker_config_helpers_and_podman_auth_file() {
     let tmp = tempfile::tempdir().unwrap();
     let (reg, pki) = tls_registry(tmp.path());
     let pkg = packages::single(tmp.path(), "pkg", 12, &[120_000]);
@@ -159,6 +159,43 @@ fn credentials_from_docker_config_and_podman_auth_file() {
     );
     let (ok, out) = child::finish(c);
     assert!(ok, "{out}");
+    assert_no_secret(&out);
+
+    // A credential helper named in credHelpers, found on PATH.
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-cnbpkgtest");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\nread server\n[ \"$1\" = get ] || exit 1\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"{USER}\",\"Secret\":\"{PASSWORD}\"}}' \"$server\"\n"
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let helper_cfg = tmp.path().join("docker-helper");
+    std::fs::create_dir_all(&helper_cfg).unwrap();
+    std::fs::write(
+        helper_cfg.join("config.json"),
+        format!(r#"{{"credHelpers":{{"{}":"cnbpkgtest"}}}}"#, reg.host()),
+    )
+    .unwrap();
+    let path = std::env::join_paths(
+        std::iter::once(bin.clone())
+            .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    )
+    .unwrap();
+    let path = std::path::PathBuf::from(path);
+    let c = child::spawn(
+        "push_child",
+        &spec,
+        &home,
+        &[("DOCKER_CONFIG", &helper_cfg), ("PATH", &path)],
+    );
+    let (ok, out) = child::finish(c);
+    assert!(ok, "{out}");
+    assert!(out.contains("docker-credential-cnbpkgtest"), "{out}");
     assert_no_secret(&out);
 
     // No credential file: authentication required, nothing leaked.
