@@ -1,0 +1,771 @@
+//! The registry HTTP client: one ureq agent (rustls, env proxies), authentication (anonymous,
+//! basic, bearer tokens with refresh), bounded retries with backoff, one-line errors.
+
+use std::io::Read;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use ureq::http::{self, HeaderMap, Method};
+use url::Url;
+
+use crate::error::{Error, Result};
+
+use super::auth::{self, Challenge, Credential};
+
+/// Largest response body we read (error documents, token responses).
+const MAX_RESPONSE_BODY: u64 = 1 << 20;
+
+/// Retry policy.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Attempts per request or per blob upload session (at least 1).
+    pub attempts: u32,
+    /// First backoff delay; doubled after each failure.
+    pub initial_backoff: Duration,
+    /// Largest backoff delay.
+    pub max_backoff: Duration,
+}
+
+impl RetryPolicy {
+    /// The delay before attempt `n + 1` (n ≥ 1 failures so far).
+    pub fn backoff(&self, failures: u32) -> Duration {
+        let factor = 1u32 << failures.saturating_sub(1).min(16);
+        self.initial_backoff
+            .saturating_mul(factor)
+            .min(self.max_backoff)
+    }
+}
+
+/// A failed request: the one-line error and whether trying again may help.
+#[derive(Debug)]
+pub struct Failure {
+    /// The error to report.
+    pub error: Error,
+    /// Whether the failure was transient (5xx, 408, 429, dropped connection, stale token).
+    pub retryable: bool,
+}
+
+impl Failure {
+    fn fatal(error: Error) -> Self {
+        Failure {
+            error,
+            retryable: false,
+        }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Failure::fatal(error)
+    }
+}
+
+/// A response with its body read (bounded).
+#[derive(Debug)]
+pub struct Resp {
+    /// Status code.
+    pub status: u16,
+    /// Response headers.
+    pub headers: HeaderMap,
+    /// The body (at most 1 MiB).
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    /// A header as a string.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// A request body.
+pub enum Body<'a> {
+    /// No body.
+    None,
+    /// Bytes in memory (replayable).
+    Bytes(&'a [u8]),
+    /// A stream of exactly `len` bytes (sent once, with `Content-Length`).
+    Stream(&'a mut (dyn Read + Send), u64),
+}
+
+enum AuthState {
+    /// Not yet asked the registry what it wants.
+    Unknown,
+    /// No `Authorization` header.
+    Anonymous,
+    /// `Authorization: Basic …`.
+    Basic(String),
+    /// `Authorization: Bearer …` from a token server.
+    Bearer {
+        challenge: Challenge,
+        token: String,
+        refresh_at: Instant,
+    },
+}
+
+struct AuthCell {
+    state: AuthState,
+    /// Bumped whenever the credentials in use change, so concurrent 401s refresh once.
+    generation: u64,
+}
+
+/// A client for one repository (plus an optional mount source) on one registry.
+pub struct Client {
+    agent: ureq::Agent,
+    /// `https://host:port/` (or `http://` with `insecure`).
+    pub base: Url,
+    /// The registry name as the user wrote it (for messages).
+    pub registry: String,
+    /// The repository pushed to.
+    pub repository: String,
+    scopes: Vec<String>,
+    credential: Option<Credential>,
+    auth: Mutex<AuthCell>,
+    /// Retry policy.
+    pub retry: RetryPolicy,
+    /// "Retrying …" lines for the status output, collected from any thread.
+    notes: Mutex<Vec<String>>,
+}
+
+/// TLS and transport settings.
+pub struct Transport<'a> {
+    /// Plain HTTP.
+    pub insecure: bool,
+    /// Extra CA certificates (PEM), trusted in addition to the system roots.
+    pub ca_cert: Option<&'a std::path::Path>,
+}
+
+impl Client {
+    /// Build a client; nothing is sent yet.
+    pub fn new(
+        registry: &str,
+        api_host: &str,
+        repository: &str,
+        from: Option<&str>,
+        credential: Option<Credential>,
+        transport: &Transport<'_>,
+        retry: RetryPolicy,
+    ) -> Result<Self> {
+        let scheme = if transport.insecure { "http" } else { "https" };
+        let base = Url::parse(&format!("{scheme}://{api_host}/"))
+            .map_err(|e| Error::usage(format!("invalid registry host '{registry}': {e}")))?;
+        let mut tls = ureq::tls::TlsConfig::builder().provider(ureq::tls::TlsProvider::Rustls);
+        if let Some(path) = transport.ca_cert {
+            let pem = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+            let mut certs = Vec::new();
+            for item in ureq::tls::parse_pem(&pem) {
+                match item {
+                    Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c),
+                    Ok(_) => {}
+                    Err(e) => {
+                        return Err(Error::invalid(path, format!("not a PEM certificate: {e}")))
+                    }
+                }
+            }
+            if certs.is_empty() {
+                return Err(Error::invalid(path, "contains no PEM certificate"));
+            }
+            // The system's roots stay trusted next to the given CA.
+            let native = rustls_native_certs::load_native_certs();
+            for c in native.certs {
+                certs.push(ureq::tls::Certificate::from_der(c.as_ref()).to_owned());
+            }
+            tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
+        } else {
+            tls = tls.root_certs(ureq::tls::RootCerts::PlatformVerifier);
+        }
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .tls_config(tls.build())
+            .user_agent(concat!("cnbpkg/", env!("CARGO_PKG_VERSION")))
+            .timeout_connect(Some(Duration::from_secs(30)))
+            .timeout_per_read(Some(Duration::from_secs(120)))
+            .timeout_per_write(Some(Duration::from_secs(120)))
+            .max_idle_connections_per_host(32)
+            .build();
+        let agent = config.new_agent();
+        let mut scopes = vec![format!("repository:{repository}:pull,push")];
+        if let Some(f) = from.filter(|f| *f != repository) {
+            scopes.push(format!("repository:{f}:pull"));
+        }
+        Ok(Client {
+            agent,
+            base,
+            registry: registry.to_string(),
+            repository: repository.to_string(),
+            scopes,
+            credential,
+            auth: Mutex::new(AuthCell {
+                state: AuthState::Unknown,
+                generation: 0,
+            }),
+            retry,
+            notes: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Record that `what` failed transiently and is tried again after `failures` failures.
+    pub fn note_retry(&self, what: &str, failures: u32, error: &Error) {
+        let line = format!(
+            "Retrying {what} (attempt {} of {}) after: {error}",
+            failures + 1,
+            self.retry.attempts
+        );
+        self.notes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(line);
+    }
+
+    /// Take the recorded retry lines.
+    pub fn take_notes(&self) -> Vec<String> {
+        std::mem::take(&mut *self.notes.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// `host:port` of the registry API, for messages.
+    pub fn host_port(&self) -> String {
+        host_port(&self.base)
+    }
+
+    /// `…/v2/<repo>/<rest>`.
+    pub fn url(&self, rest: &str) -> Url {
+        self.base
+            .join(&format!("v2/{}/{}", self.repository, rest))
+            .expect("repository names are URL-safe")
+    }
+
+    /// Send a replayable request, retrying transient failures and refreshing credentials once.
+    pub fn send(
+        &self,
+        method: Method,
+        url: &Url,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Result<Resp> {
+        let mut failures = 0;
+        loop {
+            let b = match body {
+                Some(b) => Body::Bytes(b),
+                None => Body::None,
+            };
+            match self.send_once(method.clone(), url, headers, b) {
+                Ok(r) => return Ok(r),
+                Err(f) if f.retryable && failures + 1 < self.retry.attempts => {
+                    failures += 1;
+                    self.note_retry(&format!("{method} {}", url.path()), failures, &f.error);
+                    std::thread::sleep(self.retry.backoff(failures));
+                }
+                Err(f) => return Err(f.error),
+            }
+        }
+    }
+
+    /// Send one request with authentication: a 401 refreshes credentials and, for replayable
+    /// bodies, tries once more; a 401 on a stream is reported as retryable.
+    pub fn send_once(
+        &self,
+        method: Method,
+        url: &Url,
+        headers: &[(&str, &str)],
+        mut body: Body<'_>,
+    ) -> Result<Resp, Failure> {
+        let mut refreshed = false;
+        loop {
+            let (authz, generation) = self.authorization()?;
+            let streamed = matches!(body, Body::Stream(..));
+            let resp = self.raw(method.clone(), url, headers, authz.as_deref(), &mut body)?;
+            if resp.status != 401 {
+                return Ok(resp);
+            }
+            if refreshed {
+                return Err(Failure::fatal(self.auth_failed(&resp)));
+            }
+            self.refresh(generation, &resp)?;
+            refreshed = true;
+            if streamed {
+                // The stream is spent; the caller restarts (with fresh credentials).
+                return Err(Failure {
+                    error: self.auth_failed(&resp),
+                    retryable: true,
+                });
+            }
+        }
+    }
+
+    /// One HTTP exchange without auth handling; transient statuses become retryable failures.
+    fn raw(
+        &self,
+        method: Method,
+        url: &Url,
+        headers: &[(&str, &str)],
+        authz: Option<&str>,
+        body: &mut Body<'_>,
+    ) -> Result<Resp, Failure> {
+        let mut builder = http::Request::builder()
+            .method(method.clone())
+            .uri(url.as_str());
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        if let Some(a) = authz {
+            // Only sent to the registry's own host; ureq drops it on redirects elsewhere.
+            builder = builder.header("Authorization", a);
+        }
+        let result = match body {
+            Body::None => builder
+                .body(ureq::SendBody::none())
+                .map(|r| self.agent.run(r)),
+            Body::Bytes(b) => builder
+                .header("Content-Length", b.len().to_string())
+                .body(*b)
+                .map(|r| self.agent.run(r)),
+            Body::Stream(r, len) => builder
+                .header("Content-Length", len.to_string())
+                .body(ureq::SendBody::from_reader(&mut **r))
+                .map(|r| self.agent.run(r)),
+        };
+        let result = result.map_err(|e| {
+            Failure::fatal(Error::other(format!("{}: bad request: {e}", self.registry)))
+        })?;
+        let mut response = match result {
+            Ok(r) => r,
+            Err(e) => return Err(self.transport_failure(&method, url, e)),
+        };
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let mut body = Vec::new();
+        if method != Method::HEAD {
+            let read = response
+                .body_mut()
+                .as_reader()
+                .take(MAX_RESPONSE_BODY)
+                .read_to_end(&mut body);
+            if let Err(e) = read {
+                return Err(Failure {
+                    error: Error::other(format!(
+                        "{}: connection to {} dropped while reading the response to {method} {}: {e}",
+                        self.registry,
+                        self.host_port(),
+                        url.path()
+                    )),
+                    retryable: true,
+                });
+            }
+        }
+        let resp = Resp {
+            status,
+            headers,
+            body,
+        };
+        if matches!(status, 408 | 429) || (500..600).contains(&status) && status != 501 {
+            return Err(Failure {
+                error: self.status_error(&method, url, &resp),
+                retryable: true,
+            });
+        }
+        Ok(resp)
+    }
+
+    fn transport_failure(&self, method: &Method, url: &Url, e: ureq::Error) -> Failure {
+        let hp = host_port(url);
+        let text = error_chain(&e);
+        let lower = text.to_lowercase();
+        let untrusted = lower.contains("unknownissuer")
+            || lower.contains("unknown issuer")
+            || lower.contains("self-signed")
+            || lower.contains("selfsigned")
+            || lower.contains("untrusted");
+        if untrusted {
+            return Failure::fatal(Error::other(format!(
+                "{}: the TLS certificate of {hp} is not trusted (unknown issuer); pass --ca-cert with the registry's CA certificate (PEM), or --insecure for a plain-HTTP registry",
+                self.registry
+            )));
+        }
+        if lower.contains("certificate") || matches!(e, ureq::Error::Rustls(_)) {
+            return Failure::fatal(Error::other(format!(
+                "{}: TLS handshake with {hp} failed: {text}",
+                self.registry
+            )));
+        }
+        match e {
+            ureq::Error::HostNotFound => Failure {
+                error: Error::other(format!(
+                    "{}: cannot resolve host {}",
+                    self.registry,
+                    url.host_str().unwrap_or("?")
+                )),
+                retryable: false,
+            },
+            ureq::Error::ConnectionFailed => Failure {
+                error: Error::other(format!(
+                    "{}: cannot connect to {hp}: connection failed",
+                    self.registry
+                )),
+                retryable: true,
+            },
+            ureq::Error::Io(ref io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+                Failure {
+                    error: Error::other(format!(
+                        "{}: cannot connect to {hp}: connection refused",
+                        self.registry
+                    )),
+                    retryable: true,
+                }
+            }
+            ureq::Error::Timeout(t) => Failure {
+                error: Error::other(format!(
+                    "{}: {hp} timed out ({t}) during {method} {}",
+                    self.registry,
+                    url.path()
+                )),
+                retryable: true,
+            },
+            ureq::Error::Io(_) | ureq::Error::Protocol(_) | ureq::Error::BodyStalled => Failure {
+                error: Error::other(format!(
+                    "{}: connection to {hp} failed during {method} {}: {text}",
+                    self.registry,
+                    url.path()
+                )),
+                retryable: true,
+            },
+            _ => Failure::fatal(Error::other(format!(
+                "{}: {method} {} failed: {text}",
+                self.registry,
+                url.path()
+            ))),
+        }
+    }
+
+    /// `<registry>: METHOD /path failed: 503 Service Unavailable: <registry's message>`.
+    pub fn status_error(&self, method: &Method, url: &Url, resp: &Resp) -> Error {
+        Error::other(format!(
+            "{}: {method} {} failed: {}",
+            self.registry,
+            url.path(),
+            describe_status(resp)
+        ))
+    }
+
+    fn auth_failed(&self, resp: &Resp) -> Error {
+        Error::other(format!(
+            "{}: authentication failed ({})",
+            self.registry,
+            describe_status(resp)
+        ))
+    }
+
+    /// The `Authorization` value to send now, asking the registry first if needed.
+    fn authorization(&self) -> Result<(Option<String>, u64), Failure> {
+        let mut cell = self.auth.lock().unwrap_or_else(|p| p.into_inner());
+        if matches!(cell.state, AuthState::Unknown) {
+            cell.state = self.ping()?;
+            cell.generation += 1;
+        }
+        if let AuthState::Bearer {
+            challenge,
+            refresh_at,
+            ..
+        } = &cell.state
+        {
+            if Instant::now() >= *refresh_at {
+                let challenge = challenge.clone();
+                cell.state = self.bearer(&challenge, &[])?;
+                cell.generation += 1;
+            }
+        }
+        let value = match &cell.state {
+            AuthState::Unknown | AuthState::Anonymous => None,
+            AuthState::Basic(h) => Some(h.clone()),
+            AuthState::Bearer { token, .. } => Some(format!("Bearer {token}")),
+        };
+        Ok((value, cell.generation))
+    }
+
+    /// After a 401: switch to what the challenge asks for, unless another thread already did.
+    fn refresh(&self, generation: u64, resp: &Resp) -> Result<(), Failure> {
+        let mut cell = self.auth.lock().unwrap_or_else(|p| p.into_inner());
+        if cell.generation != generation {
+            return Ok(());
+        }
+        let challenges = resp
+            .header("www-authenticate")
+            .map(auth::parse_challenges)
+            .unwrap_or_default();
+        let bearer = challenges.iter().find(|c| c.scheme == "bearer");
+        let state = match (bearer, &cell.state) {
+            (Some(ch), _) => {
+                let extra: Vec<String> = ch.param("scope").map(split_scopes).unwrap_or_default();
+                self.bearer(ch, &extra)?
+            }
+            (None, AuthState::Anonymous | AuthState::Unknown)
+                if challenges.iter().any(|c| c.scheme == "basic") =>
+            {
+                self.basic_state(resp)?
+            }
+            _ => return Err(Failure::fatal(self.auth_failed(resp))),
+        };
+        cell.state = state;
+        cell.generation += 1;
+        Ok(())
+    }
+
+    /// `GET /v2/` and pick the auth scheme the registry asks for.
+    fn ping(&self) -> Result<AuthState, Failure> {
+        let url = self.base.join("v2/").expect("static path");
+        let mut failures = 0;
+        let resp = loop {
+            match self.raw(Method::GET, &url, &[], None, &mut Body::None) {
+                Ok(r) => break r,
+                Err(f) if f.retryable && failures + 1 < self.retry.attempts => {
+                    failures += 1;
+                    self.note_retry("GET /v2/", failures, &f.error);
+                    std::thread::sleep(self.retry.backoff(failures));
+                }
+                Err(f) => return Err(f),
+            }
+        };
+        match resp.status {
+            200..=299 => Ok(AuthState::Anonymous),
+            401 => {
+                let challenges = resp
+                    .header("www-authenticate")
+                    .map(auth::parse_challenges)
+                    .unwrap_or_default();
+                if let Some(ch) = challenges.iter().find(|c| c.scheme == "bearer") {
+                    self.bearer(ch, &[])
+                } else if challenges.iter().any(|c| c.scheme == "basic") {
+                    self.basic_state(&resp)
+                } else {
+                    Err(Failure::fatal(Error::other(format!(
+                        "{}: the registry requires authentication with a scheme cnbpkg does not support ({})",
+                        self.registry,
+                        resp.header("www-authenticate").unwrap_or("no WWW-Authenticate header")
+                    ))))
+                }
+            }
+            404 => Err(Failure::fatal(Error::other(format!(
+                "{}: {} does not serve the registry API (GET /v2/ answered 404)",
+                self.registry,
+                self.host_port()
+            )))),
+            _ => Err(Failure::fatal(self.status_error(&Method::GET, &url, &resp))),
+        }
+    }
+
+    /// Basic auth: check the credentials once against `/v2/`.
+    fn basic_state(&self, challenge_resp: &Resp) -> Result<AuthState, Failure> {
+        let Some(header) = self.credential.as_ref().and_then(Credential::basic_header) else {
+            return Err(Failure::fatal(Error::other(format!(
+                "{}: authentication required ({}); no credentials found: use --username with --password-stdin, or log in with docker or podman",
+                self.registry,
+                describe_status(challenge_resp)
+            ))));
+        };
+        let url = self.base.join("v2/").expect("static path");
+        let resp = self.raw(Method::GET, &url, &[], Some(&header), &mut Body::None)?;
+        if resp.status == 401 || resp.status == 403 {
+            return Err(Failure::fatal(self.auth_failed(&resp)));
+        }
+        Ok(AuthState::Basic(header))
+    }
+
+    /// Get a bearer token for our scopes (plus `extra`) from the challenge's realm.
+    fn bearer(&self, ch: &Challenge, extra: &[String]) -> Result<AuthState, Failure> {
+        let realm = ch.param("realm").ok_or_else(|| {
+            Failure::fatal(Error::other(format!(
+                "{}: the bearer challenge names no token realm",
+                self.registry
+            )))
+        })?;
+        let mut realm_url = Url::parse(realm)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https"))
+            .ok_or_else(|| {
+                Failure::fatal(Error::other(format!(
+                    "{}: the token realm '{realm}' is not an http(s) URL",
+                    self.registry
+                )))
+            })?;
+        let mut scopes = self.scopes.clone();
+        for s in extra {
+            if !scopes.contains(s) {
+                scopes.push(s.clone());
+            }
+        }
+        let service = ch.param("service");
+        let mut failures = 0;
+        let resp = loop {
+            let attempt = match &self.credential {
+                Some(Credential::IdentityToken(rt)) => {
+                    let mut form = url::form_urlencoded::Serializer::new(String::new());
+                    form.append_pair("grant_type", "refresh_token");
+                    form.append_pair("refresh_token", rt.expose());
+                    form.append_pair("client_id", "cnbpkg");
+                    if let Some(s) = service {
+                        form.append_pair("service", s);
+                    }
+                    form.append_pair("scope", &scopes.join(" "));
+                    let body = form.finish();
+                    self.raw(
+                        Method::POST,
+                        &realm_url,
+                        &[("Content-Type", "application/x-www-form-urlencoded")],
+                        None,
+                        &mut Body::Bytes(body.as_bytes()),
+                    )
+                }
+                cred => {
+                    let mut u = realm_url.clone();
+                    {
+                        let mut q = u.query_pairs_mut();
+                        if let Some(s) = service {
+                            q.append_pair("service", s);
+                        }
+                        for s in &scopes {
+                            q.append_pair("scope", s);
+                        }
+                    }
+                    let basic = cred.as_ref().and_then(Credential::basic_header);
+                    let r = self.raw(Method::GET, &u, &[], basic.as_deref(), &mut Body::None);
+                    realm_url = u;
+                    r
+                }
+            };
+            match attempt {
+                Ok(r) => break r,
+                Err(f) if f.retryable && failures + 1 < self.retry.attempts => {
+                    failures += 1;
+                    self.note_retry("token request", failures, &f.error);
+                    std::thread::sleep(self.retry.backoff(failures));
+                    realm_url = Url::parse(realm).expect("parsed above");
+                }
+                Err(f) => return Err(f),
+            }
+        };
+        let realm_host = host_port(&realm_url);
+        if resp.status == 401 || resp.status == 403 {
+            return Err(Failure::fatal(Error::other(format!(
+                "{}: authentication failed ({} from token server {realm_host})",
+                self.registry,
+                describe_status(&resp)
+            ))));
+        }
+        if !(200..300).contains(&resp.status) {
+            return Err(Failure::fatal(Error::other(format!(
+                "{}: token server {realm_host} answered {}",
+                self.registry,
+                describe_status(&resp)
+            ))));
+        }
+        #[derive(serde::Deserialize)]
+        struct TokenResponse {
+            #[serde(default)]
+            token: Option<String>,
+            #[serde(default)]
+            access_token: Option<String>,
+            #[serde(default)]
+            expires_in: Option<u64>,
+        }
+        let parsed: TokenResponse = serde_json::from_slice(&resp.body).map_err(|_| {
+            Failure::fatal(Error::other(format!(
+                "{}: token server {realm_host} did not answer with a token document",
+                self.registry
+            )))
+        })?;
+        let token = parsed
+            .token
+            .filter(|t| !t.is_empty())
+            .or(parsed.access_token)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                Failure::fatal(Error::other(format!(
+                    "{}: token server {realm_host} answered without a token",
+                    self.registry
+                )))
+            })?;
+        // The spec's default lifetime is 60 s; refresh a little early.
+        let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(60).max(10));
+        let refresh_at = Instant::now() + lifetime.mul_f64(0.9);
+        Ok(AuthState::Bearer {
+            challenge: ch.clone(),
+            token,
+            refresh_at,
+        })
+    }
+}
+
+fn split_scopes(s: &str) -> Vec<String> {
+    s.split(' ')
+        .filter(|x| !x.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// `host:port` of a URL.
+pub fn host_port(url: &Url) -> String {
+    let host = match url.host() {
+        Some(url::Host::Ipv6(a)) => format!("[{a}]"),
+        Some(h) => h.to_string(),
+        None => String::from("?"),
+    };
+    match url.port_or_known_default() {
+        Some(p) => format!("{host}:{p}"),
+        None => host,
+    }
+}
+
+/// `503 Service Unavailable: <first error message from the registry's JSON>`.
+pub fn describe_status(resp: &Resp) -> String {
+    let reason = http::StatusCode::from_u16(resp.status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("");
+    let mut out = format!("{} {reason}", resp.status).trim_end().to_string();
+    #[derive(serde::Deserialize)]
+    struct Errors {
+        errors: Vec<ErrorItem>,
+    }
+    #[derive(serde::Deserialize)]
+    struct ErrorItem {
+        #[serde(default)]
+        code: String,
+        #[serde(default)]
+        message: String,
+    }
+    if let Ok(e) = serde_json::from_slice::<Errors>(&resp.body) {
+        if let Some(first) = e.errors.first() {
+            let msg = if first.message.is_empty() {
+                first.code.to_lowercase()
+            } else {
+                first.message.clone()
+            };
+            let msg: String = msg.chars().take(200).collect();
+            out.push_str(": ");
+            out.push_str(&msg);
+        }
+    }
+    out
+}
+
+/// The error and its sources on one line.
+fn error_chain(e: &ureq::Error) -> String {
+    let mut text = format!("{e}");
+    if let ureq::Error::Rustls(r) = e {
+        text = format!("{text} ({r:?})");
+    }
+    let mut src = std::error::Error::source(e);
+    let mut n = 0;
+    while let Some(s) = src {
+        let t = s.to_string();
+        if !text.contains(&t) {
+            text.push_str(": ");
+            text.push_str(&t);
+        }
+        src = s.source();
+        n += 1;
+        if n > 5 {
+            break;
+        }
+    }
+    text
+}

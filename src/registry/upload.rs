@@ -1,0 +1,330 @@
+//! Blob and manifest uploads: HEAD first, cross-repository mount, monolithic streamed PUT,
+//! chunked PATCH for large blobs or after a 413; each retried upload starts a new session.
+
+use std::io::{self, Read};
+use std::sync::Arc;
+
+use ureq::http::Method;
+use url::Url;
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::layout::BlobReader;
+
+use super::client::{Body, Client, Failure, Resp};
+
+/// All manifest media types we accept back on HEAD.
+pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+
+/// How one blob got into the registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobOutcome {
+    /// It was there already.
+    Exists,
+    /// Mounted from the `from` repository.
+    Mounted,
+    /// Uploaded.
+    Uploaded,
+}
+
+/// Upload tuning.
+#[derive(Debug, Clone, Copy)]
+pub struct UploadTuning {
+    /// Blobs larger than this are uploaded in chunks.
+    pub chunk_threshold: u64,
+    /// Chunk size (raised to the registry's `OCI-Chunk-Min-Length`).
+    pub chunk_size: u64,
+}
+
+/// Called with the number of body bytes as they are read for sending.
+pub type SentFn = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// Whether the blob exists in the repository (HEAD), checking any digest the registry names.
+pub fn blob_exists(client: &Client, digest: &Digest) -> Result<bool> {
+    let url = client.url(&format!("blobs/{digest}"));
+    let resp = client.send(Method::HEAD, &url, &[], None)?;
+    match resp.status {
+        200 => {
+            check_digest(client, &resp, digest)?;
+            Ok(true)
+        }
+        404 => Ok(false),
+        _ => Err(client.status_error(&Method::HEAD, &url, &resp)),
+    }
+}
+
+/// Push one blob that is known to be missing: mount it from `from` or upload it.
+pub fn push_blob(
+    client: &Client,
+    digest: &Digest,
+    size: u64,
+    open: &dyn Fn() -> Result<BlobReader>,
+    from: Option<&str>,
+    tuning: &UploadTuning,
+    sent: &SentFn,
+) -> Result<BlobOutcome> {
+    let mut failures = 0;
+    let mut chunked = size > tuning.chunk_threshold;
+    loop {
+        match attempt(client, digest, size, open, from, chunked, tuning, sent) {
+            Ok(Attempt::Done(o)) => return Ok(o),
+            Ok(Attempt::TooLarge) if !chunked => {
+                chunked = true;
+            }
+            Ok(Attempt::TooLarge) => {
+                return Err(Error::other(format!(
+                    "{}: the registry refuses blob {digest} ({size} bytes) as too large (413)",
+                    client.registry
+                )))
+            }
+            Err(f) if f.retryable && failures + 1 < client.retry.attempts => {
+                failures += 1;
+                client.note_retry(&format!("upload of {digest}"), failures, &f.error);
+                std::thread::sleep(client.retry.backoff(failures));
+            }
+            Err(f) => return Err(f.error),
+        }
+    }
+}
+
+enum Attempt {
+    Done(BlobOutcome),
+    TooLarge,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn attempt(
+    client: &Client,
+    digest: &Digest,
+    size: u64,
+    open: &dyn Fn() -> Result<BlobReader>,
+    from: Option<&str>,
+    chunked: bool,
+    tuning: &UploadTuning,
+    sent: &SentFn,
+) -> Result<Attempt, Failure> {
+    // Start a session (or mount).
+    let mut start = client.url("blobs/uploads/");
+    if let Some(f) = from {
+        start
+            .query_pairs_mut()
+            .append_pair("mount", &digest.to_string())
+            .append_pair("from", f);
+    }
+    let resp = client.send_once(Method::POST, &start, &[], Body::Bytes(&[]))?;
+    match resp.status {
+        201 if from.is_some() => {
+            check_digest(client, &resp, digest)?;
+            return Ok(Attempt::Done(BlobOutcome::Mounted));
+        }
+        202 => {}
+        _ => {
+            return Err(Failure::from(client.status_error(
+                &Method::POST,
+                &start,
+                &resp,
+            )))
+        }
+    }
+    let mut location = location(client, &start, &resp)?;
+    let mut reader = open()?;
+    if reader.len() != size {
+        return Err(Failure::from(Error::other(format!(
+            "blob {digest} is {} bytes in the package, its descriptor says {size}",
+            reader.len()
+        ))));
+    }
+    if chunked {
+        let min = resp
+            .header("oci-chunk-min-length")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        let chunk = tuning.chunk_size.max(min).max(1);
+        let mut offset = 0u64;
+        while offset < size {
+            let n = chunk.min(size - offset);
+            let range = format!("{offset}-{}", offset + n - 1);
+            let resp = {
+                let mut body = Counting {
+                    inner: (&mut reader).take(n),
+                    sent: sent.clone(),
+                };
+                client.send_once(
+                    Method::PATCH,
+                    &location,
+                    &[
+                        ("Content-Type", "application/octet-stream"),
+                        ("Content-Range", &range),
+                    ],
+                    Body::Stream(&mut body, n),
+                )?
+            };
+            match resp.status {
+                202 => {}
+                413 => return Ok(Attempt::TooLarge),
+                416 => {
+                    return Err(Failure {
+                        error: client.status_error(&Method::PATCH, &location, &resp),
+                        retryable: true,
+                    })
+                }
+                _ => {
+                    return Err(Failure::from(client.status_error(
+                        &Method::PATCH,
+                        &location,
+                        &resp,
+                    )))
+                }
+            }
+            location = self::location(client, &location, &resp)?;
+            let received = resp
+                .header("range")
+                .and_then(parse_range_end)
+                .map(|end| end + 1)
+                .unwrap_or(offset + n);
+            if received != offset + n {
+                if received > size {
+                    return Err(Failure::from(Error::other(format!(
+                        "{}: the registry reports {received} bytes received for a {size}-byte blob",
+                        client.registry
+                    ))));
+                }
+                // The registry kept a different amount: continue from where it is.
+                reader = open()?;
+                io::copy(&mut (&mut reader).take(received), &mut io::sink())
+                    .map_err(|e| Failure::from(Error::other(format!("blob {digest}: {e}"))))?;
+            }
+            offset = received;
+        }
+        let mut put = location.clone();
+        put.query_pairs_mut()
+            .append_pair("digest", &digest.to_string());
+        let resp = client.send_once(Method::PUT, &put, &[], Body::Bytes(&[]))?;
+        finish(client, &put, &resp, digest)
+    } else {
+        let mut put = location;
+        put.query_pairs_mut()
+            .append_pair("digest", &digest.to_string());
+        let mut body = Counting {
+            inner: reader,
+            sent: sent.clone(),
+        };
+        let resp = client.send_once(
+            Method::PUT,
+            &put,
+            &[("Content-Type", "application/octet-stream")],
+            Body::Stream(&mut body, size),
+        )?;
+        if resp.status == 413 {
+            return Ok(Attempt::TooLarge);
+        }
+        finish(client, &put, &resp, digest)
+    }
+}
+
+fn finish(client: &Client, url: &Url, resp: &Resp, digest: &Digest) -> Result<Attempt, Failure> {
+    if resp.status != 201 {
+        return Err(Failure::from(client.status_error(&Method::PUT, url, resp)));
+    }
+    check_digest(client, resp, digest)?;
+    Ok(Attempt::Done(BlobOutcome::Uploaded))
+}
+
+/// `0-1023` → 1023 (also `bytes=0-1023`).
+fn parse_range_end(v: &str) -> Option<u64> {
+    let v = v.trim().trim_start_matches("bytes=");
+    v.split_once('-')?.1.trim().parse().ok()
+}
+
+/// The upload session URL from a `Location` header, resolved against the request URL.
+fn location(client: &Client, request: &Url, resp: &Resp) -> Result<Url, Failure> {
+    let loc = resp.header("location").ok_or_else(|| {
+        Failure::from(Error::other(format!(
+            "{}: the registry answered {} to {} without a Location header",
+            client.registry,
+            resp.status,
+            request.path()
+        )))
+    })?;
+    request.join(loc).map_err(|e| {
+        Failure::from(Error::other(format!(
+            "{}: invalid upload location '{loc}': {e}",
+            client.registry
+        )))
+    })
+}
+
+/// Fail when the registry names a different digest than the content's.
+pub fn check_digest(client: &Client, resp: &Resp, expected: &Digest) -> Result<()> {
+    if let Some(d) = resp.header("docker-content-digest") {
+        if d.trim() != expected.to_string() {
+            return Err(Error::other(format!(
+                "{}: the registry reports digest {} for content with digest {expected}",
+                client.registry,
+                d.trim()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Whether the repository holds the manifest `digest` (HEAD with `Accept`).
+pub fn manifest_exists(client: &Client, digest: &Digest) -> Result<bool> {
+    let url = client.url(&format!("manifests/{digest}"));
+    let resp = client.send(Method::HEAD, &url, &[("Accept", MANIFEST_ACCEPT)], None)?;
+    match resp.status {
+        200 => {
+            check_digest(client, &resp, digest)?;
+            Ok(true)
+        }
+        404 => Ok(false),
+        _ => Err(client.status_error(&Method::HEAD, &url, &resp)),
+    }
+}
+
+/// PUT a manifest or index, as raw bytes, at a tag or digest.
+pub fn put_manifest(
+    client: &Client,
+    reference: &str,
+    bytes: &[u8],
+    media_type: &str,
+    digest: &Digest,
+) -> Result<()> {
+    let url = client.url(&format!("manifests/{reference}"));
+    let resp = client.send(
+        Method::PUT,
+        &url,
+        &[("Content-Type", media_type)],
+        Some(bytes),
+    )?;
+    if resp.status != 201 && resp.status != 200 {
+        return Err(client.status_error(&Method::PUT, &url, &resp));
+    }
+    check_digest(client, &resp, digest)
+}
+
+/// A reader that reports the bytes read through it.
+struct Counting<R> {
+    inner: R,
+    sent: SentFn,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        (self.sent)(n as u64);
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_header_forms() {
+        assert_eq!(parse_range_end("0-1023"), Some(1023));
+        assert_eq!(parse_range_end("bytes=0-9"), Some(9));
+        assert_eq!(parse_range_end("junk"), None);
+    }
+}
