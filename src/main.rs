@@ -35,6 +35,39 @@ enum Command {
     Inspect(InspectArgs),
     /// Check a package's integrity: every digest, size, media type, diffID and label.
     Verify(VerifyArgs),
+    /// Copy a finished package into an OCI registry (image index for several platforms).
+    Push(PushArgs),
+}
+
+#[derive(Args)]
+struct PushArgs {
+    /// A .cnb file or an OCI layout directory.
+    package: PathBuf,
+    /// Destination: REGISTRY/REPO[:TAG] (tag "latest" when omitted).
+    reference: String,
+    /// Push only these platforms (os[/arch[/variant]]); repeatable.
+    #[arg(long = "platform", value_name = "T")]
+    platforms: Vec<String>,
+    /// Mount blobs from this repository of the same registry instead of uploading them.
+    #[arg(long, value_name = "REPO")]
+    from: Option<String>,
+    /// Use plain HTTP (for a local registry).
+    #[arg(long)]
+    insecure: bool,
+    /// Trust the CA certificates in this PEM file (in addition to the system's).
+    #[arg(long, value_name = "PEM")]
+    ca_cert: Option<PathBuf>,
+    /// User name (the password is read from standard input with --password-stdin).
+    #[arg(short, long, requires = "password_stdin")]
+    username: Option<String>,
+    /// Read the password or token from standard input.
+    #[arg(long, requires = "username")]
+    password_stdin: bool,
+    /// Parallel blob uploads.
+    #[arg(short, long, value_name = "N", default_value_t = cnbpkg::registry::DEFAULT_JOBS)]
+    jobs: usize,
+    #[command(flatten)]
+    common: Common,
 }
 
 #[derive(Args)]
@@ -158,6 +191,10 @@ fn main() -> ExitCode {
             let ui = printer(&args.common);
             (run_verify(args, &ui), ui)
         }
+        Command::Push(args) => {
+            let ui = printer(&args.common);
+            (run_push(args, &ui), ui)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -259,4 +296,70 @@ fn run_verify(args: VerifyArgs, ui: &Printer) -> Result<(), Error> {
             if report.defects.len() == 1 { "" } else { "s" }
         )))
     }
+}
+
+fn run_push(args: PushArgs, ui: &Printer) -> Result<(), Error> {
+    let password = if args.password_stdin {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map_err(|e| Error::other(format!("reading the password from standard input: {e}")))?;
+        Some(line.trim_end_matches(['\r', '\n']).to_string())
+    } else {
+        None
+    };
+    if args.jobs == 0 {
+        return Err(Error::usage("--jobs must be at least 1"));
+    }
+    let opts = cnbpkg::registry::PushOptions {
+        package: args.package,
+        reference: args.reference,
+        platforms: args.platforms,
+        from: args.from,
+        insecure: args.insecure,
+        ca_cert: args.ca_cert,
+        username: args.username,
+        password,
+        jobs: args.jobs,
+        progress: ui.progress(),
+    };
+    let report = cnbpkg::registry::push(&opts, &mut |line: &str| match line.strip_prefix("warning: ") {
+        Some(w) => ui.warn(w),
+        None => match line.split_once(' ') {
+            Some((verb, rest)) => ui.status(verb, rest),
+            None => ui.status(line, ""),
+        },
+    })?;
+    ui.status(
+        "Pushed",
+        format!(
+            "{}@{} ({} uploaded, {} mounted, {} already present, {} sent)",
+            report.reference,
+            report.digest,
+            report.uploaded,
+            report.mounted,
+            report.skipped,
+            cnbpkg::ui::human_size(report.bytes_sent)
+        ),
+    );
+    let mut out = std::io::stdout().lock();
+    if args.common.json {
+        let manifests: Vec<_> = report
+            .manifests
+            .iter()
+            .map(|(p, d)| serde_json::json!({ "platform": p, "digest": d }))
+            .collect();
+        let value = serde_json::json!({
+            "reference": report.reference,
+            "digest": report.digest,
+            "mediaType": report.media_type,
+            "uploaded": report.uploaded,
+            "mounted": report.mounted,
+            "skipped": report.skipped,
+            "bytesSent": report.bytes_sent,
+            "manifests": manifests,
+        });
+        let _ = writeln!(out, "{}", serde_json::to_string_pretty(&value).expect("report serializes"));
+    } else {
+        let _ = writeln!(out, "{}", report.digest);
+    }
+    Ok(())
 }
