@@ -148,7 +148,7 @@ fn text(limit: usize) -> Vec<u8> {
             _ => {}
         }
         out.extend(std::iter::repeat_n(b' ', depth * 4));
-        if rng.next() % 9 == 0 {
+        if rng.next().is_multiple_of(9) {
             out.extend_from_slice(b"// ");
             for _ in 0..(3 + rng.next() % 10) {
                 out.extend_from_slice(idents[rng.skewed(idents.len())].as_bytes());
