@@ -33,10 +33,11 @@ use crate::oci::{self, LayerEncoding};
 /// Uncompressed bytes per parallel gzip block. Part of the output format: changing it changes
 /// every gzip digest.
 ///
-/// Measured with `cargo bench --bench stages` (2 cores, gzip level 6, mixed binaries): see the
-/// `gzip block size` table there. 256 KiB loses under 0.1 % ratio against single-stream zlib
-/// while giving each of 2 workers enough blocks for small layers; larger blocks gained no
-/// throughput, smaller ones paid for dictionary priming.
+/// Measured with `CNBPKG_BENCH_BLOCKS=1 cargo bench --bench stages` (level 6, 2 threads):
+/// 128 KiB to 1 MiB blocks differ by under 0.1 % in size against a single deflate stream
+/// (256 KiB: +0.03–0.04 %), and their throughput differences were within the machine's noise.
+/// 256 KiB keeps both workers busy on small layers (a 1 MiB layer is 4 blocks) and keeps the
+/// in-flight memory small (≈ 2 × threads × 2 × 256 KiB).
 pub const GZIP_BLOCK_SIZE: usize = 256 * 1024;
 
 /// The deflate window, and so the dictionary carried from one block to the next.
@@ -65,23 +66,30 @@ pub const ZSTD_DEFAULT_LEVEL: i32 = 3;
 impl Compression {
     /// gzip at level 6, the default for `.cnb` layers.
     ///
-    /// Chosen from `cargo bench --bench stages` on the project's 2-vCPU Zen 3 machine (inputs:
-    /// ~100 MB of concatenated system binaries and shared libraries, and ~100 MB of generated
-    /// source-like text; ratio = compressed / input, throughput with 2 threads):
+    /// Chosen from `cargo bench --bench stages` on the project's 2-vCPU machine (shared, so
+    /// throughput is noisy; ratios are exact). Ratio = compressed / input size.
     ///
-    /// | level | binaries ratio | binaries MB/s | text ratio | text MB/s |
-    /// |---|---|---|---|---|
-    /// | 1 | 0.416 | 363 | 0.326 | 356 |
-    /// | 3 | 0.401 | 266 | 0.305 | 289 |
-    /// | 6 | 0.383 | 111 | 0.276 | 175 |
+    /// | input | L1 | L3 | L6 | `pigz -6` | umoci |
+    /// |---|---|---|---|---|---|
+    /// | bench `binaries`, 100 MB of system executables and libraries | 0.506 | 0.411 | 0.400 | 0.390 | – |
+    /// | bench `text`, 100 MB of generated source-like text | 0.448 | 0.306 | 0.281 | 0.277 | – |
+    /// | umoci's own layer of 163 MB of `/usr/bin` (tar re-compressed) | 0.492 | 0.393 | 0.381 | 0.370 | 0.395 |
+    /// | umoci's own layer of a 246 MB CPython stdlib (no `.so`/`.pyc`) | 0.328 | 0.257 | 0.243 | 0.243 | 0.254 |
     ///
-    /// The product promise is "no larger than umoci's output and faster than umoci". umoci
-    /// compresses with pgzip at its default level (klauspost flate level 6, 1 MiB blocks with
-    /// dictionaries) — ratio-wise equal to or slightly worse than zlib level 6. Levels 1 and 3
-    /// are 4–18 % larger than level 6, so they would break the size promise; level 6 keeps it
-    /// and, run on both cores, is still about 4–5× faster than Go's single-threaded gzip
-    /// (pack) and on a par with `pigz -p2 -6` (see the bench's peer rows). It is also the
-    /// level pack itself uses (`gzip.DefaultCompression`). Users who want speed pick zstd.
+    /// Throughput with 2 threads, least-contended run (MB/s of input, binaries / text): L1
+    /// 271 / 443, L3 170 / 198, L6 113 / 74; flate2's single-threaded `GzEncoder` at L6
+    /// 58 / 38, `pigz -p2 -6` 42 / 45, `gzip -6` 19 / 21. umoci's `repack` of the `/usr/bin`
+    /// tree took 1.82 s end to end (89 MB/s, tar and hashing included, both cores busy).
+    ///
+    /// The product promise is "gzip output no larger than umoci's, and faster". Level 1 is
+    /// 24–29 % larger than umoci and level 3 is 1.5 % larger on the text layer, so only level 6
+    /// keeps the size promise on both kinds of content (3.6–4.1 % smaller than umoci, within
+    /// 1–3 % of pigz/zlib level 6). With two threads level 6 compresses about 1.9–2× faster than
+    /// flate2's single stream and 1.6–2.7× faster than `pigz -p2 -6`. Level 6 is also what
+    /// pack uses (Go's `gzip.DefaultCompression`). Level 5 (measured separately: 0.25–0.5 %
+    /// larger than level 6, still 3.4 % smaller than umoci, about 20–35 % faster) is the
+    /// candidate if end-to-end runs show level 6 too close to umoci's speed. Users who want
+    /// speed choose zstd.
     pub const DEFAULT: Compression = Compression::Gzip { level: 6 };
 
     /// The OCI layer media type for this compression.

@@ -96,7 +96,7 @@ fn compress_chunked(c: Compression, threads: usize, data: &[u8]) -> Vec<u8> {
         let n = (1 + (rng.next() % 70_000) as usize).min(rest.len());
         e.write_all(&rest[..n]).unwrap();
         rest = &rest[n..];
-        if rng.next() % 7 == 0 {
+        if rng.next().is_multiple_of(7) {
             e.flush().unwrap(); // must not change the bytes
         }
     }
