@@ -49,6 +49,14 @@ impl Error {
         Error::Other(message.into())
     }
 
+    /// The same message as a plain failure (exit code 1) rather than a usage error.
+    pub fn into_failure(self) -> Self {
+        match self {
+            Error::Usage(m) => Error::Other(m),
+            e => e,
+        }
+    }
+
     /// Whether this is a usage error (the CLI exits with 2 for those).
     pub fn is_usage(&self) -> bool {
         matches!(self, Error::Usage(_))

@@ -300,8 +300,9 @@ fn resolve_targets(
     let mut warnings = Vec::new();
     let parsed = target::parse_target_flags_into(&opts.targets, &mut warnings);
     warnings.iter().for_each(|w| ui.warn(w));
-    let flag_targets = parsed?;
-    descriptor::check_platform_os_with_targets(config, !opts.targets.is_empty())?;
+    // A bad target value is bad input like a bad buildpack.toml (exit 1), not a misuse of flags.
+    let flag_targets = parsed.map_err(Error::into_failure)?;
+    descriptor::check_platform_os_with_targets(config, !opts.targets.is_empty()).map_err(Error::into_failure)?;
     let composite = main.descriptor.is_composite();
     let configured: &[Target] = if composite {
         &config.targets
