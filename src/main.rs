@@ -301,7 +301,9 @@ fn run_verify(args: VerifyArgs, ui: &Printer) -> Result<(), Error> {
 fn run_push(args: PushArgs, ui: &Printer) -> Result<(), Error> {
     let password = if args.password_stdin {
         let mut line = String::new();
-        std::io::stdin().read_line(&mut line).map_err(|e| Error::other(format!("reading the password from standard input: {e}")))?;
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| Error::other(format!("reading the password from standard input: {e}")))?;
         Some(line.trim_end_matches(['\r', '\n']).to_string())
     } else {
         None
@@ -321,7 +323,9 @@ fn run_push(args: PushArgs, ui: &Printer) -> Result<(), Error> {
         jobs: args.jobs,
         progress: ui.progress(),
     };
-    let report = cnbpkg::registry::push(&opts, &mut |line: &str| match line.strip_prefix("warning: ") {
+    let report = cnbpkg::registry::push(&opts, &mut |line: &str| match line
+        .strip_prefix("warning: ")
+    {
         Some(w) => ui.warn(w),
         None => match line.split_once(' ') {
             Some((verb, rest)) => ui.status(verb, rest),
@@ -357,7 +361,11 @@ fn run_push(args: PushArgs, ui: &Printer) -> Result<(), Error> {
             "bytesSent": report.bytes_sent,
             "manifests": manifests,
         });
-        let _ = writeln!(out, "{}", serde_json::to_string_pretty(&value).expect("report serializes"));
+        let _ = writeln!(
+            out,
+            "{}",
+            serde_json::to_string_pretty(&value).expect("report serializes")
+        );
     } else {
         let _ = writeln!(out, "{}", report.digest);
     }

@@ -14,7 +14,7 @@ pub use sources::resolve_uri;
 
 use crate::atomic::check_interrupt;
 use crate::compress::{self, Compression};
-use crate::descriptor::{self, PackageConfig};
+use crate::descriptor::{self, ModuleKind, PackageConfig};
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, Result};
 use crate::json::canonical;
@@ -180,17 +180,25 @@ pub fn package_buildpack(opts: &PackageOptions, ui: &Printer) -> Result<PackageR
     let targets = resolve_targets(opts, &config, &main, ui)?;
     let output = output_path(opts, ui);
     let id_version = main.descriptor.info.full_name();
-    ui.status(
-        "Packaging",
-        format!(
-            "{id_version} for {}",
-            targets
-                .iter()
-                .map(|t| t.display())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    );
+    let names: Vec<String> = targets
+        .iter()
+        .map(|t| format!("'{}'", t.display()))
+        .collect();
+    if targets.len() > 1 {
+        // RFC 0128's announcement of a multi-platform package.
+        ui.status(
+            "Packaging",
+            format!(
+                "{id_version}: a multi-arch buildpack package will be created for target platforms: {}",
+                names.join(", ")
+            ),
+        );
+    } else {
+        ui.status(
+            "Packaging",
+            format!("{id_version} for {}", names.join(", ")),
+        );
+    }
 
     let plans = targets
         .iter()
@@ -302,7 +310,8 @@ fn resolve_targets(
     warnings.iter().for_each(|w| ui.warn(w));
     // A bad target value is bad input like a bad buildpack.toml (exit 1), not a misuse of flags.
     let flag_targets = parsed.map_err(Error::into_failure)?;
-    descriptor::check_platform_os_with_targets(config, !opts.targets.is_empty()).map_err(Error::into_failure)?;
+    descriptor::check_platform_os_with_targets(config, !opts.targets.is_empty())
+        .map_err(Error::into_failure)?;
     let composite = main.descriptor.is_composite();
     let configured: &[Target] = if composite {
         &config.targets
@@ -446,7 +455,7 @@ impl BuildContext<'_> {
             LABEL_METADATA.into(),
             descriptor::buildpackage_metadata_label(&main.descriptor.info, plan.stacks.as_deref()),
         );
-        labels.insert(LABEL_LAYERS.into(), label.to_json());
+        labels.insert(main.descriptor.kind.layers_label().into(), label.to_json());
 
         let os_version = if windows {
             t.distro
@@ -545,11 +554,17 @@ impl BuildContext<'_> {
                 };
                 let overlays: Vec<(String, PathBuf)> = overlay
                     .iter()
-                    .map(|p| ("buildpack.toml".to_string(), p.clone()))
+                    .map(|p| {
+                        let name = p.file_name().expect("descriptor file name");
+                        (name.to_string_lossy().into_owned(), p.clone())
+                    })
                     .collect();
                 let info = &module.descriptor.info;
                 let spec = LayerSpec {
-                    dist_dir: "buildpacks",
+                    dist_dir: match module.descriptor.kind {
+                        ModuleKind::Buildpack => "buildpacks",
+                        ModuleKind::Extension => "extensions",
+                    },
                     id: &info.id,
                     version: &info.version,
                     format: if windows {

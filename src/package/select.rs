@@ -65,10 +65,11 @@ pub(crate) fn tree_module(
 ) -> Result<ModulePlan> {
     let resolved = target::platform_root(&tree.root, t)?;
     let root = resolved.dir;
-    if check_entry_points && !tree.descriptor.is_composite() {
+    let is_buildpack = tree.descriptor.kind == crate::descriptor::ModuleKind::Buildpack;
+    if check_entry_points && is_buildpack && !tree.descriptor.is_composite() {
         require_entry_points(tree, &root, t)?;
     }
-    let overlay = (root != tree.root).then(|| tree.root.join("buildpack.toml"));
+    let overlay = (root != tree.root).then(|| tree.root.join(tree.descriptor_file_name()));
     Ok(ModulePlan {
         descriptor: tree.descriptor.clone(),
         label: ModuleLayerInfo::from_descriptor(&tree.descriptor, ""),
@@ -81,11 +82,7 @@ fn require_entry_points(tree: &Tree, root: &std::path::Path, t: &ExpandedTarget)
     let windows = t.os == "windows";
     for exe in ["build", "detect"] {
         let candidates: Vec<String> = if windows {
-            vec![
-                format!("bin/{exe}.bat"),
-                format!("bin/{exe}.exe"),
-                format!("bin/{exe}"),
-            ]
+            vec![format!("bin/{exe}.bat"), format!("bin/{exe}.exe")]
         } else {
             vec![format!("bin/{exe}")]
         };

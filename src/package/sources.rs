@@ -24,6 +24,16 @@ pub(crate) struct Tree {
     _scratch: Option<ScratchDir>,
 }
 
+impl Tree {
+    /// `buildpack.toml`, or `extension.toml` for an image extension.
+    pub fn descriptor_file_name(&self) -> &'static str {
+        match self.descriptor.kind {
+            crate::descriptor::ModuleKind::Buildpack => "buildpack.toml",
+            crate::descriptor::ModuleKind::Extension => "extension.toml",
+        }
+    }
+}
+
 /// A dependency: a buildpack tree or a finished package.
 pub(crate) enum Dependency {
     /// A directory or archive holding one buildpack.
@@ -83,21 +93,16 @@ pub(crate) fn load_tree(location: &Path, ui: &Printer) -> Result<Tree> {
         crate::source::extract_archive(location, scratch.path())?;
         (scratch.path().to_path_buf(), Some(scratch))
     };
-    let descriptor_path = root.join("buildpack.toml");
-    match fs::symlink_metadata(&descriptor_path) {
-        Ok(m) if m.is_file() => {}
-        Ok(_) => {
-            return Err(Error::invalid(
-                location,
-                "buildpack.toml at the buildpack root is not a regular file",
-            ))
-        }
-        Err(_) => {
-            return Err(Error::invalid(
-                location,
-                "no buildpack.toml at the root of the buildpack",
-            ))
-        }
+    // A buildpack has buildpack.toml at its root; an image extension has extension.toml.
+    let descriptor_path = ["buildpack.toml", "extension.toml"]
+        .iter()
+        .map(|name| root.join(name))
+        .find(|p| fs::symlink_metadata(p).is_ok())
+        .ok_or_else(|| {
+            Error::invalid(location, "no buildpack.toml at the root of the buildpack")
+        })?;
+    if !fs::symlink_metadata(&descriptor_path).is_ok_and(|m| m.is_file()) {
+        return Err(Error::invalid(&descriptor_path, "is not a regular file"));
     }
     // Messages about an extracted archive name the archive, not the scratch directory.
     let shown = if scratch.is_some() {
