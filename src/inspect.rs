@@ -234,26 +234,20 @@ fn buildpacks_of(label: LayersLabel) -> Vec<BuildpackInfo> {
 
 /// `linux/arm/v7`, `windows/amd64 (10.0.20348.1970)`, with a distro annotation when present.
 pub fn platform_name(p: &Platform, annotations: &BTreeMap<String, String>) -> String {
-    let mut s = if p.os.is_empty() {
-        "any".to_string()
-    } else {
-        p.os.clone()
-    };
-    if !p.architecture.is_empty() {
-        s.push('/');
-        s.push_str(&p.architecture);
+    let mut s = if p.os.is_empty() { "any".to_string() } else { p.os.clone() };
+    for part in [&p.architecture, &p.variant] {
+        if !part.is_empty() {
+            s.push('/');
+            s.push_str(part);
+        }
     }
-    if !p.variant.is_empty() {
-        s.push('/');
-        s.push_str(&p.variant);
-    }
-    if let (Some(n), Some(v)) = (
+    if !p.os_version.is_empty() {
+        let _ = write!(s, " ({})", p.os_version);
+    } else if let (Some(n), Some(v)) = (
         annotations.get(crate::package::ANNOTATION_DISTRO_NAME),
         annotations.get(crate::package::ANNOTATION_DISTRO_VERSION),
     ) {
         let _ = write!(s, ":{n}@{v}");
-    } else if !p.os_version.is_empty() {
-        let _ = write!(s, " ({})", p.os_version);
     }
     s
 }
