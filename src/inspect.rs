@@ -234,7 +234,11 @@ fn buildpacks_of(label: LayersLabel) -> Vec<BuildpackInfo> {
 
 /// `linux/arm/v7`, `windows/amd64 (10.0.20348.1970)`, with a distro annotation when present.
 pub fn platform_name(p: &Platform, annotations: &BTreeMap<String, String>) -> String {
-    let mut s = if p.os.is_empty() { "any".to_string() } else { p.os.clone() };
+    let mut s = if p.os.is_empty() {
+        "any".to_string()
+    } else {
+        p.os.clone()
+    };
     for part in [&p.architecture, &p.variant] {
         if !part.is_empty() {
             s.push('/');

@@ -127,6 +127,34 @@ impl<W: Write> LayerBuilder<W> {
         Ok(true)
     }
 
+    /// Copy the entries of an existing (uncompressed) module layer — a module taken from a
+    /// package — into this layer unchanged, as pack's flatten does, skipping directories this
+    /// layer already holds. `origin` names the package in messages.
+    pub fn add_layer_entries(&mut self, layer: impl Read, origin: &Path) -> Result<()> {
+        if self.format == LayerFormat::Windows {
+            self.init_windows().map_err(write_error)?;
+        }
+        let bad = |e: io::Error| Error::invalid(origin, format!("reading a layer to flatten: {e}"));
+        let mut archive = ::tar::Archive::new(layer);
+        for entry in archive.entries().map_err(bad)? {
+            let mut entry = entry.map_err(bad)?;
+            let header = copied_header(&mut entry).map_err(|m| Error::invalid(origin, m))?;
+            if header.typ == EntryType::Dir && !self.written_dirs.insert(path_clean(&header.name)) {
+                continue;
+            }
+            self.tw.append(&header, &mut entry).map_err(|e| {
+                if e.kind() == io::ErrorKind::UnexpectedEof
+                    || e.kind() == io::ErrorKind::InvalidInput
+                {
+                    bad(e)
+                } else {
+                    write_error(e)
+                }
+            })?;
+        }
+        Ok(())
+    }
+
     /// Finish the layer: the end-of-archive marker, after imgutil's `Files`/`Hives` dirs on
     /// Windows if nothing wrote them yet.
     pub fn finish(mut self) -> Result<W> {
@@ -408,4 +436,62 @@ mod tests {
             WINDOWS_BASE_LAYER_DIFF_ID
         );
     }
+}
+
+/// PAX keys the tar writer derives from the header itself; only other records (such as
+/// `MSWINDOWS.rawsd`) are carried over when an entry is copied.
+const DERIVED_PAX_KEYS: &[&str] = &[
+    "path", "linkpath", "size", "mtime", "atime", "ctime", "uid", "gid", "uname", "gname",
+];
+
+/// Our header for an entry read from an existing layer, kept as it was.
+fn copied_header<R: Read>(entry: &mut ::tar::Entry<'_, R>) -> std::result::Result<Header, String> {
+    let h = entry.header();
+    let typ = match h.entry_type() {
+        ::tar::EntryType::Directory => EntryType::Dir,
+        ::tar::EntryType::Regular | ::tar::EntryType::Continuous => EntryType::File,
+        ::tar::EntryType::Symlink => EntryType::Symlink,
+        ::tar::EntryType::Link => EntryType::Hardlink,
+        other => return Err(format!("unsupported entry type {other:?}")),
+    };
+    let num = |r: io::Result<u64>, what: &str| r.map_err(|e| format!("bad {what} field: {e}"));
+    let mode = num(h.mode().map(u64::from), "mode")? as u32;
+    let uid = num(h.uid(), "uid")? as u32;
+    let gid = num(h.gid(), "gid")? as u32;
+    let mtime = num(h.mtime(), "mtime")? as i64;
+    let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+    let linkname = entry
+        .link_name_bytes()
+        .map(|l| String::from_utf8_lossy(&l).into_owned())
+        .unwrap_or_default();
+    let mut pax = BTreeMap::new();
+    if let Some(records) = entry
+        .pax_extensions()
+        .map_err(|e| format!("bad PAX header: {e}"))?
+    {
+        for record in records {
+            let record = record.map_err(|e| format!("bad PAX record: {e}"))?;
+            let key = record.key().map_err(|e| format!("bad PAX key: {e}"))?;
+            if !DERIVED_PAX_KEYS.contains(&key) {
+                let value = record.value().map_err(|e| format!("bad PAX value: {e}"))?;
+                pax.insert(key.to_string(), value.to_string());
+            }
+        }
+    }
+    let size = if typ == EntryType::File {
+        entry.size()
+    } else {
+        0
+    };
+    Ok(Header {
+        name,
+        typ,
+        mode,
+        size,
+        linkname,
+        mtime,
+        uid,
+        gid,
+        pax,
+    })
 }

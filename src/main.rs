@@ -127,6 +127,12 @@ struct PackageArgs {
     /// Layer compression.
     #[arg(long, value_enum, default_value_t = CompressionArg::Gzip)]
     compression: CompressionArg,
+    /// Put all buildpacks of a composite into one layer.
+    #[arg(long)]
+    flatten: bool,
+    /// Keep this buildpack (ID@VERSION) in its own layer when flattening; repeatable.
+    #[arg(long, value_name = "ID@VERSION", requires = "flatten")]
+    flatten_exclude: Vec<String>,
     /// Add a label to every image config (KEY=VALUE); repeatable.
     #[arg(short, long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
     labels: Vec<(String, String)>,
@@ -215,6 +221,8 @@ fn run_package(args: PackageArgs, ui: &Printer) -> Result<(), Error> {
         FormatArg::Layout => OutputFormat::Layout,
     };
     opts.split = args.split;
+    opts.flatten = args.flatten;
+    opts.flatten_exclude = args.flatten_exclude;
     opts.compression = match args.compression {
         CompressionArg::Gzip => Compression::DEFAULT,
         CompressionArg::Zstd => Compression::parse("zstd").expect("zstd is a known compression"),

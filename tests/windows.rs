@@ -10,7 +10,8 @@ use std::path::Path;
 use cnbpkg::layout::PackageReader;
 use common::*;
 
-const BASE_DIFF_ID: &str = "sha256:067833dadeca9180bb71a211248cbc0f6ada05499bfdef07dfb04e2eb96e7c82";
+const BASE_DIFF_ID: &str =
+    "sha256:067833dadeca9180bb71a211248cbc0f6ada05499bfdef07dfb04e2eb96e7c82";
 const VERSION: &str = "10.0.20348.1970";
 
 /// RFC 0128's headline example tree.
@@ -23,8 +24,16 @@ fn rfc_tree(root: &Path) {
     );
     write_file(&root.join("buildpack.toml"), &toml, 0o644);
     for arch in ["amd64", "arm64"] {
-        write_file(&root.join(format!("linux/{arch}/bin/build")), "#!/bin/sh\necho build\n", 0o755);
-        write_file(&root.join(format!("linux/{arch}/bin/detect")), "#!/bin/sh\n", 0o755);
+        write_file(
+            &root.join(format!("linux/{arch}/bin/build")),
+            "#!/bin/sh\necho build\n",
+            0o755,
+        );
+        write_file(
+            &root.join(format!("linux/{arch}/bin/detect")),
+            "#!/bin/sh\n",
+            0o755,
+        );
     }
     let win = root.join(format!("windows/amd64/windows@{VERSION}/bin"));
     write_file(&win.join("build.bat"), "@echo off\r\necho build\r\n", 0o644);
@@ -32,9 +41,15 @@ fn rfc_tree(root: &Path) {
 }
 
 /// Entries of a layer: (name, PAX records).
-fn layer_entries(r: &PackageReader, layer: &cnbpkg::oci::Descriptor) -> Vec<(String, Vec<(String, String)>)> {
+fn layer_entries(
+    r: &PackageReader,
+    layer: &cnbpkg::oci::Descriptor,
+) -> Vec<(String, Vec<(String, String)>)> {
     let enc = cnbpkg::oci::layer_compression_of(&layer.media_type).unwrap();
-    let mut archive = tar::Archive::new(cnbpkg::compress::decoder(enc, r.open_blob(&layer.digest).unwrap()));
+    let mut archive = tar::Archive::new(cnbpkg::compress::decoder(
+        enc,
+        r.open_blob(&layer.digest).unwrap(),
+    ));
     let mut out = Vec::new();
     for entry in archive.entries().unwrap() {
         let mut entry = entry.unwrap();
@@ -61,57 +76,123 @@ fn rfc_example_with_linux_and_windows_images() {
     let bp = d.path().join("my-multiarch-buildpack");
     rfc_tree(&bp);
     let out = d.path().join("multi.cnb");
-    ok(cnbpkg(["buildpack", "package", out.to_str().unwrap(), "--path", bp.to_str().unwrap()]));
+    ok(cnbpkg([
+        "buildpack",
+        "package",
+        out.to_str().unwrap(),
+        "--path",
+        bp.to_str().unwrap(),
+    ]));
 
     let r = PackageReader::open(&out).unwrap();
     let images = r.images().unwrap();
     assert_eq!(images.len(), 3);
     let win = images.iter().find(|i| i.config.os == "windows").unwrap();
     assert_eq!(win.config.os_version, VERSION);
-    assert_eq!(win.descriptor.platform.as_ref().unwrap().os_version, VERSION);
+    assert_eq!(
+        win.descriptor.platform.as_ref().unwrap().os_version,
+        VERSION
+    );
     assert_eq!(win.config.rootfs.diff_ids[0].to_string(), BASE_DIFF_ID);
     assert_eq!(win.config.rootfs.diff_ids.len(), 2);
 
     // skopeo picks the Windows image for a Windows platform.
     let info = tool_ok(
         "skopeo",
-        &["--override-os", "windows", "--override-arch", "amd64", "inspect", &format!("oci-archive:{}", out.display())],
+        &[
+            "--override-os",
+            "windows",
+            "--override-arch",
+            "amd64",
+            "inspect",
+            &format!("oci-archive:{}", out.display()),
+        ],
     );
     let info: serde_json::Value = serde_json::from_str(&info).unwrap();
     assert_eq!(info["Os"], "windows");
     assert_eq!(info["Layers"].as_array().unwrap().len(), 2);
     let raw = tool_ok(
         "skopeo",
-        &["--override-os", "windows", "--override-arch", "amd64", "inspect", "--config", "--raw", &format!("oci-archive:{}", out.display())],
+        &[
+            "--override-os",
+            "windows",
+            "--override-arch",
+            "amd64",
+            "inspect",
+            "--config",
+            "--raw",
+            &format!("oci-archive:{}", out.display()),
+        ],
     );
-    assert!(raw.contains(&format!("\"os.version\":\"{VERSION}\"")), "{raw}");
+    assert!(
+        raw.contains(&format!("\"os.version\":\"{VERSION}\"")),
+        "{raw}"
+    );
 
     // The buildpack layer is in the Windows format: Files/ paths with a security descriptor.
     let entries = layer_entries(&r, &win.manifest.layers[1]);
     let names: Vec<&str> = entries.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(&names[..4], ["Files", "Hives", "Files/cnb", "Files/cnb/buildpacks"]);
+    assert_eq!(
+        &names[..4],
+        ["Files", "Hives", "Files/cnb", "Files/cnb/buildpacks"]
+    );
     let bat = "Files/cnb/buildpacks/examples_my-multiarch-buildpack/0.0.1/bin/build.bat";
-    let (_, pax) = entries.iter().find(|(n, _)| n == bat).expect("build.bat in the layer");
-    assert!(pax.iter().any(|(k, v)| k == "MSWINDOWS.rawsd" && v.starts_with("AQAAgBQAAAAkAAAA")), "{pax:?}");
-    assert!(names.contains(&"Files/cnb/buildpacks/examples_my-multiarch-buildpack/0.0.1/buildpack.toml"));
+    let (_, pax) = entries
+        .iter()
+        .find(|(n, _)| n == bat)
+        .expect("build.bat in the layer");
+    assert!(
+        pax.iter()
+            .any(|(k, v)| k == "MSWINDOWS.rawsd" && v.starts_with("AQAAgBQAAAAkAAAA")),
+        "{pax:?}"
+    );
+    assert!(names
+        .contains(&"Files/cnb/buildpacks/examples_my-multiarch-buildpack/0.0.1/buildpack.toml"));
 
     // Linux images keep the Linux format.
-    let linux = images.iter().find(|i| i.config.architecture == "arm64").unwrap();
+    let linux = images
+        .iter()
+        .find(|i| i.config.architecture == "arm64")
+        .unwrap();
     let entries = layer_entries(&r, &linux.manifest.layers[0]);
-    assert_eq!(entries[0].0, "/cnb/buildpacks/examples_my-multiarch-buildpack");
+    assert_eq!(
+        entries[0].0,
+        "/cnb/buildpacks/examples_my-multiarch-buildpack"
+    );
 
     // verify and inspect understand the Windows image.
     ok(cnbpkg(["verify", out.to_str().unwrap()]));
     let text = ok(cnbpkg(["inspect", out.to_str().unwrap()]));
-    assert!(text.contains(&format!("windows/amd64 ({VERSION})")), "{text}");
+    assert!(
+        text.contains(&format!("windows/amd64 ({VERSION})")),
+        "{text}"
+    );
 
     // --split writes each platform with its RFC name.
     let split = d.path().join("split.cnb");
-    ok(cnbpkg(["buildpack", "package", split.to_str().unwrap(), "--path", bp.to_str().unwrap(), "--split"]));
+    ok(cnbpkg([
+        "buildpack",
+        "package",
+        split.to_str().unwrap(),
+        "--path",
+        bp.to_str().unwrap(),
+        "--split",
+    ]));
     let mut names = list(d.path());
     names.retain(|n| n.starts_with("split-"));
-    assert_eq!(names, ["split-linux-amd64.cnb", "split-linux-arm64.cnb", &format!("split-windows-amd64-windows@{VERSION}.cnb")]);
-    let one = PackageReader::open(&d.path().join(format!("split-windows-amd64-windows@{VERSION}.cnb"))).unwrap();
+    assert_eq!(
+        names,
+        [
+            "split-linux-amd64.cnb",
+            "split-linux-arm64.cnb",
+            &format!("split-windows-amd64-windows@{VERSION}.cnb")
+        ]
+    );
+    let one = PackageReader::open(
+        &d.path()
+            .join(format!("split-windows-amd64-windows@{VERSION}.cnb")),
+    )
+    .unwrap();
     let img = &one.images().unwrap()[0];
     assert_eq!(img.config.os_version, VERSION);
     assert_eq!(img.config.rootfs.diff_ids, win.config.rootfs.diff_ids);
@@ -137,8 +218,14 @@ fn base_layer_blob_is_the_fixture() {
     let r = PackageReader::open(&out).unwrap();
     let img = &r.images().unwrap()[0];
     let mut base = Vec::new();
-    r.open_blob(&img.manifest.layers[0].digest).unwrap().read_to_end(&mut base).unwrap();
-    assert_eq!(base, fs::read(repo().join("testdata/fixtures/windows/base-layer.tar")).unwrap());
+    r.open_blob(&img.manifest.layers[0].digest)
+        .unwrap()
+        .read_to_end(&mut base)
+        .unwrap();
+    assert_eq!(
+        base,
+        fs::read(repo().join("testdata/fixtures/windows/base-layer.tar")).unwrap()
+    );
 }
 
 #[test]
@@ -147,7 +234,13 @@ fn windows_package_as_composite_dependency_keeps_its_layers() {
     let bp = d.path().join("bp");
     rfc_tree(&bp);
     let dep = d.path().join("dep.cnb");
-    ok(cnbpkg(["buildpack", "package", dep.to_str().unwrap(), "--path", bp.to_str().unwrap()]));
+    ok(cnbpkg([
+        "buildpack",
+        "package",
+        dep.to_str().unwrap(),
+        "--path",
+        bp.to_str().unwrap(),
+    ]));
     let comp = d.path().join("meta");
     write_file(
         &comp.join("buildpack.toml"),
@@ -161,21 +254,45 @@ fn windows_package_as_composite_dependency_keeps_its_layers() {
         ),
         0o644,
     );
-    ok(cnbpkg_in(d.path(), ["buildpack", "package", "composite.cnb", "--config", "package.toml"]));
+    ok(cnbpkg_in(
+        d.path(),
+        [
+            "buildpack",
+            "package",
+            "composite.cnb",
+            "--config",
+            "package.toml",
+        ],
+    ));
     let dep_images = PackageReader::open(&dep).unwrap().images().unwrap();
     let r = PackageReader::open(&d.path().join("composite.cnb")).unwrap();
     let images = r.images().unwrap();
     assert_eq!(images.len(), 2);
     for img in &images {
-        let source = dep_images.iter().find(|i| i.config.os == img.config.os && i.config.architecture == img.config.architecture).unwrap();
+        let source = dep_images
+            .iter()
+            .find(|i| {
+                i.config.os == img.config.os && i.config.architecture == img.config.architecture
+            })
+            .unwrap();
         for diff_id in &source.config.rootfs.diff_ids {
-            assert!(img.config.rootfs.diff_ids.contains(diff_id), "{} lost {diff_id}", img.config.os);
+            assert!(
+                img.config.rootfs.diff_ids.contains(diff_id),
+                "{} lost {diff_id}",
+                img.config.os
+            );
         }
         // Composite layer + the dependency's layers (the base layer first on Windows).
-        assert_eq!(img.config.rootfs.diff_ids.len(), source.config.rootfs.diff_ids.len() + 1);
+        assert_eq!(
+            img.config.rootfs.diff_ids.len(),
+            source.config.rootfs.diff_ids.len() + 1
+        );
     }
     let win = images.iter().find(|i| i.config.os == "windows").unwrap();
     assert_eq!(win.config.rootfs.diff_ids[0].to_string(), BASE_DIFF_ID);
     assert_eq!(win.config.os_version, VERSION);
-    ok(cnbpkg(["verify", d.path().join("composite.cnb").to_str().unwrap()]));
+    ok(cnbpkg([
+        "verify",
+        d.path().join("composite.cnb").to_str().unwrap(),
+    ]));
 }

@@ -63,6 +63,10 @@ pub struct PackageOptions {
     pub labels: BTreeMap<String, String>,
     /// Threads for compression.
     pub jobs: usize,
+    /// Put every buildpack into one layer (pack's `--flatten`).
+    pub flatten: bool,
+    /// `id@version` of buildpacks that keep their own layer when flattening.
+    pub flatten_exclude: Vec<String>,
 }
 
 impl PackageOptions {
@@ -77,6 +81,8 @@ impl PackageOptions {
             split: false,
             compression: Compression::DEFAULT,
             labels: BTreeMap::new(),
+            flatten: false,
+            flatten_exclude: Vec::new(),
             jobs: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
@@ -153,6 +159,7 @@ struct BuiltLayer {
 #[derive(Clone, PartialEq, Eq, Hash)]
 enum LayerKey {
     WindowsBase,
+    Flattened(Vec<LayerKey>),
     Tree {
         root: PathBuf,
         windows: bool,
@@ -170,6 +177,7 @@ pub fn package_buildpack(opts: &PackageOptions, ui: &Printer) -> Result<PackageR
             "--config and --path cannot be used together. Please specify the relative path to the Buildpack directory in the package config file.",
         ));
     }
+    check_flatten_options(opts, ui)?;
     let (config, base_dir) = load_config(opts, ui)?;
     let main = sources::load_tree(&sources::resolve_uri(&config.buildpack_uri, &base_dir)?, ui)?;
     let dependencies = config
@@ -274,6 +282,27 @@ fn plural(n: usize) -> &'static str {
     } else {
         "s"
     }
+}
+
+/// `--flatten-exclude` values are `id@version` and need `--flatten`.
+fn check_flatten_options(opts: &PackageOptions, ui: &Printer) -> Result<()> {
+    if !opts.flatten && !opts.flatten_exclude.is_empty() {
+        return Err(Error::usage("--flatten-exclude requires --flatten"));
+    }
+    for value in &opts.flatten_exclude {
+        if !value
+            .split_once('@')
+            .is_some_and(|(id, v)| !id.is_empty() && !v.is_empty())
+        {
+            return Err(Error::usage(format!(
+                "invalid format {value}; please use '<buildpack-id>@<buildpack-version>' to exclude buildpack from flattening"
+            )));
+        }
+    }
+    if opts.flatten {
+        ui.warn("Flattening a buildpack package could break the distribution specification. Please use it with caution.");
+    }
+    Ok(())
 }
 
 /// Read `package.toml` (or make the default one) and return it with the directory its relative
@@ -435,8 +464,23 @@ impl BuildContext<'_> {
             layers.push(("windows base layer".to_string(), base));
         }
         let mut label = descriptor::LayersLabel::new();
+        let flattened: Vec<&ModulePlan> = if self.opts.flatten {
+            plan.modules
+                .iter()
+                .filter(|m| !self.opts.flatten_exclude.contains(&m.key()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let flat_layer = match flattened.is_empty() {
+            true => None,
+            false => Some(self.flattened_layer(&flattened, windows, out_idx)?),
+        };
         for module in &plan.modules {
-            let built = self.module_layer(module, windows, out_idx)?;
+            let built = match &flat_layer {
+                Some(flat) if flattened.iter().any(|m| m.key() == module.key()) => flat.clone(),
+                _ => self.module_layer(module, windows, out_idx)?,
+            };
             let mut info = module.label.clone();
             info.layer_diff_id = built.diff_id.to_string();
             label.insert_info(
@@ -547,35 +591,9 @@ impl BuildContext<'_> {
         let what = module.key();
         match &module.layer {
             LayerSource::Build { root, overlay } => {
-                let key = LayerKey::Tree {
-                    root: root.clone(),
-                    windows,
-                    overlay: overlay.clone(),
-                };
-                let overlays: Vec<(String, PathBuf)> = overlay
-                    .iter()
-                    .map(|p| {
-                        let name = p.file_name().expect("descriptor file name");
-                        (name.to_string_lossy().into_owned(), p.clone())
-                    })
-                    .collect();
-                let info = &module.descriptor.info;
-                let spec = LayerSpec {
-                    dist_dir: match module.descriptor.kind {
-                        ModuleKind::Buildpack => "buildpacks",
-                        ModuleKind::Extension => "extensions",
-                    },
-                    id: &info.id,
-                    version: &info.version,
-                    format: if windows {
-                        LayerFormat::Windows
-                    } else {
-                        LayerFormat::Linux
-                    },
-                    root,
-                    overlays: &overlays,
-                };
-                self.obtain(key, out_idx, &what, |w| {
+                let overlays = overlays_of(overlay);
+                let spec = layer_spec(module, root, &overlays, windows);
+                self.obtain(layer_key(module, windows), out_idx, &what, |w| {
                     layer::write_module_layer(&spec, w)?;
                     Ok(())
                 })
@@ -586,6 +604,56 @@ impl BuildContext<'_> {
                 diff_id,
             } => self.import(*dependency, blob, *diff_id, out_idx, &what),
         }
+    }
+
+    /// One layer holding several modules (`--flatten`): folders walked and dependency layers'
+    /// entries copied unchanged, in `id@version` order.
+    fn flattened_layer(
+        &mut self,
+        modules: &[&ModulePlan],
+        windows: bool,
+        out_idx: usize,
+    ) -> Result<BuiltLayer> {
+        let key = LayerKey::Flattened(modules.iter().map(|m| layer_key(m, windows)).collect());
+        let what = format!(
+            "flattened ({})",
+            modules
+                .iter()
+                .map(|m| m.key())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let dependencies = self.dependencies;
+        let format = if windows {
+            LayerFormat::Windows
+        } else {
+            LayerFormat::Linux
+        };
+        self.obtain(key, out_idx, &what, |w| {
+            let mut builder = layer::LayerBuilder::new(w, format);
+            for module in modules {
+                match &module.layer {
+                    LayerSource::Build { root, overlay } => {
+                        let overlays = overlays_of(overlay);
+                        builder.add_module(&layer_spec(module, root, &overlays, windows))?;
+                    }
+                    LayerSource::Import {
+                        dependency, blob, ..
+                    } => {
+                        let Dependency::Package { reader, origin } = &dependencies[*dependency]
+                        else {
+                            unreachable!("imported layers come from package dependencies")
+                        };
+                        let encoding = oci::layer_compression_of(&blob.media_type)
+                            .expect("checked when the dependency was read");
+                        let stream = reader.open_blob(&blob.digest)?;
+                        builder.add_layer_entries(compress::decoder(encoding, stream), origin)?;
+                    }
+                }
+            }
+            builder.finish()?;
+            Ok(())
+        })
     }
 
     /// Take a layer from a dependency package: copied as it is when it is already compressed
@@ -744,6 +812,53 @@ fn finish_index(
     let (blobs, blob_bytes) = writer.stored();
     let written = writer.finish(&Index::new(vec![root.clone()]))?;
     Ok((written, root, blobs, blob_bytes))
+}
+
+/// What decides a module layer's bytes.
+fn layer_key(module: &ModulePlan, windows: bool) -> LayerKey {
+    match &module.layer {
+        LayerSource::Build { root, overlay } => LayerKey::Tree {
+            root: root.clone(),
+            windows,
+            overlay: overlay.clone(),
+        },
+        LayerSource::Import { diff_id, .. } => LayerKey::Import { diff_id: *diff_id },
+    }
+}
+
+/// The descriptor file placed into a platform folder's layer, by its name.
+fn overlays_of(overlay: &Option<PathBuf>) -> Vec<(String, PathBuf)> {
+    overlay
+        .iter()
+        .map(|p| {
+            let name = p.file_name().expect("descriptor file name");
+            (name.to_string_lossy().into_owned(), p.clone())
+        })
+        .collect()
+}
+
+fn layer_spec<'a>(
+    module: &'a ModulePlan,
+    root: &'a Path,
+    overlays: &'a [(String, PathBuf)],
+    windows: bool,
+) -> LayerSpec<'a> {
+    let info = &module.descriptor.info;
+    LayerSpec {
+        dist_dir: match module.descriptor.kind {
+            ModuleKind::Buildpack => "buildpacks",
+            ModuleKind::Extension => "extensions",
+        },
+        id: &info.id,
+        version: &info.version,
+        format: if windows {
+            LayerFormat::Windows
+        } else {
+            LayerFormat::Linux
+        },
+        root,
+        overlays,
+    }
 }
 
 /// The output path: `.cnb` added to a file name without extension; a warning for another one.
