@@ -141,8 +141,8 @@ pub struct LayerReport {
     pub diff_id: Digest,
     /// Stored size.
     pub size: u64,
-    /// Uncompressed size.
-    pub uncompressed_size: u64,
+    /// Uncompressed size (unknown for a layer copied unchanged from a dependency).
+    pub uncompressed_size: Option<u64>,
 }
 
 /// A layer that has been built into one of the outputs.
@@ -150,7 +150,8 @@ pub struct LayerReport {
 struct BuiltLayer {
     descriptor: Descriptor,
     diff_id: Digest,
-    uncompressed_size: u64,
+    /// Unknown for a layer copied unchanged from a dependency.
+    uncompressed_size: Option<u64>,
     /// Index of the output that holds its bytes.
     home: usize,
 }
@@ -682,12 +683,10 @@ impl BuildContext<'_> {
             desc.media_type = compression.media_type().to_string();
             let mut stream = reader.open_blob(&blob.digest)?;
             writer.copy_blob(&desc, &mut stream, origin)?;
-            let (uncompressed_size, ok) = (0, true);
-            debug_assert!(ok);
             BuiltLayer {
                 descriptor: Descriptor::new(desc.media_type, desc.digest, desc.size),
                 diff_id,
-                uncompressed_size,
+                uncompressed_size: None,
                 home: out_idx,
             }
         } else {
@@ -717,7 +716,7 @@ impl BuildContext<'_> {
             BuiltLayer {
                 descriptor,
                 diff_id,
-                uncompressed_size: size,
+                uncompressed_size: Some(size),
                 home: out_idx,
             }
         };
@@ -788,7 +787,7 @@ impl BuildContext<'_> {
         let built = BuiltLayer {
             descriptor,
             diff_id,
-            uncompressed_size,
+            uncompressed_size: Some(uncompressed_size),
             home: out_idx,
         };
         self.cache.insert(key, built.clone());
