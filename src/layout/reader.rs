@@ -342,6 +342,8 @@ fn scan_archive(path: &Path) -> Result<Source> {
     let corrupt = |e: io::Error| Error::invalid(path, format!("corrupt or truncated archive: {e}"));
     let mut entries = BTreeMap::new();
     let mut count = 0usize;
+    // Where the last entry's data, padded to a whole block, ends.
+    let mut data_end = 0u64;
     for entry in archive.entries_with_seek().map_err(corrupt)? {
         let entry = entry.map_err(corrupt)?;
         count += 1;
@@ -356,6 +358,7 @@ fn scan_archive(path: &Path) -> Result<Source> {
             .ok_or_else(|| Error::invalid(path, format!("unsafe entry name '{raw_name}'")))?;
         let size = entry.size();
         let offset = entry.raw_file_position();
+        data_end = offset.saturating_add(size.div_ceil(512).saturating_mul(512));
         match entry.header().entry_type() {
             tar::EntryType::Directory => {}
             tar::EntryType::Regular | tar::EntryType::Continuous => {
@@ -376,6 +379,18 @@ fn scan_archive(path: &Path) -> Result<Source> {
     }
     if entries.is_empty() {
         return Err(Error::invalid(path, "not a .cnb: the archive has no files"));
+    }
+    // The reader stops quietly at the end of the file, so a file cut after an entry's data (or
+    // inside its padding) would pass; a complete archive ends with two zero blocks.
+    let mut trailer = [0u8; 1024];
+    let complete = data_end.checked_add(1024).is_some_and(|end| end <= len)
+        && file.read_exact_at(&mut trailer, data_end).is_ok()
+        && trailer.iter().all(|b| *b == 0);
+    if !complete {
+        return Err(Error::invalid(
+            path,
+            "truncated: the archive has no end-of-archive marker",
+        ));
     }
     if !entries.contains_key("oci-layout") {
         return Err(Error::invalid(
