@@ -16,6 +16,8 @@ use crate::package::{LABEL_LAYERS, LABEL_METADATA};
 const MAX_DESCRIPTOR: u64 = 1 << 20;
 /// How deep nested indexes may go.
 const MAX_DEPTH: usize = 8;
+/// The most descriptors (in all indexes) checked before giving up.
+const MAX_DESCRIPTORS: usize = 100_000;
 
 /// What `verify` found.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -66,6 +68,8 @@ pub fn verify(path: &Path) -> Result<VerifyReport> {
         referenced: BTreeSet::new(),
         layers: BTreeMap::new(),
         checked: BTreeMap::new(),
+        visited: BTreeSet::new(),
+        descriptors: 0,
     };
     v.check_layout_file();
     let index = reader.index().clone();
@@ -89,6 +93,11 @@ struct Verifier<'a> {
     layers: BTreeMap<Digest, LayerFacts>,
     /// Blobs whose digest and size were checked, with the outcome.
     checked: BTreeMap<Digest, bool>,
+    /// Indexes descended into, and images checked (by manifest and the platform it is listed
+    /// with): each is read once however often it is listed.
+    visited: BTreeSet<(Digest, String)>,
+    /// Descriptors seen in indexes.
+    descriptors: usize,
 }
 
 impl Verifier<'_> {
@@ -168,6 +177,21 @@ impl Verifier<'_> {
         }
         let mut seen_platforms = BTreeMap::new();
         for d in descs {
+            self.descriptors += 1;
+            if self.descriptors > MAX_DESCRIPTORS {
+                return self.defect(format!(
+                    "{referrer}: more than {MAX_DESCRIPTORS} descriptors in the package's indexes"
+                ));
+            }
+            let platform = serde_json::to_string(&d.platform).unwrap_or_default();
+            if !self
+                .visited
+                .insert((d.digest, format!("{}\0{platform}", d.media_type)))
+            {
+                // Listed before with the same media type and platform: its blobs were checked.
+                self.referenced.insert(d.digest);
+                continue;
+            }
             if oci::is_manifest(&d.media_type) {
                 if let Some(p) = &d.platform {
                     let key = (

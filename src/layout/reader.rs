@@ -15,10 +15,14 @@ use crate::oci::{self, Descriptor, ImageConfig, Index, Manifest};
 
 /// The largest JSON blob (index, manifest, config) we read into memory.
 pub const MAX_JSON_BLOB: u64 = 32 << 20;
-/// The most entries an outer archive may have.
-const MAX_ENTRIES: usize = 1_000_000;
+/// The most entries an outer archive may have (a package holds a few files per image; a million
+/// headers would be half a gigabyte of metadata).
+pub const MAX_ENTRIES: usize = 100_000;
 /// How deep nested indexes may go.
 const MAX_INDEX_DEPTH: usize = 8;
+/// The most images one package may list (a crafted index could list one manifest millions of
+/// times, or fan out through nested indexes).
+pub const MAX_IMAGES: usize = 4096;
 
 /// A `.cnb` file or an OCI layout directory, opened for reading.
 pub struct PackageReader {
@@ -285,7 +289,8 @@ impl PackageReader {
     /// Every image reachable from `index.json`, following nested indexes, in index order.
     pub fn images(&self) -> Result<Vec<ImageRef>> {
         let mut out = Vec::new();
-        self.collect_images(&self.index.manifests, 0, &mut out)?;
+        let mut seen = std::collections::BTreeSet::new();
+        self.collect_images(&self.index.manifests, 0, &mut out, &mut seen)?;
         Ok(out)
     }
 
@@ -294,6 +299,7 @@ impl PackageReader {
         descs: &[Descriptor],
         depth: usize,
         out: &mut Vec<ImageRef>,
+        seen: &mut std::collections::BTreeSet<Digest>,
     ) -> Result<()> {
         if depth > MAX_INDEX_DEPTH {
             return Err(Error::invalid(
@@ -302,6 +308,12 @@ impl PackageReader {
             ));
         }
         for d in descs {
+            if out.len() >= MAX_IMAGES {
+                return Err(Error::invalid(
+                    &self.path,
+                    format!("lists more than {MAX_IMAGES} images"),
+                ));
+            }
             if oci::is_manifest(&d.media_type) {
                 let (manifest, _): (Manifest, _) = self.read_json(d, "manifest")?;
                 let (config, config_bytes): (ImageConfig, _) =
@@ -313,8 +325,13 @@ impl PackageReader {
                     config_bytes,
                 });
             } else if oci::is_index(&d.media_type) {
+                // An index listed twice is read once: fan-out through nested indexes would
+                // otherwise grow exponentially with depth.
+                if !seen.insert(d.digest) {
+                    continue;
+                }
                 let (index, _): (Index, _) = self.read_json(d, "index")?;
-                self.collect_images(&index.manifests, depth + 1, out)?;
+                self.collect_images(&index.manifests, depth + 1, out, seen)?;
             }
         }
         Ok(())
