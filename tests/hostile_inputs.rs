@@ -784,3 +784,46 @@ fn device_files_in_a_source_tree_are_refused() {
     }
     sb.refuse("--path", &src, "device", "a device file in a source tree");
 }
+
+#[test]
+fn many_manifests_sharing_a_large_config_are_refused() {
+    // 200 manifests (distinct by an annotation) share one 2 MiB config: a few MiB of input that
+    // would cost 400 MiB if every image kept its own copy of the config.
+    let sb = Sandbox::new();
+    let layout = good_dependency_layout(&sb.work);
+    let config = composite_config(&sb, &layout);
+    let blobs = layout.join("blobs/sha256");
+    let index: Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let mhex = index["manifests"][0]["digest"].as_str().unwrap()[7..].to_string();
+    let mut manifest: Value =
+        serde_json::from_slice(&fs::read(blobs.join(&mhex)).unwrap()).unwrap();
+    let chex = manifest["config"]["digest"].as_str().unwrap()[7..].to_string();
+    let mut cfg: Value = serde_json::from_slice(&fs::read(blobs.join(&chex)).unwrap()).unwrap();
+    cfg["config"]["Labels"]["padding"] = Value::String("x".repeat(2 << 20));
+    let cdesc = put_json(&layout, "application/vnd.oci.image.config.v1+json", &cfg);
+    fs::remove_file(blobs.join(&chex)).unwrap();
+    fs::remove_file(blobs.join(&mhex)).unwrap();
+    manifest["config"] = cdesc;
+    let mut list = Vec::new();
+    for i in 0..200 {
+        manifest["annotations"] = json!({ "n": i.to_string() });
+        list.push(put_json(
+            &layout,
+            "application/vnd.oci.image.manifest.v1+json",
+            &manifest,
+        ));
+    }
+    let top = json!({"schemaVersion": 2, "mediaType": INDEX, "manifests": list});
+    fs::write(layout.join("index.json"), top.to_string()).unwrap();
+    sb.refuse(
+        "--config",
+        &config,
+        "exceed",
+        "200 manifests sharing a 2 MiB config",
+    );
+    // verify reads the shared config once and finishes.
+    let o = cnbpkg(["verify".as_ref(), "--json".as_ref(), layout.as_os_str()]);
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["images"], json!(200), "{report}");
+}

@@ -23,6 +23,9 @@ const MAX_INDEX_DEPTH: usize = 8;
 /// The most images one package may list (a crafted index could list one manifest millions of
 /// times, or fan out through nested indexes).
 pub const MAX_IMAGES: usize = 4096;
+/// The most manifest and config bytes [`PackageReader::images`] keeps in memory together (many
+/// manifests can share one large config, and each image holds its own copy).
+pub const MAX_IMAGES_BYTES: u64 = 256 << 20;
 
 /// A `.cnb` file or an OCI layout directory, opened for reading.
 pub struct PackageReader {
@@ -318,6 +321,22 @@ impl PackageReader {
                 let (manifest, _): (Manifest, _) = self.read_json(d, "manifest")?;
                 let (config, config_bytes): (ImageConfig, _) =
                     self.read_json(&manifest.config, "config")?;
+                // Each blob is bounded on its own; bound what all images keep together.
+                let kept: u64 = out
+                    .iter()
+                    .map(|i| i.config_bytes.len() as u64 + i.descriptor.size)
+                    .sum::<u64>()
+                    + d.size
+                    + config_bytes.len() as u64;
+                if kept > MAX_IMAGES_BYTES {
+                    return Err(Error::invalid(
+                        &self.path,
+                        format!(
+                            "image manifests and configs exceed {} MiB in total",
+                            MAX_IMAGES_BYTES >> 20
+                        ),
+                    ));
+                }
                 out.push(ImageRef {
                     descriptor: d.clone(),
                     manifest,
