@@ -827,3 +827,53 @@ fn many_manifests_sharing_a_large_config_are_refused() {
     let report: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(report["images"], json!(200), "{report}");
 }
+
+#[test]
+fn a_dependency_whose_config_lies_about_a_diff_id_is_refused() {
+    // The layer blob is intact (its digest matches) but the config's diffID is wrong: importing
+    // the layer as it is would carry the lie into our package, which then fails `verify`.
+    let sb = Sandbox::new();
+    let layout = good_dependency_layout(&sb.work);
+    let config = composite_config(&sb, &layout);
+    let blobs = layout.join("blobs/sha256");
+    let mut index: Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let mhex = index["manifests"][0]["digest"].as_str().unwrap()[7..].to_string();
+    let mut manifest: Value =
+        serde_json::from_slice(&fs::read(blobs.join(&mhex)).unwrap()).unwrap();
+    let chex = manifest["config"]["digest"].as_str().unwrap()[7..].to_string();
+    let mut cfg: Value = serde_json::from_slice(&fs::read(blobs.join(&chex)).unwrap()).unwrap();
+    let bogus = format!("sha256:{}", "ab".repeat(32));
+    let real = cfg["rootfs"]["diff_ids"][0].as_str().unwrap().to_string();
+    cfg["rootfs"]["diff_ids"][0] = json!(bogus);
+    // Keep the labels consistent with the lie, so only the layer content contradicts it.
+    let labels = cfg["config"]["Labels"].as_object_mut().unwrap();
+    for (_, v) in labels.iter_mut() {
+        if let Some(s) = v.as_str() {
+            *v = Value::String(s.replace(&real, &bogus));
+        }
+    }
+    manifest["config"] = put_json(&layout, "application/vnd.oci.image.config.v1+json", &cfg);
+    fs::remove_file(blobs.join(&chex)).unwrap();
+    let mdesc = put_json(
+        &layout,
+        "application/vnd.oci.image.manifest.v1+json",
+        &manifest,
+    );
+    fs::remove_file(blobs.join(&mhex)).unwrap();
+    index["manifests"][0]["digest"] = mdesc["digest"].clone();
+    index["manifests"][0]["size"] = mdesc["size"].clone();
+    fs::write(layout.join("index.json"), index.to_string()).unwrap();
+    let o = cnbpkg(["verify".as_ref(), layout.as_os_str()]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "the dependency itself is defective"
+    );
+    sb.refuse(
+        "--config",
+        &config,
+        "diffid",
+        "a dependency with a wrong diffID",
+    );
+}
