@@ -428,7 +428,10 @@ impl<'a> Extractor<'a> {
         match et {
             T::Directory => self.make_dir(&rel, &name, mode),
             T::Regular | T::Continuous if name.ends_with('/') => self.make_dir(&rel, &name, mode),
-            T::Regular | T::Continuous => self.make_file(&rel, &name, mode, &mut entry),
+            T::Regular | T::Continuous => {
+                let declared = entry.size();
+                self.make_file(&rel, &name, mode, declared, &mut entry)
+            }
             T::Symlink => {
                 let target = link()?;
                 self.make_symlink(&rel, &name, target)
@@ -559,7 +562,24 @@ impl<'a> Extractor<'a> {
         Ok(())
     }
 
-    fn make_file<R: Read>(&mut self, rel: &str, name: &str, mode: u32, data: &mut R) -> Result<()> {
+    fn make_file<R: Read>(
+        &mut self,
+        rel: &str,
+        name: &str,
+        mode: u32,
+        declared: u64,
+        data: &mut R,
+    ) -> Result<()> {
+        let budget = MAX_EXTRACT_BYTES - self.data_bytes;
+        if declared > budget {
+            return Err(self.fail(
+                name,
+                format!(
+                    "declares {declared} bytes; the archive may expand to at most {} GiB",
+                    MAX_EXTRACT_BYTES >> 30
+                ),
+            ));
+        }
         self.ensure_parents(rel, name)?;
         self.claim(rel, name, &Extracted::File)?;
         let path = self.dest.join(rel);
@@ -571,9 +591,16 @@ impl<'a> Extractor<'a> {
             .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .at(&path)?;
-        let budget = MAX_EXTRACT_BYTES - self.data_bytes;
         let copied =
             io::copy(&mut data.take(budget + 1), &mut file).map_err(|e| self.fail(name, e))?;
+        if copied < declared {
+            // The reader stops quietly at the end of the input: a header claiming more than the
+            // archive holds is a truncated (or crafted) archive.
+            return Err(self.fail(
+                name,
+                format!("truncated archive: the entry declares {declared} bytes but only {copied} follow"),
+            ));
+        }
         if copied > budget {
             return Err(self.fail(
                 name,

@@ -14,8 +14,13 @@ use crate::package::{LABEL_LAYERS, LABEL_METADATA};
 
 /// The largest `buildpack.toml` read out of a layer.
 const MAX_DESCRIPTOR: u64 = 1 << 20;
+/// The most module descriptors remembered per layer (a layer holds one module; a crafted one
+/// could hold millions).
+const MAX_MODULES_PER_LAYER: usize = 1024;
 /// How deep nested indexes may go.
 const MAX_DEPTH: usize = 8;
+/// The most descriptors (in all indexes) checked before giving up.
+const MAX_DESCRIPTORS: usize = 100_000;
 
 /// What `verify` found.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -66,6 +71,9 @@ pub fn verify(path: &Path) -> Result<VerifyReport> {
         referenced: BTreeSet::new(),
         layers: BTreeMap::new(),
         checked: BTreeMap::new(),
+        visited: BTreeSet::new(),
+        descriptors: 0,
+        manifests_done: BTreeMap::new(),
     };
     v.check_layout_file();
     let index = reader.index().clone();
@@ -89,7 +97,18 @@ struct Verifier<'a> {
     layers: BTreeMap<Digest, LayerFacts>,
     /// Blobs whose digest and size were checked, with the outcome.
     checked: BTreeMap<Digest, bool>,
+    /// Indexes descended into, and images checked (by manifest and the platform it is listed
+    /// with): each is read once however often it is listed.
+    visited: BTreeSet<(Digest, String)>,
+    /// Descriptors seen in indexes.
+    descriptors: usize,
+    /// Manifests fully checked, with their config's (os, architecture, variant, os.version)
+    /// when it could be read: a manifest listed again (under another platform) is compared, not
+    /// re-read, so a crafted index cannot make us hash one large blob thousands of times.
+    manifests_done: BTreeMap<Digest, Option<PlatformKey>>,
 }
+
+type PlatformKey = (String, String, String, String);
 
 impl Verifier<'_> {
     fn defect(&mut self, line: String) {
@@ -168,6 +187,21 @@ impl Verifier<'_> {
         }
         let mut seen_platforms = BTreeMap::new();
         for d in descs {
+            self.descriptors += 1;
+            if self.descriptors > MAX_DESCRIPTORS {
+                return self.defect(format!(
+                    "{referrer}: more than {MAX_DESCRIPTORS} descriptors in the package's indexes"
+                ));
+            }
+            let platform = serde_json::to_string(&d.platform).unwrap_or_default();
+            if !self
+                .visited
+                .insert((d.digest, format!("{}\0{platform}", d.media_type)))
+            {
+                // Listed before with the same media type and platform: its blobs were checked.
+                self.referenced.insert(d.digest);
+                continue;
+            }
             if oci::is_manifest(&d.media_type) {
                 if let Some(p) = &d.platform {
                     let key = (
@@ -218,6 +252,14 @@ impl Verifier<'_> {
 
     fn check_image(&mut self, d: &Descriptor, referrer: &str) {
         self.report.images += 1;
+        if let Some(done) = self.manifests_done.get(&d.digest).cloned() {
+            self.referenced.insert(d.digest);
+            if let Some(cfg) = done {
+                self.check_platform(d, &cfg);
+            }
+            return;
+        }
+        self.manifests_done.insert(d.digest, None);
         if !self.check_blob(d, referrer) {
             return;
         }
@@ -248,21 +290,14 @@ impl Verifier<'_> {
             Ok(c) => c,
             Err(e) => return self.defect(e.to_string()),
         };
-        if let Some(p) = &d.platform {
-            let cfg = (
-                &config.os,
-                &config.architecture,
-                &config.variant,
-                &config.os_version,
-            );
-            let desc = (&p.os, &p.architecture, &p.variant, &p.os_version);
-            if cfg != desc {
-                self.defect(format!(
-                    "{name}: config platform {}/{}/{}/{} differs from the index's {}/{}/{}/{}",
-                    cfg.0, cfg.1, cfg.2, cfg.3, desc.0, desc.1, desc.2, desc.3
-                ));
-            }
-        }
+        let cfg: PlatformKey = (
+            config.os.clone(),
+            config.architecture.clone(),
+            config.variant.clone(),
+            config.os_version.clone(),
+        );
+        self.check_platform(d, &cfg);
+        self.manifests_done.insert(d.digest, Some(cfg));
         if config.rootfs.diff_ids.len() != manifest.layers.len() {
             self.defect(format!(
                 "{name}: {} layers but the config lists {} diffIDs",
@@ -284,6 +319,26 @@ impl Verifier<'_> {
             }
         }
         self.check_labels(&name, &manifest, &config);
+    }
+
+    /// The config's platform must be the one the index lists the manifest under.
+    fn check_platform(&mut self, d: &Descriptor, cfg: &PlatformKey) {
+        let Some(p) = &d.platform else { return };
+        let desc = (&p.os, &p.architecture, &p.variant, &p.os_version);
+        if (&cfg.0, &cfg.1, &cfg.2, &cfg.3) != desc {
+            self.defect(format!(
+                "manifest {}: config platform {}/{}/{}/{} differs from the index's {}/{}/{}/{}",
+                d.digest.short(),
+                cfg.0,
+                cfg.1,
+                cfg.2,
+                cfg.3,
+                desc.0,
+                desc.1,
+                desc.2,
+                desc.3
+            ));
+        }
     }
 
     /// Read a layer once: compressed digest, decompressed diffID, and the buildpacks it holds.
@@ -445,6 +500,7 @@ pub(crate) fn read_layer(
                     .or_else(|| path.strip_suffix("/extension.toml"))
                 {
                     if is_module_dir(dir)
+                        && facts.modules.len() < MAX_MODULES_PER_LAYER
                         && entry.header().entry_type().is_file()
                         && entry.size() <= MAX_DESCRIPTOR
                     {

@@ -15,10 +15,17 @@ use crate::oci::{self, Descriptor, ImageConfig, Index, Manifest};
 
 /// The largest JSON blob (index, manifest, config) we read into memory.
 pub const MAX_JSON_BLOB: u64 = 32 << 20;
-/// The most entries an outer archive may have.
-const MAX_ENTRIES: usize = 1_000_000;
+/// The most entries an outer archive may have (a package holds a few files per image; a million
+/// headers would be half a gigabyte of metadata).
+pub const MAX_ENTRIES: usize = 100_000;
 /// How deep nested indexes may go.
 const MAX_INDEX_DEPTH: usize = 8;
+/// The most images one package may list (a crafted index could list one manifest millions of
+/// times, or fan out through nested indexes).
+pub const MAX_IMAGES: usize = 4096;
+/// The most manifest and config bytes [`PackageReader::images`] keeps in memory together (many
+/// manifests can share one large config, and each image holds its own copy).
+pub const MAX_IMAGES_BYTES: u64 = 256 << 20;
 
 /// A `.cnb` file or an OCI layout directory, opened for reading.
 pub struct PackageReader {
@@ -285,7 +292,8 @@ impl PackageReader {
     /// Every image reachable from `index.json`, following nested indexes, in index order.
     pub fn images(&self) -> Result<Vec<ImageRef>> {
         let mut out = Vec::new();
-        self.collect_images(&self.index.manifests, 0, &mut out)?;
+        let mut seen = std::collections::BTreeSet::new();
+        self.collect_images(&self.index.manifests, 0, &mut out, &mut seen)?;
         Ok(out)
     }
 
@@ -294,6 +302,7 @@ impl PackageReader {
         descs: &[Descriptor],
         depth: usize,
         out: &mut Vec<ImageRef>,
+        seen: &mut std::collections::BTreeSet<Digest>,
     ) -> Result<()> {
         if depth > MAX_INDEX_DEPTH {
             return Err(Error::invalid(
@@ -302,10 +311,32 @@ impl PackageReader {
             ));
         }
         for d in descs {
+            if out.len() >= MAX_IMAGES {
+                return Err(Error::invalid(
+                    &self.path,
+                    format!("lists more than {MAX_IMAGES} images"),
+                ));
+            }
             if oci::is_manifest(&d.media_type) {
                 let (manifest, _): (Manifest, _) = self.read_json(d, "manifest")?;
                 let (config, config_bytes): (ImageConfig, _) =
                     self.read_json(&manifest.config, "config")?;
+                // Each blob is bounded on its own; bound what all images keep together.
+                let kept: u64 = out
+                    .iter()
+                    .map(|i| i.config_bytes.len() as u64 + i.descriptor.size)
+                    .sum::<u64>()
+                    + d.size
+                    + config_bytes.len() as u64;
+                if kept > MAX_IMAGES_BYTES {
+                    return Err(Error::invalid(
+                        &self.path,
+                        format!(
+                            "image manifests and configs exceed {} MiB in total",
+                            MAX_IMAGES_BYTES >> 20
+                        ),
+                    ));
+                }
                 out.push(ImageRef {
                     descriptor: d.clone(),
                     manifest,
@@ -313,8 +344,13 @@ impl PackageReader {
                     config_bytes,
                 });
             } else if oci::is_index(&d.media_type) {
+                // An index listed twice is read once: fan-out through nested indexes would
+                // otherwise grow exponentially with depth.
+                if !seen.insert(d.digest) {
+                    continue;
+                }
                 let (index, _): (Index, _) = self.read_json(d, "index")?;
-                self.collect_images(&index.manifests, depth + 1, out)?;
+                self.collect_images(&index.manifests, depth + 1, out, seen)?;
             }
         }
         Ok(())
@@ -342,6 +378,8 @@ fn scan_archive(path: &Path) -> Result<Source> {
     let corrupt = |e: io::Error| Error::invalid(path, format!("corrupt or truncated archive: {e}"));
     let mut entries = BTreeMap::new();
     let mut count = 0usize;
+    // Where the last entry's data, padded to a whole block, ends.
+    let mut data_end = 0u64;
     for entry in archive.entries_with_seek().map_err(corrupt)? {
         let entry = entry.map_err(corrupt)?;
         count += 1;
@@ -356,6 +394,7 @@ fn scan_archive(path: &Path) -> Result<Source> {
             .ok_or_else(|| Error::invalid(path, format!("unsafe entry name '{raw_name}'")))?;
         let size = entry.size();
         let offset = entry.raw_file_position();
+        data_end = offset.saturating_add(size.div_ceil(512).saturating_mul(512));
         match entry.header().entry_type() {
             tar::EntryType::Directory => {}
             tar::EntryType::Regular | tar::EntryType::Continuous => {
@@ -376,6 +415,18 @@ fn scan_archive(path: &Path) -> Result<Source> {
     }
     if entries.is_empty() {
         return Err(Error::invalid(path, "not a .cnb: the archive has no files"));
+    }
+    // The reader stops quietly at the end of the file, so a file cut after an entry's data (or
+    // inside its padding) would pass; a complete archive ends with two zero blocks.
+    let mut trailer = [0u8; 1024];
+    let complete = data_end.checked_add(1024).is_some_and(|end| end <= len)
+        && file.read_exact_at(&mut trailer, data_end).is_ok()
+        && trailer.iter().all(|b| *b == 0);
+    if !complete {
+        return Err(Error::invalid(
+            path,
+            "truncated: the archive has no end-of-archive marker",
+        ));
     }
     if !entries.contains_key("oci-layout") {
         return Err(Error::invalid(
