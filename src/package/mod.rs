@@ -15,7 +15,7 @@ pub use sources::resolve_uri;
 use crate::atomic::check_interrupt;
 use crate::compress::{self, Compression};
 use crate::descriptor::{self, ModuleKind, PackageConfig};
-use crate::digest::{Digest, HashingWriter};
+use crate::digest::{Digest, HashingReader, HashingWriter};
 use crate::error::{Error, Result};
 use crate::json::canonical;
 use crate::layer::{self, LayerFormat, LayerSpec};
@@ -679,14 +679,46 @@ impl BuildContext<'_> {
         let compression = self.opts.compression;
         let writer = &mut self.writers[out_idx];
         let built = if source_encoding == compression.encoding() {
-            let mut desc = blob.clone();
-            desc.media_type = compression.media_type().to_string();
-            let mut stream = reader.open_blob(&blob.digest)?;
-            writer.copy_blob(&desc, &mut stream, origin)?;
+            // Copied unchanged, and still checked in the same pass: the stored bytes against the
+            // blob's digest, and their decompressed bytes against the dependency's diffID.
+            let media_type = compression.media_type();
+            let (descriptor, unpacked) = writer.put_stream(media_type, |out| {
+                let stream = reader.open_blob(&blob.digest)?;
+                let mut tee = TeeReader {
+                    inner: stream,
+                    copy: out,
+                };
+                let mut decoded = HashingReader::new(compress::decoder(source_encoding, &mut tee));
+                std::io::copy(&mut decoded, &mut std::io::sink())
+                    .map_err(|e| Error::invalid(origin, format!("layer {}: {e}", blob.digest)))?;
+                let (_, unpacked, size) = decoded.finish();
+                // Whatever follows the compressed stream is part of the blob too.
+                std::io::copy(&mut tee, &mut std::io::sink())
+                    .map_err(|e| Error::invalid(origin, format!("layer {}: {e}", blob.digest)))?;
+                Ok((unpacked, size))
+            })?;
+            if descriptor.digest != blob.digest || descriptor.size != blob.size {
+                return Err(Error::invalid(
+                    origin,
+                    format!(
+                        "layer {} has digest {} and size {}",
+                        blob.digest, descriptor.digest, descriptor.size
+                    ),
+                ));
+            }
+            if unpacked.0 != diff_id {
+                return Err(Error::invalid(
+                    origin,
+                    format!(
+                        "layer {} decompresses to {}, not its diffID {diff_id}",
+                        blob.digest, unpacked.0
+                    ),
+                ));
+            }
             BuiltLayer {
-                descriptor: Descriptor::new(desc.media_type, desc.digest, desc.size),
+                descriptor,
                 diff_id,
-                uncompressed_size: None,
+                uncompressed_size: Some(unpacked.1),
                 home: out_idx,
             }
         } else {
@@ -879,5 +911,20 @@ fn output_path(opts: &PackageOptions, ui: &Printer) -> PathBuf {
             ));
             out.clone()
         }
+    }
+}
+
+/// A reader that copies everything read through it to a writer (one pass over a blob that is
+/// both stored and inspected).
+struct TeeReader<'a, R> {
+    inner: R,
+    copy: &'a mut dyn std::io::Write,
+}
+
+impl<R: std::io::Read> std::io::Read for TeeReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.copy.write_all(&buf[..n])?;
+        Ok(n)
     }
 }
