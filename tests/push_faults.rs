@@ -13,12 +13,6 @@ use support::registry::{free_port, Registry};
 use support::{child, packages, push, require, run, settings, skopeo_raw};
 
 #[test]
-#[ignore = "helper: runs a push in a child process for the other tests"]
-fn push_child() {
-    child::run_if_child();
-}
-
-#[test]
 fn survives_dropped_connections_and_503s() {
     let reg = Registry::start_plain();
     let tmp = tempfile::tempdir().unwrap();
@@ -83,27 +77,30 @@ fn killed_push_can_be_rerun() {
     let tmp = tempfile::tempdir().unwrap();
     let pkg = packages::multi(tmp.path(), "pkg", 32, 2_000_000);
     let proxy = Proxy::start(reg.port, Mode::Stall { after: 900_000 });
-    let spec = [
-        ("package", pkg.display().to_string()),
-        ("reference", format!("{}/killed/app:1", proxy.host())),
-        ("insecure", "1".to_string()),
-        ("jobs", "2".to_string()),
-    ];
-    let mut c = child::spawn("push_child", &spec, tmp.path(), &[]);
+    // The real CLI in a child process, so it can be killed midway.
+    let args = child::push_args(
+        &pkg,
+        &format!("{}/killed/app:1", proxy.host()),
+        &["--insecure", "--jobs", "2"],
+    );
+    let mut c = child::spawn(args, tmp.path(), &[]);
     let deadline = Instant::now() + Duration::from_secs(60);
     while !proxy.stalled.load(Ordering::Relaxed) {
         if let Some(status) = c.try_wait().unwrap() {
-            let (_, out) = child::finish(c);
+            let out = child::finish(c);
             panic!("the child push ended ({status}) before the stall point:\n{out}");
         }
-        assert!(
-            Instant::now() < deadline,
-            "the push never reached the stall point"
-        );
+        if Instant::now() >= deadline {
+            let _ = c.kill();
+            let _ = c.wait();
+            panic!("the push never reached the stall point");
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
+    // Child::kill sends SIGKILL to this child's PID only.
     c.kill().unwrap();
-    let _ = c.wait();
+    let out = child::finish(c);
+    assert!(!out.ok(), "the killed push succeeded:\n{out}");
     drop(proxy);
 
     let o = PushOptions {

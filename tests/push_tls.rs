@@ -12,12 +12,6 @@ use support::{child, packages, pki, push, settings};
 const USER: &str = "alice";
 const PASSWORD: &str = "pw-Sup3r-s3cret";
 
-#[test]
-#[ignore = "helper: runs a push in a child process for the other tests"]
-fn push_child() {
-    child::run_if_child();
-}
-
 fn tls_registry(dir: &std::path::Path) -> (Registry, pki::Pki) {
     let pki = pki::make(dir);
     let reg = Registry::start(Config {
@@ -25,6 +19,12 @@ fn tls_registry(dir: &std::path::Path) -> (Registry, pki::Pki) {
         auth: Auth::Basic(USER.into(), PASSWORD.into()),
     });
     (reg, pki)
+}
+
+/// Neither stdout nor stderr of a `cnbpkg` run holds the password or the basic-auth header.
+fn assert_no_secret_in(out: &child::Outcome) {
+    assert_no_secret(&out.stdout);
+    assert_no_secret(&out.stderr);
 }
 
 fn assert_no_secret(text: &str) {
@@ -124,17 +124,25 @@ fn credentials_from_docker_config_helpers_and_podman_auth_file() {
         ),
     )
     .unwrap();
-    let spec = [
-        ("package", pkg.display().to_string()),
-        ("reference", format!("{}/creds/docker:1", reg.host())),
-        ("ca_cert", pki.ca_cert.display().to_string()),
-    ];
-    let c = child::spawn("push_child", &spec, &home, &[("DOCKER_CONFIG", &docker)]);
-    let (ok, out) = child::finish(c);
-    assert!(ok, "{out}\n{}", reg.log());
-    assert!(out.contains("PUSH-OK sha256:"), "{out}");
-    assert!(out.contains("STATUS Credentials for"), "{out}");
-    assert_no_secret(&out);
+    let digest = packages::top(&pkg).0.digest.to_string();
+    let ca = pki.ca_cert.display().to_string();
+    let args = |repo: &str| {
+        child::push_args(
+            &pkg,
+            &format!("{}/creds/{repo}:1", reg.host()),
+            &["--ca-cert", &ca],
+        )
+    };
+    let out = child::run(
+        args("docker"),
+        &home,
+        &[("DOCKER_CONFIG", docker.as_os_str())],
+        None,
+    );
+    assert!(out.ok(), "{out}\n{}", reg.log());
+    assert_eq!(out.stdout.trim_end(), digest, "{out}");
+    assert!(out.stderr.contains("Credentials for"), "{out}");
+    assert_no_secret_in(&out);
 
     // podman: $REGISTRY_AUTH_FILE with username/password fields.
     let podman = tmp.path().join("auth.json");
@@ -146,20 +154,15 @@ fn credentials_from_docker_config_helpers_and_podman_auth_file() {
         ),
     )
     .unwrap();
-    let spec = [
-        ("package", pkg.display().to_string()),
-        ("reference", format!("{}/creds/podman:1", reg.host())),
-        ("ca_cert", pki.ca_cert.display().to_string()),
-    ];
-    let c = child::spawn(
-        "push_child",
-        &spec,
+    let out = child::run(
+        args("podman"),
         &home,
-        &[("REGISTRY_AUTH_FILE", &podman)],
+        &[("REGISTRY_AUTH_FILE", podman.as_os_str())],
+        None,
     );
-    let (ok, out) = child::finish(c);
-    assert!(ok, "{out}");
-    assert_no_secret(&out);
+    assert!(out.ok(), "{out}");
+    assert_eq!(out.stdout.trim_end(), digest, "{out}");
+    assert_no_secret_in(&out);
 
     // A credential helper named in credHelpers, found on PATH.
     let bin = tmp.path().join("bin");
@@ -187,23 +190,26 @@ fn credentials_from_docker_config_helpers_and_podman_auth_file() {
     )
     .unwrap();
     let path = std::path::PathBuf::from(path);
-    let c = child::spawn(
-        "push_child",
-        &spec,
+    let out = child::run(
+        args("podman"),
         &home,
-        &[("DOCKER_CONFIG", &helper_cfg), ("PATH", &path)],
+        &[
+            ("DOCKER_CONFIG", helper_cfg.as_os_str()),
+            ("PATH", path.as_os_str()),
+        ],
+        None,
     );
-    let (ok, out) = child::finish(c);
-    assert!(ok, "{out}");
-    assert!(out.contains("docker-credential-cnbpkgtest"), "{out}");
-    assert_no_secret(&out);
+    assert!(out.ok(), "{out}");
+    assert_eq!(out.stdout.trim_end(), digest, "{out}");
+    assert!(out.stderr.contains("docker-credential-cnbpkgtest"), "{out}");
+    assert_no_secret_in(&out);
 
     // No credential file: authentication required, nothing leaked.
-    let c = child::spawn("push_child", &spec, &home, &[]);
-    let (ok, out) = child::finish(c);
-    assert!(!ok, "{out}");
-    assert!(
-        out.contains("PUSH-ERR") && out.contains("authentication required"),
-        "{out}"
-    );
+    let out = child::run(args("podman"), &home, &[], None);
+    assert!(!out.ok(), "{out}");
+    assert_eq!(out.code(), Some(1), "{out}");
+    assert!(out.stdout.is_empty(), "{out}");
+    let err = out.error_line();
+    assert!(err.contains("authentication required"), "{out}");
+    assert_no_secret_in(&out);
 }

@@ -11,6 +11,11 @@
 //! index at the tag. Transient failures (5xx, 408, 429, dropped connections) are retried with
 //! exponential backoff; a retried blob upload starts a new upload session.
 //!
+//! [`push`] (what the CLI uses) takes [`PushSettings::from_env`]: the defaults, except that the
+//! hidden environment variable [`RETRY_BACKOFF_ENV`] (`CNBPKG_RETRY_BACKOFF_MS`) sets the
+//! first retry delay in milliseconds. It exists so tests of the binary can fail fast against
+//! an unreachable registry; it is not a supported option.
+//!
 //! Credentials, in order: `username`/`password` from the options, then the first of
 //! [`auth::default_credential_files`] with an entry or helper for the registry (Docker's
 //! `config.json` format: `auths` with `auth`, `username`/`password` or `identitytoken`,
@@ -124,9 +129,29 @@ impl Default for PushSettings {
     }
 }
 
-/// Push a package with default settings.
+/// Hidden environment variable read by [`PushSettings::from_env`]: the first retry delay in
+/// milliseconds (default 250; still doubled after each failure and capped at
+/// [`PushSettings::max_backoff`]). Meant for tests; invalid values are ignored.
+pub const RETRY_BACKOFF_ENV: &str = "CNBPKG_RETRY_BACKOFF_MS";
+
+impl PushSettings {
+    /// The defaults, with [`RETRY_BACKOFF_ENV`] applied when set to a number.
+    pub fn from_env() -> Self {
+        let mut s = PushSettings::default();
+        if let Some(ms) = std::env::var(RETRY_BACKOFF_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            s.initial_backoff = Duration::from_millis(ms);
+        }
+        s
+    }
+}
+
+/// Push a package with [`PushSettings::from_env`] (the defaults unless
+/// [`RETRY_BACKOFF_ENV`] is set).
 pub fn push(opts: &PushOptions, status: &mut dyn FnMut(&str)) -> Result<PushReport> {
-    push_with(opts, &PushSettings::default(), status)
+    push_with(opts, &PushSettings::from_env(), status)
 }
 
 /// Push a package.
