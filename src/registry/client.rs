@@ -454,6 +454,12 @@ impl Client {
         ))
     }
 
+    /// Reach the registry and settle authentication once, before any upload starts, so an
+    /// unreachable registry or a refused login fails the push at once rather than once per blob.
+    pub fn connect(&self) -> Result<()> {
+        self.authorization().map(|_| ()).map_err(|f| f.error)
+    }
+
     /// The `Authorization` value to send now, asking the registry first if needed.
     fn authorization(&self) -> Result<(Option<String>, u64), Failure> {
         let mut cell = self.auth.lock().unwrap_or_else(|p| p.into_inner());
@@ -521,7 +527,8 @@ impl Client {
                     self.note_retry("GET /v2/", failures, &f.error);
                     std::thread::sleep(self.retry.backoff(failures));
                 }
-                Err(f) => return Err(f),
+                // Retried here already: callers must not multiply the attempts.
+                Err(f) => return Err(Failure::fatal(f.error)),
             }
         };
         match resp.status {

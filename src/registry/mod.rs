@@ -224,6 +224,11 @@ pub fn push_with(
             max_backoff: settings.max_backoff,
         },
     )?;
+    let connected = client.connect();
+    for note in client.take_notes() {
+        status(&note);
+    }
+    connected?;
     status(&format!(
         "Pushing {} ({} blobs, {} manifests) to {reference}",
         opts.package.display(),
