@@ -28,7 +28,7 @@ import threading
 import time
 import urllib.request
 
-GEN_VERSION = 1  # bump when the generators change, to regenerate cached workloads
+GEN_VERSION = 2  # bump when the generators change, to regenerate cached workloads
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MiB = 1 << 20
 
@@ -232,8 +232,9 @@ def gen_small(root, nfiles):
 
 
 def gen_huge(root, total):
-    """One `total`-byte file, written streaming: 1 MiB of PRNG bytes every 16 MiB, holes
-    (zeros, sparse on disk) elsewhere. Never held in memory."""
+    """One `total`-byte file, written streaming (never held in memory): every 16 MiB holds
+    4 MiB of PRNG bytes, 4 MiB of binary-like bytes and an 8 MiB hole (zeros, sparse on disk).
+    Long incompressible runs matter: they fill zstd's multi-threaded job buffers."""
     write(f"{root}/buildpack.toml", buildpack_toml("bench/huge", [("linux", "amd64")]))
     write(f"{root}/bin/build", BIN_SCRIPT, 0o755)
     write(f"{root}/bin/detect", BIN_SCRIPT, 0o755)
@@ -242,7 +243,11 @@ def gen_huge(root, total):
         f.truncate(total)
         for i, off in enumerate(range(0, total, 16 * MiB)):
             f.seek(off)
-            f.write(prng_bytes(f"huge/{i}", min(MiB, total - off)))
+            n = min(4 * MiB, total - off)
+            f.write(prng_bytes(f"huge/{i}", n))
+            n = min(4 * MiB, total - off - n)
+            if n > 0:
+                f.write(binary_like(f"huge/bin/{i}", n))
 
 
 def ensure_workload(work, name, gen, param):
@@ -704,7 +709,7 @@ def main():
 
     def huge_gzip():
         p, size, n = need("huge")
-        return (f"one {size / MiB:.0f} MiB file (1 MiB random per 16 MiB, rest zeros), gzip", [
+        return (f"one {size / MiB:.0f} MiB file (per 16 MiB: 4 MiB random, 4 MiB binary-like, 8 MiB zeros), gzip", [
             cnb("cnbpkg (gzip)", p, T1, o("huge.cnb")),
             pipe("tar | pigz -p2 -6 | sha256sum", p, "pigz -p2 -6"),
         ])
