@@ -206,6 +206,9 @@ pub fn gzip_encoder_with_block_size<W: Write>(
     }
 }
 
+/// Bytes of input per zstd worker job.
+const ZSTD_JOB_SIZE: u32 = 1 << 20;
+
 fn zstd_encoder<W: Write>(
     out: W,
     level: i32,
@@ -221,6 +224,10 @@ fn zstd_encoder<W: Write>(
     e.include_contentsize(false)?;
     e.include_dictid(false)?;
     e.long_distance_matching(false)?;
+    // libzstd sizes each worker's job from the window (8 MiB at level 3) and keeps several jobs
+    // in flight; fixed 1 MiB jobs bound memory whatever the layer (the job size is part of what
+    // decides the bytes, so it is fixed, never derived from the machine).
+    e.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB_SIZE))?;
     Ok(e)
 }
 
@@ -351,6 +358,7 @@ fn compress_block(dict: &[u8], data: &[u8], level: u32, last: bool) -> io::Resul
     if data.starts_with(tests::PANIC_MARKER) {
         panic!("injected worker panic");
     }
+    let level = effective_level(data, level);
     let mut c = Compress::new(flate2::Compression::new(level), false);
     if !dict.is_empty() {
         c.set_dictionary(dict)
@@ -380,6 +388,50 @@ fn compress_block(dict: &[u8], data: &[u8], level: u32, last: bool) -> io::Resul
         }
     }
     Ok(out)
+}
+
+/// Bits per byte above which a block is treated as already compressed (jars, archives, media,
+/// random data). Such blocks do not shrink at any level, but deflate spends most of its time
+/// searching them for matches, and zlib-rs's level 1 (static Huffman codes) even grows them by
+/// ~6%; stored deflate blocks cost 5 bytes per 64 KiB and no time. Decided from the block's
+/// bytes alone, so output stays deterministic.
+const INCOMPRESSIBLE_BITS_PER_BYTE: f64 = 7.9;
+
+/// The level to use for one block: `level`, or 0 (stored) for a block that looks incompressible.
+fn effective_level(data: &[u8], level: u32) -> u32 {
+    if level <= 1 || data.len() < 4096 {
+        return level;
+    }
+    if order0_entropy(data) > INCOMPRESSIBLE_BITS_PER_BYTE {
+        0
+    } else {
+        level
+    }
+}
+
+/// Shannon entropy of the byte distribution, in bits per byte.
+fn order0_entropy(data: &[u8]) -> f64 {
+    // Four interleaved histograms keep the counting loop free of store-to-load stalls.
+    let mut counts = [[0u32; 256]; 4];
+    let mut chunks = data.chunks_exact(4);
+    for c in &mut chunks {
+        counts[0][c[0] as usize] += 1;
+        counts[1][c[1] as usize] += 1;
+        counts[2][c[2] as usize] += 1;
+        counts[3][c[3] as usize] += 1;
+    }
+    for &b in chunks.remainder() {
+        counts[0][b as usize] += 1;
+    }
+    let n = data.len() as f64;
+    (0..256)
+        .map(|i| counts[0][i] + counts[1][i] + counts[2][i] + counts[3][i])
+        .filter(|&c| c > 0)
+        .map(|c| {
+            let p = c as f64 / n;
+            -p * p.log2()
+        })
+        .sum()
 }
 
 fn run_job(job: Job) -> (SyncSender<io::Result<Done>>, io::Result<Done>) {

@@ -112,7 +112,8 @@ impl LayoutWriter {
                 let header_at = *end;
                 let file = out.file();
                 file.seek(SeekFrom::Start(header_at + 512)).at(&dest)?;
-                let mut w = HashingWriter::new(BufWriter::with_capacity(WRITE_BUFFER, &mut *file));
+                let early = EarlyWriteback::new(&mut *file, header_at + 512);
+                let mut w = HashingWriter::new(BufWriter::with_capacity(WRITE_BUFFER, early));
                 let value = produce(&mut w)?;
                 let (buf, digest, size) = w.finish();
                 buf.into_inner()
@@ -144,8 +145,9 @@ impl LayoutWriter {
                 *seq += 1;
                 let blobs = dir.path().join("blobs/sha256");
                 let temp = blobs.join(format!(".incoming-{seq}"));
-                let file = File::create(&temp).at(&temp)?;
-                let mut w = HashingWriter::new(BufWriter::with_capacity(WRITE_BUFFER, file));
+                let mut file = File::create(&temp).at(&temp)?;
+                let early = EarlyWriteback::new(&mut file, 0);
+                let mut w = HashingWriter::new(BufWriter::with_capacity(WRITE_BUFFER, early));
                 let value = match produce(&mut w) {
                     Ok(v) => v,
                     Err(e) => {
@@ -268,6 +270,65 @@ impl LayoutWriter {
         }
     }
 }
+
+/// How much written data may wait in the page cache before its writeback is started.
+const WRITEBACK_STEP: u64 = 16 << 20;
+
+/// A file writer that starts the kernel's writeback of what it wrote every
+/// [`WRITEBACK_STEP`] bytes, so the disk works while we compress and the `fsync` that makes
+/// the output durable before it is renamed into place has little left to wait for.
+struct EarlyWriteback<'a> {
+    file: &'a mut File,
+    /// File offset up to which writeback was started.
+    started: u64,
+    /// File offset of the next byte written.
+    pos: u64,
+}
+
+impl<'a> EarlyWriteback<'a> {
+    fn new(file: &'a mut File, pos: u64) -> Self {
+        EarlyWriteback {
+            file,
+            started: pos,
+            pos,
+        }
+    }
+}
+
+impl Write for EarlyWriteback<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.pos += n as u64;
+        if self.pos - self.started >= WRITEBACK_STEP {
+            start_writeback(self.file, self.started, self.pos - self.started);
+            self.started = self.pos;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// Ask the kernel to start writing a range to disk without waiting for it (a hint: failures
+/// are ignored, `fsync` at the end is what guarantees durability).
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: plain syscall on a valid, open file descriptor; no memory is passed.
+    unsafe {
+        libc::sync_file_range(
+            file.as_raw_fd(),
+            offset as libc::off64_t,
+            len as libc::off64_t,
+            libc::SYNC_FILE_RANGE_WRITE,
+        );
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
 
 /// A USTAR header for an entry of the outer archive: fixed owner, time and modes.
 fn outer_header(name: &str, size: u64, kind: tar::EntryType) -> Result<tar::Header> {
