@@ -64,33 +64,24 @@ pub enum Compression {
 pub const ZSTD_DEFAULT_LEVEL: i32 = 3;
 
 impl Compression {
-    /// gzip at level 6, the default for `.cnb` layers.
+    /// gzip at level 5, the default for `.cnb` layers.
     ///
-    /// Chosen from `cargo bench --bench stages` on the project's 2-vCPU machine (shared, so
-    /// throughput is noisy; ratios are exact). Ratio = compressed / input size.
+    /// Chosen from whole-process runs against umoci (`umoci init/new/insert`, Go, parallel
+    /// gzip) on the project's 2-vCPU machine, same inputs, medians of 3 alternated runs
+    /// (wall time and layer size as ratios cnbpkg / umoci):
     ///
-    /// | input | L1 | L3 | L6 | `pigz -6` | umoci |
-    /// |---|---|---|---|---|---|
-    /// | bench `binaries`, 100 MB of system executables and libraries | 0.506 | 0.411 | 0.400 | 0.390 | – |
-    /// | bench `text`, 100 MB of generated source-like text | 0.448 | 0.306 | 0.281 | 0.277 | – |
-    /// | umoci's own layer of 163 MB of `/usr/bin` (tar re-compressed) | 0.492 | 0.393 | 0.381 | 0.370 | 0.395 |
-    /// | umoci's own layer of a 246 MB CPython stdlib (no `.so`/`.pyc`) | 0.328 | 0.257 | 0.243 | 0.243 | 0.254 |
+    /// | input | L4 | L5 | L6 |
+    /// |---|---|---|---|
+    /// | 315 MB of real executables (`/usr/bin`) | 0.92× / 0.983 | 0.99× / 0.965 | 1.18× / 0.961 |
+    /// | 288 MB generated mixed binaries (benches/e2e.py) | 0.92× / 1.004 | 0.97× / 1.003 | 0.99× / 1.003 |
+    /// | 40 000 generated source files, 197 MB | 0.68× / 1.006 | 0.75× / 0.970 | 0.92× / 0.956 |
     ///
-    /// Throughput with 2 threads, least-contended run (MB/s of input, binaries / text): L1
-    /// 271 / 443, L3 170 / 198, L6 113 / 74; flate2's single-threaded `GzEncoder` at L6
-    /// 58 / 38, `pigz -p2 -6` 42 / 45, `gzip -6` 19 / 21. umoci's `repack` of the `/usr/bin`
-    /// tree took 1.82 s end to end (89 MB/s, tar and hashing included, both cores busy).
-    ///
-    /// The product promise is "gzip output no larger than umoci's, and faster". Level 1 is
-    /// 24–29 % larger than umoci and level 3 is 1.5 % larger on the text layer, so only level 6
-    /// keeps the size promise on both kinds of content (3.6–4.1 % smaller than umoci, within
-    /// 1–3 % of pigz/zlib level 6). With two threads level 6 compresses about 1.9–2× faster than
-    /// flate2's single stream and 1.6–2.7× faster than `pigz -p2 -6`. Level 6 is also what
-    /// pack uses (Go's `gzip.DefaultCompression`). Level 5 (measured separately: 0.25–0.5 %
-    /// larger than level 6, still 3.4 % smaller than umoci, about 20–35 % faster) is the
-    /// candidate if end-to-end runs show level 6 too close to umoci's speed. Users who want
-    /// speed choose zstd.
-    pub const DEFAULT: Compression = Compression::Gzip { level: 6 };
+    /// Level 5 is the one level that is faster than umoci everywhere while its output stays
+    /// smaller on real binaries and on text (the generated mixed binaries come out 0.3 % larger
+    /// at every level). Incompressible blocks are stored whatever the level (see
+    /// [`INCOMPRESSIBLE_BITS_PER_BYTE`]). `cargo bench --bench stages` has the per-level
+    /// throughput and ratio of the compressor alone; zstd is the choice for speed.
+    pub const DEFAULT: Compression = Compression::Gzip { level: 5 };
 
     /// The OCI layer media type for this compression.
     pub fn media_type(&self) -> &'static str {
