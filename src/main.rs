@@ -241,11 +241,7 @@ fn run_package(args: PackageArgs, ui: &Printer) -> Result<(), Error> {
     let report = package_buildpack(&opts, ui)?;
     let mut out = std::io::stdout().lock();
     if args.common.json {
-        let _ = writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&report).expect("report serializes")
-        );
+        print_json(&mut out, &report);
     } else {
         for o in &report.outputs {
             let _ = writeln!(out, "{}", o.path.display());
@@ -258,11 +254,7 @@ fn run_inspect(args: InspectArgs) -> Result<(), Error> {
     let report = cnbpkg::inspect::inspect(&args.package)?;
     let mut out = std::io::stdout().lock();
     if args.common.json {
-        let _ = writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&report).expect("report serializes")
-        );
+        print_json(&mut out, &report);
     } else {
         let _ = write!(out, "{}", cnbpkg::inspect::render(&report));
     }
@@ -273,11 +265,7 @@ fn run_verify(args: VerifyArgs, ui: &Printer) -> Result<(), Error> {
     let report = cnbpkg::verify::verify(&args.package)?;
     let mut out = std::io::stdout().lock();
     if args.common.json {
-        let _ = writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&report).expect("report serializes")
-        );
+        print_json(&mut out, &report);
     } else {
         for d in &report.defects {
             let _ = writeln!(out, "{}: {d}", args.package.display());
@@ -369,13 +357,18 @@ fn run_push(args: PushArgs, ui: &Printer) -> Result<(), Error> {
             "bytesSent": report.bytes_sent,
             "manifests": manifests,
         });
-        let _ = writeln!(
-            out,
-            "{}",
-            serde_json::to_string_pretty(&value).expect("report serializes")
-        );
+        print_json(&mut out, &value);
     } else {
         let _ = writeln!(out, "{}", report.digest);
     }
     Ok(())
+}
+
+/// A report as pretty JSON on stdout (`--json`).
+fn print_json(out: &mut impl Write, report: &impl serde::Serialize) {
+    let _ = writeln!(
+        out,
+        "{}",
+        serde_json::to_string_pretty(report).expect("report serializes")
+    );
 }

@@ -41,8 +41,13 @@ pub type SentFn = Arc<dyn Fn(u64) + Send + Sync>;
 
 /// Whether the blob exists in the repository (HEAD), checking any digest the registry names.
 pub fn blob_exists(client: &Client, digest: &Digest) -> Result<bool> {
-    let url = client.url(&format!("blobs/{digest}"));
-    let resp = client.send(Method::HEAD, &url, &[], None)?;
+    exists(client, &format!("blobs/{digest}"), &[], digest)
+}
+
+/// HEAD `…/v2/<repo>/<path>`: true on 200 (checking any digest the registry names), false on 404.
+fn exists(client: &Client, path: &str, headers: &[(&str, &str)], digest: &Digest) -> Result<bool> {
+    let url = client.url(path);
+    let resp = client.send(Method::HEAD, &url, headers, None)?;
     match resp.status {
         200 => {
             check_digest(client, &resp, digest)?;
@@ -270,16 +275,12 @@ pub fn check_digest(client: &Client, resp: &Resp, expected: &Digest) -> Result<(
 
 /// Whether the repository holds the manifest `digest` (HEAD with `Accept`).
 pub fn manifest_exists(client: &Client, digest: &Digest) -> Result<bool> {
-    let url = client.url(&format!("manifests/{digest}"));
-    let resp = client.send(Method::HEAD, &url, &[("Accept", MANIFEST_ACCEPT)], None)?;
-    match resp.status {
-        200 => {
-            check_digest(client, &resp, digest)?;
-            Ok(true)
-        }
-        404 => Ok(false),
-        _ => Err(client.status_error(&Method::HEAD, &url, &resp)),
-    }
+    exists(
+        client,
+        &format!("manifests/{digest}"),
+        &[("Accept", MANIFEST_ACCEPT)],
+        digest,
+    )
 }
 
 /// PUT a manifest or index, as raw bytes, at a tag or digest.
