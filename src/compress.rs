@@ -198,7 +198,7 @@ pub fn gzip_encoder_with_block_size<W: Write>(
 }
 
 /// Bytes of input per zstd worker job.
-const ZSTD_JOB_SIZE: u32 = 1 << 20;
+const ZSTD_JOB_SIZE: u32 = 2 << 20;
 
 fn zstd_encoder<W: Write>(
     out: W,
@@ -216,7 +216,7 @@ fn zstd_encoder<W: Write>(
     e.include_dictid(false)?;
     e.long_distance_matching(false)?;
     // libzstd sizes each worker's job from the window (8 MiB at level 3) and keeps several jobs
-    // in flight; fixed 1 MiB jobs bound memory whatever the layer (the job size is part of what
+    // in flight; fixed 2 MiB jobs bound memory whatever the layer (the job size is part of what
     // decides the bytes, so it is fixed, never derived from the machine).
     e.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB_SIZE))?;
     Ok(e)
