@@ -402,42 +402,6 @@ impl TrackedRead for io::Empty {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn file_modes_follow_pack() {
-        let file = SourceKind::File { size: 0 };
-        assert_eq!(calc_file_mode("bin/build", &file, 0o600), 0o755);
-        assert_eq!(calc_file_mode("bin/generate", &file, 0o644), 0o755);
-        assert_eq!(calc_file_mode("bin/build.bat", &file, 0o644), 0o644);
-        assert_eq!(calc_file_mode("x", &file, 0o4700), 0o755);
-        assert_eq!(calc_file_mode("x", &file, 0o4644), 0o644);
-        assert_eq!(calc_file_mode("d", &SourceKind::Dir, 0o700), 0o755);
-        assert_eq!(
-            calc_file_mode("l", &SourceKind::Symlink { target: "x".into() }, 0o777),
-            0o755
-        );
-    }
-
-    #[test]
-    fn base_layer_matches_fixture() {
-        let ours = write_windows_base_layer(Vec::new()).unwrap();
-        let fixture = std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/testdata/fixtures/windows/base-layer.tar"
-        ))
-        .unwrap();
-        assert_eq!(ours.len(), 19968);
-        assert!(ours == fixture, "base layer differs from the fixture");
-        assert_eq!(
-            crate::digest::Digest::of(&ours).to_string(),
-            WINDOWS_BASE_LAYER_DIFF_ID
-        );
-    }
-}
-
 /// PAX keys the tar writer derives from the header itself; only other records (such as
 /// `MSWINDOWS.rawsd`) are carried over when an entry is copied.
 const DERIVED_PAX_KEYS: &[&str] = &[
@@ -494,4 +458,40 @@ fn copied_header<R: Read>(entry: &mut ::tar::Entry<'_, R>) -> std::result::Resul
         gid,
         pax,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_modes_follow_pack() {
+        let file = SourceKind::File { size: 0 };
+        assert_eq!(calc_file_mode("bin/build", &file, 0o600), 0o755);
+        assert_eq!(calc_file_mode("bin/generate", &file, 0o644), 0o755);
+        assert_eq!(calc_file_mode("bin/build.bat", &file, 0o644), 0o644);
+        assert_eq!(calc_file_mode("x", &file, 0o4700), 0o755);
+        assert_eq!(calc_file_mode("x", &file, 0o4644), 0o644);
+        assert_eq!(calc_file_mode("d", &SourceKind::Dir, 0o700), 0o755);
+        assert_eq!(
+            calc_file_mode("l", &SourceKind::Symlink { target: "x".into() }, 0o777),
+            0o755
+        );
+    }
+
+    #[test]
+    fn base_layer_matches_fixture() {
+        let ours = write_windows_base_layer(Vec::new()).unwrap();
+        let fixture = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/testdata/fixtures/windows/base-layer.tar"
+        ))
+        .unwrap();
+        assert_eq!(ours.len(), 19968);
+        assert!(ours == fixture, "base layer differs from the fixture");
+        assert_eq!(
+            crate::digest::Digest::of(&ours).to_string(),
+            WINDOWS_BASE_LAYER_DIFF_ID
+        );
+    }
 }

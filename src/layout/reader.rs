@@ -171,7 +171,7 @@ impl PackageReader {
             Source::Archive { entries, .. } => entries.get(&digest.blob_path()).map(|e| e.1),
             Source::Dir { root } => {
                 let m = fs::symlink_metadata(root.join(digest.blob_path())).ok()?;
-                m.is_file().then(|| m.len())
+                m.is_file().then_some(m.len())
             }
         }
     }
