@@ -99,35 +99,13 @@ fn samples_style_composite_of_directories() {
     assert!(img.config.labels()["io.buildpacks.buildpackage.metadata"]
         .starts_with("{\"id\":\"samples/hello-universe\""));
 
-    let oci = d.path().join("oci");
-    tool_ok(
-        "skopeo",
-        &[
-            "copy",
-            &format!("oci-archive:{}", out.display()),
-            &format!("oci:{}:x", oci.display()),
-        ],
-    );
-    let bundle = d.path().join("bundle");
-    tool_ok(
-        "umoci",
-        &[
-            "unpack",
-            "--rootless",
-            "--image",
-            &format!("{}:x", oci.display()),
-            bundle.to_str().unwrap(),
-        ],
-    );
+    let rootfs = unpack_with_umoci(&out, d.path(), &[]);
     for bp in [
         "samples_hello-world/0.0.1/bin/build",
         "samples_hello-moon/0.0.1/bin/detect",
         "samples_hello-universe/1.0.0/buildpack.toml",
     ] {
-        assert!(
-            bundle.join("rootfs/cnb/buildpacks").join(bp).exists(),
-            "{bp}"
-        );
+        assert!(rootfs.join("cnb/buildpacks").join(bp).exists(), "{bp}");
     }
     ok(cnbpkg(["verify", out.to_str().unwrap()]));
 }
@@ -406,33 +384,14 @@ fn flatten_puts_buildpacks_into_one_layer_except_the_excluded() {
     assert!(all.iter().all(|d| **d == diff));
     ok(cnbpkg(["verify", p.join("flat.cnb").to_str().unwrap()]));
     // Every buildpack's files are in the one layer.
-    let oci = p.join("oci");
-    tool_ok(
-        "skopeo",
-        &[
-            "copy",
-            &format!("oci-archive:{}", p.join("flat.cnb").display()),
-            &format!("oci:{}:x", oci.display()),
-        ],
-    );
-    let bundle = p.join("bundle");
-    tool_ok(
-        "umoci",
-        &[
-            "unpack",
-            "--rootless",
-            "--image",
-            &format!("{}:x", oci.display()),
-            bundle.to_str().unwrap(),
-        ],
-    );
+    let rootfs = unpack_with_umoci(&p.join("flat.cnb"), p, &[]);
     for f in [
         "ex_a/1.0.0/bin/build",
         "ex_b/1.0.0/bin/build",
         "io.buildpacks.samples.hello-world/0.0.1/bin/build",
         "ex_meta/1.0.0/buildpack.toml",
     ] {
-        assert!(bundle.join("rootfs/cnb/buildpacks").join(f).exists(), "{f}");
+        assert!(rootfs.join("cnb/buildpacks").join(f).exists(), "{f}");
     }
 
     ok(cnbpkg_in(

@@ -136,3 +136,27 @@ pub fn list(dir: &Path) -> Vec<String> {
     v.sort();
     v
 }
+
+/// Copy the image of `archive` that fits `platform_flags` (skopeo's `--override-*` flags) into
+/// an OCI directory with skopeo, unpack it with umoci, and return the unpacked root file system.
+pub fn unpack_with_umoci(archive: &Path, work: &Path, platform_flags: &[&str]) -> PathBuf {
+    let oci = work.join("oci");
+    let bundle = work.join("bundle");
+    let src = format!("oci-archive:{}", archive.display());
+    let dst = format!("oci:{}:x", oci.display());
+    let mut args: Vec<&str> = platform_flags.to_vec();
+    args.extend(["copy", src.as_str(), dst.as_str()]);
+    tool_ok("skopeo", &args);
+    let image = format!("{}:x", oci.display());
+    tool_ok(
+        "umoci",
+        &[
+            "unpack",
+            "--rootless",
+            "--image",
+            &image,
+            bundle.to_str().unwrap(),
+        ],
+    );
+    bundle.join("rootfs")
+}
