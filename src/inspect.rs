@@ -18,13 +18,13 @@ use crate::verify::read_layer;
 
 /// Everything `inspect` reports.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct InspectReport {
     /// The package inspected.
     pub path: PathBuf,
     /// What `index.json` points at: its digest and media type.
     pub digest: Digest,
     /// Media type of that digest.
-    #[serde(rename = "mediaType")]
     pub media_type: String,
     /// The main buildpack (`id@version`) from the metadata label of the first image.
     pub buildpack: Option<String>,
@@ -38,6 +38,7 @@ pub struct InspectReport {
 
 /// One image of a package.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ImageInfo {
     /// Its platform.
     pub platform: Platform,
@@ -47,7 +48,6 @@ pub struct ImageInfo {
     /// Manifest digest.
     pub manifest: Digest,
     /// Manifest media type.
-    #[serde(rename = "manifestMediaType")]
     pub manifest_media_type: String,
     /// Config digest.
     pub config: Digest,
@@ -61,6 +61,7 @@ pub struct ImageInfo {
 
 /// One buildpack of an image.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct BuildpackInfo {
     /// Buildpack ID.
     pub id: String,
@@ -81,11 +82,11 @@ pub struct BuildpackInfo {
 
 /// One layer of an image.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct LayerInfo {
     /// Stored digest.
     pub digest: Digest,
     /// Media type.
-    #[serde(rename = "mediaType")]
     pub media_type: String,
     /// Stored size.
     pub size: u64,
@@ -97,6 +98,7 @@ pub struct LayerInfo {
 
 /// A blob referenced by several images.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SharedBlob {
     /// Its digest.
     pub digest: Digest,

@@ -24,6 +24,7 @@ const MAX_DESCRIPTORS: usize = 100_000;
 
 /// What `verify` found.
 #[derive(Debug, Clone, Default, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct VerifyReport {
     /// One line per defect; empty when the package is sound.
     pub defects: Vec<String>,

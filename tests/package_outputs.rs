@@ -343,3 +343,47 @@ fn labels_are_added_and_buildpack_labels_win() {
         .unwrap()
         .starts_with("{\"examples/hello-bash\""));
 }
+
+#[test]
+fn json_reports_for_scripts() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("j.cnb");
+    let report = ok(cnbpkg([
+        "buildpack",
+        "package",
+        out.to_str().unwrap(),
+        "--path",
+        sample("hello-bash").to_str().unwrap(),
+        "--json",
+    ]));
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    let output = &report["outputs"][0];
+    assert_eq!(output["path"], out.to_str().unwrap());
+    assert_eq!(output["mediaType"], cnbpkg::oci::MEDIA_TYPE_INDEX);
+    assert_eq!(output["images"].as_array().unwrap().len(), 4);
+    let layer = &output["images"][0]["layers"][0];
+    for key in ["digest", "diffId", "size", "uncompressedSize"] {
+        assert!(!layer[key].is_null(), "{key} in {layer}");
+    }
+
+    let inspect = ok(cnbpkg(["inspect", out.to_str().unwrap(), "--json"]));
+    let inspect: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+    assert_eq!(inspect["digest"], output["digest"]);
+    assert_eq!(inspect["buildpack"], "examples/hello-bash@1.0.0");
+    assert_eq!(inspect["images"].as_array().unwrap().len(), 4);
+    let shared = inspect["sharedBlobs"].as_array().unwrap();
+    assert_eq!(
+        shared.len(),
+        1,
+        "the one layer is shared by the four images"
+    );
+    assert_eq!(shared[0]["usedBy"].as_array().unwrap().len(), 4);
+    let bp = &inspect["images"][0]["buildpacks"][0];
+    assert_eq!(bp["id"], "examples/hello-bash");
+    assert!(bp["layerDiffID"].as_str().unwrap().starts_with("sha256:"));
+
+    let verify = ok(cnbpkg(["verify", out.to_str().unwrap(), "--json"]));
+    let verify: serde_json::Value = serde_json::from_str(&verify).unwrap();
+    assert_eq!(verify["defects"], serde_json::json!([]));
+    assert_eq!(verify["images"], 4);
+}

@@ -92,6 +92,7 @@ impl PackageOptions {
 
 /// What was written.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PackageReport {
     /// The buildpack `id@version`.
     pub buildpack: String,
@@ -101,13 +102,13 @@ pub struct PackageReport {
 
 /// One written package.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct OutputReport {
     /// Where it was written.
     pub path: PathBuf,
     /// The digest `index.json` points at (the image index or the single manifest).
     pub digest: Digest,
     /// Media type of that digest.
-    #[serde(rename = "mediaType")]
     pub media_type: String,
     /// Total size of the stored blobs.
     pub blob_bytes: u64,
@@ -119,6 +120,7 @@ pub struct OutputReport {
 
 /// One per-target image.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ImageReport {
     /// The target in `os/arch/variant:distro@version` form.
     pub target: String,
@@ -132,6 +134,7 @@ pub struct ImageReport {
 
 /// One layer.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct LayerReport {
     /// What it holds: `id@version`, or `windows base layer`.
     pub content: String,
