@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::compress;
 use crate::descriptor::{LayersLabel, PackageMetadata};
 use crate::digest::{Digest, HashingReader};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::layout::PackageReader;
 use crate::oci::{self, Descriptor, ImageConfig, Index, Manifest};
 use crate::package::{LABEL_LAYERS, LABEL_METADATA};
@@ -62,7 +62,12 @@ pub fn verify(path: &Path) -> Result<VerifyReport> {
     let reader = match PackageReader::open(path) {
         Ok(r) => r,
         Err(e) => {
-            report.defects.push(e.to_string());
+            // Defect lines are printed after the package's name: do not repeat it.
+            let line = match e {
+                Error::Invalid { path: p, message } if p == path => message,
+                e => e.to_string(),
+            };
+            report.defects.push(line);
             return Ok(report);
         }
     };
