@@ -120,7 +120,8 @@ pub fn inspect(path: &Path) -> Result<InspectReport> {
     let mut images = Vec::new();
     let mut uncompressed: BTreeMap<Digest, Option<u64>> = BTreeMap::new();
     let mut users: BTreeMap<Digest, (u64, Vec<String>)> = BTreeMap::new();
-    for img in reader.images()? {
+    let all = reader.images()?;
+    for img in &all {
         let platform = img.platform();
         let pname = platform_name(&platform, &img.descriptor.annotations);
         let mut layers = Vec::new();
@@ -176,8 +177,7 @@ pub fn inspect(path: &Path) -> Result<InspectReport> {
             labels: other_labels,
         });
     }
-    let buildpack = reader
-        .images()?
+    let buildpack = all
         .first()
         .and_then(|i| i.config.labels().get(LABEL_METADATA).cloned())
         .and_then(|m| PackageMetadata::parse(&m).ok())

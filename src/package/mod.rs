@@ -644,7 +644,7 @@ impl BuildContext<'_> {
                     LayerSource::Import {
                         dependency, blob, ..
                     } => {
-                        let Dependency::Package { reader, origin } = &dependencies[*dependency]
+                        let Dependency::Package { reader, origin, .. } = &dependencies[*dependency]
                         else {
                             unreachable!("imported layers come from package dependencies")
                         };
@@ -674,7 +674,7 @@ impl BuildContext<'_> {
         if let Some(built) = self.reuse(&key, out_idx, what)? {
             return Ok(built);
         }
-        let Dependency::Package { reader, origin } = &self.dependencies[dependency] else {
+        let Dependency::Package { reader, origin, .. } = &self.dependencies[dependency] else {
             unreachable!("imported layers come from package dependencies")
         };
         let source_encoding = oci::layer_compression_of(&blob.media_type)

@@ -8,7 +8,7 @@ use crate::descriptor::{BuildpackDescriptor, LayersLabel, ModuleInfo, ModuleLaye
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::inspect::platform_name;
-use crate::layout::{ImageRef, PackageReader};
+use crate::layout::ImageRef;
 use crate::oci::{self, Descriptor};
 use crate::target::{self, ExpandedTarget};
 
@@ -150,9 +150,9 @@ pub(crate) fn dependency_modules(
             }
             Ok(vec![tree_module(tree, t, true)?])
         }
-        Dependency::Package { reader, origin } => {
-            let image = select_image(reader, origin, t)?;
-            package_modules(reader, origin, index, &image)
+        Dependency::Package { images, origin, .. } => {
+            let image = select_image(images, origin, t)?;
+            package_modules(origin, index, image)
         }
     }
 }
@@ -199,12 +199,11 @@ fn fit(image: &ImageRef, t: &ExpandedTarget) -> Option<u32> {
 }
 
 /// The one image of a dependency package that serves `t`.
-fn select_image(
-    reader: &PackageReader,
+fn select_image<'a>(
+    images: &'a [ImageRef],
     origin: &std::path::Path,
     t: &ExpandedTarget,
-) -> Result<ImageRef> {
-    let images = reader.images()?;
+) -> Result<&'a ImageRef> {
     if images.is_empty() {
         return Err(Error::invalid(origin, "the package holds no image"));
     }
@@ -223,7 +222,7 @@ fn select_image(
     best.retain(|(s, _)| Some(*s) == top);
     match best.as_slice() {
         [] => Err(Error::invalid(origin, format!("dependency has no image for target {} (it has {})", t.display(), names()))),
-        [(_, one)] => Ok((*one).clone()),
+        [(_, one)] => Ok(one),
         _ => Err(Error::invalid(
             origin,
             format!("dependency has several images that fit target {} ({}); name the architecture with --target", t.display(), names()),
@@ -233,7 +232,6 @@ fn select_image(
 
 /// The modules of one image of a dependency package, from its layers label.
 fn package_modules(
-    reader: &PackageReader,
     origin: &std::path::Path,
     index: usize,
     image: &ImageRef,
@@ -244,7 +242,6 @@ fn package_modules(
         .filter(|v| !v.is_empty())
         .ok_or_else(|| Error::invalid(origin, format!("label '{LABEL_LAYERS}' not found")))?;
     let label = LayersLabel::parse(value).map_err(|e| Error::invalid(origin, e.to_string()))?;
-    let _ = reader;
     let mut out = Vec::new();
     for (id, versions) in &label.0 {
         for (version, info) in versions {

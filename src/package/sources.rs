@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::atomic::ScratchDir;
 use crate::descriptor::{self, BuildpackDescriptor};
 use crate::error::{Error, IoResultExt, Result};
-use crate::layout::PackageReader;
+use crate::layout::{ImageRef, PackageReader};
 use crate::ui::Printer;
 
 /// A buildpack given as a file tree (a directory, or an extracted archive).
@@ -41,6 +41,8 @@ pub(crate) enum Dependency {
     /// A `.cnb` file or an OCI layout directory.
     Package {
         reader: PackageReader,
+        /// Its images, read (and their manifests and configs verified) once.
+        images: Vec<ImageRef>,
         origin: PathBuf,
     },
 }
@@ -133,8 +135,10 @@ pub(crate) fn load_dependency(location: &Path, ui: &Printer) -> Result<Dependenc
     };
     if is_package {
         let reader = PackageReader::open(location)?;
+        let images = reader.images()?;
         Ok(Dependency::Package {
             reader,
+            images,
             origin: location.to_path_buf(),
         })
     } else {
