@@ -23,7 +23,7 @@ use crate::layout::{LayoutWriter, OutputFormat};
 use crate::oci::{
     self, Descriptor, History, ImageConfig, Index, Manifest, Platform, RootFs, RuntimeConfig,
 };
-use crate::target::{self, ExpandedTarget, Target};
+use crate::target::{self, Distro, ExpandedTarget, Target};
 
 use crate::ui::{human_size, Printer};
 use select::{LayerSource, ModulePlan};
@@ -41,6 +41,55 @@ pub const LABEL_LAYERS: &str = "io.buildpacks.buildpack.layers";
 pub const ANNOTATION_DISTRO_NAME: &str = "io.buildpacks.base.distro.name";
 /// Descriptor annotation with a target's distribution version.
 pub const ANNOTATION_DISTRO_VERSION: &str = "io.buildpacks.base.distro.version";
+/// Descriptor annotation listing the distributions one image serves when several targets that
+/// differ only by distro give the same image: `name@version` entries joined by `;`, as in
+/// `--target` (`ubuntu@22.04;ubuntu@24.04`). A single distro keeps the two annotations above.
+pub const ANNOTATION_DISTROS: &str = "io.buildpacks.base.distros";
+
+/// The distributions an index entry says it serves: from [`ANNOTATION_DISTROS`], else from
+/// [`ANNOTATION_DISTRO_NAME`] (with [`ANNOTATION_DISTRO_VERSION`]); `None` when it names none
+/// (it serves any distribution).
+pub fn annotated_distros(annotations: &BTreeMap<String, String>) -> Option<Vec<Distro>> {
+    if let Some(list) = annotations.get(ANNOTATION_DISTROS) {
+        return Some(
+            list.split(';')
+                .filter(|d| !d.is_empty())
+                .map(|d| match d.split_once('@') {
+                    Some((name, version)) => Distro {
+                        name: name.to_string(),
+                        version: version.to_string(),
+                    },
+                    None => Distro {
+                        name: d.to_string(),
+                        version: String::new(),
+                    },
+                })
+                .collect(),
+        );
+    }
+    let name = annotations.get(ANNOTATION_DISTRO_NAME)?;
+    Some(vec![Distro {
+        name: name.clone(),
+        version: annotations
+            .get(ANNOTATION_DISTRO_VERSION)
+            .cloned()
+            .unwrap_or_default(),
+    }])
+}
+
+/// A distro as [`ANNOTATION_DISTROS`] lists it (`name@version`, or `name` without a version).
+fn distro_entry(d: &Distro) -> String {
+    if d.version.is_empty() {
+        d.name.clone()
+    } else {
+        format!("{}@{}", d.name, d.version)
+    }
+}
+
+/// Whether [`ANNOTATION_DISTROS`] can list `d` so that it reads back the same.
+fn listable(d: &Distro) -> bool {
+    !d.name.is_empty() && !d.name.contains(['@', ';']) && !d.version.contains(';')
+}
 
 /// What to package and how.
 #[derive(Debug, Clone)]
@@ -247,10 +296,15 @@ pub fn package_buildpack(opts: &PackageOptions, ui: &Printer) -> Result<PackageR
         reports.push((path.clone(), images));
     }
 
+    // Every output's index is settled before any output is put in place.
+    let entries = reports
+        .iter()
+        .map(|(_, images)| index_entries(images))
+        .collect::<Result<Vec<_>>>()?;
     let mut out_reports = Vec::new();
-    for ((path, images), writer) in reports.into_iter().zip(writers) {
+    for (((path, images), writer), entries) in reports.into_iter().zip(writers).zip(entries) {
         check_interrupt()?;
-        let (written, root_desc, blobs, blob_bytes) = finish_index(writer, &images)?;
+        let (written, root_desc, blobs, blob_bytes) = finish_index(writer, entries)?;
         debug_assert_eq!(written, path);
         ui.status(
             "Finished",
@@ -437,6 +491,7 @@ fn plan_image(main: &Tree, dependencies: &[Dependency], t: &ExpandedTarget) -> R
 /// An image written into an output, with what its index entry needs.
 struct WrittenImage {
     descriptor: Descriptor,
+    target: ExpandedTarget,
     report: ImageReport,
 }
 
@@ -545,7 +600,10 @@ impl BuildContext<'_> {
         };
         let mut manifest_desc =
             writer.put_bytes(oci::MEDIA_TYPE_MANIFEST, &canonical(&manifest))?;
-        manifest_desc.platform = Some(Platform {
+        // The image spec requires `architecture` wherever `platform` appears: with no known
+        // architecture the descriptor has no platform (as pack writes it); the config keeps the
+        // OS and its empty architecture.
+        manifest_desc.platform = (!t.arch.is_empty()).then(|| Platform {
             architecture: t.arch.clone(),
             os: t.os.clone(),
             os_version,
@@ -581,6 +639,7 @@ impl BuildContext<'_> {
         };
         Ok(WrittenImage {
             descriptor: manifest_desc,
+            target: t.clone(),
             report,
         })
     }
@@ -830,17 +889,72 @@ impl BuildContext<'_> {
     }
 }
 
-/// Write `index.json` for an output and close it. Several images get an image index between
-/// `index.json` and the manifests (the shape skopeo and other OCI tools read); one image is
+/// The index entries of an output: one per distinct (manifest, platform). Targets that differ
+/// only by distro and give the same image share one entry that lists their distros, so a reader
+/// choosing by platform finds one image, not several identical ones. Several entries must each
+/// have a platform, or no reader could choose among them.
+fn index_entries(images: &[WrittenImage]) -> Result<Vec<Descriptor>> {
+    let mut groups: Vec<(Descriptor, Vec<&WrittenImage>)> = Vec::new();
+    for image in images {
+        let d = &image.descriptor;
+        let same = groups
+            .iter_mut()
+            .find(|(g, _)| g.digest == d.digest && g.platform == d.platform);
+        match same {
+            Some((_, members)) => members.push(image),
+            None => groups.push((d.clone(), vec![image])),
+        }
+    }
+    let mut entries = Vec::new();
+    for (mut desc, members) in groups {
+        let distros: Option<Vec<&Distro>> =
+            members.iter().map(|m| m.target.distro.as_ref()).collect();
+        match distros {
+            _ if members.len() == 1 => entries.push(desc),
+            // A target without a distro serves every distro: so does the shared image.
+            None => {
+                desc.annotations.remove(ANNOTATION_DISTRO_NAME);
+                desc.annotations.remove(ANNOTATION_DISTRO_VERSION);
+                entries.push(desc);
+            }
+            Some(list) if list.iter().all(|d| listable(d)) => {
+                desc.annotations.remove(ANNOTATION_DISTRO_NAME);
+                desc.annotations.remove(ANNOTATION_DISTRO_VERSION);
+                let joined: Vec<String> = list.iter().map(|d| distro_entry(d)).collect();
+                desc.annotations
+                    .insert(ANNOTATION_DISTROS.into(), joined.join(";"));
+                entries.push(desc);
+            }
+            // Names the list cannot carry: one entry per distro, each with its own annotations.
+            Some(_) => entries.extend(members.iter().map(|m| m.descriptor.clone())),
+        }
+    }
+    if entries.len() > 1 {
+        if let Some(i) = entries.iter().position(|e| e.platform.is_none()) {
+            let t = images
+                .iter()
+                .find(|m| m.descriptor.digest == entries[i].digest)
+                .map(|m| m.target.display())
+                .unwrap_or_default();
+            return Err(Error::other(format!(
+                "target '{t}' has no architecture, and a package with several images needs one for each (readers choose an image by its platform); give it an arch, or package with --split"
+            )));
+        }
+    }
+    Ok(entries)
+}
+
+/// Write `index.json` for an output and close it. Several entries get an image index between
+/// `index.json` and the manifests (the shape skopeo and other OCI tools read); one is
 /// referenced directly, as pack does.
 fn finish_index(
     mut writer: LayoutWriter,
-    images: &[WrittenImage],
+    entries: Vec<Descriptor>,
 ) -> Result<(PathBuf, Descriptor, usize, u64)> {
-    let root = if images.len() == 1 {
-        images[0].descriptor.clone()
+    let root = if entries.len() == 1 {
+        entries.into_iter().next().expect("one entry")
     } else {
-        let index = Index::new(images.iter().map(|i| i.descriptor.clone()).collect());
+        let index = Index::new(entries);
         writer.put_bytes(oci::MEDIA_TYPE_INDEX, &canonical(&index))?
     };
     let (blobs, blob_bytes) = writer.stored();
