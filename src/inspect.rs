@@ -45,6 +45,9 @@ pub struct ImageInfo {
     /// Descriptor annotations (distro names and versions).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+    /// The distros the image serves (`name@version`), from its annotations; empty: any.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub distros: Vec<String>,
     /// Manifest digest.
     pub manifest: Digest,
     /// Manifest media type.
@@ -169,6 +172,11 @@ pub fn inspect(path: &Path) -> Result<InspectReport> {
         images.push(ImageInfo {
             platform,
             annotations: img.descriptor.annotations.clone(),
+            distros: crate::package::annotated_distros(&img.descriptor.annotations)
+                .unwrap_or_default()
+                .iter()
+                .map(|d| d.folder_name())
+                .collect(),
             manifest: img.descriptor.digest,
             manifest_media_type: img.descriptor.media_type.clone(),
             config: img.manifest.config.digest,
@@ -254,6 +262,10 @@ pub fn platform_name(p: &Platform, annotations: &BTreeMap<String, String>) -> St
         annotations.get(crate::package::ANNOTATION_DISTRO_VERSION),
     ) {
         let _ = write!(s, ":{n}@{v}");
+    } else if annotations.contains_key(crate::package::ANNOTATION_DISTROS) {
+        let served = crate::package::annotated_distros(annotations).unwrap_or_default();
+        let served: Vec<String> = served.iter().map(|d| d.folder_name()).collect();
+        let _ = write!(s, ":{}", served.join(";"));
     }
     s
 }

@@ -82,6 +82,10 @@ struct InspectArgs {
 struct VerifyArgs {
     /// A .cnb file or an OCI layout directory.
     package: PathBuf,
+    /// Fail unless the package holds exactly these platforms: os/arch[/variant][:name@version[;name@version]...]
+    /// (without distros: any distros), or a bare os for no architecture; repeatable and comma-separated.
+    #[arg(long = "expect-platform", value_name = "T")]
+    expect_platforms: Vec<String>,
     #[command(flatten)]
     common: Common,
 }
@@ -262,7 +266,11 @@ fn run_inspect(args: InspectArgs) -> Result<(), Error> {
 }
 
 fn run_verify(args: VerifyArgs, ui: &Printer) -> Result<(), Error> {
-    let report = cnbpkg::verify::verify(&args.package)?;
+    let (expect_platforms, warnings) =
+        cnbpkg::verify::parse_expected_platforms(&args.expect_platforms)?;
+    warnings.iter().for_each(|w| ui.warn(w));
+    let opts = cnbpkg::verify::VerifyOptions { expect_platforms };
+    let report = cnbpkg::verify::verify_with(&args.package, &opts)?;
     let mut out = std::io::stdout().lock();
     if args.common.json {
         print_json(&mut out, &report);

@@ -195,7 +195,8 @@ const ARCH_VARIANTS: &[(&str, &[&str])] = &[
     ("wasm", &["satconv", "signext"]),
 ];
 
-fn supports_os(os: &str) -> bool {
+/// Whether `os` is in pack's table of operating systems.
+pub fn supports_os(os: &str) -> bool {
     OS_ARCHS.iter().any(|(o, _)| *o == os)
 }
 

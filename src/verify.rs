@@ -10,7 +10,8 @@ use crate::digest::{Digest, HashingReader};
 use crate::error::{Error, Result};
 use crate::layout::PackageReader;
 use crate::oci::{self, Descriptor, ImageConfig, Index, Manifest};
-use crate::package::{LABEL_LAYERS, LABEL_METADATA};
+use crate::package::{annotated_distros, LABEL_LAYERS, LABEL_METADATA};
+use crate::target::{self, ExpandedTarget, Target};
 
 /// The largest `buildpack.toml` read out of a layer.
 const MAX_DESCRIPTOR: u64 = 1 << 20;
@@ -34,6 +35,25 @@ pub struct VerifyReport {
     pub blobs: usize,
     /// Bytes of blobs read and hashed.
     pub bytes: u64,
+    /// The platforms the package holds, one per distro an image serves
+    /// (`os/arch/variant:name@version`), in index order.
+    pub platforms: Vec<String>,
+    /// Expected platforms ([`VerifyOptions::expect_platforms`]) the package does not hold.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub missing_platforms: Vec<String>,
+    /// Platforms the package holds that were not expected.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub extra_platforms: Vec<String>,
+}
+
+/// What to check beyond the package's soundness.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyOptions {
+    /// When not empty, the package must hold exactly these platforms (a release gate). A target
+    /// without distros stands for its os/arch/variant with any distros; one with distros, for
+    /// exactly those. Architecture and variant must match exactly (`linux` is a platform with
+    /// no architecture, not every Linux platform).
+    pub expect_platforms: Vec<Target>,
 }
 
 impl VerifyReport {
@@ -58,6 +78,11 @@ pub(crate) struct LayerFacts {
 /// that cannot be opened) are reported as defects too; `Err` is for failures of the machine
 /// (unreadable file), not of the package.
 pub fn verify(path: &Path) -> Result<VerifyReport> {
+    verify_with(path, &VerifyOptions::default())
+}
+
+/// [`verify`], with the further checks of `opts`.
+pub fn verify_with(path: &Path, opts: &VerifyOptions) -> Result<VerifyReport> {
     let mut report = VerifyReport::default();
     let reader = match PackageReader::open(path) {
         Ok(r) => r,
@@ -80,6 +105,7 @@ pub fn verify(path: &Path) -> Result<VerifyReport> {
         visited: BTreeSet::new(),
         descriptors: 0,
         manifests_done: BTreeMap::new(),
+        entries: Vec::new(),
     };
     v.check_layout_file();
     let index = reader.index().clone();
@@ -93,7 +119,33 @@ pub fn verify(path: &Path) -> Result<VerifyReport> {
     }
     v.check_descriptors(&index.manifests, "index.json", 0);
     v.check_unreferenced();
+    v.check_platforms(&opts.expect_platforms);
     Ok(v.report)
+}
+
+/// Parse `--expect-platform` values: comma-separated, each in `--target`'s grammar
+/// (`os/arch[/variant][:name@version[;name@version]...]`), or a bare OS for a platform with no
+/// architecture. Returns the targets and pack's warnings.
+pub fn parse_expected_platforms(values: &[String]) -> Result<(Vec<Target>, Vec<String>)> {
+    let mut targets = Vec::new();
+    let mut warnings = Vec::new();
+    for value in values {
+        for one in value.split(',') {
+            let bad = |e: Error| Error::usage(format!("invalid --expect-platform '{one}': {e}"));
+            let (platform, distros) = one.split_once(':').unwrap_or((one, ""));
+            let t = if !platform.contains('/') && target::supports_os(platform) {
+                Target {
+                    os: platform.to_string(),
+                    distros: target::parse_distros(distros, &mut warnings).map_err(bad)?,
+                    ..Default::default()
+                }
+            } else {
+                target::parse_target(one, &mut warnings).map_err(bad)?
+            };
+            targets.push(t);
+        }
+    }
+    Ok((targets, warnings))
 }
 
 struct Verifier<'a> {
@@ -112,6 +164,8 @@ struct Verifier<'a> {
     /// when it could be read: a manifest listed again (under another platform) is compared, not
     /// re-read, so a crafted index cannot make us hash one large blob thousands of times.
     manifests_done: BTreeMap<Digest, Option<PlatformKey>>,
+    /// Every manifest descriptor of every index, as listed (for the platforms the package holds).
+    entries: Vec<Descriptor>,
 }
 
 type PlatformKey = (String, String, String, String);
@@ -192,12 +246,20 @@ impl Verifier<'_> {
             return;
         }
         let mut seen_platforms = BTreeMap::new();
+        let manifests = descs
+            .iter()
+            .filter(|d| oci::is_manifest(&d.media_type))
+            .count();
         for d in descs {
             self.descriptors += 1;
             if self.descriptors > MAX_DESCRIPTORS {
                 return self.defect(format!(
                     "{referrer}: more than {MAX_DESCRIPTORS} descriptors in the package's indexes"
                 ));
+            }
+            self.check_descriptor_platform(d, descs, manifests, referrer);
+            if oci::is_manifest(&d.media_type) {
+                self.entries.push(d.clone());
             }
             let platform = serde_json::to_string(&d.platform).unwrap_or_default();
             if !self
@@ -325,6 +387,120 @@ impl Verifier<'_> {
             }
         }
         self.check_labels(&name, &manifest, &config);
+    }
+
+    /// A platform must name its OS and architecture (both REQUIRED by the image spec), and
+    /// among several manifests each needs a platform (or a name) for a reader to choose it.
+    fn check_descriptor_platform(
+        &mut self,
+        d: &Descriptor,
+        siblings: &[Descriptor],
+        manifests: usize,
+        referrer: &str,
+    ) {
+        match &d.platform {
+            Some(p) => {
+                for (field, value) in [("architecture", &p.architecture), ("os", &p.os)] {
+                    if value.is_empty() {
+                        self.defect(format!(
+                            "{referrer}: {} has a platform with an empty {field}, which the image spec requires (leave the platform out when it is unknown)",
+                            d.digest
+                        ));
+                    }
+                }
+            }
+            None if manifests > 1 && oci::is_manifest(&d.media_type) => {
+                let named = d
+                    .annotations
+                    .get(oci::ANNOTATION_REF_NAME)
+                    .is_some_and(|name| {
+                        siblings
+                            .iter()
+                            .filter(|s| s.annotations.get(oci::ANNOTATION_REF_NAME) == Some(name))
+                            .count()
+                            == 1
+                    });
+                if !named {
+                    self.defect(format!(
+                        "{referrer}: manifest {} has no platform, and the index lists {manifests} manifests: no reader can choose among them",
+                        d.digest
+                    ));
+                }
+            }
+            None => {}
+        }
+    }
+
+    /// The platforms the package holds, and how they differ from the expected ones.
+    fn check_platforms(&mut self, expected: &[Target]) {
+        let mut held: Vec<ExpandedTarget> = Vec::new();
+        for d in &self.entries {
+            let (os, arch, variant) = match (&d.platform, self.manifests_done.get(&d.digest)) {
+                (Some(p), _) => (p.os.clone(), p.architecture.clone(), p.variant.clone()),
+                (None, Some(Some(cfg))) => (cfg.0.clone(), cfg.1.clone(), cfg.2.clone()),
+                (None, _) => Default::default(),
+            };
+            let distros: Vec<Option<target::Distro>> = match annotated_distros(&d.annotations) {
+                Some(list) if !list.is_empty() => list.into_iter().map(Some).collect(),
+                _ => vec![None],
+            };
+            for distro in distros {
+                let t = ExpandedTarget {
+                    os: os.clone(),
+                    arch: arch.clone(),
+                    variant: variant.clone(),
+                    distro,
+                    path: None,
+                };
+                if !held.contains(&t) {
+                    held.push(t);
+                }
+            }
+        }
+        let name = |t: &ExpandedTarget| {
+            if t.os.is_empty() {
+                "unknown".to_string()
+            } else {
+                t.display()
+            }
+        };
+        self.report.platforms = held.iter().map(name).collect();
+        if expected.is_empty() {
+            return;
+        }
+        let expected = target::expand_distros(expected);
+        let serves = |e: &ExpandedTarget, h: &ExpandedTarget| {
+            e.os == h.os
+                && e.arch == h.arch
+                && e.variant == h.variant
+                && (e.distro.is_none() || e.distro == h.distro)
+        };
+        let mut missing: Vec<String> = Vec::new();
+        for e in &expected {
+            if !held.iter().any(|h| serves(e, h)) && !missing.contains(&e.display()) {
+                missing.push(e.display());
+            }
+        }
+        let extra: Vec<String> = held
+            .iter()
+            .filter(|h| !expected.iter().any(|e| serves(e, h)))
+            .map(name)
+            .collect();
+        let mut parts = Vec::new();
+        if !missing.is_empty() {
+            parts.push(format!("missing {}", missing.join(", ")));
+        }
+        if !extra.is_empty() {
+            parts.push(format!("extra {}", extra.join(", ")));
+        }
+        if !parts.is_empty() {
+            self.defect(format!(
+                "the package does not hold exactly the expected platforms: {}",
+                parts.join("; ")
+            ));
+        }
+        self.report.missing_platforms = missing;
+        self.report.extra_platforms = extra;
     }
 
     /// The config's platform must be the one the index lists the manifest under.

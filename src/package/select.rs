@@ -13,7 +13,7 @@ use crate::oci::{self, Descriptor};
 use crate::target::{self, ExpandedTarget};
 
 use super::sources::{Dependency, Tree};
-use super::{ANNOTATION_DISTRO_NAME, ANNOTATION_DISTRO_VERSION, LABEL_LAYERS};
+use super::{annotated_distros, LABEL_LAYERS};
 
 /// Where a module's layer comes from.
 #[derive(Debug, Clone)]
@@ -180,12 +180,10 @@ fn fit(image: &ImageRef, t: &ExpandedTarget) -> Option<u32> {
         score += 2;
     }
     if let Some(d) = &t.distro {
-        let name = image.descriptor.annotations.get(ANNOTATION_DISTRO_NAME);
-        let version = image.descriptor.annotations.get(ANNOTATION_DISTRO_VERSION);
-        match (name, version) {
-            (Some(n), Some(v)) if *n == d.name && *v == d.version => score += 1,
-            (Some(_), _) => return None,
-            _ => {
+        match annotated_distros(&image.descriptor.annotations) {
+            Some(served) if served.contains(d) => score += 1,
+            Some(_) => return None,
+            None => {
                 if t.os == "windows" && !p.os_version.is_empty() {
                     if p.os_version != d.version {
                         return None;
@@ -220,6 +218,14 @@ fn select_image<'a>(
     };
     let top = best.iter().map(|(s, _)| *s).max();
     best.retain(|(s, _)| Some(*s) == top);
+    // One manifest listed under several distros (older packages list it once per distro) is
+    // one image, not a choice.
+    if best
+        .windows(2)
+        .all(|w| w[0].1.descriptor.digest == w[1].1.descriptor.digest)
+    {
+        best.truncate(1);
+    }
     match best.as_slice() {
         [] => Err(Error::invalid(origin, format!("dependency has no image for target {} (it has {})", t.display(), names()))),
         [(_, one)] => Ok(one),

@@ -418,7 +418,8 @@ impl Plan {
                     .iter()
                     .map(|d| load(reader, path, d, 1, &mut blobs))
                     .collect::<Result<Vec<_>>>()?;
-                synthesize_index(many.iter().map(|d| (*d).clone()).collect(), children, false)
+                let descs = children.iter().map(descriptor_of).collect();
+                synthesize_index(descs, children, false)
             }
         };
         let mut leaves = Vec::new();
@@ -510,6 +511,13 @@ fn descriptor_of(n: &Node) -> Descriptor {
     let mut d = n.desc.clone();
     if d.media_type.is_empty() {
         d.media_type = n.media_type.clone();
+    }
+    // The image spec requires `architecture` wherever `platform` appears.
+    if d.platform
+        .as_ref()
+        .is_some_and(|p| p.architecture.is_empty())
+    {
+        d.platform = None;
     }
     d
 }
