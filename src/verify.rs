@@ -22,6 +22,10 @@ const MAX_MODULES_PER_LAYER: usize = 1024;
 const MAX_DEPTH: usize = 8;
 /// The most descriptors (in all indexes) checked before giving up.
 const MAX_DESCRIPTORS: usize = 100_000;
+/// The most distinct platforms remembered for [`VerifyReport::platforms`].
+const MAX_PLATFORMS: usize = 4096;
+/// The longest distros annotation read (a few hundred distros).
+const MAX_DISTROS_ANNOTATION: usize = 16 * 1024;
 
 /// What `verify` found.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -105,7 +109,8 @@ pub fn verify_with(path: &Path, opts: &VerifyOptions) -> Result<VerifyReport> {
         visited: BTreeSet::new(),
         descriptors: 0,
         manifests_done: BTreeMap::new(),
-        entries: Vec::new(),
+        held: Vec::new(),
+        held_seen: BTreeSet::new(),
     };
     v.check_layout_file();
     let index = reader.index().clone();
@@ -164,9 +169,14 @@ struct Verifier<'a> {
     /// when it could be read: a manifest listed again (under another platform) is compared, not
     /// re-read, so a crafted index cannot make us hash one large blob thousands of times.
     manifests_done: BTreeMap<Digest, Option<PlatformKey>>,
-    /// Every manifest descriptor of every index, as listed (for the platforms the package holds).
-    entries: Vec<Descriptor>,
+    /// The platforms the package holds, in index order: every (manifest, platform, distro) of
+    /// every index, the platform left unknown (`None`) when the descriptor gives none.
+    held: Vec<HeldPlatform>,
+    /// The same, for lookups; it grows one past [`MAX_PLATFORMS`] when there are more.
+    held_seen: BTreeSet<HeldPlatform>,
 }
+
+type HeldPlatform = (Digest, Option<PlatformKey>, Option<target::Distro>);
 
 type PlatformKey = (String, String, String, String);
 
@@ -250,6 +260,15 @@ impl Verifier<'_> {
             .iter()
             .filter(|d| oci::is_manifest(&d.media_type))
             .count();
+        // How often each ref name occurs: a manifest with a name of its own can be chosen by it.
+        let mut ref_names: BTreeMap<&str, usize> = BTreeMap::new();
+        if manifests > 1 {
+            for d in descs {
+                if let Some(name) = d.annotations.get(oci::ANNOTATION_REF_NAME) {
+                    *ref_names.entry(name).or_default() += 1;
+                }
+            }
+        }
         for d in descs {
             self.descriptors += 1;
             if self.descriptors > MAX_DESCRIPTORS {
@@ -257,9 +276,9 @@ impl Verifier<'_> {
                     "{referrer}: more than {MAX_DESCRIPTORS} descriptors in the package's indexes"
                 ));
             }
-            self.check_descriptor_platform(d, descs, manifests, referrer);
+            self.check_descriptor_platform(d, &ref_names, manifests, referrer);
             if oci::is_manifest(&d.media_type) {
-                self.entries.push(d.clone());
+                self.hold(d);
             }
             let platform = serde_json::to_string(&d.platform).unwrap_or_default();
             if !self
@@ -394,7 +413,7 @@ impl Verifier<'_> {
     fn check_descriptor_platform(
         &mut self,
         d: &Descriptor,
-        siblings: &[Descriptor],
+        ref_names: &BTreeMap<&str, usize>,
         manifests: usize,
         referrer: &str,
     ) {
@@ -413,13 +432,7 @@ impl Verifier<'_> {
                 let named = d
                     .annotations
                     .get(oci::ANNOTATION_REF_NAME)
-                    .is_some_and(|name| {
-                        siblings
-                            .iter()
-                            .filter(|s| s.annotations.get(oci::ANNOTATION_REF_NAME) == Some(name))
-                            .count()
-                            == 1
-                    });
+                    .is_some_and(|name| ref_names.get(name.as_str()) == Some(&1));
                 if !named {
                     self.defect(format!(
                         "{referrer}: manifest {} has no platform, and the index lists {manifests} manifests: no reader can choose among them",
@@ -431,30 +444,66 @@ impl Verifier<'_> {
         }
     }
 
+    /// Remember the platforms a manifest descriptor stands for (one per distro it serves).
+    fn hold(&mut self, d: &Descriptor) {
+        let platform = d.platform.as_ref().map(|p| {
+            (
+                p.os.clone(),
+                p.architecture.clone(),
+                p.variant.clone(),
+                p.os_version.clone(),
+            )
+        });
+        let too_long = d
+            .annotations
+            .get(crate::package::ANNOTATION_DISTROS)
+            .is_some_and(|v| v.len() > MAX_DISTROS_ANNOTATION);
+        if too_long {
+            return self.defect(format!(
+                "manifest {}: annotation {} is longer than {MAX_DISTROS_ANNOTATION} bytes",
+                d.digest,
+                crate::package::ANNOTATION_DISTROS
+            ));
+        }
+        let distros: Vec<Option<target::Distro>> = match annotated_distros(&d.annotations) {
+            Some(list) if !list.is_empty() => list.into_iter().map(Some).collect(),
+            _ => vec![None],
+        };
+        for distro in distros {
+            let entry = (d.digest, platform.clone(), distro);
+            if self.held_seen.len() > MAX_PLATFORMS || self.held_seen.contains(&entry) {
+                continue;
+            }
+            self.held_seen.insert(entry.clone());
+            if self.held_seen.len() > MAX_PLATFORMS {
+                return self.defect(format!(
+                    "the package lists more than {MAX_PLATFORMS} platforms"
+                ));
+            }
+            self.held.push(entry);
+        }
+    }
+
     /// The platforms the package holds, and how they differ from the expected ones.
     fn check_platforms(&mut self, expected: &[Target]) {
         let mut held: Vec<ExpandedTarget> = Vec::new();
-        for d in &self.entries {
-            let (os, arch, variant) = match (&d.platform, self.manifests_done.get(&d.digest)) {
-                (Some(p), _) => (p.os.clone(), p.architecture.clone(), p.variant.clone()),
-                (None, Some(Some(cfg))) => (cfg.0.clone(), cfg.1.clone(), cfg.2.clone()),
-                (None, _) => Default::default(),
+        for (digest, platform, distro) in &self.held {
+            // Without a platform in the index, the config says what the image is.
+            let platform = platform
+                .as_ref()
+                .or_else(|| self.manifests_done.get(digest).and_then(|c| c.as_ref()));
+            let (os, arch, variant) = platform
+                .map(|p| (p.0.clone(), p.1.clone(), p.2.clone()))
+                .unwrap_or_default();
+            let t = ExpandedTarget {
+                os,
+                arch,
+                variant,
+                distro: distro.clone(),
+                path: None,
             };
-            let distros: Vec<Option<target::Distro>> = match annotated_distros(&d.annotations) {
-                Some(list) if !list.is_empty() => list.into_iter().map(Some).collect(),
-                _ => vec![None],
-            };
-            for distro in distros {
-                let t = ExpandedTarget {
-                    os: os.clone(),
-                    arch: arch.clone(),
-                    variant: variant.clone(),
-                    distro,
-                    path: None,
-                };
-                if !held.contains(&t) {
-                    held.push(t);
-                }
+            if !held.contains(&t) {
+                held.push(t);
             }
         }
         let name = |t: &ExpandedTarget| {

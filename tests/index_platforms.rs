@@ -632,3 +632,41 @@ fn expect_platform_requires_exactly_the_listed_platforms() {
     assert!(report.missing_platforms.is_empty());
     assert_eq!(report.platforms, ["linux/amd64", "linux/arm64"]);
 }
+
+#[test]
+fn verify_bounds_the_distros_annotation() {
+    let d = tempfile::tempdir().unwrap();
+    let layout = d.path().join("multi");
+    package_in(
+        d.path(),
+        &[
+            "multi",
+            "--path",
+            sample("hello-multi").to_str().unwrap(),
+            "--format",
+            "layout",
+        ],
+    );
+    let huge = vec!["ubuntu@1"; 4000].join(";");
+    rewrite_image_index(&layout, |index| {
+        index.manifests[0]
+            .annotations
+            .insert(DISTROS.into(), huge.clone());
+    });
+    let (code, stdout) = verify(&[
+        layout.to_str().unwrap(),
+        "--expect-platform",
+        "linux/amd64,linux/arm64",
+    ]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.contains("annotation io.buildpacks.base.distros is longer than 16384 bytes"),
+        "{stdout}"
+    );
+    // inspect and composites read it without trouble.
+    let inspect = ok(cnbpkg(["inspect", layout.to_str().unwrap()]));
+    assert!(
+        inspect.contains("Platform linux/amd64:ubuntu@1;ubuntu@1"),
+        "{inspect}"
+    );
+}
