@@ -1,7 +1,7 @@
 //! Building packages: resolve the buildpack and its targets, build each distinct layer once,
 //! and write per-target images, the index and the archive.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -67,6 +67,9 @@ pub struct PackageOptions {
     pub flatten: bool,
     /// `id@version` of buildpacks that keep their own layer when flattening.
     pub flatten_exclude: Vec<String>,
+    /// Fail, instead of warning, when an executable in a layer is built for another
+    /// architecture than the target's.
+    pub strict: bool,
 }
 
 impl PackageOptions {
@@ -83,6 +86,7 @@ impl PackageOptions {
             labels: BTreeMap::new(),
             flatten: false,
             flatten_exclude: Vec::new(),
+            strict: false,
             jobs: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
@@ -157,6 +161,25 @@ struct BuiltLayer {
     uncompressed_size: Option<u64>,
     /// Index of the output that holds its bytes.
     home: usize,
+    /// The executables found while building it (none for imported layers).
+    executables: std::rc::Rc<LayerExecutables>,
+}
+
+/// The ELF/PE executables a built layer holds: the recorded ones, and how many there were.
+#[derive(Default)]
+struct LayerExecutables {
+    recorded: Vec<layer::Executable>,
+    seen: usize,
+}
+
+impl LayerExecutables {
+    fn of<W: std::io::Write>(builder: &layer::LayerBuilder<W>) -> LayerExecutables {
+        let (recorded, seen) = builder.executables();
+        LayerExecutables {
+            recorded: recorded.to_vec(),
+            seen,
+        }
+    }
 }
 
 /// Identity of a layer's inputs: the same key means the same bytes, so it is built once.
@@ -237,6 +260,7 @@ pub fn package_buildpack(opts: &PackageOptions, ui: &Printer) -> Result<PackageR
         dependencies: &dependencies,
         writers: &mut writers,
         cache: HashMap::new(),
+        checked_executables: HashSet::new(),
     };
     let mut reports: Vec<(PathBuf, Vec<WrittenImage>)> = Vec::new();
     for (out_idx, (path, members)) in outputs.iter().enumerate() {
@@ -278,6 +302,12 @@ pub fn package_buildpack(opts: &PackageOptions, ui: &Printer) -> Result<PackageR
         buildpack: id_version,
         outputs: out_reports,
     })
+}
+
+/// A buildpack's own executables, `bin/<name>`, which the lifecycle runs directly.
+fn is_entry_point(path: &str) -> bool {
+    path.strip_prefix("bin/")
+        .is_some_and(|name| !name.is_empty() && !name.contains('/'))
 }
 
 fn plural(n: usize) -> &'static str {
@@ -447,6 +477,9 @@ struct BuildContext<'a> {
     dependencies: &'a [Dependency],
     writers: &'a mut [LayoutWriter],
     cache: HashMap<LayerKey, BuiltLayer>,
+    /// (layer, os, arch) whose executables were checked already: a layer shared by several
+    /// distros of one platform is reported once.
+    checked_executables: HashSet<(Digest, String, &'static str)>,
 }
 
 impl BuildContext<'_> {
@@ -463,7 +496,7 @@ impl BuildContext<'_> {
             let base = self.obtain(LayerKey::WindowsBase, out_idx, "windows base layer", |w| {
                 layer::write_windows_base_layer(w)
                     .map_err(|e| Error::other(format!("writing the Windows base layer: {e}")))?;
-                Ok(())
+                Ok(LayerExecutables::default())
             })?;
             layers.push(("windows base layer".to_string(), base));
         }
@@ -497,6 +530,8 @@ impl BuildContext<'_> {
                 layers.push((module.key(), built));
             }
         }
+
+        self.check_executables(t, &layers)?;
 
         let mut labels = self.opts.labels.clone();
         labels.insert(
@@ -585,6 +620,75 @@ impl BuildContext<'_> {
         })
     }
 
+    /// Warn (fail with `--strict`) when a layer of `t`'s image holds executables built for
+    /// another architecture. Entry points (`bin/*`) must always match; other executables only
+    /// count when none in the layer matches, since a tree may carry binaries for several
+    /// architectures and pick one at run time.
+    fn check_executables(&mut self, t: &ExpandedTarget, layers: &[(String, BuiltLayer)]) -> Result<()> {
+        let Some(arch) = crate::machine::checked_arch(&t.arch) else {
+            return Ok(());
+        };
+        let format = crate::machine::format_for_os(&t.os);
+        for (_, built) in layers {
+            let found = &built.executables;
+            if found.recorded.is_empty()
+                || !self
+                    .checked_executables
+                    .insert((built.diff_id, t.os.clone(), arch))
+            {
+                continue;
+            }
+            let runnable: Vec<&layer::Executable> = found
+                .recorded
+                .iter()
+                .filter(|e| e.machine.format == format)
+                .collect();
+            let any_match = runnable.iter().any(|e| e.machine.arch == Some(arch));
+            let foreign: Vec<&layer::Executable> = runnable
+                .into_iter()
+                .filter(|e| e.machine.arch != Some(arch) && (!any_match || is_entry_point(&e.path)))
+                .collect();
+            if foreign.is_empty() {
+                continue;
+            }
+            const SHOWN: usize = 5;
+            let mut named: Vec<String> = foreign
+                .iter()
+                .take(SHOWN)
+                .map(|e| {
+                    format!(
+                        "'{}' of {} is built for {}",
+                        e.path,
+                        e.module,
+                        e.machine.describe()
+                    )
+                })
+                .collect();
+            let more = foreign.len().saturating_sub(SHOWN);
+            if more > 0 {
+                named.push(format!("and {more} more"));
+            }
+            if found.seen > found.recorded.len() {
+                named.push(format!(
+                    "only the first {} of its {} executables were checked",
+                    found.recorded.len(),
+                    found.seen
+                ));
+            }
+            let message = format!(
+                "target '{}' runs {arch} {} executables, but {}",
+                t.display(),
+                format.name(),
+                named.join("; ")
+            );
+            if self.opts.strict {
+                return Err(Error::other(format!("{message} (--strict)")));
+            }
+            self.ui.warn(message);
+        }
+        Ok(())
+    }
+
     /// The layer of one module: built from its folder, or taken from its dependency package.
     fn module_layer(
         &mut self,
@@ -598,8 +702,11 @@ impl BuildContext<'_> {
                 let overlays = overlays_of(overlay);
                 let spec = layer_spec(module, root, &overlays, windows);
                 self.obtain(layer_key(module, windows), out_idx, &what, |w| {
-                    layer::write_module_layer(&spec, w)?;
-                    Ok(())
+                    let mut builder = layer::LayerBuilder::new(w, spec.format);
+                    builder.add_module(&spec)?;
+                    let executables = LayerExecutables::of(&builder);
+                    builder.finish()?;
+                    Ok(executables)
                 })
             }
             LayerSource::Import {
@@ -655,8 +762,9 @@ impl BuildContext<'_> {
                     }
                 }
             }
+            let executables = LayerExecutables::of(&builder);
             builder.finish()?;
-            Ok(())
+            Ok(executables)
         })
     }
 
@@ -723,6 +831,7 @@ impl BuildContext<'_> {
                 diff_id,
                 uncompressed_size: Some(unpacked.1),
                 home: out_idx,
+                executables: Default::default(),
             }
         } else {
             let jobs = self.opts.jobs.max(1);
@@ -753,6 +862,7 @@ impl BuildContext<'_> {
                 diff_id,
                 uncompressed_size: Some(size),
                 home: out_idx,
+                executables: Default::default(),
             }
         };
         self.ui.status(
@@ -791,7 +901,7 @@ impl BuildContext<'_> {
         key: LayerKey,
         out_idx: usize,
         what: &str,
-        write_tar: impl FnOnce(&mut dyn std::io::Write) -> Result<()>,
+        write_tar: impl FnOnce(&mut dyn std::io::Write) -> Result<LayerExecutables>,
     ) -> Result<BuiltLayer> {
         check_interrupt()?;
         if let Some(built) = self.reuse(&key, out_idx, what)? {
@@ -799,16 +909,16 @@ impl BuildContext<'_> {
         }
         let compression = self.opts.compression;
         let jobs = self.opts.jobs.max(1);
-        let (descriptor, (diff_id, uncompressed_size)) =
+        let (descriptor, (diff_id, uncompressed_size, executables)) =
             self.writers[out_idx].put_stream(compression.media_type(), |out| {
                 let encoder = compress::encoder(compression, jobs, out);
                 let mut tar = HashingWriter::new(encoder);
-                write_tar(&mut tar)?;
+                let executables = write_tar(&mut tar)?;
                 let (encoder, diff_id, size) = tar.finish();
                 encoder
                     .finish()
                     .map_err(|e| Error::other(format!("compressing layer {what}: {e}")))?;
-                Ok((diff_id, size))
+                Ok((diff_id, size, executables))
             })?;
         self.ui.status(
             "Built",
@@ -824,6 +934,7 @@ impl BuildContext<'_> {
             diff_id,
             uncompressed_size: Some(uncompressed_size),
             home: out_idx,
+            executables: std::rc::Rc::new(executables),
         };
         self.cache.insert(key, built.clone());
         Ok(built)
