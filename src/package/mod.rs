@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+mod remote;
 mod select;
 mod sources;
 
@@ -197,6 +198,13 @@ enum LayerKey {
     },
 }
 
+/// The `platform.os` deprecation for a composite buildpack, whose targets are set in
+/// package.toml (pack's text points at buildpack.toml, right only for other buildpacks).
+const PLATFORM_OS_DEPRECATED_COMPOSITE: &str = "'platform.os' field in package.toml will be deprecated, use new '--target' flag or [[targets]] in package.toml to set the platforms of a composite buildpack.";
+
+/// `platform.os` together with `--target`, for a composite buildpack.
+const PLATFORM_OS_WITH_TARGET_COMPOSITE: &str = "'platform.os' and '--target' flag can not be used in conjunction, please remove 'platform.os' from package.toml, use new '--target' flag or [[targets]] in package.toml to set the platforms of a composite buildpack";
+
 /// Package a buildpack as `opts` says; progress goes to `ui`.
 pub fn package_buildpack(opts: &PackageOptions, ui: &Printer) -> Result<PackageReport> {
     if opts.config.is_some() && opts.path.is_some() {
@@ -206,11 +214,12 @@ pub fn package_buildpack(opts: &PackageOptions, ui: &Printer) -> Result<PackageR
     }
     check_flatten_options(opts, ui)?;
     let (config, base_dir) = load_config(opts, ui)?;
-    let main = sources::load_tree(&sources::resolve_uri(&config.buildpack_uri, &base_dir)?, ui)?;
-    let dependencies = config
-        .dependencies
+    let (main_path, dependency_paths) =
+        sources::locate(&config, &base_dir, opts.config.as_deref())?;
+    let main = sources::load_tree(&main_path, ui)?;
+    let dependencies = dependency_paths
         .iter()
-        .map(|d| sources::load_dependency(&sources::resolve_uri(&d.uri, &base_dir)?, ui))
+        .map(|p| sources::load_dependency(p, ui))
         .collect::<Result<Vec<_>>>()?;
     let targets = resolve_targets(opts, &config, &main, ui)?;
     let output = output_path(opts, ui);
@@ -219,12 +228,20 @@ pub fn package_buildpack(opts: &PackageOptions, ui: &Printer) -> Result<PackageR
         .iter()
         .map(|t| format!("'{}'", t.display()))
         .collect();
-    if targets.len() > 1 {
-        // RFC 0128's announcement of a multi-platform package.
+    if targets.len() > 1 && opts.split {
         ui.status(
             "Packaging",
             format!(
-                "{id_version}: a multi-arch buildpack package will be created for target platforms: {}",
+                "{id_version}: one single-platform buildpack package per target will be created for target platforms: {}",
+                names.join(", ")
+            ),
+        );
+    } else if targets.len() > 1 {
+        // RFC 0128's announcement, which says "multi-arch" for what can differ by OS or distro too.
+        ui.status(
+            "Packaging",
+            format!(
+                "{id_version}: a multi-platform buildpack package will be created for target platforms: {}",
                 names.join(", ")
             ),
         );
@@ -345,17 +362,20 @@ fn load_config(opts: &PackageOptions, ui: &Printer) -> Result<(PackageConfig, Pa
     match &opts.config {
         Some(path) => {
             let (config, warnings) = descriptor::read_package_toml(path)?;
-            warnings.iter().for_each(|w| ui.warn(w));
-            let base = path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."))
-                .to_path_buf();
+            // The `platform.os` advice depends on whether the buildpack is a composite; it is
+            // given once that is known (see `resolve_targets`).
+            warnings
+                .iter()
+                .filter(|w| w.as_str() != descriptor::PLATFORM_OS_DEPRECATED)
+                .for_each(|w| ui.warn(w));
+            // Relative to the current directory, the base is empty rather than `.`, so that paths
+            // in messages read as the user wrote them (`../x`, not `./../x`).
+            let base = path.parent().unwrap_or(Path::new("")).to_path_buf();
             Ok((config, base))
         }
         None => Ok((
             PackageConfig::default_for_path(opts.path.as_deref()),
-            PathBuf::from("."),
+            PathBuf::new(),
         )),
     }
 }
@@ -373,9 +393,20 @@ fn resolve_targets(
     warnings.iter().for_each(|w| ui.warn(w));
     // A bad target value is bad input like a bad buildpack.toml (exit 1), not a misuse of flags.
     let flag_targets = parsed.map_err(Error::into_failure)?;
-    descriptor::check_platform_os_with_targets(config, !opts.targets.is_empty())
-        .map_err(Error::into_failure)?;
     let composite = main.descriptor.is_composite();
+    // A composite's targets live in package.toml, not in its buildpack.toml.
+    if config.platform_os.is_some() {
+        ui.warn(if composite {
+            PLATFORM_OS_DEPRECATED_COMPOSITE
+        } else {
+            descriptor::PLATFORM_OS_DEPRECATED
+        });
+    }
+    descriptor::check_platform_os_with_targets(config, !opts.targets.is_empty())
+        .map_err(|e| match composite {
+            true => Error::other(PLATFORM_OS_WITH_TARGET_COMPOSITE),
+            false => e.into_failure(),
+        })?;
     let configured: &[Target] = if composite {
         &config.targets
     } else {
