@@ -256,6 +256,7 @@ pub fn package_buildpack(opts: &PackageOptions, ui: &Printer) -> Result<PackageR
         .iter()
         .map(|t| plan_image(&main, &dependencies, t))
         .collect::<Result<Vec<_>>>()?;
+    check_flatten_exclude_known(opts, &plans)?;
 
     let outputs: Vec<(PathBuf, Vec<usize>)> = if opts.split && plans.len() > 1 {
         plans
@@ -356,6 +357,35 @@ fn check_flatten_options(opts: &PackageOptions, ui: &Printer) -> Result<()> {
     Ok(())
 }
 
+/// Every `--flatten-exclude` value must name a buildpack of the package: a typo would
+/// otherwise flatten the buildpack the user meant to keep apart.
+fn check_flatten_exclude_known(opts: &PackageOptions, plans: &[ImagePlan]) -> Result<()> {
+    let known: std::collections::BTreeSet<String> = plans
+        .iter()
+        .flat_map(|p| p.modules.iter().map(ModulePlan::key))
+        .collect();
+    let unknown: Vec<&String> = opts
+        .flatten_exclude
+        .iter()
+        .filter(|v| !known.contains(*v))
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let quoted = |v: &[&String]| {
+        v.iter()
+            .map(|s| format!("'{s}'"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let known: Vec<&String> = known.iter().collect();
+    Err(Error::usage(format!(
+        "--flatten-exclude {}: no such buildpack in this package; its buildpacks are {}",
+        quoted(&unknown),
+        quoted(&known)
+    )))
+}
+
 /// Read `package.toml` (or make the default one) and return it with the directory its relative
 /// URIs are resolved against.
 fn load_config(opts: &PackageOptions, ui: &Printer) -> Result<(PackageConfig, PathBuf)> {
@@ -363,10 +393,15 @@ fn load_config(opts: &PackageOptions, ui: &Printer) -> Result<(PackageConfig, Pa
         Some(path) => {
             let (config, warnings) = descriptor::read_package_toml(path)?;
             // The `platform.os` advice depends on whether the buildpack is a composite; it is
-            // given once that is known (see `resolve_targets`).
+            // given once that is known (see `resolve_targets`). pack's advice for `image` keys
+            // (use `docker://`) does not hold here: such dependencies are refused with what to
+            // run instead (see `sources::locate`).
             warnings
                 .iter()
-                .filter(|w| w.as_str() != descriptor::PLATFORM_OS_DEPRECATED)
+                .filter(|w| {
+                    w.as_str() != descriptor::PLATFORM_OS_DEPRECATED
+                        && w.as_str() != descriptor::IMAGE_KEY_DEPRECATED
+                })
                 .for_each(|w| ui.warn(w));
             // Relative to the current directory, the base is empty rather than `.`, so that paths
             // in messages read as the user wrote them (`../x`, not `./../x`).
