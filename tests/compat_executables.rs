@@ -97,7 +97,11 @@ fn strict_makes_it_an_error_and_writes_nothing() {
     assert!(!out_path.exists());
     assert_eq!(list(d.path()), vec!["bp"]);
     // Only the amd64 target: nothing to report, even with --strict.
-    ok(package(&bp, &out_path, &["--strict", "--target", "linux/amd64"]));
+    ok(package(
+        &bp,
+        &out_path,
+        &["--strict", "--target", "linux/amd64"],
+    ));
 }
 
 #[test]
@@ -111,8 +115,16 @@ fn platform_folders_with_matching_binaries_pass() {
         "\n[[targets]]\nos = \"linux\"\narch = \"amd64\"\n\n[[targets]]\nos = \"linux\"\narch = \"arm64\"\n",
     );
     for (arch, machine) in [("amd64", EM_X86_64), ("arm64", EM_AARCH64)] {
-        write_bytes(&bp.join(format!("linux/{arch}/bin/build")), &elf64(machine), 0o755);
-        write_file(&bp.join(format!("linux/{arch}/bin/detect")), "#!/bin/sh\n", 0o755);
+        write_bytes(
+            &bp.join(format!("linux/{arch}/bin/build")),
+            &elf64(machine),
+            0o755,
+        );
+        write_file(
+            &bp.join(format!("linux/{arch}/bin/detect")),
+            "#!/bin/sh\n",
+            0o755,
+        );
     }
     let out = package(&bp, &d.path().join("x.cnb"), &["--strict"]);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();

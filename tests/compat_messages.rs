@@ -37,7 +37,13 @@ fn stacks_warn_only_when_deprecated_and_once_with_the_real_id() {
         &paketo,
         "api = \"0.8\"\n[buildpack]\nid = \"paketo-buildpacks/node-engine\"\nversion = \"1.0.0\"\n\n[[stacks]]\nid = \"*\"\n\n[[targets]]\nos = \"linux\"\narch = \"amd64\"\n",
     );
-    let out = cnbpkg(["buildpack", "package", d.path().join("p.cnb").to_str().unwrap(), "--path", paketo.to_str().unwrap()]);
+    let out = cnbpkg([
+        "buildpack",
+        "package",
+        d.path().join("p.cnb").to_str().unwrap(),
+        "--path",
+        paketo.to_str().unwrap(),
+    ]);
     let stderr = stderr_of(&out);
     ok(out);
     assert!(warnings(&stderr).is_empty(), "{stderr}");
@@ -48,7 +54,13 @@ fn stacks_warn_only_when_deprecated_and_once_with_the_real_id() {
         &both,
         "api = \"0.10\"\n[buildpack]\nid = \"acme/both\"\nversion = \"1.0.0\"\n\n[[stacks]]\nid = \"*\"\n\n[[targets]]\nos = \"linux\"\narch = \"amd64\"\n",
     );
-    let out = cnbpkg(["buildpack", "package", d.path().join("b.cnb").to_str().unwrap(), "--path", both.to_str().unwrap()]);
+    let out = cnbpkg([
+        "buildpack",
+        "package",
+        d.path().join("b.cnb").to_str().unwrap(),
+        "--path",
+        both.to_str().unwrap(),
+    ]);
     let stderr = stderr_of(&out);
     ok(out);
     assert!(warnings(&stderr).is_empty(), "{stderr}");
@@ -69,7 +81,10 @@ fn stacks_warn_only_when_deprecated_and_once_with_the_real_id() {
         "[buildpack]\nuri = \"meta\"\n[[dependencies]]\nuri = \"old\"\n[[dependencies]]\nuri = \"./old\"\n",
         0o644,
     );
-    let out = cnbpkg_in(d.path(), ["buildpack", "package", "m.cnb", "--config", "package.toml"]);
+    let out = cnbpkg_in(
+        d.path(),
+        ["buildpack", "package", "m.cnb", "--config", "package.toml"],
+    );
     let stderr = stderr_of(&out);
     ok(out);
     assert_eq!(
@@ -96,7 +111,10 @@ fn platform_os_advice_fits_composites() {
         "[buildpack]\nuri = \"meta\"\n[[dependencies]]\nuri = \"a\"\n[platform]\nos = \"linux\"\n",
         0o644,
     );
-    let out = cnbpkg_in(d.path(), ["buildpack", "package", "m.cnb", "--config", "package.toml"]);
+    let out = cnbpkg_in(
+        d.path(),
+        ["buildpack", "package", "m.cnb", "--config", "package.toml"],
+    );
     let stderr = stderr_of(&out);
     ok(out);
     let w = warnings(&stderr);
@@ -105,10 +123,24 @@ fn platform_os_advice_fits_composites() {
     assert!(!w[0].contains("buildpack.toml"), "{stderr}");
     // With --target: the error gives the same advice.
     let stderr = fails(
-        cnbpkg_in(d.path(), ["buildpack", "package", "m.cnb", "--config", "package.toml", "--target", "linux/amd64"]),
+        cnbpkg_in(
+            d.path(),
+            [
+                "buildpack",
+                "package",
+                "m.cnb",
+                "--config",
+                "package.toml",
+                "--target",
+                "linux/amd64",
+            ],
+        ),
         1,
     );
-    assert!(stderr.contains("error: 'platform.os' and '--target' flag can not be used in conjunction"), "{stderr}");
+    assert!(
+        stderr.contains("error: 'platform.os' and '--target' flag can not be used in conjunction"),
+        "{stderr}"
+    );
     assert!(stderr.contains("[[targets]] in package.toml"), "{stderr}");
 
     // A non-composite keeps pack's advice (its targets are in buildpack.toml).
@@ -117,26 +149,55 @@ fn platform_os_advice_fits_composites() {
         "[buildpack]\nuri = \"a\"\n[platform]\nos = \"linux\"\n",
         0o644,
     );
-    let out = cnbpkg_in(d.path(), ["buildpack", "package", "a.cnb", "--config", "package.toml"]);
+    let out = cnbpkg_in(
+        d.path(),
+        ["buildpack", "package", "a.cnb", "--config", "package.toml"],
+    );
     let stderr = stderr_of(&out);
     ok(out);
-    assert!(warnings(&stderr)[0].contains("`targets` field in buildpack.toml"), "{stderr}");
+    assert!(
+        warnings(&stderr)[0].contains("`targets` field in buildpack.toml"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn split_says_one_package_per_target() {
     let d = tempfile::tempdir().unwrap();
     let bp = d.path().join("bp");
-    tree(&bp, "api = \"0.10\"\n[buildpack]\nid = \"acme/a\"\nversion = \"1.0.0\"\n");
-    let out = cnbpkg(["buildpack", "package", d.path().join("s.cnb").to_str().unwrap(), "--path", bp.to_str().unwrap(), "-t", "linux/amd64,linux/arm64", "--split"]);
+    tree(
+        &bp,
+        "api = \"0.10\"\n[buildpack]\nid = \"acme/a\"\nversion = \"1.0.0\"\n",
+    );
+    let out = cnbpkg([
+        "buildpack",
+        "package",
+        d.path().join("s.cnb").to_str().unwrap(),
+        "--path",
+        bp.to_str().unwrap(),
+        "-t",
+        "linux/amd64,linux/arm64",
+        "--split",
+    ]);
     let stderr = stderr_of(&out);
     ok(out);
     assert!(stderr.contains("acme/a@1.0.0: one single-platform buildpack package per target will be created for target platforms: 'linux/amd64', 'linux/arm64'"), "{stderr}");
     assert!(!stderr.contains("multi-arch"), "{stderr}");
-    let out = cnbpkg(["buildpack", "package", d.path().join("m.cnb").to_str().unwrap(), "--path", bp.to_str().unwrap(), "-t", "linux/amd64,linux/arm64"]);
+    let out = cnbpkg([
+        "buildpack",
+        "package",
+        d.path().join("m.cnb").to_str().unwrap(),
+        "--path",
+        bp.to_str().unwrap(),
+        "-t",
+        "linux/amd64,linux/arm64",
+    ]);
     let stderr = stderr_of(&out);
     ok(out);
-    assert!(stderr.contains("a multi-platform buildpack package will be created"), "{stderr}");
+    assert!(
+        stderr.contains("a multi-platform buildpack package will be created"),
+        "{stderr}"
+    );
 }
 
 /// The `Platform` lines of `cnbpkg inspect`.
@@ -163,24 +224,52 @@ fn windows_platforms_are_shown_as_targets_that_select_them() {
     write_file(&bp.join("bin/build.bat"), "@echo off\r\n", 0o644);
     write_file(&bp.join("bin/detect.bat"), "@echo off\r\n", 0o644);
     let multi = d.path().join("multi.cnb");
-    ok(cnbpkg(["buildpack", "package", multi.to_str().unwrap(), "--path", bp.to_str().unwrap()]));
+    ok(cnbpkg([
+        "buildpack",
+        "package",
+        multi.to_str().unwrap(),
+        "--path",
+        bp.to_str().unwrap(),
+    ]));
     let shown = platforms(&multi);
     assert_eq!(
         shown,
-        vec!["windows/amd64:@10.0.20348", "windows/arm64:windows@10.0.26100"]
+        vec![
+            "windows/amd64:@10.0.20348",
+            "windows/arm64:windows@10.0.26100"
+        ]
     );
     // Each shown form is accepted by --target and gives the same platform back.
     for (i, p) in shown.iter().enumerate() {
         let one = d.path().join(format!("one-{i}.cnb"));
-        ok(cnbpkg(["buildpack", "package", one.to_str().unwrap(), "--path", bp.to_str().unwrap(), "--target", p]));
+        ok(cnbpkg([
+            "buildpack",
+            "package",
+            one.to_str().unwrap(),
+            "--path",
+            bp.to_str().unwrap(),
+            "--target",
+            p,
+        ]));
         assert_eq!(platforms(&one), vec![p.clone()]);
     }
     // Linux keeps pack's rule: a distro needs a name.
     let stderr = fails(
-        cnbpkg(["buildpack", "package", d.path().join("l.cnb").to_str().unwrap(), "--path", bp.to_str().unwrap(), "--target", "linux/amd64:@22.04"]),
+        cnbpkg([
+            "buildpack",
+            "package",
+            d.path().join("l.cnb").to_str().unwrap(),
+            "--path",
+            bp.to_str().unwrap(),
+            "--target",
+            "linux/amd64:@22.04",
+        ]),
         1,
     );
-    assert!(stderr.contains("cannot be specified without distro's name"), "{stderr}");
+    assert!(
+        stderr.contains("cannot be specified without distro's name"),
+        "{stderr}"
+    );
 }
 
 #[test]

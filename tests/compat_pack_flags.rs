@@ -11,15 +11,26 @@ fn publish_and_format_image_point_at_push() {
     let bp = d.path().join("bp");
     minimal_buildpack(&bp, "test/a", "1.0.0", "");
     for flags in [&["--publish"][..], &["--format", "image"][..]] {
-        let mut args = vec!["buildpack", "package", "x.cnb", "--path", bp.to_str().unwrap()];
+        let mut args = vec![
+            "buildpack",
+            "package",
+            "x.cnb",
+            "--path",
+            bp.to_str().unwrap(),
+        ];
         args.extend_from_slice(flags);
         let stderr = fails(cnbpkg_in(d.path(), &args), 2);
         let shown = flags.join(" ");
         assert!(
-            stderr.starts_with(&format!("error: {shown}: cnbpkg writes the package to a file")),
+            stderr.starts_with(&format!(
+                "error: {shown}: cnbpkg writes the package to a file"
+            )),
             "{stderr}"
         );
-        assert!(stderr.contains("`cnbpkg push FILE REGISTRY/REPO[:TAG]`"), "{stderr}");
+        assert!(
+            stderr.contains("`cnbpkg push FILE REGISTRY/REPO[:TAG]`"),
+            "{stderr}"
+        );
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
         assert_eq!(list(d.path()), vec!["bp"]);
     }

@@ -43,7 +43,10 @@ fn every_remote_dependency_is_listed_in_one_error() {
          [[dependencies]]\nimage = \"docker.io/acme/yarn:3\"\n",
     );
     let stderr = fails(
-        cnbpkg_in(d.path(), ["buildpack", "package", "x.cnb", "--config", "package.toml"]),
+        cnbpkg_in(
+            d.path(),
+            ["buildpack", "package", "x.cnb", "--config", "package.toml"],
+        ),
         1,
     );
     // Nothing but the error: pack's advice for `image` keys (use docker://) does not apply.
@@ -69,18 +72,40 @@ fn missing_paths_stay_missing_paths_and_are_shown_as_written() {
     let work = d.path().join("work");
     std::fs::create_dir_all(&work).unwrap();
     // A missing relative directory is not mistaken for an image.
-    composite(&work, &[("test/x", "1.0.0")], "[[dependencies]]\nuri = \"../missing\"\n");
+    composite(
+        &work,
+        &[("test/x", "1.0.0")],
+        "[[dependencies]]\nuri = \"../missing\"\n",
+    );
     let stderr = fails(
-        cnbpkg_in(&work, ["buildpack", "package", "x.cnb", "--config", "package.toml"]),
+        cnbpkg_in(
+            &work,
+            ["buildpack", "package", "x.cnb", "--config", "package.toml"],
+        ),
         1,
     );
     assert_eq!(stderr, "error: ../missing: no such file or directory\n");
     // The main buildpack from --path, relative to the current directory.
-    let stderr = fails(cnbpkg_in(&work, ["buildpack", "package", "x.cnb", "--path", "../nope"]), 1);
+    let stderr = fails(
+        cnbpkg_in(
+            &work,
+            ["buildpack", "package", "x.cnb", "--path", "../nope"],
+        ),
+        1,
+    );
     assert_eq!(stderr, "error: ../nope: no such file or directory\n");
     // A main buildpack image is refused for what it is.
     let stderr = fails(
-        cnbpkg_in(&work, ["buildpack", "package", "x.cnb", "--path", "docker://gcr.io/a/b:1"]),
+        cnbpkg_in(
+            &work,
+            [
+                "buildpack",
+                "package",
+                "x.cnb",
+                "--path",
+                "docker://gcr.io/a/b:1",
+            ],
+        ),
         1,
     );
     assert!(
@@ -109,7 +134,12 @@ fn fetching_as_advised_gives_a_package() {
         d.path().join("dep").to_str().unwrap(),
     ]));
     let reference = format!("{}/deps/dep:1", reg.host());
-    ok(cnbpkg(["push", dep_cnb.to_str().unwrap(), &reference, "--insecure"]));
+    ok(cnbpkg([
+        "push",
+        dep_cnb.to_str().unwrap(),
+        &reference,
+        "--insecure",
+    ]));
 
     let work = d.path().join("work");
     composite(
@@ -118,7 +148,10 @@ fn fetching_as_advised_gives_a_package() {
         &format!("[[dependencies]]\nuri = \"docker://{reference}\"\n"),
     );
     let stderr = fails(
-        cnbpkg_in(&work, ["buildpack", "package", "x.cnb", "--config", "package.toml"]),
+        cnbpkg_in(
+            &work,
+            ["buildpack", "package", "x.cnb", "--config", "package.toml"],
+        ),
         1,
     );
     // Run the advised command (plain HTTP to the local registry needs skopeo's TLS switch).
@@ -140,7 +173,11 @@ fn fetching_as_advised_gives_a_package() {
         .current_dir(&work)
         .output()
         .expect("run skopeo");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Give the file as the uri, as advised: the package builds.
     let toml = std::fs::read_to_string(work.join("package.toml")).unwrap();
     std::fs::write(
@@ -148,6 +185,9 @@ fn fetching_as_advised_gives_a_package() {
         toml.replace(&format!("docker://{reference}"), uri),
     )
     .unwrap();
-    ok(cnbpkg_in(&work, ["buildpack", "package", "x.cnb", "--config", "package.toml"]));
+    ok(cnbpkg_in(
+        &work,
+        ["buildpack", "package", "x.cnb", "--config", "package.toml"],
+    ));
     ok(cnbpkg_in(&work, ["verify", "x.cnb"]));
 }

@@ -173,7 +173,8 @@ this-key = "is totally allowed and should not warn"
     assert!(w.is_empty(), "{w:?}");
     // From API 0.10 on, [[stacks]] without [[targets]] warns, naming the id as written.
     let (_, w) =
-        bp("api = \"0.10\"\n[buildpack]\nid = \"a/b\"\nversion = \"1\"\n[[stacks]]\nid = \"*\"\n").unwrap();
+        bp("api = \"0.10\"\n[buildpack]\nid = \"a/b\"\nversion = \"1\"\n[[stacks]]\nid = \"*\"\n")
+            .unwrap();
     assert_eq!(w.len(), 1);
     assert!(w[0].contains("[[stacks]] is deprecated"), "{w:?}");
     assert!(w[0].contains("buildpack a/b uses API 0.10"), "{w:?}");

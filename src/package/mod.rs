@@ -437,11 +437,12 @@ fn resolve_targets(
             descriptor::PLATFORM_OS_DEPRECATED
         });
     }
-    descriptor::check_platform_os_with_targets(config, !opts.targets.is_empty())
-        .map_err(|e| match composite {
+    descriptor::check_platform_os_with_targets(config, !opts.targets.is_empty()).map_err(|e| {
+        match composite {
             true => Error::other(PLATFORM_OS_WITH_TARGET_COMPOSITE),
             false => e.into_failure(),
-        })?;
+        }
+    })?;
     let configured: &[Target] = if composite {
         &config.targets
     } else {
@@ -690,7 +691,11 @@ impl BuildContext<'_> {
     /// another architecture. Entry points (`bin/*`) must always match; other executables only
     /// count when none in the layer matches, since a tree may carry binaries for several
     /// architectures and pick one at run time.
-    fn check_executables(&mut self, t: &ExpandedTarget, layers: &[(String, BuiltLayer)]) -> Result<()> {
+    fn check_executables(
+        &mut self,
+        t: &ExpandedTarget,
+        layers: &[(String, BuiltLayer)],
+    ) -> Result<()> {
         let Some(arch) = crate::machine::checked_arch(&t.arch) else {
             return Ok(());
         };
@@ -975,8 +980,8 @@ impl BuildContext<'_> {
         }
         let compression = self.opts.compression;
         let jobs = self.opts.jobs.max(1);
-        let (descriptor, (diff_id, uncompressed_size, executables)) =
-            self.writers[out_idx].put_stream(compression.media_type(), |out| {
+        let (descriptor, (diff_id, uncompressed_size, executables)) = self.writers[out_idx]
+            .put_stream(compression.media_type(), |out| {
                 let encoder = compress::encoder(compression, jobs, out);
                 let mut tar = HashingWriter::new(encoder);
                 let executables = write_tar(&mut tar)?;

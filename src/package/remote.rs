@@ -135,9 +135,8 @@ fn is_semver(v: &str) -> bool {
     let numeric = |p: &str| {
         !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && (p == "0" || !p.starts_with('0'))
     };
-    let ident = |p: &str| {
-        !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-    };
+    let ident =
+        |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
     let core: Vec<&str> = core.split('.').collect();
     core.len() == 3
         && core.iter().all(|p| numeric(p))
@@ -181,10 +180,8 @@ fn is_digest_reference(s: &str) -> bool {
     let [base, digest] = parts[..] else {
         return false;
     };
-    let digest_ok = digest.len() == 71
-        && digest
-            .bytes()
-            .all(|b| b"sh:0123456789abcdef".contains(&b));
+    let digest_ok =
+        digest.len() == 71 && digest.bytes().all(|b| b"sh:0123456789abcdef".contains(&b));
     if !digest_ok {
         return false;
     }
@@ -208,9 +205,8 @@ fn is_repository(name: &str) -> bool {
     let repo_ok = |r: &str| {
         let n = r.chars().count();
         (2..=255).contains(&n)
-            && r.bytes().all(|b| {
-                b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-./".contains(&b)
-            })
+            && r.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_-./".contains(&b))
     };
     if !repo_ok(repo) || !is_registry(registry) {
         return false;
@@ -261,8 +257,7 @@ fn shown(uri: &str) -> String {
 /// A shell word: as is when it is made of safe characters, single-quoted otherwise.
 fn shell_word(s: &str) -> String {
     if !s.is_empty()
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"@%+=:,./_-".contains(&b))
     {
         s.to_string()
@@ -439,7 +434,14 @@ mod tests {
             dep("gcr.io/a/b:1"),
             Some(RemoteKind::Image("gcr.io/a/b:1".into()))
         );
-        for path in ["../missing", "./x", "dep.cnb", "bp.tgz", "/abs", "file:///x"] {
+        for path in [
+            "../missing",
+            "./x",
+            "dep.cnb",
+            "bp.tgz",
+            "/abs",
+            "file:///x",
+        ] {
             assert_eq!(dep(path), None, "{path}");
         }
         // The main buildpack is a path unless it has a scheme.
@@ -449,9 +451,15 @@ mod tests {
 
     #[test]
     fn file_names() {
-        assert_eq!(image_file("gcr.io/paketo-buildpacks/node-engine:1.2.3"), "node-engine-1.2.3.cnb");
+        assert_eq!(
+            image_file("gcr.io/paketo-buildpacks/node-engine:1.2.3"),
+            "node-engine-1.2.3.cnb"
+        );
         assert_eq!(image_file("a/b@sha256:00"), "b.cnb");
-        assert_eq!(download_file("https://x.io/r/bp-1.0.tgz?token=1"), "bp-1.0.tgz");
+        assert_eq!(
+            download_file("https://x.io/r/bp-1.0.tgz?token=1"),
+            "bp-1.0.tgz"
+        );
         assert_eq!(download_file("https://x.io/"), "buildpack.tgz");
         assert_eq!(shell_word("https://x.io/a?b=1&c"), "'https://x.io/a?b=1&c'");
     }
