@@ -23,7 +23,7 @@ fn composite(dir: &Path, deps: &[(&str, &str)], dependency_lines: &str) {
     );
     write_file(
         &dir.join("package.toml"),
-        &format!("[buildpack]\nuri = \"meta\"\n\n{dependency_lines}\n[[targets]]\nos = \"linux\"\narch = \"amd64\"\n"),
+        &format!("[buildpack]\nuri = \"meta\"\n\n{dependency_lines}\n[[targets]]\nos = \"linux\"\narch = \"amd64\"\n[[targets]]\nos = \"linux\"\narch = \"arm64\"\n"),
         0o644,
     );
 }
@@ -112,18 +112,36 @@ fn missing_paths_stay_missing_paths_and_are_shown_as_written() {
         stderr.contains("buildpack 'docker://gcr.io/a/b:1' is an image; the buildpack itself must be a directory or a .tgz/.tar archive"),
         "{stderr}"
     );
+    // A main buildpack download: the command, then --path (there is no package.toml).
+    let stderr = fails(
+        cnbpkg_in(
+            &work,
+            [
+                "buildpack",
+                "package",
+                "x.cnb",
+                "--path",
+                "https://example.com/r/bp.tgz",
+            ],
+        ),
+        1,
+    );
+    assert!(
+        stderr.ends_with("buildpack 'https://example.com/r/bp.tgz' is a download: run `curl -fL -o bp.tgz https://example.com/r/bp.tgz` and give --path bp.tgz\n"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn fetching_as_advised_gives_a_package() {
     let reg = Registry::start_plain();
     let d = tempfile::tempdir().unwrap();
-    // A dependency package in a real registry.
+    // A multi-platform dependency package in a real registry.
     minimal_buildpack(
         &d.path().join("dep"),
         "test/dep",
         "1.0.0",
-        "\n[[targets]]\nos = \"linux\"\narch = \"amd64\"\n",
+        "\n[[targets]]\nos = \"linux\"\narch = \"amd64\"\n[[targets]]\nos = \"linux\"\narch = \"arm64\"\n",
     );
     let dep_cnb = d.path().join("dep.cnb");
     ok(cnbpkg([
@@ -190,4 +208,7 @@ fn fetching_as_advised_gives_a_package() {
         ["buildpack", "package", "x.cnb", "--config", "package.toml"],
     ));
     ok(cnbpkg_in(&work, ["verify", "x.cnb"]));
+    let text = ok(cnbpkg_in(&work, ["inspect", "x.cnb"]));
+    assert!(text.contains("Platform linux/amd64\n"), "{text}");
+    assert!(text.contains("Platform linux/arm64\n"), "{text}");
 }

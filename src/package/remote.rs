@@ -310,11 +310,18 @@ fn download_file(url: &str) -> String {
 }
 
 /// The one place that says how to fetch a remote buildpack for cnbpkg: the command to run and
-/// the `uri` to give instead. `base` is the directory relative URIs are resolved against.
-pub(crate) fn fetch_instructions(remote: &Remote, base: &Path) -> String {
+/// the `uri` (or `--path`) to give instead. `base` is the directory relative URIs are resolved
+/// against; `from_config` says whether the URI was read from package.toml.
+pub(crate) fn fetch_instructions(remote: &Remote, base: &Path, from_config: bool) -> String {
+    // Where the fetched file goes, and how to name it instead of the URI.
     let place = |file: &str| -> (String, String) {
         let path: PathBuf = base.join(file);
-        (path.display().to_string(), file.to_string())
+        let give = match (remote.dependency, from_config) {
+            (true, _) => format!("uri = \"{file}\""),
+            (false, true) => format!("[buildpack] uri = \"{file}\""),
+            (false, false) => format!("--path {}", shell_word(&path.display().to_string())),
+        };
+        (path.display().to_string(), give)
     };
     let what = if remote.dependency {
         format!("dependency '{}'", shown(&remote.uri))
@@ -324,13 +331,14 @@ pub(crate) fn fetch_instructions(remote: &Remote, base: &Path) -> String {
     let has_control = remote.uri.chars().any(char::is_control);
     match &remote.kind {
         RemoteKind::Image(_) | RemoteKind::Registry(_) if !remote.dependency => format!(
-            "{what} is an image; the buildpack itself must be a directory or a .tgz/.tar archive (an image can only be a dependency)"
+            "{what} is {}; the buildpack itself must be a directory or a .tgz/.tar archive (an image can only be a dependency)",
+            if matches!(remote.kind, RemoteKind::Image(_)) { "an image" } else { "a Buildpack Registry id" }
         ),
         _ if has_control => format!("{what} names no local file; fetch it into a file and give its path"),
         RemoteKind::Image(reference) => {
             let (path, uri) = place(&image_file(reference));
             format!(
-                "{what} is an image: run `skopeo copy --all {} {}` and give uri = \"{uri}\"",
+                "{what} is an image: run `skopeo copy --all {} {}` and give {uri}",
                 shell_word(&format!("docker://{reference}")),
                 shell_word(&format!("oci-archive:{path}")),
             )
@@ -340,14 +348,14 @@ pub(crate) fn fetch_instructions(remote: &Remote, base: &Path) -> String {
             let name = name.rsplit('/').next().unwrap_or(name);
             let (path, uri) = place(&format!("{}.cnb", file_stem(name)));
             format!(
-                "{what} is a Buildpack Registry id: look up the image it stands for (the registry index at https://github.com/buildpacks/registry-index), run `skopeo copy --all docker://IMAGE {}` and give uri = \"{uri}\"",
+                "{what} is a Buildpack Registry id: look up the image it stands for (the registry index at https://github.com/buildpacks/registry-index), run `skopeo copy --all docker://IMAGE {}` and give {uri}",
                 shell_word(&format!("oci-archive:{path}")),
             )
         }
         RemoteKind::Download(url) => {
             let (path, uri) = place(&download_file(url));
             format!(
-                "{what} is a download: run `curl -fL -o {} {}` and give uri = \"{uri}\"",
+                "{what} is a download: run `curl -fL -o {} {}` and give {uri}",
                 shell_word(&path),
                 shell_word(url),
             )
@@ -359,7 +367,7 @@ pub(crate) fn fetch_instructions(remote: &Remote, base: &Path) -> String {
 }
 
 /// One error for every remote buildpack of a package: what each is and how to fetch it.
-pub(crate) fn remote_error(remotes: &[Remote], base: &Path) -> String {
+pub(crate) fn remote_error(remotes: &[Remote], base: &Path, from_config: bool) -> String {
     let mut message = if remotes.len() == 1 {
         "a buildpack is not on this machine and cnbpkg never downloads while packaging:".to_string()
     } else {
@@ -370,7 +378,7 @@ pub(crate) fn remote_error(remotes: &[Remote], base: &Path) -> String {
     };
     for r in remotes {
         message.push_str("\n  ");
-        message.push_str(&fetch_instructions(r, base));
+        message.push_str(&fetch_instructions(r, base, from_config));
     }
     message
 }

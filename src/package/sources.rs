@@ -59,7 +59,7 @@ pub fn resolve_uri(uri: &str, base: &Path) -> Result<PathBuf> {
             kind,
             dependency: true,
         };
-        return Err(Error::other(remote::remote_error(&[remote], base)));
+        return Err(Error::other(remote::remote_error(&[remote], base, true)));
     }
     Ok(local_path(uri, base))
 }
@@ -106,7 +106,7 @@ pub(crate) fn locate(
     match (main, dependencies.into_iter().collect::<Option<Vec<_>>>()) {
         (Some(main), Some(dependencies)) => Ok((main, dependencies)),
         _ => {
-            let message = remote::remote_error(&remotes, base);
+            let message = remote::remote_error(&remotes, base, config_path.is_some());
             Err(match config_path {
                 Some(path) => Error::invalid(path, message),
                 None => Error::other(message),
