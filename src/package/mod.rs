@@ -729,8 +729,8 @@ impl BuildContext<'_> {
                 .map(|e| {
                     format!(
                         "'{}' of {} is built for {}",
-                        e.path,
-                        e.module,
+                        e.path.escape_debug(),
+                        e.module.escape_debug(),
                         e.machine.describe()
                     )
                 })
