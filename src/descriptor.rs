@@ -550,6 +550,13 @@ pub fn normalize_api(v: &str) -> std::result::Result<String, String> {
     Ok(format!("{major}.{minor}"))
 }
 
+/// Whether a normalized API version (`major.minor`) is at least `major.minor`.
+fn api_at_least(api: &str, major: u64, minor: u64) -> bool {
+    let mut parts = api.split('.').map(|p| p.parse::<u64>().unwrap_or(0));
+    let have = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    have >= (major, minor)
+}
+
 /// Read and check `buildpack.toml` (or a descriptor with an `[extension]` table).
 /// Returns the descriptor and warnings (without pack's `Warning: ` prefix).
 pub fn read_buildpack_toml(path: &Path) -> Result<(BuildpackDescriptor, Vec<String>)> {
@@ -654,10 +661,12 @@ pub fn parse_buildpack_toml(path: &Path, text: &str) -> Result<(BuildpackDescrip
             "{file}: 'versions' in [[targets.distros]] is not read; use one [[targets.distros]] entry per 'version'"
         ));
     }
-    if !d.stacks.is_empty() {
+    // `[[stacks]]` is deprecated from Buildpack API 0.10 on; below that it is the only way to
+    // declare platforms, and next to `[[targets]]` it serves platforms that predate targets.
+    if !d.stacks.is_empty() && d.targets.is_empty() && api_at_least(&d.api, 0, 10) {
         warnings.push(format!(
-            "{file}: [[stacks]] is deprecated (Buildpack API 0.10); use [[targets]] to declare the platforms of buildpack {}",
-            d.info.escaped_id()
+            "{file}: [[stacks]] is deprecated since Buildpack API 0.10 (buildpack {} uses API {}); declare its platforms with [[targets]]",
+            d.info.id, d.api
         ));
     }
 

@@ -255,9 +255,8 @@ pub fn platform_name(p: &Platform, annotations: &BTreeMap<String, String>) -> St
             s.push_str(part);
         }
     }
-    if !p.os_version.is_empty() {
-        let _ = write!(s, " ({})", p.os_version);
-    } else if let (Some(n), Some(v)) = (
+    // In `--target` grammar, so that the name shown selects this platform when given back.
+    if let (Some(n), Some(v)) = (
         annotations.get(crate::package::ANNOTATION_DISTRO_NAME),
         annotations.get(crate::package::ANNOTATION_DISTRO_VERSION),
     ) {
@@ -266,6 +265,9 @@ pub fn platform_name(p: &Platform, annotations: &BTreeMap<String, String>) -> St
         let served = crate::package::annotated_distros(annotations).unwrap_or_default();
         let served: Vec<String> = served.iter().map(|d| d.folder_name()).collect();
         let _ = write!(s, ":{}", served.join(";"));
+    } else if !p.os_version.is_empty() {
+        // A Windows `os.version` without a distro: the distro name Windows targets use.
+        let _ = write!(s, ":{}@{}", p.os, p.os_version);
     }
     s
 }

@@ -12,6 +12,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoResultExt, Result};
+use crate::machine::{self, Machine};
 use crate::source::{walk, SourceEntry, SourceKind};
 use crate::tar::{needs_pax, path_clean, EntryType, Header, TarWriter, NORMALIZED_MTIME};
 
@@ -63,6 +64,22 @@ pub fn write_module_layer<W: Write>(spec: &LayerSpec, out: W) -> Result<W> {
     builder.finish()
 }
 
+/// An ELF or PE executable met while writing a layer (read from the bytes being copied, so
+/// finding it costs no extra read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Executable {
+    /// The module holding it, `id@version`.
+    pub module: String,
+    /// Its path inside the module's folder (`bin/build`).
+    pub path: String,
+    /// The machine its header names.
+    pub machine: Machine,
+}
+
+/// At most this many executables are remembered per layer (the rest are only counted), so a
+/// tree of many binaries cannot make the record grow without bound.
+const MAX_RECORDED_EXECUTABLES: usize = 4096;
+
 /// Writes one or more modules into a single layer (one module normally; several for
 /// `--flatten`). As in pack's flattening, an id directory already written is not repeated and a
 /// module already added (same dist dir, id and version) is skipped.
@@ -74,6 +91,10 @@ pub struct LayerBuilder<W: Write> {
     written_dirs: HashSet<String>,
     /// `dist/id@version` of every module added.
     modules: HashSet<String>,
+    /// Executables written so far (at most [`MAX_RECORDED_EXECUTABLES`]).
+    executables: Vec<Executable>,
+    /// How many executables were written, recorded or not.
+    executables_seen: usize,
 }
 
 impl<W: Write> LayerBuilder<W> {
@@ -84,7 +105,15 @@ impl<W: Write> LayerBuilder<W> {
             format,
             written_dirs: HashSet::new(),
             modules: HashSet::new(),
+            executables: Vec::new(),
+            executables_seen: 0,
         }
+    }
+
+    /// The ELF and PE executables written so far (at most a few thousand), and how many
+    /// there were in all.
+    pub fn executables(&self) -> (&[Executable], usize) {
+        (&self.executables, self.executables_seen)
     }
 
     /// Add a module's entries. Returns `false` (writing nothing) if that module was added before.
@@ -121,8 +150,9 @@ impl<W: Write> LayerBuilder<W> {
             false,
             spec.root,
         )?;
+        let module = format!("{}@{}", spec.id, spec.version);
         for entry in &entries {
-            self.add_entry(&base, entry)?;
+            self.add_entry(&base, entry, &module)?;
         }
         Ok(true)
     }
@@ -164,8 +194,9 @@ impl<W: Write> LayerBuilder<W> {
         self.tw.finish().map_err(write_error)
     }
 
-    /// Write one walked entry under `base`.
-    fn add_entry(&mut self, base: &str, entry: &SourceEntry) -> Result<()> {
+    /// Write one walked entry under `base`; `module` (`id@version`) names it in the record of
+    /// executables.
+    fn add_entry(&mut self, base: &str, entry: &SourceEntry, module: &str) -> Result<()> {
         let (header, source_pax) = entry_header(base, entry);
         match entry.kind {
             SourceKind::File { .. } => {
@@ -173,8 +204,22 @@ impl<W: Write> LayerBuilder<W> {
                 let mut reader = TrackedReader {
                     inner: file,
                     failed: false,
+                    head: Vec::new(),
                 };
-                self.emit(&header, &mut reader, source_pax, &entry.path)
+                self.emit(&header, &mut reader, source_pax, &entry.path)?;
+                // The file's first bytes went by on their way into the layer: an executable's
+                // header is read from them, never from the file again.
+                if let Some(machine) = machine::machine_of(&reader.head) {
+                    self.executables_seen += 1;
+                    if self.executables.len() < MAX_RECORDED_EXECUTABLES {
+                        self.executables.push(Executable {
+                            module: module.to_string(),
+                            path: entry.rel.clone(),
+                            machine,
+                        });
+                    }
+                }
+                Ok(())
             }
             _ => self.emit(&header, &mut io::empty(), source_pax, &entry.path),
         }
@@ -372,6 +417,8 @@ trait TrackedRead {
 struct TrackedReader<R> {
     inner: R,
     failed: bool,
+    /// The first [`machine::HEAD_LEN`] bytes read, for the executable check.
+    head: Vec<u8>,
 }
 
 impl<R: Read> Read for TrackedReader<R> {
@@ -380,6 +427,10 @@ impl<R: Read> Read for TrackedReader<R> {
         self.failed |= r
             .as_ref()
             .is_err_and(|e| e.kind() != io::ErrorKind::Interrupted);
+        if let Ok(n) = r {
+            let room = machine::HEAD_LEN.saturating_sub(self.head.len());
+            self.head.extend_from_slice(&buf[..n.min(room)]);
+        }
         r
     }
 }

@@ -17,6 +17,7 @@ pub mod inspect;
 pub mod json;
 pub mod layer;
 pub mod layout;
+pub mod machine;
 pub mod oci;
 pub mod package;
 pub mod registry;

@@ -143,6 +143,12 @@ struct PackageArgs {
     /// Threads for compression (default: all cores).
     #[arg(short, long, value_name = "N")]
     jobs: Option<usize>,
+    /// Fail, instead of warning, when an executable is built for another architecture than its target.
+    #[arg(long)]
+    strict: bool,
+    /// pack's flag, accepted only to explain that cnbpkg writes files (see `cnbpkg push`).
+    #[arg(long, hide = true)]
+    publish: bool,
     #[command(flatten)]
     common: Common,
 }
@@ -153,6 +159,17 @@ enum FormatArg {
     File,
     /// An OCI layout directory.
     Layout,
+    /// pack's image output, accepted only to explain that cnbpkg writes files.
+    #[value(hide = true)]
+    Image,
+}
+
+/// What pack users who ask for a published image are told: packaging writes files, pushing
+/// publishes them.
+fn publish_hint(flag: &str) -> Error {
+    Error::usage(format!(
+        "{flag}: cnbpkg writes the package to a file (or, with --format layout, a directory) and never publishes while packaging; package to a .cnb file, then publish it with `cnbpkg push FILE REGISTRY/REPO[:TAG]`"
+    ))
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -216,6 +233,12 @@ fn main() -> ExitCode {
 }
 
 fn run_package(args: PackageArgs, ui: &Printer) -> Result<(), Error> {
+    if args.publish {
+        return Err(publish_hint("--publish"));
+    }
+    if matches!(args.format, FormatArg::Image) {
+        return Err(publish_hint("--format image"));
+    }
     let mut opts = PackageOptions::new(args.output);
     opts.config = args.config;
     opts.path = args.path;
@@ -223,8 +246,10 @@ fn run_package(args: PackageArgs, ui: &Printer) -> Result<(), Error> {
     opts.format = match args.format {
         FormatArg::File => OutputFormat::File,
         FormatArg::Layout => OutputFormat::Layout,
+        FormatArg::Image => unreachable!("refused above"),
     };
     opts.split = args.split;
+    opts.strict = args.strict;
     opts.flatten = args.flatten;
     opts.flatten_exclude = args.flatten_exclude;
     opts.compression = match args.compression {

@@ -373,7 +373,11 @@ pub fn parse_target(t: &str, warnings: &mut Vec<String>) -> Result<Target> {
             non_distro.join("/")
         )));
     }
-    let distros = parse_distros(distros, warnings)?;
+    let distros = if os == "windows" {
+        parse_windows_distros(distros, warnings)?
+    } else {
+        parse_distros(distros, warnings)?
+    };
     Ok(Target {
         os: os.into(),
         arch: arch.into(),
@@ -389,6 +393,24 @@ pub fn parse_distros(s: &str, warnings: &mut Vec<String>) -> Result<Vec<Distro>>
         return Ok(Vec::new());
     }
     s.split(';').map(|d| parse_distro(d, warnings)).collect()
+}
+
+/// Windows distros as [`parse_distros`], but `@version` (no name) is accepted: the spec wants
+/// Windows distros without a name, their version being the `os.version`, and that is how such a
+/// platform is displayed.
+fn parse_windows_distros(s: &str, warnings: &mut Vec<String>) -> Result<Vec<Distro>> {
+    if s.is_empty() {
+        return Ok(Vec::new());
+    }
+    s.split(';')
+        .map(|d| match d.strip_prefix('@') {
+            Some(version) if !version.is_empty() && !version.contains('@') => Ok(Distro {
+                name: String::new(),
+                version: version.to_string(),
+            }),
+            _ => parse_distro(d, warnings),
+        })
+        .collect()
 }
 
 fn parse_distro(s: &str, warnings: &mut Vec<String>) -> Result<Distro> {

@@ -1,7 +1,9 @@
 //! Human output in cargo's style: right-aligned status verbs on stderr, warnings, colors only on
 //! a terminal (and never with `NO_COLOR`), progress suppressed in quiet mode.
 
+use std::collections::HashSet;
 use std::io::{IsTerminal, Write};
+use std::sync::{Arc, Mutex};
 
 /// How much to say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -19,6 +21,8 @@ pub enum Verbosity {
 pub struct Printer {
     verbosity: Verbosity,
     color: bool,
+    /// Warnings given by [`Printer::warn_once`] so far (shared by clones).
+    warned: Arc<Mutex<HashSet<String>>>,
 }
 
 impl Printer {
@@ -26,7 +30,11 @@ impl Printer {
     pub fn new(verbosity: Verbosity) -> Self {
         let color = std::io::stderr().is_terminal()
             && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-        Printer { verbosity, color }
+        Printer {
+            verbosity,
+            color,
+            warned: Arc::default(),
+        }
     }
 
     /// A printer that says nothing (library use).
@@ -34,6 +42,7 @@ impl Printer {
         Printer {
             verbosity: Verbosity::Quiet,
             color: false,
+            warned: Arc::default(),
         }
     }
 
@@ -65,6 +74,20 @@ impl Printer {
     pub fn warn(&self, message: impl AsRef<str>) {
         if self.verbosity >= Verbosity::Normal {
             self.prefixed("warning", "33", message.as_ref());
+        }
+    }
+
+    /// Like [`Printer::warn`], but a message already given is not repeated (a buildpack read
+    /// twice, as the main buildpack and as a dependency, warns once).
+    pub fn warn_once(&self, message: impl AsRef<str>) {
+        let message = message.as_ref();
+        let first = self
+            .warned
+            .lock()
+            .map(|mut seen| seen.insert(message.to_string()))
+            .unwrap_or(true);
+        if first {
+            self.warn(message);
         }
     }
 

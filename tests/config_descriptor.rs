@@ -164,14 +164,20 @@ this-key = "is totally allowed and should not warn"
     let (_, w) =
         bp("[buildpack]\nid = \"a/b\"\nversion = \"1\"\nzzz = 1\n[foo]\n\"x.y\" = 2\n").unwrap();
     assert_eq!(w, vec!["Ignoring unexpected key(s) in descriptor for buildpack a_b: buildpack.zzz, foo, foo.\"x.y\""]);
-    // Legacy keys pack decodes silently; [[stacks]] warns as deprecated.
+    // Legacy keys pack decodes silently; [[stacks]] is not deprecated before API 0.10.
     let (d, w) = bp(
         "WithLinuxBuild = true\n[buildpack]\nid = \"a\"\nversion = \"1\"\n[[stacks]]\nid = \"*\"\n",
     )
     .unwrap();
     assert!(d.with_linux_build);
+    assert!(w.is_empty(), "{w:?}");
+    // From API 0.10 on, [[stacks]] without [[targets]] warns, naming the id as written.
+    let (_, w) =
+        bp("api = \"0.10\"\n[buildpack]\nid = \"a/b\"\nversion = \"1\"\n[[stacks]]\nid = \"*\"\n")
+            .unwrap();
     assert_eq!(w.len(), 1);
     assert!(w[0].contains("[[stacks]] is deprecated"), "{w:?}");
+    assert!(w[0].contains("buildpack a/b uses API 0.10"), "{w:?}");
     // Extensions: stacks/order are unknown there, sbom-formats is not exempt.
     let (d, w) =
         bp("[extension]\nid = \"e\"\nversion = \"1\"\nsbom-formats = []\n[[order]]\n").unwrap();

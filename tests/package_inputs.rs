@@ -87,7 +87,7 @@ fn rfc_platform_folders_give_each_target_its_own_files() {
         write_file(&bp.join(f), "y\n", mode);
     }
     let (_, stderr) = package_ok(d.path(), &["out.cnb", "--path", "bp"]);
-    assert!(stderr.contains("a multi-arch buildpack package will be created for target platforms: 'linux/amd64', 'linux/arm64'"), "{stderr}");
+    assert!(stderr.contains("a multi-platform buildpack package will be created for target platforms: 'linux/amd64', 'linux/arm64'"), "{stderr}");
     let base = "/cnb/buildpacks/examples_rfc/0.0.1";
     let l = layer_listings(&d.path().join("out.cnb"));
     let expect = |extra: &[&str]| {

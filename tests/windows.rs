@@ -164,7 +164,7 @@ fn rfc_example_with_linux_and_windows_images() {
     ok(cnbpkg(["verify", out.to_str().unwrap()]));
     let text = ok(cnbpkg(["inspect", out.to_str().unwrap()]));
     assert!(
-        text.contains(&format!("windows/amd64 ({VERSION})")),
+        text.contains(&format!("Platform windows/amd64:windows@{VERSION}\n")),
         "{text}"
     );
 

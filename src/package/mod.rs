@@ -1,12 +1,13 @@
 //! Building packages: resolve the buildpack and its targets, build each distinct layer once,
 //! and write per-target images, the index and the archive.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+mod remote;
 mod select;
 mod sources;
 
@@ -116,6 +117,9 @@ pub struct PackageOptions {
     pub flatten: bool,
     /// `id@version` of buildpacks that keep their own layer when flattening.
     pub flatten_exclude: Vec<String>,
+    /// Fail, instead of warning, when an executable in a layer is built for another
+    /// architecture than the target's.
+    pub strict: bool,
 }
 
 impl PackageOptions {
@@ -132,6 +136,7 @@ impl PackageOptions {
             labels: BTreeMap::new(),
             flatten: false,
             flatten_exclude: Vec::new(),
+            strict: false,
             jobs: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
@@ -206,6 +211,25 @@ struct BuiltLayer {
     uncompressed_size: Option<u64>,
     /// Index of the output that holds its bytes.
     home: usize,
+    /// The executables found while building it (none for imported layers).
+    executables: std::rc::Rc<LayerExecutables>,
+}
+
+/// The ELF/PE executables a built layer holds: the recorded ones, and how many there were.
+#[derive(Default)]
+struct LayerExecutables {
+    recorded: Vec<layer::Executable>,
+    seen: usize,
+}
+
+impl LayerExecutables {
+    fn of<W: std::io::Write>(builder: &layer::LayerBuilder<W>) -> LayerExecutables {
+        let (recorded, seen) = builder.executables();
+        LayerExecutables {
+            recorded: recorded.to_vec(),
+            seen,
+        }
+    }
 }
 
 /// Identity of a layer's inputs: the same key means the same bytes, so it is built once.
@@ -223,6 +247,13 @@ enum LayerKey {
     },
 }
 
+/// The `platform.os` deprecation for a composite buildpack, whose targets are set in
+/// package.toml (pack's text points at buildpack.toml, right only for other buildpacks).
+const PLATFORM_OS_DEPRECATED_COMPOSITE: &str = "'platform.os' field in package.toml will be deprecated, use new '--target' flag or [[targets]] in package.toml to set the platforms of a composite buildpack.";
+
+/// `platform.os` together with `--target`, for a composite buildpack.
+const PLATFORM_OS_WITH_TARGET_COMPOSITE: &str = "'platform.os' and '--target' flag can not be used in conjunction, please remove 'platform.os' from package.toml, use new '--target' flag or [[targets]] in package.toml to set the platforms of a composite buildpack";
+
 /// Package a buildpack as `opts` says; progress goes to `ui`.
 pub fn package_buildpack(opts: &PackageOptions, ui: &Printer) -> Result<PackageReport> {
     if opts.config.is_some() && opts.path.is_some() {
@@ -232,11 +263,12 @@ pub fn package_buildpack(opts: &PackageOptions, ui: &Printer) -> Result<PackageR
     }
     check_flatten_options(opts, ui)?;
     let (config, base_dir) = load_config(opts, ui)?;
-    let main = sources::load_tree(&sources::resolve_uri(&config.buildpack_uri, &base_dir)?, ui)?;
-    let dependencies = config
-        .dependencies
+    let (main_path, dependency_paths) =
+        sources::locate(&config, &base_dir, opts.config.as_deref())?;
+    let main = sources::load_tree(&main_path, ui)?;
+    let dependencies = dependency_paths
         .iter()
-        .map(|d| sources::load_dependency(&sources::resolve_uri(&d.uri, &base_dir)?, ui))
+        .map(|p| sources::load_dependency(p, ui))
         .collect::<Result<Vec<_>>>()?;
     let targets = resolve_targets(opts, &config, &main, ui)?;
     let output = output_path(opts, ui);
@@ -245,12 +277,20 @@ pub fn package_buildpack(opts: &PackageOptions, ui: &Printer) -> Result<PackageR
         .iter()
         .map(|t| format!("'{}'", t.display()))
         .collect();
-    if targets.len() > 1 {
-        // RFC 0128's announcement of a multi-platform package.
+    if targets.len() > 1 && opts.split {
         ui.status(
             "Packaging",
             format!(
-                "{id_version}: a multi-arch buildpack package will be created for target platforms: {}",
+                "{id_version}: one single-platform buildpack package per target will be created for target platforms: {}",
+                names.join(", ")
+            ),
+        );
+    } else if targets.len() > 1 {
+        // RFC 0128's announcement, which says "multi-arch" for what can differ by OS or distro too.
+        ui.status(
+            "Packaging",
+            format!(
+                "{id_version}: a multi-platform buildpack package will be created for target platforms: {}",
                 names.join(", ")
             ),
         );
@@ -265,6 +305,7 @@ pub fn package_buildpack(opts: &PackageOptions, ui: &Printer) -> Result<PackageR
         .iter()
         .map(|t| plan_image(&main, &dependencies, t))
         .collect::<Result<Vec<_>>>()?;
+    check_flatten_exclude_known(opts, &plans)?;
 
     let outputs: Vec<(PathBuf, Vec<usize>)> = if opts.split && plans.len() > 1 {
         plans
@@ -286,6 +327,7 @@ pub fn package_buildpack(opts: &PackageOptions, ui: &Printer) -> Result<PackageR
         dependencies: &dependencies,
         writers: &mut writers,
         cache: HashMap::new(),
+        checked_executables: HashSet::new(),
     };
     let mut reports: Vec<(PathBuf, Vec<WrittenImage>)> = Vec::new();
     for (out_idx, (path, members)) in outputs.iter().enumerate() {
@@ -334,6 +376,12 @@ pub fn package_buildpack(opts: &PackageOptions, ui: &Printer) -> Result<PackageR
     })
 }
 
+/// A buildpack's own executables, `bin/<name>`, which the lifecycle runs directly.
+fn is_entry_point(path: &str) -> bool {
+    path.strip_prefix("bin/")
+        .is_some_and(|name| !name.is_empty() && !name.contains('/'))
+}
+
 fn plural(n: usize) -> &'static str {
     if n == 1 {
         ""
@@ -363,23 +411,60 @@ fn check_flatten_options(opts: &PackageOptions, ui: &Printer) -> Result<()> {
     Ok(())
 }
 
+/// Every `--flatten-exclude` value must name a buildpack of the package: a typo would
+/// otherwise flatten the buildpack the user meant to keep apart.
+fn check_flatten_exclude_known(opts: &PackageOptions, plans: &[ImagePlan]) -> Result<()> {
+    let known: std::collections::BTreeSet<String> = plans
+        .iter()
+        .flat_map(|p| p.modules.iter().map(ModulePlan::key))
+        .collect();
+    let unknown: Vec<&String> = opts
+        .flatten_exclude
+        .iter()
+        .filter(|v| !known.contains(*v))
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let quoted = |v: &[&String]| {
+        v.iter()
+            .map(|s| format!("'{s}'"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let known: Vec<&String> = known.iter().collect();
+    Err(Error::usage(format!(
+        "--flatten-exclude {}: no such buildpack in this package; its buildpacks are {}",
+        quoted(&unknown),
+        quoted(&known)
+    )))
+}
+
 /// Read `package.toml` (or make the default one) and return it with the directory its relative
 /// URIs are resolved against.
 fn load_config(opts: &PackageOptions, ui: &Printer) -> Result<(PackageConfig, PathBuf)> {
     match &opts.config {
         Some(path) => {
             let (config, warnings) = descriptor::read_package_toml(path)?;
-            warnings.iter().for_each(|w| ui.warn(w));
-            let base = path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."))
-                .to_path_buf();
+            // The `platform.os` advice depends on whether the buildpack is a composite; it is
+            // given once that is known (see `resolve_targets`). pack's advice for `image` keys
+            // (use `docker://`) does not hold here: such dependencies are refused with what to
+            // run instead (see `sources::locate`).
+            warnings
+                .iter()
+                .filter(|w| {
+                    w.as_str() != descriptor::PLATFORM_OS_DEPRECATED
+                        && w.as_str() != descriptor::IMAGE_KEY_DEPRECATED
+                })
+                .for_each(|w| ui.warn(w));
+            // Relative to the current directory, the base is empty rather than `.`, so that paths
+            // in messages read as the user wrote them (`../x`, not `./../x`).
+            let base = path.parent().unwrap_or(Path::new("")).to_path_buf();
             Ok((config, base))
         }
         None => Ok((
             PackageConfig::default_for_path(opts.path.as_deref()),
-            PathBuf::from("."),
+            PathBuf::new(),
         )),
     }
 }
@@ -397,9 +482,21 @@ fn resolve_targets(
     warnings.iter().for_each(|w| ui.warn(w));
     // A bad target value is bad input like a bad buildpack.toml (exit 1), not a misuse of flags.
     let flag_targets = parsed.map_err(Error::into_failure)?;
-    descriptor::check_platform_os_with_targets(config, !opts.targets.is_empty())
-        .map_err(Error::into_failure)?;
     let composite = main.descriptor.is_composite();
+    // A composite's targets live in package.toml, not in its buildpack.toml.
+    if config.platform_os.is_some() {
+        ui.warn(if composite {
+            PLATFORM_OS_DEPRECATED_COMPOSITE
+        } else {
+            descriptor::PLATFORM_OS_DEPRECATED
+        });
+    }
+    descriptor::check_platform_os_with_targets(config, !opts.targets.is_empty()).map_err(|e| {
+        match composite {
+            true => Error::other(PLATFORM_OS_WITH_TARGET_COMPOSITE),
+            false => e.into_failure(),
+        }
+    })?;
     let configured: &[Target] = if composite {
         &config.targets
     } else {
@@ -502,6 +599,9 @@ struct BuildContext<'a> {
     dependencies: &'a [Dependency],
     writers: &'a mut [LayoutWriter],
     cache: HashMap<LayerKey, BuiltLayer>,
+    /// (layer, os, arch) whose executables were checked already: a layer shared by several
+    /// distros of one platform is reported once.
+    checked_executables: HashSet<(Digest, String, &'static str)>,
 }
 
 impl BuildContext<'_> {
@@ -518,7 +618,7 @@ impl BuildContext<'_> {
             let base = self.obtain(LayerKey::WindowsBase, out_idx, "windows base layer", |w| {
                 layer::write_windows_base_layer(w)
                     .map_err(|e| Error::other(format!("writing the Windows base layer: {e}")))?;
-                Ok(())
+                Ok(LayerExecutables::default())
             })?;
             layers.push(("windows base layer".to_string(), base));
         }
@@ -552,6 +652,8 @@ impl BuildContext<'_> {
                 layers.push((module.key(), built));
             }
         }
+
+        self.check_executables(t, &layers)?;
 
         let mut labels = self.opts.labels.clone();
         labels.insert(
@@ -644,6 +746,79 @@ impl BuildContext<'_> {
         })
     }
 
+    /// Warn (fail with `--strict`) when a layer of `t`'s image holds executables built for
+    /// another architecture. Entry points (`bin/*`) must always match; other executables only
+    /// count when none in the layer matches, since a tree may carry binaries for several
+    /// architectures and pick one at run time.
+    fn check_executables(
+        &mut self,
+        t: &ExpandedTarget,
+        layers: &[(String, BuiltLayer)],
+    ) -> Result<()> {
+        let Some(arch) = crate::machine::checked_arch(&t.arch) else {
+            return Ok(());
+        };
+        let format = crate::machine::format_for_os(&t.os);
+        for (_, built) in layers {
+            let found = &built.executables;
+            if found.recorded.is_empty()
+                || !self
+                    .checked_executables
+                    .insert((built.diff_id, t.os.clone(), arch))
+            {
+                continue;
+            }
+            let runnable: Vec<&layer::Executable> = found
+                .recorded
+                .iter()
+                .filter(|e| e.machine.format == format)
+                .collect();
+            let any_match = runnable.iter().any(|e| e.machine.arch == Some(arch));
+            let foreign: Vec<&layer::Executable> = runnable
+                .into_iter()
+                .filter(|e| e.machine.arch != Some(arch) && (!any_match || is_entry_point(&e.path)))
+                .collect();
+            if foreign.is_empty() {
+                continue;
+            }
+            const SHOWN: usize = 5;
+            let mut named: Vec<String> = foreign
+                .iter()
+                .take(SHOWN)
+                .map(|e| {
+                    format!(
+                        "'{}' of {} is built for {}",
+                        e.path.escape_debug(),
+                        e.module.escape_debug(),
+                        e.machine.describe()
+                    )
+                })
+                .collect();
+            let more = foreign.len().saturating_sub(SHOWN);
+            if more > 0 {
+                named.push(format!("and {more} more"));
+            }
+            if found.seen > found.recorded.len() {
+                named.push(format!(
+                    "only the first {} of its {} executables were checked",
+                    found.recorded.len(),
+                    found.seen
+                ));
+            }
+            let message = format!(
+                "target '{}' runs {arch} {} executables, but {}",
+                t.display(),
+                format.name(),
+                named.join("; ")
+            );
+            if self.opts.strict {
+                return Err(Error::other(format!("{message} (--strict)")));
+            }
+            self.ui.warn(message);
+        }
+        Ok(())
+    }
+
     /// The layer of one module: built from its folder, or taken from its dependency package.
     fn module_layer(
         &mut self,
@@ -657,8 +832,11 @@ impl BuildContext<'_> {
                 let overlays = overlays_of(overlay);
                 let spec = layer_spec(module, root, &overlays, windows);
                 self.obtain(layer_key(module, windows), out_idx, &what, |w| {
-                    layer::write_module_layer(&spec, w)?;
-                    Ok(())
+                    let mut builder = layer::LayerBuilder::new(w, spec.format);
+                    builder.add_module(&spec)?;
+                    let executables = LayerExecutables::of(&builder);
+                    builder.finish()?;
+                    Ok(executables)
                 })
             }
             LayerSource::Import {
@@ -714,8 +892,9 @@ impl BuildContext<'_> {
                     }
                 }
             }
+            let executables = LayerExecutables::of(&builder);
             builder.finish()?;
-            Ok(())
+            Ok(executables)
         })
     }
 
@@ -782,6 +961,7 @@ impl BuildContext<'_> {
                 diff_id,
                 uncompressed_size: Some(unpacked.1),
                 home: out_idx,
+                executables: Default::default(),
             }
         } else {
             let jobs = self.opts.jobs.max(1);
@@ -812,6 +992,7 @@ impl BuildContext<'_> {
                 diff_id,
                 uncompressed_size: Some(size),
                 home: out_idx,
+                executables: Default::default(),
             }
         };
         self.ui.status(
@@ -850,7 +1031,7 @@ impl BuildContext<'_> {
         key: LayerKey,
         out_idx: usize,
         what: &str,
-        write_tar: impl FnOnce(&mut dyn std::io::Write) -> Result<()>,
+        write_tar: impl FnOnce(&mut dyn std::io::Write) -> Result<LayerExecutables>,
     ) -> Result<BuiltLayer> {
         check_interrupt()?;
         if let Some(built) = self.reuse(&key, out_idx, what)? {
@@ -858,16 +1039,16 @@ impl BuildContext<'_> {
         }
         let compression = self.opts.compression;
         let jobs = self.opts.jobs.max(1);
-        let (descriptor, (diff_id, uncompressed_size)) =
-            self.writers[out_idx].put_stream(compression.media_type(), |out| {
+        let (descriptor, (diff_id, uncompressed_size, executables)) = self.writers[out_idx]
+            .put_stream(compression.media_type(), |out| {
                 let encoder = compress::encoder(compression, jobs, out);
                 let mut tar = HashingWriter::new(encoder);
-                write_tar(&mut tar)?;
+                let executables = write_tar(&mut tar)?;
                 let (encoder, diff_id, size) = tar.finish();
                 encoder
                     .finish()
                     .map_err(|e| Error::other(format!("compressing layer {what}: {e}")))?;
-                Ok((diff_id, size))
+                Ok((diff_id, size, executables))
             })?;
         self.ui.status(
             "Built",
@@ -883,6 +1064,7 @@ impl BuildContext<'_> {
             diff_id,
             uncompressed_size: Some(uncompressed_size),
             home: out_idx,
+            executables: std::rc::Rc::new(executables),
         };
         self.cache.insert(key, built.clone());
         Ok(built)

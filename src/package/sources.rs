@@ -5,10 +5,12 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::atomic::ScratchDir;
-use crate::descriptor::{self, BuildpackDescriptor};
+use crate::descriptor::{self, BuildpackDescriptor, PackageConfig};
 use crate::error::{Error, IoResultExt, Result};
 use crate::layout::{ImageRef, PackageReader};
 use crate::ui::Printer;
+
+use super::remote::{self, Remote};
 
 /// A buildpack given as a file tree (a directory, or an extracted archive).
 pub(crate) struct Tree {
@@ -47,23 +49,70 @@ pub(crate) enum Dependency {
     },
 }
 
-/// Turn a buildpack URI into a local path: relative paths against `base`, `file://` decoded;
-/// anything remote is refused (cnbpkg never touches the network while packaging).
+/// Turn a dependency URI into a local path: relative paths against `base`, `file://` decoded;
+/// anything remote (an image, a Buildpack Registry id, a download) is refused with what to run
+/// to fetch it (cnbpkg never touches the network while packaging).
 pub fn resolve_uri(uri: &str, base: &Path) -> Result<PathBuf> {
-    let path = if let Some(rest) = uri.strip_prefix("file://") {
-        PathBuf::from(percent_decode(rest))
-    } else if uri.contains("://") || uri.starts_with("urn:cnb:") {
-        return Err(Error::other(format!(
-            "'{uri}' is not a local file or directory; cnbpkg packages offline: download or pull it first and give its path"
-        )));
-    } else {
-        PathBuf::from(uri)
+    if let Some(kind) = remote::classify(uri, base, true) {
+        let remote = Remote {
+            uri: uri.to_string(),
+            kind,
+            dependency: true,
+        };
+        return Err(Error::other(remote::remote_error(&[remote], base, true)));
+    }
+    Ok(local_path(uri, base))
+}
+
+/// The path a local URI names: `file://` decoded, relative paths joined to `base`.
+fn local_path(uri: &str, base: &Path) -> PathBuf {
+    let path = match uri.strip_prefix("file://") {
+        Some(rest) => PathBuf::from(percent_decode(rest)),
+        None => PathBuf::from(uri),
     };
-    Ok(if path.is_absolute() {
+    if path.is_absolute() {
         path
     } else {
         base.join(path)
-    })
+    }
+}
+
+/// The local paths of a package's main buildpack and of its dependencies. Every URI that names
+/// something remote is listed in one error, each with what to run to fetch it; `config` names
+/// package.toml in that error.
+pub(crate) fn locate(
+    config: &PackageConfig,
+    base: &Path,
+    config_path: Option<&Path>,
+) -> Result<(PathBuf, Vec<PathBuf>)> {
+    let mut remotes = Vec::new();
+    let mut local = |uri: &str, dependency: bool| match remote::classify(uri, base, dependency) {
+        Some(kind) => {
+            remotes.push(Remote {
+                uri: uri.to_string(),
+                kind,
+                dependency,
+            });
+            None
+        }
+        None => Some(local_path(uri, base)),
+    };
+    let main = local(&config.buildpack_uri, false);
+    let dependencies: Vec<Option<PathBuf>> = config
+        .dependencies
+        .iter()
+        .map(|d| local(&d.uri, true))
+        .collect();
+    match (main, dependencies.into_iter().collect::<Option<Vec<_>>>()) {
+        (Some(main), Some(dependencies)) => Ok((main, dependencies)),
+        _ => {
+            let message = remote::remote_error(&remotes, base, config_path.is_some());
+            Err(match config_path {
+                Some(path) => Error::invalid(path, message),
+                None => Error::other(message),
+            })
+        }
+    }
 }
 
 fn percent_decode(s: &str) -> String {
@@ -114,7 +163,7 @@ pub(crate) fn load_tree(location: &Path, ui: &Printer) -> Result<Tree> {
     };
     let text = fs::read_to_string(&descriptor_path).at(&shown)?;
     let (descriptor, warnings) = descriptor::parse_buildpack_toml(&shown, &text)?;
-    warnings.iter().for_each(|w| ui.warn(w));
+    warnings.iter().for_each(|w| ui.warn_once(w));
     Ok(Tree {
         root,
         descriptor,
