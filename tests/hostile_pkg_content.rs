@@ -251,6 +251,7 @@ fn composite(work: &Path, name: &str, refs: &[(&str, &str)], deps: &[&Path]) -> 
     let mut toml = "api = \"0.10\"\n[buildpack]\nid = \"t/meta\"\nversion = \"1.0.0\"\n\n[[order]]\n"
         .to_string();
     for (id, v) in refs {
+        let id = id.replace('\u{1b}', "\\u001b");
         toml.push_str(&format!("[[order.group]]\nid = \"{id}\"\nversion = \"{v}\"\n"));
     }
     write_file(&meta.join("buildpack.toml"), &toml, 0o644);
@@ -604,4 +605,52 @@ fn verify_refuses_an_index_listing_more_images_than_readers_accept() {
     // The same index listing the image 4096 times is within every reader's limits.
     l.index(vec![img; 4096]);
     ok(verify(&root));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Item: ids and versions from a dependency's label become paths when re-layered or flattened.
+
+#[test]
+fn unsafe_ids_and_versions_in_a_dependency_label_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path();
+    for (i, (id, version)) in [
+        ("t/dep", "../../../etc"),
+        ("t/dep", "."),
+        ("t/dep", "1.0/x"),
+        ("..", "1.0.0"),
+        ("t/../..", "1.0.0"),
+        ("t/dep\u{1b}", "1.0.0"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let root = work.join(format!("dep{i}"));
+        let l = Layout::new(&root);
+        // The layer holds its files where the label's id and version would put them.
+        let tar = tar_of(&[
+            dir("/cnb/buildpacks"),
+            file("/cnb/buildpacks/x", b"x"),
+        ]);
+        let layer = Layer {
+            media_type: LAYER_GZIP.into(),
+            diff_id: sha(&tar),
+            blob: gzip(&tar),
+            size: None,
+        };
+        let img = l.image(&[layer], &[(id, version, 0)], (id, version));
+        l.index(vec![img]);
+        let o = verify(&root);
+        assert_eq!(o.status.code(), Some(1), "{id}@{version}: verify passed");
+        let config = composite(work, &format!("c{i}"), &[(id, version)], &[&root]);
+        for flags in [&[][..], &["--flatten"][..]] {
+            let out = work.join("x-out.cnb");
+            refused(
+                package_with(&config, &out, flags),
+                &out,
+                &[&format!("dep{i}"), "io.buildpacks.buildpack.layers"],
+                &format!("{id}@{version} {flags:?}"),
+            );
+        }
+    }
 }
