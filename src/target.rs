@@ -373,13 +373,17 @@ pub fn parse_target(t: &str, warnings: &mut Vec<String>) -> Result<Target> {
         )));
     }
     let distros = parse_distros(distros, warnings)?;
-    Ok(Target {
+    let target = Target {
         os: os.into(),
         arch: arch.into(),
         variant: variant.into(),
         distros,
         path: None,
-    })
+    };
+    // The same rules as targets from configuration files (distro values become folder names).
+    check_configured_target(&target)
+        .map_err(|e| Error::usage(format!("invalid target {t}: {e}")))?;
+    Ok(target)
 }
 
 /// Check a target from buildpack.toml or package.toml against what a `--target` value can

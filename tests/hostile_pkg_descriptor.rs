@@ -223,3 +223,22 @@ fn a_config_larger_than_readers_accept_is_refused_naming_buildpack_toml() {
     ok(cnbpkg(["verify".as_ref(), tmp.path().join("out.cnb").as_os_str()]));
     ok(cnbpkg(["inspect".as_ref(), tmp.path().join("out.cnb").as_os_str()]));
 }
+
+#[test]
+fn target_flags_follow_the_same_rules_for_distros() {
+    let tmp = tempfile::tempdir().unwrap();
+    minimal_buildpack(&tmp.path().join("bp"), "t/bp", "1.0.0", "");
+    for t in ["linux/amd64:ubuntu@22.04\u{7}", "linux/amd64:ubu/ntu@22.04", "linux/amd64:..@1"] {
+        refused(
+            package(tmp.path(), &["buildpack", "package", "out.cnb", "--path", "bp", "-t", t]),
+            tmp.path(),
+            "invalid target",
+            "distro",
+            t,
+        );
+    }
+    ok(package(
+        tmp.path(),
+        &["buildpack", "package", "out.cnb", "--path", "bp", "-t", "linux/amd64:ubuntu@22.04", "-q"],
+    ));
+}
