@@ -19,7 +19,9 @@ use crate::digest::{Digest, HashingReader, HashingWriter};
 use crate::error::{Error, Result};
 use crate::json::canonical;
 use crate::layer::{self, LayerFormat, LayerSpec};
-use crate::layout::{LayoutWriter, OutputFormat, MAX_IMAGES, MAX_IMAGES_BYTES, MAX_JSON_BLOB};
+use crate::layout::{
+    LayoutWriter, OutputFormat, MAX_ENTRIES, MAX_IMAGES, MAX_IMAGES_BYTES, MAX_JSON_BLOB,
+};
 use crate::oci::{
     self, Descriptor, History, ImageConfig, Index, Manifest, Platform, RootFs, RuntimeConfig,
 };
@@ -609,6 +611,14 @@ impl BuildContext<'_> {
         }
         let writer = &mut self.writers[out_idx];
         let mut manifest_desc = writer.put_bytes(oci::MEDIA_TYPE_MANIFEST, &manifest_bytes)?;
+        // The archive holds the blobs plus `blobs/`, `blobs/sha256/`, `oci-layout`, `index.json`
+        // and at most one image index.
+        if writer.stored().0 + 5 > MAX_ENTRIES {
+            return Err(Error::other(format!(
+                "{}: the package would hold more than the {MAX_ENTRIES} files a package reader accepts",
+                writer.dest().display()
+            )));
+        }
         manifest_desc.platform = Some(Platform {
             architecture: t.arch.clone(),
             os: t.os.clone(),
