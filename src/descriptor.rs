@@ -1244,6 +1244,28 @@ mod tests {
     }
 
     #[test]
+    fn ids_and_versions_that_become_paths() {
+        for id in ["a", "a/b", "io.buildpacks.x-y", "A_b+c", "app"] {
+            assert_eq!(id_problem(id), None, "{id}");
+        }
+        for id in [
+            "", ".", "..", "a/../b", "a//b", "/a", "a/", "a\\b", "a\0b", "a\u{1b}",
+        ] {
+            assert!(id_problem(id).is_some(), "{id:?}");
+        }
+        for v in ["1.0.0", "1.0.0-rc.1+build", "v2"] {
+            assert_eq!(version_problem(v), None, "{v}");
+        }
+        for v in ["", ".", "..", "../../etc", "1.0/x", "1\\x", "1\0", "1\n"] {
+            assert!(version_problem(v).is_some(), "{v:?}");
+        }
+        assert!(id_warning("app").is_some());
+        assert!(id_warning("config").is_some());
+        assert!(id_warning("A_b").is_some());
+        assert!(id_warning("a/b.c-d").is_none());
+    }
+
+    #[test]
     fn key_quoting() {
         assert_eq!(quote_key("a-b_c"), "a-b_c");
         assert_eq!(quote_key("a.b"), "\"a.b\"");

@@ -472,7 +472,9 @@ pub(crate) fn module_dir_of_entry(
         rest => ("", rest),
     };
     match rest {
-        ["cnb"] | ["cnb", "buildpacks" | "extensions"] | ["cnb", "buildpacks" | "extensions", _] => {
+        ["cnb"]
+        | ["cnb", "buildpacks" | "extensions"]
+        | ["cnb", "buildpacks" | "extensions", _] => {
             if is_dir {
                 Ok(None)
             } else {
@@ -489,7 +491,9 @@ pub(crate) fn module_dir_of_entry(
                 ::tar::EntryType::Link => {
                     let target = link.unwrap_or("");
                     let t = layer_path_parts(target, windows);
-                    let t = t.as_deref().map(|t| t.strip_prefix(&["Files"][..]).unwrap_or(t));
+                    let t = t
+                        .as_deref()
+                        .map(|t| t.strip_prefix(&["Files"][..]).unwrap_or(t));
                     match t {
                         Some(t) if t.len() > 4 && t[..4] == root => {}
                         _ => {
@@ -520,8 +524,8 @@ pub(crate) fn module_dir_of_entry(
 /// Whether a symbolic link at `at` (path parts without `Files/`) pointing at `target` resolves
 /// (lexically) to `root` or a path below it.
 fn symlink_stays_inside(at: &[&str], target: &str, root: &[&str; 4], windows: bool) -> bool {
-    let absolute = target.starts_with('/')
-        || (windows && (target.starts_with('\\') || target.contains(':')));
+    let absolute =
+        target.starts_with('/') || (windows && (target.starts_with('\\') || target.contains(':')));
     let mut cur: Vec<&str> = if absolute {
         Vec::new()
     } else {
@@ -653,6 +657,43 @@ mod tests {
             calc_file_mode("l", &SourceKind::Symlink { target: "x".into() }, 0o777),
             0o755
         );
+    }
+
+    #[test]
+    fn module_entries_are_confined_to_their_directory() {
+        use ::tar::EntryType as T;
+        let place = |name: &str, typ: T, link: Option<&str>| module_dir_of_entry(name, typ, link);
+        assert_eq!(place("/cnb/buildpacks/a_b", T::Directory, None), Ok(None));
+        assert_eq!(
+            place("/cnb/buildpacks/a_b/1/bin/build", T::Regular, None),
+            Ok(Some("cnb/buildpacks/a_b/1".into()))
+        );
+        assert_eq!(
+            place("Files/cnb/extensions/e/2/x", T::Regular, None),
+            Ok(Some("Files/cnb/extensions/e/2".into()))
+        );
+        assert_eq!(place("Hives", T::Directory, None), Ok(None));
+        assert!(place("/etc/passwd", T::Regular, None).is_err());
+        assert!(place("/cnb/lifecycle/builder", T::Regular, None).is_err());
+        assert!(place("../../../tmp/evil", T::Regular, None).is_err());
+        assert!(place("/cnb/buildpacks/a/1/../../../x", T::Regular, None).is_err());
+        assert!(place("Files/cnb/buildpacks/a/1/..\\..\\x", T::Regular, None).is_err());
+        assert!(place("/cnb/buildpacks", T::Symlink, Some("/tmp")).is_err());
+        assert!(place("/cnb/buildpacks/a/1", T::Regular, None).is_err());
+        let link = |target: &str| place("/cnb/buildpacks/a/1/bin/l", T::Symlink, Some(target));
+        assert!(link("build").is_ok());
+        assert!(link("../lib/x").is_ok());
+        assert!(link(".").is_ok());
+        assert!(link("/cnb/buildpacks/a/1/bin/build").is_ok());
+        assert!(link("../..").is_err());
+        assert!(link("../../../b/1").is_err());
+        assert!(link("/etc").is_err());
+        let hard = |target: &str| place("/cnb/buildpacks/a/1/h", T::Link, Some(target));
+        assert!(hard("/cnb/buildpacks/a/1/bin/build").is_ok());
+        assert!(hard("cnb/buildpacks/a/1/x").is_ok());
+        assert!(hard("/cnb/buildpacks/b/1/x").is_err());
+        assert!(hard("/etc/passwd").is_err());
+        assert!(hard("/cnb/buildpacks/a/1/../../b/1/x").is_err());
     }
 
     #[test]

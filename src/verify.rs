@@ -344,11 +344,13 @@ impl Verifier<'_> {
         let config = match self.configs.get(&manifest.config.digest).cloned() {
             Some(Some(c)) => c,
             Some(None) => return,
-            None => match self.reader.read_json::<ImageConfig>(&manifest.config, "config") {
+            None => match self
+                .reader
+                .read_json::<ImageConfig>(&manifest.config, "config")
+            {
                 Ok((c, _)) => {
                     let c = std::rc::Rc::new(c);
-                    self.configs
-                        .insert(manifest.config.digest, Some(c.clone()));
+                    self.configs.insert(manifest.config.digest, Some(c.clone()));
                     c
                 }
                 Err(e) => {
@@ -647,10 +649,9 @@ pub(crate) fn read_layer(
                     Err(why) => {
                         facts.violation_count += 1;
                         if facts.violations.len() < MAX_VIOLATIONS_PER_LAYER {
-                            facts.violations.push(format!(
-                                "entry '{}' {why}",
-                                crate::layer::shown_name(&path)
-                            ));
+                            facts
+                                .violations
+                                .push(format!("entry '{}' {why}", crate::layer::shown_name(&path)));
                         }
                     }
                 }

@@ -745,7 +745,10 @@ fn symlinks_pointing_outside_a_source_tree_are_refused_and_inside_ones_kept() {
                 let target = entry.link_name().unwrap().unwrap();
                 found.insert(
                     name.rsplit('/').next().unwrap().to_string(),
-                    (entry.header().entry_type(), target.to_string_lossy().into_owned()),
+                    (
+                        entry.header().entry_type(),
+                        target.to_string_lossy().into_owned(),
+                    ),
                 );
             }
         }

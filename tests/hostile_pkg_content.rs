@@ -153,7 +153,9 @@ impl Layout {
     fn put(&self, media_type: &str, bytes: &[u8]) -> Value {
         let d = sha(bytes);
         fs::write(
-            self.root.join("blobs/sha256").join(d.trim_start_matches("sha256:")),
+            self.root
+                .join("blobs/sha256")
+                .join(d.trim_start_matches("sha256:")),
             bytes,
         )
         .unwrap();
@@ -172,7 +174,12 @@ impl Layout {
     }
 
     /// An image (linux/amd64) with `layers`, labelled with `modules` (id, version, layer index).
-    fn image(&self, layers: &[Layer], modules: &[(&str, &str, usize)], main: (&str, &str)) -> Value {
+    fn image(
+        &self,
+        layers: &[Layer],
+        modules: &[(&str, &str, usize)],
+        main: (&str, &str),
+    ) -> Value {
         self.image_for("amd64", layers, modules, main)
     }
 
@@ -248,11 +255,14 @@ fn dependency(root: &Path, layer: &Layer) -> PathBuf {
 /// A composite `t/meta@1.0.0` whose order references `refs`, with package.toml listing `deps`.
 fn composite(work: &Path, name: &str, refs: &[(&str, &str)], deps: &[&Path]) -> PathBuf {
     let meta = work.join(format!("{name}-meta"));
-    let mut toml = "api = \"0.10\"\n[buildpack]\nid = \"t/meta\"\nversion = \"1.0.0\"\n\n[[order]]\n"
-        .to_string();
+    let mut toml =
+        "api = \"0.10\"\n[buildpack]\nid = \"t/meta\"\nversion = \"1.0.0\"\n\n[[order]]\n"
+            .to_string();
     for (id, v) in refs {
         let id = id.replace('\u{1b}', "\\u001b");
-        toml.push_str(&format!("[[order.group]]\nid = \"{id}\"\nversion = \"{v}\"\n"));
+        toml.push_str(&format!(
+            "[[order.group]]\nid = \"{id}\"\nversion = \"{v}\"\n"
+        ));
     }
     write_file(&meta.join("buildpack.toml"), &toml, 0o644);
     let mut cfg = format!("[buildpack]\nuri = \"{}\"\n", meta.display());
@@ -307,13 +317,21 @@ fn hostile_extras() -> Vec<(&'static str, Entry, &'static str)> {
     use tar::EntryType as T;
     let base = "/cnb/buildpacks/t_dep/1.0.0";
     vec![
-        ("etc-passwd", file("/etc/passwd", b"root::0:0::/:/bin/sh\n"), "/etc/passwd"),
+        (
+            "etc-passwd",
+            file("/etc/passwd", b"root::0:0::/:/bin/sh\n"),
+            "/etc/passwd",
+        ),
         (
             "lifecycle",
             file("/cnb/lifecycle/builder", b"#!/bin/sh\n"),
             "cnb/lifecycle/builder",
         ),
-        ("dotdot", file("../../../tmp/evil", b"x"), "../../../tmp/evil"),
+        (
+            "dotdot",
+            file("../../../tmp/evil", b"x"),
+            "../../../tmp/evil",
+        ),
         (
             "inner-dotdot",
             file(&format!("{base}/../../../../tmp/evil"), b"x"),
@@ -351,7 +369,10 @@ fn hostile_extras() -> Vec<(&'static str, Entry, &'static str)> {
 fn verify_reports_every_entry_outside_the_module_directory() {
     let tmp = tempfile::tempdir().unwrap();
     // The sound package verifies.
-    let good = dependency(&tmp.path().join("good"), &gz_layer(&module_entries("t/dep", "1.0.0")));
+    let good = dependency(
+        &tmp.path().join("good"),
+        &gz_layer(&module_entries("t/dep", "1.0.0")),
+    );
     ok(verify(&good));
     let mut all = module_entries("t/dep", "1.0.0");
     let mut expected = Vec::new();
@@ -362,7 +383,11 @@ fn verify_reports_every_entry_outside_the_module_directory() {
         let o = verify(&pkg);
         let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
         let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
-        assert_eq!(o.status.code(), Some(1), "{what}: verify passed:\n{stdout}{stderr}");
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "{what}: verify passed:\n{stdout}{stderr}"
+        );
         assert!(
             format!("{stdout}{stderr}").contains(expect),
             "{what}: '{expect}' not reported:\n{stdout}{stderr}"
@@ -388,7 +413,10 @@ fn verify_reports_every_entry_outside_the_module_directory() {
 fn composites_refuse_dependencies_with_entries_outside_the_module_directory() {
     let tmp = tempfile::tempdir().unwrap();
     let work = tmp.path();
-    let good = dependency(&work.join("good"), &gz_layer(&module_entries("t/dep", "1.0.0")));
+    let good = dependency(
+        &work.join("good"),
+        &gz_layer(&module_entries("t/dep", "1.0.0")),
+    );
     let config = composite(work, "good", &[("t/dep", "1.0.0")], &[&good]);
     for flags in [&[][..], &["--flatten"][..]] {
         let out = work.join("good-out.cnb");
@@ -448,7 +476,12 @@ fn corrupt_dependency_layers_are_refused_with_and_without_flatten() {
     cut.blob.truncate(cut.blob.len() - 12);
     let d4 = dependency(&work.join("cut"), &cut);
 
-    for (what, dep) in [("flipped", &d1), ("crc", &d2), ("diffid", &d3), ("cut", &d4)] {
+    for (what, dep) in [
+        ("flipped", &d1),
+        ("crc", &d2),
+        ("diffid", &d3),
+        ("cut", &d4),
+    ] {
         let o = verify(dep);
         assert_eq!(o.status.code(), Some(1), "{what}: verify passed");
         let config = composite(work, what, &[("t/dep", "1.0.0")], &[dep]);
@@ -476,9 +509,15 @@ fn corrupt_dependency_layers_are_refused_with_and_without_flatten() {
 fn colliding_module_ids_are_errors_naming_both_sources() {
     let tmp = tempfile::tempdir().unwrap();
     let work = tmp.path();
-    let dep_a = dependency(&work.join("dep-a"), &gz_layer(&module_entries("t/dep", "1.0.0")));
+    let dep_a = dependency(
+        &work.join("dep-a"),
+        &gz_layer(&module_entries("t/dep", "1.0.0")),
+    );
     let mut other = module_entries("t/dep", "1.0.0");
-    other.push(file("/cnb/buildpacks/t_dep/1.0.0/extra", b"different content"));
+    other.push(file(
+        "/cnb/buildpacks/t_dep/1.0.0/extra",
+        b"different content",
+    ));
     let dep_b = dependency(&work.join("dep-b"), &gz_layer(&other));
     // The same package reached twice (a copy, so two sources with the same content) is fine.
     copy_tree(&dep_a, &work.join("dep-a-copy"));
@@ -517,7 +556,12 @@ fn colliding_module_ids_are_errors_naming_both_sources() {
     );
     l.index(vec![img]);
     ok(verify(&work.join("dep-self")));
-    let selfish = composite(work, "self", &[("t/dep", "1.0.0")], &[&work.join("dep-self")]);
+    let selfish = composite(
+        work,
+        "self",
+        &[("t/dep", "1.0.0")],
+        &[&work.join("dep-self")],
+    );
     let out = work.join("self-out.cnb");
     refused(
         package_with(&selfish, &out, &[]),
@@ -574,11 +618,19 @@ fn a_second_descriptor_of_a_layer_is_checked_again() {
     let mut zstd = layer.clone();
     zstd.media_type = LAYER_ZSTD.into();
     let o = verify(&make("zstd", zstd));
-    assert_eq!(o.status.code(), Some(1), "a layer re-described as zstd passed");
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a layer re-described as zstd passed"
+    );
     let mut size = layer.clone();
     size.size = Some(layer.blob.len() as u64 + 1);
     let o = verify(&make("size", size));
-    assert_eq!(o.status.code(), Some(1), "a layer re-described with a wrong size passed");
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "a layer re-described with a wrong size passed"
+    );
     assert!(String::from_utf8_lossy(&o.stdout).contains("bytes but its descriptor says"));
 }
 
@@ -628,10 +680,7 @@ fn unsafe_ids_and_versions_in_a_dependency_label_are_refused() {
         let root = work.join(format!("dep{i}"));
         let l = Layout::new(&root);
         // The layer holds its files where the label's id and version would put them.
-        let tar = tar_of(&[
-            dir("/cnb/buildpacks"),
-            file("/cnb/buildpacks/x", b"x"),
-        ]);
+        let tar = tar_of(&[dir("/cnb/buildpacks"), file("/cnb/buildpacks/x", b"x")]);
         let layer = Layer {
             media_type: LAYER_GZIP.into(),
             diff_id: sha(&tar),

@@ -19,8 +19,14 @@ fn refused(o: Output, dir: &Path, file: &str, expect: &str, what: &str) {
     let err = fails(o, 1);
     let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error")).collect();
     assert_eq!(lines.len(), 1, "{what}: want one error line:\n{err}");
-    assert!(lines[0].contains(file), "{what}: error does not name {file}:\n{err}");
-    assert!(lines[0].contains(expect), "{what}: error lacks '{expect}':\n{err}");
+    assert!(
+        lines[0].contains(file),
+        "{what}: error does not name {file}:\n{err}"
+    );
+    assert!(
+        lines[0].contains(expect),
+        "{what}: error lacks '{expect}':\n{err}"
+    );
     assert!(!dir.join("out.cnb").exists(), "{what}: output written");
     let left: Vec<String> = fs::read_dir(dir)
         .unwrap()
@@ -40,9 +46,7 @@ fn entry_names(layout: &Path) -> Vec<String> {
         }
         let mut ar = tar::Archive::new(&bytes[..]);
         for entry in ar.entries().unwrap() {
-            names.push(
-                String::from_utf8_lossy(&entry.unwrap().path_bytes()).into_owned(),
-            );
+            names.push(String::from_utf8_lossy(&entry.unwrap().path_bytes()).into_owned());
         }
     }
     names
@@ -82,7 +86,15 @@ fn ids_and_versions_that_would_leave_the_module_directory_are_refused() {
             refused(
                 package(
                     &dir,
-                    &["buildpack", "package", "out.cnb", "--path", "bp", "--format", format],
+                    &[
+                        "buildpack",
+                        "package",
+                        "out.cnb",
+                        "--path",
+                        "bp",
+                        "--format",
+                        format,
+                    ],
                 ),
                 &dir,
                 "buildpack.toml",
@@ -106,7 +118,10 @@ fn extension_ids_and_versions_are_checked_too() {
         0o644,
     );
     refused(
-        package(tmp.path(), &["buildpack", "package", "out.cnb", "--path", "ext"]),
+        package(
+            tmp.path(),
+            &["buildpack", "package", "out.cnb", "--path", "ext"],
+        ),
         tmp.path(),
         "extension.toml",
         "extension.version",
@@ -117,17 +132,33 @@ fn extension_ids_and_versions_are_checked_too() {
 #[test]
 fn ids_the_spec_forbids_but_pack_accepts_only_warn() {
     let tmp = tempfile::tempdir().unwrap();
-    for (i, id) in ["My_Buildpack", "app", "config", "t/bp+x"].iter().enumerate() {
+    for (i, id) in ["My_Buildpack", "app", "config", "t/bp+x"]
+        .iter()
+        .enumerate()
+    {
         let dir = tmp.path().join(format!("w{i}"));
         minimal_buildpack(&dir.join("bp"), id, "1.0.0", "");
         let o = package(
             &dir,
             &[
-                "buildpack", "package", "out", "--path", "bp", "--format", "layout", "-t",
-                "linux/amd64", "--compression", "none",
+                "buildpack",
+                "package",
+                "out",
+                "--path",
+                "bp",
+                "--format",
+                "layout",
+                "-t",
+                "linux/amd64",
+                "--compression",
+                "none",
             ],
         );
-        assert!(o.status.success(), "{id}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "{id}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         let stderr = String::from_utf8_lossy(&o.stderr);
         assert!(
             stderr.contains("warning") && stderr.contains("specification") && stderr.contains(id),
@@ -155,7 +186,12 @@ fn target_values_from_configuration_files_are_checked_like_target_flags() {
     ];
     for (i, t) in bad_targets.iter().enumerate() {
         let dir = tmp.path().join(format!("t{i}"));
-        minimal_buildpack(&dir.join("bp"), "t/bp", "1.0.0", &format!("\n[[targets]]\n{t}\n"));
+        minimal_buildpack(
+            &dir.join("bp"),
+            "t/bp",
+            "1.0.0",
+            &format!("\n[[targets]]\n{t}\n"),
+        );
         refused(
             package(&dir, &["buildpack", "package", "out.cnb", "--path", "bp"]),
             &dir,
@@ -173,11 +209,22 @@ fn target_values_from_configuration_files_are_checked_like_target_flags() {
         minimal_buildpack(&dir.join("dep"), "t/bp", "1.0.0", "");
         write_file(
             &dir.join("package.toml"),
-            &format!("[buildpack]\nuri = \"meta\"\n[[dependencies]]\nuri = \"dep\"\n[[targets]]\n{t}\n"),
+            &format!(
+                "[buildpack]\nuri = \"meta\"\n[[dependencies]]\nuri = \"dep\"\n[[targets]]\n{t}\n"
+            ),
             0o644,
         );
         refused(
-            package(&dir, &["buildpack", "package", "out.cnb", "--config", "package.toml"]),
+            package(
+                &dir,
+                &[
+                    "buildpack",
+                    "package",
+                    "out.cnb",
+                    "--config",
+                    "package.toml",
+                ],
+            ),
             &dir,
             "package.toml",
             "targets",
@@ -194,14 +241,26 @@ fn a_config_larger_than_readers_accept_is_refused_naming_buildpack_toml() {
     minimal_buildpack(&bp, "t/big", "1.0.0", "");
     write_file(
         &bp.join("buildpack.toml"),
-        &format!("api = \"0.10\"\n[buildpack]\nid = \"t/big\"\nversion = \"1.0.0\"\nname = \"{name}\"\n"),
+        &format!(
+            "api = \"0.10\"\n[buildpack]\nid = \"t/big\"\nversion = \"1.0.0\"\nname = \"{name}\"\n"
+        ),
         0o644,
     );
     for format in ["file", "layout"] {
         refused(
             package(
                 tmp.path(),
-                &["buildpack", "package", "out.cnb", "--path", "bp", "-t", "linux/amd64", "--format", format],
+                &[
+                    "buildpack",
+                    "package",
+                    "out.cnb",
+                    "--path",
+                    "bp",
+                    "-t",
+                    "linux/amd64",
+                    "--format",
+                    format,
+                ],
             ),
             tmp.path(),
             "buildpack.toml",
@@ -213,24 +272,48 @@ fn a_config_larger_than_readers_accept_is_refused_naming_buildpack_toml() {
     let name = "n".repeat(4 << 20);
     write_file(
         &bp.join("buildpack.toml"),
-        &format!("api = \"0.10\"\n[buildpack]\nid = \"t/big\"\nversion = \"1.0.0\"\nname = \"{name}\"\n"),
+        &format!(
+            "api = \"0.10\"\n[buildpack]\nid = \"t/big\"\nversion = \"1.0.0\"\nname = \"{name}\"\n"
+        ),
         0o644,
     );
     ok(package(
         tmp.path(),
-        &["buildpack", "package", "out.cnb", "--path", "bp", "-t", "linux/amd64", "-q"],
+        &[
+            "buildpack",
+            "package",
+            "out.cnb",
+            "--path",
+            "bp",
+            "-t",
+            "linux/amd64",
+            "-q",
+        ],
     ));
-    ok(cnbpkg(["verify".as_ref(), tmp.path().join("out.cnb").as_os_str()]));
-    ok(cnbpkg(["inspect".as_ref(), tmp.path().join("out.cnb").as_os_str()]));
+    ok(cnbpkg([
+        "verify".as_ref(),
+        tmp.path().join("out.cnb").as_os_str(),
+    ]));
+    ok(cnbpkg([
+        "inspect".as_ref(),
+        tmp.path().join("out.cnb").as_os_str(),
+    ]));
 }
 
 #[test]
 fn target_flags_follow_the_same_rules_for_distros() {
     let tmp = tempfile::tempdir().unwrap();
     minimal_buildpack(&tmp.path().join("bp"), "t/bp", "1.0.0", "");
-    for t in ["linux/amd64:ubuntu@22.04\u{7}", "linux/amd64:ubu/ntu@22.04", "linux/amd64:..@1"] {
+    for t in [
+        "linux/amd64:ubuntu@22.04\u{7}",
+        "linux/amd64:ubu/ntu@22.04",
+        "linux/amd64:..@1",
+    ] {
         refused(
-            package(tmp.path(), &["buildpack", "package", "out.cnb", "--path", "bp", "-t", t]),
+            package(
+                tmp.path(),
+                &["buildpack", "package", "out.cnb", "--path", "bp", "-t", t],
+            ),
             tmp.path(),
             "invalid target",
             "distro",
@@ -239,6 +322,15 @@ fn target_flags_follow_the_same_rules_for_distros() {
     }
     ok(package(
         tmp.path(),
-        &["buildpack", "package", "out.cnb", "--path", "bp", "-t", "linux/amd64:ubuntu@22.04", "-q"],
+        &[
+            "buildpack",
+            "package",
+            "out.cnb",
+            "--path",
+            "bp",
+            "-t",
+            "linux/amd64:ubuntu@22.04",
+            "-q",
+        ],
     ));
 }

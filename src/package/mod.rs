@@ -774,9 +774,8 @@ impl BuildContext<'_> {
                     copy: out,
                 };
                 read_dependency_layer(tee, blob, diff_id, origin, |tar| {
-                    layer::check_module_layer(tar, allowed).map_err(|m| {
-                        Error::invalid(origin, format!("layer {}: {m}", blob.digest))
-                    })
+                    layer::check_module_layer(tar, allowed)
+                        .map_err(|m| Error::invalid(origin, format!("layer {}: {m}", blob.digest)))
                 })
             })?;
             BuiltLayer {
@@ -792,8 +791,9 @@ impl BuildContext<'_> {
                 let encoder = compress::encoder(compression, jobs, out);
                 let mut tar = HashingWriter::new(encoder);
                 let ((), size) = read_dependency_layer(stream, blob, diff_id, origin, |decoded| {
-                    let bad =
-                        |e: std::io::Error| Error::invalid(origin, format!("layer {}: {e}", blob.digest));
+                    let bad = |e: std::io::Error| {
+                        Error::invalid(origin, format!("layer {}: {e}", blob.digest))
+                    };
                     let mut tee = TeeReader {
                         inner: decoded,
                         copy: &mut tar,

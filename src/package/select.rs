@@ -30,7 +30,7 @@ pub(crate) enum LayerSource {
         /// Index of the dependency.
         dependency: usize,
         /// The layer blob.
-        blob: Descriptor,
+        blob: Box<Descriptor>,
         /// Its diffID.
         diff_id: Digest,
         /// The module directories (`cnb/buildpacks/<id>/<version>`, under `Files/` on Windows)
@@ -257,9 +257,8 @@ fn package_modules(
     let mut dirs_of_layer: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
     for (id, versions) in &label.0 {
         for (version, info) in versions {
-            crate::descriptor::check_id_version("buildpack", id, version).map_err(|e| {
-                Error::invalid(origin, format!("label '{LABEL_LAYERS}': {e}"))
-            })?;
+            crate::descriptor::check_id_version("buildpack", id, version)
+                .map_err(|e| Error::invalid(origin, format!("label '{LABEL_LAYERS}': {e}")))?;
             dirs_of_layer
                 .entry(info.layer_diff_id.as_str())
                 .or_default()
@@ -313,7 +312,7 @@ fn package_modules(
                 label: info.clone(),
                 layer: LayerSource::Import {
                     dependency: index,
-                    blob,
+                    blob: Box::new(blob),
                     diff_id,
                     allowed: dirs_of_layer
                         .get(info.layer_diff_id.as_str())
