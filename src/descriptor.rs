@@ -121,6 +121,74 @@ impl ModuleInfo {
     }
 }
 
+/// Why `id` cannot name a module, or `None`. The id becomes a directory of every layer
+/// (`/cnb/buildpacks/<id with / as _>`), so each `/`-separated part must be a plain name.
+pub fn id_problem(id: &str) -> Option<String> {
+    if id.is_empty() {
+        return Some("is empty".into());
+    }
+    if let Some(c) = id.chars().find(|c| c.is_control()) {
+        return Some(format!("contains the control character {:?}", c));
+    }
+    if id.contains('\\') {
+        return Some("contains '\\', a path separator on Windows".into());
+    }
+    if id.split('/').any(|p| p.is_empty() || p == "." || p == "..") {
+        return Some("has an empty, '.' or '..' part between its '/'s".into());
+    }
+    None
+}
+
+/// Why `version` cannot be a module's version, or `None`: it is one directory name of every
+/// layer (`/cnb/buildpacks/<id>/<version>`).
+pub fn version_problem(version: &str) -> Option<String> {
+    if version.is_empty() {
+        return Some("is empty".into());
+    }
+    if let Some(c) = version.chars().find(|c| c.is_control()) {
+        return Some(format!("contains the control character {:?}", c));
+    }
+    if version == "." || version == ".." || version.contains(['/', '\\']) {
+        return Some("must be a single path component (no '/', '\\', '.' or '..')".into());
+    }
+    None
+}
+
+/// What the buildpack spec forbids in an id but pack accepts: warned about, not refused, so
+/// existing buildpacks keep packaging.
+pub fn id_warning(id: &str) -> Option<String> {
+    if id == "app" || id == "config" {
+        return Some(format!(
+            "id '{id}' is reserved by the buildpack specification"
+        ));
+    }
+    if !id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '/' || c == '-')
+    {
+        return Some(format!(
+            "id '{id}' has characters the buildpack specification does not allow (only letters, digits, '.', '/' and '-')"
+        ));
+    }
+    None
+}
+
+/// Check a module's id and version (from a descriptor or a package's label): an error text
+/// naming the key, or the warnings to show.
+pub fn check_id_version(
+    table: &str,
+    id: &str,
+    version: &str,
+) -> std::result::Result<Option<String>, String> {
+    if let Some(p) = id_problem(id) {
+        return Err(format!("'{table}.id' {:?} {p}", id));
+    }
+    if let Some(p) = version_problem(version) {
+        return Err(format!("'{table}.version' {:?} of {id} {p}", version));
+    }
+    Ok(id_warning(id))
+}
+
 /// A `[[stacks]]` entry (deprecated).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Stack {
@@ -677,6 +745,15 @@ pub fn parse_buildpack_toml(path: &Path, text: &str) -> Result<(BuildpackDescrip
     if d.info.version.is_empty() {
         return Err(Error::invalid(path, format!("'{t}.version' is required")));
     }
+    match check_id_version(t, &d.info.id, &d.info.version) {
+        Err(msg) => return Err(Error::invalid(path, msg)),
+        Ok(Some(w)) => warnings.push(format!("{file}: {w}")),
+        Ok(None) => {}
+    }
+    for target in &d.targets {
+        crate::target::check_configured_target(target)
+            .map_err(|e| Error::invalid(path, format!("[[targets]]: {e}")))?;
+    }
     if !d.order.is_empty() && (!d.stacks.is_empty() || !d.targets.is_empty()) {
         return Err(Error::invalid(
             path,
@@ -861,15 +938,20 @@ pub fn parse_package_toml(path: &Path, text: &str) -> Result<(PackageConfig, Vec
         }
     }
 
+    let targets: Vec<Target> = raw
+        .targets
+        .unwrap_or_default()
+        .into_iter()
+        .map(RawTarget::into_target)
+        .collect();
+    for target in &targets {
+        crate::target::check_configured_target(target)
+            .map_err(|e| Error::invalid(path, format!("[[targets]]: {e}")))?;
+    }
     let cfg = PackageConfig {
         buildpack_uri: uri,
         dependencies,
-        targets: raw
-            .targets
-            .unwrap_or_default()
-            .into_iter()
-            .map(RawTarget::into_target)
-            .collect(),
+        targets,
         platform_os,
         kind,
     };
@@ -1168,6 +1250,28 @@ mod tests {
         assert!(normalize_api("0.")
             .unwrap_err()
             .contains("parsing minor ''"));
+    }
+
+    #[test]
+    fn ids_and_versions_that_become_paths() {
+        for id in ["a", "a/b", "io.buildpacks.x-y", "A_b+c", "app"] {
+            assert_eq!(id_problem(id), None, "{id}");
+        }
+        for id in [
+            "", ".", "..", "a/../b", "a//b", "/a", "a/", "a\\b", "a\0b", "a\u{1b}",
+        ] {
+            assert!(id_problem(id).is_some(), "{id:?}");
+        }
+        for v in ["1.0.0", "1.0.0-rc.1+build", "v2"] {
+            assert_eq!(version_problem(v), None, "{v}");
+        }
+        for v in ["", ".", "..", "../../etc", "1.0/x", "1\\x", "1\0", "1\n"] {
+            assert!(version_problem(v).is_some(), "{v:?}");
+        }
+        assert!(id_warning("app").is_some());
+        assert!(id_warning("config").is_some());
+        assert!(id_warning("A_b").is_some());
+        assert!(id_warning("a/b.c-d").is_none());
     }
 
     #[test]

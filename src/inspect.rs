@@ -129,10 +129,15 @@ pub fn inspect(path: &Path) -> Result<InspectReport> {
         let pname = platform_name(&platform, &img.descriptor.annotations);
         let mut layers = Vec::new();
         for (i, l) in img.manifest.layers.iter().enumerate() {
+            let diff_id = img.config.rootfs.diff_ids.get(i).copied();
             let size = *uncompressed.entry(l.digest).or_insert_with(|| {
                 let enc = oci::layer_compression_of(&l.media_type)?;
+                // A size is only shown for a layer whose digest and diffID check out.
                 read_layer(&reader, l, enc)
                     .ok()
+                    .filter(|(digest, facts, stored)| {
+                        *digest == l.digest && *stored == l.size && facts.diff_id == diff_id
+                    })
                     .map(|(_, facts, _)| facts.uncompressed_size)
             });
             layers.push(LayerInfo {

@@ -160,7 +160,14 @@ impl<W: Write> LayerBuilder<W> {
     /// Copy the entries of an existing (uncompressed) module layer — a module taken from a
     /// package — into this layer unchanged, as pack's flatten does, skipping directories this
     /// layer already holds. `origin` names the package in messages.
-    pub fn add_layer_entries(&mut self, layer: impl Read, origin: &Path) -> Result<()> {
+    /// Every entry must lie in one of the module directories `allowed` (those the package's
+    /// label gives the layer).
+    pub fn add_layer_entries(
+        &mut self,
+        layer: impl Read,
+        origin: &Path,
+        allowed: &std::collections::BTreeSet<String>,
+    ) -> Result<()> {
         if self.format == LayerFormat::Windows {
             self.init_windows().map_err(write_error)?;
         }
@@ -168,6 +175,8 @@ impl<W: Write> LayerBuilder<W> {
         let mut archive = ::tar::Archive::new(layer);
         for entry in archive.entries().map_err(bad)? {
             let mut entry = entry.map_err(bad)?;
+            check_entry_allowed(&entry, allowed)
+                .map_err(|m| Error::invalid(origin, format!("a layer to flatten: {m}")))?;
             let header = copied_header(&mut entry).map_err(|m| Error::invalid(origin, m))?;
             if header.typ == EntryType::Dir && !self.written_dirs.insert(path_clean(&header.name)) {
                 continue;
@@ -198,6 +207,12 @@ impl<W: Write> LayerBuilder<W> {
     /// executables.
     fn add_entry(&mut self, base: &str, entry: &SourceEntry, module: &str) -> Result<()> {
         let (header, source_pax) = entry_header(base, entry);
+        if let SourceKind::Symlink { target } = &entry.kind {
+            // A link leaving the module directory would let whatever is written through it
+            // land elsewhere in the image; `verify` refuses such packages, so none is made.
+            module_dir_of_entry(&header.name, ::tar::EntryType::Symlink, Some(target))
+                .map_err(|why| Error::invalid(&entry.path, why))?;
+        }
         match entry.kind {
             SourceKind::File { .. } => {
                 let file = File::open(&entry.path).at(&entry.path)?;
@@ -453,6 +468,171 @@ impl TrackedRead for io::Empty {
     }
 }
 
+/// At most this many characters of an entry name appear in a message.
+const MAX_NAME_IN_MESSAGE: usize = 200;
+
+/// An entry name for a message: cut to a readable length, control characters escaped.
+pub(crate) fn shown_name(name: &str) -> String {
+    let mut out: String = name
+        .chars()
+        .take(MAX_NAME_IN_MESSAGE)
+        .flat_map(|c| c.escape_debug())
+        .collect();
+    if name.chars().count() > MAX_NAME_IN_MESSAGE {
+        out.push('…');
+    }
+    out
+}
+
+/// The parts of a path inside a layer, with empty and `.` parts dropped; `None` when a part is
+/// `..`. Windows layers also split on `\`, which Windows reads as a separator.
+fn layer_path_parts(path: &str, windows: bool) -> Option<Vec<&str>> {
+    let mut parts = Vec::new();
+    let seps: &[char] = if windows { &['/', '\\'] } else { &['/'] };
+    for p in path.split(seps) {
+        match p {
+            "" | "." => {}
+            ".." => return None,
+            p => parts.push(p),
+        }
+    }
+    Some(parts)
+}
+
+/// Where an entry of a module layer lies (cnb-format reference §4): `Ok(Some(dir))` for an
+/// entry inside the module directory `dir` (`cnb/<buildpacks|extensions>/<id>/<version>`, with
+/// `Files/` in front on Windows), `Ok(None)` for one of the parent directories (`cnb`,
+/// `cnb/buildpacks`, `cnb/buildpacks/<id>`, and Windows' `Files` and `Hives`), and `Err` with
+/// the reason for anything else: a `..` part, a path elsewhere, a parent that is not a
+/// directory, or a link whose target leaves the module directory.
+pub(crate) fn module_dir_of_entry(
+    name: &str,
+    typ: ::tar::EntryType,
+    link: Option<&str>,
+) -> std::result::Result<Option<String>, String> {
+    let windows = name.trim_start_matches(['/', '.']).starts_with("Files/")
+        || name.trim_start_matches('/') == "Files";
+    let parts =
+        layer_path_parts(name, windows).ok_or_else(|| "has a '..' path component".to_string())?;
+    let is_dir = typ == ::tar::EntryType::Directory;
+    let not_dir = || format!("is a {typ:?} entry where only a directory belongs");
+    let (prefix, rest) = match parts.as_slice() {
+        [] => return Err("has an empty name".into()),
+        ["Files"] | ["Hives"] => return if is_dir { Ok(None) } else { Err(not_dir()) },
+        ["Files", rest @ ..] => ("Files/", rest),
+        rest => ("", rest),
+    };
+    match rest {
+        ["cnb"]
+        | ["cnb", "buildpacks" | "extensions"]
+        | ["cnb", "buildpacks" | "extensions", _] => {
+            if is_dir {
+                Ok(None)
+            } else {
+                Err(not_dir())
+            }
+        }
+        ["cnb", dist @ ("buildpacks" | "extensions"), id, version, inside @ ..] => {
+            if inside.is_empty() && !is_dir {
+                return Err(not_dir());
+            }
+            let root = ["cnb", *dist, *id, *version];
+            let dir = format!("{prefix}{}", root.join("/"));
+            match typ {
+                ::tar::EntryType::Link => {
+                    let target = link.unwrap_or("");
+                    let t = layer_path_parts(target, windows);
+                    let t = t
+                        .as_deref()
+                        .map(|t| t.strip_prefix(&["Files"][..]).unwrap_or(t));
+                    match t {
+                        Some(t) if t.len() > 4 && t[..4] == root => {}
+                        _ => {
+                            return Err(format!(
+                                "is a hard link to '{}', outside {dir}",
+                                shown_name(target)
+                            ))
+                        }
+                    }
+                }
+                ::tar::EntryType::Symlink => {
+                    let target = link.unwrap_or("");
+                    if !symlink_stays_inside(rest, target, &root, windows) {
+                        return Err(format!(
+                            "is a symbolic link to '{}', outside {dir}",
+                            shown_name(target)
+                        ));
+                    }
+                }
+                _ => {}
+            }
+            Ok(Some(dir))
+        }
+        _ => Err("lies outside /cnb/buildpacks and /cnb/extensions".into()),
+    }
+}
+
+/// Whether a symbolic link at `at` (path parts without `Files/`) pointing at `target` resolves
+/// (lexically) to `root` or a path below it.
+fn symlink_stays_inside(at: &[&str], target: &str, root: &[&str; 4], windows: bool) -> bool {
+    let absolute =
+        target.starts_with('/') || (windows && (target.starts_with('\\') || target.contains(':')));
+    let mut cur: Vec<&str> = if absolute {
+        Vec::new()
+    } else {
+        at[..at.len().saturating_sub(1)].to_vec()
+    };
+    let seps: &[char] = if windows { &['/', '\\'] } else { &['/'] };
+    for p in target.split(seps) {
+        match p {
+            "" | "." => {}
+            ".." => {
+                if cur.len() <= root.len() {
+                    return false;
+                }
+                cur.pop();
+            }
+            p => cur.push(p),
+        }
+    }
+    cur.len() >= root.len() && cur[..root.len()] == root[..]
+}
+
+/// Read a module layer taken from a package and check every entry lies in one of the module
+/// directories `allowed` (see [`module_dir_of_entry`]). The stream is read up to the
+/// end-of-archive marker; the caller reads what follows.
+pub(crate) fn check_module_layer(
+    layer: impl Read,
+    allowed: &std::collections::BTreeSet<String>,
+) -> std::result::Result<(), String> {
+    let mut archive = ::tar::Archive::new(layer);
+    let entries = archive.entries().map_err(|e| e.to_string())?;
+    for entry in entries {
+        let entry = entry.map_err(|e| e.to_string())?;
+        check_entry_allowed(&entry, allowed)?;
+    }
+    Ok(())
+}
+
+/// One entry of a module layer against the module directories its package's label gives it.
+fn check_entry_allowed<R: Read>(
+    entry: &::tar::Entry<'_, R>,
+    allowed: &std::collections::BTreeSet<String>,
+) -> std::result::Result<(), String> {
+    let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+    let link = entry
+        .link_name_bytes()
+        .map(|l| String::from_utf8_lossy(&l).into_owned());
+    let shown = shown_name(&name);
+    match module_dir_of_entry(&name, entry.header().entry_type(), link.as_deref()) {
+        Err(why) => Err(format!("entry '{shown}' {why}")),
+        Ok(Some(dir)) if !allowed.contains(&dir) => Err(format!(
+            "entry '{shown}' lies in {dir}, which the package's label does not give this layer"
+        )),
+        Ok(_) => Ok(()),
+    }
+}
+
 /// PAX keys the tar writer derives from the header itself; only other records (such as
 /// `MSWINDOWS.rawsd`) are carried over when an entry is copied.
 const DERIVED_PAX_KEYS: &[&str] = &[
@@ -528,6 +708,43 @@ mod tests {
             calc_file_mode("l", &SourceKind::Symlink { target: "x".into() }, 0o777),
             0o755
         );
+    }
+
+    #[test]
+    fn module_entries_are_confined_to_their_directory() {
+        use ::tar::EntryType as T;
+        let place = |name: &str, typ: T, link: Option<&str>| module_dir_of_entry(name, typ, link);
+        assert_eq!(place("/cnb/buildpacks/a_b", T::Directory, None), Ok(None));
+        assert_eq!(
+            place("/cnb/buildpacks/a_b/1/bin/build", T::Regular, None),
+            Ok(Some("cnb/buildpacks/a_b/1".into()))
+        );
+        assert_eq!(
+            place("Files/cnb/extensions/e/2/x", T::Regular, None),
+            Ok(Some("Files/cnb/extensions/e/2".into()))
+        );
+        assert_eq!(place("Hives", T::Directory, None), Ok(None));
+        assert!(place("/etc/passwd", T::Regular, None).is_err());
+        assert!(place("/cnb/lifecycle/builder", T::Regular, None).is_err());
+        assert!(place("../../../tmp/evil", T::Regular, None).is_err());
+        assert!(place("/cnb/buildpacks/a/1/../../../x", T::Regular, None).is_err());
+        assert!(place("Files/cnb/buildpacks/a/1/..\\..\\x", T::Regular, None).is_err());
+        assert!(place("/cnb/buildpacks", T::Symlink, Some("/tmp")).is_err());
+        assert!(place("/cnb/buildpacks/a/1", T::Regular, None).is_err());
+        let link = |target: &str| place("/cnb/buildpacks/a/1/bin/l", T::Symlink, Some(target));
+        assert!(link("build").is_ok());
+        assert!(link("../lib/x").is_ok());
+        assert!(link(".").is_ok());
+        assert!(link("/cnb/buildpacks/a/1/bin/build").is_ok());
+        assert!(link("../..").is_err());
+        assert!(link("../../../b/1").is_err());
+        assert!(link("/etc").is_err());
+        let hard = |target: &str| place("/cnb/buildpacks/a/1/h", T::Link, Some(target));
+        assert!(hard("/cnb/buildpacks/a/1/bin/build").is_ok());
+        assert!(hard("cnb/buildpacks/a/1/x").is_ok());
+        assert!(hard("/cnb/buildpacks/b/1/x").is_err());
+        assert!(hard("/etc/passwd").is_err());
+        assert!(hard("/cnb/buildpacks/a/1/../../b/1/x").is_err());
     }
 
     #[test]

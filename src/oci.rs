@@ -72,7 +72,7 @@ pub fn layer_compression_of(media_type: &str) -> Option<LayerEncoding> {
 }
 
 /// The encoding of a layer blob.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum LayerEncoding {
     /// Uncompressed tar.
     Tar,

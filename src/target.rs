@@ -378,13 +378,47 @@ pub fn parse_target(t: &str, warnings: &mut Vec<String>) -> Result<Target> {
     } else {
         parse_distros(distros, warnings)?
     };
-    Ok(Target {
+    let target = Target {
         os: os.into(),
         arch: arch.into(),
         variant: variant.into(),
         distros,
         path: None,
-    })
+    };
+    // The same rules as targets from configuration files (distro values become folder names).
+    check_configured_target(&target)
+        .map_err(|e| Error::usage(format!("invalid target {t}: {e}")))?;
+    Ok(target)
+}
+
+/// Check a target from buildpack.toml or package.toml against what a `--target` value can
+/// say: os, arch and variant are plain names (letters, digits, `.`, `_`, `-`; not `.` or `..`),
+/// distro names and versions have no control characters, path separators or the `--target`
+/// delimiters `:;@,"`. These values become folder names, file name suffixes and annotations.
+pub fn check_configured_target(t: &Target) -> std::result::Result<(), String> {
+    for (what, v) in [("os", &t.os), ("arch", &t.arch), ("variant", &t.variant)] {
+        let plain = v
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-');
+        if !v.is_empty() && (!plain || v == "." || v == "..") {
+            return Err(format!(
+                "{what} {v:?} is not a valid value (letters, digits, '.', '_' and '-' only)"
+            ));
+        }
+    }
+    for d in &t.distros {
+        for (what, v) in [("name", &d.name), ("version", &d.version)] {
+            let bad = v
+                .chars()
+                .any(|c| c.is_control() || matches!(c, '/' | '\\' | ':' | ';' | '@' | ',' | '"'));
+            if bad || v == "." || v == ".." {
+                return Err(format!(
+                    "distro {what} {v:?} is not a valid value (no control characters, '/', '\\', ':', ';', '@', ',' or '\"')"
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// pack's `ParseDistros`: `name@version` entries separated by `;`.

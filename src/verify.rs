@@ -8,7 +8,7 @@ use crate::compress;
 use crate::descriptor::{LayersLabel, PackageMetadata};
 use crate::digest::{Digest, HashingReader};
 use crate::error::{Error, Result};
-use crate::layout::PackageReader;
+use crate::layout::{PackageReader, MAX_DESCRIPTORS, MAX_IMAGES, MAX_INDEX_DEPTH};
 use crate::oci::{self, Descriptor, ImageConfig, Index, Manifest};
 use crate::package::{annotated_distros, LABEL_LAYERS, LABEL_METADATA};
 use crate::target::{self, ExpandedTarget, Target};
@@ -18,10 +18,6 @@ const MAX_DESCRIPTOR: u64 = 1 << 20;
 /// The most module descriptors remembered per layer (a layer holds one module; a crafted one
 /// could hold millions).
 const MAX_MODULES_PER_LAYER: usize = 1024;
-/// How deep nested indexes may go.
-const MAX_DEPTH: usize = 8;
-/// The most descriptors (in all indexes) checked before giving up.
-const MAX_DESCRIPTORS: usize = 100_000;
 /// The most distinct platforms remembered for [`VerifyReport::platforms`].
 const MAX_PLATFORMS: usize = 4096;
 /// The longest distros annotation read (a few hundred distros).
@@ -76,7 +72,18 @@ pub(crate) struct LayerFacts {
     /// `buildpack.toml` (or `extension.toml`) files found, by their module directory
     /// (`cnb/buildpacks/<id>/<version>`), parsed as (id, version).
     modules: BTreeMap<String, Option<(String, String)>>,
+    /// The module directories the layer's entries lie in (see
+    /// [`crate::layer::module_dir_of_entry`]).
+    dirs: BTreeSet<String>,
+    /// Entries that lie outside every module directory, or links leaving theirs (the first
+    /// [`MAX_VIOLATIONS_PER_LAYER`]).
+    violations: Vec<String>,
+    /// How many such entries there were in all.
+    violation_count: usize,
 }
+
+/// How many misplaced entries of one layer are reported by name.
+const MAX_VIOLATIONS_PER_LAYER: usize = 16;
 
 /// Check a `.cnb` file or layout directory. Structural failures that stop reading (an archive
 /// that cannot be opened) are reported as defects too; `Err` is for failures of the machine
@@ -108,9 +115,14 @@ pub fn verify_with(path: &Path, opts: &VerifyOptions) -> Result<VerifyReport> {
         checked: BTreeMap::new(),
         visited: BTreeSet::new(),
         descriptors: 0,
+        images_listed: 0,
+        stopped: false,
         manifests_done: BTreeMap::new(),
         held: Vec::new(),
         held_seen: BTreeSet::new(),
+        manifest_types: BTreeMap::new(),
+        configs: BTreeMap::new(),
+        seen_defects: BTreeSet::new(),
     };
     v.check_layout_file();
     let index = reader.index().clone();
@@ -123,7 +135,10 @@ pub fn verify_with(path: &Path, opts: &VerifyOptions) -> Result<VerifyReport> {
         v.defect("index.json: no manifests".to_string());
     }
     v.check_descriptors(&index.manifests, "index.json", 0);
-    v.check_unreferenced();
+    // After a limit stopped the walk, blobs not reached yet are not unreferenced.
+    if !v.stopped {
+        v.check_unreferenced();
+    }
     v.check_platforms(&opts.expect_platforms);
     Ok(v.report)
 }
@@ -157,14 +172,28 @@ struct Verifier<'a> {
     reader: &'a PackageReader,
     report: VerifyReport,
     referenced: BTreeSet<Digest>,
-    layers: BTreeMap<Digest, LayerFacts>,
-    /// Blobs whose digest and size were checked, with the outcome.
+    /// Layers read, by digest and the encoding they were read with: a blob described once as
+    /// gzip and once as zstd is decoded both ways.
+    layers: BTreeMap<(Digest, oci::LayerEncoding), LayerFacts>,
+    /// Blobs found to differ from their digest when hashed (hashing is done once per blob;
+    /// the size and media type of every descriptor are checked every time).
     checked: BTreeMap<Digest, bool>,
     /// Indexes descended into, and images checked (by manifest and the platform it is listed
     /// with): each is read once however often it is listed.
     visited: BTreeSet<(Digest, String)>,
     /// Descriptors seen in indexes.
     descriptors: usize,
+    /// Manifest descriptors listed in indexes, each listing counted (the package reader's
+    /// limit, so verify accepts no more images than inspect or packaging read).
+    images_listed: usize,
+    /// Set when a limit was reached: nothing more is read.
+    stopped: bool,
+    /// The mediaType a manifest declares, by manifest digest, for its later listings.
+    manifest_types: BTreeMap<Digest, Option<String>>,
+    /// Configs read, by digest (`None` when unreadable, already reported).
+    configs: BTreeMap<Digest, Option<std::rc::Rc<ImageConfig>>>,
+    /// Defect lines already reported (a blob listed many times is reported once per problem).
+    seen_defects: BTreeSet<String>,
     /// Manifests fully checked, with their config's (os, architecture, variant, os.version)
     /// when it could be read: a manifest listed again (under another platform) is compared, not
     /// re-read, so a crafted index cannot make us hash one large blob thousands of times.
@@ -182,7 +211,9 @@ type PlatformKey = (String, String, String, String);
 
 impl Verifier<'_> {
     fn defect(&mut self, line: String) {
-        self.report.defects.push(line);
+        if self.seen_defects.insert(line.clone()) {
+            self.report.defects.push(line);
+        }
     }
 
     fn check_layout_file(&mut self) {
@@ -226,12 +257,12 @@ impl Verifier<'_> {
         serde_json::from_slice(&bytes).ok()
     }
 
-    /// Check a blob's presence, size and digest once; returns whether it is sound.
+    /// Check a descriptor against its blob: presence and size every time (each descriptor
+    /// can lie on its own), and whether hashing found it damaged before. Returns whether the
+    /// blob is sound for this descriptor.
     fn check_blob(&mut self, desc: &Descriptor, referrer: &str) -> bool {
         self.referenced.insert(desc.digest);
-        if let Some(ok) = self.checked.get(&desc.digest) {
-            return *ok;
-        }
+        let hashed_ok = self.checked.get(&desc.digest).copied().unwrap_or(true);
         let ok = match self.reader.blob_size(&desc.digest) {
             None => {
                 self.defect(format!("{referrer}: blob {} is missing", desc.digest));
@@ -246,12 +277,11 @@ impl Verifier<'_> {
             }
             Some(_) => true,
         };
-        self.checked.insert(desc.digest, ok);
-        ok
+        ok && hashed_ok
     }
 
     fn check_descriptors(&mut self, descs: &[Descriptor], referrer: &str, depth: usize) {
-        if depth > MAX_DEPTH {
+        if depth > MAX_INDEX_DEPTH {
             self.defect(format!("{referrer}: image indexes nested too deeply"));
             return;
         }
@@ -270,14 +300,25 @@ impl Verifier<'_> {
             }
         }
         for d in descs {
+            if self.stopped {
+                return;
+            }
             self.descriptors += 1;
             if self.descriptors > MAX_DESCRIPTORS {
+                self.stopped = true;
                 return self.defect(format!(
                     "{referrer}: more than {MAX_DESCRIPTORS} descriptors in the package's indexes"
                 ));
             }
             self.check_descriptor_platform(d, &ref_names, manifests, referrer);
             if oci::is_manifest(&d.media_type) {
+                self.images_listed += 1;
+                if self.images_listed > MAX_IMAGES {
+                    self.stopped = true;
+                    return self.defect(format!(
+                        "{referrer}: the package's indexes list more than {MAX_IMAGES} images"
+                    ));
+                }
                 self.hold(d);
             }
             let platform = serde_json::to_string(&d.platform).unwrap_or_default();
@@ -285,8 +326,9 @@ impl Verifier<'_> {
                 .visited
                 .insert((d.digest, format!("{}\0{platform}", d.media_type)))
             {
-                // Listed before with the same media type and platform: its blobs were checked.
-                self.referenced.insert(d.digest);
+                // Listed before with the same media type and platform: its content was
+                // checked, but this descriptor's own size still must match.
+                self.check_blob(d, referrer);
                 continue;
             }
             if oci::is_manifest(&d.media_type) {
@@ -339,22 +381,31 @@ impl Verifier<'_> {
 
     fn check_image(&mut self, d: &Descriptor, referrer: &str) {
         self.report.images += 1;
+        if !self.check_blob(d, referrer) {
+            return;
+        }
+        let name = format!("manifest {}", d.digest.short());
         if let Some(done) = self.manifests_done.get(&d.digest).cloned() {
-            self.referenced.insert(d.digest);
             if let Some(cfg) = done {
                 self.check_platform(d, &cfg);
+            }
+            if let Some(Some(mt)) = self.manifest_types.get(&d.digest).cloned() {
+                if mt != d.media_type {
+                    self.defect(format!(
+                        "{name}: mediaType {mt} differs from its descriptor's {}",
+                        d.media_type
+                    ));
+                }
             }
             return;
         }
         self.manifests_done.insert(d.digest, None);
-        if !self.check_blob(d, referrer) {
-            return;
-        }
         let manifest: Manifest = match self.reader.read_json(d, "manifest") {
             Ok((m, _)) => m,
             Err(e) => return self.defect(e.to_string()),
         };
-        let name = format!("manifest {}", d.digest.short());
+        self.manifest_types
+            .insert(d.digest, manifest.media_type.clone());
         if let Some(mt) = &manifest.media_type {
             if mt != &d.media_type {
                 self.defect(format!(
@@ -372,10 +423,23 @@ impl Verifier<'_> {
         if !self.check_blob(&manifest.config, &name) {
             return;
         }
-        let (config, _): (ImageConfig, _) = match self.reader.read_json(&manifest.config, "config")
-        {
-            Ok(c) => c,
-            Err(e) => return self.defect(e.to_string()),
+        let config = match self.configs.get(&manifest.config.digest).cloned() {
+            Some(Some(c)) => c,
+            Some(None) => return,
+            None => match self
+                .reader
+                .read_json::<ImageConfig>(&manifest.config, "config")
+            {
+                Ok((c, _)) => {
+                    let c = std::rc::Rc::new(c);
+                    self.configs.insert(manifest.config.digest, Some(c.clone()));
+                    c
+                }
+                Err(e) => {
+                    self.configs.insert(manifest.config.digest, None);
+                    return self.defect(e.to_string());
+                }
+            },
         };
         let cfg: PlatformKey = (
             config.os.clone(),
@@ -392,8 +456,12 @@ impl Verifier<'_> {
                 config.rootfs.diff_ids.len()
             ));
         }
+        let windows = config.os == "windows";
         for (i, layer) in manifest.layers.iter().enumerate() {
             let facts = self.check_layer(layer, &name);
+            if let Some(f) = &facts {
+                self.check_placement(&name, layer, i, windows, f);
+            }
             if let (Some(actual), Some(expected)) =
                 (facts.and_then(|f| f.diff_id), config.rootfs.diff_ids.get(i))
             {
@@ -552,6 +620,39 @@ impl Verifier<'_> {
         self.report.extra_platforms = extra;
     }
 
+    /// Report a layer's entries that lie outside every module directory. Only a Windows image's
+    /// first layer may be imgutil's fixed base layer instead.
+    fn check_placement(
+        &mut self,
+        name: &str,
+        layer: &Descriptor,
+        pos: usize,
+        windows: bool,
+        facts: &LayerFacts,
+    ) {
+        let base: Option<Digest> = crate::layer::WINDOWS_BASE_LAYER_DIFF_ID.parse().ok();
+        if windows && pos == 0 && facts.diff_id.is_some() && facts.diff_id == base {
+            return;
+        }
+        let short = layer.digest.short();
+        for v in &facts.violations {
+            self.defect(format!("{name}: layer {short}: {v}"));
+        }
+        if facts.violation_count > facts.violations.len() {
+            self.defect(format!(
+                "{name}: layer {short}: {} more entries lie outside its module directories",
+                facts.violation_count - facts.violations.len()
+            ));
+        }
+        let prefix = if windows { "Files/" } else { "" };
+        if let Some(d) = facts.dirs.iter().find(|d| !d.starts_with(prefix)) {
+            self.defect(format!(
+                "{name}: layer {short}: {d} is not where a {} image keeps its modules",
+                if windows { "Windows" } else { "Linux" }
+            ));
+        }
+    }
+
     /// The config's platform must be the one the index lists the manifest under.
     fn check_platform(&mut self, d: &Descriptor, cfg: &PlatformKey) {
         let Some(p) = &d.platform else { return };
@@ -588,7 +689,7 @@ impl Verifier<'_> {
         if !self.check_blob(layer, referrer) {
             return None;
         }
-        if let Some(f) = self.layers.get(&layer.digest) {
+        if let Some(f) = self.layers.get(&(layer.digest, encoding)) {
             return Some(f.clone());
         }
         let facts = match read_layer(self.reader, layer, encoding) {
@@ -608,7 +709,7 @@ impl Verifier<'_> {
                 LayerFacts::default()
             }
         };
-        self.layers.insert(layer.digest, facts.clone());
+        self.layers.insert((layer.digest, encoding), facts.clone());
         Some(facts)
     }
 
@@ -633,8 +734,14 @@ impl Verifier<'_> {
             Err(e) => return self.defect(format!("{name}: {label_name}: {e}")),
         };
         let windows = config.os == "windows";
+        // The module directories the label gives each layer (by position).
+        let mut given: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
         for (id, versions) in &layers.0 {
             for (version, info) in versions {
+                if let Err(e) = crate::descriptor::check_id_version("buildpack", id, version) {
+                    self.defect(format!("{name}: {label_name}: {e}"));
+                    continue;
+                }
                 let diff_id: Option<Digest> = info.layer_diff_id.parse().ok();
                 let Some(diff_id) = diff_id else {
                     self.defect(format!(
@@ -650,11 +757,20 @@ impl Verifier<'_> {
                 let Some(layer) = manifest.layers.get(pos) else {
                     continue;
                 };
-                let Some(facts) = self.layers.get(&layer.digest) else {
+                given
+                    .entry(pos)
+                    .or_default()
+                    .insert(module_dir(label_name, id, version, windows));
+                let Some(encoding) = oci::layer_compression_of(&layer.media_type) else {
+                    continue;
+                };
+                let Some(facts) = self.layers.get(&(layer.digest, encoding)) else {
                     continue;
                 };
                 let dir = module_dir(label_name, id, version, windows);
                 match facts.modules.get(&dir) {
+                    // The directory is there but its descriptor was too large to read.
+                    None if facts.dirs.contains(&dir) => {}
                     None => self.defect(format!("{name}: layer {} does not hold {id}@{version} (no {dir}/)", layer.digest.short())),
                     Some(Some((fid, fver))) if fid != id || fver != version => self.defect(format!(
                         "{name}: layer {} holds {fid}@{fver} at {dir}, its label says {id}@{version}",
@@ -662,6 +778,28 @@ impl Verifier<'_> {
                     )),
                     Some(_) => {}
                 }
+            }
+        }
+        let empty = BTreeSet::new();
+        for (pos, layer) in manifest.layers.iter().enumerate() {
+            let Some(encoding) = oci::layer_compression_of(&layer.media_type) else {
+                continue;
+            };
+            let Some(facts) = self.layers.get(&(layer.digest, encoding)) else {
+                continue;
+            };
+            let allowed = given.get(&pos).unwrap_or(&empty);
+            let stray: Vec<String> = facts
+                .dirs
+                .iter()
+                .filter(|d| !allowed.contains(*d))
+                .cloned()
+                .collect();
+            for d in stray {
+                self.defect(format!(
+                    "{name}: layer {} holds {d}/, which {label_name} does not list for it",
+                    layer.digest.short()
+                ));
             }
         }
     }
@@ -721,6 +859,28 @@ pub(crate) fn read_layer(
             for entry in archive.entries()? {
                 let mut entry = entry?;
                 let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+                let link = entry
+                    .link_name_bytes()
+                    .map(|l| String::from_utf8_lossy(&l).into_owned());
+                let typ = entry.header().entry_type();
+                match crate::layer::module_dir_of_entry(&path, typ, link.as_deref()) {
+                    Ok(Some(dir)) => {
+                        if facts.dirs.len() < MAX_MODULES_PER_LAYER {
+                            facts.dirs.insert(dir);
+                        } else if !facts.dirs.contains(&dir) {
+                            facts.violation_count += 1;
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(why) => {
+                        facts.violation_count += 1;
+                        if facts.violations.len() < MAX_VIOLATIONS_PER_LAYER {
+                            facts
+                                .violations
+                                .push(format!("entry '{}' {why}", crate::layer::shown_name(&path)));
+                        }
+                    }
+                }
                 let path = path
                     .trim_start_matches('/')
                     .trim_start_matches("./")

@@ -1,10 +1,13 @@
 //! OCI image layouts: a content-addressed blob store written straight into a `.cnb` archive or a
 //! layout directory, and a reader for `.cnb` files and layout directories.
 
-mod reader;
+pub(crate) mod reader;
 mod writer;
 
 pub use reader::{BlobReader, ImageRef, PackageReader, MAX_JSON_BLOB};
+pub(crate) use reader::{
+    MAX_DESCRIPTORS, MAX_ENTRIES, MAX_IMAGES, MAX_IMAGES_BYTES, MAX_INDEX_DEPTH,
+};
 pub use writer::{LayoutWriter, OutputFormat};
 
 /// Modification time of every entry of the outer archive: 1980-01-01T00:00:01Z, as pack writes.

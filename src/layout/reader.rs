@@ -19,7 +19,10 @@ pub const MAX_JSON_BLOB: u64 = 32 << 20;
 /// headers would be half a gigabyte of metadata).
 pub const MAX_ENTRIES: usize = 100_000;
 /// How deep nested indexes may go.
-const MAX_INDEX_DEPTH: usize = 8;
+pub(crate) const MAX_INDEX_DEPTH: usize = 8;
+/// The most descriptors all of a package's indexes may list together (each listing counts,
+/// however often one digest repeats).
+pub(crate) const MAX_DESCRIPTORS: usize = 100_000;
 /// The most images one package may list (a crafted index could list one manifest millions of
 /// times, or fan out through nested indexes).
 pub const MAX_IMAGES: usize = 4096;
@@ -293,7 +296,8 @@ impl PackageReader {
     pub fn images(&self) -> Result<Vec<ImageRef>> {
         let mut out = Vec::new();
         let mut seen = std::collections::BTreeSet::new();
-        self.collect_images(&self.index.manifests, 0, &mut out, &mut seen)?;
+        let mut listed = 0;
+        self.collect_images(&self.index.manifests, 0, &mut out, &mut seen, &mut listed)?;
         Ok(out)
     }
 
@@ -303,6 +307,7 @@ impl PackageReader {
         depth: usize,
         out: &mut Vec<ImageRef>,
         seen: &mut std::collections::BTreeSet<Digest>,
+        listed: &mut usize,
     ) -> Result<()> {
         if depth > MAX_INDEX_DEPTH {
             return Err(Error::invalid(
@@ -311,6 +316,13 @@ impl PackageReader {
             ));
         }
         for d in descs {
+            *listed += 1;
+            if *listed > MAX_DESCRIPTORS {
+                return Err(Error::invalid(
+                    &self.path,
+                    format!("more than {MAX_DESCRIPTORS} descriptors in the package's indexes"),
+                ));
+            }
             if out.len() >= MAX_IMAGES {
                 return Err(Error::invalid(
                     &self.path,
@@ -350,7 +362,7 @@ impl PackageReader {
                     continue;
                 }
                 let (index, _): (Index, _) = self.read_json(d, "index")?;
-                self.collect_images(&index.manifests, depth + 1, out, seen)?;
+                self.collect_images(&index.manifests, depth + 1, out, seen, listed)?;
             }
         }
         Ok(())

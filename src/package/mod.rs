@@ -20,7 +20,9 @@ use crate::digest::{Digest, HashingReader, HashingWriter};
 use crate::error::{Error, Result};
 use crate::json::canonical;
 use crate::layer::{self, LayerFormat, LayerSpec};
-use crate::layout::{LayoutWriter, OutputFormat};
+use crate::layout::{
+    LayoutWriter, OutputFormat, MAX_ENTRIES, MAX_IMAGES, MAX_IMAGES_BYTES, MAX_JSON_BLOB,
+};
 use crate::oci::{
     self, Descriptor, History, ImageConfig, Index, Manifest, Platform, RootFs, RuntimeConfig,
 };
@@ -306,6 +308,9 @@ pub fn package_buildpack(opts: &PackageOptions, ui: &Printer) -> Result<PackageR
         .map(|t| plan_image(&main, &dependencies, t))
         .collect::<Result<Vec<_>>>()?;
     check_flatten_exclude_known(opts, &plans)?;
+    for plan in &plans {
+        check_labels_fit(opts, &main, plan)?;
+    }
 
     let outputs: Vec<(PathBuf, Vec<usize>)> = if opts.split && plans.len() > 1 {
         plans
@@ -325,6 +330,7 @@ pub fn package_buildpack(opts: &PackageOptions, ui: &Printer) -> Result<PackageR
         opts,
         ui,
         dependencies: &dependencies,
+        kept_bytes: vec![0; outputs.len()],
         writers: &mut writers,
         cache: HashMap::new(),
         checked_executables: HashSet::new(),
@@ -529,6 +535,12 @@ fn resolve_targets(
         });
     }
     let expanded = target::expand_distros(&targets);
+    if expanded.len() > MAX_IMAGES {
+        return Err(Error::other(format!(
+            "{} targets, more than the {MAX_IMAGES} images a package reader accepts",
+            expanded.len()
+        )));
+    }
     target::validate_unique(&expanded)?;
     Ok(expanded)
 }
@@ -570,7 +582,7 @@ fn plan_image(main: &Tree, dependencies: &[Dependency], t: &ExpandedTarget) -> R
     for (i, dep) in dependencies.iter().enumerate() {
         modules.extend(select::dependency_modules(dep, i, t)?);
     }
-    let modules = select::dedup_modules(modules);
+    let modules = select::dedup_modules(modules)?;
     let others: Vec<_> = modules
         .iter()
         .filter(|m| m.key() != main.descriptor.info.full_name())
@@ -583,6 +595,43 @@ fn plan_image(main: &Tree, dependencies: &[Dependency], t: &ExpandedTarget) -> R
         modules,
         stacks,
     })
+}
+
+/// A JSON blob must be one the package reader accepts ([`MAX_JSON_BLOB`]); what makes it large
+/// comes from buildpack.toml (or `--label`), so the error names that file.
+fn check_readable_size(main: &Tree, t: &ExpandedTarget, what: &str, size: u64) -> Result<()> {
+    if size > MAX_JSON_BLOB {
+        return Err(Error::invalid(
+            &main.descriptor_path,
+            format!(
+                "the {what} for target {} would be {size} bytes, over the {MAX_JSON_BLOB}-byte limit packages are read with; shorten the values of buildpack.toml or the labels",
+                t.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Before any layer is built: the labels of an image alone must fit into a config the package
+/// reader accepts (diffIDs are not known yet, but always have the same length).
+fn check_labels_fit(opts: &PackageOptions, main: &Tree, plan: &ImagePlan) -> Result<()> {
+    const DIFF_ID_PLACEHOLDER: &str =
+        "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+    let mut label = descriptor::LayersLabel::new();
+    for module in &plan.modules {
+        let mut info = module.label.clone();
+        info.layer_diff_id = DIFF_ID_PLACEHOLDER.into();
+        label.insert_info(
+            &module.descriptor.info.id,
+            &module.descriptor.info.version,
+            info,
+        );
+    }
+    let metadata =
+        descriptor::buildpackage_metadata_label(&main.descriptor.info, plan.stacks.as_deref());
+    let extra: usize = opts.labels.iter().map(|(k, v)| k.len() + v.len()).sum();
+    let size = label.to_json().len() + metadata.len() + extra;
+    check_readable_size(main, &plan.target, "image config", size as u64)
 }
 
 /// An image written into an output, with what its index entry needs.
@@ -602,6 +651,9 @@ struct BuildContext<'a> {
     /// (layer, os, arch) whose executables were checked already: a layer shared by several
     /// distros of one platform is reported once.
     checked_executables: HashSet<(Digest, String, &'static str)>,
+    /// Manifest and config bytes written into each output: a reader keeps them all in memory
+    /// and accepts at most [`MAX_IMAGES_BYTES`].
+    kept_bytes: Vec<u64>,
 }
 
 impl BuildContext<'_> {
@@ -690,8 +742,10 @@ impl BuildContext<'_> {
             },
             config: Some(RuntimeConfig { labels }),
         };
+        let config_bytes = canonical(&config);
+        check_readable_size(main, t, "image config", config_bytes.len() as u64)?;
         let writer = &mut self.writers[out_idx];
-        let config_desc = writer.put_bytes(oci::MEDIA_TYPE_CONFIG, &canonical(&config))?;
+        let config_desc = writer.put_bytes(oci::MEDIA_TYPE_CONFIG, &config_bytes)?;
         let manifest = Manifest {
             schema_version: 2,
             media_type: Some(oci::MEDIA_TYPE_MANIFEST.into()),
@@ -700,8 +754,28 @@ impl BuildContext<'_> {
             layers: layers.iter().map(|(_, l)| l.descriptor.clone()).collect(),
             annotations: BTreeMap::new(),
         };
-        let mut manifest_desc =
-            writer.put_bytes(oci::MEDIA_TYPE_MANIFEST, &canonical(&manifest))?;
+        let manifest_bytes = canonical(&manifest);
+        check_readable_size(main, t, "image manifest", manifest_bytes.len() as u64)?;
+        self.kept_bytes[out_idx] += (config_bytes.len() + manifest_bytes.len()) as u64;
+        if self.kept_bytes[out_idx] > MAX_IMAGES_BYTES {
+            return Err(Error::invalid(
+                &main.descriptor_path,
+                format!(
+                    "the images' manifests and configs would exceed {} MiB together, more than a package reader accepts",
+                    MAX_IMAGES_BYTES >> 20
+                ),
+            ));
+        }
+        let writer = &mut self.writers[out_idx];
+        let mut manifest_desc = writer.put_bytes(oci::MEDIA_TYPE_MANIFEST, &manifest_bytes)?;
+        // The archive holds the blobs plus `blobs/`, `blobs/sha256/`, `oci-layout`, `index.json`
+        // and at most one image index.
+        if writer.stored().0 + 5 > MAX_ENTRIES {
+            return Err(Error::other(format!(
+                "{}: the package would hold more than the {MAX_ENTRIES} files a package reader accepts",
+                writer.dest().display()
+            )));
+        }
         // The image spec requires `architecture` wherever `platform` appears: with no known
         // architecture the descriptor has no platform (as pack writes it); the config keeps the
         // OS and its empty architecture.
@@ -720,6 +794,9 @@ impl BuildContext<'_> {
                 .annotations
                 .insert(ANNOTATION_DISTRO_VERSION.into(), d.version.clone());
         }
+        // The index lists this descriptor (with its annotations) next to the others.
+        let entry_size = canonical(&manifest_desc).len() as u64;
+        check_readable_size(main, t, "index entry", entry_size)?;
         self.ui.detail(
             "Image",
             format!("{} manifest {}", t.display(), manifest_desc.digest),
@@ -843,7 +920,8 @@ impl BuildContext<'_> {
                 dependency,
                 blob,
                 diff_id,
-            } => self.import(*dependency, blob, *diff_id, out_idx, &what),
+                allowed,
+            } => self.import(*dependency, blob, *diff_id, allowed, out_idx, &what),
         }
     }
 
@@ -879,16 +957,19 @@ impl BuildContext<'_> {
                         builder.add_module(&layer_spec(module, root, &overlays, windows))?;
                     }
                     LayerSource::Import {
-                        dependency, blob, ..
+                        dependency,
+                        blob,
+                        diff_id,
+                        allowed,
                     } => {
                         let Dependency::Package { reader, origin, .. } = &dependencies[*dependency]
                         else {
                             unreachable!("imported layers come from package dependencies")
                         };
-                        let encoding = oci::layer_compression_of(&blob.media_type)
-                            .expect("checked when the dependency was read");
                         let stream = reader.open_blob(&blob.digest)?;
-                        builder.add_layer_entries(compress::decoder(encoding, stream), origin)?;
+                        read_dependency_layer(stream, blob, *diff_id, origin, |tar| {
+                            builder.add_layer_entries(tar, origin, allowed)
+                        })?;
                     }
                 }
             }
@@ -905,6 +986,7 @@ impl BuildContext<'_> {
         dependency: usize,
         blob: &Descriptor,
         diff_id: Digest,
+        allowed: &std::collections::BTreeSet<String>,
         out_idx: usize,
         what: &str,
     ) -> Result<BuiltLayer> {
@@ -923,70 +1005,50 @@ impl BuildContext<'_> {
             // Copied unchanged, and still checked in the same pass: the stored bytes against the
             // blob's digest, and their decompressed bytes against the dependency's diffID.
             let media_type = compression.media_type();
-            let (descriptor, unpacked) = writer.put_stream(media_type, |out| {
+            let (descriptor, ((), size)) = writer.put_stream(media_type, |out| {
                 let stream = reader.open_blob(&blob.digest)?;
-                let mut tee = TeeReader {
+                let tee = TeeReader {
                     inner: stream,
                     copy: out,
                 };
-                let mut decoded = HashingReader::new(compress::decoder(source_encoding, &mut tee));
-                std::io::copy(&mut decoded, &mut std::io::sink())
-                    .map_err(|e| Error::invalid(origin, format!("layer {}: {e}", blob.digest)))?;
-                let (_, unpacked, size) = decoded.finish();
-                // Whatever follows the compressed stream is part of the blob too.
-                std::io::copy(&mut tee, &mut std::io::sink())
-                    .map_err(|e| Error::invalid(origin, format!("layer {}: {e}", blob.digest)))?;
-                Ok((unpacked, size))
+                read_dependency_layer(tee, blob, diff_id, origin, |tar| {
+                    layer::check_module_layer(tar, allowed)
+                        .map_err(|m| Error::invalid(origin, format!("layer {}: {m}", blob.digest)))
+                })
             })?;
-            if descriptor.digest != blob.digest || descriptor.size != blob.size {
-                return Err(Error::invalid(
-                    origin,
-                    format!(
-                        "layer {} has digest {} and size {}",
-                        blob.digest, descriptor.digest, descriptor.size
-                    ),
-                ));
-            }
-            if unpacked.0 != diff_id {
-                return Err(Error::invalid(
-                    origin,
-                    format!(
-                        "layer {} decompresses to {}, not its diffID {diff_id}",
-                        blob.digest, unpacked.0
-                    ),
-                ));
-            }
             BuiltLayer {
                 descriptor,
                 diff_id,
-                uncompressed_size: Some(unpacked.1),
+                uncompressed_size: Some(size),
                 home: out_idx,
                 executables: Default::default(),
             }
         } else {
             let jobs = self.opts.jobs.max(1);
-            let (descriptor, (got, size)) = writer.put_stream(compression.media_type(), |out| {
+            let (descriptor, size) = writer.put_stream(compression.media_type(), |out| {
                 let stream = reader.open_blob(&blob.digest)?;
-                let mut decoded = compress::decoder(source_encoding, stream);
                 let encoder = compress::encoder(compression, jobs, out);
                 let mut tar = HashingWriter::new(encoder);
-                std::io::copy(&mut decoded, &mut tar)
-                    .map_err(|e| Error::invalid(origin, format!("layer {}: {e}", blob.digest)))?;
-                let (encoder, got, size) = tar.finish();
+                let ((), size) = read_dependency_layer(stream, blob, diff_id, origin, |decoded| {
+                    let bad = |e: std::io::Error| {
+                        Error::invalid(origin, format!("layer {}: {e}", blob.digest))
+                    };
+                    let mut tee = TeeReader {
+                        inner: decoded,
+                        copy: &mut tar,
+                    };
+                    layer::check_module_layer(&mut tee, allowed).map_err(|m| {
+                        Error::invalid(origin, format!("layer {}: {m}", blob.digest))
+                    })?;
+                    std::io::copy(&mut tee, &mut std::io::sink()).map_err(bad)?;
+                    Ok(())
+                })?;
+                let (encoder, _, _) = tar.finish();
                 encoder
                     .finish()
                     .map_err(|e| Error::other(format!("compressing layer {what}: {e}")))?;
-                Ok((got, size))
+                Ok(size)
             })?;
-            if got != diff_id {
-                return Err(Error::invalid(
-                    origin,
-                    format!(
-                        "layer {} decompresses to {got}, not its diffID {diff_id}",
-                        blob.digest
-                    ),
-                ));
-            }
             BuiltLayer {
                 descriptor,
                 diff_id,
@@ -1211,6 +1273,60 @@ fn output_path(opts: &PackageOptions, ui: &Printer) -> PathBuf {
             out.clone()
         }
     }
+}
+
+/// Read a dependency's layer blob from `stream` (its stored bytes) and check all of it:
+/// `use_tar` reads the decompressed tar (and checks its entries), then the rest of the
+/// decompressed stream is read to its end (so a gzip CRC or length trailer is checked), its
+/// SHA-256 must be the diffID, and the stored bytes must match the blob's digest and size.
+/// Returns what `use_tar` returned and the uncompressed size.
+fn read_dependency_layer<T>(
+    stream: impl std::io::Read,
+    blob: &Descriptor,
+    diff_id: Digest,
+    origin: &Path,
+    use_tar: impl FnOnce(&mut dyn std::io::Read) -> Result<T>,
+) -> Result<(T, u64)> {
+    let bad = |e: std::io::Error| Error::invalid(origin, format!("layer {}: {e}", blob.digest));
+    let encoding = oci::layer_compression_of(&blob.media_type).ok_or_else(|| {
+        Error::invalid(
+            origin,
+            format!(
+                "layer {} has unsupported media type '{}'",
+                blob.digest, blob.media_type
+            ),
+        )
+    })?;
+    let mut stored = HashingReader::new(stream);
+    let (value, unpacked, size) = {
+        let mut decoded = HashingReader::new(compress::decoder(encoding, &mut stored));
+        let value = use_tar(&mut decoded)?;
+        std::io::copy(&mut decoded, &mut std::io::sink()).map_err(bad)?;
+        let (_, unpacked, size) = decoded.finish();
+        (value, unpacked, size)
+    };
+    // Whatever follows the compressed stream is part of the blob too.
+    std::io::copy(&mut stored, &mut std::io::sink()).map_err(bad)?;
+    let (_, digest, stored_size) = stored.finish();
+    if digest != blob.digest || stored_size != blob.size {
+        return Err(Error::invalid(
+            origin,
+            format!(
+                "layer {} has digest {digest} and size {stored_size}",
+                blob.digest
+            ),
+        ));
+    }
+    if unpacked != diff_id {
+        return Err(Error::invalid(
+            origin,
+            format!(
+                "layer {} decompresses to {unpacked}, not its diffID {diff_id}",
+                blob.digest
+            ),
+        ));
+    }
+    Ok((value, size))
 }
 
 /// A reader that copies everything read through it to a writer (one pass over a blob that is

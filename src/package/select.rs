@@ -1,7 +1,7 @@
 //! Choosing, for one target, the modules (buildpacks) of an image: the main buildpack's folder,
 //! each tree dependency's platform folder, and each package dependency's matching manifest.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use crate::descriptor::{BuildpackDescriptor, LayersLabel, ModuleInfo, ModuleLayerInfo};
@@ -30,9 +30,12 @@ pub(crate) enum LayerSource {
         /// Index of the dependency.
         dependency: usize,
         /// The layer blob.
-        blob: Descriptor,
+        blob: Box<Descriptor>,
         /// Its diffID.
         diff_id: Digest,
+        /// The module directories (`cnb/buildpacks/<id>/<version>`, under `Files/` on Windows)
+        /// the layer may hold: those of every module the package's label puts in it.
+        allowed: BTreeSet<String>,
     },
 }
 
@@ -45,6 +48,8 @@ pub(crate) struct ModulePlan {
     pub label: ModuleLayerInfo,
     /// Where its layer comes from.
     pub layer: LayerSource,
+    /// The buildpack directory or package it comes from, for messages.
+    pub origin: PathBuf,
 }
 
 impl ModulePlan {
@@ -74,6 +79,7 @@ pub(crate) fn tree_module(
         descriptor: tree.descriptor.clone(),
         label: ModuleLayerInfo::from_descriptor(&tree.descriptor, ""),
         layer: LayerSource::Build { root, overlay },
+        origin: tree.origin.clone(),
     })
 }
 
@@ -248,6 +254,26 @@ fn package_modules(
         .filter(|v| !v.is_empty())
         .ok_or_else(|| Error::invalid(origin, format!("label '{LABEL_LAYERS}' not found")))?;
     let label = LayersLabel::parse(value).map_err(|e| Error::invalid(origin, e.to_string()))?;
+    // Ids and versions become paths when the layers are copied or flattened.
+    let prefix = if image.config.os == "windows" {
+        "Files/"
+    } else {
+        ""
+    };
+    let mut dirs_of_layer: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for (id, versions) in &label.0 {
+        for (version, info) in versions {
+            crate::descriptor::check_id_version("buildpack", id, version)
+                .map_err(|e| Error::invalid(origin, format!("label '{LABEL_LAYERS}': {e}")))?;
+            dirs_of_layer
+                .entry(info.layer_diff_id.as_str())
+                .or_default()
+                .insert(format!(
+                    "{prefix}cnb/buildpacks/{}/{version}",
+                    id.replace('/', "_")
+                ));
+        }
+    }
     let mut out = Vec::new();
     for (id, versions) in &label.0 {
         for (version, info) in versions {
@@ -292,9 +318,14 @@ fn package_modules(
                 label: info.clone(),
                 layer: LayerSource::Import {
                     dependency: index,
-                    blob,
+                    blob: Box::new(blob),
                     diff_id,
+                    allowed: dirs_of_layer
+                        .get(info.layer_diff_id.as_str())
+                        .cloned()
+                        .unwrap_or_default(),
                 },
+                origin: origin.to_path_buf(),
             });
         }
     }
@@ -328,11 +359,76 @@ fn descriptor_from_label(id: &str, version: &str, info: &ModuleLayerInfo) -> Bui
     }
 }
 
-/// Merge modules by `id@version`, later ones replacing earlier ones (pack keeps the last).
-pub(crate) fn dedup_modules(modules: Vec<ModulePlan>) -> Vec<ModulePlan> {
-    let mut by_key: BTreeMap<String, ModulePlan> = BTreeMap::new();
-    for m in modules {
-        by_key.insert(m.key(), m);
+/// Whether two modules with one `id@version` are the same content: the same folder, or the
+/// same layer of a package.
+/// A path as the file system resolves it, so `old` and `./old` (paths are kept as the user
+/// wrote them) name one folder.
+fn same_path_of(p: &std::path::Path) -> std::path::PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+fn same_path(a: &std::path::Path, b: &std::path::Path) -> bool {
+    a == b || same_path_of(a) == same_path_of(b)
+}
+
+fn same_content(a: &ModulePlan, b: &ModulePlan) -> bool {
+    match (&a.layer, &b.layer) {
+        (
+            LayerSource::Build { root, overlay },
+            LayerSource::Build {
+                root: r2,
+                overlay: o2,
+            },
+        ) => same_path(root, r2) && overlay.as_deref().map(same_path_of) == o2.as_deref().map(same_path_of),
+        (LayerSource::Import { diff_id, .. }, LayerSource::Import { diff_id: d2, .. }) => {
+            diff_id == d2
+        }
+        _ => false,
     }
-    by_key.into_values().collect()
+}
+
+/// Merge modules by `id@version`; `modules[0]` is the buildpack being packaged. One module
+/// reached through several dependencies is kept once (the last, as pack does); a dependency
+/// with the main buildpack's `id@version`, two different modules with one `id@version`, or two
+/// modules whose ids map to the same layer directory (`a/b` and `a_b`) are errors naming both
+/// sources, since one would silently replace the other.
+pub(crate) fn dedup_modules(modules: Vec<ModulePlan>) -> Result<Vec<ModulePlan>> {
+    let mut by_key: BTreeMap<String, (usize, ModulePlan)> = BTreeMap::new();
+    let mut dirs: BTreeMap<String, String> = BTreeMap::new();
+    for (i, m) in modules.into_iter().enumerate() {
+        let key = m.key();
+        if let Some((first, prev)) = by_key.get(&key) {
+            if *first == 0 {
+                return Err(Error::other(format!(
+                    "dependency {} holds {key}, the id@version of the buildpack being packaged ({})",
+                    m.origin.display(),
+                    prev.origin.display()
+                )));
+            }
+            if !same_content(prev, &m) {
+                return Err(Error::other(format!(
+                    "buildpack {key} comes from both {} and {}, with different content",
+                    prev.origin.display(),
+                    m.origin.display()
+                )));
+            }
+            let first = *first;
+            by_key.insert(key, (first, m));
+            continue;
+        }
+        let dir = format!(
+            "{}/{}/{}",
+            m.descriptor.kind.table(),
+            m.descriptor.info.escaped_id(),
+            m.descriptor.info.version
+        );
+        if let Some(other) = dirs.insert(dir, key.clone()) {
+            return Err(Error::other(format!(
+                "buildpacks {other} and {key} ({}) would share one layer directory",
+                m.origin.display()
+            )));
+        }
+        by_key.insert(key, (i, m));
+    }
+    Ok(by_key.into_values().map(|(_, m)| m).collect())
 }
