@@ -43,8 +43,16 @@ enum Command {
 struct PushArgs {
     /// A .cnb file or an OCI layout directory.
     package: PathBuf,
-    /// Destination: REGISTRY/REPO[:TAG] (tag "latest" when omitted).
-    reference: String,
+    /// Destination: REGISTRY/REPO[:TAG] (tag "latest" when omitted) or REGISTRY/REPO@DIGEST.
+    /// Several may be given: blobs and manifests go to each repository once.
+    #[arg(required = true, value_name = "REFERENCE")]
+    references: Vec<String>,
+    /// Also set this tag in every repository pushed to; repeatable.
+    #[arg(long = "tag", value_name = "TAG")]
+    tags: Vec<String>,
+    /// Write the pushed digest (with a newline) to this file, once every reference is set.
+    #[arg(long, value_name = "FILE")]
+    digest_file: Option<PathBuf>,
     /// Push only these platforms (os[/arch[/variant]]); repeatable.
     #[arg(long = "platform", value_name = "T")]
     platforms: Vec<String>,
@@ -63,8 +71,9 @@ struct PushArgs {
     /// Read the password or token from standard input.
     #[arg(long, requires = "username")]
     password_stdin: bool,
-    /// Parallel blob uploads.
-    #[arg(short, long, value_name = "N", default_value_t = cnbpkg::registry::DEFAULT_JOBS)]
+    /// Parallel blob uploads, 1 to 32.
+    #[arg(short, long, value_name = "N", default_value_t = cnbpkg::registry::DEFAULT_JOBS,
+          value_parser = parse_push_jobs)]
     jobs: usize,
     #[command(flatten)]
     common: Common,
@@ -162,6 +171,16 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err(format!("invalid label '{s}': expected KEY=VALUE")),
+    }
+}
+
+/// `--jobs` of push: a number from 1 to [`cnbpkg::registry::MAX_JOBS`] (each job is a thread
+/// with its own connection).
+fn parse_push_jobs(s: &str) -> Result<usize, String> {
+    let max = cnbpkg::registry::MAX_JOBS;
+    match s.trim().parse::<u64>() {
+        Ok(n) if n >= 1 && n <= max as u64 => Ok(n as usize),
+        _ => Err(format!("expected a number from 1 to {max}")),
     }
 }
 
@@ -304,12 +323,17 @@ fn run_push(args: PushArgs, ui: &Printer) -> Result<(), Error> {
     } else {
         None
     };
-    if args.jobs == 0 {
-        return Err(Error::usage("--jobs must be at least 1"));
-    }
+    // Created (and its directory checked) before anything is sent; written only at the end.
+    let digest_file = match &args.digest_file {
+        Some(p) => Some(cnbpkg::atomic::AtomicFile::create(p)?),
+        None => None,
+    };
+    let mut references = args.references.into_iter();
     let opts = cnbpkg::registry::PushOptions {
         package: args.package,
-        reference: args.reference,
+        reference: references.next().unwrap_or_default(),
+        more_references: references.collect(),
+        tags: args.tags,
         platforms: args.platforms,
         from: args.from,
         insecure: args.insecure,
@@ -332,7 +356,7 @@ fn run_push(args: PushArgs, ui: &Printer) -> Result<(), Error> {
         "Pushed",
         format!(
             "{}@{} ({} uploaded, {} mounted, {} already present, {} sent)",
-            report.reference,
+            report.references.join(", "),
             report.digest,
             report.uploaded,
             report.mounted,
@@ -340,6 +364,12 @@ fn run_push(args: PushArgs, ui: &Printer) -> Result<(), Error> {
             cnbpkg::ui::human_size(report.bytes_sent)
         ),
     );
+    if let Some(mut f) = digest_file {
+        f.file()
+            .write_all(format!("{}\n", report.digest).as_bytes())
+            .map_err(|e| Error::io(f.dest().to_path_buf(), e))?;
+        f.commit()?;
+    }
     let mut out = std::io::stdout().lock();
     if args.common.json {
         let manifests: Vec<_> = report
@@ -349,6 +379,7 @@ fn run_push(args: PushArgs, ui: &Printer) -> Result<(), Error> {
             .collect();
         let value = serde_json::json!({
             "reference": report.reference,
+            "references": report.references,
             "digest": report.digest,
             "mediaType": report.media_type,
             "uploaded": report.uploaded,

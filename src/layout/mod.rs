@@ -5,6 +5,8 @@ mod reader;
 mod writer;
 
 pub use reader::{BlobReader, ImageRef, PackageReader, MAX_JSON_BLOB};
+/// The reader's limits, shared by every reader of packages (push too).
+pub(crate) use reader::{MAX_ENTRIES, MAX_IMAGES, MAX_IMAGES_BYTES, MAX_INDEX_DEPTH};
 pub use writer::{LayoutWriter, OutputFormat};
 
 /// Modification time of every entry of the outer archive: 1980-01-01T00:00:01Z, as pack writes.

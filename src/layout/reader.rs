@@ -19,7 +19,7 @@ pub const MAX_JSON_BLOB: u64 = 32 << 20;
 /// headers would be half a gigabyte of metadata).
 pub const MAX_ENTRIES: usize = 100_000;
 /// How deep nested indexes may go.
-const MAX_INDEX_DEPTH: usize = 8;
+pub const MAX_INDEX_DEPTH: usize = 8;
 /// The most images one package may list (a crafted index could list one manifest millions of
 /// times, or fan out through nested indexes).
 pub const MAX_IMAGES: usize = 4096;
