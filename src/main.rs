@@ -71,9 +71,8 @@ struct PushArgs {
     /// Read the password or token from standard input.
     #[arg(long, requires = "username")]
     password_stdin: bool,
-    /// Parallel blob uploads, 1 to 32.
-    #[arg(short, long, value_name = "N", default_value_t = cnbpkg::registry::DEFAULT_JOBS,
-          value_parser = parse_push_jobs)]
+    /// Parallel blob uploads, 1 to 32 (each is a thread with its own connection).
+    #[arg(short, long, value_name = "N", default_value_t = cnbpkg::registry::DEFAULT_JOBS)]
     jobs: usize,
     #[command(flatten)]
     common: Common,
@@ -171,16 +170,6 @@ fn parse_label(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
         _ => Err(format!("invalid label '{s}': expected KEY=VALUE")),
-    }
-}
-
-/// `--jobs` of push: a number from 1 to [`cnbpkg::registry::MAX_JOBS`] (each job is a thread
-/// with its own connection).
-fn parse_push_jobs(s: &str) -> Result<usize, String> {
-    let max = cnbpkg::registry::MAX_JOBS;
-    match s.trim().parse::<u64>() {
-        Ok(n) if n >= 1 && n <= max as u64 => Ok(n as usize),
-        _ => Err(format!("expected a number from 1 to {max}")),
     }
 }
 
@@ -323,6 +312,12 @@ fn run_push(args: PushArgs, ui: &Printer) -> Result<(), Error> {
     } else {
         None
     };
+    if !(1..=cnbpkg::registry::MAX_JOBS).contains(&args.jobs) {
+        return Err(Error::usage(format!(
+            "--jobs must be a number from 1 to {}",
+            cnbpkg::registry::MAX_JOBS
+        )));
+    }
     // Created (and its directory checked) before anything is sent; written only at the end.
     let digest_file = match &args.digest_file {
         Some(p) => Some(cnbpkg::atomic::AtomicFile::create(p)?),
