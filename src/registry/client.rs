@@ -520,6 +520,12 @@ impl Client {
             || lower.contains("self-signed")
             || lower.contains("selfsigned")
             || lower.contains("untrusted");
+        if lower.contains("causedasendentity") {
+            return Failure::fatal(Error::other(format!(
+                "{}: the TLS certificate of {hp} is a CA certificate that is not trusted as the server's own; pass --ca-cert with exactly that certificate, or put it in certs.d/{}/ (see push --help)",
+                self.registry, self.registry
+            )));
+        }
         if untrusted {
             return Failure::fatal(Error::other(format!(
                 "{}: the TLS certificate of {hp} is not trusted (unknown issuer); pass --ca-cert with the registry's CA certificate (PEM), or --insecure for a plain-HTTP registry",
