@@ -40,6 +40,18 @@ enum Command {
 }
 
 #[derive(Args)]
+#[command(after_help = "\
+Every request must finish within 60 s (a blob upload: 120 s plus 1 s per 64 KiB); transient \
+failures are retried up to 5 times, each retry announced as it starts. Credentials go only \
+to the registry's own scheme, host and port, and to the token server it names.
+
+Besides --ca-cert and the system's roots, the *.crt files in \
+/etc/containers/certs.d/HOST[:PORT]/, $HOME/.config/containers/certs.d/HOST[:PORT]/ and \
+/etc/docker/certs.d/HOST[:PORT]/ are trusted for that registry, as docker and podman do. A \
+server certificate given there exactly (a self-signed CA certificate) is accepted for its \
+name and dates.
+
+One --platform pushes that platform's manifest at the tag; several get a new index.")]
 struct PushArgs {
     /// A .cnb file or an OCI layout directory.
     package: PathBuf,
@@ -320,6 +332,12 @@ fn run_push(args: PushArgs, ui: &Printer) -> Result<(), Error> {
     }
     // Created (and its directory checked) before anything is sent; written only at the end.
     let digest_file = match &args.digest_file {
+        Some(p) if p.is_dir() => {
+            return Err(Error::usage(format!(
+                "--digest-file {}: is a directory",
+                p.display()
+            )))
+        }
         Some(p) => Some(cnbpkg::atomic::AtomicFile::create(p)?),
         None => None,
     };

@@ -22,6 +22,7 @@ fn json(r: &child::Outcome) -> serde_json::Value {
 #[test]
 fn several_tags_and_references_in_one_push() {
     let reg = Registry::start_plain();
+    let other = Registry::start_plain();
     let tmp = tempfile::tempdir().unwrap();
     let pkg = packages::multi(tmp.path(), "pkg", 31, 120_000);
     let (top, top_bytes) = packages::top(&pkg);
@@ -34,12 +35,16 @@ fn several_tags_and_references_in_one_push() {
         &["--insecure", "--tag", "1.2", "--tag", "latest", "--json"],
     );
     args.push(second.clone().into());
+    // Another registry: its own client, its own uploads.
+    let third = format!("{}/elsewhere/app:9", other.host());
+    args.push(third.clone().into());
     args.push("--digest-file".into());
     args.push(digest_file.clone().into());
     let v = json(&child::run(args, tmp.path(), &[], None));
     assert_eq!(v["digest"], top.digest.to_string().as_str(), "{v}");
-    // Five blobs uploaded once, then mounted into the second repository.
-    assert_eq!(v["uploaded"], 5, "{v}");
+    // Five blobs uploaded once, then mounted into the second repository; the other registry
+    // gets its own five.
+    assert_eq!(v["uploaded"], 10, "{v}");
     assert_eq!(v["mounted"], 5, "{v}");
     let refs: Vec<String> = v["references"]
         .as_array()
@@ -53,6 +58,11 @@ fn several_tags_and_references_in_one_push() {
             assert!(refs.contains(&r), "{r} not in {refs:?}");
             assert_eq!(skopeo_raw(&r), top_bytes, "{r}");
         }
+    }
+    for tag in ["9", "1.2", "latest"] {
+        let r = format!("{}/elsewhere/app:{tag}", other.host());
+        assert!(refs.contains(&r), "{r} not in {refs:?}");
+        assert_eq!(skopeo_raw(&r), top_bytes, "{r}");
     }
     assert_eq!(
         std::fs::read_to_string(&digest_file).unwrap(),

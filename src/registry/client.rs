@@ -17,6 +17,8 @@ const MAX_RESPONSE_BODY: u64 = 1 << 20;
 
 /// Longest token lifetime honoured; a server may say anything in `expires_in`.
 const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// Longest wait a server's `Retry-After` may ask for before a retry.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 /// Redirects followed by GET and HEAD (never with credentials; other methods follow none).
 const MAX_REDIRECTS: u32 = 5;
 
@@ -73,6 +75,13 @@ impl RetryPolicy {
             .saturating_mul(factor)
             .min(self.max_backoff)
     }
+
+    /// The delay before the next attempt after `failure`: the backoff, or longer when the
+    /// server asked for it with `Retry-After` (already clamped).
+    pub fn delay(&self, failures: u32, failure: &Failure) -> Duration {
+        self.backoff(failures)
+            .max(failure.retry_after.unwrap_or_default())
+    }
 }
 
 /// A failed request: the one-line error and whether trying again may help.
@@ -82,6 +91,9 @@ pub struct Failure {
     pub error: Error,
     /// Whether the failure was transient (5xx, 408, 429, dropped connection, stale token).
     pub retryable: bool,
+    /// How long the server asked to wait (`Retry-After` in seconds, at most
+    /// [`MAX_RETRY_AFTER`]).
+    pub retry_after: Option<Duration>,
 }
 
 impl Failure {
@@ -89,6 +101,16 @@ impl Failure {
         Failure {
             error,
             retryable: false,
+            retry_after: None,
+        }
+    }
+
+    /// A failure worth another attempt.
+    pub fn transient(error: Error) -> Self {
+        Failure {
+            error,
+            retryable: true,
+            retry_after: None,
         }
     }
 }
@@ -341,7 +363,7 @@ impl Client {
                 Err(f) if f.retryable && failures + 1 < self.retry.attempts => {
                     failures += 1;
                     self.note_retry(&format!("{method} {}", url.path()), failures, &f.error);
-                    std::thread::sleep(self.retry.backoff(failures));
+                    std::thread::sleep(self.retry.delay(failures, &f));
                 }
                 Err(f) => return Err(f.error),
             }
@@ -374,10 +396,7 @@ impl Client {
             refreshed = true;
             if streamed {
                 // The stream is spent; the caller restarts (with fresh credentials).
-                return Err(Failure {
-                    error: self.auth_failed(&resp),
-                    retryable: true,
-                });
+                return Err(Failure::transient(self.auth_failed(&resp)));
             }
         }
     }
@@ -460,26 +479,20 @@ impl Client {
                 .read_to_end(&mut body);
             if let Err(e) = read {
                 if let Some(f) = timeout_in(&e) {
-                    return Err(Failure {
-                        error: Error::other(format!(
-                            "{}: {} timed out ({f}) while answering {method} {}",
-                            self.registry,
-                            host_port(url),
-                            url.path()
-                        )),
-                        retryable: true,
-                    });
-                }
-                return Err(Failure {
-                    error: Error::other(format!(
-                        "{}: connection to {} dropped while reading the response to {method} {}: {}",
+                    return Err(Failure::transient(Error::other(format!(
+                        "{}: {} timed out ({f}) while answering {method} {}",
                         self.registry,
                         host_port(url),
-                        url.path(),
-                        sanitize(&e.to_string(), 200)
-                    )),
-                    retryable: true,
-                });
+                        url.path()
+                    ))));
+                }
+                return Err(Failure::transient(Error::other(format!(
+                    "{}: connection to {} dropped while reading the response to {method} {}: {}",
+                    self.registry,
+                    host_port(url),
+                    url.path(),
+                    sanitize(&e.to_string(), 200)
+                ))));
             }
         }
         let resp = Resp {
@@ -488,10 +501,9 @@ impl Client {
             body,
         };
         if matches!(status, 408 | 429) || (500..600).contains(&status) && status != 501 {
-            return Err(Failure {
-                error: self.status_error(&method, url, &resp),
-                retryable: true,
-            });
+            let mut failure = Failure::transient(self.status_error(&method, url, &resp));
+            failure.retry_after = resp.header("retry-after").and_then(parse_retry_after);
+            return Err(failure);
         }
         Ok(resp)
     }
@@ -539,46 +551,33 @@ impl Client {
             )));
         }
         match e {
-            ureq::Error::HostNotFound => Failure {
-                error: Error::other(format!(
-                    "{}: cannot resolve host {}",
-                    self.registry,
-                    url.host_str().unwrap_or("?")
-                )),
-                retryable: false,
-            },
-            ureq::Error::ConnectionFailed => Failure {
-                error: Error::other(format!(
-                    "{}: cannot connect to {hp}: connection failed",
-                    self.registry
-                )),
-                retryable: true,
-            },
+            ureq::Error::HostNotFound => Failure::fatal(Error::other(format!(
+                "{}: cannot resolve host {}",
+                self.registry,
+                url.host_str().unwrap_or("?")
+            ))),
+            ureq::Error::ConnectionFailed => Failure::transient(Error::other(format!(
+                "{}: cannot connect to {hp}: connection failed",
+                self.registry
+            ))),
             ureq::Error::Io(ref io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
-                Failure {
-                    error: Error::other(format!(
-                        "{}: cannot connect to {hp}: connection refused",
-                        self.registry
-                    )),
-                    retryable: true,
-                }
+                Failure::transient(Error::other(format!(
+                    "{}: cannot connect to {hp}: connection refused",
+                    self.registry
+                )))
             }
-            ureq::Error::Timeout(t) => Failure {
-                error: Error::other(format!(
-                    "{}: {hp} timed out ({t}) during {method} {}",
-                    self.registry,
-                    url.path()
-                )),
-                retryable: true,
-            },
-            ureq::Error::Io(_) | ureq::Error::Protocol(_) | ureq::Error::BodyStalled => Failure {
-                error: Error::other(format!(
+            ureq::Error::Timeout(t) => Failure::transient(Error::other(format!(
+                "{}: {hp} timed out ({t}) during {method} {}",
+                self.registry,
+                url.path()
+            ))),
+            ureq::Error::Io(_) | ureq::Error::Protocol(_) | ureq::Error::BodyStalled => {
+                Failure::transient(Error::other(format!(
                     "{}: connection to {hp} failed during {method} {}: {text}",
                     self.registry,
                     url.path()
-                )),
-                retryable: true,
-            },
+                )))
+            }
             _ => Failure::fatal(Error::other(format!(
                 "{}: {method} {} failed: {text}",
                 self.registry,
@@ -676,7 +675,7 @@ impl Client {
                 Err(f) if f.retryable && failures + 1 < self.retry.attempts => {
                     failures += 1;
                     self.note_retry("GET /v2/", failures, &f.error);
-                    std::thread::sleep(self.retry.backoff(failures));
+                    std::thread::sleep(self.retry.delay(failures, &f));
                 }
                 // Retried here already: callers must not multiply the attempts.
                 Err(f) => return Err(Failure::fatal(f.error)),
@@ -810,7 +809,7 @@ impl Client {
                 Err(f) if f.retryable && failures + 1 < self.retry.attempts => {
                     failures += 1;
                     self.note_retry("token request", failures, &f.error);
-                    std::thread::sleep(self.retry.backoff(failures));
+                    std::thread::sleep(self.retry.delay(failures, &f));
                     realm_url = Url::parse(realm).expect("parsed above");
                 }
                 Err(f) => return Err(f),
@@ -837,8 +836,10 @@ impl Client {
             token: Option<String>,
             #[serde(default)]
             access_token: Option<String>,
+            /// Any JSON value: a lifetime the server got wrong (negative, fractional, a
+            /// string) falls back to the default rather than failing the login.
             #[serde(default)]
-            expires_in: Option<u64>,
+            expires_in: Option<serde_json::Value>,
         }
         let parsed: TokenResponse = serde_json::from_slice(&resp.body).map_err(|_| {
             Failure::fatal(Error::other(format!(
@@ -857,10 +858,16 @@ impl Client {
                     self.registry
                 )))
             })?;
-        // The spec's default lifetime is 60 s; refresh a little early.
-        // The server's number is clamped: any u64 must neither overflow nor keep a token for years.
-        let lifetime =
-            Duration::from_secs(parsed.expires_in.unwrap_or(60).max(10)).min(MAX_TOKEN_LIFETIME);
+        // The spec's default lifetime is 60 s; refresh a little early. The server's number is
+        // clamped: no value may overflow the clock or keep a token for years.
+        let expires_in = parsed
+            .expires_in
+            .and_then(|v| {
+                v.as_u64()
+                    .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+            })
+            .unwrap_or(60);
+        let lifetime = Duration::from_secs(expires_in.max(10)).min(MAX_TOKEN_LIFETIME);
         let now = Instant::now();
         let refresh_at = now.checked_add(lifetime.mul_f64(0.9)).unwrap_or(now);
         Ok(AuthState::Bearer {
@@ -980,5 +987,59 @@ fn timeout_in(e: &std::io::Error) -> Option<String> {
     match inner.downcast_ref::<ureq::Error>() {
         Some(ureq::Error::Timeout(t)) => Some(t.to_string()),
         _ => None,
+    }
+}
+
+/// `Retry-After: 120` as a duration, clamped to [`MAX_RETRY_AFTER`] (any number a server
+/// sends must neither overflow nor stall the push); HTTP dates are ignored.
+fn parse_retry_after(v: &str) -> Option<Duration> {
+    let secs: u64 = v.trim().parse().ok()?;
+    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_compare_scheme_host_and_port() {
+        let u = |s: &str| Url::parse(s).unwrap();
+        assert!(same_origin(
+            &u("https://r.example/v2/"),
+            &u("https://r.example:443/x")
+        ));
+        assert!(!same_origin(
+            &u("https://r.example/"),
+            &u("http://r.example/")
+        ));
+        assert!(!same_origin(
+            &u("http://127.0.0.1:5000/"),
+            &u("http://127.0.0.1:5001/")
+        ));
+        assert!(!same_origin(
+            &u("https://r.example/"),
+            &u("https://s3.example/")
+        ));
+    }
+
+    #[test]
+    fn server_text_is_escaped_and_cut() {
+        assert_eq!(sanitize("a\u{1b}[2Jb\nc", 100), "a\\u{1b}[2Jb\\nc");
+        assert_eq!(sanitize("abcdef", 3), "abc…");
+    }
+
+    #[test]
+    fn server_durations_are_clamped() {
+        assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));
+        assert_eq!(
+            parse_retry_after("18446744073709551615"),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        let d = Deadlines::default();
+        assert_eq!(d.for_body(None), Duration::from_secs(60));
+        assert_eq!(d.for_body(Some(64 << 20)), Duration::from_secs(120 + 1024));
+        // No overflow for any size.
+        let _ = d.for_body(Some(u64::MAX));
     }
 }

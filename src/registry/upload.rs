@@ -85,7 +85,7 @@ pub fn push_blob(
             Err(f) if f.retryable && failures + 1 < client.retry.attempts => {
                 failures += 1;
                 client.note_retry(&format!("upload of {digest}"), failures, &f.error);
-                std::thread::sleep(client.retry.backoff(failures));
+                std::thread::sleep(client.retry.delay(failures, &f));
             }
             Err(f) => return Err(f.error),
         }
@@ -168,10 +168,11 @@ fn attempt(
                 202 => {}
                 413 => return Ok(Attempt::TooLarge),
                 416 => {
-                    return Err(Failure {
-                        error: client.status_error(&Method::PATCH, &location, &resp),
-                        retryable: true,
-                    })
+                    return Err(Failure::transient(client.status_error(
+                        &Method::PATCH,
+                        &location,
+                        &resp,
+                    )))
                 }
                 _ => {
                     return Err(Failure::from(client.status_error(
@@ -190,13 +191,10 @@ fn attempt(
             if received <= offset {
                 // No progress: the registry kept nothing of this chunk. A new session may do
                 // better; looping here would never end.
-                return Err(Failure {
-                    error: Error::other(format!(
-                        "{}: the registry kept none of the chunk at offset {offset} of blob {digest}",
-                        client.registry
-                    )),
-                    retryable: true,
-                });
+                return Err(Failure::transient(Error::other(format!(
+                    "{}: the registry kept none of the chunk at offset {offset} of blob {digest}",
+                    client.registry
+                ))));
             }
             if received != offset + n {
                 if received > size {
