@@ -226,3 +226,38 @@ fn exact_certificate_still_needs_the_right_name() {
     assert_eq!(r.code(), Some(1), "{r}");
     r.error_line();
 }
+
+#[test]
+fn an_index_listing_one_manifest_thousands_of_times_is_refused_before_sending() {
+    let tmp = tempfile::tempdir().unwrap();
+    let small = packages::single(tmp.path(), "one", 61, &[1000]);
+    let (_, leaf_bytes) = packages::top(&small);
+    let reader = cnbpkg::layout::PackageReader::open(&small).unwrap();
+    let path = tmp.path().join("many.cnb");
+    let mut w = LayoutWriter::create(&path, OutputFormat::File).unwrap();
+    let manifest: oci::Manifest = serde_json::from_slice(&leaf_bytes).unwrap();
+    for b in std::iter::once(&manifest.config).chain(manifest.layers.iter()) {
+        let mut r = reader.open_blob(&b.digest).unwrap();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut r, &mut bytes).unwrap();
+        w.put_bytes(&b.media_type, &bytes).unwrap();
+    }
+    let leaf = w.put_bytes(oci::MEDIA_TYPE_MANIFEST, &leaf_bytes).unwrap();
+    let index = Index::new(vec![leaf; 5000]);
+    let top = w
+        .put_bytes(oci::MEDIA_TYPE_INDEX, &canonical(&index))
+        .unwrap();
+    let pkg = w.finish(&Index::new(vec![top])).unwrap();
+    // Nothing listens there: the package must be refused before any connection.
+    let reference = format!("127.0.0.1:{}/x/y:1", support::registry::free_port());
+    let r = child::run(
+        child::push_args(&pkg, &reference, &["--insecure"]),
+        tmp.path(),
+        &[],
+        None,
+    );
+    assert_eq!(r.code(), Some(1), "{r}");
+    let e = r.error_line();
+    assert!(e.contains("more than 4096 images"), "{r}");
+    assert!(e.contains("many.cnb"), "{r}");
+}

@@ -202,6 +202,7 @@ pub struct Transport<'a> {
 
 impl Client {
     /// Build a client; nothing is sent yet.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         registry: &str,
         api_host: &str,
