@@ -734,7 +734,11 @@ fn manifest_blobs(path: &Path, n: &Node) -> Result<Vec<Descriptor>> {
     let m: Manifest = serde_json::from_slice(&n.bytes).map_err(|e| {
         Error::invalid(
             path,
-            format!("manifest {}: {}", n.digest, auth::json_error_position(&e)),
+            format!(
+                "manifest {}: {}",
+                n.digest,
+                client::sanitize(&e.to_string(), 200)
+            ),
         )
     })?;
     let mut out = vec![m.config.clone()];
@@ -863,7 +867,11 @@ impl Loader<'_> {
             let index: Index = serde_json::from_slice(&bytes).map_err(|e| {
                 Error::invalid(
                     path,
-                    format!("index {}: {}", desc.digest, auth::json_error_position(&e)),
+                    format!(
+                        "index {}: {}",
+                        desc.digest,
+                        client::sanitize(&e.to_string(), 200)
+                    ),
                 )
             })?;
             let mut children = Vec::new();
@@ -897,7 +905,7 @@ impl Loader<'_> {
                     format!(
                         "manifest {}: {}",
                         desc.digest,
-                        auth::json_error_position(&e)
+                        client::sanitize(&e.to_string(), 200)
                     ),
                 )
             })?;
