@@ -368,9 +368,11 @@ fn run_push(args: PushArgs, ui: &Printer) -> Result<(), Error> {
     ui.status(
         "Pushed",
         format!(
-            "{}@{} ({} uploaded, {} mounted, {} already present, {} sent)",
-            report.references.join(", "),
-            report.digest,
+            "{} ({} uploaded, {} mounted, {} already present, {} sent)",
+            match report.references.as_slice() {
+                [one] => format!("{one}@{}", report.digest),
+                all => format!("{} to {}", report.digest, all.join(", ")),
+            },
             report.uploaded,
             report.mounted,
             report.skipped,
