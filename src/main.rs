@@ -77,7 +77,8 @@ struct PushArgs {
     /// Trust the CA certificates in this PEM file (in addition to the system's).
     #[arg(long, value_name = "PEM")]
     ca_cert: Option<PathBuf>,
-    /// User name (the password is read from standard input with --password-stdin).
+    /// User name for the first reference's registry (the password is read from standard input
+    /// with --password-stdin).
     #[arg(short, long, requires = "password_stdin")]
     username: Option<String>,
     /// Read the password or token from standard input.
