@@ -446,3 +446,49 @@ fn push_jobs_are_bounded_and_documented() {
     assert!(r.ok(), "{r}");
     assert!(r.stdout.contains("1 to 32"), "{r}");
 }
+
+#[test]
+fn chunked_upload_that_never_progresses_ends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pkg = packages::single(tmp.path(), "pkg", 14, &[3000]);
+    // Monolithic PUTs are "too large"; every chunk is answered as if only byte 0 was kept.
+    let server = Server::start(Arc::new(|r: &Seen| {
+        if r.path == "/v2/" {
+            return reply("200 OK", &[], b"{}");
+        }
+        let has_body = r.headers.get("content-length").is_some_and(|l| l != "0");
+        match r.method.as_str() {
+            "HEAD" => reply("404 Not Found", &[], b""),
+            "POST" => reply(
+                "202 Accepted",
+                &[("Location", "/v2/team/app/blobs/uploads/u1")],
+                b"",
+            ),
+            "PUT" if has_body => reply("413 Payload Too Large", &[], b""),
+            "PATCH" => reply(
+                "202 Accepted",
+                &[
+                    ("Location", "/v2/team/app/blobs/uploads/u1"),
+                    ("Range", "0-0"),
+                ],
+                b"",
+            ),
+            _ => reply("201 Created", &[], b""),
+        }
+    }));
+    let envs = [(cnbpkg::registry::RETRY_BACKOFF_ENV, OsStr::new("10"))];
+    let r = child::run(
+        child::push_args(
+            &pkg,
+            &format!("127.0.0.1:{}/team/app:1", server.port),
+            &["--insecure", "--jobs", "1"],
+        ),
+        tmp.path(),
+        &envs,
+        None,
+    );
+    assert_eq!(r.code(), Some(1), "{r}");
+    assert!(r.error_line().contains("kept none"), "{r}");
+    let patches = server.seen().iter().filter(|s| s.method == "PATCH").count();
+    assert!(patches <= 20, "{patches} PATCH requests");
+}
