@@ -40,11 +40,31 @@ enum Command {
 }
 
 #[derive(Args)]
+#[command(after_help = "\
+Every request must finish within 60 s (a blob upload: 120 s plus 1 s per 64 KiB); transient \
+failures are retried up to 5 times, each retry announced as it starts. Credentials go only \
+to the registry's own scheme, host and port, and to the token server it names.
+
+Besides --ca-cert and the system's roots, the *.crt files in \
+/etc/containers/certs.d/HOST[:PORT]/, $HOME/.config/containers/certs.d/HOST[:PORT]/ and \
+/etc/docker/certs.d/HOST[:PORT]/ are trusted for that registry, as docker and podman do. A \
+server certificate given there exactly (a self-signed CA certificate) is accepted for its \
+name and dates.
+
+One --platform pushes that platform's manifest at the tag; several get a new index.")]
 struct PushArgs {
     /// A .cnb file or an OCI layout directory.
     package: PathBuf,
-    /// Destination: REGISTRY/REPO[:TAG] (tag "latest" when omitted).
-    reference: String,
+    /// Destination: REGISTRY/REPO[:TAG] (tag "latest" when omitted) or REGISTRY/REPO@DIGEST.
+    /// Several may be given: blobs and manifests go to each repository once.
+    #[arg(required = true, value_name = "REFERENCE")]
+    references: Vec<String>,
+    /// Also set this tag in every repository pushed to; repeatable.
+    #[arg(long = "tag", value_name = "TAG")]
+    tags: Vec<String>,
+    /// Write the pushed digest (with a newline) to this file, once every reference is set.
+    #[arg(long, value_name = "FILE")]
+    digest_file: Option<PathBuf>,
     /// Push only these platforms (os[/arch[/variant]]); repeatable.
     #[arg(long = "platform", value_name = "T")]
     platforms: Vec<String>,
@@ -57,13 +77,14 @@ struct PushArgs {
     /// Trust the CA certificates in this PEM file (in addition to the system's).
     #[arg(long, value_name = "PEM")]
     ca_cert: Option<PathBuf>,
-    /// User name (the password is read from standard input with --password-stdin).
+    /// User name for the first reference's registry (the password is read from standard input
+    /// with --password-stdin).
     #[arg(short, long, requires = "password_stdin")]
     username: Option<String>,
     /// Read the password or token from standard input.
     #[arg(long, requires = "username")]
     password_stdin: bool,
-    /// Parallel blob uploads.
+    /// Parallel blob uploads, 1 to 32 (each is a thread with its own connection).
     #[arg(short, long, value_name = "N", default_value_t = cnbpkg::registry::DEFAULT_JOBS)]
     jobs: usize,
     #[command(flatten)]
@@ -337,12 +358,29 @@ fn run_push(args: PushArgs, ui: &Printer) -> Result<(), Error> {
     } else {
         None
     };
-    if args.jobs == 0 {
-        return Err(Error::usage("--jobs must be at least 1"));
+    if !(1..=cnbpkg::registry::MAX_JOBS).contains(&args.jobs) {
+        return Err(Error::usage(format!(
+            "--jobs must be a number from 1 to {}",
+            cnbpkg::registry::MAX_JOBS
+        )));
     }
+    // Created (and its directory checked) before anything is sent; written only at the end.
+    let digest_file = match &args.digest_file {
+        Some(p) if p.is_dir() => {
+            return Err(Error::usage(format!(
+                "--digest-file {}: is a directory",
+                p.display()
+            )))
+        }
+        Some(p) => Some(cnbpkg::atomic::AtomicFile::create(p)?),
+        None => None,
+    };
+    let mut references = args.references.into_iter();
     let opts = cnbpkg::registry::PushOptions {
         package: args.package,
-        reference: args.reference,
+        reference: references.next().unwrap_or_default(),
+        more_references: references.collect(),
+        tags: args.tags,
         platforms: args.platforms,
         from: args.from,
         insecure: args.insecure,
@@ -364,15 +402,23 @@ fn run_push(args: PushArgs, ui: &Printer) -> Result<(), Error> {
     ui.status(
         "Pushed",
         format!(
-            "{}@{} ({} uploaded, {} mounted, {} already present, {} sent)",
-            report.reference,
-            report.digest,
+            "{} ({} uploaded, {} mounted, {} already present, {} sent)",
+            match report.references.as_slice() {
+                [one] => format!("{one}@{}", report.digest),
+                all => format!("{} to {}", report.digest, all.join(", ")),
+            },
             report.uploaded,
             report.mounted,
             report.skipped,
             cnbpkg::ui::human_size(report.bytes_sent)
         ),
     );
+    if let Some(mut f) = digest_file {
+        f.file()
+            .write_all(format!("{}\n", report.digest).as_bytes())
+            .map_err(|e| Error::io(f.dest().to_path_buf(), e))?;
+        f.commit()?;
+    }
     let mut out = std::io::stdout().lock();
     if args.common.json {
         let manifests: Vec<_> = report
@@ -382,6 +428,7 @@ fn run_push(args: PushArgs, ui: &Printer) -> Result<(), Error> {
             .collect();
         let value = serde_json::json!({
             "reference": report.reference,
+            "references": report.references,
             "digest": report.digest,
             "mediaType": report.media_type,
             "uploaded": report.uploaded,

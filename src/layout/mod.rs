@@ -5,6 +5,7 @@ pub(crate) mod reader;
 mod writer;
 
 pub use reader::{BlobReader, ImageRef, PackageReader, MAX_JSON_BLOB};
+/// The reader's limits, shared by every reader of packages (verify, inspect, push, composites).
 pub(crate) use reader::{
     MAX_DESCRIPTORS, MAX_ENTRIES, MAX_IMAGES, MAX_IMAGES_BYTES, MAX_INDEX_DEPTH,
 };

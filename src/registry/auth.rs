@@ -162,20 +162,84 @@ fn helper_server(registry: &str) -> String {
 /// Look up credentials for `registry` (host[:port], `docker.io` for Docker Hub) in `files`.
 pub fn lookup(registry: &str, files: &[PathBuf]) -> Result<Option<Found>> {
     for path in files {
-        let text = match std::fs::read(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(Error::io(path, e)),
+        let text = match read_credential_file(path) {
+            Ok(Some(t)) => t,
+            Ok(None) => continue,
+            Err(e) => return Err(e),
         };
         let cfg: ConfigFile = serde_json::from_slice(&text).map_err(|e| {
-            // serde_json's message names a line and column, never the content.
-            Error::invalid(path, format!("not a valid credentials file: {e}"))
+            // serde_json's own message quotes the offending value ("invalid type: string
+            // \"dXNlcjpwYXNz\"…"), which here is a secret: say only where and what kind.
+            Error::invalid(
+                path,
+                format!("not a valid credentials file: {}", json_error_position(&e)),
+            )
         })?;
         if let Some(found) = lookup_in(&cfg, path, registry)? {
             return Ok(Some(found));
         }
     }
     Ok(None)
+}
+
+/// Largest credentials file read (real ones are a few KiB).
+const MAX_CREDENTIAL_FILE: u64 = 4 << 20;
+
+/// The file's bytes, `None` when it does not exist. Opened without blocking (a FIFO named by
+/// `REGISTRY_AUTH_FILE` must not hang the push) and read up to [`MAX_CREDENTIAL_FILE`].
+fn read_credential_file(path: &Path) -> Result<Option<Vec<u8>>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    if !meta.is_file() {
+        return Err(Error::invalid(
+            path,
+            "a credentials file must be a regular file",
+        ));
+    }
+    if meta.len() > MAX_CREDENTIAL_FILE {
+        return Err(Error::invalid(
+            path,
+            format!(
+                "credentials file larger than {} MiB",
+                MAX_CREDENTIAL_FILE >> 20
+            ),
+        ));
+    }
+    let mut text = Vec::new();
+    file.take(MAX_CREDENTIAL_FILE + 1)
+        .read_to_end(&mut text)
+        .map_err(|e| Error::io(path, e))?;
+    if text.len() as u64 > MAX_CREDENTIAL_FILE {
+        return Err(Error::invalid(
+            path,
+            format!(
+                "credentials file larger than {} MiB",
+                MAX_CREDENTIAL_FILE >> 20
+            ),
+        ));
+    }
+    Ok(Some(text))
+}
+
+/// Where a JSON document is malformed and what kind of fault it is, without quoting any of
+/// its content (serde_json's messages quote values, and credential files hold secrets).
+pub(crate) fn json_error_position(e: &serde_json::Error) -> String {
+    let what = match e.classify() {
+        serde_json::error::Category::Io => "read error",
+        serde_json::error::Category::Syntax => "syntax error",
+        serde_json::error::Category::Data => "unexpected value (wrong type or shape)",
+        serde_json::error::Category::Eof => "unexpected end of file",
+    };
+    format!("{what} at line {}, column {}", e.line(), e.column())
 }
 
 fn lookup_in(cfg: &ConfigFile, path: &Path, registry: &str) -> Result<Option<Found>> {
@@ -248,6 +312,8 @@ struct HelperOutput {
 /// Run `docker-credential-<helper> get` with the server on stdin, bounded in time.
 fn run_helper(helper: &str, registry: &str) -> Result<Option<Found>> {
     let program = format!("docker-credential-{helper}");
+    // The helper's name comes from the config file: shown escaped and cut short.
+    let shown = super::client::sanitize(&program, 100);
     let mut child = Command::new(&program)
         .arg("get")
         .stdin(Stdio::piped())
@@ -256,7 +322,7 @@ fn run_helper(helper: &str, registry: &str) -> Result<Option<Found>> {
         .spawn()
         .map_err(|e| {
             Error::other(format!(
-                "credential helper {program} (configured for {registry}) cannot be run: {e}"
+                "credential helper {shown} (configured for {registry}) cannot be run: {e}"
             ))
         })?;
     if let Some(mut stdin) = child.stdin.take() {
@@ -283,14 +349,14 @@ fn run_helper(helper: &str, registry: &str) -> Result<Option<Found>> {
             let _ = child.kill();
             let _ = child.wait();
             return Err(Error::other(format!(
-                "credential helper {program} (pid {pid}) did not answer within {}s",
+                "credential helper {shown} (pid {pid}) did not answer within {}s",
                 HELPER_TIMEOUT.as_secs()
             )));
         }
     };
     let status = child
         .wait()
-        .map_err(|e| Error::other(format!("credential helper {program}: {e}")))?;
+        .map_err(|e| Error::other(format!("credential helper {shown}: {e}")))?;
     let out_text = String::from_utf8_lossy(&out);
     if !status.success() {
         // Helpers say "credentials not found in native keychain" on stdout.
@@ -300,13 +366,13 @@ fn run_helper(helper: &str, registry: &str) -> Result<Option<Found>> {
         }
         let first = said.trim().lines().next().unwrap_or("").to_string();
         return Err(Error::other(format!(
-            "credential helper {program} failed for {registry}: {}",
-            truncate(&first, 200)
+            "credential helper {shown} failed for {registry}: {}",
+            super::client::sanitize(&first, 200)
         )));
     }
     let parsed: HelperOutput = serde_json::from_slice(&out).map_err(|_| {
         Error::other(format!(
-            "credential helper {program} printed something that is not its JSON answer"
+            "credential helper {shown} printed something that is not its JSON answer"
         ))
     })?;
     if parsed.secret.is_empty() {
@@ -322,15 +388,8 @@ fn run_helper(helper: &str, registry: &str) -> Result<Option<Found>> {
     };
     Ok(Some(Found {
         credential,
-        source: program,
+        source: shown,
     }))
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
-    }
 }
 
 /// One parsed `WWW-Authenticate` challenge.

@@ -15,6 +15,47 @@ use super::auth::{self, Challenge, Credential};
 /// Largest response body we read (error documents, token responses).
 const MAX_RESPONSE_BODY: u64 = 1 << 20;
 
+/// Longest token lifetime honoured; a server may say anything in `expires_in`.
+const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// Longest wait a server's `Retry-After` may ask for before a retry.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+/// Redirects followed by GET and HEAD (never with credentials; other methods follow none).
+const MAX_REDIRECTS: u32 = 5;
+
+/// Overall deadlines: every request ends within one, however slowly the server answers.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadlines {
+    /// For a request without a streamed body (pings, HEADs, tokens, manifests, session starts).
+    pub request: Duration,
+    /// The least time a streamed blob body gets.
+    pub blob_floor: Duration,
+    /// Bytes per second a blob upload is allowed at least: its deadline is
+    /// `blob_floor + size / blob_min_rate`.
+    pub blob_min_rate: u64,
+}
+
+impl Default for Deadlines {
+    fn default() -> Self {
+        Deadlines {
+            request: Duration::from_secs(60),
+            blob_floor: Duration::from_secs(120),
+            blob_min_rate: 64 << 10,
+        }
+    }
+}
+
+impl Deadlines {
+    /// The deadline for one request whose streamed body is `len` bytes (None: no stream).
+    pub fn for_body(&self, len: Option<u64>) -> Duration {
+        match len {
+            None => self.request,
+            Some(n) => self
+                .blob_floor
+                .saturating_add(Duration::from_secs(n / self.blob_min_rate.max(1))),
+        }
+    }
+}
+
 /// Retry policy.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
@@ -34,6 +75,13 @@ impl RetryPolicy {
             .saturating_mul(factor)
             .min(self.max_backoff)
     }
+
+    /// The delay before the next attempt after `failure`: the backoff, or longer when the
+    /// server asked for it with `Retry-After` (already clamped).
+    pub fn delay(&self, failures: u32, failure: &Failure) -> Duration {
+        self.backoff(failures)
+            .max(failure.retry_after.unwrap_or_default())
+    }
 }
 
 /// A failed request: the one-line error and whether trying again may help.
@@ -43,6 +91,9 @@ pub struct Failure {
     pub error: Error,
     /// Whether the failure was transient (5xx, 408, 429, dropped connection, stale token).
     pub retryable: bool,
+    /// How long the server asked to wait (`Retry-After` in seconds, at most
+    /// [`MAX_RETRY_AFTER`]).
+    pub retry_after: Option<Duration>,
 }
 
 impl Failure {
@@ -50,6 +101,16 @@ impl Failure {
         Failure {
             error,
             retryable: false,
+            retry_after: None,
+        }
+    }
+
+    /// A failure worth another attempt.
+    pub fn transient(error: Error) -> Self {
+        Failure {
+            error,
+            retryable: true,
+            retry_after: None,
         }
     }
 }
@@ -123,6 +184,7 @@ pub struct Client {
     auth: Mutex<AuthCell>,
     /// Retry policy.
     pub retry: RetryPolicy,
+    deadlines: Deadlines,
     /// "Retrying …" lines for the status output, collected from any thread.
     notes: Mutex<Vec<String>>,
 }
@@ -133,10 +195,14 @@ pub struct Transport<'a> {
     pub insecure: bool,
     /// Extra CA certificates (PEM), trusted in addition to the system roots.
     pub ca_cert: Option<&'a std::path::Path>,
+    /// `certs.d` directories with per-registry certificates ([`certs::default_certs_d`] when
+    /// `None`).
+    pub certs_d: Option<Vec<std::path::PathBuf>>,
 }
 
 impl Client {
     /// Build a client; nothing is sent yet.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         registry: &str,
         api_host: &str,
@@ -145,45 +211,89 @@ impl Client {
         credential: Option<Credential>,
         transport: &Transport<'_>,
         retry: RetryPolicy,
+        deadlines: Deadlines,
     ) -> Result<Self> {
         let scheme = if transport.insecure { "http" } else { "https" };
         let base = Url::parse(&format!("{scheme}://{api_host}/"))
             .map_err(|e| Error::usage(format!("invalid registry host '{registry}': {e}")))?;
-        let mut tls = ureq::tls::TlsConfig::builder().provider(ureq::tls::TlsProvider::Rustls);
+        // Certificates trusted for this registry besides the system's: --ca-cert, then the
+        // registry's certs.d directories (HTTPS only).
+        let mut given: Vec<(std::path::PathBuf, Vec<u8>)> = Vec::new();
         if let Some(path) = transport.ca_cert {
-            let pem = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-            let mut certs = Vec::new();
-            for item in ureq::tls::parse_pem(&pem) {
+            given.push((path.to_path_buf(), super::certs::read_cert_file(path)?));
+        }
+        let mut notes = Vec::new();
+        if !transport.insecure {
+            let bases = transport
+                .certs_d
+                .clone()
+                .unwrap_or_else(super::certs::default_certs_d);
+            for f in super::certs::registry_certs(&bases, registry)? {
+                notes.push(format!("Trusting {} for {registry}", f.path.display()));
+                given.push((f.path, f.pem));
+            }
+        }
+        let mut extra: Vec<Vec<u8>> = Vec::new();
+        for (path, pem) in &given {
+            let mut found = 0;
+            for item in ureq::tls::parse_pem(pem) {
                 match item {
-                    Ok(ureq::tls::PemItem::Certificate(c)) => certs.push(c),
+                    Ok(ureq::tls::PemItem::Certificate(c)) => {
+                        extra.push(c.der().to_vec());
+                        found += 1;
+                    }
                     Ok(_) => {}
                     Err(e) => {
-                        return Err(Error::invalid(path, format!("not a PEM certificate: {e}")))
+                        return Err(Error::invalid(
+                            path,
+                            format!("not a PEM certificate: {}", sanitize(&e.to_string(), 100)),
+                        ))
                     }
                 }
             }
-            if certs.is_empty() {
+            if found == 0 {
                 return Err(Error::invalid(path, "contains no PEM certificate"));
             }
-            // The system's roots stay trusted next to the given CA.
-            let native = rustls_native_certs::load_native_certs();
-            for c in native.certs {
-                certs.push(ureq::tls::Certificate::from_der(c.as_ref()).to_owned());
-            }
-            tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
-        } else {
-            tls = tls.root_certs(ureq::tls::RootCerts::PlatformVerifier);
         }
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .tls_config(tls.build())
+            .tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .provider(ureq::tls::TlsProvider::Rustls)
+                    .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+                    .build(),
+            )
             .user_agent(concat!("cnbpkg/", env!("CARGO_PKG_VERSION")))
             .timeout_connect(Some(Duration::from_secs(30)))
             .timeout_per_read(Some(Duration::from_secs(120)))
             .timeout_per_write(Some(Duration::from_secs(120)))
+            // Each request sets its own overall deadline and redirect policy (see `exchange`);
+            // credentials never follow a redirect.
+            .redirect_auth_headers(ureq::config::RedirectAuthHeaders::Never)
+            .max_redirects(MAX_REDIRECTS)
             .max_idle_connections_per_host(32)
             .build();
-        let agent = config.new_agent();
+        let agent = if extra.is_empty() {
+            config.new_agent()
+        } else {
+            use ureq::unversioned::transport::{ConnectProxyConnector, Connector, TcpConnector};
+            // The system's roots stay trusted next to the given certificates.
+            let mut roots = extra.clone();
+            for c in rustls_native_certs::load_native_certs().certs {
+                roots.push(c.as_ref().to_vec());
+            }
+            let tls = super::tls::client_config(&roots, extra)
+                .map_err(|e| Error::other(format!("{registry}: {e}")))?;
+            let connector =
+                ().chain(ConnectProxyConnector::default())
+                    .chain(TcpConnector::default())
+                    .chain(super::tls::TlsConnector { config: tls });
+            ureq::Agent::with_parts(
+                config,
+                connector,
+                ureq::unversioned::resolver::DefaultResolver::default(),
+            )
+        };
         let mut scopes = vec![format!("repository:{repository}:pull,push")];
         if let Some(f) = from.filter(|f| *f != repository) {
             scopes.push(format!("repository:{f}:pull"));
@@ -200,7 +310,8 @@ impl Client {
                 generation: 0,
             }),
             retry,
-            notes: Mutex::new(Vec::new()),
+            deadlines,
+            notes: Mutex::new(notes),
         })
     }
 
@@ -253,7 +364,7 @@ impl Client {
                 Err(f) if f.retryable && failures + 1 < self.retry.attempts => {
                     failures += 1;
                     self.note_retry(&format!("{method} {}", url.path()), failures, &f.error);
-                    std::thread::sleep(self.retry.backoff(failures));
+                    std::thread::sleep(self.retry.delay(failures, &f));
                 }
                 Err(f) => return Err(f.error),
             }
@@ -277,23 +388,39 @@ impl Client {
             if resp.status != 401 {
                 return Ok(resp);
             }
-            if refreshed {
+            if refreshed || !same_origin(url, &self.base) {
+                // A host other than the registry (an upload location elsewhere) that asks for
+                // credentials gets none: its challenge could name any token server.
                 return Err(Failure::fatal(self.auth_failed(&resp)));
             }
             self.refresh(generation, &resp)?;
             refreshed = true;
             if streamed {
                 // The stream is spent; the caller restarts (with fresh credentials).
-                return Err(Failure {
-                    error: self.auth_failed(&resp),
-                    retryable: true,
-                });
+                return Err(Failure::transient(self.auth_failed(&resp)));
             }
         }
     }
 
-    /// One HTTP exchange without auth handling; transient statuses become retryable failures.
+    /// One HTTP exchange with the registry without auth handling: `authz` is sent only when
+    /// `url` has the registry's own scheme, host and port (an upload `Location` may name any
+    /// host). Transient statuses become retryable failures.
     fn raw(
+        &self,
+        method: Method,
+        url: &Url,
+        headers: &[(&str, &str)],
+        authz: Option<&str>,
+        body: &mut Body<'_>,
+    ) -> Result<Resp, Failure> {
+        let authz = authz.filter(|_| same_origin(url, &self.base));
+        self.exchange(method, url, headers, authz, body)
+    }
+
+    /// One HTTP exchange, sending `authz` to `url` whatever its host (only the token server a
+    /// challenge named gets credentials this way). Redirects are followed only by GET and
+    /// HEAD, never with credentials; every request has an overall deadline.
+    fn exchange(
         &self,
         method: Method,
         url: &Url,
@@ -308,21 +435,32 @@ impl Client {
             builder = builder.header(*k, *v);
         }
         if let Some(a) = authz {
-            // Only sent to the registry's own host; ureq drops it on redirects elsewhere.
             builder = builder.header("Authorization", a);
         }
+        let stream_len = match body {
+            Body::Stream(_, len) => Some(*len),
+            _ => None,
+        };
+        let deadline = self.deadlines.for_body(stream_len);
+        // A PUT, POST or PATCH answered with a redirect must not be replayed as a GET and
+        // taken for success: those methods follow none, and callers check the status.
+        let redirects = if matches!(method, Method::GET | Method::HEAD) {
+            MAX_REDIRECTS
+        } else {
+            0
+        };
         let result = match body {
             Body::None => builder
                 .body(ureq::SendBody::none())
-                .map(|r| self.agent.run(r)),
+                .map(|r| self.run(r, deadline, redirects)),
             Body::Bytes(b) => builder
                 .header("Content-Length", b.len().to_string())
                 .body(*b)
-                .map(|r| self.agent.run(r)),
+                .map(|r| self.run(r, deadline, redirects)),
             Body::Stream(r, len) => builder
                 .header("Content-Length", len.to_string())
                 .body(ureq::SendBody::from_reader(&mut **r))
-                .map(|r| self.agent.run(r)),
+                .map(|r| self.run(r, deadline, redirects)),
         };
         let result = result.map_err(|e| {
             Failure::fatal(Error::other(format!("{}: bad request: {e}", self.registry)))
@@ -341,15 +479,21 @@ impl Client {
                 .take(MAX_RESPONSE_BODY)
                 .read_to_end(&mut body);
             if let Err(e) = read {
-                return Err(Failure {
-                    error: Error::other(format!(
-                        "{}: connection to {} dropped while reading the response to {method} {}: {e}",
+                if let Some(f) = timeout_in(&e) {
+                    return Err(Failure::transient(Error::other(format!(
+                        "{}: {} timed out ({f}) while answering {method} {}",
                         self.registry,
-                        self.host_port(),
+                        host_port(url),
                         url.path()
-                    )),
-                    retryable: true,
-                });
+                    ))));
+                }
+                return Err(Failure::transient(Error::other(format!(
+                    "{}: connection to {} dropped while reading the response to {method} {}: {}",
+                    self.registry,
+                    host_port(url),
+                    url.path(),
+                    sanitize(&e.to_string(), 200)
+                ))));
             }
         }
         let resp = Resp {
@@ -358,23 +502,43 @@ impl Client {
             body,
         };
         if matches!(status, 408 | 429) || (500..600).contains(&status) && status != 501 {
-            return Err(Failure {
-                error: self.status_error(&method, url, &resp),
-                retryable: true,
-            });
+            let mut failure = Failure::transient(self.status_error(&method, url, &resp));
+            failure.retry_after = resp.header("retry-after").and_then(parse_retry_after);
+            return Err(failure);
         }
         Ok(resp)
     }
 
+    fn run<S: ureq::AsSendBody>(
+        &self,
+        request: http::Request<S>,
+        deadline: Duration,
+        redirects: u32,
+    ) -> Result<http::Response<ureq::Body>, ureq::Error> {
+        let request = self
+            .agent
+            .configure_request(request)
+            .timeout_global(Some(deadline))
+            .max_redirects(redirects)
+            .build();
+        self.agent.run(request)
+    }
+
     fn transport_failure(&self, method: &Method, url: &Url, e: ureq::Error) -> Failure {
         let hp = host_port(url);
-        let text = error_chain(&e);
+        let text = sanitize(&error_chain(&e), 300);
         let lower = text.to_lowercase();
         let untrusted = lower.contains("unknownissuer")
             || lower.contains("unknown issuer")
             || lower.contains("self-signed")
             || lower.contains("selfsigned")
             || lower.contains("untrusted");
+        if lower.contains("causedasendentity") {
+            return Failure::fatal(Error::other(format!(
+                "{}: the TLS certificate of {hp} is a CA certificate that is not trusted as the server's own; pass --ca-cert with exactly that certificate, or put it in certs.d/{}/ (see push --help)",
+                self.registry, self.registry
+            )));
+        }
         if untrusted {
             return Failure::fatal(Error::other(format!(
                 "{}: the TLS certificate of {hp} is not trusted (unknown issuer); pass --ca-cert with the registry's CA certificate (PEM), or --insecure for a plain-HTTP registry",
@@ -388,46 +552,33 @@ impl Client {
             )));
         }
         match e {
-            ureq::Error::HostNotFound => Failure {
-                error: Error::other(format!(
-                    "{}: cannot resolve host {}",
-                    self.registry,
-                    url.host_str().unwrap_or("?")
-                )),
-                retryable: false,
-            },
-            ureq::Error::ConnectionFailed => Failure {
-                error: Error::other(format!(
-                    "{}: cannot connect to {hp}: connection failed",
-                    self.registry
-                )),
-                retryable: true,
-            },
+            ureq::Error::HostNotFound => Failure::fatal(Error::other(format!(
+                "{}: cannot resolve host {}",
+                self.registry,
+                url.host_str().unwrap_or("?")
+            ))),
+            ureq::Error::ConnectionFailed => Failure::transient(Error::other(format!(
+                "{}: cannot connect to {hp}: connection failed",
+                self.registry
+            ))),
             ureq::Error::Io(ref io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
-                Failure {
-                    error: Error::other(format!(
-                        "{}: cannot connect to {hp}: connection refused",
-                        self.registry
-                    )),
-                    retryable: true,
-                }
+                Failure::transient(Error::other(format!(
+                    "{}: cannot connect to {hp}: connection refused",
+                    self.registry
+                )))
             }
-            ureq::Error::Timeout(t) => Failure {
-                error: Error::other(format!(
-                    "{}: {hp} timed out ({t}) during {method} {}",
-                    self.registry,
-                    url.path()
-                )),
-                retryable: true,
-            },
-            ureq::Error::Io(_) | ureq::Error::Protocol(_) | ureq::Error::BodyStalled => Failure {
-                error: Error::other(format!(
+            ureq::Error::Timeout(t) => Failure::transient(Error::other(format!(
+                "{}: {hp} timed out ({t}) during {method} {}",
+                self.registry,
+                url.path()
+            ))),
+            ureq::Error::Io(_) | ureq::Error::Protocol(_) | ureq::Error::BodyStalled => {
+                Failure::transient(Error::other(format!(
                     "{}: connection to {hp} failed during {method} {}: {text}",
                     self.registry,
                     url.path()
-                )),
-                retryable: true,
-            },
+                )))
+            }
             _ => Failure::fatal(Error::other(format!(
                 "{}: {method} {} failed: {text}",
                 self.registry,
@@ -525,7 +676,7 @@ impl Client {
                 Err(f) if f.retryable && failures + 1 < self.retry.attempts => {
                     failures += 1;
                     self.note_retry("GET /v2/", failures, &f.error);
-                    std::thread::sleep(self.retry.backoff(failures));
+                    std::thread::sleep(self.retry.delay(failures, &f));
                 }
                 // Retried here already: callers must not multiply the attempts.
                 Err(f) => return Err(Failure::fatal(f.error)),
@@ -546,7 +697,9 @@ impl Client {
                     Err(Failure::fatal(Error::other(format!(
                         "{}: the registry requires authentication with a scheme cnbpkg does not support ({})",
                         self.registry,
-                        resp.header("www-authenticate").unwrap_or("no WWW-Authenticate header")
+                        resp.header("www-authenticate")
+                            .map(|h| sanitize(h, 100))
+                            .unwrap_or_else(|| "no WWW-Authenticate header".to_string())
                     ))))
                 }
             }
@@ -589,10 +742,22 @@ impl Client {
             .filter(|u| matches!(u.scheme(), "http" | "https"))
             .ok_or_else(|| {
                 Failure::fatal(Error::other(format!(
-                    "{}: the token realm '{realm}' is not an http(s) URL",
-                    self.registry
+                    "{}: the token realm '{}' is not an http(s) URL",
+                    self.registry,
+                    sanitize(realm, 100)
                 )))
             })?;
+        if self.credential.is_some()
+            && realm_url.scheme() == "http"
+            && self.base.scheme() == "https"
+            && !super::reference::is_loopback(&host_port(&realm_url))
+        {
+            return Err(Failure::fatal(Error::other(format!(
+                "{}: the registry names a plain-HTTP token server ({}); cnbpkg does not send credentials unencrypted",
+                self.registry,
+                sanitize(&host_port(&realm_url), 100)
+            ))));
+        }
         let mut scopes = self.scopes.clone();
         for s in extra {
             if !scopes.contains(s) {
@@ -613,7 +778,7 @@ impl Client {
                     }
                     form.append_pair("scope", &scopes.join(" "));
                     let body = form.finish();
-                    self.raw(
+                    self.exchange(
                         Method::POST,
                         &realm_url,
                         &[("Content-Type", "application/x-www-form-urlencoded")],
@@ -633,7 +798,9 @@ impl Client {
                         }
                     }
                     let basic = cred.as_ref().and_then(Credential::basic_header);
-                    let r = self.raw(Method::GET, &u, &[], basic.as_deref(), &mut Body::None);
+                    // The token server the registry's challenge named gets the credentials
+                    // (that is what the challenge asks for); nothing else.
+                    let r = self.exchange(Method::GET, &u, &[], basic.as_deref(), &mut Body::None);
                     realm_url = u;
                     r
                 }
@@ -643,13 +810,13 @@ impl Client {
                 Err(f) if f.retryable && failures + 1 < self.retry.attempts => {
                     failures += 1;
                     self.note_retry("token request", failures, &f.error);
-                    std::thread::sleep(self.retry.backoff(failures));
+                    std::thread::sleep(self.retry.delay(failures, &f));
                     realm_url = Url::parse(realm).expect("parsed above");
                 }
                 Err(f) => return Err(f),
             }
         };
-        let realm_host = host_port(&realm_url);
+        let realm_host = sanitize(&host_port(&realm_url), 100);
         if resp.status == 401 || resp.status == 403 {
             return Err(Failure::fatal(Error::other(format!(
                 "{}: authentication failed ({} from token server {realm_host})",
@@ -670,8 +837,10 @@ impl Client {
             token: Option<String>,
             #[serde(default)]
             access_token: Option<String>,
+            /// Any JSON value: a lifetime the server got wrong (negative, fractional, a
+            /// string) falls back to the default rather than failing the login.
             #[serde(default)]
-            expires_in: Option<u64>,
+            expires_in: Option<serde_json::Value>,
         }
         let parsed: TokenResponse = serde_json::from_slice(&resp.body).map_err(|_| {
             Failure::fatal(Error::other(format!(
@@ -690,9 +859,18 @@ impl Client {
                     self.registry
                 )))
             })?;
-        // The spec's default lifetime is 60 s; refresh a little early.
-        let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(60).max(10));
-        let refresh_at = Instant::now() + lifetime.mul_f64(0.9);
+        // The spec's default lifetime is 60 s; refresh a little early. The server's number is
+        // clamped: no value may overflow the clock or keep a token for years.
+        let expires_in = parsed
+            .expires_in
+            .and_then(|v| {
+                v.as_u64()
+                    .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+            })
+            .unwrap_or(60);
+        let lifetime = Duration::from_secs(expires_in.max(10)).min(MAX_TOKEN_LIFETIME);
+        let now = Instant::now();
+        let refresh_at = now.checked_add(lifetime.mul_f64(0.9)).unwrap_or(now);
         Ok(AuthState::Bearer {
             challenge: ch.clone(),
             token,
@@ -746,9 +924,8 @@ pub fn describe_status(resp: &Resp) -> String {
             } else {
                 first.message.clone()
             };
-            let msg: String = msg.chars().take(200).collect();
             out.push_str(": ");
-            out.push_str(&msg);
+            out.push_str(&sanitize(&msg, 200));
         }
     }
     out
@@ -775,4 +952,95 @@ fn error_chain(e: &ureq::Error) -> String {
         }
     }
     text
+}
+
+/// Whether two URLs have the same scheme, host and port (the origin credentials are bound to).
+pub fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host() == b.host()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+/// Text from a server or a file, fit for a one-line message: control characters escaped,
+/// at most `max` characters (then `…`).
+pub fn sanitize(s: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (n, c) in s.chars().enumerate() {
+        if n >= max {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The timeout inside an I/O error from a response body read, if that is what it is.
+fn timeout_in(e: &std::io::Error) -> Option<String> {
+    if e.kind() == std::io::ErrorKind::TimedOut {
+        return Some("deadline".to_string());
+    }
+    let inner = e.get_ref()?;
+    match inner.downcast_ref::<ureq::Error>() {
+        Some(ureq::Error::Timeout(t)) => Some(t.to_string()),
+        _ => None,
+    }
+}
+
+/// `Retry-After: 120` as a duration, clamped to [`MAX_RETRY_AFTER`] (any number a server
+/// sends must neither overflow nor stall the push); HTTP dates are ignored.
+fn parse_retry_after(v: &str) -> Option<Duration> {
+    let secs: u64 = v.trim().parse().ok()?;
+    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_compare_scheme_host_and_port() {
+        let u = |s: &str| Url::parse(s).unwrap();
+        assert!(same_origin(
+            &u("https://r.example/v2/"),
+            &u("https://r.example:443/x")
+        ));
+        assert!(!same_origin(
+            &u("https://r.example/"),
+            &u("http://r.example/")
+        ));
+        assert!(!same_origin(
+            &u("http://127.0.0.1:5000/"),
+            &u("http://127.0.0.1:5001/")
+        ));
+        assert!(!same_origin(
+            &u("https://r.example/"),
+            &u("https://s3.example/")
+        ));
+    }
+
+    #[test]
+    fn server_text_is_escaped_and_cut() {
+        assert_eq!(sanitize("a\u{1b}[2Jb\nc", 100), "a\\u{1b}[2Jb\\nc");
+        assert_eq!(sanitize("abcdef", 3), "abc…");
+    }
+
+    #[test]
+    fn server_durations_are_clamped() {
+        assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));
+        assert_eq!(
+            parse_retry_after("18446744073709551615"),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        let d = Deadlines::default();
+        assert_eq!(d.for_body(None), Duration::from_secs(60));
+        assert_eq!(d.for_body(Some(64 << 20)), Duration::from_secs(120 + 1024));
+        // No overflow for any size.
+        let _ = d.for_body(Some(u64::MAX));
+    }
 }

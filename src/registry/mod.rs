@@ -2,34 +2,55 @@
 //!
 //! [`push`] reads a `.cnb` file or layout directory and copies it, never repackaging: blobs,
 //! manifests and indexes land in the registry with the package's digests and bytes (except
-//! that `--platform` subsets get a new index listing just the chosen manifests).
+//! that a `--platform` subset of several manifests gets a new index listing just them; one
+//! chosen platform is pushed as its own manifest, the digest the package lists).
 //!
-//! Order: every blob is checked with HEAD and then mounted (`--from`) or uploaded, in
-//! parallel (`jobs` threads, [`DEFAULT_JOBS`] when 0), streamed straight from the package
-//! (monolithic POST + PUT, chunked PATCH above [`PushSettings::chunk_threshold`] or after a
-//! 413); then platform manifests by digest (skipped when present), then the top manifest or
-//! index at the tag. Transient failures (5xx, 408, 429, dropped connections) are retried with
-//! exponential backoff; a retried blob upload starts a new upload session.
+//! Order, per repository pushed to: every blob is checked with HEAD and then mounted
+//! (`--from`, or the repository of the same registry pushed to just before) or uploaded, in
+//! parallel (`jobs` threads, [`DEFAULT_JOBS`] when 0, at most [`MAX_JOBS`]), streamed straight
+//! from the package (monolithic POST + PUT, chunked PATCH above
+//! [`PushSettings::chunk_threshold`] or after a 413); then platform manifests by digest
+//! (skipped when present), then the top manifest or index at every tag. Several references
+//! and `tags` share one plan: the package is read once; blobs and manifests go to each
+//! repository once; each registry gets its own client and credentials.
+//!
+//! Transient failures (5xx, 408, 429, dropped connections, deadlines) are retried with
+//! exponential backoff (longer when `Retry-After` asks, at most 30 s); a retried blob upload
+//! starts a new upload session; each retry is announced as it starts. Every request has an
+//! overall deadline ([`Deadlines`]: 60 s; a blob upload 120 s plus one second per 64 KiB),
+//! however slowly the server sends. PUT, POST and PATCH follow no redirect (a manifest PUT
+//! must answer 201); GET and HEAD follow a few, never with credentials.
 //!
 //! [`push`] (what the CLI uses) takes [`PushSettings::from_env`]: the defaults, except that the
-//! hidden environment variable [`RETRY_BACKOFF_ENV`] (`CNBPKG_RETRY_BACKOFF_MS`) sets the
-//! first retry delay in milliseconds. It exists so tests of the binary can fail fast against
-//! an unreachable registry; it is not a supported option.
+//! hidden environment variables [`RETRY_BACKOFF_ENV`] (`CNBPKG_RETRY_BACKOFF_MS`, the first
+//! retry delay) and [`REQUEST_TIMEOUT_ENV`] (`CNBPKG_REQUEST_TIMEOUT_MS`, the request deadline
+//! and the blob upload floor) take milliseconds. They exist so tests of the binary can fail
+//! fast against unreachable or hostile registries; they are not supported options.
 //!
-//! Credentials, in order: `username`/`password` from the options, then the first of
-//! [`auth::default_credential_files`] with an entry or helper for the registry (Docker's
-//! `config.json` format: `auths` with `auth`, `username`/`password` or `identitytoken`,
-//! `credHelpers`, `credsStore`). Secrets never appear in status lines or errors.
+//! Credentials, in order: `username`/`password` from the options (for the first reference's
+//! registry only), then the first of [`auth::default_credential_files`] with an entry or
+//! helper for the registry (Docker's `config.json` format: `auths` with `auth`,
+//! `username`/`password` or `identitytoken`, `credHelpers`, `credsStore`). They are sent only
+//! to the registry's own scheme, host and port (an upload `Location` elsewhere gets none) and
+//! to the token server its challenge names. Secrets never appear in status lines or errors:
+//! a malformed credentials file is reported by line and column, never by content.
+//!
+//! TLS: the system's roots, plus `ca_cert` and the registry's `certs.d` files
+//! ([`certs::default_certs_d`]); a server certificate that is exactly one of those is
+//! accepted even when it is a CA certificate (self-signed, as Docker's documentation makes
+//! them), its name and dates still checked.
 //!
 //! Status lines passed to the `status` callback start with a verb: `Pushing`, `Exists`,
-//! `Mounted`, `Uploaded`, `Pushed`, `Retrying`, `Credentials`, or `warning:`.
+//! `Mounted`, `Uploaded`, `Pushed`, `Retrying`, `Credentials`, `Trusting`, or `warning:`.
 
 pub mod auth;
+pub mod certs;
 mod client;
 pub mod reference;
+mod tls;
 mod upload;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -40,9 +61,11 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::json::canonical;
 use crate::layout::PackageReader;
+use crate::layout::{MAX_ENTRIES, MAX_IMAGES, MAX_IMAGES_BYTES, MAX_INDEX_DEPTH};
 use crate::oci::{self, Descriptor, ImageConfig, Index, Manifest, Platform};
 
 use self::auth::{Credential, Secret};
+pub use self::client::Deadlines;
 use self::client::{Client, RetryPolicy, Transport};
 use self::reference::{Reference, Target};
 use self::upload::{BlobOutcome, SentFn, UploadTuning};
@@ -60,6 +83,11 @@ pub struct PushOptions {
     pub package: PathBuf,
     /// `REGISTRY/REPO[:TAG]` (tag `latest` by default) or `REGISTRY/REPO@sha256:…`.
     pub reference: String,
+    /// More references to set in the same push (same or other repositories and registries);
+    /// blobs and manifests go to each repository once.
+    pub more_references: Vec<String>,
+    /// More tags to set in every repository pushed to.
+    pub tags: Vec<String>,
     /// `os[/arch[/variant]]` filters; empty pushes every platform.
     pub platforms: Vec<String>,
     /// A repository on the same registry to mount blobs from.
@@ -81,8 +109,10 @@ pub struct PushOptions {
 /// What a push did.
 #[derive(Debug, Clone)]
 pub struct PushReport {
-    /// Where it went: `REGISTRY/REPO:TAG` or `REGISTRY/REPO@DIGEST`.
+    /// Where it went: `REGISTRY/REPO:TAG` or `REGISTRY/REPO@DIGEST` (the first reference).
     pub reference: String,
+    /// Every reference set, in order.
+    pub references: Vec<String>,
     /// Digest of the pushed top-level manifest or index.
     pub digest: Digest,
     /// Its media type.
@@ -114,6 +144,11 @@ pub struct PushSettings {
     pub max_backoff: Duration,
     /// Credential files to consult instead of [`auth::default_credential_files`].
     pub credential_files: Option<Vec<PathBuf>>,
+    /// Overall deadline of each request (see [`Deadlines`]).
+    pub deadlines: Deadlines,
+    /// `certs.d` directories to read per-registry CA certificates from instead of
+    /// [`certs::default_certs_d`].
+    pub certs_d: Option<Vec<PathBuf>>,
 }
 
 impl Default for PushSettings {
@@ -125,9 +160,17 @@ impl Default for PushSettings {
             initial_backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(4),
             credential_files: None,
+            deadlines: Deadlines::default(),
+            certs_d: None,
         }
     }
 }
+
+/// Hidden environment variable read by [`PushSettings::from_env`]: the overall deadline of
+/// each request, and the least time each blob upload gets, in milliseconds (defaults: 60 s
+/// and 120 s, a blob upload getting one more second per 64 KiB). Meant for tests of hostile
+/// servers; invalid values are ignored.
+pub const REQUEST_TIMEOUT_ENV: &str = "CNBPKG_REQUEST_TIMEOUT_MS";
 
 /// Hidden environment variable read by [`PushSettings::from_env`]: the first retry delay in
 /// milliseconds (default 250; still doubled after each failure and capped at
@@ -144,14 +187,29 @@ impl PushSettings {
         {
             s.initial_backoff = Duration::from_millis(ms);
         }
+        if let Some(ms) = std::env::var(REQUEST_TIMEOUT_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|ms| *ms > 0)
+        {
+            s.deadlines.request = Duration::from_millis(ms);
+            s.deadlines.blob_floor = Duration::from_millis(ms);
+        }
         s
     }
 }
 
 /// Push a package with [`PushSettings::from_env`] (the defaults unless
-/// [`RETRY_BACKOFF_ENV`] is set).
+/// [`RETRY_BACKOFF_ENV`] or [`REQUEST_TIMEOUT_ENV`] is set).
 pub fn push(opts: &PushOptions, status: &mut dyn FnMut(&str)) -> Result<PushReport> {
     push_with(opts, &PushSettings::from_env(), status)
+}
+
+/// One repository pushed to, with every tag or digest it gets.
+struct Destination {
+    /// The first reference naming this repository (registry, api host, repository).
+    reference: Reference,
+    targets: Vec<Target>,
 }
 
 /// Push a package.
@@ -160,9 +218,49 @@ pub fn push_with(
     settings: &PushSettings,
     status: &mut dyn FnMut(&str),
 ) -> Result<PushReport> {
-    let reference = Reference::parse(&opts.reference)?;
+    let mut references = vec![Reference::parse(&opts.reference)?];
+    for r in &opts.more_references {
+        references.push(Reference::parse(r)?);
+    }
+    for t in &opts.tags {
+        if !reference::valid_tag(t) {
+            return Err(Error::usage(format!(
+                "invalid --tag '{t}': not a valid tag"
+            )));
+        }
+    }
+    // Several references to one repository share one client: blobs and manifests go once.
+    let mut destinations: Vec<Destination> = Vec::new();
+    for r in references {
+        let target = r.target.clone();
+        let dest = match destinations
+            .iter_mut()
+            .find(|d| d.reference.registry == r.registry && d.reference.repository == r.repository)
+        {
+            Some(d) => d,
+            None => {
+                destinations.push(Destination {
+                    reference: r,
+                    targets: Vec::new(),
+                });
+                destinations.last_mut().expect("just pushed")
+            }
+        };
+        if !dest.targets.contains(&target) {
+            dest.targets.push(target);
+        }
+    }
+    for dest in &mut destinations {
+        for t in &opts.tags {
+            let target = Target::Tag(t.clone());
+            if !dest.targets.contains(&target) {
+                dest.targets.push(target);
+            }
+        }
+    }
+    let first = destinations[0].reference.clone();
     let from = match &opts.from {
-        Some(f) => parse_from(f, &reference)?,
+        Some(f) => parse_from(f, &first)?,
         None => None,
     };
     let filters = opts
@@ -181,27 +279,147 @@ pub fn push_with(
     };
 
     let reader = PackageReader::open(&opts.package)?;
-    let plan = Plan::build(&reader, &opts.package, &filters, &reference.target)?;
-
-    let credential = match credential {
-        Some(c) => Some(c),
-        None => {
-            let files = settings
-                .credential_files
-                .clone()
-                .unwrap_or_else(auth::default_credential_files);
-            match auth::lookup(&reference.registry, &files)? {
-                Some(found) => {
-                    status(&format!(
-                        "Credentials for {} from {}",
-                        reference.registry, found.source
-                    ));
-                    Some(found.credential)
+    let digest_target = destinations
+        .iter()
+        .flat_map(|d| d.targets.iter())
+        .find(|t| matches!(t, Target::Digest(_)))
+        .cloned()
+        .unwrap_or_else(|| Target::Tag(String::new()));
+    let plan = Plan::build(&reader, &opts.package, &filters, &digest_target)?;
+    for d in &destinations {
+        for t in &d.targets {
+            if let Target::Digest(d) = t {
+                if *d != plan.top.digest {
+                    return Err(Error::usage(format!(
+                        "{} has no manifest or index with digest {d} to push (its top-level digest is {})",
+                        opts.package.display(),
+                        plan.top.digest
+                    )));
                 }
-                None => None,
             }
         }
+    }
+
+    let mut report = PushReport {
+        reference: String::new(),
+        references: Vec::new(),
+        digest: plan.top.digest,
+        media_type: plan.top.media_type.clone(),
+        uploaded: 0,
+        mounted: 0,
+        skipped: 0,
+        bytes_sent: 0,
+        manifests: plan
+            .leaves
+            .iter()
+            .map(|l| (l.platform.clone(), l.digest))
+            .collect(),
     };
+    // Credentials are looked up once per registry; --username applies to the first
+    // reference's registry only, so it is never sent to another.
+    let mut credentials: Vec<(String, Option<Credential>)> = Vec::new();
+    for (i, dest) in destinations.iter().enumerate() {
+        let reference = &dest.reference;
+        let credential = match credentials.iter().find(|(r, _)| *r == reference.registry) {
+            Some((_, c)) => c.clone(),
+            None => {
+                let c = match &credential {
+                    Some(c) if reference.registry == first.registry => Some(c.clone()),
+                    _ => {
+                        let files = settings
+                            .credential_files
+                            .clone()
+                            .unwrap_or_else(auth::default_credential_files);
+                        match auth::lookup(&reference.registry, &files)? {
+                            Some(found) => {
+                                status(&format!(
+                                    "Credentials for {} from {}",
+                                    reference.registry, found.source
+                                ));
+                                Some(found.credential)
+                            }
+                            None => None,
+                        }
+                    }
+                };
+                credentials.push((reference.registry.clone(), c.clone()));
+                c
+            }
+        };
+        // Mount from a repository of this registry pushed to already, else from --from.
+        let mount_from = destinations[..i]
+            .iter()
+            .rev()
+            .find(|d| d.reference.registry == reference.registry)
+            .map(|d| d.reference.repository.clone())
+            .or_else(|| {
+                from.clone()
+                    .filter(|_| reference.registry == first.registry)
+                    .filter(|f| *f != reference.repository)
+            });
+        let counts = push_destination(
+            opts,
+            settings,
+            &reader,
+            &plan,
+            dest,
+            credential,
+            mount_from.as_deref(),
+            status,
+        )?;
+        report.uploaded += counts.uploaded;
+        report.mounted += counts.mounted;
+        report.skipped += counts.skipped;
+        report.bytes_sent += counts.bytes_sent;
+        for t in &dest.targets {
+            let r = Reference {
+                target: t.clone(),
+                ..reference.clone()
+            };
+            report.references.push(r.to_string());
+        }
+    }
+    report.reference = report.references[0].clone();
+    Ok(report)
+}
+
+/// Run `work` on another thread while this one passes the client's notes ("Retrying …") to
+/// `status` as they are made: a retry is announced when it starts, not once all is over.
+fn reporting<T: Send>(
+    client: &Client,
+    status: &mut dyn FnMut(&str),
+    work: impl FnOnce() -> T + Send,
+) -> T {
+    std::thread::scope(|scope| {
+        let handle = scope.spawn(work);
+        while !handle.is_finished() {
+            for note in client.take_notes() {
+                status(&note);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for note in client.take_notes() {
+            status(&note);
+        }
+        handle
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
+}
+
+/// Blobs, manifests and every tag of one repository.
+#[allow(clippy::too_many_arguments)]
+fn push_destination(
+    opts: &PushOptions,
+    settings: &PushSettings,
+    reader: &PackageReader,
+    plan: &Plan,
+    dest: &Destination,
+    credential: Option<Credential>,
+    from: Option<&str>,
+    status: &mut dyn FnMut(&str),
+) -> Result<Counts> {
+    let reference = &dest.reference;
     if opts.insecure && !reference::is_loopback(&reference.registry) {
         status(&format!(
             "warning: pushing to {} over plain HTTP (--insecure): content and credentials are not encrypted",
@@ -212,25 +430,30 @@ pub fn push_with(
         &reference.registry,
         reference.api_host(),
         &reference.repository,
-        from.as_deref(),
+        from,
         credential,
         &Transport {
             insecure: opts.insecure,
             ca_cert: opts.ca_cert.as_deref(),
+            certs_d: settings.certs_d.clone(),
         },
         RetryPolicy {
             attempts: settings.attempts.max(1),
             initial_backoff: settings.initial_backoff,
             max_backoff: settings.max_backoff,
         },
+        settings.deadlines,
     )?;
-    let connected = client.connect();
     for note in client.take_notes() {
         status(&note);
     }
-    connected?;
+    reporting(&client, status, || client.connect())?;
+    let shown = Reference {
+        target: dest.targets[0].clone(),
+        ..reference.clone()
+    };
     status(&format!(
-        "Pushing {} ({} blobs, {} manifests) to {reference}",
+        "Pushing {} ({} blobs, {} manifests) to {shown}",
         opts.package.display(),
         plan.blobs.len(),
         plan.leaves.len()
@@ -240,55 +463,46 @@ pub fn push_with(
         chunk_threshold: settings.chunk_threshold,
         chunk_size: settings.chunk_size.max(1),
     };
-    let counts = upload_blobs(
-        &client,
-        &reader,
-        &plan.blobs,
-        from.as_deref(),
-        &tuning,
-        opts,
-        status,
-    )?;
+    let counts = upload_blobs(&client, reader, &plan.blobs, from, &tuning, opts, status)?;
 
-    // Manifests below the top, children before parents.
+    // Manifests below the top, children before parents, each once.
     let mut pushed = BTreeSet::new();
     for child in &plan.top.children {
         push_manifests(&client, child, &mut pushed, status)?;
     }
     let top = &plan.top;
     let kind = if top.is_index { "index" } else { "manifest" };
-    match &reference.target {
-        Target::Tag(tag) => {
-            let put = upload::put_manifest(&client, tag, &top.bytes, &top.media_type, &top.digest);
-            for note in client.take_notes() {
-                status(&note);
+    for target in &dest.targets {
+        let at = Reference {
+            target: target.clone(),
+            ..reference.clone()
+        };
+        match target {
+            Target::Tag(tag) => {
+                reporting(&client, status, || {
+                    upload::put_manifest(&client, tag, &top.bytes, &top.media_type, &top.digest)
+                })?;
+                status(&format!("Pushed {kind} {} to {at}", top.digest));
             }
-            put?;
-            status(&format!("Pushed {kind} {} to {reference}", top.digest));
-        }
-        Target::Digest(d) => {
-            if upload::manifest_exists(&client, d)? {
-                status(&format!("Exists {kind} {d}"));
-            } else {
-                upload::put_manifest(&client, &d.to_string(), &top.bytes, &top.media_type, d)?;
-                status(&format!("Pushed {kind} {d} to {reference}"));
+            Target::Digest(d) => {
+                if reporting(&client, status, || upload::manifest_exists(&client, d))? {
+                    status(&format!("Exists {kind} {d}"));
+                } else {
+                    reporting(&client, status, || {
+                        upload::put_manifest(
+                            &client,
+                            &d.to_string(),
+                            &top.bytes,
+                            &top.media_type,
+                            d,
+                        )
+                    })?;
+                    status(&format!("Pushed {kind} {d} to {at}"));
+                }
             }
         }
     }
-    Ok(PushReport {
-        reference: reference.to_string(),
-        digest: top.digest,
-        media_type: top.media_type.clone(),
-        uploaded: counts.uploaded,
-        mounted: counts.mounted,
-        skipped: counts.skipped,
-        bytes_sent: counts.bytes_sent,
-        manifests: plan
-            .leaves
-            .iter()
-            .map(|l| (l.platform.clone(), l.digest))
-            .collect(),
-    })
+    Ok(counts)
 }
 
 /// `--from`: a repository on the same registry, with or without the registry prefix.
@@ -360,7 +574,8 @@ fn platform_text(p: &Platform) -> String {
     s
 }
 
-/// A manifest or index to push, with its raw bytes.
+/// A manifest or index to push, with its raw bytes. Nodes are shared by digest: a package
+/// whose nested indexes list the same things many times holds each of them once.
 #[derive(Debug, Clone)]
 struct Node {
     /// The descriptor that points at it in the package.
@@ -370,7 +585,7 @@ struct Node {
     bytes: Vec<u8>,
     is_index: bool,
     platform: Option<Platform>,
-    children: Vec<Node>,
+    children: Vec<Arc<Node>>,
 }
 
 #[derive(Debug, Clone)]
@@ -380,12 +595,10 @@ struct Leaf {
 }
 
 struct Plan {
-    top: Node,
+    top: Arc<Node>,
     leaves: Vec<Leaf>,
     blobs: Vec<Descriptor>,
 }
-
-const MAX_DEPTH: usize = 8;
 
 impl Plan {
     fn build(
@@ -404,34 +617,40 @@ impl Plan {
                     || oci::is_index(&d.media_type)
             })
             .collect();
-        let mut blobs = Vec::new();
+        let mut loader = Loader {
+            reader,
+            path,
+            nodes: HashMap::new(),
+            listed: 0,
+            kept_bytes: 0,
+            blobs: Vec::new(),
+        };
         let mut top = match (tops.as_slice(), target) {
             ([], _) => return Err(Error::invalid(path, "the package holds no image")),
             (_, Target::Digest(d)) if tops.iter().any(|t| t.digest == *d) => {
                 let desc = tops.iter().find(|t| t.digest == *d).expect("checked");
-                load(reader, path, desc, 0, &mut blobs)?
+                loader.load(desc, 0)?
             }
-            ([one], _) => load(reader, path, one, 0, &mut blobs)?,
+            ([one], _) => loader.load(one, 0)?,
             (many, _) => {
                 // A flat layout with several images: push an index over them.
                 let children = many
                     .iter()
-                    .map(|d| load(reader, path, d, 1, &mut blobs))
+                    .map(|d| loader.load(d, 1))
                     .collect::<Result<Vec<_>>>()?;
-                let descs = children.iter().map(descriptor_of).collect();
-                synthesize_index(descs, children, false)
+                let descs = children.iter().map(|c| descriptor_of(c)).collect();
+                Arc::new(synthesize_index(descs, children, false))
             }
         };
-        let mut leaves = Vec::new();
-        collect_leaves(&top, &mut leaves);
+        let mut blobs = std::mem::take(&mut loader.blobs);
+        let leaves = unique_leaves(&top);
         if !filters.is_empty() {
-            let chosen: Vec<&Node> = leaves
+            let chosen: Vec<&Arc<Node>> = leaves
                 .iter()
                 .filter(|n| {
                     let p = n.platform.clone().unwrap_or_default();
                     filters.iter().any(|f| f.matches(&p))
                 })
-                .copied()
                 .collect();
             if chosen.is_empty() {
                 let have: Vec<String> = leaves
@@ -451,19 +670,22 @@ impl Plan {
                     have.join(", ")
                 )));
             }
-            if chosen.len() != leaves.len() {
+            if chosen.len() == 1 && top.is_index {
+                // One platform: its own manifest (the digest the package lists) goes at the
+                // tag, as per-architecture tags are plain manifests elsewhere too.
+                let one = chosen[0].clone();
+                blobs = manifest_blobs(path, &one)?;
+                top = one;
+            } else if chosen.len() != leaves.len() {
                 let docker = top.media_type == oci::DOCKER_MANIFEST_LIST;
-                let chosen: Vec<Node> = chosen.into_iter().cloned().collect();
-                let descs = chosen.iter().map(descriptor_of).collect();
+                let chosen: Vec<Arc<Node>> = chosen.into_iter().cloned().collect();
+                let descs = chosen.iter().map(|n| descriptor_of(n)).collect();
                 // Only the chosen manifests' blobs are pushed.
                 blobs.clear();
                 for n in &chosen {
-                    let m: Manifest = serde_json::from_slice(&n.bytes)
-                        .map_err(|e| Error::invalid(path, format!("manifest {}: {e}", n.digest)))?;
-                    blobs.push(m.config.clone());
-                    blobs.extend(m.layers.iter().cloned());
+                    blobs.extend(manifest_blobs(path, n)?);
                 }
-                top = synthesize_index(descs, chosen, docker);
+                top = Arc::new(synthesize_index(descs, chosen, docker));
             }
         }
         if let Target::Digest(d) = target {
@@ -489,9 +711,7 @@ impl Plan {
         }
         // Largest first, so the long uploads start early.
         unique.sort_by(|a, b| b.size.cmp(&a.size).then(a.digest.cmp(&b.digest)));
-        let mut leaf_list = Vec::new();
-        collect_leaves(&top, &mut leaf_list);
-        let leaves = leaf_list
+        let leaves = unique_leaves(&top)
             .iter()
             .map(|n| Leaf {
                 digest: n.digest,
@@ -504,6 +724,23 @@ impl Plan {
             blobs: unique,
         })
     }
+}
+
+/// The config and layers of an image manifest node.
+fn manifest_blobs(path: &Path, n: &Node) -> Result<Vec<Descriptor>> {
+    let m: Manifest = serde_json::from_slice(&n.bytes).map_err(|e| {
+        Error::invalid(
+            path,
+            format!(
+                "manifest {}: {}",
+                n.digest,
+                client::sanitize(&e.to_string(), 200)
+            ),
+        )
+    })?;
+    let mut out = vec![m.config.clone()];
+    out.extend(m.layers.iter().cloned());
+    Ok(out)
 }
 
 /// The descriptor as the package has it (media type filled in when the package left it out).
@@ -522,7 +759,7 @@ fn descriptor_of(n: &Node) -> Descriptor {
     d
 }
 
-fn synthesize_index(descs: Vec<Descriptor>, children: Vec<Node>, docker: bool) -> Node {
+fn synthesize_index(descs: Vec<Descriptor>, children: Vec<Arc<Node>>, docker: bool) -> Node {
     let mut index = Index::new(descs);
     if docker {
         index.media_type = Some(oci::DOCKER_MANIFEST_LIST.to_string());
@@ -541,14 +778,23 @@ fn synthesize_index(descs: Vec<Descriptor>, children: Vec<Node>, docker: bool) -
     }
 }
 
-fn collect_leaves<'a>(n: &'a Node, out: &mut Vec<&'a Node>) {
-    if n.is_index {
-        for c in &n.children {
-            collect_leaves(c, out);
+/// The image manifests below `top` (or `top` itself), each digest once, in listing order.
+fn unique_leaves(top: &Arc<Node>) -> Vec<Arc<Node>> {
+    fn walk(n: &Arc<Node>, seen: &mut BTreeSet<Digest>, out: &mut Vec<Arc<Node>>) {
+        if !seen.insert(n.digest) {
+            return;
         }
-    } else {
-        out.push(n);
+        if n.is_index {
+            for c in &n.children {
+                walk(c, seen, out);
+            }
+        } else {
+            out.push(n.clone());
+        }
     }
+    let mut out = Vec::new();
+    walk(top, &mut BTreeSet::new(), &mut out);
+    out
 }
 
 /// The media type a JSON document declares, or what its shape says.
@@ -566,90 +812,154 @@ fn sniff_media_type(bytes: &[u8]) -> Option<String> {
     }
 }
 
-fn load(
-    reader: &PackageReader,
-    path: &Path,
-    desc: &Descriptor,
-    depth: usize,
-    blobs: &mut Vec<Descriptor>,
-) -> Result<Node> {
-    if depth > MAX_DEPTH {
-        return Err(Error::invalid(path, "image indexes nested too deeply"));
+/// Reads the manifests and indexes to push, each digest once, within the reader's limits.
+struct Loader<'a> {
+    reader: &'a PackageReader,
+    path: &'a Path,
+    nodes: HashMap<Digest, Arc<Node>>,
+    /// Descriptors of manifests and indexes met so far, repeats included.
+    listed: usize,
+    /// Manifest, index and config bytes held.
+    kept_bytes: u64,
+    /// Configs and layers of every image read.
+    blobs: Vec<Descriptor>,
+}
+
+impl Loader<'_> {
+    fn keep(&mut self, n: u64) -> Result<()> {
+        self.kept_bytes += n;
+        if self.kept_bytes > MAX_IMAGES_BYTES {
+            return Err(Error::invalid(
+                self.path,
+                format!(
+                    "image manifests and configs exceed {} MiB in total",
+                    MAX_IMAGES_BYTES >> 20
+                ),
+            ));
+        }
+        Ok(())
     }
-    let bytes = reader.read_verified(desc)?;
-    let media_type = if desc.media_type.is_empty() {
-        sniff_media_type(&bytes).ok_or_else(|| {
-            Error::invalid(
+
+    fn load(&mut self, desc: &Descriptor, depth: usize) -> Result<Arc<Node>> {
+        let path = self.path;
+        if depth > MAX_INDEX_DEPTH {
+            return Err(Error::invalid(path, "image indexes nested too deeply"));
+        }
+        self.listed += 1;
+        if self.listed > MAX_IMAGES {
+            return Err(Error::invalid(
                 path,
-                format!("{} is neither an image manifest nor an index", desc.digest),
-            )
-        })?
-    } else {
-        desc.media_type.clone()
-    };
-    if oci::is_index(&media_type) {
-        let index: Index = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::invalid(path, format!("index {}: {e}", desc.digest)))?;
-        let mut children = Vec::new();
-        for d in &index.manifests {
-            if !(oci::is_manifest(&d.media_type) || oci::is_index(&d.media_type)) {
-                return Err(Error::invalid(
+                format!("lists more than {MAX_IMAGES} images"),
+            ));
+        }
+        if let Some(n) = self.nodes.get(&desc.digest) {
+            return Ok(n.clone());
+        }
+        let bytes = self.reader.read_verified(desc)?;
+        self.keep(bytes.len() as u64)?;
+        let media_type = if desc.media_type.is_empty() {
+            sniff_media_type(&bytes).ok_or_else(|| {
+                Error::invalid(
+                    path,
+                    format!("{} is neither an image manifest nor an index", desc.digest),
+                )
+            })?
+        } else {
+            desc.media_type.clone()
+        };
+        let node = if oci::is_index(&media_type) {
+            let index: Index = serde_json::from_slice(&bytes).map_err(|e| {
+                Error::invalid(
                     path,
                     format!(
-                        "index {} references {} of media type '{}', which cnbpkg cannot push",
-                        desc.digest, d.digest, d.media_type
+                        "index {}: {}",
+                        desc.digest,
+                        client::sanitize(&e.to_string(), 200)
                     ),
+                )
+            })?;
+            let mut children = Vec::new();
+            for d in &index.manifests {
+                if !(oci::is_manifest(&d.media_type) || oci::is_index(&d.media_type)) {
+                    return Err(Error::invalid(
+                        path,
+                        format!(
+                            "index {} references {} of media type '{}', which cnbpkg cannot push",
+                            desc.digest,
+                            d.digest,
+                            client::sanitize(&d.media_type, 100)
+                        ),
+                    ));
+                }
+                children.push(self.load(d, depth + 1)?);
+            }
+            Node {
+                desc: desc.clone(),
+                digest: desc.digest,
+                media_type,
+                bytes,
+                is_index: true,
+                platform: desc.platform.clone(),
+                children,
+            }
+        } else if oci::is_manifest(&media_type) {
+            let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
+                Error::invalid(
+                    path,
+                    format!(
+                        "manifest {}: {}",
+                        desc.digest,
+                        client::sanitize(&e.to_string(), 200)
+                    ),
+                )
+            })?;
+            let platform = match &desc.platform {
+                Some(p) => Some(p.clone()),
+                None => {
+                    let cfg = self.reader.read_verified(&manifest.config)?;
+                    self.keep(cfg.len() as u64)?;
+                    serde_json::from_slice::<ImageConfig>(&cfg)
+                        .ok()
+                        .filter(|c| !c.os.is_empty())
+                        .map(|c| Platform {
+                            architecture: c.architecture,
+                            os: c.os,
+                            os_version: c.os_version,
+                            os_features: c.os_features,
+                            variant: c.variant,
+                        })
+                }
+            };
+            self.blobs.push(manifest.config.clone());
+            self.blobs.extend(manifest.layers.iter().cloned());
+            if self.blobs.len() > MAX_ENTRIES {
+                return Err(Error::invalid(
+                    path,
+                    format!("its images list more than {MAX_ENTRIES} blobs"),
                 ));
             }
-            children.push(load(reader, path, d, depth + 1, blobs)?);
-        }
-        Ok(Node {
-            desc: desc.clone(),
-            digest: desc.digest,
-            media_type,
-            bytes,
-            is_index: true,
-            platform: desc.platform.clone(),
-            children,
-        })
-    } else if oci::is_manifest(&media_type) {
-        let manifest: Manifest = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::invalid(path, format!("manifest {}: {e}", desc.digest)))?;
-        let platform = match &desc.platform {
-            Some(p) => Some(p.clone()),
-            None => {
-                let cfg = reader.read_verified(&manifest.config)?;
-                serde_json::from_slice::<ImageConfig>(&cfg)
-                    .ok()
-                    .filter(|c| !c.os.is_empty())
-                    .map(|c| Platform {
-                        architecture: c.architecture,
-                        os: c.os,
-                        os_version: c.os_version,
-                        os_features: c.os_features,
-                        variant: c.variant,
-                    })
+            Node {
+                desc: desc.clone(),
+                digest: desc.digest,
+                media_type,
+                bytes,
+                is_index: false,
+                platform,
+                children: Vec::new(),
             }
+        } else {
+            return Err(Error::invalid(
+                path,
+                format!(
+                    "{} has media type '{}', not an image manifest or index",
+                    desc.digest,
+                    client::sanitize(&media_type, 100)
+                ),
+            ));
         };
-        blobs.push(manifest.config.clone());
-        blobs.extend(manifest.layers.iter().cloned());
-        Ok(Node {
-            desc: desc.clone(),
-            digest: desc.digest,
-            media_type,
-            bytes,
-            is_index: false,
-            platform,
-            children: Vec::new(),
-        })
-    } else {
-        Err(Error::invalid(
-            path,
-            format!(
-                "{} has media type '{media_type}', not an image manifest or index",
-                desc.digest
-            ),
-        ))
+        let node = Arc::new(node);
+        self.nodes.insert(desc.digest, node.clone());
+        Ok(node)
     }
 }
 
@@ -659,31 +969,33 @@ fn push_manifests(
     pushed: &mut BTreeSet<Digest>,
     status: &mut dyn FnMut(&str),
 ) -> Result<()> {
+    // Checked before the children: a shared subtree is walked once, not once per listing.
+    if pushed.contains(&node.digest) {
+        return Ok(());
+    }
     for c in &node.children {
         push_manifests(client, c, pushed, status)?;
     }
-    if !pushed.insert(node.digest) {
-        return Ok(());
-    }
+    pushed.insert(node.digest);
     let kind = if node.is_index { "index" } else { "manifest" };
     let what = match &node.platform {
         Some(p) => format!("{kind} {} ({})", node.digest, platform_text(p)),
         None => format!("{kind} {}", node.digest),
     };
-    let exists = upload::manifest_exists(client, &node.digest);
-    for note in client.take_notes() {
-        status(&note);
-    }
-    if exists? {
+    if reporting(client, status, || {
+        upload::manifest_exists(client, &node.digest)
+    })? {
         status(&format!("Exists {what}"));
     } else {
-        upload::put_manifest(
-            client,
-            &node.digest.to_string(),
-            &node.bytes,
-            &node.media_type,
-            &node.digest,
-        )?;
+        reporting(client, status, || {
+            upload::put_manifest(
+                client,
+                &node.digest.to_string(),
+                &node.bytes,
+                &node.media_type,
+                &node.digest,
+            )
+        })?;
         status(&format!("Pushed {what}"));
     }
     Ok(())

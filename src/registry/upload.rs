@@ -11,7 +11,7 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::layout::BlobReader;
 
-use super::client::{Body, Client, Failure, Resp};
+use super::client::{sanitize, Body, Client, Failure, Resp};
 
 /// All manifest media types we accept back on HEAD.
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
@@ -85,7 +85,7 @@ pub fn push_blob(
             Err(f) if f.retryable && failures + 1 < client.retry.attempts => {
                 failures += 1;
                 client.note_retry(&format!("upload of {digest}"), failures, &f.error);
-                std::thread::sleep(client.retry.backoff(failures));
+                std::thread::sleep(client.retry.delay(failures, &f));
             }
             Err(f) => return Err(f.error),
         }
@@ -168,10 +168,11 @@ fn attempt(
                 202 => {}
                 413 => return Ok(Attempt::TooLarge),
                 416 => {
-                    return Err(Failure {
-                        error: client.status_error(&Method::PATCH, &location, &resp),
-                        retryable: true,
-                    })
+                    return Err(Failure::transient(client.status_error(
+                        &Method::PATCH,
+                        &location,
+                        &resp,
+                    )))
                 }
                 _ => {
                     return Err(Failure::from(client.status_error(
@@ -185,8 +186,16 @@ fn attempt(
             let received = resp
                 .header("range")
                 .and_then(parse_range_end)
-                .map(|end| end + 1)
+                .map(|end| end.saturating_add(1))
                 .unwrap_or(offset + n);
+            if received <= offset {
+                // No progress: the registry kept nothing of this chunk. A new session may do
+                // better; looping here would never end.
+                return Err(Failure::transient(Error::other(format!(
+                    "{}: the registry kept none of the chunk at offset {offset} of blob {digest}",
+                    client.registry
+                ))));
+            }
             if received != offset + n {
                 if received > size {
                     return Err(Failure::from(Error::other(format!(
@@ -251,12 +260,20 @@ fn location(client: &Client, request: &Url, resp: &Resp) -> Result<Url, Failure>
             request.path()
         )))
     })?;
-    request.join(loc).map_err(|e| {
+    let bad = |why: String| {
         Failure::from(Error::other(format!(
-            "{}: invalid upload location '{loc}': {e}",
-            client.registry
+            "{}: invalid upload location '{}': {why}",
+            client.registry,
+            sanitize(loc, 200)
         )))
-    })
+    };
+    let url = request.join(loc).map_err(|e| bad(e.to_string()))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(bad("not an http(s) URL".to_string()));
+    }
+    // A location on another host is allowed (registries hand uploads to storage hosts), but
+    // `Client::raw` sends it no credentials.
+    Ok(url)
 }
 
 /// Fail when the registry names a different digest than the content's.
@@ -266,7 +283,7 @@ pub fn check_digest(client: &Client, resp: &Resp, expected: &Digest) -> Result<(
             return Err(Error::other(format!(
                 "{}: the registry reports digest {} for content with digest {expected}",
                 client.registry,
-                d.trim()
+                sanitize(d.trim(), 100)
             )));
         }
     }
@@ -298,7 +315,9 @@ pub fn put_manifest(
         &[("Content-Type", media_type)],
         Some(bytes),
     )?;
-    if resp.status != 201 && resp.status != 200 {
+    // The distribution spec answers a stored manifest with 201 Created; anything else
+    // (a redirect above all) means the tag was not set.
+    if resp.status != 201 {
         return Err(client.status_error(&Method::PUT, &url, &resp));
     }
     check_digest(client, &resp, digest)
