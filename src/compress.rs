@@ -157,7 +157,9 @@ enum Inner<W: Write> {
 /// Creates an encoder for `c` writing to `out`, compressing on `threads` worker threads
 /// (0 is taken as 1). The output bytes do not depend on `threads`.
 pub fn encoder<W: Write>(c: Compression, threads: usize, out: W) -> Encoder<W> {
-    let threads = threads.max(1);
+    // More threads than this only cost memory (each keeps blocks in flight); the bytes written
+    // do not depend on the count.
+    let threads = threads.clamp(1, MAX_THREADS);
     let inner = match c {
         Compression::None => Inner::Plain(out),
         Compression::Gzip { level } => Inner::Gzip(GzipEncoder::new(
@@ -196,6 +198,9 @@ pub fn gzip_encoder_with_block_size<W: Write>(
         )),
     }
 }
+
+/// The most compression threads one encoder starts (`--jobs` is bounded by it).
+pub const MAX_THREADS: usize = 256;
 
 /// Bytes of input per zstd worker job.
 const ZSTD_JOB_SIZE: u32 = 2 << 20;

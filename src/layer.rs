@@ -7,12 +7,12 @@
 //! first layer of Windows packages (§4.6).
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, IoResultExt, Result};
+use crate::error::{Error, Result};
 use crate::source::{walk, SourceEntry, SourceKind};
+use crate::tar_guard::TarGuard;
 use crate::tar::{needs_pax, path_clean, EntryType, Header, TarWriter, NORMALIZED_MTIME};
 
 /// The diffID of the Windows base layer (the sha256 of [`write_windows_base_layer`]'s bytes).
@@ -29,6 +29,10 @@ const WINDOWS_BCD: &[u8] = include_bytes!("../testdata/fixtures/windows/BCD");
 
 /// Relative names that pack makes executable whatever their mode.
 const ALWAYS_EXECUTABLE: &[&str] = &["bin/build", "bin/detect", "bin/generate"];
+
+/// The most bytes read after a copied layer's end-of-archive marker (record padding: GNU tar
+/// pads to 10 KiB by default, and to at most a few hundred KiB with large blocking factors).
+const MAX_LAYER_TRAILER: u64 = 1 << 20;
 
 /// Which layer writer pack would use for the target OS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,7 +139,10 @@ impl<W: Write> LayerBuilder<W> {
             self.init_windows().map_err(write_error)?;
         }
         let bad = |e: io::Error| Error::invalid(origin, format!("reading a layer to flatten: {e}"));
-        let mut archive = ::tar::Archive::new(layer);
+        // The guard bounds extended headers; it and the drain below read the layer to its very
+        // end, so the decompressor underneath checks its trailer (gzip CRC, zstd checksum).
+        let mut guard = TarGuard::new(layer);
+        let mut archive = ::tar::Archive::new(&mut guard);
         for entry in archive.entries().map_err(bad)? {
             let mut entry = entry.map_err(bad)?;
             let header = copied_header(&mut entry).map_err(|m| Error::invalid(origin, m))?;
@@ -152,6 +159,8 @@ impl<W: Write> LayerBuilder<W> {
                 }
             })?;
         }
+        drop(archive);
+        guard.drain(MAX_LAYER_TRAILER).map_err(bad)?;
         Ok(())
     }
 
@@ -169,7 +178,7 @@ impl<W: Write> LayerBuilder<W> {
         let (header, source_pax) = entry_header(base, entry);
         match entry.kind {
             SourceKind::File { .. } => {
-                let file = File::open(&entry.path).at(&entry.path)?;
+                let file = crate::input::open_walked(&entry.path, entry.identity.as_ref())?;
                 let mut reader = TrackedReader {
                     inner: file,
                     failed: false,

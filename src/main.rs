@@ -63,9 +63,9 @@ struct PushArgs {
     /// Read the password or token from standard input.
     #[arg(long, requires = "username")]
     password_stdin: bool,
-    /// Parallel blob uploads.
-    #[arg(short, long, value_name = "N", default_value_t = cnbpkg::registry::DEFAULT_JOBS)]
-    jobs: usize,
+    /// Parallel blob uploads, at most 32; more are treated as 32.
+    #[arg(short, long, value_name = "N", default_value_t = cnbpkg::registry::DEFAULT_JOBS as u64)]
+    jobs: u64,
     #[command(flatten)]
     common: Common,
 }
@@ -136,9 +136,9 @@ struct PackageArgs {
     /// Add a label to every image config (KEY=VALUE); repeatable.
     #[arg(short, long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
     labels: Vec<(String, String)>,
-    /// Threads for compression (default: all cores).
+    /// Threads for compression, at most 256; more are treated as 256 (default: all cores).
     #[arg(short, long, value_name = "N")]
-    jobs: Option<usize>,
+    jobs: Option<u64>,
     #[command(flatten)]
     common: Common,
 }
@@ -236,7 +236,7 @@ fn run_package(args: PackageArgs, ui: &Printer) -> Result<(), Error> {
         if j == 0 {
             return Err(Error::usage("--jobs must be at least 1"));
         }
-        opts.jobs = j;
+        opts.jobs = j.min(cnbpkg::compress::MAX_THREADS as u64) as usize;
     }
     let report = package_buildpack(&opts, ui)?;
     let mut out = std::io::stdout().lock();
@@ -268,7 +268,8 @@ fn run_verify(args: VerifyArgs, ui: &Printer) -> Result<(), Error> {
         print_json(&mut out, &report);
     } else {
         for d in &report.defects {
-            let _ = writeln!(out, "{}: {d}", args.package.display());
+            let line = format!("{}: {d}", args.package.display());
+            let _ = writeln!(out, "{}", cnbpkg::ui::printable(&line));
         }
     }
     if report.is_ok() {
@@ -316,7 +317,7 @@ fn run_push(args: PushArgs, ui: &Printer) -> Result<(), Error> {
         ca_cert: args.ca_cert,
         username: args.username,
         password,
-        jobs: args.jobs,
+        jobs: args.jobs.min(cnbpkg::registry::MAX_JOBS as u64) as usize,
         progress: ui.progress(),
     };
     let report = cnbpkg::registry::push(&opts, &mut |line: &str| match line

@@ -85,7 +85,8 @@ impl PackageOptions {
             flatten_exclude: Vec::new(),
             jobs: std::thread::available_parallelism()
                 .map(|n| n.get())
-                .unwrap_or(1),
+                .unwrap_or(1)
+                .min(compress::MAX_THREADS),
         }
     }
 }

@@ -112,7 +112,7 @@ pub(crate) fn load_tree(location: &Path, ui: &Printer) -> Result<Tree> {
     } else {
         descriptor_path.clone()
     };
-    let text = fs::read_to_string(&descriptor_path).at(&shown)?;
+    let text = crate::input::read_text(&descriptor_path, &shown)?;
     let (descriptor, warnings) = descriptor::parse_buildpack_toml(&shown, &text)?;
     warnings.iter().for_each(|w| ui.warn(w));
     Ok(Tree {
@@ -151,12 +151,14 @@ pub(crate) fn load_dependency(location: &Path, ui: &Printer) -> Result<Dependenc
 fn looks_like_layout_archive(path: &Path) -> Result<bool> {
     use std::io::Read;
     let mut head = [0u8; 2];
-    let mut f = fs::File::open(path).at(path)?;
+    let mut f = crate::input::open_regular(path)?;
     let n = f.read(&mut head).at(path)?;
     if n == 2 && head == [0x1f, 0x8b] {
         return Ok(false);
     }
-    let mut archive = tar::Archive::new(fs::File::open(path).at(path)?);
+    // The guard bounds extended headers, which the tar reader would hold whole.
+    let input = crate::tar_guard::TarGuard::new(crate::input::open_regular(path)?);
+    let mut archive = tar::Archive::new(input);
     let entries = match archive.entries() {
         Ok(e) => e,
         Err(_) => return Ok(false),
