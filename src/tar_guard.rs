@@ -196,7 +196,7 @@ impl<R: Read> Read for TarGuard<R> {
             if !self.at_boundary() {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
-                    "the archive is truncated inside an entry",
+                    "truncated archive: it ends inside an entry",
                 ));
             }
             return Ok(0);
