@@ -80,8 +80,15 @@ fn a_cnb_made_with_gnu_tar_from_a_layout_is_read_by_every_reader() {
     assert_eq!(listing.lines().next(), Some("./"), "{listing}");
     assert!(listing.lines().any(|l| l == "./index.json"), "{listing}");
 
-    // verify and inspect.
+    // verify and inspect (also of GNU tar's POSIX format, which adds PAX headers).
     ok(cnbpkg([OsStr::new("verify"), dot.as_os_str()]));
+    let posix = d.join("posix.cnb");
+    tool_ok(
+        "tar",
+        &["--format=posix", "-C", layout.to_str().unwrap(), "-cf", posix.to_str().unwrap(), "."],
+    );
+    assert!(tool_ok("tar", &["-tvf", posix.to_str().unwrap()]).contains("./index.json"));
+    ok(cnbpkg([OsStr::new("verify"), posix.as_os_str()]));
     let digest = |p: &Path| -> String {
         let v: Value = serde_json::from_str(&ok(cnbpkg([
             OsStr::new("inspect"),
@@ -333,6 +340,72 @@ fn layout_with_layer(dir: &Path, name: &str, layer_tar: impl FnOnce(&[u8]) -> Ve
         fs::remove_file(blob(old)).unwrap();
     }
     layout
+}
+
+#[test]
+fn a_dependency_whose_layer_gnu_tar_wrote_with_dot_names_is_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let root = d.join("root");
+    fs::create_dir(&root).unwrap();
+    let layout = layout_with_layer(d, "dotted", |t| {
+        let old = d.join("old.tar");
+        fs::write(&old, t).unwrap();
+        tool_ok("tar", &["-xf", old.to_str().unwrap(), "-C", root.to_str().unwrap()]);
+        let new = d.join("new.tar");
+        tool_ok(
+            "tar",
+            &["--owner=0", "--group=0", "--numeric-owner", "-C", root.to_str().unwrap(), "-cf", new.to_str().unwrap(), "."],
+        );
+        fs::read(&new).unwrap()
+    });
+    let listing = {
+        let layer = gzip_layer(&layout);
+        let mut ar = tar::Archive::new(&layer[..]);
+        ar.entries()
+            .unwrap()
+            .map(|e| String::from_utf8_lossy(&e.unwrap().path_bytes()).into_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(listing.first().map(String::as_str), Some("./"), "{listing:?}");
+    ok(cnbpkg([OsStr::new("verify"), layout.as_os_str()]));
+    let out = d.join("comp.cnb");
+    package(&out, &["--config".as_ref(), composite_config(d, &layout).as_os_str()]);
+    ok(cnbpkg([OsStr::new("verify"), out.as_os_str()]));
+    let flat = d.join("flat.cnb");
+    package(
+        &flat,
+        &["--config".as_ref(), composite_config(d, &layout).as_os_str(), "--flatten".as_ref()],
+    );
+    ok(cnbpkg([OsStr::new("verify"), flat.as_os_str()]));
+    // skopeo and umoci unpack the same buildpack from it.
+    let oci_archive = d.join("dotted.cnb");
+    tool_ok("tar", &["-C", layout.to_str().unwrap(), "-cf", oci_archive.to_str().unwrap(), "."]);
+    fs::create_dir_all(d.join("u")).unwrap();
+    let rootfs = unpack_with_umoci(&oci_archive, &d.join("u"), &[]);
+    let build = "cnb/buildpacks/examples_hello-bash/1.0.0/bin/build";
+    assert_eq!(
+        fs::read(rootfs.join(build)).unwrap(),
+        fs::read(sample("hello-bash").join("bin/build")).unwrap()
+    );
+}
+
+/// The decompressed only layer of a layout.
+fn gzip_layer(layout: &Path) -> Vec<u8> {
+    let blobs = layout.join("blobs/sha256");
+    let blob = |d: &str| blobs.join(d.trim_start_matches("sha256:"));
+    let index: Value = serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let manifest: Value = serde_json::from_slice(
+        &fs::read(blob(index["manifests"][0]["digest"].as_str().unwrap())).unwrap(),
+    )
+    .unwrap();
+    let mut t = Vec::new();
+    flate2::read::GzDecoder::new(
+        fs::File::open(blob(manifest["layers"][0]["digest"].as_str().unwrap())).unwrap(),
+    )
+    .read_to_end(&mut t)
+    .unwrap();
+    t
 }
 
 /// `tar` (ending with two zero blocks) with a GNU long-name entry of `name` inserted before them.
