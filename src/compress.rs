@@ -837,3 +837,32 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod stream_end_tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// A damaged or cut compressed stream must fail when read to its end: the trailer (gzip CRC
+    /// and length, zstd checksum) is what catches content damage the decoder cannot see.
+    #[test]
+    fn damaged_or_cut_streams_fail_when_read_to_the_end() {
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        for c in [Compression::Zstd { level: 3 }, Compression::DEFAULT] {
+            let mut e = encoder(c, 2, Vec::new());
+            e.write_all(&data).unwrap();
+            let out = e.finish().unwrap();
+            let read = |bytes: &[u8]| {
+                let mut back = Vec::new();
+                decoder(c.encoding(), bytes).read_to_end(&mut back)
+            };
+            assert!(read(&out).is_ok(), "{c}");
+            let mut bad = out.clone();
+            let n = bad.len();
+            bad[n - 3] ^= 0x55;
+            assert!(read(&bad).is_err(), "{c}: damaged trailer accepted");
+            assert!(read(&out[..n - 4]).is_err(), "{c}: cut stream accepted");
+            assert!(read(&out[..n / 2]).is_err(), "{c}: half a stream accepted");
+        }
+    }
+}

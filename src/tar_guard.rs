@@ -162,14 +162,17 @@ impl<R: Read> TarGuard<R> {
                 // pending local header without applying it.
                 self.pending_pax = None;
             }
-        } else if !extension || !recognized {
+        } else {
             if let Some(pending) = self.pending_pax.take() {
                 if self.apply_pax_size && !extension {
                     size = pending.unwrap_or(size);
                 }
             }
         }
-        let pad = size.next_multiple_of(BLOCK as u64) - size;
+        let padded = size
+            .checked_next_multiple_of(BLOCK as u64)
+            .ok_or_else(|| invalid(format!("entry size {size} is out of range")))?;
+        let pad = padded - size;
         let state = State::Data {
             data: size,
             pad,
@@ -305,6 +308,21 @@ mod tests {
             let e = entries(&bytes).unwrap_err().to_string();
             assert!(e.contains("larger than the 1 MiB limit"), "{e}");
         }
+    }
+
+    #[test]
+    fn sizes_near_the_integer_limit_are_errors_not_overflows() {
+        let records = format!("{} size={}\n", 6 + 20 + 5, u64::MAX);
+        let records = format!("{} size={}\n", records.len(), u64::MAX);
+        let mut bytes = header("PaxHeaders.0/f", tar::EntryType::XHeader, records.len() as u64)
+            .as_bytes()
+            .to_vec();
+        bytes.extend_from_slice(records.as_bytes());
+        bytes.resize(1024, 0);
+        bytes.extend_from_slice(header("f", tar::EntryType::Regular, 0).as_bytes());
+        bytes.resize(bytes.len() + 4096, 0);
+        let mut guard = TarGuard::new(&bytes[..]);
+        assert!(io::copy(&mut guard, &mut io::sink()).is_err());
     }
 
     #[test]

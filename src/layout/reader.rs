@@ -406,21 +406,22 @@ fn scan_archive(path: &Path) -> Result<Source> {
                 format!("unsafe entry name '{}'", crate::ui::quote_name(&raw_name)),
             )
         })?;
+        let shown = crate::ui::quote_name(&name);
         match entry.header().entry_type() {
             tar::EntryType::Directory => {}
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 if offset.checked_add(size).is_none_or(|end| end > len) {
                     return Err(Error::invalid(
                         path,
-                        format!("truncated: entry {name} runs past the end of the file"),
+                        format!("truncated: entry {shown} runs past the end of the file"),
                     ));
                 }
                 if entries.insert(name.clone(), (offset, size)).is_some() {
-                    return Err(Error::invalid(path, format!("duplicate entry {name}")));
+                    return Err(Error::invalid(path, format!("duplicate entry {shown}")));
                 }
             }
             other => {
-                return Err(Error::invalid(path, format!("entry {name} has unsupported type {other:?}; only files and directories belong in a .cnb")));
+                return Err(Error::invalid(path, format!("entry {shown} has unsupported type {other:?}; only files and directories belong in a .cnb")));
             }
         }
     }
