@@ -63,18 +63,33 @@ pub fn read_text(path: &Path, shown: &Path) -> Result<String> {
     Ok(text)
 }
 
+/// Read a whole (small) file named by the user or found by convention (a CA certificate, a
+/// credentials file) after [`open_regular`]'s checks; more than `limit` bytes is an error.
+pub fn read_bytes(path: &Path, limit: u64) -> Result<Vec<u8>> {
+    let file = open_checked(path, 0)?;
+    let mut bytes = Vec::new();
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .at(path)?;
+    if bytes.len() as u64 > limit {
+        return Err(Error::invalid(
+            path,
+            format!("is larger than {limit} bytes; refusing to read it"),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// Open a file found by a directory walk for reading: never through a symlink (`O_NOFOLLOW`),
 /// never blocking (`O_NONBLOCK`), and only if the handle is the very regular file the walk saw
 /// (same device, inode and size, when the walk recorded them); anything else means the tree
 /// changed under us.
 pub fn open_walked(path: &Path, expected: Option<&FileIdentity>) -> Result<File> {
     let file = open_checked(path, libc::O_NOFOLLOW).map_err(|e| match e {
-        Error::Io { source, .. } if source.raw_os_error() == Some(libc::ELOOP) => {
-            Error::invalid(
-                path,
-                "was replaced by a symlink after the tree was read; refusing to follow it",
-            )
-        }
+        Error::Io { source, .. } if source.raw_os_error() == Some(libc::ELOOP) => Error::invalid(
+            path,
+            "was replaced by a symlink after the tree was read; refusing to follow it",
+        ),
         Error::Invalid { message, .. } => Error::invalid(
             path,
             format!("was replaced after the tree was read: it is now {message}"),
@@ -181,7 +196,9 @@ mod tests {
         mkfifo(&path);
         let e = open_regular(&path).unwrap_err().to_string();
         assert!(e.contains("FIFO"), "{e}");
-        let e = read_text(&path, Path::new("shown")).unwrap_err().to_string();
+        let e = read_text(&path, Path::new("shown"))
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("shown: "), "{e}");
     }
 }

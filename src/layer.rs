@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::source::{walk, SourceEntry, SourceKind};
-use crate::tar_guard::TarGuard;
 use crate::tar::{needs_pax, path_clean, EntryType, Header, TarWriter, NORMALIZED_MTIME};
+use crate::tar_guard::TarGuard;
 
 /// The diffID of the Windows base layer (the sha256 of [`write_windows_base_layer`]'s bytes).
 pub const WINDOWS_BASE_LAYER_DIFF_ID: &str =

@@ -76,7 +76,10 @@ impl<R: Read> TarGuard<R> {
     /// underneath reaches the end of its stream and checks its trailer (gzip CRC and length,
     /// zstd checksum). Returns the bytes read; more than `limit` is an error.
     pub fn drain(&mut self, limit: u64) -> io::Result<u64> {
-        let n = io::copy(&mut self.by_ref().take(limit.saturating_add(1)), &mut io::sink())?;
+        let n = io::copy(
+            &mut self.by_ref().take(limit.saturating_add(1)),
+            &mut io::sink(),
+        )?;
         if n > limit {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -118,7 +121,12 @@ impl<R: Read> TarGuard<R> {
 
     /// Move on to the next header once an entry's data and padding are consumed.
     fn after_data(&mut self) {
-        if let State::Data { data: 0, pad: 0, capture } = &mut self.state {
+        if let State::Data {
+            data: 0,
+            pad: 0,
+            capture,
+        } = &mut self.state
+        {
             if let Some(records) = capture.take() {
                 self.pending_pax = Some(pax_size(&records));
             }
@@ -184,7 +192,13 @@ impl<R: Read> TarGuard<R> {
     fn at_boundary(&self) -> bool {
         matches!(
             self.state,
-            State::Header { filled: 0 } | State::Trailer | State::Data { data: 0, pad: 0, .. }
+            State::Header { filled: 0 }
+                | State::Trailer
+                | State::Data {
+                    data: 0,
+                    pad: 0,
+                    ..
+                }
         )
     }
 }
@@ -291,8 +305,14 @@ mod tests {
 
     #[test]
     fn end_marker_and_truncation() {
-        assert_eq!(entries(&archive(true)).unwrap(), (vec!["a".into(), "b".into()], true));
-        assert_eq!(entries(&archive(false)).unwrap(), (vec!["a".into(), "b".into()], false));
+        assert_eq!(
+            entries(&archive(true)).unwrap(),
+            (vec!["a".into(), "b".into()], true)
+        );
+        assert_eq!(
+            entries(&archive(false)).unwrap(),
+            (vec!["a".into(), "b".into()], false)
+        );
         // Cut inside the first entry's data or padding, or inside a header block.
         let full = archive(true);
         for cut in [514, 600, 1100] {
@@ -314,9 +334,13 @@ mod tests {
     fn sizes_near_the_integer_limit_are_errors_not_overflows() {
         let records = format!("{} size={}\n", 6 + 20 + 5, u64::MAX);
         let records = format!("{} size={}\n", records.len(), u64::MAX);
-        let mut bytes = header("PaxHeaders.0/f", tar::EntryType::XHeader, records.len() as u64)
-            .as_bytes()
-            .to_vec();
+        let mut bytes = header(
+            "PaxHeaders.0/f",
+            tar::EntryType::XHeader,
+            records.len() as u64,
+        )
+        .as_bytes()
+        .to_vec();
         bytes.extend_from_slice(records.as_bytes());
         bytes.resize(1024, 0);
         bytes.extend_from_slice(header("f", tar::EntryType::Regular, 0).as_bytes());
@@ -329,9 +353,13 @@ mod tests {
     fn pax_size_records_keep_the_framing() {
         // A PAX header whose size record (5) differs from the header's size field (0).
         let records = b"10 size=5\n";
-        let mut bytes = header("PaxHeaders.0/f", tar::EntryType::XHeader, records.len() as u64)
-            .as_bytes()
-            .to_vec();
+        let mut bytes = header(
+            "PaxHeaders.0/f",
+            tar::EntryType::XHeader,
+            records.len() as u64,
+        )
+        .as_bytes()
+        .to_vec();
         bytes.extend_from_slice(records);
         bytes.resize(1024, 0);
         bytes.extend_from_slice(header("f", tar::EntryType::Regular, 0).as_bytes());

@@ -196,7 +196,10 @@ mod tests {
         );
         let long = "n".repeat(1000);
         let q = super::quote_name(&long);
-        assert!(q.starts_with(&"n".repeat(256)) && q.ends_with("... (1000 bytes in all)"), "{q}");
+        assert!(
+            q.starts_with(&"n".repeat(256)) && q.ends_with("... (1000 bytes in all)"),
+            "{q}"
+        );
         let huge = "m".repeat(super::MAX_MESSAGE * 3);
         assert!(super::printable(&huge).len() < super::MAX_MESSAGE + 64);
     }

@@ -45,7 +45,10 @@ fn composite_config(dir: &Path, dep: &Path) -> PathBuf {
         "api = \"0.10\"\n[buildpack]\nid = \"t/composite\"\nversion = \"1.0.0\"\n\n[[order]]\n[[order.group]]\nid = \"examples/hello-bash\"\nversion = \"1.0.0\"\n",
     )
     .unwrap();
-    let config = dir.join(format!("package-{}.toml", sha256_hex(dep.as_os_str().as_encoded_bytes())));
+    let config = dir.join(format!(
+        "package-{}.toml",
+        sha256_hex(dep.as_os_str().as_encoded_bytes())
+    ));
     fs::write(
         &config,
         format!(
@@ -69,13 +72,35 @@ fn a_cnb_made_with_gnu_tar_from_a_layout_is_read_by_every_reader() {
     let ours = d.join("ours.cnb");
     package(
         &ours,
-        &["--path".as_ref(), sample("hello-bash").as_os_str(), "-t".as_ref(), "linux/amd64".as_ref()],
+        &[
+            "--path".as_ref(),
+            sample("hello-bash").as_os_str(),
+            "-t".as_ref(),
+            "linux/amd64".as_ref(),
+        ],
     );
     let layout = d.join("layout");
     fs::create_dir(&layout).unwrap();
-    tool_ok("tar", &["-xf", ours.to_str().unwrap(), "-C", layout.to_str().unwrap()]);
+    tool_ok(
+        "tar",
+        &[
+            "-xf",
+            ours.to_str().unwrap(),
+            "-C",
+            layout.to_str().unwrap(),
+        ],
+    );
     let dot = d.join("dot.cnb");
-    tool_ok("tar", &["-C", layout.to_str().unwrap(), "-cf", dot.to_str().unwrap(), "."]);
+    tool_ok(
+        "tar",
+        &[
+            "-C",
+            layout.to_str().unwrap(),
+            "-cf",
+            dot.to_str().unwrap(),
+            ".",
+        ],
+    );
     let listing = tool_ok("tar", &["-tf", dot.to_str().unwrap()]);
     assert_eq!(listing.lines().next(), Some("./"), "{listing}");
     assert!(listing.lines().any(|l| l == "./index.json"), "{listing}");
@@ -85,7 +110,14 @@ fn a_cnb_made_with_gnu_tar_from_a_layout_is_read_by_every_reader() {
     let posix = d.join("posix.cnb");
     tool_ok(
         "tar",
-        &["--format=posix", "-C", layout.to_str().unwrap(), "-cf", posix.to_str().unwrap(), "."],
+        &[
+            "--format=posix",
+            "-C",
+            layout.to_str().unwrap(),
+            "-cf",
+            posix.to_str().unwrap(),
+            ".",
+        ],
     );
     assert!(tool_ok("tar", &["-tvf", posix.to_str().unwrap()]).contains("./index.json"));
     ok(cnbpkg([OsStr::new("verify"), posix.as_os_str()]));
@@ -103,13 +135,23 @@ fn a_cnb_made_with_gnu_tar_from_a_layout_is_read_by_every_reader() {
     // As a composite's dependency: the same bytes as with the original file.
     let from_ours = d.join("from-ours.cnb");
     let from_dot = d.join("from-dot.cnb");
-    package(&from_ours, &["--config".as_ref(), composite_config(d, &ours).as_os_str()]);
-    package(&from_dot, &["--config".as_ref(), composite_config(d, &dot).as_os_str()]);
+    package(
+        &from_ours,
+        &["--config".as_ref(), composite_config(d, &ours).as_os_str()],
+    );
+    package(
+        &from_dot,
+        &["--config".as_ref(), composite_config(d, &dot).as_os_str()],
+    );
     assert!(fs::read(&from_ours).unwrap() == fs::read(&from_dot).unwrap());
     let flat = d.join("flat.cnb");
     package(
         &flat,
-        &["--config".as_ref(), composite_config(d, &dot).as_os_str(), "--flatten".as_ref()],
+        &[
+            "--config".as_ref(),
+            composite_config(d, &dot).as_os_str(),
+            "--flatten".as_ref(),
+        ],
     );
     ok(cnbpkg([OsStr::new("verify"), flat.as_os_str()]));
 
@@ -119,12 +161,20 @@ fn a_cnb_made_with_gnu_tar_from_a_layout_is_read_by_every_reader() {
     let a = unpack_with_umoci(&ours, &d.join("u1"), &[]);
     let b = unpack_with_umoci(&dot, &d.join("u2"), &[]);
     let build = "cnb/buildpacks/examples_hello-bash/1.0.0/bin/build";
-    assert_eq!(fs::read(a.join(build)).unwrap(), fs::read(b.join(build)).unwrap());
+    assert_eq!(
+        fs::read(a.join(build)).unwrap(),
+        fs::read(b.join(build)).unwrap()
+    );
 
     // push to a real registry.
     let reg = Registry::start_plain();
     let reference = format!("{}/inputs/dot:1", reg.host());
-    let r = child::run(child::push_args(&dot, &reference, &["--insecure"]), d, &[], None);
+    let r = child::run(
+        child::push_args(&dot, &reference, &["--insecure"]),
+        d,
+        &[],
+        None,
+    );
     assert!(r.ok(), "{r}\n{}", reg.log());
     assert_eq!(r.stdout.trim(), digest(&ours), "{r}");
     assert!(!skopeo_raw(&reference).is_empty());
@@ -159,7 +209,12 @@ fn names_equal_after_normalization_are_duplicates() {
     let ours = d.join("ours.cnb");
     package(
         &ours,
-        &["--path".as_ref(), sample("hello-bash").as_os_str(), "-t".as_ref(), "linux/amd64".as_ref()],
+        &[
+            "--path".as_ref(),
+            sample("hello-bash").as_os_str(),
+            "-t".as_ref(),
+            "linux/amd64".as_ref(),
+        ],
     );
     let index = {
         let mut ar = tar::Archive::new(fs::File::open(&ours).unwrap());
@@ -191,7 +246,16 @@ fn a_tgz_made_with_gnu_tar_packages_like_its_directory() {
     let d = tmp.path();
     let bp = sample("hello-bash");
     let tgz = d.join("bp.tgz");
-    tool_ok("tar", &["-C", bp.to_str().unwrap(), "-czf", tgz.to_str().unwrap(), "."]);
+    tool_ok(
+        "tar",
+        &[
+            "-C",
+            bp.to_str().unwrap(),
+            "-czf",
+            tgz.to_str().unwrap(),
+            ".",
+        ],
+    );
     let from_dir = d.join("dir.cnb");
     let from_tgz = d.join("tgz.cnb");
     package(&from_dir, &["--path".as_ref(), bp.as_os_str()]);
@@ -209,14 +273,26 @@ fn a_tgz_with_a_wrong_gzip_crc_is_refused() {
     let d = tmp.path();
     let bp = sample("hello-bash");
     let tgz = d.join("bp.tgz");
-    tool_ok("tar", &["-C", bp.to_str().unwrap(), "-czf", tgz.to_str().unwrap(), "."]);
+    tool_ok(
+        "tar",
+        &[
+            "-C",
+            bp.to_str().unwrap(),
+            "-czf",
+            tgz.to_str().unwrap(),
+            ".",
+        ],
+    );
     let mut bytes = fs::read(&tgz).unwrap();
     let n = bytes.len();
     // The gzip trailer: CRC-32 of the content, then its length.
     bytes[n - 8] ^= 0xff;
     fs::write(&tgz, &bytes).unwrap();
     let stderr = package_fails(&d.join("out.cnb"), &["--path".as_ref(), tgz.as_os_str()]);
-    assert!(stderr.contains("bp.tgz") && stderr.contains("corrupt"), "{stderr}");
+    assert!(
+        stderr.contains("bp.tgz") && stderr.contains("corrupt"),
+        "{stderr}"
+    );
 }
 
 /// A buildpack tar written by the `tar` crate (two zero blocks at the end), with the offsets at
@@ -225,7 +301,11 @@ fn buildpack_tar() -> (Vec<u8>, Vec<usize>) {
     let mut b = tar::Builder::new(Vec::new());
     let mut starts = Vec::new();
     for (name, data, mode) in [
-        ("buildpack.toml", &b"api = \"0.10\"\n[buildpack]\nid = \"t/a\"\nversion = \"1.0.0\"\n"[..], 0o644),
+        (
+            "buildpack.toml",
+            &b"api = \"0.10\"\n[buildpack]\nid = \"t/a\"\nversion = \"1.0.0\"\n"[..],
+            0o644,
+        ),
         ("bin/build", &b"#!/bin/sh\n"[..], 0o755),
         ("bin/detect", &b"#!/bin/sh\n"[..], 0o755),
         ("zzz-last", &b"the last file\n"[..], 0o644),
@@ -246,7 +326,10 @@ fn a_tar_cut_at_an_entry_boundary_is_refused() {
     let (full, starts) = buildpack_tar();
     let last = *starts.last().unwrap();
     for (what, bytes) in [
-        ("without its end-of-archive marker", full[..full.len() - 1024].to_vec()),
+        (
+            "without its end-of-archive marker",
+            full[..full.len() - 1024].to_vec(),
+        ),
         ("cut before its last entry", full[..last].to_vec()),
     ] {
         for gz in [false, true] {
@@ -296,19 +379,30 @@ fn layout_with_layer(dir: &Path, name: &str, layer_tar: impl FnOnce(&[u8]) -> Ve
     );
     let blobs = layout.join("blobs/sha256");
     let blob = |d: &str| blobs.join(d.trim_start_matches("sha256:"));
-    let read_json = |d: &str| -> Value { serde_json::from_slice(&fs::read(blob(d)).unwrap()).unwrap() };
+    let read_json =
+        |d: &str| -> Value { serde_json::from_slice(&fs::read(blob(d)).unwrap()).unwrap() };
     let put = |bytes: &[u8]| -> String {
         let hex = sha256_hex(bytes);
         fs::write(blobs.join(&hex), bytes).unwrap();
         format!("sha256:{hex}")
     };
-    let mut index: Value = serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
-    let mdigest = index["manifests"][0]["digest"].as_str().unwrap().to_string();
+    let mut index: Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let mdigest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let mut manifest = read_json(&mdigest);
     let cdigest = manifest["config"]["digest"].as_str().unwrap().to_string();
     let mut config = read_json(&cdigest);
-    let ldigest = manifest["layers"][0]["digest"].as_str().unwrap().to_string();
-    let old_diff = config["rootfs"]["diff_ids"][0].as_str().unwrap().to_string();
+    let ldigest = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let old_diff = config["rootfs"]["diff_ids"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     let mut old_tar = Vec::new();
     flate2::read::GzDecoder::new(fs::File::open(blob(&ldigest)).unwrap())
@@ -323,7 +417,10 @@ fn layout_with_layer(dir: &Path, name: &str, layer_tar: impl FnOnce(&[u8]) -> Ve
 
     config["rootfs"]["diff_ids"][0] = Value::from(new_diff.clone());
     let labels = config["config"]["Labels"].as_object_mut().unwrap();
-    let layers = labels["io.buildpacks.buildpack.layers"].as_str().unwrap().replace(&old_diff, &new_diff);
+    let layers = labels["io.buildpacks.buildpack.layers"]
+        .as_str()
+        .unwrap()
+        .replace(&old_diff, &new_diff);
     labels.insert("io.buildpacks.buildpack.layers".into(), Value::from(layers));
     let config_bytes = serde_json::to_vec(&config).unwrap();
     let new_config = put(&config_bytes);
@@ -335,7 +432,11 @@ fn layout_with_layer(dir: &Path, name: &str, layer_tar: impl FnOnce(&[u8]) -> Ve
     let new_manifest = put(&manifest_bytes);
     index["manifests"][0]["digest"] = Value::from(new_manifest);
     index["manifests"][0]["size"] = Value::from(manifest_bytes.len());
-    fs::write(layout.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
     for old in [&mdigest, &cdigest, &ldigest] {
         fs::remove_file(blob(old)).unwrap();
     }
@@ -351,11 +452,23 @@ fn a_dependency_whose_layer_gnu_tar_wrote_with_dot_names_is_read() {
     let layout = layout_with_layer(d, "dotted", |t| {
         let old = d.join("old.tar");
         fs::write(&old, t).unwrap();
-        tool_ok("tar", &["-xf", old.to_str().unwrap(), "-C", root.to_str().unwrap()]);
+        tool_ok(
+            "tar",
+            &["-xf", old.to_str().unwrap(), "-C", root.to_str().unwrap()],
+        );
         let new = d.join("new.tar");
         tool_ok(
             "tar",
-            &["--owner=0", "--group=0", "--numeric-owner", "-C", root.to_str().unwrap(), "-cf", new.to_str().unwrap(), "."],
+            &[
+                "--owner=0",
+                "--group=0",
+                "--numeric-owner",
+                "-C",
+                root.to_str().unwrap(),
+                "-cf",
+                new.to_str().unwrap(),
+                ".",
+            ],
         );
         fs::read(&new).unwrap()
     });
@@ -367,20 +480,43 @@ fn a_dependency_whose_layer_gnu_tar_wrote_with_dot_names_is_read() {
             .map(|e| String::from_utf8_lossy(&e.unwrap().path_bytes()).into_owned())
             .collect::<Vec<_>>()
     };
-    assert_eq!(listing.first().map(String::as_str), Some("./"), "{listing:?}");
+    assert_eq!(
+        listing.first().map(String::as_str),
+        Some("./"),
+        "{listing:?}"
+    );
     ok(cnbpkg([OsStr::new("verify"), layout.as_os_str()]));
     let out = d.join("comp.cnb");
-    package(&out, &["--config".as_ref(), composite_config(d, &layout).as_os_str()]);
+    package(
+        &out,
+        &[
+            "--config".as_ref(),
+            composite_config(d, &layout).as_os_str(),
+        ],
+    );
     ok(cnbpkg([OsStr::new("verify"), out.as_os_str()]));
     let flat = d.join("flat.cnb");
     package(
         &flat,
-        &["--config".as_ref(), composite_config(d, &layout).as_os_str(), "--flatten".as_ref()],
+        &[
+            "--config".as_ref(),
+            composite_config(d, &layout).as_os_str(),
+            "--flatten".as_ref(),
+        ],
     );
     ok(cnbpkg([OsStr::new("verify"), flat.as_os_str()]));
     // skopeo and umoci unpack the same buildpack from it.
     let oci_archive = d.join("dotted.cnb");
-    tool_ok("tar", &["-C", layout.to_str().unwrap(), "-cf", oci_archive.to_str().unwrap(), "."]);
+    tool_ok(
+        "tar",
+        &[
+            "-C",
+            layout.to_str().unwrap(),
+            "-cf",
+            oci_archive.to_str().unwrap(),
+            ".",
+        ],
+    );
     fs::create_dir_all(d.join("u")).unwrap();
     let rootfs = unpack_with_umoci(&oci_archive, &d.join("u"), &[]);
     let build = "cnb/buildpacks/examples_hello-bash/1.0.0/bin/build";
@@ -394,7 +530,8 @@ fn a_dependency_whose_layer_gnu_tar_wrote_with_dot_names_is_read() {
 fn gzip_layer(layout: &Path) -> Vec<u8> {
     let blobs = layout.join("blobs/sha256");
     let blob = |d: &str| blobs.join(d.trim_start_matches("sha256:"));
-    let index: Value = serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let index: Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
     let manifest: Value = serde_json::from_slice(
         &fs::read(blob(index["manifests"][0]["digest"].as_str().unwrap())).unwrap(),
     )
@@ -458,7 +595,11 @@ fn a_layer_with_a_huge_long_name_is_refused_with_a_short_message() {
         "--flatten".as_ref(),
     ]);
     let stderr = fails(o, 1);
-    assert!(stderr.len() < 4096, "package printed {} bytes", stderr.len());
+    assert!(
+        stderr.len() < 4096,
+        "package printed {} bytes",
+        stderr.len()
+    );
     assert!(stderr.contains("1 MiB"), "{stderr}");
     assert!(!d.join("flat.cnb").exists());
 }

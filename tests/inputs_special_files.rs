@@ -59,7 +59,9 @@ fn assert_fifo_refused(out: Output, path: &Path, what: &str) {
     let stderr = fails(out, 1);
     let line = stderr.lines().last().unwrap_or_default();
     assert!(
-        line.starts_with("error: ") && line.contains("FIFO") && line.contains(path.to_str().unwrap()),
+        line.starts_with("error: ")
+            && line.contains("FIFO")
+            && line.contains(path.to_str().unwrap()),
         "{what}: {stderr}"
     );
 }
@@ -76,7 +78,11 @@ fn fifos_given_as_inputs_are_refused_without_waiting() {
         args.extend_from_slice(extra);
         run_bounded(d, args)
     };
-    assert_fifo_refused(pkg(&["--config".as_ref(), fifo.as_os_str()]), &fifo, "--config");
+    assert_fifo_refused(
+        pkg(&["--config".as_ref(), fifo.as_os_str()]),
+        &fifo,
+        "--config",
+    );
     assert_fifo_refused(pkg(&["--path".as_ref(), fifo.as_os_str()]), &fifo, "--path");
     assert!(!out.exists());
     assert_fifo_refused(
@@ -186,7 +192,10 @@ fn absurd_jobs_values_neither_panic_nor_abort() {
         let (o, out) = package(name, jobs);
         ok(o);
         // The thread count never changes the bytes.
-        assert!(fs::read(&out).unwrap() == fs::read(&one).unwrap(), "--jobs {jobs}");
+        assert!(
+            fs::read(&out).unwrap() == fs::read(&one).unwrap(),
+            "--jobs {jobs}"
+        );
     }
     // Out of range for any integer, or zero: a usage error.
     for jobs in ["99999999999999999999999", "0", "-1"] {
@@ -204,9 +213,7 @@ fn absurd_jobs_values_neither_panic_nor_abort() {
 
 /// Whether `bytes` hold a control character other than the newlines that end lines.
 fn has_raw_controls(bytes: &[u8]) -> bool {
-    bytes
-        .iter()
-        .any(|&b| (b < 0x20 && b != b'\n') || b == 0x7f)
+    bytes.iter().any(|&b| (b < 0x20 && b != b'\n') || b == 0x7f)
 }
 
 #[test]
@@ -228,15 +235,25 @@ fn inspect_escapes_control_characters_in_label_values() {
     ]));
     let o = cnbpkg([OsStr::new("inspect"), out.as_os_str()]);
     assert!(o.status.success());
-    assert!(!has_raw_controls(&o.stdout), "raw control characters in inspect output");
+    assert!(
+        !has_raw_controls(&o.stdout),
+        "raw control characters in inspect output"
+    );
     let text = String::from_utf8(o.stdout).unwrap();
     assert!(
         text.contains("label note=\\x1b]0;owned\\x07\\x1b[2J\\nPlatform linux/forged"),
         "{text}"
     );
-    assert!(!text.lines().any(|l| l.starts_with("Platform linux/forged")), "{text}");
+    assert!(
+        !text.lines().any(|l| l.starts_with("Platform linux/forged")),
+        "{text}"
+    );
     // The JSON output keeps the value as it is (JSON escapes it).
-    let json = ok(cnbpkg([OsStr::new("inspect"), out.as_os_str(), "--json".as_ref()]));
+    let json = ok(cnbpkg([
+        OsStr::new("inspect"),
+        out.as_os_str(),
+        "--json".as_ref(),
+    ]));
     assert!(json.contains("\\u001b]0;owned\\u0007"), "{json}");
 }
 
@@ -262,11 +279,82 @@ fn verify_and_errors_escape_names_taken_from_the_input() {
     let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
     fails(o, 1);
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
-    assert!(stdout.contains("\\x1b[2J\\x1b[1;1Hforged\\n/../../x"), "{stdout}");
+    assert!(
+        stdout.contains("\\x1b[2J\\x1b[1;1Hforged\\n/../../x"),
+        "{stdout}"
+    );
 
     let o = cnbpkg([OsStr::new("inspect"), cnb.as_os_str()]);
     assert!(!has_raw_controls(&o.stderr));
     let stderr = fails(o, 1);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("\\x1b[2J"), "{stderr}");
+}
+
+#[test]
+fn push_refuses_fifo_certificates_and_credentials_files_without_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let pkg = d.join("p.cnb");
+    ok(cnbpkg([
+        OsStr::new("buildpack"),
+        "package".as_ref(),
+        pkg.as_os_str(),
+        "--path".as_ref(),
+        sample("hello-bash").as_os_str(),
+        "-t".as_ref(),
+        "linux/amd64".as_ref(),
+        "-q".as_ref(),
+    ]));
+    let fifo = d.join("ca.pem");
+    mkfifo(&fifo);
+    // Nothing listens on this port: the certificate must be refused before any connection.
+    let o = run_bounded(
+        d,
+        [
+            OsStr::new("push"),
+            pkg.as_os_str(),
+            "127.0.0.1:9/x/y:1".as_ref(),
+            "--ca-cert".as_ref(),
+            fifo.as_os_str(),
+        ],
+    );
+    assert_fifo_refused(o, &fifo, "--ca-cert");
+
+    let config_dir = d.join("docker");
+    fs::create_dir(&config_dir).unwrap();
+    let config = config_dir.join("config.json");
+    mkfifo(&config);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cnbpkg"))
+        .current_dir(d)
+        .args([
+            OsStr::new("push"),
+            pkg.as_os_str(),
+            "127.0.0.1:9/x/y:1".as_ref(),
+            "--insecure".as_ref(),
+        ])
+        .env("DOCKER_CONFIG", &config_dir)
+        .env("HOME", d)
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("XDG_RUNTIME_DIR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > HANG {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("push hung on a FIFO config.json");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = child.wait_with_output().unwrap();
+    let stderr = fails(o, 1);
+    assert!(
+        stderr.contains("FIFO") && stderr.contains("config.json"),
+        "{stderr}"
+    );
 }

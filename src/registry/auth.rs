@@ -162,10 +162,13 @@ fn helper_server(registry: &str) -> String {
 /// Look up credentials for `registry` (host[:port], `docker.io` for Docker Hub) in `files`.
 pub fn lookup(registry: &str, files: &[PathBuf]) -> Result<Option<Found>> {
     for path in files {
-        let text = match std::fs::read(path) {
+        // Opened without blocking: a FIFO at a credentials path is refused, not waited on.
+        let text = match crate::input::read_bytes(path, 16 << 20) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(Error::io(path, e)),
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                continue
+            }
+            Err(e) => return Err(e),
         };
         let cfg: ConfigFile = serde_json::from_slice(&text).map_err(|e| {
             // serde_json's message names a line and column, never the content.

@@ -151,7 +151,7 @@ impl Client {
             .map_err(|e| Error::usage(format!("invalid registry host '{registry}': {e}")))?;
         let mut tls = ureq::tls::TlsConfig::builder().provider(ureq::tls::TlsProvider::Rustls);
         if let Some(path) = transport.ca_cert {
-            let pem = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+            let pem = crate::input::read_bytes(path, 16 << 20)?;
             let mut certs = Vec::new();
             for item in ureq::tls::parse_pem(&pem) {
                 match item {
