@@ -159,7 +159,6 @@ impl<W: Write> LayerBuilder<W> {
                 }
             })?;
         }
-        drop(archive);
         guard.drain(MAX_LAYER_TRAILER).map_err(bad)?;
         Ok(())
     }

@@ -319,7 +319,6 @@ pub fn extract_archive(archive: &Path, dest: &Path) -> Result<()> {
         let entry = entry.map_err(|e| ex.fail("", format!("corrupt archive: {e}")))?;
         ex.entry(entry, &mut meta)?;
     }
-    drop(ar);
     // Read what follows the marker (record padding) to the end of the input, so a gzip
     // member's CRC and length are checked: content that fails them must not be packaged.
     let left = MAX_EXTRACT_BYTES - ex.data_bytes;
