@@ -234,7 +234,10 @@ impl<R: Read + Seek> Seek for TarGuard<R> {
             return self.inner.seek(pos);
         }
         match &mut self.state {
-            State::Data { data, pad, capture } if capture.is_none() && delta <= *data + *pad => {
+            // Skipping an extended header's records would lose them; its padding is fine.
+            State::Data { data, pad, capture }
+                if (capture.is_none() || *data == 0) && delta <= *data + *pad =>
+            {
                 let in_data = delta.min(*data);
                 *data -= in_data;
                 *pad -= delta - in_data;
@@ -366,5 +369,16 @@ mod tests {
         bytes.extend_from_slice(b"hello");
         bytes.resize(bytes.len() + 507 + 1024, 0);
         assert_eq!(entries(&bytes).unwrap(), (vec!["f".into()], true));
+        // The same with seeking over unread data, as the outer archive is scanned.
+        let mut ar = tar::Archive::new(TarGuard::new(io::Cursor::new(&bytes)));
+        let names: Vec<(String, u64)> = ar
+            .entries_with_seek()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (String::from_utf8_lossy(&e.path_bytes()).into_owned(), e.size())
+            })
+            .collect();
+        assert_eq!(names, vec![("f".to_string(), 5)]);
     }
 }
