@@ -213,7 +213,9 @@ impl PackageReader {
                 if !m.is_file() {
                     return Err(Error::invalid(&p, "is not a regular file"));
                 }
-                let file = crate::input::open_regular(&p)?;
+                // Still the regular file just checked: not a symlink or FIFO swapped in since.
+                let identity = crate::input::FileIdentity::of(&m);
+                let file = crate::input::open_walked(&p, Some(&identity))?;
                 Ok(BlobReader::new(file, 0, m.len()))
             }
         }
