@@ -376,7 +376,10 @@ mod tests {
             .unwrap()
             .map(|e| {
                 let e = e.unwrap();
-                (String::from_utf8_lossy(&e.path_bytes()).into_owned(), e.size())
+                (
+                    String::from_utf8_lossy(&e.path_bytes()).into_owned(),
+                    e.size(),
+                )
             })
             .collect();
         assert_eq!(names, vec![("f".to_string(), 5)]);

@@ -627,3 +627,33 @@ fn an_outer_archive_with_a_huge_pax_header_is_refused_before_reading_it() {
     let stderr = fails(cnbpkg([OsStr::new("inspect"), cnb.as_os_str()]), 1);
     assert!(stderr.contains("larger than the 1 MiB limit"), "{stderr}");
 }
+
+#[test]
+fn an_outer_archive_entry_with_a_long_name_is_refused_with_a_short_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let ours = d.join("ours.cnb");
+    package(
+        &ours,
+        &[
+            "--path".as_ref(),
+            sample("hello-bash").as_os_str(),
+            "-t".as_ref(),
+            "linux/amd64".as_ref(),
+        ],
+    );
+    // A 512 KiB name (a GNU long-name header under the 1 MiB limit).
+    let long = format!("blobs/{}", "x".repeat(512 << 10));
+    let bytes = rewrite_cnb(&ours, |n| n.to_string(), &[(long.as_str(), b"{}".to_vec())]);
+    let cnb = d.join("long.cnb");
+    fs::write(&cnb, bytes).unwrap();
+    let o = cnbpkg([OsStr::new("verify"), cnb.as_os_str()]);
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    fails(o, 1);
+    assert!(
+        stdout.contains("is longer than 1024 bytes"),
+        "{}",
+        &stdout[..stdout.len().min(2000)]
+    );
+    assert!(stdout.len() < 4096, "verify printed {} bytes", stdout.len());
+}

@@ -19,6 +19,9 @@ pub const MAX_JSON_BLOB: u64 = 32 << 20;
 /// The most entries an outer archive may have (a package holds a few files per image; a million
 /// headers would be half a gigabyte of metadata).
 pub const MAX_ENTRIES: usize = 100_000;
+/// The longest entry name of an outer archive (layout names are under 100 bytes; every name is
+/// kept in memory, up to [`MAX_ENTRIES`] of them).
+const MAX_ENTRY_NAME: usize = 1024;
 /// How deep nested indexes may go.
 const MAX_INDEX_DEPTH: usize = 8;
 /// The most images one package may list (a crafted index could list one manifest millions of
@@ -394,6 +397,15 @@ fn scan_archive(path: &Path) -> Result<Source> {
             ));
         }
         let raw_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        if raw_name.len() > MAX_ENTRY_NAME {
+            return Err(Error::invalid(
+                path,
+                format!(
+                    "entry name '{}' is longer than {MAX_ENTRY_NAME} bytes; a layout's names are short",
+                    crate::ui::quote_name(&raw_name)
+                ),
+            ));
+        }
         let size = entry.size();
         let offset = entry.raw_file_position();
         data_end = offset.saturating_add(size.div_ceil(512).saturating_mul(512));
