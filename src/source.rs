@@ -246,7 +246,16 @@ fn file_kind(
 
 /// A symlink's target, verbatim; a link whose resolution loops is an error.
 fn symlink_target(path: &Path) -> Result<String> {
-    let target = fs::read_link(path).at(path)?;
+    let target = fs::read_link(path).map_err(|e| {
+        if e.raw_os_error() == Some(libc::EINVAL) {
+            Error::invalid(
+                path,
+                "changed while the tree was read: it is no longer a symlink",
+            )
+        } else {
+            Error::io(path, e)
+        }
+    })?;
     if let Err(e) = fs::metadata(path) {
         if e.raw_os_error() == Some(libc::ELOOP) {
             return Err(Error::invalid(path, "symlink loop"));

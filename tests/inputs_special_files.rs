@@ -358,3 +358,77 @@ fn push_refuses_fifo_certificates_and_credentials_files_without_waiting() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_file_swapped_for_a_symlink_while_packaging_never_leaks_the_link_target() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let bp = d.join("bp");
+    minimal_buildpack(&bp, "t/a", "1.0.0", "");
+    // The secret has the size of the file it replaces, so a read through the link would fit the
+    // walked size and go unnoticed.
+    let secret = d.join("other.txt");
+    fs::write(&secret, "SECRET-CONTENT-0123456789\n").unwrap();
+    let keep = d.join("keep.txt");
+    fs::write(&keep, "PUBLIC-CONTENT-0123456789\n").unwrap();
+    let data = bp.join("data.txt");
+    fs::hard_link(&keep, &data).unwrap();
+
+    // Swap data.txt between the public file (a hard link, same inode) and a symlink to the
+    // secret, atomically by rename, until the packaging runs are done.
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let swapper = scope.spawn(|| {
+            let (tmp_link, tmp_file) = (d.join(".tmp-link"), d.join(".tmp-file"));
+            let mut swaps = 0u64;
+            while !stop.load(Ordering::Relaxed) && swaps < 50_000_000 {
+                std::os::unix::fs::symlink(&secret, &tmp_link).unwrap();
+                fs::rename(&tmp_link, &data).unwrap();
+                fs::hard_link(&keep, &tmp_file).unwrap();
+                fs::rename(&tmp_file, &data).unwrap();
+                swaps += 1;
+            }
+        });
+        let mut leaks = Vec::new();
+        for i in 0..40 {
+            let out = d.join(format!("out-{i}.cnb"));
+            let o = run_bounded(
+                d,
+                [
+                    OsStr::new("buildpack"),
+                    "package".as_ref(),
+                    out.as_os_str(),
+                    "--path".as_ref(),
+                    bp.as_os_str(),
+                    "--compression".as_ref(),
+                    "none".as_ref(),
+                    "-q".as_ref(),
+                ],
+            );
+            if o.status.success() {
+                let bytes = fs::read(&out).unwrap();
+                if bytes.windows(14).any(|w| w == b"SECRET-CONTENT") {
+                    leaks.push(i);
+                }
+                fs::remove_file(&out).unwrap();
+            } else {
+                // Failing is fine (the tree changed under the run), with a message naming the
+                // file; leaking is not.
+                let stderr = String::from_utf8_lossy(&o.stderr);
+                assert!(
+                    stderr.contains("data.txt") && stderr.contains("after the tree was read")
+                        || stderr.contains("changed while"),
+                    "{stderr}"
+                );
+                assert!(!out.exists());
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        swapper.join().unwrap();
+        assert!(
+            leaks.is_empty(),
+            "runs {leaks:?} packaged the symlink target's content"
+        );
+    });
+}
