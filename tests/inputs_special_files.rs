@@ -360,7 +360,7 @@ fn push_refuses_fifo_certificates_and_credentials_files_without_waiting() {
 }
 
 #[test]
-fn a_file_swapped_for_a_symlink_while_packaging_never_leaks_the_link_target() {
+fn a_file_swapped_for_a_symlink_or_fifo_while_packaging_never_leaks_or_hangs() {
     use std::sync::atomic::{AtomicBool, Ordering};
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
@@ -375,16 +375,22 @@ fn a_file_swapped_for_a_symlink_while_packaging_never_leaks_the_link_target() {
     let data = bp.join("data.txt");
     fs::hard_link(&keep, &data).unwrap();
 
-    // Swap data.txt between the public file (a hard link, same inode) and a symlink to the
-    // secret, atomically by rename, until the packaging runs are done.
+    // Swap data.txt between the public file (a hard link, same inode), a symlink to the secret
+    // and a FIFO, atomically by rename, until the packaging runs are done.
     let stop = AtomicBool::new(false);
     std::thread::scope(|scope| {
         let swapper = scope.spawn(|| {
             let (tmp_link, tmp_file) = (d.join(".tmp-link"), d.join(".tmp-file"));
+            let tmp_fifo = d.join(".tmp-fifo");
             let mut swaps = 0u64;
             while !stop.load(Ordering::Relaxed) && swaps < 50_000_000 {
                 std::os::unix::fs::symlink(&secret, &tmp_link).unwrap();
                 fs::rename(&tmp_link, &data).unwrap();
+                fs::hard_link(&keep, &tmp_file).unwrap();
+                fs::rename(&tmp_file, &data).unwrap();
+                // A FIFO: opening it for reading would wait for a writer forever.
+                mkfifo(&tmp_fifo);
+                fs::rename(&tmp_fifo, &data).unwrap();
                 fs::hard_link(&keep, &tmp_file).unwrap();
                 fs::rename(&tmp_file, &data).unwrap();
                 swaps += 1;
