@@ -157,7 +157,9 @@ enum Inner<W: Write> {
 /// Creates an encoder for `c` writing to `out`, compressing on `threads` worker threads
 /// (0 is taken as 1). The output bytes do not depend on `threads`.
 pub fn encoder<W: Write>(c: Compression, threads: usize, out: W) -> Encoder<W> {
-    let threads = threads.max(1);
+    // More threads than this only cost memory (each keeps blocks in flight); the bytes written
+    // do not depend on the count.
+    let threads = threads.clamp(1, MAX_THREADS);
     let inner = match c {
         Compression::None => Inner::Plain(out),
         Compression::Gzip { level } => Inner::Gzip(GzipEncoder::new(
@@ -196,6 +198,9 @@ pub fn gzip_encoder_with_block_size<W: Write>(
         )),
     }
 }
+
+/// The most compression threads one encoder starts (`--jobs` is bounded by it).
+pub const MAX_THREADS: usize = 256;
 
 /// Bytes of input per zstd worker job.
 const ZSTD_JOB_SIZE: u32 = 2 << 20;
@@ -829,6 +834,35 @@ mod tests {
                 .read_to_end(&mut back)
                 .unwrap();
             assert_eq!(back, data, "{c}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod stream_end_tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// A damaged or cut compressed stream must fail when read to its end: the trailer (gzip CRC
+    /// and length, zstd checksum) is what catches content damage the decoder cannot see.
+    #[test]
+    fn damaged_or_cut_streams_fail_when_read_to_the_end() {
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        for c in [Compression::Zstd { level: 3 }, Compression::DEFAULT] {
+            let mut e = encoder(c, 2, Vec::new());
+            e.write_all(&data).unwrap();
+            let out = e.finish().unwrap();
+            let read = |bytes: &[u8]| {
+                let mut back = Vec::new();
+                decoder(c.encoding(), bytes).read_to_end(&mut back)
+            };
+            assert!(read(&out).is_ok(), "{c}");
+            let mut bad = out.clone();
+            let n = bad.len();
+            bad[n - 3] ^= 0x55;
+            assert!(read(&bad).is_err(), "{c}: damaged trailer accepted");
+            assert!(read(&out[..n - 4]).is_err(), "{c}: cut stream accepted");
+            assert!(read(&out[..n / 2]).is_err(), "{c}: half a stream accepted");
         }
     }
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, IoResultExt, Result};
+use crate::error::{Error, Result};
 use crate::json::go_marshal;
 use crate::target::{Distro, Target};
 
@@ -628,7 +628,7 @@ fn api_at_least(api: &str, major: u64, minor: u64) -> bool {
 /// Read and check `buildpack.toml` (or a descriptor with an `[extension]` table).
 /// Returns the descriptor and warnings (without pack's `Warning: ` prefix).
 pub fn read_buildpack_toml(path: &Path) -> Result<(BuildpackDescriptor, Vec<String>)> {
-    let text = std::fs::read_to_string(path).at(path)?;
+    let text = crate::input::read_text(path, path)?;
     parse_buildpack_toml(path, &text)
 }
 
@@ -842,7 +842,7 @@ impl PackageConfig {
 
 /// Read and check `package.toml`. Returns the configuration and warnings.
 pub fn read_package_toml(path: &Path) -> Result<(PackageConfig, Vec<String>)> {
-    let text = std::fs::read_to_string(path).at(path)?;
+    let text = crate::input::read_text(path, path)?;
     parse_package_toml(path, &text)
 }
 

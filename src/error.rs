@@ -17,6 +17,14 @@ pub enum Error {
     Other(String),
     /// The operation was interrupted (Ctrl-C); nothing was left behind.
     Interrupted,
+    /// One failure with several parts (every remote buildpack of a package, say): a headline
+    /// about `path` (when there is one) and one detail line per part. The CLI prints each part
+    /// on its own line, escaped on its own, so no input can forge a line.
+    Listed {
+        path: Option<PathBuf>,
+        headline: String,
+        details: Vec<String>,
+    },
 }
 
 /// Result alias used throughout the crate.
@@ -57,6 +65,24 @@ impl Error {
         }
     }
 
+    /// The first line of the message and the detail lines under it (none for most errors).
+    pub fn lines(&self) -> (String, &[String]) {
+        match self {
+            Error::Listed {
+                path,
+                headline,
+                details,
+            } => (
+                match path {
+                    Some(p) => format!("{}: {headline}", p.display()),
+                    None => headline.clone(),
+                },
+                details,
+            ),
+            e => (e.to_string(), &[]),
+        }
+    }
+
     /// Whether this is a usage error (the CLI exits with 2 for those).
     pub fn is_usage(&self) -> bool {
         matches!(self, Error::Usage(_))
@@ -70,6 +96,20 @@ impl fmt::Display for Error {
             Error::Invalid { path, message } => write!(f, "{}: {}", path.display(), message),
             Error::Usage(m) | Error::Other(m) => f.write_str(m),
             Error::Interrupted => f.write_str("interrupted"),
+            Error::Listed {
+                path,
+                headline,
+                details,
+            } => {
+                if let Some(path) = path {
+                    write!(f, "{}: ", path.display())?;
+                }
+                f.write_str(headline)?;
+                for d in details {
+                    write!(f, "\n  {d}")?;
+                }
+                Ok(())
+            }
         }
     }
 }

@@ -277,31 +277,40 @@ pub fn platform_name(p: &Platform, annotations: &BTreeMap<String, String>) -> St
     s
 }
 
+/// One line of human output; text from the package (labels, ids, platforms) has its control
+/// characters escaped, so it cannot forge lines or drive the terminal.
+macro_rules! put {
+    ($s:expr, $($arg:tt)*) => {{
+        $s.push_str(&crate::ui::escape_controls(&format!($($arg)*)));
+        $s.push('\n');
+    }};
+}
+
 /// The report as text for a terminal.
 pub fn render(r: &InspectReport) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "Package:   {}", r.path.display());
+    put!(s, "Package:   {}", r.path.display());
     if let Some(bp) = &r.buildpack {
-        let _ = writeln!(s, "Buildpack: {bp}");
+        put!(s, "Buildpack: {bp}");
     }
     let kind = if oci::is_index(&r.media_type) {
         "image index"
     } else {
         "image manifest"
     };
-    let _ = writeln!(s, "Digest:    {} ({kind})", r.digest);
-    let _ = writeln!(s, "Blobs:     {} in total", human_size(r.total_blob_bytes));
+    put!(s, "Digest:    {} ({kind})", r.digest);
+    put!(s, "Blobs:     {} in total", human_size(r.total_blob_bytes));
     for img in &r.images {
-        let _ = writeln!(s);
-        let _ = writeln!(
+        s.push('\n');
+        put!(
             s,
             "Platform {}",
             platform_name(&img.platform, &img.annotations)
         );
-        let _ = writeln!(s, "  manifest  {}", img.manifest);
-        let _ = writeln!(s, "  config    {}", img.config);
+        put!(s, "  manifest  {}", img.manifest);
+        put!(s, "  config    {}", img.config);
         if !img.buildpacks.is_empty() {
-            let _ = writeln!(s, "  buildpacks:");
+            put!(s, "  buildpacks:");
             for bp in &img.buildpacks {
                 let api = bp.api.as_deref().unwrap_or("?");
                 let what = if !bp.order.is_empty() {
@@ -318,17 +327,17 @@ pub fn render(r: &InspectReport) -> String {
                 } else {
                     String::new()
                 };
-                let _ = writeln!(s, "    {}@{}  api {api}  {what}", bp.id, bp.version);
-                let _ = writeln!(s, "      layer {}", bp.layer_diff_id);
+                put!(s, "    {}@{}  api {api}  {what}", bp.id, bp.version);
+                put!(s, "      layer {}", bp.layer_diff_id);
             }
         }
-        let _ = writeln!(s, "  layers:");
+        put!(s, "  layers:");
         for l in &img.layers {
             let unc = l
                 .uncompressed_size
                 .map(human_size)
                 .unwrap_or_else(|| "?".into());
-            let _ = writeln!(
+            put!(
                 s,
                 "    {}  {:>10} → {:>10}  {}",
                 l.digest.short(),
@@ -338,14 +347,14 @@ pub fn render(r: &InspectReport) -> String {
             );
         }
         for (k, v) in &img.labels {
-            let _ = writeln!(s, "  label {k}={v}");
+            put!(s, "  label {k}={v}");
         }
     }
     if !r.shared_blobs.is_empty() {
-        let _ = writeln!(s);
-        let _ = writeln!(s, "Shared blobs (stored once):");
+        s.push('\n');
+        put!(s, "Shared blobs (stored once):");
         for b in &r.shared_blobs {
-            let _ = writeln!(
+            put!(
                 s,
                 "  {}  {:>10}  used by {}",
                 b.digest.short(),

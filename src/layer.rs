@@ -7,14 +7,14 @@
 //! first layer of Windows packages (§4.6).
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, IoResultExt, Result};
+use crate::error::{Error, Result};
 use crate::machine::{self, Machine};
 use crate::source::{walk, SourceEntry, SourceKind};
 use crate::tar::{needs_pax, path_clean, EntryType, Header, TarWriter, NORMALIZED_MTIME};
+use crate::tar_guard::TarGuard;
 
 /// The diffID of the Windows base layer (the sha256 of [`write_windows_base_layer`]'s bytes).
 pub const WINDOWS_BASE_LAYER_DIFF_ID: &str =
@@ -30,6 +30,10 @@ const WINDOWS_BCD: &[u8] = include_bytes!("../testdata/fixtures/windows/BCD");
 
 /// Relative names that pack makes executable whatever their mode.
 const ALWAYS_EXECUTABLE: &[&str] = &["bin/build", "bin/detect", "bin/generate"];
+
+/// The most bytes read after a copied layer's end-of-archive marker (record padding: GNU tar
+/// pads to 10 KiB by default, and to at most a few hundred KiB with large blocking factors).
+const MAX_LAYER_TRAILER: u64 = 1 << 20;
 
 /// Which layer writer pack would use for the target OS.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -172,7 +176,10 @@ impl<W: Write> LayerBuilder<W> {
             self.init_windows().map_err(write_error)?;
         }
         let bad = |e: io::Error| Error::invalid(origin, format!("reading a layer to flatten: {e}"));
-        let mut archive = ::tar::Archive::new(layer);
+        // The guard bounds extended headers; it and the drain below read the layer to its very
+        // end, so the decompressor underneath checks its trailer (gzip CRC, zstd checksum).
+        let mut guard = TarGuard::new(layer);
+        let mut archive = ::tar::Archive::new(&mut guard);
         for entry in archive.entries().map_err(bad)? {
             let mut entry = entry.map_err(bad)?;
             check_entry_allowed(&entry, allowed)
@@ -191,6 +198,7 @@ impl<W: Write> LayerBuilder<W> {
                 }
             })?;
         }
+        guard.drain(MAX_LAYER_TRAILER).map_err(bad)?;
         Ok(())
     }
 
@@ -215,7 +223,7 @@ impl<W: Write> LayerBuilder<W> {
         }
         match entry.kind {
             SourceKind::File { .. } => {
-                let file = File::open(&entry.path).at(&entry.path)?;
+                let file = crate::input::open_walked(&entry.path, entry.identity.as_ref())?;
                 let mut reader = TrackedReader {
                     inner: file,
                     failed: false,
@@ -517,6 +525,8 @@ pub(crate) fn module_dir_of_entry(
     let is_dir = typ == ::tar::EntryType::Directory;
     let not_dir = || format!("is a {typ:?} entry where only a directory belongs");
     let (prefix, rest) = match parts.as_slice() {
+        // The layer's root directory, as GNU tar writes it (`./`).
+        [] if is_dir => return Ok(None),
         [] => return Err("has an empty name".into()),
         ["Files"] | ["Hives"] => return if is_dir { Ok(None) } else { Err(not_dir()) },
         ["Files", rest @ ..] => ("Files/", rest),

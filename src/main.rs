@@ -161,9 +161,9 @@ struct PackageArgs {
     /// Add a label to every image config (KEY=VALUE); repeatable.
     #[arg(short, long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
     labels: Vec<(String, String)>,
-    /// Threads for compression (default: all cores).
+    /// Threads for compression, at most 256; more are treated as 256 (default: all cores).
     #[arg(short, long, value_name = "N")]
-    jobs: Option<usize>,
+    jobs: Option<u64>,
     /// Fail, instead of warning, when an executable is built for another architecture than its target.
     #[arg(long)]
     strict: bool,
@@ -247,7 +247,11 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            ui.error(e.to_string());
+            let (first, details) = e.lines();
+            ui.error(first);
+            for d in details {
+                ui.error_detail(d);
+            }
             ExitCode::from(if e.is_usage() { 2 } else { 1 })
         }
     }
@@ -286,7 +290,7 @@ fn run_package(args: PackageArgs, ui: &Printer) -> Result<(), Error> {
         if j == 0 {
             return Err(Error::usage("--jobs must be at least 1"));
         }
-        opts.jobs = j;
+        opts.jobs = j.min(cnbpkg::compress::MAX_THREADS as u64) as usize;
     }
     let report = package_buildpack(&opts, ui)?;
     let mut out = std::io::stdout().lock();
@@ -322,7 +326,8 @@ fn run_verify(args: VerifyArgs, ui: &Printer) -> Result<(), Error> {
         print_json(&mut out, &report);
     } else {
         for d in &report.defects {
-            let _ = writeln!(out, "{}: {d}", args.package.display());
+            let line = format!("{}: {d}", args.package.display());
+            let _ = writeln!(out, "{}", cnbpkg::ui::printable(&line));
         }
     }
     if report.is_ok() {

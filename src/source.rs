@@ -6,13 +6,15 @@
 //! the same normalization (and platform folders) as directory sources.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoResultExt, Result};
+use crate::input::FileIdentity;
+use crate::tar_guard::TarGuard;
 
 /// One entry of a source tree.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,6 +27,9 @@ pub struct SourceEntry {
     pub kind: SourceKind,
     /// Permission bits from the file system (`st_mode & 0o7777`).
     pub mode: u32,
+    /// For regular files, the file the walk saw: it is opened again only if it is still that
+    /// file (see [`crate::input::open_walked`]).
+    pub identity: Option<FileIdentity>,
 }
 
 /// The kind of a [`SourceEntry`].
@@ -166,7 +171,7 @@ fn push_children(
 /// pack copies the file with `os.Create` (which keeps an existing file's mode and otherwise
 /// creates 0666 minus umask, never executable).
 fn overlay_entry(rel: String, file: PathBuf, replaces: Option<&Path>) -> Result<SourceEntry> {
-    let meta = fs::metadata(&file).at(&file)?;
+    let meta = fs::symlink_metadata(&file).at(&file)?;
     if !meta.is_file() {
         return Err(Error::invalid(&file, "overlay is not a regular file"));
     }
@@ -185,6 +190,7 @@ fn overlay_entry(rel: String, file: PathBuf, replaces: Option<&Path>) -> Result<
         path: file,
         kind: SourceKind::File { size: meta.len() },
         mode,
+        identity: Some(FileIdentity::of(&meta)),
     })
 }
 
@@ -210,11 +216,13 @@ fn disk_entry(
     } else {
         return Err(Error::invalid(&path, "device files cannot be packaged"));
     };
+    let identity = matches!(kind, SourceKind::File { .. }).then(|| FileIdentity::of(&meta));
     Ok(Some(SourceEntry {
         rel,
         path,
         kind,
         mode,
+        identity,
     }))
 }
 
@@ -238,7 +246,16 @@ fn file_kind(
 
 /// A symlink's target, verbatim; a link whose resolution loops is an error.
 fn symlink_target(path: &Path) -> Result<String> {
-    let target = fs::read_link(path).at(path)?;
+    let target = fs::read_link(path).map_err(|e| {
+        if e.raw_os_error() == Some(libc::EINVAL) {
+            Error::invalid(
+                path,
+                "changed while the tree was read: it is no longer a symlink",
+            )
+        } else {
+            Error::io(path, e)
+        }
+    })?;
     if let Err(e) = fs::metadata(path) {
         if e.raw_os_error() == Some(libc::ELOOP) {
             return Err(Error::invalid(path, "symlink loop"));
@@ -287,7 +304,7 @@ enum Extracted {
 /// explicitly (umask-independent); setuid, setgid and sticky bits are dropped since layers drop
 /// them anyway. On error, `dest` may hold a partial tree; nothing is written outside it.
 pub fn extract_archive(archive: &Path, dest: &Path) -> Result<()> {
-    let mut reader = BufReader::new(File::open(archive).at(archive)?);
+    let mut reader = BufReader::new(crate::input::open_regular(archive)?);
     let is_gzip = reader.fill_buf().at(archive)?.starts_with(&[0x1f, 0x8b]);
     let input: Box<dyn Read> = if is_gzip {
         Box::new(flate2::read::MultiGzDecoder::new(reader))
@@ -296,7 +313,10 @@ pub fn extract_archive(archive: &Path, dest: &Path) -> Result<()> {
     };
     prepare_dest(dest)?;
     let mut ex = Extractor::new(archive, dest);
-    let mut ar = ::tar::Archive::new(input);
+    // The guard turns an end of input inside an entry into an error and tells whether the
+    // end-of-archive marker came; `apply_pax` refuses the size records raw mode cannot honour.
+    let mut guard = TarGuard::raw(input);
+    let mut ar = ::tar::Archive::new(&mut guard);
     // Raw mode: we read PAX and GNU long-name headers ourselves, with a size bound, instead of
     // letting the reader buffer them whole.
     let entries = ar
@@ -307,6 +327,19 @@ pub fn extract_archive(archive: &Path, dest: &Path) -> Result<()> {
     for entry in entries {
         let entry = entry.map_err(|e| ex.fail("", format!("corrupt archive: {e}")))?;
         ex.entry(entry, &mut meta)?;
+    }
+    // Read what follows the marker (record padding) to the end of the input, so a gzip
+    // member's CRC and length are checked: content that fails them must not be packaged.
+    let left = MAX_EXTRACT_BYTES - ex.data_bytes;
+    guard
+        .drain(left)
+        .map_err(|e| ex.fail("", format!("corrupt archive: {e}")))?;
+    if !guard.saw_end_marker() {
+        // Without the marker a file cut at an entry boundary reads as a shorter archive.
+        return Err(ex.fail(
+            "",
+            "truncated archive: it ends without the end-of-archive marker (zero blocks)",
+        ));
     }
     ex.finish()
 }
@@ -361,7 +394,7 @@ impl<'a> Extractor<'a> {
         } else {
             Error::invalid(
                 self.archive,
-                format!("entry '{}': {problem}", entry.escape_debug()),
+                format!("entry '{}': {problem}", crate::ui::quote_name(entry)),
             )
         }
     }

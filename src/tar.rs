@@ -202,7 +202,8 @@ impl<W: Write> TarWriter<W> {
         }
         if data.len() > MAX_PAX_SIZE {
             return Err(invalid(format!(
-                "PAX header of '{real_name}' is larger than 1 MiB"
+                "PAX header of '{}' is larger than 1 MiB",
+                crate::ui::quote_name(real_name)
             )));
         }
         let (dir, file) = split_dir(real_name);
@@ -282,24 +283,30 @@ fn validate(h: &Header) -> io::Result<()> {
     if h.name.contains('\0') || h.linkname.contains('\0') {
         return Err(invalid(format!(
             "entry name or link target of '{}' contains NUL",
-            h.name.escape_debug()
+            crate::ui::quote_name(&h.name)
         )));
     }
     if !fits_octal(F_MODE, h.mode as i64) {
         return Err(invalid(format!(
             "mode {:o} of '{}' does not fit the header",
-            h.mode, h.name
+            h.mode,
+            crate::ui::quote_name(&h.name)
         )));
     }
     if h.typ != EntryType::File && h.size != 0 {
         return Err(invalid(format!(
             "non-file entry '{}' has size {}",
-            h.name, h.size
+            crate::ui::quote_name(&h.name),
+            h.size
         )));
     }
     for k in h.pax.keys() {
         if k.is_empty() || k.contains('=') || k.contains('\0') {
-            return Err(invalid(format!("invalid PAX key {k:?} on '{}'", h.name)));
+            return Err(invalid(format!(
+                "invalid PAX key '{}' on '{}'",
+                crate::ui::quote_name(k),
+                crate::ui::quote_name(&h.name)
+            )));
         }
     }
     Ok(())

@@ -2,8 +2,69 @@
 //! a terminal (and never with `NO_COLOR`), progress suppressed in quiet mode.
 
 use std::collections::HashSet;
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
+
+/// Names from an input longer than this (in characters) are cut in messages.
+pub const MAX_QUOTED_NAME: usize = 256;
+/// Messages longer than this (in bytes) are cut when printed: a crafted input must not turn one
+/// error into gigabytes of output.
+pub const MAX_MESSAGE: usize = 16 * 1024;
+
+/// `s` with control characters (C0, DEL and C1) escaped as `\n`, `\x1b`, `\u{9b}`, so that text
+/// from an input cannot move the cursor, forge output lines or reprogram the terminal.
+pub fn escape_controls(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x80 && c.is_control() => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// A name taken from an input, fit for a message: control characters escaped and, past
+/// [`MAX_QUOTED_NAME`] characters, cut with the full length noted.
+pub fn quote_name(name: &str) -> String {
+    match name.char_indices().nth(MAX_QUOTED_NAME) {
+        None => escape_controls(name).into_owned(),
+        Some((cut, _)) => format!(
+            "{}... ({} bytes in all)",
+            escape_controls(&name[..cut]),
+            name.len()
+        ),
+    }
+}
+
+/// A message as printed: control characters escaped, cut after [`MAX_MESSAGE`] bytes.
+pub fn printable(message: &str) -> Cow<'_, str> {
+    if message.len() <= MAX_MESSAGE {
+        return escape_controls(message);
+    }
+    let mut cut = MAX_MESSAGE;
+    while !message.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    Cow::Owned(format!(
+        "{}... ({} bytes in all)",
+        escape_controls(&message[..cut]),
+        message.len()
+    ))
+}
 
 /// How much to say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -103,7 +164,14 @@ impl Printer {
         self.prefixed("error", "31", message.as_ref());
     }
 
+    /// One indented detail line under an error or warning (always shown), escaped on its own.
+    pub fn error_detail(&self, message: impl AsRef<str>) {
+        let message = printable(message.as_ref());
+        let _ = writeln!(std::io::stderr().lock(), "  {message}");
+    }
+
     fn line(&self, verb: &str, color: &str, message: &str) {
+        let message = printable(message);
         let mut err = std::io::stderr().lock();
         let _ = if self.color {
             writeln!(err, "\x1b[1;{color}m{verb:>12}\x1b[0m {message}")
@@ -113,6 +181,7 @@ impl Printer {
     }
 
     fn prefixed(&self, prefix: &str, color: &str, message: &str) {
+        let message = printable(message);
         let mut err = std::io::stderr().lock();
         let _ = if self.color {
             writeln!(err, "\x1b[1;{color}m{prefix}\x1b[0m: {message}")
@@ -145,5 +214,22 @@ mod tests {
         assert_eq!(super::human_size(10), "10 B");
         assert_eq!(super::human_size(1536), "1.5 KiB");
         assert_eq!(super::human_size(3 << 30), "3.0 GiB");
+    }
+
+    #[test]
+    fn control_characters_are_escaped_and_names_cut() {
+        assert_eq!(super::escape_controls("plain é"), "plain é");
+        assert_eq!(
+            super::escape_controls("a\x1b[2Jb\x07\nc\u{9b}d\x7f"),
+            "a\\x1b[2Jb\\x07\\nc\\u{9b}d\\x7f"
+        );
+        let long = "n".repeat(1000);
+        let q = super::quote_name(&long);
+        assert!(
+            q.starts_with(&"n".repeat(256)) && q.ends_with("... (1000 bytes in all)"),
+            "{q}"
+        );
+        let huge = "m".repeat(super::MAX_MESSAGE * 3);
+        assert!(super::printable(&huge).len() < super::MAX_MESSAGE + 64);
     }
 }

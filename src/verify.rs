@@ -12,6 +12,7 @@ use crate::layout::{PackageReader, MAX_DESCRIPTORS, MAX_IMAGES, MAX_INDEX_DEPTH}
 use crate::oci::{self, Descriptor, ImageConfig, Index, Manifest};
 use crate::package::{annotated_distros, LABEL_LAYERS, LABEL_METADATA};
 use crate::target::{self, ExpandedTarget, Target};
+use crate::tar_guard::TarGuard;
 
 /// The largest `buildpack.toml` read out of a layer.
 const MAX_DESCRIPTOR: u64 = 1 << 20;
@@ -855,7 +856,9 @@ pub(crate) fn read_layer(
         let decoded = compress::decoder(encoding, &mut stored);
         let mut tar_stream = HashingReader::new(decoded);
         {
-            let mut archive = tar::Archive::new(&mut tar_stream);
+            // The guard bounds extended headers, which the tar reader would hold whole.
+            let mut guarded = TarGuard::new(&mut tar_stream);
+            let mut archive = tar::Archive::new(&mut guarded);
             for entry in archive.entries()? {
                 let mut entry = entry?;
                 let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();

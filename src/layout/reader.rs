@@ -12,12 +12,16 @@ use serde::de::DeserializeOwned;
 use crate::digest::{Digest, HashingReader};
 use crate::error::{Error, IoResultExt, Result};
 use crate::oci::{self, Descriptor, ImageConfig, Index, Manifest};
+use crate::tar_guard::TarGuard;
 
 /// The largest JSON blob (index, manifest, config) we read into memory.
 pub const MAX_JSON_BLOB: u64 = 32 << 20;
 /// The most entries an outer archive may have (a package holds a few files per image; a million
 /// headers would be half a gigabyte of metadata).
 pub const MAX_ENTRIES: usize = 100_000;
+/// The longest entry name of an outer archive (layout names are under 100 bytes; every name is
+/// kept in memory, up to [`MAX_ENTRIES`] of them).
+const MAX_ENTRY_NAME: usize = 1024;
 /// How deep nested indexes may go.
 pub(crate) const MAX_INDEX_DEPTH: usize = 8;
 /// The most descriptors all of a package's indexes may list together (each listing counts,
@@ -215,7 +219,9 @@ impl PackageReader {
                 if !m.is_file() {
                     return Err(Error::invalid(&p, "is not a regular file"));
                 }
-                let file = File::open(&p).at(&p)?;
+                // Still the regular file just checked: not a symlink or FIFO swapped in since.
+                let identity = crate::input::FileIdentity::of(&m);
+                let file = crate::input::open_walked(&p, Some(&identity))?;
                 Ok(BlobReader::new(file, 0, m.len()))
             }
         }
@@ -371,7 +377,7 @@ impl PackageReader {
 
 /// Scan an outer archive once, recording where each regular file's data is.
 fn scan_archive(path: &Path) -> Result<Source> {
-    let file = File::open(path).at(path)?;
+    let file = crate::input::open_regular(path)?;
     let len = file.metadata().at(path)?.len();
     let mut magic = [0u8; 2];
     if file.read_at(&mut magic, 0).at(path)? == 2 && magic == [0x1f, 0x8b] {
@@ -386,7 +392,8 @@ fn scan_archive(path: &Path) -> Result<Source> {
             "not a .cnb: too short to be a tar archive",
         ));
     }
-    let mut archive = tar::Archive::new(file.try_clone().at(path)?);
+    // The guard bounds PAX and long-name headers, which the tar reader would hold whole.
+    let mut archive = tar::Archive::new(TarGuard::new(file.try_clone().at(path)?));
     let corrupt = |e: io::Error| Error::invalid(path, format!("corrupt or truncated archive: {e}"));
     let mut entries = BTreeMap::new();
     let mut count = 0usize;
@@ -402,26 +409,45 @@ fn scan_archive(path: &Path) -> Result<Source> {
             ));
         }
         let raw_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let name = normalize_entry_name(&raw_name)
-            .ok_or_else(|| Error::invalid(path, format!("unsafe entry name '{raw_name}'")))?;
+        if raw_name.len() > MAX_ENTRY_NAME {
+            return Err(Error::invalid(
+                path,
+                format!(
+                    "entry name '{}' is longer than {MAX_ENTRY_NAME} bytes; a layout's names are short",
+                    crate::ui::quote_name(&raw_name)
+                ),
+            ));
+        }
         let size = entry.size();
         let offset = entry.raw_file_position();
         data_end = offset.saturating_add(size.div_ceil(512).saturating_mul(512));
+        let is_dir = entry.header().entry_type() == tar::EntryType::Directory;
+        // `tar -C layout -cf x.cnb .` starts with the root itself, `./`.
+        if is_dir && is_root_name(&raw_name) {
+            continue;
+        }
+        let name = normalize_entry_name(&raw_name).ok_or_else(|| {
+            Error::invalid(
+                path,
+                format!("unsafe entry name '{}'", crate::ui::quote_name(&raw_name)),
+            )
+        })?;
+        let shown = crate::ui::quote_name(&name);
         match entry.header().entry_type() {
             tar::EntryType::Directory => {}
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 if offset.checked_add(size).is_none_or(|end| end > len) {
                     return Err(Error::invalid(
                         path,
-                        format!("truncated: entry {name} runs past the end of the file"),
+                        format!("truncated: entry {shown} runs past the end of the file"),
                     ));
                 }
                 if entries.insert(name.clone(), (offset, size)).is_some() {
-                    return Err(Error::invalid(path, format!("duplicate entry {name}")));
+                    return Err(Error::invalid(path, format!("duplicate entry {shown}")));
                 }
             }
             other => {
-                return Err(Error::invalid(path, format!("entry {name} has unsupported type {other:?}; only files and directories belong in a .cnb")));
+                return Err(Error::invalid(path, format!("entry {shown} has unsupported type {other:?}; only files and directories belong in a .cnb")));
             }
         }
     }
@@ -447,6 +473,12 @@ fn scan_archive(path: &Path) -> Result<Source> {
         ));
     }
     Ok(Source::Archive { file, entries })
+}
+
+/// Whether a name stands for the archive's root directory (`.`, `./`; GNU tar writes `./` for
+/// `tar -C dir -cf x.tar .`).
+fn is_root_name(raw: &str) -> bool {
+    !raw.is_empty() && raw.split('/').all(|p| p.is_empty() || p == ".")
 }
 
 /// `/blobs/x`, `./blobs/x`, `blobs/x/` → `blobs/x`; `None` for names with `..` or nothing left.

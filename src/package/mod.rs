@@ -141,7 +141,8 @@ impl PackageOptions {
             strict: false,
             jobs: std::thread::available_parallelism()
                 .map(|n| n.get())
-                .unwrap_or(1),
+                .unwrap_or(1)
+                .min(compress::MAX_THREADS),
         }
     }
 }

@@ -367,8 +367,13 @@ pub(crate) fn fetch_instructions(remote: &Remote, base: &Path, from_config: bool
 }
 
 /// One error for every remote buildpack of a package: what each is and how to fetch it.
-pub(crate) fn remote_error(remotes: &[Remote], base: &Path, from_config: bool) -> String {
-    let mut message = if remotes.len() == 1 {
+pub(crate) fn remote_error(
+    remotes: &[Remote],
+    base: &Path,
+    from_config: bool,
+    path: Option<&Path>,
+) -> crate::Error {
+    let headline = if remotes.len() == 1 {
         "a buildpack is not on this machine and cnbpkg never downloads while packaging:".to_string()
     } else {
         format!(
@@ -376,11 +381,14 @@ pub(crate) fn remote_error(remotes: &[Remote], base: &Path, from_config: bool) -
             remotes.len()
         )
     };
-    for r in remotes {
-        message.push_str("\n  ");
-        message.push_str(&fetch_instructions(r, base, from_config));
+    crate::Error::Listed {
+        path: path.map(Path::to_path_buf),
+        headline,
+        details: remotes
+            .iter()
+            .map(|r| fetch_instructions(r, base, from_config))
+            .collect(),
     }
-    message
 }
 
 #[cfg(test)]

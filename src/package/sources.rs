@@ -59,7 +59,7 @@ pub fn resolve_uri(uri: &str, base: &Path) -> Result<PathBuf> {
             kind,
             dependency: true,
         };
-        return Err(Error::other(remote::remote_error(&[remote], base, true)));
+        return Err(remote::remote_error(&[remote], base, true, None));
     }
     Ok(local_path(uri, base))
 }
@@ -106,11 +106,12 @@ pub(crate) fn locate(
     match (main, dependencies.into_iter().collect::<Option<Vec<_>>>()) {
         (Some(main), Some(dependencies)) => Ok((main, dependencies)),
         _ => {
-            let message = remote::remote_error(&remotes, base, config_path.is_some());
-            Err(match config_path {
-                Some(path) => Error::invalid(path, message),
-                None => Error::other(message),
-            })
+            Err(remote::remote_error(
+                &remotes,
+                base,
+                config_path.is_some(),
+                config_path,
+            ))
         }
     }
 }
@@ -161,7 +162,7 @@ pub(crate) fn load_tree(location: &Path, ui: &Printer) -> Result<Tree> {
     } else {
         descriptor_path.clone()
     };
-    let text = fs::read_to_string(&descriptor_path).at(&shown)?;
+    let text = crate::input::read_text(&descriptor_path, &shown)?;
     let (descriptor, warnings) = descriptor::parse_buildpack_toml(&shown, &text)?;
     warnings.iter().for_each(|w| ui.warn_once(w));
     Ok(Tree {
@@ -200,12 +201,14 @@ pub(crate) fn load_dependency(location: &Path, ui: &Printer) -> Result<Dependenc
 fn looks_like_layout_archive(path: &Path) -> Result<bool> {
     use std::io::Read;
     let mut head = [0u8; 2];
-    let mut f = fs::File::open(path).at(path)?;
+    let mut f = crate::input::open_regular(path)?;
     let n = f.read(&mut head).at(path)?;
     if n == 2 && head == [0x1f, 0x8b] {
         return Ok(false);
     }
-    let mut archive = tar::Archive::new(fs::File::open(path).at(path)?);
+    // The guard bounds extended headers, which the tar reader would hold whole.
+    let input = crate::tar_guard::TarGuard::new(crate::input::open_regular(path)?);
+    let mut archive = tar::Archive::new(input);
     let entries = match archive.entries() {
         Ok(e) => e,
         Err(_) => return Ok(false),

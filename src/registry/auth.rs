@@ -188,46 +188,12 @@ const MAX_CREDENTIAL_FILE: u64 = 4 << 20;
 /// The file's bytes, `None` when it does not exist. Opened without blocking (a FIFO named by
 /// `REGISTRY_AUTH_FILE` must not hang the push) and read up to [`MAX_CREDENTIAL_FILE`].
 fn read_credential_file(path: &Path) -> Result<Option<Vec<u8>>> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io(path, e)),
-    };
-    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
-    if !meta.is_file() {
-        return Err(Error::invalid(
-            path,
-            "a credentials file must be a regular file",
-        ));
+    // Opened without blocking: a FIFO at a credentials path is refused, not waited on.
+    match crate::input::read_bytes(path, MAX_CREDENTIAL_FILE) {
+        Ok(text) => Ok(Some(text)),
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
     }
-    if meta.len() > MAX_CREDENTIAL_FILE {
-        return Err(Error::invalid(
-            path,
-            format!(
-                "credentials file larger than {} MiB",
-                MAX_CREDENTIAL_FILE >> 20
-            ),
-        ));
-    }
-    let mut text = Vec::new();
-    file.take(MAX_CREDENTIAL_FILE + 1)
-        .read_to_end(&mut text)
-        .map_err(|e| Error::io(path, e))?;
-    if text.len() as u64 > MAX_CREDENTIAL_FILE {
-        return Err(Error::invalid(
-            path,
-            format!(
-                "credentials file larger than {} MiB",
-                MAX_CREDENTIAL_FILE >> 20
-            ),
-        ));
-    }
-    Ok(Some(text))
 }
 
 /// Where a JSON document is malformed and what kind of fault it is, without quoting any of

@@ -2,8 +2,6 @@
 //! `certs.d/HOST[:PORT]/` under `/etc/containers`, `$HOME/.config/containers` and
 //! `/etc/docker`. They are trusted for that registry only, next to the system's roots.
 
-use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -93,27 +91,5 @@ pub fn registry_certs(bases: &[PathBuf], registry: &str) -> Result<Vec<CertFile>
 /// A certificate file's bytes: a regular file (a link to one is fine, this is the
 /// administrator's configuration), opened without blocking, at most [`MAX_CERT_FILE`].
 pub fn read_cert_file(path: &Path) -> Result<Vec<u8>> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| Error::io(path, e))?;
-    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
-    if !meta.is_file() {
-        return Err(Error::invalid(
-            path,
-            "a certificate file must be a regular file",
-        ));
-    }
-    let mut pem = Vec::new();
-    file.take(MAX_CERT_FILE + 1)
-        .read_to_end(&mut pem)
-        .map_err(|e| Error::io(path, e))?;
-    if pem.len() as u64 > MAX_CERT_FILE {
-        return Err(Error::invalid(
-            path,
-            format!("larger than {} MiB", MAX_CERT_FILE >> 20),
-        ));
-    }
-    Ok(pem)
+    crate::input::read_bytes(path, MAX_CERT_FILE)
 }
