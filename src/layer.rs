@@ -12,7 +12,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoResultExt, Result};
-use crate::source::{walk, SourceEntry, SourceKind};
+use crate::source::{walk_excluding, Exclusions, SourceEntry, SourceKind};
 use crate::tar::{needs_pax, path_clean, EntryType, Header, TarWriter, NORMALIZED_MTIME};
 
 /// The diffID of the Windows base layer (the sha256 of [`write_windows_base_layer`]'s bytes).
@@ -74,6 +74,8 @@ pub struct LayerBuilder<W: Write> {
     written_dirs: HashSet<String>,
     /// `dist/id@version` of every module added.
     modules: HashSet<String>,
+    /// What module walks leave out (the outputs being written).
+    exclusions: Exclusions,
 }
 
 impl<W: Write> LayerBuilder<W> {
@@ -84,7 +86,15 @@ impl<W: Write> LayerBuilder<W> {
             format,
             written_dirs: HashSet::new(),
             modules: HashSet::new(),
+            exclusions: Exclusions::default(),
         }
+    }
+
+    /// Leave `exclusions` (the outputs being written, when they lie inside a module's tree) out
+    /// of every module added.
+    pub fn excluding(mut self, exclusions: Exclusions) -> Self {
+        self.exclusions = exclusions;
+        self
     }
 
     /// Add a module's entries. Returns `false` (writing nothing) if that module was added before.
@@ -101,7 +111,7 @@ impl<W: Write> LayerBuilder<W> {
         {
             return Ok(false);
         }
-        let entries = walk(spec.root, spec.overlays)?;
+        let entries = walk_excluding(spec.root, spec.overlays, &self.exclusions)?;
         let id_dir = path_clean(&format!(
             "/cnb/{}/{}",
             spec.dist_dir,

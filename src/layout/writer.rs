@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
-use crate::atomic::{AtomicDir, AtomicFile};
+use crate::atomic::{self, AtomicDir, AtomicFile, Staged};
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, IoResultExt, Result};
 use crate::json::canonical;
@@ -47,8 +47,9 @@ enum Target {
 }
 
 impl LayoutWriter {
-    /// Start a layout for `dest`.
+    /// Start a layout for `dest`, which must be free to write (see [`check_destination`]).
     pub fn create(dest: &Path, format: OutputFormat) -> Result<Self> {
+        check_destination(dest, format)?;
         let target = match format {
             OutputFormat::File => {
                 let mut out = AtomicFile::create(dest)?;
@@ -241,6 +242,15 @@ impl LayoutWriter {
 
     /// Write `index.json` and `oci-layout`, close the archive and move the output into place.
     pub fn finish(self, index: &Index) -> Result<PathBuf> {
+        let staged = self.stage(index)?;
+        let dest = staged.dest().to_path_buf();
+        commit_outputs(vec![staged])?;
+        Ok(dest)
+    }
+
+    /// Write `index.json` and `oci-layout` and close the archive: the output is complete, and
+    /// [`commit_outputs`] moves it into place (together with the other outputs of one run).
+    pub fn stage(self, index: &Index) -> Result<Staged> {
         let index_json = canonical(index);
         match self.target {
             Target::Archive { mut out, end } => {
@@ -257,17 +267,71 @@ impl LayoutWriter {
                 }
                 // End-of-archive: two zero blocks (this also zero-fills the last padding).
                 out.file().set_len(at + 1024).at(&dest)?;
-                out.commit()?;
-                Ok(dest)
+                out.stage()
             }
             Target::Dir { dir, .. } => {
                 fs::write(dir.path().join("index.json"), &index_json).at(dir.path())?;
                 fs::write(dir.path().join("oci-layout"), OCI_LAYOUT_FILE).at(dir.path())?;
-                let dest = dir.dest().to_path_buf();
-                dir.commit()?;
-                Ok(dest)
+                dir.stage()
             }
         }
+    }
+}
+
+/// Move complete outputs into place, all or none, after checking again that every destination
+/// is still free to write.
+pub fn commit_outputs(staged: Vec<Staged>) -> Result<()> {
+    for s in &staged {
+        let format = if s.is_dir() {
+            OutputFormat::Layout
+        } else {
+            OutputFormat::File
+        };
+        check_destination(s.dest(), format)?;
+    }
+    atomic::commit_all(staged)
+}
+
+/// Check that an output may be written at `dest`: it names a file or directory, and nothing is
+/// there, or a package cnbpkg can read (which the output replaces), or, for a layout, an empty
+/// directory. Anything else is left untouched and refused: cnbpkg never replaces what it cannot
+/// tell is a package.
+pub fn check_destination(dest: &Path, format: OutputFormat) -> Result<()> {
+    if !matches!(dest.components().next_back(), Some(Component::Normal(_))) {
+        return Err(Error::invalid(
+            dest,
+            "the output must name a file or directory",
+        ));
+    }
+    let meta = match fs::symlink_metadata(dest) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(dest, e)),
+        Ok(m) => m,
+    };
+    let refuse = |what: &str| {
+        Err(Error::invalid(
+            dest,
+            format!("{what}; cnbpkg replaces only a package it can read: remove it or choose another output"),
+        ))
+    };
+    let ft = meta.file_type();
+    if ft.is_symlink() {
+        return refuse("is a symbolic link");
+    }
+    match format {
+        OutputFormat::File if ft.is_dir() => return refuse("is a directory"),
+        OutputFormat::File if !ft.is_file() => return refuse("is not a regular file"),
+        OutputFormat::Layout if !ft.is_dir() => return refuse("exists and is not a directory"),
+        OutputFormat::Layout => {
+            if fs::read_dir(dest).at(dest)?.next().is_none() {
+                return Ok(());
+            }
+        }
+        OutputFormat::File => {}
+    }
+    match super::PackageReader::open(dest) {
+        Ok(_) => Ok(()),
+        Err(_) => refuse("exists and is not a package"),
     }
 }
 
@@ -297,6 +361,10 @@ impl<'a> EarlyWriteback<'a> {
 
 impl Write for EarlyWriteback<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // Every byte of an output passes here: the place to stop a long build on an interrupt.
+        if atomic::interrupted() {
+            return Err(atomic::interrupted_io_error());
+        }
         let n = self.file.write(buf)?;
         self.pos += n as u64;
         if self.pos - self.started >= WRITEBACK_STEP {

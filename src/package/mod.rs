@@ -12,7 +12,7 @@ mod sources;
 
 pub use sources::resolve_uri;
 
-use crate::atomic::check_interrupt;
+use crate::atomic::{check_interrupt, Staged};
 use crate::compress::{self, Compression};
 use crate::descriptor::{self, ModuleKind, PackageConfig};
 use crate::digest::{Digest, HashingReader, HashingWriter};
@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::json::canonical;
 use crate::layer::{self, LayerFormat, LayerSpec};
 use crate::layout::{LayoutWriter, OutputFormat};
+use crate::source::Exclusions;
 use crate::oci::{
     self, Descriptor, History, ImageConfig, Index, Manifest, Platform, RootFs, RuntimeConfig,
 };
@@ -183,11 +184,23 @@ pub fn package_buildpack(opts: &PackageOptions, ui: &Printer) -> Result<PackageR
     }
     check_flatten_options(opts, ui)?;
     let (config, base_dir) = load_config(opts, ui)?;
-    let main = sources::load_tree(&sources::resolve_uri(&config.buildpack_uri, &base_dir)?, ui)?;
+    let main_location = sources::resolve_uri(&config.buildpack_uri, &base_dir)?;
+    let main = sources::load_tree(&main_location, ui)?;
+    let mut inputs: Vec<(PathBuf, bool)> = Vec::new();
+    if let Some(c) = &opts.config {
+        inputs.push((c.clone(), false));
+    }
+    inputs.push((main_location.clone(), main.is_directory()));
     let dependencies = config
         .dependencies
         .iter()
-        .map(|d| sources::load_dependency(&sources::resolve_uri(&d.uri, &base_dir)?, ui))
+        .map(|d| {
+            let location = sources::resolve_uri(&d.uri, &base_dir)?;
+            let dependency = sources::load_dependency(&location, ui)?;
+            let tree_dir = matches!(&dependency, Dependency::Tree(t) if t.is_directory());
+            inputs.push((location, tree_dir));
+            Ok(dependency)
+        })
         .collect::<Result<Vec<_>>>()?;
     let targets = resolve_targets(opts, &config, &main, ui)?;
     let output = output_path(opts, ui);
@@ -227,6 +240,12 @@ pub fn package_buildpack(opts: &PackageOptions, ui: &Printer) -> Result<PackageR
         vec![(output.clone(), (0..plans.len()).collect())]
     };
 
+    let mut exclusions = Exclusions::default();
+    for (path, _) in &outputs {
+        check_output_against_inputs(path, opts.format, &inputs)?;
+        exclusions.add_output(path);
+    }
+    // Every destination is checked before anything is built.
     let mut writers = outputs
         .iter()
         .map(|(path, _)| LayoutWriter::create(path, opts.format))
@@ -237,6 +256,7 @@ pub fn package_buildpack(opts: &PackageOptions, ui: &Printer) -> Result<PackageR
         dependencies: &dependencies,
         writers: &mut writers,
         cache: HashMap::new(),
+        exclusions,
     };
     let mut reports: Vec<(PathBuf, Vec<WrittenImage>)> = Vec::new();
     for (out_idx, (path, members)) in outputs.iter().enumerate() {
@@ -247,11 +267,19 @@ pub fn package_buildpack(opts: &PackageOptions, ui: &Printer) -> Result<PackageR
         reports.push((path.clone(), images));
     }
 
-    let mut out_reports = Vec::new();
+    // Every output is complete before any is moved into place, and they are moved all or none.
+    let mut staged = Vec::new();
+    let mut finished = Vec::new();
     for ((path, images), writer) in reports.into_iter().zip(writers) {
         check_interrupt()?;
-        let (written, root_desc, blobs, blob_bytes) = finish_index(writer, &images)?;
-        debug_assert_eq!(written, path);
+        let (output, root_desc, blobs, blob_bytes) = finish_index(writer, &images)?;
+        debug_assert_eq!(output.dest(), path);
+        staged.push(output);
+        finished.push((path, images, root_desc, blobs, blob_bytes));
+    }
+    crate::layout::commit_outputs(staged)?;
+    let mut out_reports = Vec::new();
+    for (written, images, root_desc, blobs, blob_bytes) in finished {
         ui.status(
             "Finished",
             format!(
@@ -447,6 +475,8 @@ struct BuildContext<'a> {
     dependencies: &'a [Dependency],
     writers: &'a mut [LayoutWriter],
     cache: HashMap<LayerKey, BuiltLayer>,
+    /// The outputs, left out of every walked tree they lie in.
+    exclusions: Exclusions,
 }
 
 impl BuildContext<'_> {
@@ -597,8 +627,11 @@ impl BuildContext<'_> {
             LayerSource::Build { root, overlay } => {
                 let overlays = overlays_of(overlay);
                 let spec = layer_spec(module, root, &overlays, windows);
+                let exclusions = self.exclusions.clone();
                 self.obtain(layer_key(module, windows), out_idx, &what, |w| {
-                    layer::write_module_layer(&spec, w)?;
+                    let mut builder = layer::LayerBuilder::new(w, spec.format).excluding(exclusions);
+                    builder.add_module(&spec)?;
+                    builder.finish()?;
                     Ok(())
                 })
             }
@@ -633,8 +666,9 @@ impl BuildContext<'_> {
         } else {
             LayerFormat::Linux
         };
+        let exclusions = self.exclusions.clone();
         self.obtain(key, out_idx, &what, |w| {
-            let mut builder = layer::LayerBuilder::new(w, format);
+            let mut builder = layer::LayerBuilder::new(w, format).excluding(exclusions);
             for module in modules {
                 match &module.layer {
                     LayerSource::Build { root, overlay } => {
@@ -836,7 +870,7 @@ impl BuildContext<'_> {
 fn finish_index(
     mut writer: LayoutWriter,
     images: &[WrittenImage],
-) -> Result<(PathBuf, Descriptor, usize, u64)> {
+) -> Result<(Staged, Descriptor, usize, u64)> {
     let root = if images.len() == 1 {
         images[0].descriptor.clone()
     } else {
@@ -844,8 +878,8 @@ fn finish_index(
         writer.put_bytes(oci::MEDIA_TYPE_INDEX, &canonical(&index))?
     };
     let (blobs, blob_bytes) = writer.stored();
-    let written = writer.finish(&Index::new(vec![root.clone()]))?;
-    Ok((written, root, blobs, blob_bytes))
+    let staged = writer.stage(&Index::new(vec![root.clone()]))?;
+    Ok((staged, root, blobs, blob_bytes))
 }
 
 /// What decides a module layer's bytes.
@@ -893,6 +927,59 @@ fn layer_spec<'a>(
         root,
         overlays,
     }
+}
+
+/// An output must not replace or hold what is being read: it is none of the inputs (the buildpack,
+/// `package.toml`, the dependencies) and contains none of them, and a layout directory does not
+/// lie inside a package being read. An output may lie inside a buildpack directory (the usual
+/// `cnbpkg buildpack package out.cnb` run in the buildpack): walks leave it out.
+/// `inputs` holds each input with whether it is a buildpack directory tree. Paths are compared
+/// canonicalized; an output that does not exist yet is known by its canonical directory.
+fn check_output_against_inputs(
+    output: &Path,
+    format: OutputFormat,
+    inputs: &[(PathBuf, bool)],
+) -> Result<()> {
+    let Some(out) = canonical_output(output) else {
+        return Ok(()); // no such directory: creating the output fails with that message
+    };
+    for (input, tree_dir) in inputs {
+        let Ok(canonical) = fs::canonicalize(input) else {
+            continue;
+        };
+        let problem = if canonical == out {
+            "is also an input"
+        } else if canonical.starts_with(&out) {
+            "contains the input"
+        } else if format == OutputFormat::Layout
+            && !tree_dir
+            && canonical.is_dir()
+            && out.starts_with(&canonical)
+        {
+            "lies inside the input"
+        } else {
+            continue;
+        };
+        return Err(Error::invalid(
+            output,
+            format!(
+                "{problem} {}; it is left as it is: choose another output",
+                input.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The canonical path of an output that may not exist yet: its canonical directory and its name
+/// (the whole path canonicalized when something is there already).
+fn canonical_output(output: &Path) -> Option<PathBuf> {
+    if let Ok(p) = fs::canonicalize(output) {
+        return Some(p);
+    }
+    let name = output.file_name()?;
+    let dir = fs::canonicalize(crate::atomic::parent_of(output)).ok()?;
+    Some(dir.join(name))
 }
 
 /// The output path: `.cnb` added to a file name without extension; a warning for another one.
