@@ -559,6 +559,9 @@ pub fn commit_all(mut staged: Vec<Staged>) -> Result<()> {
             unregister(&old);
         }
         unregister(&s.temp);
+        // Make the rename itself durable. Best effort: some file systems cannot sync a
+        // directory, and the output is in place either way.
+        let _ = File::open(parent_of(&s.dest)).and_then(|d| d.sync_all());
     }
     Ok(())
 }

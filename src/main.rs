@@ -180,6 +180,11 @@ fn main() -> ExitCode {
     // its next check and removes its temporary files as it returns (removing them here, while it
     // still writes into them, would leave whatever it writes next); with nothing being written,
     // or on a second signal, the process exits at once.
+    // A file size limit (RLIMIT_FSIZE) then fails the write with EFBIG, which is reported and
+    // cleaned up after like any write error, instead of killing the process with SIGXFSZ and
+    // leaving its temporary files.
+    // SAFETY: setting a signal's disposition to "ignore" has no preconditions.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     let _ = ctrlc::set_handler(|| {
         if cnbpkg::atomic::on_signal() {
             eprintln!("error: interrupted; no output was written");

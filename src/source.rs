@@ -76,7 +76,8 @@ impl Exclusions {
         ) else {
             return;
         };
-        self.outputs.push((meta.dev(), meta.ino(), name.to_string()));
+        self.outputs
+            .push((meta.dev(), meta.ino(), name.to_string()));
     }
 
     fn is_empty(&self) -> bool {
@@ -112,6 +113,7 @@ pub fn walk_excluding(
     let mut stack: Vec<(String, Child)> = Vec::new();
     push_children(&mut stack, root, "", &overlays, exclusions)?;
     while let Some((rel, child)) = stack.pop() {
+        crate::atomic::check_interrupt()?;
         let entry = match child {
             Child::Overlay { file, replaces } => overlay_entry(rel, file, replaces.as_deref())?,
             Child::Disk(path) => match disk_entry(rel, path, &mut hardlinks)? {

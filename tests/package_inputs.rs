@@ -574,7 +574,15 @@ fn flag_misuse_is_a_usage_error() {
 fn an_existing_output_is_replaced_only_by_a_complete_one() {
     let d = tempfile::tempdir().unwrap();
     copy_tree(&sample("hello-multi"), &d.path().join("bp"));
-    let amd64 = ["buildpack", "package", "o.cnb", "--path", "bp", "-t", "linux/amd64"];
+    let amd64 = [
+        "buildpack",
+        "package",
+        "o.cnb",
+        "--path",
+        "bp",
+        "-t",
+        "linux/amd64",
+    ];
     ok(cnbpkg_in(d.path(), amd64));
     let previous = fs::read(d.path().join("o.cnb")).unwrap();
     fs::remove_file(d.path().join("bp/linux/arm64/bin/detect")).unwrap();

@@ -51,7 +51,9 @@ fn refused_in(dir: &Path, args: &[&str]) -> String {
 /// (`-` < `.`), so a temporary file in the tree would be walked while it grows.
 fn buildpack_with_large_file(dir: &Path) {
     minimal_buildpack(dir, "ex/inside", "1.0.0", TWO_TARGETS);
-    let big: Vec<u8> = (0..8u32 << 20).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let big: Vec<u8> = (0..8u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     fs::write(dir.join("-large"), big).unwrap();
 }
 
@@ -64,32 +66,44 @@ fn an_output_replaces_only_a_package_cnbpkg_can_read() {
     // An unrelated directory, as a layout output: refused, untouched.
     write_file(&p.join("keep/notes.txt"), "mine", 0o644);
     let err = refused_in(p, &["keep", "--path", "bp", "--format", "layout"]);
-    assert!(err.contains("keep") && err.contains("not a package"), "{err}");
-    assert_eq!(fs::read_to_string(p.join("keep/notes.txt")).unwrap(), "mine");
+    assert!(
+        err.contains("keep") && err.contains("not a package"),
+        "{err}"
+    );
+    assert_eq!(
+        fs::read_to_string(p.join("keep/notes.txt")).unwrap(),
+        "mine"
+    );
 
     // A file that is not a package, as a file output: refused, untouched.
     fs::write(p.join("notes.cnb"), "my notes").unwrap();
     let err = refused_in(p, &["notes.cnb", "--path", "bp"]);
-    assert!(err.contains("notes.cnb") && err.contains("not a package"), "{err}");
+    assert!(
+        err.contains("notes.cnb") && err.contains("not a package"),
+        "{err}"
+    );
     assert_eq!(fs::read_to_string(p.join("notes.cnb")).unwrap(), "my notes");
 
     // A symbolic link is not replaced either (it is not a package cnbpkg wrote).
     std::os::unix::fs::symlink("notes.cnb", p.join("link.cnb")).unwrap();
     let err = refused_in(p, &["link.cnb", "--path", "bp"]);
     assert!(err.contains("symbolic link"), "{err}");
-    assert_eq!(fs::read_link(p.join("link.cnb")).unwrap(), Path::new("notes.cnb"));
+    assert_eq!(
+        fs::read_link(p.join("link.cnb")).unwrap(),
+        Path::new("notes.cnb")
+    );
 
     // A directory where a file output goes: refused before anything is built.
     fs::create_dir(p.join("dir.cnb")).unwrap();
     let err = refused_in(p, &["dir.cnb", "--path", "bp"]);
-    assert!(err.contains("dir.cnb") && err.contains("is a directory"), "{err}");
+    assert!(
+        err.contains("dir.cnb") && err.contains("is a directory"),
+        "{err}"
+    );
     assert_eq!(list(&p.join("dir.cnb")), Vec::<String>::new());
 
     // Not one temporary file anywhere after the refusals.
-    assert_eq!(
-        list(p),
-        ["bp", "dir.cnb", "keep", "link.cnb", "notes.cnb"]
-    );
+    assert_eq!(list(p), ["bp", "dir.cnb", "keep", "link.cnb", "notes.cnb"]);
 
     // What cnbpkg wrote, it replaces; an empty directory is fine for a layout.
     package_in(p, &["out.cnb", "--path", "bp"]);
@@ -103,7 +117,15 @@ fn an_output_replaces_only_a_package_cnbpkg_can_read() {
     assert!(p.join("empty/index.json").is_file());
     assert_eq!(
         list(p),
-        ["bp", "dir.cnb", "empty", "keep", "link.cnb", "notes.cnb", "out.cnb"]
+        [
+            "bp",
+            "dir.cnb",
+            "empty",
+            "keep",
+            "link.cnb",
+            "notes.cnb",
+            "out.cnb"
+        ]
     );
 }
 
@@ -130,7 +152,13 @@ fn an_output_is_never_an_input_nor_contains_one() {
     let tgz = p.join("bp.tgz");
     tool_ok(
         "tar",
-        &["-czf", tgz.to_str().unwrap(), "-C", p.join("bp").to_str().unwrap(), "."],
+        &[
+            "-czf",
+            tgz.to_str().unwrap(),
+            "-C",
+            p.join("bp").to_str().unwrap(),
+            ".",
+        ],
     );
     let tgz_bytes = fs::read(&tgz).unwrap();
     let err = refused_in(p, &["bp.tgz", "--path", "./bp.tgz"]);
@@ -159,12 +187,24 @@ fn an_output_is_never_an_input_nor_contains_one() {
     let layout_before = tree_bytes(&p.join("deplayout"));
     let err = refused_in(
         p,
-        &["deplayout", "--config", "package.toml", "--format", "layout"],
+        &[
+            "deplayout",
+            "--config",
+            "package.toml",
+            "--format",
+            "layout",
+        ],
     );
     assert!(err.contains("is also an input"), "{err}");
     let err = refused_in(
         p,
-        &["deplayout/blobs/x", "--config", "package.toml", "--format", "layout"],
+        &[
+            "deplayout/blobs/x",
+            "--config",
+            "package.toml",
+            "--format",
+            "layout",
+        ],
     );
     assert!(err.contains("lies inside the input"), "{err}");
     assert_eq!(tree_bytes(&p.join("deplayout")), layout_before);
@@ -172,7 +212,16 @@ fn an_output_is_never_an_input_nor_contains_one() {
     package_in(p, &["meta.cnb", "--config", "package.toml"]);
     assert_eq!(
         list(p),
-        ["bp", "bp.tgz", "bp2", "dep.cnb", "deplayout", "meta", "meta.cnb", "package.toml"]
+        [
+            "bp",
+            "bp.tgz",
+            "bp2",
+            "dep.cnb",
+            "deplayout",
+            "meta",
+            "meta.cnb",
+            "package.toml"
+        ]
     );
 }
 
@@ -192,7 +241,10 @@ fn outputs_inside_the_buildpack_tree_have_the_bytes_of_outputs_outside_it() {
     let expected = fs::read(outside.join("a.cnb")).unwrap();
     for _ in 0..2 {
         package_in(&bp, &["out.cnb"]);
-        assert!(fs::read(bp.join("out.cnb")).unwrap() == expected, "in-tree .cnb differs");
+        assert!(
+            fs::read(bp.join("out.cnb")).unwrap() == expected,
+            "in-tree .cnb differs"
+        );
     }
     fs::remove_file(bp.join("out.cnb")).unwrap();
     // The `build` directory itself is the user's and goes into the layer; only the output in it
@@ -202,7 +254,10 @@ fn outputs_inside_the_buildpack_tree_have_the_bytes_of_outputs_outside_it() {
     let expected = fs::read(outside.join("b.cnb")).unwrap();
     for _ in 0..2 {
         package_in(&bp, &["build/out.cnb"]);
-        assert!(fs::read(bp.join("build/out.cnb")).unwrap() == expected, "build/out.cnb differs");
+        assert!(
+            fs::read(bp.join("build/out.cnb")).unwrap() == expected,
+            "build/out.cnb differs"
+        );
     }
     fs::remove_dir_all(bp.join("build")).unwrap();
 
@@ -211,13 +266,19 @@ fn outputs_inside_the_buildpack_tree_have_the_bytes_of_outputs_outside_it() {
     let expected = tree_bytes(&outside.join("layout"));
     for _ in 0..2 {
         package_in(&bp, &["layout", "--format", "layout"]);
-        assert!(tree_bytes(&bp.join("layout")) == expected, "in-tree layout differs");
+        assert!(
+            tree_bytes(&bp.join("layout")) == expected,
+            "in-tree layout differs"
+        );
     }
     fs::remove_dir_all(bp.join("layout")).unwrap();
 
     // --split, files and layouts.
     package_in(&outside, &["s.cnb", "--path", path, "--split"]);
-    package_in(&outside, &["sl", "--path", path, "--split", "--format", "layout"]);
+    package_in(
+        &outside,
+        &["sl", "--path", path, "--split", "--format", "layout"],
+    );
     for _ in 0..2 {
         package_in(&bp, &["s.cnb", "--split"]);
         for name in ["s-linux-amd64.cnb", "s-linux-arm64.cnb"] {
@@ -241,7 +302,13 @@ fn outputs_inside_the_buildpack_tree_have_the_bytes_of_outputs_outside_it() {
     }
     assert_eq!(
         list(&bp),
-        ["-large", "bin", "buildpack.toml", "sl-linux-amd64", "sl-linux-arm64"]
+        [
+            "-large",
+            "bin",
+            "buildpack.toml",
+            "sl-linux-amd64",
+            "sl-linux-arm64"
+        ]
     );
 }
 
@@ -274,7 +341,13 @@ fn split_checks_every_destination_before_writing_any() {
     assert_eq!(list(&p.join("l-linux-arm64")), ["mine.txt"]);
     assert_eq!(
         list(p),
-        ["bp", "l-linux-amd64", "l-linux-arm64", "s-linux-amd64.cnb", "s-linux-arm64.cnb"]
+        [
+            "bp",
+            "l-linux-amd64",
+            "l-linux-arm64",
+            "s-linux-amd64.cnb",
+            "s-linux-arm64.cnb"
+        ]
     );
 }
 
@@ -305,7 +378,11 @@ fn temporary_names_of_dead_processes_are_reaped_and_nothing_else() {
         fs::write(out.join(name), "stale").unwrap();
     }
     let stale_dir = format!(".layout.partial-{dead}-00000000000000ff.tmp");
-    write_file(&out.join(&stale_dir).join("blobs/sha256/.incoming-1"), "x", 0o644);
+    write_file(
+        &out.join(&stale_dir).join("blobs/sha256/.incoming-1"),
+        "x",
+        0o644,
+    );
     let stale_scratch = format!(".cnbpkg-{dead}-0123456789abcdef");
     write_file(&tmp.join(&stale_scratch).join("bin/build"), "x", 0o644);
     // Not to be touched: a live owner, names that only look similar, a dead owner's name still
@@ -328,7 +405,10 @@ fn temporary_names_of_dead_processes_are_reaped_and_nothing_else() {
         unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&locked), libc::LOCK_EX) },
         0
     );
-    let keep_scratch = [format!(".cnbpkg-{live}-0123456789abcdef"), ".cnbpkg-abcdef".into()];
+    let keep_scratch = [
+        format!(".cnbpkg-{live}-0123456789abcdef"),
+        ".cnbpkg-abcdef".into(),
+    ];
     for name in &keep_scratch {
         fs::create_dir(tmp.join(name)).unwrap();
     }
@@ -342,11 +422,25 @@ fn temporary_names_of_dead_processes_are_reaped_and_nothing_else() {
     let bp_tgz = p.join("bp.tgz");
     tool_ok(
         "tar",
-        &["-czf", bp_tgz.to_str().unwrap(), "-C", p.join("bp").to_str().unwrap(), "."],
+        &[
+            "-czf",
+            bp_tgz.to_str().unwrap(),
+            "-C",
+            p.join("bp").to_str().unwrap(),
+            ".",
+        ],
     );
     ok(Command::new(env!("CARGO_BIN_EXE_cnbpkg"))
         .env("TMPDIR", &tmp)
-        .args(["buildpack", "package", "out/layout", "--path", "bp.tgz", "--format", "layout"])
+        .args([
+            "buildpack",
+            "package",
+            "out/layout",
+            "--path",
+            "bp.tgz",
+            "--format",
+            "layout",
+        ])
         .current_dir(p)
         .output()
         .unwrap());

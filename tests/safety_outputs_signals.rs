@@ -74,10 +74,8 @@ fn wait_until(child: &mut Running, what: &str, cond: impl Fn() -> bool) {
 /// A `.tgz` buildpack of many small files in many directories: its extraction takes seconds.
 fn many_files_tgz(path: &Path) {
     let file = fs::File::create(path).unwrap();
-    let gz = flate2::write::GzEncoder::new(
-        std::io::BufWriter::new(file),
-        flate2::Compression::fast(),
-    );
+    let gz =
+        flate2::write::GzEncoder::new(std::io::BufWriter::new(file), flate2::Compression::fast());
     let mut ar = tar::Builder::new(gz);
     let mut add = |name: &str, data: &[u8]| {
         let mut h = tar::Header::new_ustar();
@@ -127,10 +125,17 @@ fn a_signal_during_extraction_leaves_no_scratch_tree() {
         let (status, err) = child.wait();
         assert!(!status.success(), "{name}: {status}");
         assert!(err.contains("interrupted"), "{name}: {err}");
-        assert_eq!(list(&tmp), Vec::<String>::new(), "{name} left a scratch tree");
+        assert_eq!(
+            list(&tmp),
+            Vec::<String>::new(),
+            "{name} left a scratch tree"
+        );
         assert!(!p.join("out.cnb").exists(), "{name}");
     }
-    assert_eq!(list(p), ["bp.tgz", "tmp-SIGHUP", "tmp-SIGINT", "tmp-SIGTERM"]);
+    assert_eq!(
+        list(p),
+        ["bp.tgz", "tmp-SIGHUP", "tmp-SIGINT", "tmp-SIGTERM"]
+    );
 }
 
 /// A buildpack with a large file of poorly compressible bytes: its layer takes seconds.
@@ -163,7 +168,15 @@ fn a_signal_while_a_layout_is_written_leaves_no_partial_directory() {
     let out = p.join("out");
     fs::create_dir(&out).unwrap();
     let bp = p.join("bp");
-    let args = ["layout", "--path", bp.to_str().unwrap(), "--format", "layout", "--jobs", "1"];
+    let args = [
+        "layout",
+        "--path",
+        bp.to_str().unwrap(),
+        "--format",
+        "layout",
+        "--jobs",
+        "1",
+    ];
     for sig in [libc::SIGINT, libc::SIGTERM] {
         let mut child = spawn(&out, p, &args);
         wait_until(&mut child, "the layer is written", || writing_layout(&out));
@@ -186,23 +199,43 @@ fn what_a_killed_run_leaves_is_reaped_by_the_next_run() {
     fs::create_dir(&file_dir).unwrap();
 
     // A layout output and a .cnb file output, killed while their layer is written.
-    let layout = ["layout", "--path", bp.to_str().unwrap(), "--format", "layout", "--jobs", "1"];
+    let layout = [
+        "layout",
+        "--path",
+        bp.to_str().unwrap(),
+        "--format",
+        "layout",
+        "--jobs",
+        "1",
+    ];
     let mut child = spawn(&lay, p, &layout);
     wait_until(&mut child, "the layer is written", || writing_layout(&lay));
     child.signal(libc::SIGKILL);
     child.wait();
-    assert_eq!(list(&lay).len(), 1, "what the killed run left: {:?}", list(&lay));
+    assert_eq!(
+        list(&lay).len(),
+        1,
+        "what the killed run left: {:?}",
+        list(&lay)
+    );
     let file = ["o.cnb", "--path", bp.to_str().unwrap(), "--jobs", "1"];
     let mut child = spawn(&file_dir, p, &file);
     wait_until(&mut child, "the .cnb is written", || {
         fs::read_dir(&file_dir).unwrap().flatten().any(|e| {
-            e.file_name().to_string_lossy().starts_with(".o.cnb.partial-")
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".o.cnb.partial-")
                 && e.metadata().is_ok_and(|m| m.len() > 1 << 20)
         })
     });
     child.signal(libc::SIGKILL);
     child.wait();
-    assert_eq!(list(&file_dir).len(), 1, "what the killed run left: {:?}", list(&file_dir));
+    assert_eq!(
+        list(&file_dir).len(),
+        1,
+        "what the killed run left: {:?}",
+        list(&file_dir)
+    );
 
     // An extraction killed midway leaves its scratch tree in TMPDIR.
     many_files_tgz(&p.join("bp.tgz"));
@@ -216,15 +249,32 @@ fn what_a_killed_run_leaves_is_reaped_by_the_next_run() {
 
     // The next runs into the same places reap them.
     minimal_buildpack(&p.join("small"), "ex/small", "1.0.0", "");
-    let layout = ["buildpack", "package", "layout", "--path", "../small", "--format", "layout"];
+    let layout = [
+        "buildpack",
+        "package",
+        "layout",
+        "--path",
+        "../small",
+        "--format",
+        "layout",
+    ];
     ok(cnbpkg_in(&lay, layout));
     assert_eq!(list(&lay), ["layout"]);
-    ok(cnbpkg_in(&file_dir, ["buildpack", "package", "o.cnb", "--path", "../small"]));
+    ok(cnbpkg_in(
+        &file_dir,
+        ["buildpack", "package", "o.cnb", "--path", "../small"],
+    ));
     assert_eq!(list(&file_dir), ["o.cnb"]);
     let small_tgz = p.join("small.tgz");
     tool_ok(
         "tar",
-        &["-czf", small_tgz.to_str().unwrap(), "-C", p.join("small").to_str().unwrap(), "."],
+        &[
+            "-czf",
+            small_tgz.to_str().unwrap(),
+            "-C",
+            p.join("small").to_str().unwrap(),
+            ".",
+        ],
     );
     ok(Command::new(env!("CARGO_BIN_EXE_cnbpkg"))
         .args(["buildpack", "package", "y.cnb", "--path", "small.tgz"])
@@ -233,4 +283,79 @@ fn what_a_killed_run_leaves_is_reaped_by_the_next_run() {
         .output()
         .unwrap());
     assert_eq!(list(&tmp), Vec::<String>::new());
+}
+
+#[test]
+fn a_file_size_limit_is_an_error_that_leaves_nothing() {
+    use std::os::unix::process::CommandExt;
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path();
+    large_buildpack(&p.join("bp"));
+    let out = p.join("out");
+    fs::create_dir(&out).unwrap();
+    let tmp = p.join("tmp");
+    fs::create_dir(&tmp).unwrap();
+    let bp = p.join("bp");
+    // A .tgz whose one large file exceeds the limit when extracted.
+    let tgz = p.join("bp.tgz");
+    let files = [
+        (
+            "buildpack.toml",
+            b"api = \"0.10\"\n\n[buildpack]\nid = \"ex/big\"\nversion = \"1.0.0\"\n".to_vec(),
+        ),
+        ("bin/build", b"#!/bin/sh\n".to_vec()),
+        ("bin/detect", b"#!/bin/sh\n".to_vec()),
+        ("big", vec![0u8; 16 << 20]),
+    ];
+    let gz =
+        flate2::write::GzEncoder::new(fs::File::create(&tgz).unwrap(), flate2::Compression::fast());
+    let mut ar = tar::Builder::new(gz);
+    for (name, data) in files {
+        let mut h = tar::Header::new_ustar();
+        h.set_path(name).unwrap();
+        h.set_mode(0o755);
+        h.set_size(data.len() as u64);
+        h.set_cksum();
+        ar.append(&h, &data[..]).unwrap();
+    }
+    ar.into_inner().unwrap().finish().unwrap();
+    for args in [
+        vec!["o.cnb", "--path", bp.to_str().unwrap()],
+        vec![
+            "layout",
+            "--path",
+            bp.to_str().unwrap(),
+            "--format",
+            "layout",
+        ],
+        vec!["t.cnb", "--path", tgz.to_str().unwrap()],
+    ] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cnbpkg"));
+        cmd.args(["buildpack", "package"])
+            .args(&args)
+            .env("TMPDIR", &tmp)
+            .current_dir(&out);
+        // SAFETY: only setrlimit (async-signal-safe) runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                let limit = libc::rlimit {
+                    rlim_cur: 4 << 20,
+                    rlim_max: 4 << 20,
+                };
+                if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+        let err = fails(cmd.output().unwrap(), 1);
+        let last = err.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with("error: ") && last.contains("too large"),
+            "{err}"
+        );
+        assert_eq!(list(&out), Vec::<String>::new(), "{args:?}: {err}");
+        assert_eq!(list(&tmp), Vec::<String>::new(), "{args:?}: {err}");
+    }
 }

@@ -143,10 +143,12 @@ impl LayoutWriter {
                 Ok((Descriptor::new(media_type, digest, size), value))
             }
             Target::Dir { dir, seq } => {
+                // Errors name the output: the temporary names inside it are gone afterwards.
+                let dest = dir.dest().to_path_buf();
                 *seq += 1;
                 let blobs = dir.path().join("blobs/sha256");
                 let temp = blobs.join(format!(".incoming-{seq}"));
-                let mut file = File::create(&temp).at(&temp)?;
+                let mut file = File::create(&temp).at(&dest)?;
                 let early = EarlyWriteback::new(&mut file, 0);
                 let mut w = HashingWriter::new(BufWriter::with_capacity(WRITE_BUFFER, early));
                 let value = match produce(&mut w) {
@@ -157,12 +159,16 @@ impl LayoutWriter {
                     }
                 };
                 let (buf, digest, size) = w.finish();
-                buf.into_inner()
-                    .map_err(|e| Error::io(&temp, e.into_error()))?;
+                drop(
+                    buf.into_inner()
+                        .map_err(|e| Error::io(&dest, e.into_error()))?,
+                );
                 if self.blobs.contains_key(&digest) {
-                    fs::remove_file(&temp).at(&temp)?;
+                    fs::remove_file(&temp).at(&dest)?;
                 } else {
-                    fs::rename(&temp, blobs.join(digest.hex())).at(&temp)?;
+                    // Durable before the layout is renamed into place, as a .cnb file is.
+                    file.sync_all().at(&dest)?;
+                    fs::rename(&temp, blobs.join(digest.hex())).at(&dest)?;
                     self.blobs.insert(digest, BlobLocation { offset: 0, size });
                 }
                 Ok((Descriptor::new(media_type, digest, size), value))
@@ -270,8 +276,22 @@ impl LayoutWriter {
                 out.stage()
             }
             Target::Dir { dir, .. } => {
-                fs::write(dir.path().join("index.json"), &index_json).at(dir.path())?;
-                fs::write(dir.path().join("oci-layout"), OCI_LAYOUT_FILE).at(dir.path())?;
+                let dest = dir.dest().to_path_buf();
+                for (name, bytes) in [
+                    ("index.json", &index_json[..]),
+                    ("oci-layout", OCI_LAYOUT_FILE),
+                ] {
+                    let mut f = File::create(dir.path().join(name)).at(&dest)?;
+                    f.write_all(bytes).at(&dest)?;
+                    f.sync_all().at(&dest)?;
+                }
+                for d in [
+                    dir.path().join("blobs/sha256"),
+                    dir.path().join("blobs"),
+                    dir.path().to_path_buf(),
+                ] {
+                    File::open(&d).and_then(|f| f.sync_all()).at(&dest)?;
+                }
                 dir.stage()
             }
         }

@@ -20,10 +20,10 @@ use crate::error::{Error, Result};
 use crate::json::canonical;
 use crate::layer::{self, LayerFormat, LayerSpec};
 use crate::layout::{LayoutWriter, OutputFormat};
-use crate::source::Exclusions;
 use crate::oci::{
     self, Descriptor, History, ImageConfig, Index, Manifest, Platform, RootFs, RuntimeConfig,
 };
+use crate::source::Exclusions;
 use crate::target::{self, ExpandedTarget, Target};
 
 use crate::ui::{human_size, Printer};
@@ -629,7 +629,8 @@ impl BuildContext<'_> {
                 let spec = layer_spec(module, root, &overlays, windows);
                 let exclusions = self.exclusions.clone();
                 self.obtain(layer_key(module, windows), out_idx, &what, |w| {
-                    let mut builder = layer::LayerBuilder::new(w, spec.format).excluding(exclusions);
+                    let mut builder =
+                        layer::LayerBuilder::new(w, spec.format).excluding(exclusions);
                     builder.add_module(&spec)?;
                     builder.finish()?;
                     Ok(())
