@@ -159,10 +159,8 @@ impl LayoutWriter {
                     }
                 };
                 let (buf, digest, size) = w.finish();
-                drop(
-                    buf.into_inner()
-                        .map_err(|e| Error::io(&dest, e.into_error()))?,
-                );
+                buf.into_inner()
+                    .map_err(|e| Error::io(&dest, e.into_error()))?;
                 if self.blobs.contains_key(&digest) {
                     fs::remove_file(&temp).at(&dest)?;
                 } else {
