@@ -146,6 +146,9 @@ fn random_u64() -> u64 {
     h.finish()
 }
 
+/// Fresh random names tried before giving up (a collision is already astronomically unlikely).
+const MAX_ATTEMPTS: u32 = 16;
+
 /// What a temporary name beside an output holds.
 const TEMP_KINDS: [&str; 2] = ["partial", "old"];
 
@@ -266,7 +269,9 @@ fn reap_stale(dir: &Path, pid_of: impl Fn(&str) -> Option<u32>) {
 fn create_temp(dest: &Path, dir: bool) -> Result<(PathBuf, File)> {
     let parent = parent_of(dest);
     reap_stale(&parent, |n| parse_temp_name(n).map(|(_, pid)| pid));
+    let mut attempts = 0;
     loop {
+        attempts += 1;
         let temp = temp_name(dest, "partial");
         register(&temp)?;
         let made = if dir {
@@ -288,9 +293,11 @@ fn create_temp(dest: &Path, dir: bool) -> Result<(PathBuf, File)> {
                 try_lock(&handle);
                 return Ok((temp, handle));
             }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => unregister(&temp),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < MAX_ATTEMPTS => {
+                unregister(&temp)
+            }
             Err(e) => {
-                if dir {
+                if dir && e.kind() != io::ErrorKind::AlreadyExists {
                     let _ = fs::remove_dir(&temp);
                 }
                 unregister(&temp);
@@ -340,12 +347,13 @@ impl AtomicFile {
     pub fn stage(mut self) -> Result<Staged> {
         check_interrupt()?;
         self.file.sync_all().at(&self.dest)?;
+        let lock = self.file.try_clone().at(&self.dest)?;
         self.done = true;
         Ok(Staged {
             temp: self.temp.clone(),
             dest: self.dest.clone(),
             dir: false,
-            _lock: self.file.try_clone().at(&self.dest)?,
+            _lock: lock,
             installed: false,
         })
     }
@@ -399,12 +407,13 @@ impl AtomicDir {
     /// The directory is complete and waits to be moved into place by [`commit_all`].
     pub fn stage(mut self) -> Result<Staged> {
         check_interrupt()?;
+        let lock = self.lock.try_clone().at(&self.dest)?;
         self.done = true;
         Ok(Staged {
             temp: self.temp.clone(),
             dest: self.dest.clone(),
             dir: true,
-            _lock: self.lock.try_clone().at(&self.dest)?,
+            _lock: lock,
             installed: false,
         })
     }
@@ -446,82 +455,112 @@ impl Staged {
         self.dir
     }
 
-    /// Put the output in place. Returns where the previous destination now is, if there was one
-    /// (to be removed once every output is in place, or put back if one fails).
-    fn install(&mut self) -> io::Result<Option<PathBuf>> {
-        match fs::symlink_metadata(&self.dest) {
+    /// Put the output in place; what undoing it takes.
+    fn install(&mut self) -> io::Result<Undo> {
+        let meta = match fs::symlink_metadata(&self.dest) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 rename_noreplace(&self.temp, &self.dest)?;
                 self.installed = true;
-                Ok(None)
+                return Ok(Undo::Remove);
             }
-            Err(e) => Err(e),
-            Ok(meta) => {
-                if meta.is_dir() != self.dir || meta.file_type().is_symlink() {
-                    return Err(io::Error::other(if meta.is_dir() {
-                        "is a directory"
-                    } else {
-                        "exists and is not a directory"
-                    }));
+            Err(e) => return Err(e),
+            Ok(meta) => meta,
+        };
+        if meta.is_dir() != self.dir || meta.file_type().is_symlink() {
+            return Err(io::Error::other(if meta.is_dir() {
+                "is a directory"
+            } else {
+                "exists and is not a directory"
+            }));
+        }
+        // Swapped atomically: the destination is never missing, and the previous output ends up
+        // at the temporary name, which is removed (or swapped back) later.
+        match rename_exchange(&self.temp, &self.dest) {
+            Ok(()) => {
+                self.installed = true;
+                return Ok(Undo::Exchange);
+            }
+            Err(e) if !exchange_unsupported(&e) => return Err(e),
+            Err(_) => {}
+        }
+        let old = temp_name(&self.dest, "old");
+        register(&old).map_err(|_| interrupted_io_error())?;
+        let moved = if self.dir {
+            fs::rename(&self.dest, &old).and_then(|()| {
+                fs::rename(&self.temp, &self.dest)
+                    .inspect_err(|_| drop(fs::rename(&old, &self.dest)))
+            })
+        } else {
+            // A second name keeps the previous file while the rename replaces it atomically.
+            match fs::hard_link(&self.dest, &old) {
+                Ok(()) => {
+                    fs::rename(&self.temp, &self.dest).inspect_err(|_| drop(fs::remove_file(&old)))
                 }
-                // Swapped atomically: the destination is never missing, and the previous output
-                // ends up at the temporary name, which is removed (or swapped back) later.
-                match rename_exchange(&self.temp, &self.dest) {
-                    Ok(()) => {
-                        self.installed = true;
-                        return Ok(Some(self.temp.clone()));
-                    }
-                    Err(e) if !exchange_unsupported(&e) => return Err(e),
-                    Err(_) => {}
+                Err(_) => {
+                    // No hard links here either: replaced for good, as a plain rename does.
+                    unregister(&old);
+                    fs::rename(&self.temp, &self.dest)?;
+                    self.installed = true;
+                    return Ok(Undo::Nothing);
                 }
-                let old = temp_name(&self.dest, "old");
-                register(&old).map_err(|_| interrupted_io_error())?;
-                let moved = if self.dir {
-                    fs::rename(&self.dest, &old).and_then(|()| {
-                        fs::rename(&self.temp, &self.dest)
-                            .inspect_err(|_| drop(fs::rename(&old, &self.dest)))
-                    })
-                } else {
-                    // A second name keeps the previous file; the rename replaces atomically.
-                    fs::hard_link(&self.dest, &old).and_then(|()| {
-                        fs::rename(&self.temp, &self.dest)
-                            .inspect_err(|_| drop(fs::remove_file(&old)))
-                    })
-                };
-                match moved {
-                    Ok(()) => {
-                        self.installed = true;
-                        Ok(Some(old))
-                    }
-                    Err(e) => {
-                        unregister(&old);
-                        Err(e)
-                    }
-                }
+            }
+        };
+        match moved {
+            Ok(()) => {
+                self.installed = true;
+                Ok(Undo::Restore(old))
+            }
+            Err(e) => {
+                unregister(&old);
+                Err(e)
             }
         }
     }
 
     /// Undo [`Staged::install`]: the previous destination back in place (or none), the new
     /// output removed.
-    fn uninstall(&mut self, old: Option<PathBuf>) {
-        match old {
-            Some(old) if old == self.temp => {
+    fn uninstall(&mut self, undo: &Undo) {
+        match undo {
+            Undo::Exchange => {
                 let _ = rename_exchange(&self.temp, &self.dest);
             }
-            Some(old) => {
+            Undo::Restore(old) => {
                 if self.dir {
                     let _ = fs::rename(&self.dest, &self.temp);
                 }
-                let _ = fs::rename(&old, &self.dest);
-                unregister(&old);
+                let _ = fs::rename(old, &self.dest);
+                unregister(old);
             }
-            None => {
+            Undo::Remove => {
                 let _ = fs::rename(&self.dest, &self.temp);
             }
+            Undo::Nothing => return,
         }
         self.installed = false;
     }
+
+    /// Remove what installing left: the previous output.
+    fn finish(&self, undo: Undo) {
+        let old = match &undo {
+            Undo::Exchange => &self.temp,
+            Undo::Restore(old) => old,
+            Undo::Remove | Undo::Nothing => return,
+        };
+        let _ = remove_any(old);
+        unregister(old);
+    }
+}
+
+/// How to undo installing one output.
+enum Undo {
+    /// Nothing was at the destination: move the new output away.
+    Remove,
+    /// The previous output is at the temporary name: swap back.
+    Exchange,
+    /// The previous output is at this name: move it back.
+    Restore(PathBuf),
+    /// The previous output is gone (no exchange, no hard links on this file system).
+    Nothing,
 }
 
 impl Drop for Staged {
@@ -540,24 +579,21 @@ pub fn commit_all(mut staged: Vec<Staged>) -> Result<()> {
     for s in &staged {
         check_writable_dir(&s.dest)?;
     }
-    let mut olds: Vec<Option<PathBuf>> = Vec::with_capacity(staged.len());
+    let mut undos: Vec<Undo> = Vec::with_capacity(staged.len());
     for i in 0..staged.len() {
         match staged[i].install() {
-            Ok(old) => olds.push(old),
+            Ok(undo) => undos.push(undo),
             Err(e) => {
                 let dest = staged[i].dest.clone();
-                for (s, old) in staged.iter_mut().zip(olds).rev() {
-                    s.uninstall(old);
+                for (s, undo) in staged.iter_mut().zip(&undos).rev() {
+                    s.uninstall(undo);
                 }
                 return Err(Error::io(dest, e));
             }
         }
     }
-    for (s, old) in staged.iter().zip(olds) {
-        if let Some(old) = old {
-            let _ = remove_any(&old);
-            unregister(&old);
-        }
+    for (s, undo) in staged.iter().zip(undos) {
+        s.finish(undo);
         unregister(&s.temp);
         // Make the rename itself durable. Best effort: some file systems cannot sync a
         // directory, and the output is in place either way.
@@ -632,7 +668,9 @@ impl ScratchDir {
     pub fn new() -> Result<Self> {
         let base = std::env::temp_dir();
         reap_stale(&base, parse_scratch_name);
+        let mut attempts = 0;
         loop {
+            attempts += 1;
             let path = base.join(format!(
                 "{SCRATCH_PREFIX}{}-{:016x}",
                 std::process::id(),
@@ -648,9 +686,13 @@ impl ScratchDir {
                     try_lock(&lock);
                     return Ok(ScratchDir { path, _lock: lock });
                 }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => unregister(&path),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < MAX_ATTEMPTS => {
+                    unregister(&path)
+                }
                 Err(e) => {
-                    let _ = fs::remove_dir(&path);
+                    if e.kind() != io::ErrorKind::AlreadyExists {
+                        let _ = fs::remove_dir(&path);
+                    }
                     unregister(&path);
                     return Err(Error::io(base, e));
                 }
