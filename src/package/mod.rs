@@ -964,7 +964,7 @@ fn check_output_against_inputs(
         return Err(Error::invalid(
             output,
             format!(
-                "{problem} {}; it is left as it is: choose another output",
+                "{problem} {}; nothing was written: choose another output",
                 input.display()
             ),
         ));
