@@ -164,14 +164,20 @@ fn temp_name(dest: &Path, what: &str) -> PathBuf {
     ))
 }
 
-/// The PID of a `PID-RANDOM` name part (a decimal PID, 16 lowercase hex digits).
-fn parse_pid_random(pid: &str, random: &str) -> Option<u32> {
-    let hex_ok = random.len() == 16
+/// The PID of a `PID-RANDOM` name part: a decimal PID, then 16 lowercase hex digits (or, in the
+/// names cnbpkg 0.1.0 made, a decimal counter, so that its leftovers are reaped too).
+fn parse_pid_random(pid: &str, random: &str, legacy_counter: bool) -> Option<u32> {
+    let hex = random.len() == 16
         && random
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    let counter = legacy_counter
+        && !random.is_empty()
+        && random.len() <= 20
+        && random.bytes().all(|b| b.is_ascii_digit());
+    let random_ok = hex || counter;
     let pid_ok = !pid.is_empty() && pid.len() <= 10 && pid.bytes().all(|b| b.is_ascii_digit());
-    if hex_ok && pid_ok {
+    if random_ok && pid_ok {
         pid.parse().ok()
     } else {
         None
@@ -184,7 +190,7 @@ fn parse_temp_name(name: &str) -> Option<(&str, u32)> {
     let inner = name.strip_prefix('.')?.strip_suffix(".tmp")?;
     let (rest, random) = inner.rsplit_once('-')?;
     let (head, pid) = rest.rsplit_once('-')?;
-    let pid = parse_pid_random(pid, random)?;
+    let pid = parse_pid_random(pid, random, true)?;
     let (base, kind) = head.rsplit_once('.')?;
     if base.is_empty() || !TEMP_KINDS.contains(&kind) {
         return None;
@@ -202,7 +208,7 @@ const SCRATCH_PREFIX: &str = ".cnbpkg-";
 
 fn parse_scratch_name(name: &str) -> Option<u32> {
     let (pid, random) = name.strip_prefix(SCRATCH_PREFIX)?.split_once('-')?;
-    parse_pid_random(pid, random)
+    parse_pid_random(pid, random, false)
 }
 
 /// Whether a process with this PID exists (in this PID namespace). Unknown counts as alive.
@@ -809,7 +815,13 @@ mod tests {
         ] {
             assert_eq!(parse_temp_name(other), None, "{other}");
         }
+        // The names cnbpkg 0.1.0 made (PID and counter).
+        assert_eq!(
+            parse_temp_name(".out.cnb.partial-12-3.tmp"),
+            Some(("out.cnb", 12))
+        );
         assert_eq!(parse_scratch_name(".cnbpkg-7-0123456789abcdef"), Some(7));
         assert_eq!(parse_scratch_name(".cnbpkg-abcdef"), None);
+        assert_eq!(parse_scratch_name(".cnbpkg-7-3"), None);
     }
 }

@@ -373,6 +373,8 @@ fn temporary_names_of_dead_processes_are_reaped_and_nothing_else() {
     let stale = [
         format!(".out.cnb.partial-{dead}-0123456789abcdef.tmp"),
         format!(".other.cnb.old-{dead}-fedcba9876543210.tmp"),
+        // As cnbpkg 0.1.0 named them.
+        format!(".out.cnb.partial-{dead}-0.tmp"),
     ];
     for name in &stale {
         fs::write(out.join(name), "stale").unwrap();
