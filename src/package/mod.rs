@@ -186,11 +186,19 @@ pub fn package_buildpack(opts: &PackageOptions, ui: &Printer) -> Result<PackageR
     let (config, base_dir) = load_config(opts, ui)?;
     let main_location = sources::resolve_uri(&config.buildpack_uri, &base_dir)?;
     let main = sources::load_tree(&main_location, ui)?;
-    let mut inputs: Vec<(PathBuf, bool)> = Vec::new();
+    let mut inputs: Vec<Input> = Vec::new();
     if let Some(c) = &opts.config {
-        inputs.push((c.clone(), false));
+        inputs.push(Input {
+            path: c.clone(),
+            role: "package.toml",
+            tree_dir: false,
+        });
     }
-    inputs.push((main_location.clone(), main.is_directory()));
+    inputs.push(Input {
+        path: main_location.clone(),
+        role: "the buildpack",
+        tree_dir: main.is_directory(),
+    });
     let dependencies = config
         .dependencies
         .iter()
@@ -198,7 +206,11 @@ pub fn package_buildpack(opts: &PackageOptions, ui: &Printer) -> Result<PackageR
             let location = sources::resolve_uri(&d.uri, &base_dir)?;
             let dependency = sources::load_dependency(&location, ui)?;
             let tree_dir = matches!(&dependency, Dependency::Tree(t) if t.is_directory());
-            inputs.push((location, tree_dir));
+            inputs.push(Input {
+                path: location,
+                role: "the dependency",
+                tree_dir,
+            });
             Ok(dependency)
         })
         .collect::<Result<Vec<_>>>()?;
@@ -930,42 +942,51 @@ fn layer_spec<'a>(
     }
 }
 
+/// Something a package is made from, which no output may replace.
+struct Input {
+    path: PathBuf,
+    /// What it is, for messages.
+    role: &'static str,
+    /// A buildpack directory tree (outputs may lie inside it: walks leave them out).
+    tree_dir: bool,
+}
+
 /// An output must not replace or hold what is being read: it is none of the inputs (the buildpack,
 /// `package.toml`, the dependencies) and contains none of them, and a layout directory does not
 /// lie inside a package being read. An output may lie inside a buildpack directory (the usual
-/// `cnbpkg buildpack package out.cnb` run in the buildpack): walks leave it out.
-/// `inputs` holds each input with whether it is a buildpack directory tree. Paths are compared
-/// canonicalized; an output that does not exist yet is known by its canonical directory.
+/// `cnbpkg buildpack package out.cnb` run in the buildpack): walks leave it out. Paths are
+/// compared canonicalized; an output that does not exist yet is known by its canonical directory.
 fn check_output_against_inputs(
     output: &Path,
     format: OutputFormat,
-    inputs: &[(PathBuf, bool)],
+    inputs: &[Input],
 ) -> Result<()> {
     let Some(out) = canonical_output(output) else {
         return Ok(()); // no such directory: creating the output fails with that message
     };
-    for (input, tree_dir) in inputs {
-        let Ok(canonical) = fs::canonicalize(input) else {
+    for input in inputs {
+        let Ok(canonical) = fs::canonicalize(&input.path) else {
             continue;
         };
         let problem = if canonical == out {
             "is also an input"
         } else if canonical.starts_with(&out) {
-            "contains the input"
+            "contains an input"
         } else if format == OutputFormat::Layout
-            && !tree_dir
+            && !input.tree_dir
             && canonical.is_dir()
             && out.starts_with(&canonical)
         {
-            "lies inside the input"
+            "lies inside an input"
         } else {
             continue;
         };
         return Err(Error::invalid(
             output,
             format!(
-                "{problem} {}; nothing was written: choose another output",
-                input.display()
+                "{problem} ({} {}); nothing was written: choose another output",
+                input.role,
+                canonical.display()
             ),
         ));
     }
