@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::machine::{self, Machine};
-use crate::source::{walk, SourceEntry, SourceKind};
+use crate::source::{walk_excluding, Exclusions, SourceEntry, SourceKind};
 use crate::tar::{needs_pax, path_clean, EntryType, Header, TarWriter, NORMALIZED_MTIME};
 use crate::tar_guard::TarGuard;
 
@@ -99,6 +99,8 @@ pub struct LayerBuilder<W: Write> {
     executables: Vec<Executable>,
     /// How many executables were written, recorded or not.
     executables_seen: usize,
+    /// What module walks leave out (the outputs being written).
+    exclusions: Exclusions,
 }
 
 impl<W: Write> LayerBuilder<W> {
@@ -111,6 +113,7 @@ impl<W: Write> LayerBuilder<W> {
             modules: HashSet::new(),
             executables: Vec::new(),
             executables_seen: 0,
+            exclusions: Exclusions::default(),
         }
     }
 
@@ -118,6 +121,13 @@ impl<W: Write> LayerBuilder<W> {
     /// there were in all.
     pub fn executables(&self) -> (&[Executable], usize) {
         (&self.executables, self.executables_seen)
+    }
+
+    /// Leave `exclusions` (the outputs being written, when they lie inside a module's tree) out
+    /// of every module added.
+    pub fn excluding(mut self, exclusions: Exclusions) -> Self {
+        self.exclusions = exclusions;
+        self
     }
 
     /// Add a module's entries. Returns `false` (writing nothing) if that module was added before.
@@ -134,7 +144,7 @@ impl<W: Write> LayerBuilder<W> {
         {
             return Ok(false);
         }
-        let entries = walk(spec.root, spec.overlays)?;
+        let entries = walk_excluding(spec.root, spec.overlays, &self.exclusions)?;
         let id_dir = path_clean(&format!(
             "/cnb/{}/{}",
             spec.dist_dir,

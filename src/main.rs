@@ -218,10 +218,20 @@ fn printer(c: &Common) -> Printer {
 }
 
 fn main() -> ExitCode {
+    // SIGINT, SIGTERM and SIGHUP. While something is being written, the working thread stops at
+    // its next check and removes its temporary files as it returns (removing them here, while it
+    // still writes into them, would leave whatever it writes next); with nothing being written,
+    // or on a second signal, the process exits at once.
+    // A file size limit (RLIMIT_FSIZE) then fails the write with EFBIG, which is reported and
+    // cleaned up after like any write error, instead of killing the process with SIGXFSZ and
+    // leaving its temporary files.
+    // SAFETY: setting a signal's disposition to "ignore" has no preconditions.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
     let _ = ctrlc::set_handler(|| {
-        cnbpkg::atomic::cleanup_pending();
-        eprintln!("error: interrupted; no output was written");
-        std::process::exit(130);
+        if cnbpkg::atomic::on_signal() {
+            eprintln!("error: interrupted; no output was written");
+            std::process::exit(130);
+        }
     });
     let cli = Cli::parse();
     let (result, ui) = match cli.command {
@@ -246,6 +256,10 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(_) if cnbpkg::atomic::interrupted() => {
+            ui.error("interrupted; no output was written");
+            ExitCode::from(130)
+        }
         Err(e) => {
             let (first, details) = e.lines();
             ui.error(first);

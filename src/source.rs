@@ -60,6 +60,52 @@ enum Child {
 /// Sockets and FIFOs are skipped (pack skips sockets and cannot package FIFOs); device files,
 /// symlink loops and names that are not UTF-8 are errors naming the file.
 pub fn walk(root: &Path, overlays: &[(String, PathBuf)]) -> Result<Vec<SourceEntry>> {
+    walk_excluding(root, overlays, &Exclusions::default())
+}
+
+/// Names a walk leaves out: the outputs being written (and their temporary names), which may lie
+/// inside the tree being packaged. Each is a name within a directory, and the directory is known
+/// by its device and inode, so any spelling of the path that reaches it matches.
+#[derive(Clone, Debug, Default)]
+pub struct Exclusions {
+    outputs: Vec<(u64, u64, String)>,
+}
+
+impl Exclusions {
+    /// Leave out `output` and the temporary names written beside it. An output whose directory
+    /// does not exist cannot be inside any tree and is not recorded.
+    pub fn add_output(&mut self, output: &Path) {
+        let (Some(name), Ok(meta)) = (
+            output.file_name().and_then(|n| n.to_str()),
+            fs::metadata(crate::atomic::parent_of(output)),
+        ) else {
+            return;
+        };
+        self.outputs
+            .push((meta.dev(), meta.ino(), name.to_string()));
+    }
+
+    fn is_empty(&self) -> bool {
+        self.outputs.is_empty()
+    }
+
+    /// Whether `name` in the directory `(dev, ino)` is left out.
+    fn excludes(&self, dir: (u64, u64), name: &[u8]) -> bool {
+        let Ok(name) = std::str::from_utf8(name) else {
+            return false;
+        };
+        self.outputs.iter().any(|(dev, ino, base)| {
+            (*dev, *ino) == dir && (name == base || crate::atomic::is_temp_of(base, name))
+        })
+    }
+}
+
+/// [`walk`], leaving out what `exclusions` names.
+pub fn walk_excluding(
+    root: &Path,
+    overlays: &[(String, PathBuf)],
+    exclusions: &Exclusions,
+) -> Result<Vec<SourceEntry>> {
     let meta = fs::metadata(root).at(root)?;
     if !meta.is_dir() {
         return Err(Error::invalid(root, "not a directory"));
@@ -70,8 +116,9 @@ pub fn walk(root: &Path, overlays: &[(String, PathBuf)]) -> Result<Vec<SourceEnt
     // An explicit stack (children pushed in reverse) gives pre-order without recursion, so deep
     // trees cannot overflow the thread's stack.
     let mut stack: Vec<(String, Child)> = Vec::new();
-    push_children(&mut stack, root, "", &overlays)?;
+    push_children(&mut stack, root, "", &overlays, exclusions)?;
     while let Some((rel, child)) = stack.pop() {
+        crate::atomic::check_interrupt()?;
         let entry = match child {
             Child::Overlay { file, replaces } => overlay_entry(rel, file, replaces.as_deref())?,
             Child::Disk(path) => match disk_entry(rel, path, &mut hardlinks)? {
@@ -80,7 +127,7 @@ pub fn walk(root: &Path, overlays: &[(String, PathBuf)]) -> Result<Vec<SourceEnt
             },
         };
         if entry.kind == SourceKind::Dir {
-            push_children(&mut stack, &entry.path, &entry.rel, &overlays)?;
+            push_children(&mut stack, &entry.path, &entry.rel, &overlays, exclusions)?;
         }
         out.push(entry);
     }
@@ -125,10 +172,21 @@ fn push_children(
     dir: &Path,
     rel: &str,
     overlays: &BTreeMap<String, BTreeMap<Vec<u8>, PathBuf>>,
+    exclusions: &Exclusions,
 ) -> Result<()> {
     let mut names: BTreeMap<Vec<u8>, Child> = BTreeMap::new();
+    let dir_id = match exclusions.is_empty() {
+        true => None,
+        false => {
+            let m = fs::metadata(dir).at(dir)?;
+            Some((m.dev(), m.ino()))
+        }
+    };
     for item in fs::read_dir(dir).at(dir)? {
         let item = item.at(dir)?;
+        if dir_id.is_some_and(|id| exclusions.excludes(id, item.file_name().as_bytes())) {
+            continue;
+        }
         names.insert(
             item.file_name().as_bytes().to_vec(),
             Child::Disk(item.path()),
@@ -301,11 +359,15 @@ enum Extracted {
 /// components, symlinks or hardlinks that point outside the root, entries written through an
 /// extracted symlink, device and FIFO entries, conflicting duplicates, and archives beyond
 /// [`MAX_EXTRACT_BYTES`], [`MAX_EXTRACT_ENTRIES`] or [`MAX_PATH_LEN`]. Permissions are set
-/// explicitly (umask-independent); setuid, setgid and sticky bits are dropped since layers drop
-/// them anyway. On error, `dest` may hold a partial tree; nothing is written outside it.
+/// explicitly (umask-independent), always with owner access so that the tree can be walked and
+/// removed; setuid, setgid and sticky bits are dropped since layers drop them anyway. On error,
+/// `dest` may hold a partial tree; nothing is written outside it.
 pub fn extract_archive(archive: &Path, dest: &Path) -> Result<()> {
     let mut reader = BufReader::new(crate::input::open_regular(archive)?);
     let is_gzip = reader.fill_buf().at(archive)?.starts_with(&[0x1f, 0x8b]);
+    // Every byte of the archive passes the interrupt check, so an interrupt stops a long
+    // extraction at once and the caller removes the partial tree.
+    let reader = crate::atomic::InterruptibleReader(reader);
     let input: Box<dyn Read> = if is_gzip {
         Box::new(flate2::read::MultiGzDecoder::new(reader))
     } else {
@@ -644,7 +706,9 @@ impl<'a> Extractor<'a> {
             ));
         }
         self.data_bytes += copied;
-        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).at(&path)?;
+        // Owner read/write always: the walk must read the file and the scratch tree must be
+        // removable; a layer keeps only whether some execute bit is set.
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode | 0o600)).at(&path)?;
         self.seen.insert(rel.to_string(), Extracted::File);
         Ok(())
     }
@@ -725,7 +789,9 @@ impl<'a> Extractor<'a> {
         });
         for (rel, mode) in std::mem::take(&mut self.dir_modes) {
             let path = self.dest.join(&rel);
-            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).at(&path)?;
+            // Owner access always, so the tree can be walked and removed by a user who is not
+            // root; a layer's directory modes are normalized and do not depend on these.
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode | 0o700)).at(&path)?;
         }
         Ok(())
     }

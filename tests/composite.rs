@@ -237,7 +237,7 @@ fn multi_platform_composite_over_multi_platform_cnb_dependencies() {
         [
             "buildpack",
             "package",
-            "two",
+            "two-layout",
             "--path",
             "two",
             "--format",
@@ -250,7 +250,7 @@ fn multi_platform_composite_over_multi_platform_cnb_dependencies() {
         &[("ex/one", "1.0.0"), ("ex/two", "1.0.0")],
     );
     let targets = "[[targets]]\nos = \"linux\"\narch = \"amd64\"\n\n[[targets]]\nos = \"linux\"\narch = \"arm\"\nvariant = \"v7\"\n";
-    package_toml(p, "meta", &["one.cnb", "two"], targets);
+    package_toml(p, "meta", &["one.cnb", "two-layout"], targets);
     ok(cnbpkg_in(
         p,
         [

@@ -573,17 +573,25 @@ fn flag_misuse_is_a_usage_error() {
 #[test]
 fn an_existing_output_is_replaced_only_by_a_complete_one() {
     let d = tempfile::tempdir().unwrap();
-    fs::write(d.path().join("o.cnb"), "previous package").unwrap();
     copy_tree(&sample("hello-multi"), &d.path().join("bp"));
+    let amd64 = [
+        "buildpack",
+        "package",
+        "o.cnb",
+        "--path",
+        "bp",
+        "-t",
+        "linux/amd64",
+    ];
+    ok(cnbpkg_in(d.path(), amd64));
+    let previous = fs::read(d.path().join("o.cnb")).unwrap();
     fs::remove_file(d.path().join("bp/linux/arm64/bin/detect")).unwrap();
     fails(
         cnbpkg_in(d.path(), ["buildpack", "package", "o.cnb", "--path", "bp"]),
         1,
     );
-    assert_eq!(
-        fs::read(d.path().join("o.cnb")).unwrap(),
-        b"previous package"
-    );
+    assert_eq!(fs::read(d.path().join("o.cnb")).unwrap(), previous);
+    fs::write(d.path().join("bp/linux/amd64/extra"), "changed").unwrap();
     ok(cnbpkg_in(
         d.path(),
         [
@@ -597,6 +605,7 @@ fn an_existing_output_is_replaced_only_by_a_complete_one() {
         ],
     ));
     assert!(PackageReader::open(&d.path().join("o.cnb")).is_ok());
+    assert_ne!(fs::read(d.path().join("o.cnb")).unwrap(), previous);
 }
 
 #[test]

@@ -9,7 +9,7 @@ pub use reader::{BlobReader, ImageRef, PackageReader, MAX_JSON_BLOB};
 pub(crate) use reader::{
     MAX_DESCRIPTORS, MAX_ENTRIES, MAX_IMAGES, MAX_IMAGES_BYTES, MAX_INDEX_DEPTH,
 };
-pub use writer::{LayoutWriter, OutputFormat};
+pub use writer::{check_destination, commit_outputs, LayoutWriter, OutputFormat};
 
 /// Modification time of every entry of the outer archive: 1980-01-01T00:00:01Z, as pack writes.
 pub const ARCHIVE_MTIME: u64 = 315_532_801;

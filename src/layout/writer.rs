@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
-use crate::atomic::{AtomicDir, AtomicFile};
+use crate::atomic::{self, AtomicDir, AtomicFile, Staged};
 use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, IoResultExt, Result};
 use crate::json::canonical;
@@ -47,8 +47,9 @@ enum Target {
 }
 
 impl LayoutWriter {
-    /// Start a layout for `dest`.
+    /// Start a layout for `dest`, which must be free to write (see [`check_destination`]).
     pub fn create(dest: &Path, format: OutputFormat) -> Result<Self> {
+        check_destination(dest, format)?;
         let target = match format {
             OutputFormat::File => {
                 let mut out = AtomicFile::create(dest)?;
@@ -142,10 +143,12 @@ impl LayoutWriter {
                 Ok((Descriptor::new(media_type, digest, size), value))
             }
             Target::Dir { dir, seq } => {
+                // Errors name the output: the temporary names inside it are gone afterwards.
+                let dest = dir.dest().to_path_buf();
                 *seq += 1;
                 let blobs = dir.path().join("blobs/sha256");
                 let temp = blobs.join(format!(".incoming-{seq}"));
-                let mut file = File::create(&temp).at(&temp)?;
+                let mut file = File::create(&temp).at(&dest)?;
                 let early = EarlyWriteback::new(&mut file, 0);
                 let mut w = HashingWriter::new(BufWriter::with_capacity(WRITE_BUFFER, early));
                 let value = match produce(&mut w) {
@@ -157,11 +160,13 @@ impl LayoutWriter {
                 };
                 let (buf, digest, size) = w.finish();
                 buf.into_inner()
-                    .map_err(|e| Error::io(&temp, e.into_error()))?;
+                    .map_err(|e| Error::io(&dest, e.into_error()))?;
                 if self.blobs.contains_key(&digest) {
-                    fs::remove_file(&temp).at(&temp)?;
+                    fs::remove_file(&temp).at(&dest)?;
                 } else {
-                    fs::rename(&temp, blobs.join(digest.hex())).at(&temp)?;
+                    // Durable before the layout is renamed into place, as a .cnb file is.
+                    file.sync_all().at(&dest)?;
+                    fs::rename(&temp, blobs.join(digest.hex())).at(&dest)?;
                     self.blobs.insert(digest, BlobLocation { offset: 0, size });
                 }
                 Ok((Descriptor::new(media_type, digest, size), value))
@@ -241,6 +246,15 @@ impl LayoutWriter {
 
     /// Write `index.json` and `oci-layout`, close the archive and move the output into place.
     pub fn finish(self, index: &Index) -> Result<PathBuf> {
+        let staged = self.stage(index)?;
+        let dest = staged.dest().to_path_buf();
+        commit_outputs(vec![staged])?;
+        Ok(dest)
+    }
+
+    /// Write `index.json` and `oci-layout` and close the archive: the output is complete, and
+    /// [`commit_outputs`] moves it into place (together with the other outputs of one run).
+    pub fn stage(self, index: &Index) -> Result<Staged> {
         let index_json = canonical(index);
         match self.target {
             Target::Archive { mut out, end } => {
@@ -257,17 +271,85 @@ impl LayoutWriter {
                 }
                 // End-of-archive: two zero blocks (this also zero-fills the last padding).
                 out.file().set_len(at + 1024).at(&dest)?;
-                out.commit()?;
-                Ok(dest)
+                out.stage()
             }
             Target::Dir { dir, .. } => {
-                fs::write(dir.path().join("index.json"), &index_json).at(dir.path())?;
-                fs::write(dir.path().join("oci-layout"), OCI_LAYOUT_FILE).at(dir.path())?;
                 let dest = dir.dest().to_path_buf();
-                dir.commit()?;
-                Ok(dest)
+                for (name, bytes) in [
+                    ("index.json", &index_json[..]),
+                    ("oci-layout", OCI_LAYOUT_FILE),
+                ] {
+                    let mut f = File::create(dir.path().join(name)).at(&dest)?;
+                    f.write_all(bytes).at(&dest)?;
+                    f.sync_all().at(&dest)?;
+                }
+                for d in [
+                    dir.path().join("blobs/sha256"),
+                    dir.path().join("blobs"),
+                    dir.path().to_path_buf(),
+                ] {
+                    File::open(&d).and_then(|f| f.sync_all()).at(&dest)?;
+                }
+                dir.stage()
             }
         }
+    }
+}
+
+/// Move complete outputs into place, all or none, after checking again that every destination
+/// is still free to write.
+pub fn commit_outputs(staged: Vec<Staged>) -> Result<()> {
+    for s in &staged {
+        let format = if s.is_dir() {
+            OutputFormat::Layout
+        } else {
+            OutputFormat::File
+        };
+        check_destination(s.dest(), format)?;
+    }
+    atomic::commit_all(staged)
+}
+
+/// Check that an output may be written at `dest`: it names a file or directory, and nothing is
+/// there, or a package cnbpkg can read (which the output replaces), or, for a layout, an empty
+/// directory. Anything else is left untouched and refused: cnbpkg never replaces what it cannot
+/// tell is a package.
+pub fn check_destination(dest: &Path, format: OutputFormat) -> Result<()> {
+    if !matches!(dest.components().next_back(), Some(Component::Normal(_))) {
+        return Err(Error::invalid(
+            dest,
+            "the output must name a file or directory",
+        ));
+    }
+    let meta = match fs::symlink_metadata(dest) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(dest, e)),
+        Ok(m) => m,
+    };
+    let refuse = |what: &str| {
+        Err(Error::invalid(
+            dest,
+            format!("{what}; cnbpkg replaces only a package it can read: remove it or choose another output"),
+        ))
+    };
+    let ft = meta.file_type();
+    if ft.is_symlink() {
+        return refuse("is a symbolic link");
+    }
+    match format {
+        OutputFormat::File if ft.is_dir() => return refuse("is a directory"),
+        OutputFormat::File if !ft.is_file() => return refuse("is not a regular file"),
+        OutputFormat::Layout if !ft.is_dir() => return refuse("exists and is not a directory"),
+        OutputFormat::Layout => {
+            if fs::read_dir(dest).at(dest)?.next().is_none() {
+                return Ok(());
+            }
+        }
+        OutputFormat::File => {}
+    }
+    match super::PackageReader::open(dest) {
+        Ok(_) => Ok(()),
+        Err(_) => refuse("exists and is not a package"),
     }
 }
 
@@ -297,6 +379,10 @@ impl<'a> EarlyWriteback<'a> {
 
 impl Write for EarlyWriteback<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // Every byte of an output passes here: the place to stop a long build on an interrupt.
+        if atomic::interrupted() {
+            return Err(atomic::interrupted_io_error());
+        }
         let n = self.file.write(buf)?;
         self.pos += n as u64;
         if self.pos - self.started >= WRITEBACK_STEP {

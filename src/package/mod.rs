@@ -13,7 +13,7 @@ mod sources;
 
 pub use sources::resolve_uri;
 
-use crate::atomic::check_interrupt;
+use crate::atomic::{check_interrupt, Staged};
 use crate::compress::{self, Compression};
 use crate::descriptor::{self, ModuleKind, PackageConfig};
 use crate::digest::{Digest, HashingReader, HashingWriter};
@@ -26,6 +26,7 @@ use crate::layout::{
 use crate::oci::{
     self, Descriptor, History, ImageConfig, Index, Manifest, Platform, RootFs, RuntimeConfig,
 };
+use crate::source::Exclusions;
 use crate::target::{self, Distro, ExpandedTarget, Target};
 
 use crate::ui::{human_size, Printer};
@@ -269,9 +270,31 @@ pub fn package_buildpack(opts: &PackageOptions, ui: &Printer) -> Result<PackageR
     let (main_path, dependency_paths) =
         sources::locate(&config, &base_dir, opts.config.as_deref())?;
     let main = sources::load_tree(&main_path, ui)?;
+    let mut inputs: Vec<Input> = Vec::new();
+    if let Some(c) = &opts.config {
+        inputs.push(Input {
+            path: c.clone(),
+            role: "package.toml",
+            tree_dir: false,
+        });
+    }
+    inputs.push(Input {
+        path: main_path.clone(),
+        role: "the buildpack",
+        tree_dir: main.is_directory(),
+    });
     let dependencies = dependency_paths
         .iter()
-        .map(|p| sources::load_dependency(p, ui))
+        .map(|location| {
+            let dependency = sources::load_dependency(location, ui)?;
+            let tree_dir = matches!(&dependency, Dependency::Tree(t) if t.is_directory());
+            inputs.push(Input {
+                path: location.clone(),
+                role: "the dependency",
+                tree_dir,
+            });
+            Ok(dependency)
+        })
         .collect::<Result<Vec<_>>>()?;
     let targets = resolve_targets(opts, &config, &main, ui)?;
     let output = output_path(opts, ui);
@@ -323,6 +346,12 @@ pub fn package_buildpack(opts: &PackageOptions, ui: &Printer) -> Result<PackageR
         vec![(output.clone(), (0..plans.len()).collect())]
     };
 
+    let mut exclusions = Exclusions::default();
+    for (path, _) in &outputs {
+        check_output_against_inputs(path, opts.format, &inputs)?;
+        exclusions.add_output(path);
+    }
+    // Every destination is checked before anything is built.
     let mut writers = outputs
         .iter()
         .map(|(path, _)| LayoutWriter::create(path, opts.format))
@@ -335,6 +364,7 @@ pub fn package_buildpack(opts: &PackageOptions, ui: &Printer) -> Result<PackageR
         writers: &mut writers,
         cache: HashMap::new(),
         checked_executables: HashSet::new(),
+        exclusions,
     };
     let mut reports: Vec<(PathBuf, Vec<WrittenImage>)> = Vec::new();
     for (out_idx, (path, members)) in outputs.iter().enumerate() {
@@ -350,11 +380,19 @@ pub fn package_buildpack(opts: &PackageOptions, ui: &Printer) -> Result<PackageR
         .iter()
         .map(|(_, images)| index_entries(images))
         .collect::<Result<Vec<_>>>()?;
-    let mut out_reports = Vec::new();
+    // Every output is complete before any is moved into place, and they are moved all or none.
+    let mut staged = Vec::new();
+    let mut finished = Vec::new();
     for (((path, images), writer), entries) in reports.into_iter().zip(writers).zip(entries) {
         check_interrupt()?;
-        let (written, root_desc, blobs, blob_bytes) = finish_index(writer, entries)?;
-        debug_assert_eq!(written, path);
+        let (output, root_desc, blobs, blob_bytes) = finish_index(writer, entries)?;
+        debug_assert_eq!(output.dest(), path);
+        staged.push(output);
+        finished.push((path, images, root_desc, blobs, blob_bytes));
+    }
+    crate::layout::commit_outputs(staged)?;
+    let mut out_reports = Vec::new();
+    for (written, images, root_desc, blobs, blob_bytes) in finished {
         ui.status(
             "Finished",
             format!(
@@ -655,6 +693,8 @@ struct BuildContext<'a> {
     /// Manifest and config bytes written into each output: a reader keeps them all in memory
     /// and accepts at most [`MAX_IMAGES_BYTES`].
     kept_bytes: Vec<u64>,
+    /// The outputs, left out of every walked tree they lie in.
+    exclusions: Exclusions,
 }
 
 impl BuildContext<'_> {
@@ -909,8 +949,10 @@ impl BuildContext<'_> {
             LayerSource::Build { root, overlay } => {
                 let overlays = overlays_of(overlay);
                 let spec = layer_spec(module, root, &overlays, windows);
+                let exclusions = self.exclusions.clone();
                 self.obtain(layer_key(module, windows), out_idx, &what, |w| {
-                    let mut builder = layer::LayerBuilder::new(w, spec.format);
+                    let mut builder =
+                        layer::LayerBuilder::new(w, spec.format).excluding(exclusions);
                     builder.add_module(&spec)?;
                     let executables = LayerExecutables::of(&builder);
                     builder.finish()?;
@@ -949,8 +991,9 @@ impl BuildContext<'_> {
         } else {
             LayerFormat::Linux
         };
+        let exclusions = self.exclusions.clone();
         self.obtain(key, out_idx, &what, |w| {
-            let mut builder = layer::LayerBuilder::new(w, format);
+            let mut builder = layer::LayerBuilder::new(w, format).excluding(exclusions);
             for module in modules {
                 match &module.layer {
                     LayerSource::Build { root, overlay } => {
@@ -1195,7 +1238,7 @@ fn index_entries(images: &[WrittenImage]) -> Result<Vec<Descriptor>> {
 fn finish_index(
     mut writer: LayoutWriter,
     entries: Vec<Descriptor>,
-) -> Result<(PathBuf, Descriptor, usize, u64)> {
+) -> Result<(Staged, Descriptor, usize, u64)> {
     let root = if entries.len() == 1 {
         entries.into_iter().next().expect("one entry")
     } else {
@@ -1203,8 +1246,8 @@ fn finish_index(
         writer.put_bytes(oci::MEDIA_TYPE_INDEX, &canonical(&index))?
     };
     let (blobs, blob_bytes) = writer.stored();
-    let written = writer.finish(&Index::new(vec![root.clone()]))?;
-    Ok((written, root, blobs, blob_bytes))
+    let staged = writer.stage(&Index::new(vec![root.clone()]))?;
+    Ok((staged, root, blobs, blob_bytes))
 }
 
 /// What decides a module layer's bytes.
@@ -1252,6 +1295,68 @@ fn layer_spec<'a>(
         root,
         overlays,
     }
+}
+
+/// Something a package is made from, which no output may replace.
+struct Input {
+    path: PathBuf,
+    /// What it is, for messages.
+    role: &'static str,
+    /// A buildpack directory tree (outputs may lie inside it: walks leave them out).
+    tree_dir: bool,
+}
+
+/// An output must not replace or hold what is being read: it is none of the inputs (the buildpack,
+/// `package.toml`, the dependencies) and contains none of them, and a layout directory does not
+/// lie inside a package being read. An output may lie inside a buildpack directory (the usual
+/// `cnbpkg buildpack package out.cnb` run in the buildpack): walks leave it out. Paths are
+/// compared canonicalized; an output that does not exist yet is known by its canonical directory.
+fn check_output_against_inputs(
+    output: &Path,
+    format: OutputFormat,
+    inputs: &[Input],
+) -> Result<()> {
+    let Some(out) = canonical_output(output) else {
+        return Ok(()); // no such directory: creating the output fails with that message
+    };
+    for input in inputs {
+        let Ok(canonical) = fs::canonicalize(&input.path) else {
+            continue;
+        };
+        let problem = if canonical == out {
+            "is also an input"
+        } else if canonical.starts_with(&out) {
+            "contains an input"
+        } else if format == OutputFormat::Layout
+            && !input.tree_dir
+            && canonical.is_dir()
+            && out.starts_with(&canonical)
+        {
+            "lies inside an input"
+        } else {
+            continue;
+        };
+        return Err(Error::invalid(
+            output,
+            format!(
+                "{problem} ({} {}); nothing was written: choose another output",
+                input.role,
+                canonical.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The canonical path of an output that may not exist yet: its canonical directory and its name
+/// (the whole path canonicalized when something is there already).
+fn canonical_output(output: &Path) -> Option<PathBuf> {
+    if let Ok(p) = fs::canonicalize(output) {
+        return Some(p);
+    }
+    let name = output.file_name()?;
+    let dir = fs::canonicalize(crate::atomic::parent_of(output)).ok()?;
+    Some(dir.join(name))
 }
 
 /// The output path: `.cnb` added to a file name without extension; a warning for another one.

@@ -27,6 +27,11 @@ pub(crate) struct Tree {
 }
 
 impl Tree {
+    /// Whether the buildpack is a directory on disk (not an extracted archive).
+    pub fn is_directory(&self) -> bool {
+        self._scratch.is_none()
+    }
+
     /// `buildpack.toml`, or `extension.toml` for an image extension.
     pub fn descriptor_file_name(&self) -> &'static str {
         match self.descriptor.kind {
