@@ -79,7 +79,7 @@ impl Compression {
     /// Level 5 is the one level that is faster than umoci everywhere while its output stays
     /// smaller on real binaries and on text (the generated mixed binaries come out 0.3 % larger
     /// at every level). Incompressible blocks are stored whatever the level (see
-    /// [`INCOMPRESSIBLE_BITS_PER_BYTE`]). `cargo bench --bench stages` has the per-level
+    /// `INCOMPRESSIBLE_BITS_PER_BYTE`). `cargo bench --bench stages` has the per-level
     /// throughput and ratio of the compressor alone; zstd is the choice for speed.
     pub const DEFAULT: Compression = Compression::Gzip { level: 5 };
 

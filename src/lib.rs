@@ -30,3 +30,8 @@ pub mod ui;
 pub mod verify;
 
 pub use error::{Error, Result};
+
+/// The README's code blocks, compiled and run as doctests so its library example stays true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -1,8 +1,8 @@
 //! Human output in cargo's style: right-aligned status verbs on stderr, warnings, colors only on
 //! a terminal (and never with `NO_COLOR`), progress suppressed in quiet mode.
 
-use std::collections::HashSet;
 use std::borrow::Cow;
+use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};

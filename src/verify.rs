@@ -11,8 +11,8 @@ use crate::error::{Error, Result};
 use crate::layout::{PackageReader, MAX_DESCRIPTORS, MAX_IMAGES, MAX_INDEX_DEPTH};
 use crate::oci::{self, Descriptor, ImageConfig, Index, Manifest};
 use crate::package::{annotated_distros, LABEL_LAYERS, LABEL_METADATA};
-use crate::target::{self, ExpandedTarget, Target};
 use crate::tar_guard::TarGuard;
+use crate::target::{self, ExpandedTarget, Target};
 
 /// The largest `buildpack.toml` read out of a layer.
 const MAX_DESCRIPTOR: u64 = 1 << 20;

@@ -119,10 +119,7 @@ impl LayoutWriter {
                 let (buf, digest, size) = w.finish();
                 buf.into_inner()
                     .map_err(|e| Error::io(&dest, e.into_error()))?;
-                if self.blobs.contains_key(&digest) {
-                    // Stored already: forget the copy just written.
-                    file.set_len(header_at).at(&dest)?;
-                } else {
+                if let std::collections::btree_map::Entry::Vacant(slot) = self.blobs.entry(digest) {
                     let h = outer_header(&digest.blob_path(), size, tar::EntryType::Regular)?;
                     file.write_all_at(h.as_bytes(), header_at).at(&dest)?;
                     let padded = size.div_ceil(512) * 512;
@@ -132,13 +129,13 @@ impl LayoutWriter {
                             .at(&dest)?;
                     }
                     *end = header_at + 512 + padded;
-                    self.blobs.insert(
-                        digest,
-                        BlobLocation {
-                            offset: header_at + 512,
-                            size,
-                        },
-                    );
+                    slot.insert(BlobLocation {
+                        offset: header_at + 512,
+                        size,
+                    });
+                } else {
+                    // Stored already: forget the copy just written.
+                    file.set_len(header_at).at(&dest)?;
                 }
                 Ok((Descriptor::new(media_type, digest, size), value))
             }
@@ -161,13 +158,13 @@ impl LayoutWriter {
                 let (buf, digest, size) = w.finish();
                 buf.into_inner()
                     .map_err(|e| Error::io(&dest, e.into_error()))?;
-                if self.blobs.contains_key(&digest) {
-                    fs::remove_file(&temp).at(&dest)?;
-                } else {
+                if let std::collections::btree_map::Entry::Vacant(slot) = self.blobs.entry(digest) {
                     // Durable before the layout is renamed into place, as a .cnb file is.
                     file.sync_all().at(&dest)?;
                     fs::rename(&temp, blobs.join(digest.hex())).at(&dest)?;
-                    self.blobs.insert(digest, BlobLocation { offset: 0, size });
+                    slot.insert(BlobLocation { offset: 0, size });
+                } else {
+                    fs::remove_file(&temp).at(&dest)?;
                 }
                 Ok((Descriptor::new(media_type, digest, size), value))
             }

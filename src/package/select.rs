@@ -379,7 +379,10 @@ fn same_content(a: &ModulePlan, b: &ModulePlan) -> bool {
                 root: r2,
                 overlay: o2,
             },
-        ) => same_path(root, r2) && overlay.as_deref().map(same_path_of) == o2.as_deref().map(same_path_of),
+        ) => {
+            same_path(root, r2)
+                && overlay.as_deref().map(same_path_of) == o2.as_deref().map(same_path_of)
+        }
         (LayerSource::Import { diff_id, .. }, LayerSource::Import { diff_id: d2, .. }) => {
             diff_id == d2
         }

@@ -110,14 +110,12 @@ pub(crate) fn locate(
         .collect();
     match (main, dependencies.into_iter().collect::<Option<Vec<_>>>()) {
         (Some(main), Some(dependencies)) => Ok((main, dependencies)),
-        _ => {
-            Err(remote::remote_error(
-                &remotes,
-                base,
-                config_path.is_some(),
-                config_path,
-            ))
-        }
+        _ => Err(remote::remote_error(
+            &remotes,
+            base,
+            config_path.is_some(),
+            config_path,
+        )),
     }
 }
 

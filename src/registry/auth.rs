@@ -159,7 +159,7 @@ fn helper_server(registry: &str) -> String {
     }
 }
 
-/// Look up credentials for `registry` (host[:port], `docker.io` for Docker Hub) in `files`.
+/// Look up credentials for `registry` (`host[:port]`, `docker.io` for Docker Hub) in `files`.
 pub fn lookup(registry: &str, files: &[PathBuf]) -> Result<Option<Found>> {
     for path in files {
         let text = match read_credential_file(path) {
