@@ -160,3 +160,33 @@ pub fn unpack_with_umoci(archive: &Path, work: &Path, platform_flags: &[&str]) -
     );
     bundle.join("rootfs")
 }
+
+/// The umask is one per process and the test harness runs tests on parallel threads, so a test
+/// that needs another umask runs its body in a child of its own: the test binary again, with
+/// only `test` selected, started with `mask`. Returns `true` in that child (run the body) and
+/// `false` in the parent, after the child passed.
+pub fn with_umask_in_child(test: &str, mask: libc::mode_t) -> bool {
+    use std::os::unix::process::CommandExt;
+    const CHILD: &str = "CNBPKG_TEST_UMASK_CHILD";
+    if std::env::var_os(CHILD).is_some() {
+        return true;
+    }
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", test, "--test-threads=1", "--nocapture"])
+        .env(CHILD, "1");
+    // SAFETY: umask is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::umask(mask);
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{test} under umask {mask:o}:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    false
+}
