@@ -1,0 +1,273 @@
+//! `cnbpkg push` attacked by registries and credential sources of the test's own: a package
+//! whose blob bytes do not match their digest, credential helpers that fail loudly (with the
+//! secret in their output) or flood their pipes, an endless `--password-stdin`.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cnbpkg::layout::OutputFormat;
+use support::registry::Registry;
+use support::{child, packages};
+
+/// One request as the server saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    path: String,
+    headers: BTreeMap<String, String>,
+    /// Body bytes that arrived (fewer than `Content-Length` when the client broke off).
+    received: u64,
+}
+
+/// What a handler tells the server to do with a request.
+enum Reply {
+    /// Send these bytes (a whole response) and keep the connection.
+    Bytes(Vec<u8>),
+    /// Send a head and then the body one byte per interval.
+    Trickle(Vec<u8>, Vec<u8>, Duration),
+    /// Never answer (hold the connection until the client gives up).
+    Silent,
+}
+
+fn reply(status: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+    let mut out = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    out.push_str("\r\n");
+    let mut bytes = out.into_bytes();
+    bytes.extend_from_slice(body);
+    Reply::Bytes(bytes)
+}
+
+type Handler = dyn Fn(&Seen) -> Reply + Send + Sync;
+
+/// A tiny HTTP/1.1 server on 127.0.0.1 that records every request; stops when dropped.
+struct Server {
+    port: u16,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Server {
+    fn start(handler: Arc<Handler>) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s2, st2) = (seen.clone(), stop.clone());
+        std::thread::spawn(move || {
+            // Bounded: the test process ends, or `stop` is set on drop.
+            while !st2.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        let (h, s, st) = (handler.clone(), s2.clone(), st2.clone());
+                        std::thread::spawn(move || serve(conn, &*h, &s, &st));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        Server { port, seen, stop }
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn serve(conn: TcpStream, handler: &Handler, seen: &Mutex<Vec<Seen>>, stop: &AtomicBool) {
+    conn.set_nonblocking(false).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut conn = conn;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = line.split_whitespace();
+        let method = parts.next().unwrap_or("").to_string();
+        let path = parts.next().unwrap_or("").to_string();
+        let mut headers = BTreeMap::new();
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+            }
+        }
+        let len: u64 = headers
+            .get("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let received =
+            std::io::copy(&mut (&mut reader).take(len), &mut std::io::sink()).unwrap_or(0);
+        let req = Seen {
+            method,
+            path,
+            headers,
+            received,
+        };
+        if received < len {
+            seen.lock().unwrap().push(req);
+            return;
+        }
+        seen.lock().unwrap().push(req.clone());
+        match handler(&req) {
+            Reply::Bytes(b) => {
+                if conn.write_all(&b).is_err() {
+                    return;
+                }
+            }
+            Reply::Trickle(head, body, every) => {
+                let _ = conn.write_all(&head);
+                for b in body {
+                    if stop.load(Ordering::Relaxed) || conn.write_all(&[b]).is_err() {
+                        return;
+                    }
+                    std::thread::sleep(every);
+                }
+            }
+            Reply::Silent => {
+                for _ in 0..600 {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                return;
+            }
+        }
+    }
+}
+
+/// A registry that takes anything without checking it: no auth, every blob missing, every
+/// upload and manifest "created" (as a careless proxy or a hostile server would).
+fn accepts_anything() -> Arc<Handler> {
+    Arc::new(|r: &Seen| {
+        if r.path == "/v2/" {
+            return reply("200 OK", &[], b"{}");
+        }
+        match r.method.as_str() {
+            "HEAD" => reply("404 Not Found", &[], b""),
+            "POST" => reply("202 Accepted", &[("Location", "/v2/upload/1")], b""),
+            _ => reply("201 Created", &[], b""),
+        }
+    })
+}
+
+/// A two-platform layout whose largest layer has one byte changed (its size unchanged).
+fn corrupt_layout(dir: &Path) -> (PathBuf, String) {
+    let pkg = packages::multi_with(dir, "pkg", 31, 300_000, OutputFormat::Layout);
+    let blobs = pkg.join("blobs/sha256");
+    let mut largest: Option<(u64, PathBuf)> = None;
+    for e in std::fs::read_dir(&blobs).unwrap() {
+        let p = e.unwrap().path();
+        let n = std::fs::metadata(&p).unwrap().len();
+        if largest.as_ref().is_none_or(|(m, _)| n > *m) {
+            largest = Some((n, p));
+        }
+    }
+    let (_, p) = largest.unwrap();
+    let mut bytes = std::fs::read(&p).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&p, bytes).unwrap();
+    let hex = p.file_name().unwrap().to_string_lossy().to_string();
+    (pkg, hex)
+}
+
+#[test]
+fn blob_that_does_not_match_its_digest_is_never_completed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (pkg, hex) = corrupt_layout(tmp.path());
+    let server = Server::start(accepts_anything());
+    let r = child::run(
+        child::push_args(
+            &pkg,
+            &format!("127.0.0.1:{}/team/app:1", server.port),
+            &["--insecure"],
+        ),
+        tmp.path(),
+        &[],
+        None,
+    );
+    assert_eq!(r.code(), Some(1), "{r}");
+    let line = r.error_line();
+    assert!(
+        line.contains(&hex[..12]) && line.contains("does not match"),
+        "the error does not name the damaged blob: {r}"
+    );
+    // Detected on the first read: not retried as if the network had failed.
+    assert!(!format!("{r}").contains("Retrying upload"), "{r}");
+    let seen = server.seen();
+    assert!(
+        !seen
+            .iter()
+            .any(|s| s.path.contains("/manifests/") && s.method == "PUT"),
+        "a manifest was pushed for a damaged package: {seen:?}"
+    );
+    // The damaged blob was never sent whole: its PUT broke off before its last bytes.
+    let puts: Vec<&Seen> = seen
+        .iter()
+        .filter(|s| s.method == "PUT" && s.path.contains(&hex))
+        .collect();
+    assert!(!puts.is_empty(), "{seen:?}");
+    for s in puts {
+        let len: u64 = s.headers["content-length"].parse().unwrap();
+        assert!(s.received < len, "the damaged blob was sent whole: {s:?}");
+    }
+}
+
+#[test]
+fn damaged_package_leaves_no_tag_in_the_real_registry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (pkg, hex) = corrupt_layout(tmp.path());
+    let reg = Registry::start_plain();
+    let reference = format!("{}/team/app:1", reg.host());
+    let r = child::run(
+        child::push_args(&pkg, &reference, &["--insecure"]),
+        tmp.path(),
+        &[],
+        None,
+    );
+    assert_eq!(r.code(), Some(1), "{r}");
+    assert!(r.error_line().contains(&hex[..12]), "{r}");
+    let skopeo = support::require("skopeo", "skopeo");
+    let out = std::process::Command::new(skopeo)
+        .args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{reference}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "the tag exists after a failed push: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
