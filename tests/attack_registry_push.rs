@@ -271,3 +271,142 @@ fn damaged_package_leaves_no_tag_in_the_real_registry() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+const SECRET: &str = "Zq9-distinctive-Pa55word";
+
+/// A `docker-credential-NAME` script in `dir/bin` running `body` (sh), and a Docker config in
+/// `dir/docker` that names it for `registry`.
+fn helper(dir: &Path, name: &str, body: &str, registry: &str) -> (PathBuf, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let script = bin.join(format!("docker-credential-{name}"));
+    std::fs::write(&script, format!("#!/bin/sh\ncat >/dev/null\n{body}\n")).unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let docker = dir.join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    std::fs::write(
+        docker.join("config.json"),
+        format!(r#"{{"credHelpers":{{"{registry}":"{name}"}}}}"#),
+    )
+    .unwrap();
+    (bin, docker)
+}
+
+fn path_with(bin: &Path) -> std::ffi::OsString {
+    let mut paths = vec![bin.to_path_buf()];
+    paths.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    std::env::join_paths(paths).unwrap()
+}
+
+#[test]
+fn failing_credential_helper_output_is_not_echoed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pkg = packages::single(tmp.path(), "pkg", 32, &[100]);
+    let registry = "127.0.0.1:9";
+    // A helper that fails after printing the secret on both streams (a debug print, a
+    // half-written answer): neither stream may reach the user's terminal or CI log.
+    let (bin, docker) = helper(
+        tmp.path(),
+        "leaky",
+        &format!(
+            "echo '{{\"Username\":\"u\",\"Secret\":\"{SECRET}\"}}'\necho \"token {SECRET} rejected\" >&2\nexit 3"
+        ),
+        registry,
+    );
+    let r = child::run(
+        child::push_args(&pkg, &format!("{registry}/team/app:1"), &["--insecure"]),
+        tmp.path(),
+        &[
+            ("PATH", &path_with(&bin)),
+            ("DOCKER_CONFIG", docker.as_os_str()),
+        ],
+        None,
+    );
+    assert_eq!(r.code(), Some(1), "{r}");
+    assert!(!format!("{r}").contains(SECRET), "secret echoed: {r}");
+    assert!(r.error_line().contains("docker-credential-leaky"), "{r}");
+}
+
+#[test]
+fn credential_helper_flooding_its_pipes_is_read_to_the_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pkg = packages::single(tmp.path(), "pkg", 33, &[100]);
+    let server = Server::start(accepts_anything());
+    let registry = format!("127.0.0.1:{}", server.port);
+    // 2 MiB on stderr before the answer: a helper must not block on a pipe nobody reads.
+    let (bin, docker) = helper(
+        tmp.path(),
+        "chatty",
+        &format!(
+            "head -c 2097152 /dev/zero >&2\necho '{{\"Username\":\"u\",\"Secret\":\"{SECRET}\"}}'"
+        ),
+        &registry,
+    );
+    let r = child::run(
+        child::push_args(&pkg, &format!("{registry}/team/app:1"), &["--insecure"]),
+        tmp.path(),
+        &[
+            ("PATH", &path_with(&bin)),
+            ("DOCKER_CONFIG", docker.as_os_str()),
+        ],
+        None,
+    );
+    assert!(r.ok(), "{r}");
+    assert!(format!("{r}").contains("Credentials for"), "{r}");
+    assert!(!format!("{r}").contains(SECRET), "{r}");
+
+    // 4 MiB on stdout: more than cnbpkg reads, refused as not an answer (not waited on).
+    let (bin, docker) = helper(
+        &tmp.path().join("second"),
+        "verbose",
+        "head -c 4194304 /dev/zero | tr '\\\\0' ' '\necho '{}'",
+        &registry,
+    );
+    let r = child::run(
+        child::push_args(&pkg, &format!("{registry}/team/app:1"), &["--insecure"]),
+        tmp.path(),
+        &[
+            ("PATH", &path_with(&bin)),
+            ("DOCKER_CONFIG", docker.as_os_str()),
+        ],
+        None,
+    );
+    assert_eq!(r.code(), Some(1), "{r}");
+    assert!(r.error_line().contains("not its JSON answer"), "{r}");
+}
+
+#[test]
+fn endless_password_stdin_is_refused_not_buffered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pkg = packages::single(tmp.path(), "pkg", 34, &[100]);
+    // An endless line (a file given by mistake, `yes | …`): read a bounded amount only.
+    let mut c = child::command(
+        child::push_args(
+            &pkg,
+            "127.0.0.1:9/team/app:1",
+            &["--insecure", "--username", "u", "--password-stdin"],
+        ),
+        tmp.path(),
+        &[],
+    );
+    c.stdin(std::process::Stdio::piped());
+    let mut proc = c.spawn().unwrap();
+    let mut stdin = proc.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        let block = vec![b'x'; 1 << 16];
+        // At most 1 GiB; cnbpkg stops reading (closing the pipe) long before.
+        for _ in 0..(1 << 14) {
+            if stdin.write_all(&block).is_err() {
+                return true;
+            }
+        }
+        false
+    });
+    let r = child::finish(proc);
+    assert!(feeder.join().unwrap(), "cnbpkg read 1 GiB of password: {r}");
+    assert_eq!(r.code(), Some(1), "{r}");
+    assert!(r.error_line().contains("password"), "{r}");
+}
