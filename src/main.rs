@@ -369,10 +369,23 @@ fn run_verify(args: VerifyArgs, ui: &Printer) -> Result<(), Error> {
 
 fn run_push(args: PushArgs, ui: &Printer) -> Result<(), Error> {
     let password = if args.password_stdin {
-        let mut line = String::new();
-        std::io::stdin()
-            .read_line(&mut line)
-            .map_err(|e| Error::other(format!("reading the password from standard input: {e}")))?;
+        // One line, bounded: standard input may be an endless stream given by mistake.
+        const MAX_PASSWORD: u64 = 64 << 10;
+        let mut line = Vec::new();
+        std::io::BufRead::read_until(
+            &mut std::io::Read::take(std::io::stdin().lock(), MAX_PASSWORD + 1),
+            b'\n',
+            &mut line,
+        )
+        .map_err(|e| Error::other(format!("reading the password from standard input: {e}")))?;
+        if line.len() as u64 > MAX_PASSWORD {
+            return Err(Error::other(format!(
+                "the password on standard input is longer than {} KiB",
+                MAX_PASSWORD >> 10
+            )));
+        }
+        let line = String::from_utf8(line)
+            .map_err(|_| Error::other("the password on standard input is not valid UTF-8"))?;
         Some(line.trim_end_matches(['\r', '\n']).to_string())
     } else {
         None
