@@ -410,3 +410,97 @@ fn endless_password_stdin_is_refused_not_buffered() {
     assert_eq!(r.code(), Some(1), "{r}");
     assert!(r.error_line().contains("password"), "{r}");
 }
+
+const USER: &str = "dave";
+
+fn basic_ok(r: &Seen) -> bool {
+    use base64::Engine as _;
+    let want = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{SECRET}"))
+    );
+    r.headers.get("authorization") == Some(&want)
+}
+
+fn push_with_secret(pkg: &Path, reference: &str, home: &Path) -> child::Outcome {
+    child::run(
+        child::push_args(
+            pkg,
+            reference,
+            &["--insecure", "--username", USER, "--password-stdin"],
+        ),
+        home,
+        &[],
+        Some(&format!("{SECRET}\n")),
+    )
+}
+
+#[test]
+fn challenge_from_a_redirect_target_gets_no_credentials() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pkg = packages::single(tmp.path(), "pkg", 35, &[100]);
+    // A third party: the storage host a HEAD is redirected to, which answers 401 naming a
+    // token server of its own (itself).
+    let own_port = Arc::new(std::sync::atomic::AtomicU16::new(0));
+    let p2 = own_port.clone();
+    let evil = Server::start(Arc::new(move |r: &Seen| {
+        if r.path.starts_with("/token") {
+            return reply("200 OK", &[], br#"{"token":"t"}"#);
+        }
+        let realm = format!(
+            "Bearer realm=\"http://127.0.0.1:{}/token\"",
+            p2.load(Ordering::SeqCst)
+        );
+        reply("401 Unauthorized", &[("WWW-Authenticate", &realm)], b"")
+    }));
+    own_port.store(evil.port, Ordering::SeqCst);
+    let evil_port = evil.port;
+    let registry = Server::start(Arc::new(move |r: &Seen| {
+        if !basic_ok(r) {
+            return reply(
+                "401 Unauthorized",
+                &[("WWW-Authenticate", "Basic realm=\"test\"")],
+                b"",
+            );
+        }
+        if r.path == "/v2/" {
+            return reply("200 OK", &[], b"{}");
+        }
+        if r.method == "HEAD" {
+            let to = format!("http://127.0.0.1:{evil_port}/blob");
+            return reply("307 Temporary Redirect", &[("Location", &to)], b"");
+        }
+        reply("500 Internal Server Error", &[], b"")
+    }));
+    let r = push_with_secret(
+        &pkg,
+        &format!("127.0.0.1:{}/team/app:1", registry.port),
+        tmp.path(),
+    );
+    assert_eq!(r.code(), Some(1), "{r}");
+    for s in evil.seen() {
+        assert!(
+            !s.headers.contains_key("authorization"),
+            "credentials sent to a host the registry redirected to: {s:?}"
+        );
+    }
+    assert!(!format!("{r}").contains(SECRET), "{r}");
+
+    // The same when `/v2/` itself is redirected there before any login.
+    let registry = Server::start(Arc::new(move |_r: &Seen| {
+        let to = format!("http://127.0.0.1:{evil_port}/v2/");
+        reply("302 Found", &[("Location", &to)], b"")
+    }));
+    let r = push_with_secret(
+        &pkg,
+        &format!("127.0.0.1:{}/team/app:1", registry.port),
+        tmp.path(),
+    );
+    assert_eq!(r.code(), Some(1), "{r}");
+    for s in evil.seen() {
+        assert!(
+            !s.headers.contains_key("authorization"),
+            "credentials sent to the host /v2/ was redirected to: {s:?}"
+        );
+    }
+}

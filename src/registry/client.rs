@@ -130,6 +130,9 @@ pub struct Resp {
     pub headers: HeaderMap,
     /// The body (at most 1 MiB).
     pub body: Vec<u8>,
+    /// Whether the answer came from the registry's own origin (not from a host a GET or HEAD
+    /// was redirected to): only such a 401 may make cnbpkg fetch credentials.
+    pub from_registry: bool,
 }
 
 impl Resp {
@@ -388,9 +391,10 @@ impl Client {
             if resp.status != 401 {
                 return Ok(resp);
             }
-            if refreshed || !same_origin(url, &self.base) {
-                // A host other than the registry (an upload location elsewhere) that asks for
-                // credentials gets none: its challenge could name any token server.
+            if refreshed || !same_origin(url, &self.base) || !resp.from_registry {
+                // A host other than the registry (an upload location elsewhere, or the target
+                // of a redirect) that asks for credentials gets none: its challenge could name
+                // any token server.
                 return Err(Failure::fatal(self.auth_failed(&resp)));
             }
             self.refresh(generation, &resp)?;
@@ -471,6 +475,11 @@ impl Client {
         };
         let status = response.status().as_u16();
         let headers = response.headers().clone();
+        let from_registry = {
+            use ureq::ResponseExt as _;
+            Url::parse(&response.get_uri().to_string())
+                .is_ok_and(|answered| same_origin(&answered, &self.base))
+        };
         let mut body = Vec::new();
         if method != Method::HEAD {
             let read = response
@@ -500,6 +509,7 @@ impl Client {
             status,
             headers,
             body,
+            from_registry,
         };
         if matches!(status, 408 | 429) || (500..600).contains(&status) && status != 501 {
             let mut failure = Failure::transient(self.status_error(&method, url, &resp));
@@ -684,6 +694,8 @@ impl Client {
         };
         match resp.status {
             200..=299 => Ok(AuthState::Anonymous),
+            // `/v2/` redirected elsewhere: that host's challenge gets no credentials.
+            401 if !resp.from_registry => Err(Failure::fatal(self.auth_failed(&resp))),
             401 => {
                 let challenges = resp
                     .header("www-authenticate")
