@@ -504,3 +504,105 @@ fn challenge_from_a_redirect_target_gets_no_credentials() {
         );
     }
 }
+
+/// A registry asking for bearer tokens from its own `/token`, whose token answer, upload
+/// location, digests and HEAD answers are `bad`'s choice.
+fn hostile(bad: &'static str) -> Server {
+    let own_port = Arc::new(std::sync::atomic::AtomicU16::new(0));
+    let p2 = own_port.clone();
+    let server = Server::start(Arc::new(move |r: &Seen| {
+        let port = p2.load(Ordering::SeqCst);
+        if r.path.starts_with("/token") {
+            let body: Vec<u8> = match bad {
+                "token-not-json" => b"<html>hello</html>".to_vec(),
+                "token-negative" => br#"{"access_token":"t","expires_in":-5}"#.to_vec(),
+                "token-float" => br#"{"token":"t","expires_in":1.5e300}"#.to_vec(),
+                "token-string" => br#"{"token":"t","expires_in":"soon"}"#.to_vec(),
+                "token-huge" => format!(r#"{{"token":"{}"}}"#, "a".repeat(2 << 20)).into_bytes(),
+                "token-newline" => br#"{"token":"a\r\nX-Injected: 1"}"#.to_vec(),
+                _ => br#"{"token":"t","expires_in":300}"#.to_vec(),
+            };
+            return reply("200 OK", &[], &body);
+        }
+        if r.headers.get("authorization").map(String::as_str) != Some("Bearer t") {
+            let realm = match bad {
+                "realm-javascript" => "Bearer realm=\"javascript:alert(1)\"".to_string(),
+                "realm-unterminated" => "Bearer realm=\"http://127.0.0.1:1/x".to_string(),
+                "challenge-garbage" => "Bearer ,,,=\"\\\\\"\"=,realm".to_string(),
+                _ => format!(
+                    "Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"s\",scope=\"{}\"",
+                    "repository:x:pull ".repeat(if bad == "many-scopes" { 500 } else { 1 })
+                ),
+            };
+            return reply("401 Unauthorized", &[("WWW-Authenticate", &realm)], b"");
+        }
+        if r.path == "/v2/" {
+            return reply("200 OK", &[], b"{}");
+        }
+        let wrong = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+        match (r.method.as_str(), bad) {
+            ("HEAD", "head-wrong-digest") => {
+                reply("200 OK", &[("Docker-Content-Digest", wrong)], b"")
+            }
+            ("HEAD", _) => reply("404 Not Found", &[], b""),
+            ("POST", "no-location") => reply("202 Accepted", &[], b""),
+            ("POST", "javascript-location") => {
+                reply("202 Accepted", &[("Location", "javascript:alert(1)")], b"")
+            }
+            ("POST", _) => reply("202 Accepted", &[("Location", "/v2/upload/1")], b""),
+            ("PUT", "put-wrong-digest") if !r.path.contains("/manifests/") => {
+                reply("201 Created", &[("Docker-Content-Digest", wrong)], b"")
+            }
+            _ => reply("201 Created", &[], b""),
+        }
+    }));
+    own_port.store(server.port, Ordering::SeqCst);
+    server
+}
+
+#[test]
+fn hostile_token_servers_and_registry_answers_fail_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pkg = packages::single(tmp.path(), "pkg", 36, &[100]);
+    for (bad, should_push) in [
+        ("fine", true),
+        ("token-negative", true),
+        ("token-float", true),
+        ("token-string", true),
+        ("many-scopes", true),
+        ("token-not-json", false),
+        ("token-huge", false),
+        ("token-newline", false),
+        ("realm-javascript", false),
+        ("realm-unterminated", false),
+        ("challenge-garbage", false),
+        ("head-wrong-digest", false),
+        ("no-location", false),
+        ("javascript-location", false),
+        ("put-wrong-digest", false),
+    ] {
+        let server = hostile(bad);
+        let r = push_with_secret(
+            &pkg,
+            &format!("127.0.0.1:{}/team/app:1", server.port),
+            tmp.path(),
+        );
+        let all = format!("{r}");
+        assert!(!all.contains(SECRET), "{bad}: {r}");
+        assert!(!all.contains("panicked"), "{bad}: {r}");
+        if should_push {
+            assert!(r.ok(), "{bad}: {r}");
+        } else {
+            assert_eq!(r.code(), Some(1), "{bad}: {r}");
+            let line = r.error_line();
+            assert!(line.len() < 400, "{bad}: {r}");
+            assert!(!line.contains("X-Injected"), "{bad}: {r}");
+        }
+        let manifests = server
+            .seen()
+            .iter()
+            .filter(|s| s.method == "PUT" && s.path.contains("/manifests/"))
+            .count();
+        assert_eq!(manifests > 0, should_push, "{bad}: {r}");
+    }
+}
