@@ -606,3 +606,39 @@ fn hostile_token_servers_and_registry_answers_fail_cleanly() {
         assert_eq!(manifests > 0, should_push, "{bad}: {r}");
     }
 }
+
+#[test]
+fn digest_file_never_replaces_an_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cnb = packages::single(tmp.path(), "pkg", 37, &[100]);
+    let layout = packages::multi_with(tmp.path(), "lay", 38, 100, OutputFormat::Layout);
+    let ca = tmp.path().join("ca.pem");
+    std::fs::write(&ca, "not read before the check\n").unwrap();
+    let server = Server::start(accepts_anything());
+    let reference = format!("127.0.0.1:{}/team/app:1", server.port);
+    let cases: Vec<(PathBuf, PathBuf, Vec<String>)> = vec![
+        (cnb.clone(), cnb.clone(), vec![]),
+        (layout.clone(), layout.join("index.json"), vec![]),
+        (layout.clone(), layout.join("blobs/sha256/new"), vec![]),
+        (
+            cnb.clone(),
+            ca.clone(),
+            vec!["--ca-cert".into(), ca.display().to_string()],
+        ),
+    ];
+    for (pkg, digest_file, extra) in cases {
+        let before = std::fs::read(&digest_file).ok();
+        let mut args = child::push_args(&pkg, &reference, &["--insecure", "--digest-file"]);
+        args.push(digest_file.clone().into());
+        args.extend(extra.iter().map(Into::into));
+        let r = child::run(args, tmp.path(), &[], None);
+        assert!(!r.ok(), "{}: {r}", digest_file.display());
+        assert!(r.error_line().contains("--digest-file"), "{r}");
+        assert_eq!(
+            std::fs::read(&digest_file).ok(),
+            before,
+            "{} was replaced",
+            digest_file.display()
+        );
+    }
+}
