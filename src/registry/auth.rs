@@ -280,6 +280,13 @@ fn run_helper(helper: &str, registry: &str) -> Result<Option<Found>> {
     let program = format!("docker-credential-{helper}");
     // The helper's name comes from the config file: shown escaped and cut short.
     let shown = super::client::sanitize(&program, 100);
+    // A program name looked up on PATH, as docker does: a name with a path separator would
+    // run whatever file the config file points at, relative to the current directory.
+    if helper.is_empty() || helper.contains(['/', '\\', '\0']) {
+        return Err(Error::other(format!(
+            "credential helper {shown} (configured for {registry}) is not a program name"
+        )));
+    }
     let mut child = Command::new(&program)
         .arg("get")
         .stdin(Stdio::piped())
