@@ -642,3 +642,71 @@ fn digest_file_never_replaces_an_input() {
         );
     }
 }
+
+#[test]
+fn credential_helper_name_is_one_program_name_not_a_path() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let pkg = packages::single(tmp.path(), "pkg", 39, &[100]);
+    let work = tmp.path().join("work");
+    std::fs::create_dir_all(work.join("docker-credential-a")).unwrap();
+    // `docker-credential-a/../../evil` from `work` is this script.
+    let marker = tmp.path().join("ran");
+    let evil = tmp.path().join("evil");
+    std::fs::write(
+        &evil,
+        format!("#!/bin/sh\ntouch '{}'\necho '{{}}'\n", marker.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&evil, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let docker = tmp.path().join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    std::fs::write(
+        docker.join("config.json"),
+        r#"{"credHelpers":{"127.0.0.1:9":"a/../../evil"}}"#,
+    )
+    .unwrap();
+    let mut c = child::command(
+        child::push_args(&pkg, "127.0.0.1:9/team/app:1", &["--insecure"]),
+        tmp.path(),
+        &[("DOCKER_CONFIG", docker.as_os_str())],
+    );
+    c.current_dir(&work);
+    let r = child::finish(c.spawn().unwrap());
+    assert!(!marker.exists(), "a program outside PATH was run: {r}");
+    assert_eq!(r.code(), Some(1), "{r}");
+    assert!(r.error_line().contains("credential helper"), "{r}");
+}
+
+#[test]
+fn long_upload_locations_are_cut_short_in_messages() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pkg = packages::single(tmp.path(), "pkg", 40, &[100]);
+    let long = format!("/v2/upload/{}", "x".repeat(30_000));
+    let server = Server::start(Arc::new(move |r: &Seen| {
+        if r.path == "/v2/" {
+            return reply("200 OK", &[], b"{}");
+        }
+        match r.method.as_str() {
+            "HEAD" => reply("404 Not Found", &[], b""),
+            "POST" => reply("202 Accepted", &[("Location", &long)], b""),
+            _ => reply("400 Bad Request", &[], b""),
+        }
+    }));
+    let r = child::run(
+        child::push_args(
+            &pkg,
+            &format!("127.0.0.1:{}/team/app:1", server.port),
+            &["--insecure"],
+        ),
+        tmp.path(),
+        &[],
+        None,
+    );
+    assert_eq!(r.code(), Some(1), "{r}");
+    assert!(
+        r.stderr.len() < 4000,
+        "{} bytes of messages",
+        r.stderr.len()
+    );
+}

@@ -366,7 +366,7 @@ impl Client {
                 Ok(r) => return Ok(r),
                 Err(f) if f.retryable && failures + 1 < self.retry.attempts => {
                     failures += 1;
-                    self.note_retry(&format!("{method} {}", url.path()), failures, &f.error);
+                    self.note_retry(&format!("{method} {}", shown_path(url)), failures, &f.error);
                     std::thread::sleep(self.retry.delay(failures, &f));
                 }
                 Err(f) => return Err(f.error),
@@ -493,14 +493,14 @@ impl Client {
                         "{}: {} timed out ({f}) while answering {method} {}",
                         self.registry,
                         host_port(url),
-                        url.path()
+                        shown_path(url)
                     ))));
                 }
                 return Err(Failure::transient(Error::other(format!(
                     "{}: connection to {} dropped while reading the response to {method} {}: {}",
                     self.registry,
                     host_port(url),
-                    url.path(),
+                    shown_path(url),
                     sanitize(&e.to_string(), 200)
                 ))));
             }
@@ -580,19 +580,19 @@ impl Client {
             ureq::Error::Timeout(t) => Failure::transient(Error::other(format!(
                 "{}: {hp} timed out ({t}) during {method} {}",
                 self.registry,
-                url.path()
+                shown_path(url)
             ))),
             ureq::Error::Io(_) | ureq::Error::Protocol(_) | ureq::Error::BodyStalled => {
                 Failure::transient(Error::other(format!(
                     "{}: connection to {hp} failed during {method} {}: {text}",
                     self.registry,
-                    url.path()
+                    shown_path(url)
                 )))
             }
             _ => Failure::fatal(Error::other(format!(
                 "{}: {method} {} failed: {text}",
                 self.registry,
-                url.path()
+                shown_path(url)
             ))),
         }
     }
@@ -602,7 +602,7 @@ impl Client {
         Error::other(format!(
             "{}: {method} {} failed: {}",
             self.registry,
-            url.path(),
+            shown_path(url),
             describe_status(resp)
         ))
     }
@@ -896,6 +896,12 @@ fn split_scopes(s: &str) -> Vec<String> {
         .filter(|x| !x.is_empty())
         .map(String::from)
         .collect()
+}
+
+/// A URL's path for a message: an upload `Location` is the server's to choose, so it is
+/// escaped and cut short like any other server text.
+pub fn shown_path(url: &Url) -> String {
+    sanitize(url.path(), 200)
 }
 
 /// `host:port` of a URL.

@@ -12,7 +12,7 @@ use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
 use crate::layout::BlobReader;
 
-use super::client::{sanitize, Body, Client, Failure, Resp};
+use super::client::{sanitize, shown_path, Body, Client, Failure, Resp};
 
 /// All manifest media types we accept back on HEAD.
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
@@ -289,7 +289,7 @@ fn location(client: &Client, request: &Url, resp: &Resp) -> Result<Url, Failure>
             "{}: the registry answered {} to {} without a Location header",
             client.registry,
             resp.status,
-            request.path()
+            shown_path(request)
         )))
     })?;
     let bad = |why: String| {
