@@ -710,3 +710,81 @@ fn long_upload_locations_are_cut_short_in_messages() {
         r.stderr.len()
     );
 }
+
+#[test]
+fn malformed_credential_files_never_print_the_secret() {
+    use base64::Engine as _;
+    let b64 = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
+    let tmp = tempfile::tempdir().unwrap();
+    let pkg = packages::single(tmp.path(), "pkg", 41, &[100]);
+    let h = "127.0.0.1:9";
+    let mut invalid_utf8 = b"\xff\xfe".to_vec();
+    invalid_utf8.extend_from_slice(format!("u:{SECRET}").as_bytes());
+    let files: Vec<Vec<u8>> = vec![
+        format!(
+            r#"{{"auths":{{"{h}":"{}"}}}}"#,
+            b64(format!("u:{SECRET}").as_bytes())
+        )
+        .into(),
+        format!(
+            r#"{{"auths":{{"{h}":{{"auth":"{}"}}}}}}"#,
+            b64(SECRET.as_bytes())
+        )
+        .into(),
+        format!(r#"{{"auths":{{"{h}":{{"auth":"!{SECRET}"}}}}}}"#).into(),
+        format!(
+            r#"{{"auths":{{"{h}":{{"auth":"{}"}}}}}}"#,
+            b64(&invalid_utf8)
+        )
+        .into(),
+        format!(r#"{{"auths":{{"{h}":{{"username":"u","password":["{SECRET}"]}}}}}}"#).into(),
+        format!(r#"{{"auths":{{"{h}":{{"username":"u","password":"{SECRET}"}}}}, {SECRET}}}"#)
+            .into(),
+        format!(r#"{{"auths":{{"{h}":{{"identitytoken":1}}}},"x":"{SECRET}""#).into(),
+        format!(r#"{{"auths":{{"{h}":{{"auth":"x","auth":"{SECRET}"}}}}}}"#).into(),
+        format!(r#"{{"auths":["{SECRET}"]}}"#).into(),
+        format!(r#"{{"credsStore":5,"auths":{{"{h}":{{"password":"{SECRET}"}}}}}}"#).into(),
+        [
+            &b"{\"auths\":{\"127.0.0.1:9\":{\"password\":\""[..],
+            b"\xff",
+            SECRET.as_bytes(),
+            b"\"}}}",
+        ]
+        .concat(),
+        format!("{}{SECRET}", "[".repeat(100_000)).into(),
+    ];
+    for (i, content) in files.iter().enumerate() {
+        // Each file through each way of naming it: Docker's, podman's, REGISTRY_AUTH_FILE.
+        for how in ["docker", "podman", "env"] {
+            let dir = tmp.path().join(format!("{i}-{how}"));
+            let (file, envs): (PathBuf, Vec<(&str, std::ffi::OsString)>) = match how {
+                "docker" => (
+                    dir.join("config.json"),
+                    vec![("DOCKER_CONFIG", dir.clone().into())],
+                ),
+                "podman" => (
+                    dir.join("containers/auth.json"),
+                    vec![("XDG_RUNTIME_DIR", dir.clone().into())],
+                ),
+                _ => (
+                    dir.join("auth.json"),
+                    vec![("REGISTRY_AUTH_FILE", dir.join("auth.json").into())],
+                ),
+            };
+            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+            std::fs::write(&file, content).unwrap();
+            let envs: Vec<(&str, &std::ffi::OsStr)> =
+                envs.iter().map(|(k, v)| (*k, v.as_os_str())).collect();
+            let r = child::run(
+                child::push_args(&pkg, &format!("{h}/team/app:1"), &["--insecure"]),
+                tmp.path(),
+                &envs,
+                None,
+            );
+            let all = format!("{r}");
+            assert!(!all.contains(SECRET), "file {i} ({how}) leaked: {r}");
+            assert!(!all.contains("panicked"), "file {i} ({how}): {r}");
+            assert_eq!(r.code(), Some(1), "file {i} ({how}): {r}");
+        }
+    }
+}
