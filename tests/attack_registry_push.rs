@@ -5,6 +5,7 @@
 mod support;
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -787,4 +788,48 @@ fn malformed_credential_files_never_print_the_secret() {
             assert_eq!(r.code(), Some(1), "file {i} ({how}): {r}");
         }
     }
+}
+
+#[test]
+fn failing_token_server_is_not_retried_inside_every_retry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pkg = packages::single(tmp.path(), "pkg", 42, &[100]);
+    let own_port = Arc::new(std::sync::atomic::AtomicU16::new(0));
+    let tokens = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (p2, t2) = (own_port.clone(), tokens.clone());
+    // The first token works; then the token server fails for good, and the registry wants a
+    // new token for everything.
+    let server = Server::start(Arc::new(move |r: &Seen| {
+        if r.path.starts_with("/token") {
+            return if t2.fetch_add(1, Ordering::SeqCst) == 0 {
+                reply("200 OK", &[], br#"{"token":"t"}"#)
+            } else {
+                reply("503 Service Unavailable", &[], b"")
+            };
+        }
+        if r.path == "/v2/" && r.headers.contains_key("authorization") {
+            return reply("200 OK", &[], b"{}");
+        }
+        let realm = format!(
+            "Bearer realm=\"http://127.0.0.1:{}/token\"",
+            p2.load(Ordering::SeqCst)
+        );
+        reply("401 Unauthorized", &[("WWW-Authenticate", &realm)], b"")
+    }));
+    own_port.store(server.port, Ordering::SeqCst);
+    let r = child::run(
+        child::push_args(
+            &pkg,
+            &format!("127.0.0.1:{}/team/app:1", server.port),
+            &["--insecure", "--jobs", "1"],
+        ),
+        tmp.path(),
+        &[(cnbpkg::registry::RETRY_BACKOFF_ENV, OsStr::new("1"))],
+        None,
+    );
+    assert_eq!(r.code(), Some(1), "{r}");
+    // One login, then one round of attempts per refresh (each of the two blobs may have
+    // started before the first failed): not attempts × attempts per blob.
+    let n = tokens.load(Ordering::SeqCst);
+    assert!(n <= 1 + 2 * 5, "{n} token requests: {r}");
 }

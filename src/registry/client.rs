@@ -825,7 +825,9 @@ impl Client {
                     std::thread::sleep(self.retry.delay(failures, &f));
                     realm_url = Url::parse(realm).expect("parsed above");
                 }
-                Err(f) => return Err(f),
+                // Retried here already: the request that needed the token must not retry
+                // (and so multiply) these attempts.
+                Err(f) => return Err(Failure::fatal(f.error)),
             }
         };
         let realm_host = sanitize(&host_port(&realm_url), 100);
