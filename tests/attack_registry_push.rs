@@ -833,3 +833,45 @@ fn failing_token_server_is_not_retried_inside_every_retry() {
     let n = tokens.load(Ordering::SeqCst);
     assert!(n <= 1 + 2 * 5, "{n} token requests: {r}");
 }
+
+#[test]
+fn trickling_or_silent_token_server_hits_the_deadline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pkg = packages::single(tmp.path(), "pkg", 43, &[100]);
+    for silent in [false, true] {
+        let own_port = Arc::new(std::sync::atomic::AtomicU16::new(0));
+        let p2 = own_port.clone();
+        let server = Server::start(Arc::new(move |r: &Seen| {
+            if r.path.starts_with("/token") {
+                if silent {
+                    return Reply::Silent;
+                }
+                let body = format!(r#"{{"token":"{}"}}"#, "t".repeat(10_000)).into_bytes();
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len())
+                    .into_bytes();
+                return Reply::Trickle(head, body, Duration::from_millis(100));
+            }
+            let realm = format!(
+                "Bearer realm=\"http://127.0.0.1:{}/token\"",
+                p2.load(Ordering::SeqCst)
+            );
+            reply("401 Unauthorized", &[("WWW-Authenticate", &realm)], b"")
+        }));
+        own_port.store(server.port, Ordering::SeqCst);
+        let r = child::run(
+            child::push_args(
+                &pkg,
+                &format!("127.0.0.1:{}/team/app:1", server.port),
+                &["--insecure"],
+            ),
+            tmp.path(),
+            &[
+                (cnbpkg::registry::RETRY_BACKOFF_ENV, OsStr::new("1")),
+                (cnbpkg::registry::REQUEST_TIMEOUT_ENV, OsStr::new("800")),
+            ],
+            None,
+        );
+        assert_eq!(r.code(), Some(1), "silent {silent}: {r}");
+        assert!(r.error_line().contains("timed out"), "silent {silent}: {r}");
+    }
+}
