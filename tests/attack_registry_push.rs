@@ -525,7 +525,13 @@ fn hostile(bad: &'static str) -> Server {
             };
             return reply("200 OK", &[], &body);
         }
-        if r.headers.get("authorization").map(String::as_str) != Some("Bearer t") {
+        if bad == "huge-header" {
+            let big = "h".repeat(1 << 20);
+            return reply("200 OK", &[("X-Big", &big)], b"{}");
+        }
+        if bad == "always-401"
+            || r.headers.get("authorization").map(String::as_str) != Some("Bearer t")
+        {
             let realm = match bad {
                 "realm-javascript" => "Bearer realm=\"javascript:alert(1)\"".to_string(),
                 "realm-unterminated" => "Bearer realm=\"http://127.0.0.1:1/x".to_string(),
@@ -581,6 +587,8 @@ fn hostile_token_servers_and_registry_answers_fail_cleanly() {
         ("no-location", false),
         ("javascript-location", false),
         ("put-wrong-digest", false),
+        ("huge-header", false),
+        ("always-401", false),
     ] {
         let server = hostile(bad);
         let r = push_with_secret(
