@@ -883,3 +883,42 @@ fn trickling_or_silent_token_server_hits_the_deadline() {
         assert!(r.error_line().contains("timed out"), "silent {silent}: {r}");
     }
 }
+
+#[test]
+fn damaged_blob_sent_in_chunks_is_caught_too() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (pkg, hex) = corrupt_layout(tmp.path());
+    let reg = Registry::start_plain();
+    let reference = format!("{}/team/chunked:1", reg.host());
+    let opts = cnbpkg::registry::PushOptions {
+        package: pkg,
+        reference: reference.clone(),
+        insecure: true,
+        jobs: 1,
+        ..Default::default()
+    };
+    let settings = cnbpkg::registry::PushSettings {
+        chunk_threshold: 1000,
+        chunk_size: 16 << 10,
+        ..support::settings()
+    };
+    let (result, lines) = support::push(&opts, &settings);
+    let e = result
+        .expect_err("a damaged package was pushed")
+        .to_string();
+    assert!(
+        e.contains(&hex[..12]) && e.contains("does not match"),
+        "{e}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.starts_with("Retrying")),
+        "{lines:?}"
+    );
+    let skopeo = support::require("skopeo", "skopeo");
+    let out = std::process::Command::new(skopeo)
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{reference}"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the tag exists after a failed push");
+}
