@@ -369,10 +369,23 @@ fn run_verify(args: VerifyArgs, ui: &Printer) -> Result<(), Error> {
 
 fn run_push(args: PushArgs, ui: &Printer) -> Result<(), Error> {
     let password = if args.password_stdin {
-        let mut line = String::new();
-        std::io::stdin()
-            .read_line(&mut line)
-            .map_err(|e| Error::other(format!("reading the password from standard input: {e}")))?;
+        // One line, bounded: standard input may be an endless stream given by mistake.
+        const MAX_PASSWORD: u64 = 64 << 10;
+        let mut line = Vec::new();
+        std::io::BufRead::read_until(
+            &mut std::io::Read::take(std::io::stdin().lock(), MAX_PASSWORD + 1),
+            b'\n',
+            &mut line,
+        )
+        .map_err(|e| Error::other(format!("reading the password from standard input: {e}")))?;
+        if line.len() as u64 > MAX_PASSWORD {
+            return Err(Error::other(format!(
+                "the password on standard input is longer than {} KiB",
+                MAX_PASSWORD >> 10
+            )));
+        }
+        let line = String::from_utf8(line)
+            .map_err(|_| Error::other("the password on standard input is not valid UTF-8"))?;
         Some(line.trim_end_matches(['\r', '\n']).to_string())
     } else {
         None
@@ -391,7 +404,10 @@ fn run_push(args: PushArgs, ui: &Printer) -> Result<(), Error> {
                 p.display()
             )))
         }
-        Some(p) => Some(cnbpkg::atomic::AtomicFile::create(p)?),
+        Some(p) => {
+            refuse_input_as_digest_file(p, &args.package, args.ca_cert.as_deref())?;
+            Some(cnbpkg::atomic::AtomicFile::create(p)?)
+        }
         None => None,
     };
     let mut references = args.references.into_iter();
@@ -470,4 +486,46 @@ fn print_json(out: &mut impl Write, report: &impl serde::Serialize) {
         "{}",
         serde_json::to_string_pretty(report).expect("report serializes")
     );
+}
+
+/// `--digest-file` must not replace what the push reads: the package (a `.cnb` file, or any
+/// file inside a layout directory) or the `--ca-cert` file. Paths are compared canonicalized;
+/// a file that does not exist yet is known by its canonical directory.
+fn refuse_input_as_digest_file(
+    digest_file: &std::path::Path,
+    package: &std::path::Path,
+    ca_cert: Option<&std::path::Path>,
+) -> Result<(), Error> {
+    let out = match std::fs::canonicalize(digest_file) {
+        Ok(p) => p,
+        Err(_) => {
+            let (Some(name), Ok(dir)) = (
+                digest_file.file_name(),
+                std::fs::canonicalize(match digest_file.parent() {
+                    Some(p) if !p.as_os_str().is_empty() => p,
+                    _ => std::path::Path::new("."),
+                }),
+            ) else {
+                return Ok(()); // no such directory: creating the file says so
+            };
+            dir.join(name)
+        }
+    };
+    let inputs = [
+        Some((package, "the package being pushed")),
+        ca_cert.map(|c| (c, "the --ca-cert file")),
+    ];
+    for (input, role) in inputs.into_iter().flatten() {
+        let Ok(input) = std::fs::canonicalize(input) else {
+            continue;
+        };
+        if out == input || (input.is_dir() && out.starts_with(&input)) {
+            return Err(Error::usage(format!(
+                "--digest-file {}: is or lies inside {role} ({}); choose another file",
+                digest_file.display(),
+                input.display()
+            )));
+        }
+    }
+    Ok(())
 }

@@ -280,6 +280,13 @@ fn run_helper(helper: &str, registry: &str) -> Result<Option<Found>> {
     let program = format!("docker-credential-{helper}");
     // The helper's name comes from the config file: shown escaped and cut short.
     let shown = super::client::sanitize(&program, 100);
+    // A program name looked up on PATH, as docker does: a name with a path separator would
+    // run whatever file the config file points at, relative to the current directory.
+    if helper.is_empty() || helper.contains(['/', '\\', '\0']) {
+        return Err(Error::other(format!(
+            "credential helper {shown} (configured for {registry}) is not a program name"
+        )));
+    }
     let mut child = Command::new(&program)
         .arg("get")
         .stdin(Stdio::piped())
@@ -295,23 +302,30 @@ fn run_helper(helper: &str, registry: &str) -> Result<Option<Found>> {
         let _ = stdin.write_all(helper_server(registry).as_bytes());
     }
     let pid = child.id();
-    let mut stdout = child.stdout.take();
-    let mut stderr = child.stderr.take();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut out = Vec::new();
-        let mut err = Vec::new();
-        if let Some(s) = stdout.as_mut() {
-            let _ = s.take(1 << 20).read_to_end(&mut out);
-        }
-        if let Some(s) = stderr.as_mut() {
-            let _ = s.take(1 << 16).read_to_end(&mut err);
-        }
-        let _ = tx.send((out, err));
+    // Both pipes are read at once, and past their limits to the end (discarding the rest): a
+    // helper that fills one pipe while nobody reads it would block until it is killed.
+    fn drain(pipe: Option<impl Read + Send + 'static>, keep: u64) -> mpsc::Receiver<Vec<u8>> {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut kept = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = (&mut p).take(keep).read_to_end(&mut kept);
+                let _ = std::io::copy(&mut p, &mut std::io::sink());
+            }
+            let _ = tx.send(kept);
+        });
+        rx
+    }
+    let stdout = drain(child.stdout.take(), 1 << 20);
+    let stderr = drain(child.stderr.take(), 1 << 16);
+    let deadline = std::time::Instant::now() + HELPER_TIMEOUT;
+    let both = stdout.recv_timeout(HELPER_TIMEOUT).ok().and_then(|out| {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        stderr.recv_timeout(left).ok().map(|err| (out, err))
     });
-    let (out, err) = match rx.recv_timeout(HELPER_TIMEOUT) {
-        Ok(v) => v,
-        Err(_) => {
+    let (out, err) = match both {
+        Some(v) => v,
+        None => {
             let _ = child.kill();
             let _ = child.wait();
             return Err(Error::other(format!(
@@ -330,10 +344,10 @@ fn run_helper(helper: &str, registry: &str) -> Result<Option<Found>> {
         if said.to_lowercase().contains("not found") {
             return Ok(None);
         }
-        let first = said.trim().lines().next().unwrap_or("").to_string();
+        // What it printed is not shown: a failing helper may still have printed the secret
+        // (a half-written answer, a debug line), and errors end up in CI logs.
         return Err(Error::other(format!(
-            "credential helper {shown} failed for {registry}: {}",
-            super::client::sanitize(&first, 200)
+            "credential helper {shown} failed for {registry} ({status}); its output is not shown as it may hold secrets"
         )));
     }
     let parsed: HelperOutput = serde_json::from_slice(&out).map_err(|_| {

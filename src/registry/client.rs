@@ -130,6 +130,9 @@ pub struct Resp {
     pub headers: HeaderMap,
     /// The body (at most 1 MiB).
     pub body: Vec<u8>,
+    /// Whether the answer came from the registry's own origin (not from a host a GET or HEAD
+    /// was redirected to): only such a 401 may make cnbpkg fetch credentials.
+    pub from_registry: bool,
 }
 
 impl Resp {
@@ -363,7 +366,7 @@ impl Client {
                 Ok(r) => return Ok(r),
                 Err(f) if f.retryable && failures + 1 < self.retry.attempts => {
                     failures += 1;
-                    self.note_retry(&format!("{method} {}", url.path()), failures, &f.error);
+                    self.note_retry(&format!("{method} {}", shown_path(url)), failures, &f.error);
                     std::thread::sleep(self.retry.delay(failures, &f));
                 }
                 Err(f) => return Err(f.error),
@@ -388,9 +391,10 @@ impl Client {
             if resp.status != 401 {
                 return Ok(resp);
             }
-            if refreshed || !same_origin(url, &self.base) {
-                // A host other than the registry (an upload location elsewhere) that asks for
-                // credentials gets none: its challenge could name any token server.
+            if refreshed || !same_origin(url, &self.base) || !resp.from_registry {
+                // A host other than the registry (an upload location elsewhere, or the target
+                // of a redirect) that asks for credentials gets none: its challenge could name
+                // any token server.
                 return Err(Failure::fatal(self.auth_failed(&resp)));
             }
             self.refresh(generation, &resp)?;
@@ -471,6 +475,11 @@ impl Client {
         };
         let status = response.status().as_u16();
         let headers = response.headers().clone();
+        let from_registry = {
+            use ureq::ResponseExt as _;
+            Url::parse(&response.get_uri().to_string())
+                .is_ok_and(|answered| same_origin(&answered, &self.base))
+        };
         let mut body = Vec::new();
         if method != Method::HEAD {
             let read = response
@@ -484,14 +493,14 @@ impl Client {
                         "{}: {} timed out ({f}) while answering {method} {}",
                         self.registry,
                         host_port(url),
-                        url.path()
+                        shown_path(url)
                     ))));
                 }
                 return Err(Failure::transient(Error::other(format!(
                     "{}: connection to {} dropped while reading the response to {method} {}: {}",
                     self.registry,
                     host_port(url),
-                    url.path(),
+                    shown_path(url),
                     sanitize(&e.to_string(), 200)
                 ))));
             }
@@ -500,6 +509,7 @@ impl Client {
             status,
             headers,
             body,
+            from_registry,
         };
         if matches!(status, 408 | 429) || (500..600).contains(&status) && status != 501 {
             let mut failure = Failure::transient(self.status_error(&method, url, &resp));
@@ -570,19 +580,19 @@ impl Client {
             ureq::Error::Timeout(t) => Failure::transient(Error::other(format!(
                 "{}: {hp} timed out ({t}) during {method} {}",
                 self.registry,
-                url.path()
+                shown_path(url)
             ))),
             ureq::Error::Io(_) | ureq::Error::Protocol(_) | ureq::Error::BodyStalled => {
                 Failure::transient(Error::other(format!(
                     "{}: connection to {hp} failed during {method} {}: {text}",
                     self.registry,
-                    url.path()
+                    shown_path(url)
                 )))
             }
             _ => Failure::fatal(Error::other(format!(
                 "{}: {method} {} failed: {text}",
                 self.registry,
-                url.path()
+                shown_path(url)
             ))),
         }
     }
@@ -592,7 +602,7 @@ impl Client {
         Error::other(format!(
             "{}: {method} {} failed: {}",
             self.registry,
-            url.path(),
+            shown_path(url),
             describe_status(resp)
         ))
     }
@@ -684,6 +694,8 @@ impl Client {
         };
         match resp.status {
             200..=299 => Ok(AuthState::Anonymous),
+            // `/v2/` redirected elsewhere: that host's challenge gets no credentials.
+            401 if !resp.from_registry => Err(Failure::fatal(self.auth_failed(&resp))),
             401 => {
                 let challenges = resp
                     .header("www-authenticate")
@@ -813,7 +825,9 @@ impl Client {
                     std::thread::sleep(self.retry.delay(failures, &f));
                     realm_url = Url::parse(realm).expect("parsed above");
                 }
-                Err(f) => return Err(f),
+                // Retried here already: the request that needed the token must not retry
+                // (and so multiply) these attempts.
+                Err(f) => return Err(Failure::fatal(f.error)),
             }
         };
         let realm_host = sanitize(&host_port(&realm_url), 100);
@@ -884,6 +898,12 @@ fn split_scopes(s: &str) -> Vec<String> {
         .filter(|x| !x.is_empty())
         .map(String::from)
         .collect()
+}
+
+/// A URL's path for a message: an upload `Location` is the server's to choose, so it is
+/// escaped and cut short like any other server text.
+pub fn shown_path(url: &Url) -> String {
+    sanitize(url.path(), 200)
 }
 
 /// `host:port` of a URL.

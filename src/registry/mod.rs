@@ -1165,7 +1165,16 @@ fn one_blob(
         }
         reader.open_blob(&digest)
     };
-    let result = upload::push_blob(client, &digest, desc.size, &open, from, tuning, &sent);
+    let result = upload::push_blob(
+        client,
+        reader.path(),
+        &digest,
+        desc.size,
+        &open,
+        from,
+        tuning,
+        &sent,
+    );
     if let Some(b) = bar {
         b.finish_and_clear();
     }

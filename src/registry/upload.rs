@@ -2,16 +2,17 @@
 //! chunked PATCH for large blobs or after a 413; each retried upload starts a new session.
 
 use std::io::{self, Read};
-use std::sync::Arc;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use ureq::http::Method;
 use url::Url;
 
-use crate::digest::Digest;
+use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
 use crate::layout::BlobReader;
 
-use super::client::{sanitize, Body, Client, Failure, Resp};
+use super::client::{sanitize, shown_path, Body, Client, Failure, Resp};
 
 /// All manifest media types we accept back on HEAD.
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
@@ -58,9 +59,13 @@ fn exists(client: &Client, path: &str, headers: &[(&str, &str)], digest: &Digest
     }
 }
 
-/// Push one blob that is known to be missing: mount it from `from` or upload it.
+/// Push one blob that is known to be missing: mount it from `from` or upload it. The bytes
+/// streamed out of `package` are hashed on the way: content that does not match `digest`
+/// fails the push (never retried) before the registry has received all of it.
+#[allow(clippy::too_many_arguments)]
 pub fn push_blob(
     client: &Client,
+    package: &Path,
     digest: &Digest,
     size: u64,
     open: &dyn Fn() -> Result<BlobReader>,
@@ -70,8 +75,29 @@ pub fn push_blob(
 ) -> Result<BlobOutcome> {
     let mut failures = 0;
     let mut chunked = size > tuning.chunk_threshold;
+    let damaged: Damaged = Arc::new(Mutex::new(None));
+    let open = || {
+        open().map(|inner| Verified {
+            left: inner.len(),
+            inner,
+            hasher: Some(Hasher::new()),
+            expected: *digest,
+            damaged: damaged.clone(),
+        })
+    };
     loop {
-        match attempt(client, digest, size, open, from, chunked, tuning, sent) {
+        let result = attempt(client, digest, size, &open, from, chunked, tuning, sent);
+        // Whatever the registry answered (a broken-off request, or even success from one that
+        // does not check): content that is not what its digest says is the package's fault.
+        if let Some(actual) = *damaged.lock().unwrap_or_else(|p| p.into_inner()) {
+            return Err(Error::invalid(
+                package,
+                format!(
+                    "blob {digest} does not match its digest (its content hashes to {actual}): the package is damaged; nothing was tagged"
+                ),
+            ));
+        }
+        match result {
             Ok(Attempt::Done(o)) => return Ok(o),
             Ok(Attempt::TooLarge) if !chunked => {
                 chunked = true;
@@ -102,7 +128,7 @@ fn attempt(
     client: &Client,
     digest: &Digest,
     size: u64,
-    open: &dyn Fn() -> Result<BlobReader>,
+    open: &dyn Fn() -> Result<Verified>,
     from: Option<&str>,
     chunked: bool,
     tuning: &UploadTuning,
@@ -133,11 +159,17 @@ fn attempt(
     }
     let mut location = location(client, &start, &resp)?;
     let mut reader = open()?;
-    if reader.len() != size {
+    if reader.left != size {
         return Err(Failure::from(Error::other(format!(
             "blob {digest} is {} bytes in the package, its descriptor says {size}",
-            reader.len()
+            reader.left
         ))));
+    }
+    if size == 0 {
+        // No read ever completes an empty body: check it here.
+        reader
+            .check()
+            .map_err(|_| Failure::from(Error::other(format!("blob {digest}: damaged"))))?;
     }
     if chunked {
         let min = resp
@@ -257,7 +289,7 @@ fn location(client: &Client, request: &Url, resp: &Resp) -> Result<Url, Failure>
             "{}: the registry answered {} to {} without a Location header",
             client.registry,
             resp.status,
-            request.path()
+            shown_path(request)
         )))
     })?;
     let bad = |why: String| {
@@ -321,6 +353,54 @@ pub fn put_manifest(
         return Err(client.status_error(&Method::PUT, &url, &resp));
     }
     check_digest(client, &resp, digest)
+}
+
+/// Where [`Verified`] records the digest a blob's content really has, when it is not the one
+/// it was pushed under.
+type Damaged = Arc<Mutex<Option<Digest>>>;
+
+/// A blob streamed out of the package, hashed as it is read: the read that would complete it
+/// fails when its bytes do not match `expected`, so the registry never gets the whole of
+/// damaged content (and a registry that does not check cannot store it under that digest).
+pub struct Verified {
+    inner: BlobReader,
+    hasher: Option<Hasher>,
+    left: u64,
+    expected: Digest,
+    damaged: Damaged,
+}
+
+impl Verified {
+    /// Called once every byte has been read: compare the digest.
+    fn check(&mut self) -> io::Result<()> {
+        let Some(h) = self.hasher.take() else {
+            return Ok(());
+        };
+        let (actual, _) = h.finish();
+        if actual == self.expected {
+            return Ok(());
+        }
+        *self.damaged.lock().unwrap_or_else(|p| p.into_inner()) = Some(actual);
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("blob {} does not match its digest", self.expected),
+        ))
+    }
+}
+
+impl Read for Verified {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(h) = self.hasher.as_mut() {
+            h.update(&buf[..n]);
+        }
+        self.left = self.left.saturating_sub(n as u64);
+        if self.left == 0 {
+            // These last bytes are not handed on when the content is not what it claims.
+            self.check()?;
+        }
+        Ok(n)
+    }
 }
 
 /// A reader that reports the bytes read through it.
