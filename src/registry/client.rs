@@ -762,7 +762,10 @@ impl Client {
         if self.credential.is_some()
             && realm_url.scheme() == "http"
             && self.base.scheme() == "https"
-            && !super::reference::is_loopback(&host_port(&realm_url))
+            // A local plain-HTTP token server is fine beside a local registry only: a remote
+            // registry must not aim credentials at a port on this machine.
+            && !(super::reference::is_loopback(&host_port(&realm_url))
+                && super::reference::is_loopback(&host_port(&self.base)))
         {
             return Err(Failure::fatal(Error::other(format!(
                 "{}: the registry names a plain-HTTP token server ({}); cnbpkg does not send credentials unencrypted",

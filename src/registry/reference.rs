@@ -33,7 +33,15 @@ pub enum Target {
 impl Reference {
     /// Parse `REGISTRY/REPO[:TAG]`, `REGISTRY/REPO@DIGEST` (or `REPO…` for Docker Hub).
     pub fn parse(input: &str) -> Result<Self> {
-        let bad = |why: &str| Error::usage(format!("invalid reference '{input}': {why}"));
+        // What comes before an '@' that does not start a digest may be `user:password`: it is
+        // never echoed.
+        let shown = match input.split_once('@') {
+            Some((_, after)) if after.parse::<Digest>().is_err() => {
+                format!("...@{}", crate::ui::quote_name(after))
+            }
+            _ => crate::ui::quote_name(input),
+        };
+        let bad = |why: &str| Error::usage(format!("invalid reference '{shown}': {why}"));
         if input.is_empty() {
             return Err(bad("empty"));
         }
@@ -168,6 +176,15 @@ pub fn valid_repository(repo: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reference_with_user_info_is_not_echoed() {
+        let e = Reference::parse("alice:s3cr3t@registry.example/repo:1")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("s3cr3t") && !e.contains("alice"), "{e}");
+        assert!(e.contains("registry.example/repo:1"), "{e}");
+    }
 
     #[test]
     fn parses_registries_tags_and_digests() {
