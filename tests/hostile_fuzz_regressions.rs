@@ -281,3 +281,92 @@ fn layer_reader_long_name_in_imported_layer_is_bounded() {
     let e = fuzzing::read_layer(&data, LayerEncoding::Gzip).unwrap_err();
     assert!(e.to_string().contains("larger than the 1 MiB limit"), "{e}");
 }
+
+/// Store `bytes` in the layout at `root` under their digest; returns their descriptor.
+fn put_blob(root: &Path, media_type: &str, bytes: &[u8]) -> serde_json::Value {
+    let d = Digest::of(bytes);
+    let dir = root.join("blobs/sha256");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join(d.hex()), bytes).unwrap();
+    serde_json::json!({"mediaType": media_type, "digest": d.to_string(), "size": bytes.len()})
+}
+
+/// The same regression through the binary: a composite whose dependency's layer (sound
+/// digests, diffID and label) holds a 2 MiB GNU long name is refused, whether the layer is
+/// copied as it is, recompressed or flattened.
+#[test]
+fn layer_reader_long_name_in_dependency_layer_is_refused_by_package() {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path();
+    let blob = fs::read(
+        repo().join("fuzz/regressions/layer_reader/gnu-longname-2mib-in-dependency-layer.tar.gz"),
+    )
+    .unwrap();
+    let diff_id = Digest::of(&unpacked(&blob)).to_string();
+    let dep = work.join("dep");
+    fs::create_dir_all(&dep).unwrap();
+    fs::write(dep.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let layers = serde_json::json!({"fuzz": {"1.0.0": {"api": "0.10", "layerDiffID": diff_id}}});
+    let metadata = serde_json::json!({"id": "fuzz", "version": "1.0.0"});
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        "config": {"Labels": {
+            "io.buildpacks.buildpackage.metadata": metadata.to_string(),
+            "io.buildpacks.buildpack.layers": layers.to_string(),
+        }},
+    });
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": put_blob(&dep, "application/vnd.oci.image.config.v1+json", config.to_string().as_bytes()),
+        "layers": [put_blob(&dep, "application/vnd.oci.image.layer.v1.tar+gzip", &blob)],
+    });
+    let mut desc = put_blob(
+        &dep,
+        "application/vnd.oci.image.manifest.v1+json",
+        manifest.to_string().as_bytes(),
+    );
+    desc["platform"] = serde_json::json!({"os": "linux", "architecture": "amd64"});
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [desc],
+    });
+    fs::write(dep.join("index.json"), index.to_string()).unwrap();
+    let meta = work.join("meta");
+    write_file(
+        &meta.join("buildpack.toml"),
+        "api = \"0.10\"\n[buildpack]\nid = \"t/meta\"\nversion = \"1.0.0\"\n\n[[order]]\n[[order.group]]\nid = \"fuzz\"\nversion = \"1.0.0\"\n",
+        0o644,
+    );
+    let package_toml = work.join("package.toml");
+    fs::write(
+        &package_toml,
+        format!(
+            "[buildpack]\nuri = \"{}\"\n\n[[dependencies]]\nuri = \"{}\"\n\n[[targets]]\nos = \"linux\"\narch = \"amd64\"\n",
+            meta.display(),
+            dep.display()
+        ),
+    )
+    .unwrap();
+    for flags in [&[][..], &["--compression", "zstd"][..], &["--flatten"][..]] {
+        let out = work.join("out.cnb");
+        let mut args: Vec<String> = vec![
+            "buildpack".into(),
+            "package".into(),
+            out.display().to_string(),
+            "--config".into(),
+            package_toml.display().to_string(),
+            "-q".into(),
+        ];
+        args.extend(flags.iter().map(|s| s.to_string()));
+        let err = fails(cnbpkg(args), 1);
+        assert!(
+            err.contains("larger than the 1 MiB limit"),
+            "{flags:?}: {err}"
+        );
+        assert!(!out.exists(), "{flags:?}: output written");
+    }
+}
