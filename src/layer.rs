@@ -625,7 +625,8 @@ pub(crate) fn check_module_layer(
     layer: impl Read,
     allowed: &std::collections::BTreeSet<String>,
 ) -> std::result::Result<(), String> {
-    let mut archive = ::tar::Archive::new(layer);
+    // The guard bounds extended headers, which the tar reader would hold whole.
+    let mut archive = ::tar::Archive::new(TarGuard::new(layer));
     let entries = archive.entries().map_err(|e| e.to_string())?;
     for entry in entries {
         let entry = entry.map_err(|e| e.to_string())?;

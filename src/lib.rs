@@ -13,6 +13,9 @@ pub mod compress;
 pub mod descriptor;
 pub mod digest;
 pub mod error;
+/// Entry points for the fuzz targets and their regression tests; not a stable API.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod input;
 pub mod inspect;
 pub mod json;

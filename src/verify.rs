@@ -850,6 +850,14 @@ pub(crate) fn read_layer(
     let blob = reader
         .open_blob(&layer.digest)
         .map_err(|e| io::Error::other(e.to_string()))?;
+    read_layer_stream(blob, encoding)
+}
+
+/// [`read_layer`] over a blob's stored bytes (the fuzz targets feed it arbitrary ones).
+pub(crate) fn read_layer_stream(
+    blob: impl Read,
+    encoding: oci::LayerEncoding,
+) -> io::Result<(Digest, LayerFacts, u64)> {
     let mut stored = HashingReader::new(blob);
     let mut facts = LayerFacts::default();
     {

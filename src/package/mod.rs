@@ -1386,7 +1386,7 @@ fn output_path(opts: &PackageOptions, ui: &Printer) -> PathBuf {
 /// decompressed stream is read to its end (so a gzip CRC or length trailer is checked), its
 /// SHA-256 must be the diffID, and the stored bytes must match the blob's digest and size.
 /// Returns what `use_tar` returned and the uncompressed size.
-fn read_dependency_layer<T>(
+pub(crate) fn read_dependency_layer<T>(
     stream: impl std::io::Read,
     blob: &Descriptor,
     diff_id: Digest,

@@ -111,13 +111,13 @@ pub fn default_credential_files() -> Vec<PathBuf> {
 }
 
 #[derive(Deserialize, Default)]
-struct ConfigFile {
+pub(crate) struct ConfigFile {
     #[serde(default)]
     auths: BTreeMap<String, AuthEntry>,
     #[serde(default, rename = "credHelpers")]
-    cred_helpers: BTreeMap<String, String>,
+    pub(crate) cred_helpers: BTreeMap<String, String>,
     #[serde(default, rename = "credsStore")]
-    creds_store: Option<String>,
+    pub(crate) creds_store: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -208,7 +208,7 @@ pub(crate) fn json_error_position(e: &serde_json::Error) -> String {
     format!("{what} at line {}, column {}", e.line(), e.column())
 }
 
-fn lookup_in(cfg: &ConfigFile, path: &Path, registry: &str) -> Result<Option<Found>> {
+pub(crate) fn lookup_in(cfg: &ConfigFile, path: &Path, registry: &str) -> Result<Option<Found>> {
     if let Some((_, helper)) = cfg
         .cred_helpers
         .iter()

@@ -848,44 +848,13 @@ impl Client {
                 describe_status(&resp)
             ))));
         }
-        #[derive(serde::Deserialize)]
-        struct TokenResponse {
-            #[serde(default)]
-            token: Option<String>,
-            #[serde(default)]
-            access_token: Option<String>,
-            /// Any JSON value: a lifetime the server got wrong (negative, fractional, a
-            /// string) falls back to the default rather than failing the login.
-            #[serde(default)]
-            expires_in: Option<serde_json::Value>,
-        }
-        let parsed: TokenResponse = serde_json::from_slice(&resp.body).map_err(|_| {
+        let (token, lifetime) = parse_token_response(&resp.body).map_err(|why| {
             Failure::fatal(Error::other(format!(
-                "{}: token server {realm_host} did not answer with a token document",
+                "{}: token server {realm_host} {why}",
                 self.registry
             )))
         })?;
-        let token = parsed
-            .token
-            .filter(|t| !t.is_empty())
-            .or(parsed.access_token)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                Failure::fatal(Error::other(format!(
-                    "{}: token server {realm_host} answered without a token",
-                    self.registry
-                )))
-            })?;
-        // The spec's default lifetime is 60 s; refresh a little early. The server's number is
-        // clamped: no value may overflow the clock or keep a token for years.
-        let expires_in = parsed
-            .expires_in
-            .and_then(|v| {
-                v.as_u64()
-                    .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
-            })
-            .unwrap_or(60);
-        let lifetime = Duration::from_secs(expires_in.max(10)).min(MAX_TOKEN_LIFETIME);
+        // Refresh a little early.
         let now = Instant::now();
         let refresh_at = now.checked_add(lifetime.mul_f64(0.9)).unwrap_or(now);
         Ok(AuthState::Bearer {
@@ -1014,9 +983,48 @@ fn timeout_in(e: &std::io::Error) -> Option<String> {
     }
 }
 
+/// A token server's answer: the token and how long to keep it, or what is wrong with it (said
+/// after "token server HOST").
+pub(crate) fn parse_token_response(
+    body: &[u8],
+) -> std::result::Result<(String, Duration), &'static str> {
+    #[derive(serde::Deserialize)]
+    struct TokenResponse {
+        #[serde(default)]
+        token: Option<String>,
+        #[serde(default)]
+        access_token: Option<String>,
+        /// Any JSON value: a lifetime the server got wrong (negative, fractional, a
+        /// string) falls back to the default rather than failing the login.
+        #[serde(default)]
+        expires_in: Option<serde_json::Value>,
+    }
+    let parsed: TokenResponse =
+        serde_json::from_slice(body).map_err(|_| "did not answer with a token document")?;
+    let token = parsed
+        .token
+        .filter(|t| !t.is_empty())
+        .or(parsed.access_token)
+        .filter(|t| !t.is_empty())
+        .ok_or("answered without a token")?;
+    // The spec's default lifetime is 60 s. The server's number is clamped: no value may
+    // overflow the clock or keep a token for years.
+    let expires_in = parsed
+        .expires_in
+        .and_then(|v| {
+            v.as_u64()
+                .or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+        })
+        .unwrap_or(60);
+    Ok((
+        token,
+        Duration::from_secs(expires_in.max(10)).min(MAX_TOKEN_LIFETIME),
+    ))
+}
+
 /// `Retry-After: 120` as a duration, clamped to [`MAX_RETRY_AFTER`] (any number a server
 /// sends must neither overflow nor stall the push); HTTP dates are ignored.
-fn parse_retry_after(v: &str) -> Option<Duration> {
+pub(crate) fn parse_retry_after(v: &str) -> Option<Duration> {
     let secs: u64 = v.trim().parse().ok()?;
     Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
 }

@@ -45,10 +45,10 @@
 
 pub mod auth;
 pub mod certs;
-mod client;
+pub(crate) mod client;
 pub mod reference;
 mod tls;
-mod upload;
+pub(crate) mod upload;
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::IsTerminal;
@@ -798,7 +798,7 @@ fn unique_leaves(top: &Arc<Node>) -> Vec<Arc<Node>> {
 }
 
 /// The media type a JSON document declares, or what its shape says.
-fn sniff_media_type(bytes: &[u8]) -> Option<String> {
+pub(crate) fn sniff_media_type(bytes: &[u8]) -> Option<String> {
     let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
     if let Some(mt) = v.get("mediaType").and_then(|m| m.as_str()) {
         return Some(mt.to_string());

@@ -277,13 +277,13 @@ fn finish(client: &Client, url: &Url, resp: &Resp, digest: &Digest) -> Result<At
 }
 
 /// `0-1023` → 1023 (also `bytes=0-1023`).
-fn parse_range_end(v: &str) -> Option<u64> {
+pub(crate) fn parse_range_end(v: &str) -> Option<u64> {
     let v = v.trim().trim_start_matches("bytes=");
     v.split_once('-')?.1.trim().parse().ok()
 }
 
 /// The upload session URL from a `Location` header, resolved against the request URL.
-fn location(client: &Client, request: &Url, resp: &Resp) -> Result<Url, Failure> {
+pub(crate) fn location(client: &Client, request: &Url, resp: &Resp) -> Result<Url, Failure> {
     let loc = resp.header("location").ok_or_else(|| {
         Failure::from(Error::other(format!(
             "{}: the registry answered {} to {} without a Location header",
