@@ -157,6 +157,7 @@ fn response(status: u16, header: (&'static str, &[u8]), body: &[u8]) -> Resp {
         status,
         headers,
         body: body.to_vec(),
+        from_registry: true,
     }
 }
 
