@@ -430,7 +430,9 @@ struct Extractor<'a> {
     archive: &'a Path,
     dest: &'a Path,
     seen: HashMap<String, Extracted>,
-    dir_modes: Vec<(String, u32)>,
+    /// Final mode of every directory by relative path (a map: an archive may list the same
+    /// directory many times, and a list searched per entry would make extraction quadratic).
+    dir_modes: HashMap<String, u32>,
     entries: u64,
     data_bytes: u64,
     name_bytes: u64,
@@ -442,7 +444,7 @@ impl<'a> Extractor<'a> {
             archive,
             dest,
             seen: HashMap::new(),
-            dir_modes: Vec::new(),
+            dir_modes: HashMap::new(),
             entries: 0,
             data_bytes: 0,
             name_bytes: 0,
@@ -620,7 +622,7 @@ impl<'a> Extractor<'a> {
                 }
                 None => {
                     self.create_dir(parent)?;
-                    self.dir_modes.push((parent.to_string(), 0o755));
+                    self.dir_modes.insert(parent.to_string(), 0o755);
                 }
             }
             end += i + 1;
@@ -652,8 +654,7 @@ impl<'a> Extractor<'a> {
         if self.claim(rel, name, &Extracted::Dir)? {
             self.create_dir(rel)?;
         }
-        self.dir_modes.retain(|(r, _)| r != rel);
-        self.dir_modes.push((rel.to_string(), mode));
+        self.dir_modes.insert(rel.to_string(), mode);
         Ok(())
     }
 
@@ -781,13 +782,15 @@ impl<'a> Extractor<'a> {
                 Resolution::Loop => return Err(self.fail(rel, "symlink loop")),
             }
         }
-        self.dir_modes.sort_by(|a, b| {
+        let mut dir_modes: Vec<(String, u32)> =
+            std::mem::take(&mut self.dir_modes).into_iter().collect();
+        dir_modes.sort_by(|a, b| {
             b.0.matches('/')
                 .count()
                 .cmp(&a.0.matches('/').count())
                 .then(a.0.cmp(&b.0))
         });
-        for (rel, mode) in std::mem::take(&mut self.dir_modes) {
+        for (rel, mode) in dir_modes {
             let path = self.dest.join(&rel);
             // Owner access always, so the tree can be walked and removed by a user who is not
             // root; a layer's directory modes are normalized and do not depend on these.
