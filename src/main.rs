@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -391,7 +391,14 @@ fn run_push(args: PushArgs, ui: &Printer) -> Result<(), Error> {
                 p.display()
             )))
         }
-        Some(p) => Some(cnbpkg::atomic::AtomicFile::create(p)?),
+        Some(p) => {
+            let mut inputs = vec![("the package", args.package.as_path())];
+            if let Some(ca) = &args.ca_cert {
+                inputs.push(("the CA certificate", ca.as_path()));
+            }
+            check_digest_file(p, &inputs)?;
+            Some(cnbpkg::atomic::AtomicFile::create(p)?)
+        }
         None => None,
     };
     let mut references = args.references.into_iter();
@@ -459,6 +466,48 @@ fn run_push(args: PushArgs, ui: &Printer) -> Result<(), Error> {
         print_json(&mut out, &value);
     } else {
         let _ = writeln!(out, "{}", report.digest);
+    }
+    Ok(())
+}
+
+/// `--digest-file` may replace a regular file, never a symlink or anything else, and never an
+/// input of the push (the package, a file inside a layout directory, the CA certificate): that
+/// is checked before anything is sent, since the file is written only after the push.
+fn check_digest_file(path: &Path, inputs: &[(&str, &Path)]) -> Result<(), Error> {
+    use std::os::unix::fs::MetadataExt;
+    let refuse = |problem: String| {
+        Err(Error::invalid(
+            path,
+            format!("--digest-file {problem}; nothing was sent: choose another file"),
+        ))
+    };
+    let existing = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => return refuse("is a symbolic link".into()),
+        Ok(m) if !m.is_file() => return refuse("exists and is not a regular file".into()),
+        Ok(m) => Some(m),
+        Err(_) => None,
+    };
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let dir = std::fs::canonicalize(parent).ok();
+    for (role, input) in inputs {
+        let Ok(meta) = std::fs::metadata(input) else {
+            continue;
+        };
+        let same = existing
+            .as_ref()
+            .is_some_and(|m| (m.dev(), m.ino()) == (meta.dev(), meta.ino()));
+        let inside = meta.is_dir()
+            && std::fs::canonicalize(input)
+                .ok()
+                .zip(dir.as_ref())
+                .is_some_and(|(input, dir)| dir.starts_with(input));
+        if same || inside {
+            let what = if same { "is" } else { "lies inside" };
+            return refuse(format!("{what} {role} ({})", input.display()));
+        }
     }
     Ok(())
 }
