@@ -1,0 +1,92 @@
+//! Inputs attacked as a hostile author would: descriptor files far larger than any real one.
+//! cnbpkg must refuse them with one line naming the file, within a bounded amount of memory.
+
+mod common;
+
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+/// `cnbpkg ARGS` in `dir` with its address space limited to 1 GiB, so reading a multi-gigabyte
+/// file whole fails (the process aborts) instead of exhausting the machine.
+fn cnbpkg_bounded(dir: &Path, args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cnbpkg"));
+    cmd.args(args).current_dir(dir);
+    // SAFETY: only setrlimit (async-signal-safe) runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let limit = libc::rlimit {
+                rlim_cur: 1 << 30,
+                rlim_max: 1 << 30,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    cmd.output().unwrap()
+}
+
+/// A sparse file: `head`, then zeros up to `size` bytes (no disk space used).
+fn sparse(path: &Path, head: &str, size: u64) {
+    fs::write(path, head).unwrap();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(size)
+        .unwrap();
+}
+
+#[test]
+fn huge_descriptor_files_are_refused_without_reading_them_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bp = tmp.path().join("bp");
+    minimal_buildpack(&bp, "ex/big", "1.0.0", "");
+    // The control: the same buildpack packages under the same memory limit.
+    ok(cnbpkg_bounded(
+        tmp.path(),
+        &["buildpack", "package", "ok.cnb", "--path", "bp"],
+    ));
+
+    let big = tmp.path().join("big");
+    copy_tree(&bp, &big);
+    sparse(&big.join("buildpack.toml"), "api = \"0.10\"\n# ", 2 << 30);
+    let e = fails(
+        cnbpkg_bounded(
+            tmp.path(),
+            &["buildpack", "package", "out.cnb", "--path", "big"],
+        ),
+        1,
+    );
+    assert!(
+        e.contains("big/buildpack.toml") && e.contains("larger than"),
+        "{e}"
+    );
+
+    let config = tmp.path().join("package.toml");
+    sparse(&config, "[buildpack]\nuri = \"bp\"\n# ", 2 << 30);
+    let e = fails(
+        cnbpkg_bounded(
+            tmp.path(),
+            &[
+                "buildpack",
+                "package",
+                "out.cnb",
+                "--config",
+                "package.toml",
+            ],
+        ),
+        1,
+    );
+    assert!(
+        e.contains("package.toml") && e.contains("larger than"),
+        "{e}"
+    );
+    assert!(!tmp.path().join("out.cnb").exists());
+}
