@@ -69,6 +69,8 @@ pub fn walk(root: &Path, overlays: &[(String, PathBuf)]) -> Result<Vec<SourceEnt
 #[derive(Clone, Debug, Default)]
 pub struct Exclusions {
     outputs: Vec<(u64, u64, String)>,
+    /// The system temp directory, where cnbpkg's scratch directories (extracted archives) are.
+    scratch_root: Option<(u64, u64)>,
 }
 
 impl Exclusions {
@@ -85,8 +87,17 @@ impl Exclusions {
             .push((meta.dev(), meta.ino(), name.to_string()));
     }
 
+    /// Leave out cnbpkg's scratch directories (see [`crate::atomic::ScratchDir`]): `TMPDIR`
+    /// may lie inside a tree being packaged, and an extracted dependency must not be packaged
+    /// a second time inside it.
+    pub fn add_scratch_dirs(&mut self) {
+        if let Ok(meta) = fs::metadata(std::env::temp_dir()) {
+            self.scratch_root = Some((meta.dev(), meta.ino()));
+        }
+    }
+
     fn is_empty(&self) -> bool {
-        self.outputs.is_empty()
+        self.outputs.is_empty() && self.scratch_root.is_none()
     }
 
     /// Whether `name` in the directory `(dev, ino)` is left out.
@@ -94,9 +105,10 @@ impl Exclusions {
         let Ok(name) = std::str::from_utf8(name) else {
             return false;
         };
-        self.outputs.iter().any(|(dev, ino, base)| {
-            (*dev, *ino) == dir && (name == base || crate::atomic::is_temp_of(base, name))
-        })
+        (self.scratch_root == Some(dir) && crate::atomic::is_scratch_name(name))
+            || self.outputs.iter().any(|(dev, ino, base)| {
+                (*dev, *ino) == dir && (name == base || crate::atomic::is_temp_of(base, name))
+            })
     }
 }
 

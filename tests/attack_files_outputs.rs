@@ -209,3 +209,52 @@ fn digest_file_naming_an_input_is_refused_before_the_push() {
         .unwrap()
         .starts_with("sha256:"));
 }
+
+#[test]
+fn scratch_directories_in_a_tmpdir_inside_the_tree_stay_out_of_the_layers() {
+    let tmp = tempfile::tempdir().unwrap();
+    buildpack(tmp.path());
+    let dep = tmp.path().join("dep.tgz");
+    tool_ok(
+        "tar",
+        &[
+            "-C",
+            tmp.path().join("bp").to_str().unwrap(),
+            "-czf",
+            dep.to_str().unwrap(),
+            ".",
+        ],
+    );
+    let comp = tmp.path().join("comp");
+    write_file(
+        &comp.join("buildpack.toml"),
+        "api = \"0.10\"\n\n[buildpack]\nid = \"ex/comp\"\nversion = \"1.0.0\"\n\n[[order]]\n[[order.group]]\nid = \"ex/out\"\nversion = \"1.0.0\"\n",
+        0o644,
+    );
+    write_file(
+        &comp.join("package.toml"),
+        "[buildpack]\nuri = \".\"\n\n[[dependencies]]\nuri = \"../dep.tgz\"\n",
+        0o644,
+    );
+    // A CI job that keeps its temporary files in the checkout.
+    let inside = comp.join("tmp");
+    fs::create_dir(&inside).unwrap();
+    let outside = tmp.path().join("elsewhere");
+    fs::create_dir(&outside).unwrap();
+    let mut bytes = Vec::new();
+    for (name, tmpdir) in [("a.cnb", &outside), ("b.cnb", &inside)] {
+        let out = tmp.path().join(name);
+        let r = std::process::Command::new(env!("CARGO_BIN_EXE_cnbpkg"))
+            .current_dir(&comp)
+            .env("TMPDIR", tmpdir)
+            .args(["buildpack", "package"])
+            .arg(&out)
+            .args(["--config", "package.toml", "--target", "linux/amd64"])
+            .output()
+            .unwrap();
+        ok(r);
+        bytes.push(fs::read(&out).unwrap());
+        assert_eq!(list(tmpdir), Vec::<String>::new());
+    }
+    assert!(bytes[0] == bytes[1], "the scratch directory was packaged");
+}
