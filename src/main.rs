@@ -383,7 +383,9 @@ fn run_push(args: PushArgs, ui: &Printer) -> Result<(), Error> {
             cnbpkg::registry::MAX_JOBS
         )));
     }
-    // Created (and its directory checked) before anything is sent; written only at the end.
+    // Checked (a temporary file made and removed again) before anything is sent; written only
+    // at the end. Nothing stays registered for removal meanwhile: a pending output makes an
+    // interrupt wait for the work to stop, and the push has no such checks.
     let digest_file = match &args.digest_file {
         Some(p) if p.is_dir() => {
             return Err(Error::usage(format!(
@@ -397,7 +399,8 @@ fn run_push(args: PushArgs, ui: &Printer) -> Result<(), Error> {
                 inputs.push(("the CA certificate", ca.as_path()));
             }
             check_digest_file(p, &inputs)?;
-            Some(cnbpkg::atomic::AtomicFile::create(p)?)
+            drop(cnbpkg::atomic::AtomicFile::create(p)?);
+            Some(p.clone())
         }
         None => None,
     };
@@ -439,7 +442,8 @@ fn run_push(args: PushArgs, ui: &Printer) -> Result<(), Error> {
             cnbpkg::ui::human_size(report.bytes_sent)
         ),
     );
-    if let Some(mut f) = digest_file {
+    if let Some(path) = digest_file {
+        let mut f = cnbpkg::atomic::AtomicFile::create(&path)?;
         f.file()
             .write_all(format!("{}\n", report.digest).as_bytes())
             .map_err(|e| Error::io(f.dest().to_path_buf(), e))?;

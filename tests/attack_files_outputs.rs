@@ -258,3 +258,57 @@ fn scratch_directories_in_a_tmpdir_inside_the_tree_stay_out_of_the_layers() {
     }
     assert!(bytes[0] == bytes[1], "the scratch directory was packaged");
 }
+
+#[test]
+fn interrupt_stops_a_push_with_a_digest_file_at_once() {
+    use std::net::TcpListener;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let bp = buildpack(tmp.path());
+    let pkg = tmp.path().join("pkg.cnb");
+    ok(cnbpkg([
+        "buildpack".as_ref(),
+        "package".as_ref(),
+        pkg.as_os_str(),
+        "--path".as_ref(),
+        bp.as_os_str(),
+    ]));
+    // A registry that accepts connections and never answers.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (accepted, connected) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().take(16) {
+            let Ok(stream) = stream else { break };
+            held.push(stream);
+            if accepted.send(()).is_err() {
+                break;
+            }
+        }
+    });
+    let out = tmp.path().join("out");
+    fs::create_dir(&out).unwrap();
+    let digest_file = out.join("digest.txt");
+    let mut args = child::push_args(
+        &pkg,
+        &format!("127.0.0.1:{port}/ex/out:1"),
+        &["--insecure", "--digest-file"],
+    );
+    args.push(digest_file.into());
+    let child = child::spawn(args, tmp.path(), &[]);
+    // Interrupted while it waits for the registry.
+    connected
+        .recv_timeout(Duration::from_secs(60))
+        .expect("cnbpkg never connected");
+    // SAFETY: kill(2) on the PID of the child this test started.
+    assert_eq!(
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) },
+        0
+    );
+    let r = child::finish(child);
+    assert_eq!(r.code(), Some(130), "{r}");
+    assert_eq!(fs::read_dir(&out).unwrap().count(), 0, "{r}");
+}
