@@ -90,3 +90,43 @@ fn huge_descriptor_files_are_refused_without_reading_them_whole() {
     );
     assert!(!tmp.path().join("out.cnb").exists());
 }
+
+#[test]
+fn layout_whose_blob_directory_is_a_symlink_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bp = tmp.path().join("bp");
+    minimal_buildpack(&bp, "ex/lay", "1.0.0", "");
+    ok(cnbpkg_in(
+        tmp.path(),
+        [
+            "buildpack",
+            "package",
+            "layout",
+            "--format",
+            "layout",
+            "--path",
+            "bp",
+        ],
+    ));
+    ok(cnbpkg_in(tmp.path(), ["verify", "layout"]));
+    for dir in ["blobs", "blobs/sha256"] {
+        let copy = tmp.path().join(format!("copy-{}", dir.replace('/', "-")));
+        copy_tree(&tmp.path().join("layout"), &copy);
+        // The blobs live elsewhere and the layout points at them.
+        let elsewhere = tmp
+            .path()
+            .join(format!("elsewhere-{}", dir.replace('/', "-")));
+        fs::rename(copy.join(dir), &elsewhere).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, copy.join(dir)).unwrap();
+        for command in ["verify", "inspect"] {
+            let out = cnbpkg([command.as_ref(), copy.as_os_str()]);
+            // verify lists defects on standard output, errors go to standard error.
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            let e = fails(out, 1);
+            assert!(
+                e.contains("symbolic link") || stdout.contains("symbolic link"),
+                "{command} {dir}: {stdout}{e}"
+            );
+        }
+    }
+}
