@@ -4,6 +4,7 @@
 mod common;
 
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
@@ -129,4 +130,50 @@ fn layout_whose_blob_directory_is_a_symlink_is_refused() {
             );
         }
     }
+}
+
+#[test]
+fn file_uris_with_multibyte_characters_after_a_percent_sign_do_not_panic() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Named as the URI spells it: '%' then a three-byte character, which is not an escape.
+    let bp = tmp.path().join("bp-%\u{20ac}x");
+    minimal_buildpack(&bp, "ex/pct", "1.0.0", "");
+    let config = tmp.path().join("package.toml");
+    fs::write(
+        &config,
+        format!("[buildpack]\nuri = \"file://{}\"\n", bp.display()),
+    )
+    .unwrap();
+    ok(cnbpkg_in(
+        tmp.path(),
+        [
+            "buildpack",
+            "package",
+            "out.cnb",
+            "--config",
+            "package.toml",
+        ],
+    ));
+    // An escape naming a byte that is not UTF-8 reaches the file of that name.
+    let raw = std::ffi::OsStr::from_bytes(b"bp-\xff");
+    let odd = tmp.path().join(raw);
+    minimal_buildpack(&odd, "ex/raw", "1.0.0", "");
+    fs::write(
+        &config,
+        format!(
+            "[buildpack]\nuri = \"file://{}/bp-%ff\"\n",
+            tmp.path().display()
+        ),
+    )
+    .unwrap();
+    ok(cnbpkg_in(
+        tmp.path(),
+        [
+            "buildpack",
+            "package",
+            "raw.cnb",
+            "--config",
+            "package.toml",
+        ],
+    ));
 }
