@@ -56,8 +56,9 @@ pub fn open_regular(path: &Path) -> Result<File> {
 
 /// The largest text file (`buildpack.toml`, `package.toml`) read into memory. Real descriptors
 /// are kilobytes (Paketo's longest, with every dependency listed, is under 1 MiB); without a
-/// bound a sparse multi-gigabyte file would be read whole.
-pub const MAX_TEXT_FILE: u64 = 16 << 20;
+/// bound a sparse multi-gigabyte file would be read whole. Twice the largest config a reader
+/// accepts, so a descriptor too large for that limit is still refused with the config's message.
+pub const MAX_TEXT_FILE: u64 = 64 << 20;
 
 /// Read a text file named by the user (or found in an input) after [`open_regular`]'s checks,
 /// at most [`MAX_TEXT_FILE`] bytes; errors name `shown`.
@@ -71,7 +72,7 @@ pub fn read_text(path: &Path, shown: &Path) -> Result<String> {
         return Err(Error::invalid(
             shown,
             format!(
-                "is larger than {} MiB; refusing to read it",
+                "is larger than the {} MiB limit for descriptor files; refusing to read it",
                 MAX_TEXT_FILE >> 20
             ),
         ));
