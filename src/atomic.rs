@@ -206,6 +206,11 @@ pub fn is_temp_of(base: &str, name: &str) -> bool {
 /// Prefix of scratch directories in the system temp directory.
 const SCRATCH_PREFIX: &str = ".cnbpkg-";
 
+/// Whether `name` is the name of a scratch directory made by [`ScratchDir`].
+pub fn is_scratch_name(name: &str) -> bool {
+    parse_scratch_name(name).is_some()
+}
+
 fn parse_scratch_name(name: &str) -> Option<u32> {
     let (pid, random) = name.strip_prefix(SCRATCH_PREFIX)?.split_once('-')?;
     parse_pid_random(pid, random, false)

@@ -54,12 +54,29 @@ pub fn open_regular(path: &Path) -> Result<File> {
     open_checked(path, 0)
 }
 
-/// Read a text file named by the user (or found in an input) after [`open_regular`]'s checks;
-/// errors name `shown`.
+/// The largest text file (`buildpack.toml`, `package.toml`) read into memory. Real descriptors
+/// are kilobytes (Paketo's longest, with every dependency listed, is under 1 MiB); without a
+/// bound a sparse multi-gigabyte file would be read whole. Twice the largest config a reader
+/// accepts, so a descriptor too large for that limit is still refused with the config's message.
+pub const MAX_TEXT_FILE: u64 = 64 << 20;
+
+/// Read a text file named by the user (or found in an input) after [`open_regular`]'s checks,
+/// at most [`MAX_TEXT_FILE`] bytes; errors name `shown`.
 pub fn read_text(path: &Path, shown: &Path) -> Result<String> {
-    let mut file = open_checked(path, 0).map_err(|e| rename(e, path, shown))?;
+    let file = open_checked(path, 0).map_err(|e| rename(e, path, shown))?;
     let mut text = String::new();
-    file.read_to_string(&mut text).at(shown)?;
+    file.take(MAX_TEXT_FILE + 1)
+        .read_to_string(&mut text)
+        .at(shown)?;
+    if text.len() as u64 > MAX_TEXT_FILE {
+        return Err(Error::invalid(
+            shown,
+            format!(
+                "is larger than the {} MiB limit for descriptor files; refusing to read it",
+                MAX_TEXT_FILE >> 20
+            ),
+        ));
+    }
     Ok(text)
 }
 

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -396,7 +396,9 @@ fn run_push(args: PushArgs, ui: &Printer) -> Result<(), Error> {
             cnbpkg::registry::MAX_JOBS
         )));
     }
-    // Created (and its directory checked) before anything is sent; written only at the end.
+    // Checked (a temporary file made and removed again) before anything is sent; written only
+    // at the end. Nothing stays registered for removal meanwhile: a pending output makes an
+    // interrupt wait for the work to stop, and the push has no such checks.
     let digest_file = match &args.digest_file {
         Some(p) if p.is_dir() => {
             return Err(Error::usage(format!(
@@ -405,8 +407,13 @@ fn run_push(args: PushArgs, ui: &Printer) -> Result<(), Error> {
             )))
         }
         Some(p) => {
-            refuse_input_as_digest_file(p, &args.package, args.ca_cert.as_deref())?;
-            Some(cnbpkg::atomic::AtomicFile::create(p)?)
+            let mut inputs = vec![("the package", args.package.as_path())];
+            if let Some(ca) = &args.ca_cert {
+                inputs.push(("the CA certificate", ca.as_path()));
+            }
+            check_digest_file(p, &inputs)?;
+            drop(cnbpkg::atomic::AtomicFile::create(p)?);
+            Some(p.clone())
         }
         None => None,
     };
@@ -448,7 +455,8 @@ fn run_push(args: PushArgs, ui: &Printer) -> Result<(), Error> {
             cnbpkg::ui::human_size(report.bytes_sent)
         ),
     );
-    if let Some(mut f) = digest_file {
+    if let Some(path) = digest_file {
+        let mut f = cnbpkg::atomic::AtomicFile::create(&path)?;
         f.file()
             .write_all(format!("{}\n", report.digest).as_bytes())
             .map_err(|e| Error::io(f.dest().to_path_buf(), e))?;
@@ -479,6 +487,48 @@ fn run_push(args: PushArgs, ui: &Printer) -> Result<(), Error> {
     Ok(())
 }
 
+/// `--digest-file` may replace a regular file, never a symlink or anything else, and never an
+/// input of the push (the package, a file inside a layout directory, the CA certificate): that
+/// is checked before anything is sent, since the file is written only after the push.
+fn check_digest_file(path: &Path, inputs: &[(&str, &Path)]) -> Result<(), Error> {
+    use std::os::unix::fs::MetadataExt;
+    let refuse = |problem: String| {
+        Err(Error::invalid(
+            path,
+            format!("--digest-file {problem}; nothing was sent: choose another file"),
+        ))
+    };
+    let existing = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => return refuse("is a symbolic link".into()),
+        Ok(m) if !m.is_file() => return refuse("exists and is not a regular file".into()),
+        Ok(m) => Some(m),
+        Err(_) => None,
+    };
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let dir = std::fs::canonicalize(parent).ok();
+    for (role, input) in inputs {
+        let Ok(meta) = std::fs::metadata(input) else {
+            continue;
+        };
+        let same = existing
+            .as_ref()
+            .is_some_and(|m| (m.dev(), m.ino()) == (meta.dev(), meta.ino()));
+        let inside = meta.is_dir()
+            && std::fs::canonicalize(input)
+                .ok()
+                .zip(dir.as_ref())
+                .is_some_and(|(input, dir)| dir.starts_with(input));
+        if same || inside {
+            let what = if same { "is" } else { "lies inside" };
+            return refuse(format!("{what} {role} ({})", input.display()));
+        }
+    }
+    Ok(())
+}
+
 /// A report as pretty JSON on stdout (`--json`).
 fn print_json(out: &mut impl Write, report: &impl serde::Serialize) {
     let _ = writeln!(
@@ -486,46 +536,4 @@ fn print_json(out: &mut impl Write, report: &impl serde::Serialize) {
         "{}",
         serde_json::to_string_pretty(report).expect("report serializes")
     );
-}
-
-/// `--digest-file` must not replace what the push reads: the package (a `.cnb` file, or any
-/// file inside a layout directory) or the `--ca-cert` file. Paths are compared canonicalized;
-/// a file that does not exist yet is known by its canonical directory.
-fn refuse_input_as_digest_file(
-    digest_file: &std::path::Path,
-    package: &std::path::Path,
-    ca_cert: Option<&std::path::Path>,
-) -> Result<(), Error> {
-    let out = match std::fs::canonicalize(digest_file) {
-        Ok(p) => p,
-        Err(_) => {
-            let (Some(name), Ok(dir)) = (
-                digest_file.file_name(),
-                std::fs::canonicalize(match digest_file.parent() {
-                    Some(p) if !p.as_os_str().is_empty() => p,
-                    _ => std::path::Path::new("."),
-                }),
-            ) else {
-                return Ok(()); // no such directory: creating the file says so
-            };
-            dir.join(name)
-        }
-    };
-    let inputs = [
-        Some((package, "the package being pushed")),
-        ca_cert.map(|c| (c, "the --ca-cert file")),
-    ];
-    for (input, role) in inputs.into_iter().flatten() {
-        let Ok(input) = std::fs::canonicalize(input) else {
-            continue;
-        };
-        if out == input || (input.is_dir() && out.starts_with(&input)) {
-            return Err(Error::usage(format!(
-                "--digest-file {}: is or lies inside {role} ({}); choose another file",
-                digest_file.display(),
-                input.display()
-            )));
-        }
-    }
-    Ok(())
 }

@@ -69,6 +69,8 @@ pub fn walk(root: &Path, overlays: &[(String, PathBuf)]) -> Result<Vec<SourceEnt
 #[derive(Clone, Debug, Default)]
 pub struct Exclusions {
     outputs: Vec<(u64, u64, String)>,
+    /// The system temp directory, where cnbpkg's scratch directories (extracted archives) are.
+    scratch_root: Option<(u64, u64)>,
 }
 
 impl Exclusions {
@@ -85,8 +87,17 @@ impl Exclusions {
             .push((meta.dev(), meta.ino(), name.to_string()));
     }
 
+    /// Leave out cnbpkg's scratch directories (see [`crate::atomic::ScratchDir`]): `TMPDIR`
+    /// may lie inside a tree being packaged, and an extracted dependency must not be packaged
+    /// a second time inside it.
+    pub fn add_scratch_dirs(&mut self) {
+        if let Ok(meta) = fs::metadata(std::env::temp_dir()) {
+            self.scratch_root = Some((meta.dev(), meta.ino()));
+        }
+    }
+
     fn is_empty(&self) -> bool {
-        self.outputs.is_empty()
+        self.outputs.is_empty() && self.scratch_root.is_none()
     }
 
     /// Whether `name` in the directory `(dev, ino)` is left out.
@@ -94,9 +105,10 @@ impl Exclusions {
         let Ok(name) = std::str::from_utf8(name) else {
             return false;
         };
-        self.outputs.iter().any(|(dev, ino, base)| {
-            (*dev, *ino) == dir && (name == base || crate::atomic::is_temp_of(base, name))
-        })
+        (self.scratch_root == Some(dir) && crate::atomic::is_scratch_name(name))
+            || self.outputs.iter().any(|(dev, ino, base)| {
+                (*dev, *ino) == dir && (name == base || crate::atomic::is_temp_of(base, name))
+            })
     }
 }
 
@@ -430,7 +442,9 @@ struct Extractor<'a> {
     archive: &'a Path,
     dest: &'a Path,
     seen: HashMap<String, Extracted>,
-    dir_modes: Vec<(String, u32)>,
+    /// Final mode of every directory by relative path (a map: an archive may list the same
+    /// directory many times, and a list searched per entry would make extraction quadratic).
+    dir_modes: HashMap<String, u32>,
     entries: u64,
     data_bytes: u64,
     name_bytes: u64,
@@ -442,7 +456,7 @@ impl<'a> Extractor<'a> {
             archive,
             dest,
             seen: HashMap::new(),
-            dir_modes: Vec::new(),
+            dir_modes: HashMap::new(),
             entries: 0,
             data_bytes: 0,
             name_bytes: 0,
@@ -620,7 +634,7 @@ impl<'a> Extractor<'a> {
                 }
                 None => {
                     self.create_dir(parent)?;
-                    self.dir_modes.push((parent.to_string(), 0o755));
+                    self.dir_modes.insert(parent.to_string(), 0o755);
                 }
             }
             end += i + 1;
@@ -652,8 +666,7 @@ impl<'a> Extractor<'a> {
         if self.claim(rel, name, &Extracted::Dir)? {
             self.create_dir(rel)?;
         }
-        self.dir_modes.retain(|(r, _)| r != rel);
-        self.dir_modes.push((rel.to_string(), mode));
+        self.dir_modes.insert(rel.to_string(), mode);
         Ok(())
     }
 
@@ -781,13 +794,15 @@ impl<'a> Extractor<'a> {
                 Resolution::Loop => return Err(self.fail(rel, "symlink loop")),
             }
         }
-        self.dir_modes.sort_by(|a, b| {
+        let mut dir_modes: Vec<(String, u32)> =
+            std::mem::take(&mut self.dir_modes).into_iter().collect();
+        dir_modes.sort_by(|a, b| {
             b.0.matches('/')
                 .count()
                 .cmp(&a.0.matches('/').count())
                 .then(a.0.cmp(&b.0))
         });
-        for (rel, mode) in std::mem::take(&mut self.dir_modes) {
+        for (rel, mode) in dir_modes {
             let path = self.dest.join(&rel);
             // Owner access always, so the tree can be walked and removed by a user who is not
             // root; a layer's directory modes are normalized and do not depend on these.

@@ -93,6 +93,17 @@ impl PackageReader {
                     "not an OCI layout: no oci-layout file",
                 ));
             }
+            // Blobs are never read through a symlink (each blob file is checked when opened);
+            // the directories holding them must not be symlinks either, or every blob would
+            // come from somewhere else.
+            for dir in ["blobs", "blobs/sha256"] {
+                if fs::symlink_metadata(path.join(dir)).is_ok_and(|m| m.file_type().is_symlink()) {
+                    return Err(Error::invalid(
+                        path.join(dir),
+                        "is a symbolic link; a layout's blob directories must be real directories",
+                    ));
+                }
+            }
             Source::Dir {
                 root: path.to_path_buf(),
             }

@@ -344,10 +344,72 @@ pub fn check_destination(dest: &Path, format: OutputFormat) -> Result<()> {
         }
         OutputFormat::File => {}
     }
-    match super::PackageReader::open(dest) {
-        Ok(_) => Ok(()),
-        Err(_) => refuse("exists and is not a package"),
+    let reader = match super::PackageReader::open(dest) {
+        Ok(r) => r,
+        Err(_) => return refuse("exists and is not a package"),
+    };
+    // A readable index is not enough: a directory (or archive) that also holds other files
+    // is more than a package, and replacing it would delete them.
+    let only_layout = match format {
+        OutputFormat::Layout => holds_only_layout(dest),
+        OutputFormat::File => reader
+            .files()
+            .is_ok_and(|files| files.keys().all(|name| is_layout_name(name))),
+    };
+    if !only_layout {
+        return refuse("holds files that are not part of a package");
     }
+    Ok(())
+}
+
+/// Whether `name` (normalized, relative) is one of the files an OCI layout consists of.
+fn is_layout_name(name: &str) -> bool {
+    match name.split('/').collect::<Vec<_>>().as_slice() {
+        ["oci-layout"] | ["index.json"] => true,
+        ["blobs", alg, hex] => !alg.is_empty() && !hex.is_empty(),
+        _ => false,
+    }
+}
+
+/// Whether the layout directory `dir` holds nothing but `oci-layout`, `index.json` and regular
+/// files in `blobs/ALG/` (no symlinks, no other files or directories, bounded in count).
+fn holds_only_layout(dir: &Path) -> bool {
+    let mut seen = 0usize;
+    let mut entries_of = |d: &Path| -> Option<Vec<(String, fs::FileType)>> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(d).ok()? {
+            seen += 1;
+            if seen > super::MAX_ENTRIES {
+                return None;
+            }
+            let e = e.ok()?;
+            out.push((e.file_name().into_string().ok()?, e.file_type().ok()?));
+        }
+        Some(out)
+    };
+    let Some(top) = entries_of(dir) else {
+        return false;
+    };
+    for (name, ft) in top {
+        let fine = match name.as_str() {
+            "oci-layout" | "index.json" => ft.is_file(),
+            "blobs" if ft.is_dir() => {
+                let Some(algs) = entries_of(&dir.join("blobs")) else {
+                    return false;
+                };
+                algs.into_iter().all(|(alg, ft)| {
+                    ft.is_dir()
+                        && entries_of(&dir.join("blobs").join(alg))
+                            .is_some_and(|blobs| blobs.iter().all(|(_, ft)| ft.is_file()))
+                })
+            }
+            _ => false,
+        };
+        if !fine {
+            return false;
+        }
+    }
+    true
 }
 
 /// How much written data may wait in the page cache before its writeback is started.

@@ -347,6 +347,7 @@ pub fn package_buildpack(opts: &PackageOptions, ui: &Printer) -> Result<PackageR
     };
 
     let mut exclusions = Exclusions::default();
+    exclusions.add_scratch_dirs();
     for (path, _) in &outputs {
         check_output_against_inputs(path, opts.format, &inputs)?;
         exclusions.add_output(path);

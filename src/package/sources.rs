@@ -72,7 +72,10 @@ pub fn resolve_uri(uri: &str, base: &Path) -> Result<PathBuf> {
 /// The path a local URI names: `file://` decoded, relative paths joined to `base`.
 fn local_path(uri: &str, base: &Path) -> PathBuf {
     let path = match uri.strip_prefix("file://") {
-        Some(rest) => PathBuf::from(percent_decode(rest)),
+        Some(rest) => {
+            use std::os::unix::ffi::OsStringExt;
+            PathBuf::from(std::ffi::OsString::from_vec(percent_decode(rest)))
+        }
         None => PathBuf::from(uri),
     };
     if path.is_absolute() {
@@ -119,14 +122,17 @@ pub(crate) fn locate(
     }
 }
 
-fn percent_decode(s: &str) -> String {
+/// `%XX` escapes decoded to the bytes they name (a file name need not be UTF-8). Works on bytes:
+/// a `%` followed by a multi-byte character is kept as written, never sliced through.
+fn percent_decode(s: &str) -> Vec<u8> {
+    let hex = |b: u8| (b as char).to_digit(16);
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
+            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((hi * 16 + lo) as u8);
                 i += 3;
                 continue;
             }
@@ -134,7 +140,7 @@ fn percent_decode(s: &str) -> String {
         out.push(bytes[i]);
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
 /// Load the main buildpack: a directory or a `.tgz`/`.tar` archive with `buildpack.toml` at
