@@ -37,6 +37,24 @@ pub fn escape_controls(s: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Text from a server or a file, fit for a one-line message: control characters escaped,
+/// at most `max` characters (then `…`).
+pub fn sanitize(s: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (n, c) in s.chars().enumerate() {
+        if n >= max {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A name taken from an input, fit for a message: control characters escaped and, past
 /// [`MAX_QUOTED_NAME`] characters, cut with the full length noted.
 pub fn quote_name(name: &str) -> String {

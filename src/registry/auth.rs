@@ -279,7 +279,7 @@ struct HelperOutput {
 fn run_helper(helper: &str, registry: &str) -> Result<Option<Found>> {
     let program = format!("docker-credential-{helper}");
     // The helper's name comes from the config file: shown escaped and cut short.
-    let shown = super::client::sanitize(&program, 100);
+    let shown = crate::ui::sanitize(&program, 100);
     // A program name looked up on PATH, as docker does: a name with a path separator would
     // run whatever file the config file points at, relative to the current directory.
     if helper.is_empty() || helper.contains(['/', '\\', '\0']) {

@@ -249,7 +249,10 @@ impl Client {
                     Err(e) => {
                         return Err(Error::invalid(
                             path,
-                            format!("not a PEM certificate: {}", sanitize(&e.to_string(), 100)),
+                            format!(
+                                "not a PEM certificate: {}",
+                                crate::ui::sanitize(&e.to_string(), 100)
+                            ),
                         ))
                     }
                 }
@@ -501,7 +504,7 @@ impl Client {
                     self.registry,
                     host_port(url),
                     shown_path(url),
-                    sanitize(&e.to_string(), 200)
+                    crate::ui::sanitize(&e.to_string(), 200)
                 ))));
             }
         }
@@ -536,7 +539,7 @@ impl Client {
 
     fn transport_failure(&self, method: &Method, url: &Url, e: ureq::Error) -> Failure {
         let hp = host_port(url);
-        let text = sanitize(&error_chain(&e), 300);
+        let text = crate::ui::sanitize(&error_chain(&e), 300);
         let lower = text.to_lowercase();
         let untrusted = lower.contains("unknownissuer")
             || lower.contains("unknown issuer")
@@ -710,7 +713,7 @@ impl Client {
                         "{}: the registry requires authentication with a scheme cnbpkg does not support ({})",
                         self.registry,
                         resp.header("www-authenticate")
-                            .map(|h| sanitize(h, 100))
+                            .map(|h| crate::ui::sanitize(h, 100))
                             .unwrap_or_else(|| "no WWW-Authenticate header".to_string())
                     ))))
                 }
@@ -756,7 +759,7 @@ impl Client {
                 Failure::fatal(Error::other(format!(
                     "{}: the token realm '{}' is not an http(s) URL",
                     self.registry,
-                    sanitize(realm, 100)
+                    crate::ui::sanitize(realm, 100)
                 )))
             })?;
         if self.credential.is_some()
@@ -770,7 +773,7 @@ impl Client {
             return Err(Failure::fatal(Error::other(format!(
                 "{}: the registry names a plain-HTTP token server ({}); cnbpkg does not send credentials unencrypted",
                 self.registry,
-                sanitize(&host_port(&realm_url), 100)
+                crate::ui::sanitize(&host_port(&realm_url), 100)
             ))));
         }
         let mut scopes = self.scopes.clone();
@@ -833,7 +836,7 @@ impl Client {
                 Err(f) => return Err(Failure::fatal(f.error)),
             }
         };
-        let realm_host = sanitize(&host_port(&realm_url), 100);
+        let realm_host = crate::ui::sanitize(&host_port(&realm_url), 100);
         if resp.status == 401 || resp.status == 403 {
             return Err(Failure::fatal(Error::other(format!(
                 "{}: authentication failed ({} from token server {realm_host})",
@@ -875,7 +878,7 @@ fn split_scopes(s: &str) -> Vec<String> {
 /// A URL's path for a message: an upload `Location` is the server's to choose, so it is
 /// escaped and cut short like any other server text.
 pub fn shown_path(url: &Url) -> String {
-    sanitize(url.path(), 200)
+    crate::ui::sanitize(url.path(), 200)
 }
 
 /// `host:port` of a URL.
@@ -917,7 +920,7 @@ pub fn describe_status(resp: &Resp) -> String {
                 first.message.clone()
             };
             out.push_str(": ");
-            out.push_str(&sanitize(&msg, 200));
+            out.push_str(&crate::ui::sanitize(&msg, 200));
         }
     }
     out
@@ -951,24 +954,6 @@ pub fn same_origin(a: &Url, b: &Url) -> bool {
     a.scheme() == b.scheme()
         && a.host() == b.host()
         && a.port_or_known_default() == b.port_or_known_default()
-}
-
-/// Text from a server or a file, fit for a one-line message: control characters escaped,
-/// at most `max` characters (then `…`).
-pub fn sanitize(s: &str, max: usize) -> String {
-    let mut out = String::new();
-    for (n, c) in s.chars().enumerate() {
-        if n >= max {
-            out.push('…');
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// The timeout inside an I/O error from a response body read, if that is what it is.
@@ -1056,8 +1041,11 @@ mod tests {
 
     #[test]
     fn server_text_is_escaped_and_cut() {
-        assert_eq!(sanitize("a\u{1b}[2Jb\nc", 100), "a\\u{1b}[2Jb\\nc");
-        assert_eq!(sanitize("abcdef", 3), "abc…");
+        assert_eq!(
+            crate::ui::sanitize("a\u{1b}[2Jb\nc", 100),
+            "a\\u{1b}[2Jb\\nc"
+        );
+        assert_eq!(crate::ui::sanitize("abcdef", 3), "abc…");
     }
 
     #[test]

@@ -734,7 +734,7 @@ fn manifest_blobs(path: &Path, n: &Node) -> Result<Vec<Descriptor>> {
             format!(
                 "manifest {}: {}",
                 n.digest,
-                client::sanitize(&e.to_string(), 200)
+                crate::ui::sanitize(&e.to_string(), 200)
             ),
         )
     })?;
@@ -874,7 +874,7 @@ impl Loader<'_> {
                     format!(
                         "index {}: {}",
                         desc.digest,
-                        client::sanitize(&e.to_string(), 200)
+                        crate::ui::sanitize(&e.to_string(), 200)
                     ),
                 )
             })?;
@@ -887,7 +887,7 @@ impl Loader<'_> {
                             "index {} references {} of media type '{}', which cnbpkg cannot push",
                             desc.digest,
                             d.digest,
-                            client::sanitize(&d.media_type, 100)
+                            crate::ui::sanitize(&d.media_type, 100)
                         ),
                     ));
                 }
@@ -909,7 +909,7 @@ impl Loader<'_> {
                     format!(
                         "manifest {}: {}",
                         desc.digest,
-                        client::sanitize(&e.to_string(), 200)
+                        crate::ui::sanitize(&e.to_string(), 200)
                     ),
                 )
             })?;
@@ -953,7 +953,7 @@ impl Loader<'_> {
                 format!(
                     "{} has media type '{}', not an image manifest or index",
                     desc.digest,
-                    client::sanitize(&media_type, 100)
+                    crate::ui::sanitize(&media_type, 100)
                 ),
             ));
         };

@@ -12,7 +12,7 @@ use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
 use crate::layout::BlobReader;
 
-use super::client::{sanitize, shown_path, Body, Client, Failure, Resp};
+use super::client::{shown_path, Body, Client, Failure, Resp};
 
 /// All manifest media types we accept back on HEAD.
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
@@ -296,7 +296,7 @@ pub(crate) fn location(client: &Client, request: &Url, resp: &Resp) -> Result<Ur
         Failure::from(Error::other(format!(
             "{}: invalid upload location '{}': {why}",
             client.registry,
-            sanitize(loc, 200)
+            crate::ui::sanitize(loc, 200)
         )))
     };
     let url = request.join(loc).map_err(|e| bad(e.to_string()))?;
@@ -315,7 +315,7 @@ pub fn check_digest(client: &Client, resp: &Resp, expected: &Digest) -> Result<(
             return Err(Error::other(format!(
                 "{}: the registry reports digest {} for content with digest {expected}",
                 client.registry,
-                sanitize(d.trim(), 100)
+                crate::ui::sanitize(d.trim(), 100)
             )));
         }
     }
