@@ -859,6 +859,7 @@ pub(crate) fn read_layer(
             // The guard bounds extended headers, which the tar reader would hold whole.
             let mut guarded = TarGuard::new(&mut tar_stream);
             let mut archive = tar::Archive::new(&mut guarded);
+            let mut watch = crate::layer::LinkWatch::default();
             for entry in archive.entries()? {
                 let mut entry = entry?;
                 let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
@@ -866,7 +867,10 @@ pub(crate) fn read_layer(
                     .link_name_bytes()
                     .map(|l| String::from_utf8_lossy(&l).into_owned());
                 let typ = entry.header().entry_type();
-                match crate::layer::module_dir_of_entry(&path, typ, link.as_deref()) {
+                let placed = watch
+                    .check(&path, typ, link.as_deref())
+                    .and_then(|()| crate::layer::module_dir_of_entry(&path, typ, link.as_deref()));
+                match placed {
                     Ok(Some(dir)) => {
                         if facts.dirs.len() < MAX_MODULES_PER_LAYER {
                             facts.dirs.insert(dir);
