@@ -737,11 +737,26 @@ impl Verifier<'_> {
         let windows = config.os == "windows";
         // The module directories the label gives each layer (by position).
         let mut given: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
+        // Which module each directory belongs to: ids `a/b` and `a_b` (and, on Windows, ids
+        // differing in case only) share one, so two layers would fill it together and each
+        // could place entries through the other's links.
+        let mut owners: BTreeMap<String, String> = BTreeMap::new();
         for (id, versions) in &layers.0 {
             for (version, info) in versions {
                 if let Err(e) = crate::descriptor::check_id_version("buildpack", id, version) {
                     self.defect(format!("{name}: {label_name}: {e}"));
                     continue;
+                }
+                let dir = module_dir(label_name, id, version, windows);
+                let key = if windows {
+                    dir.to_lowercase()
+                } else {
+                    dir.clone()
+                };
+                if let Some(other) = owners.insert(key, format!("{id}@{version}")) {
+                    self.defect(format!(
+                        "{name}: {label_name}: {other} and {id}@{version} share one layer directory {dir}"
+                    ));
                 }
                 let diff_id: Option<Digest> = info.layer_diff_id.parse().ok();
                 let Some(diff_id) = diff_id else {

@@ -167,15 +167,15 @@ fn put(root: &Path, media_type: &str, bytes: &[u8]) -> Value {
     json!({"mediaType": media_type, "digest": d, "size": bytes.len()})
 }
 
-/// A one-image package of `t/dep@1.0.0` (os `os`) whose layer is a sound module plus `extra`.
-fn package_of(root: &Path, os: &str, extra: &[E]) -> PathBuf {
-    use std::io::Write;
+/// The layer of a module whose descriptor says `id@1.0.0`, stored in directory `dir_id`
+/// (the id with `/` as `_`), followed by `extra`.
+fn module_tar(os: &str, dir_id: &str, id: &str, extra: &[E]) -> Vec<u8> {
     let p = if os == "windows" { "Files/" } else { "" };
-    let base = format!("{p}cnb/buildpacks/t_dep/1.0.0");
-    let toml = "api = \"0.10\"\n[buildpack]\nid = \"t/dep\"\nversion = \"1.0.0\"\n";
+    let base = format!("{p}cnb/buildpacks/{dir_id}/1.0.0");
+    let toml = format!("api = \"0.10\"\n[buildpack]\nid = \"{id}\"\nversion = \"1.0.0\"\n");
     let mut tar = Vec::new();
     let names = [
-        format!("{p}cnb/buildpacks/t_dep"),
+        format!("{p}cnb/buildpacks/{dir_id}"),
         base.clone(),
         format!("{base}/bin"),
     ];
@@ -199,22 +199,46 @@ fn package_of(root: &Path, os: &str, extra: &[E]) -> PathBuf {
     tar.extend_from_slice(toml.as_bytes());
     tar.extend(std::iter::repeat_n(0u8, (512 - toml.len() % 512) % 512));
     tar.extend(tar_of(extra));
+    tar
+}
 
+/// A one-image package of `t/dep@1.0.0` (os `os`) whose layer is a sound module plus `extra`.
+fn package_of(root: &Path, os: &str, extra: &[E]) -> PathBuf {
+    let tar = module_tar(os, "t_dep", "t/dep", extra);
+    layout_of(root, os, &[("t/dep", tar)], "t/dep")
+}
+
+/// A one-image package with one layer per module (`id`, layer tar), all at version 1.0.0.
+fn layout_of(root: &Path, os: &str, modules: &[(&str, Vec<u8>)], main: &str) -> PathBuf {
+    use std::io::Write;
     fs::create_dir_all(root.join("blobs/sha256")).unwrap();
     fs::write(root.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    gz.write_all(&tar).unwrap();
-    let blob = gz.finish().unwrap();
-    let layer = put(root, "application/vnd.oci.image.layer.v1.tar+gzip", &blob);
-    let label = json!({"t/dep": {"1.0.0": {"api": "0.10", "layerDiffID": sha(&tar)}}});
-    let metadata = json!({"id": "t/dep", "version": "1.0.0"});
+    let mut layers = Vec::new();
+    let mut diff_ids = Vec::new();
+    let mut label = serde_json::Map::new();
+    for (id, tar) in modules {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(tar).unwrap();
+        let blob = gz.finish().unwrap();
+        layers.push(put(
+            root,
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+            &blob,
+        ));
+        diff_ids.push(sha(tar));
+        label.insert(
+            id.to_string(),
+            json!({"1.0.0": {"api": "0.10", "layerDiffID": sha(tar)}}),
+        );
+    }
+    let metadata = json!({"id": main, "version": "1.0.0"});
     let config = json!({
         "architecture": "amd64",
         "os": os,
-        "rootfs": {"type": "layers", "diff_ids": [sha(&tar)]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
         "config": {"Labels": {
             "io.buildpacks.buildpackage.metadata": metadata.to_string(),
-            "io.buildpacks.buildpack.layers": label.to_string(),
+            "io.buildpacks.buildpack.layers": Value::Object(label).to_string(),
         }},
     });
     let config = put(
@@ -226,7 +250,7 @@ fn package_of(root: &Path, os: &str, extra: &[E]) -> PathBuf {
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": config,
-        "layers": [layer],
+        "layers": layers,
     });
     let mut desc = put(
         root,
@@ -349,4 +373,137 @@ fn entries_placed_through_links_are_reported_and_refused() {
             assert!(!out.exists(), "{what} {flags:?}: output written");
         }
     }
+}
+
+/// Ids `a/b` and `a_b` are both stored in `cnb/buildpacks/a_b/<version>`: two layers filling one
+/// directory, each sound alone, let the second be placed through the first one's link.
+#[test]
+fn two_modules_sharing_one_directory_are_reported_and_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path();
+    let link = "cnb/buildpacks/a_b/1.0.0/etc";
+    let through = "cnb/buildpacks/a_b/1.0.0/etc/passwd";
+    let first = module_tar("linux", "a_b", "a/b", &[E::Link(link, "/etc")]);
+    let second = module_tar("linux", "a_b", "a_b", &[E::File(through)]);
+    let pkg = layout_of(
+        &work.join("shared"),
+        "linux",
+        &[("a/b", first), ("a_b", second)],
+        "a/b",
+    );
+    let o = verify(&pkg);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(o.status.code(), Some(1), "verify passed:\n{text}");
+    assert!(
+        text.contains("a/b@1.0.0")
+            && text.contains("a_b@1.0.0")
+            && text.contains("cnb/buildpacks/a_b/1.0.0"),
+        "not reported:\n{text}"
+    );
+
+    // A composite taking it as a dependency refuses it.
+    let meta = work.join("meta");
+    write_file(
+        &meta.join("buildpack.toml"),
+        "api = \"0.10\"\n[buildpack]\nid = \"t/meta\"\nversion = \"1.0.0\"\n[[order]]\n[[order.group]]\nid = \"a/b\"\nversion = \"1.0.0\"\n",
+        0o644,
+    );
+    let cfg = work.join("package.toml");
+    fs::write(
+        &cfg,
+        format!(
+            "[buildpack]\nuri = \"{}\"\n[[dependencies]]\nuri = \"{}\"\n[[targets]]\nos = \"linux\"\narch = \"amd64\"\n",
+            meta.display(),
+            pkg.display()
+        ),
+    )
+    .unwrap();
+    for flags in [&[][..], &["--flatten"][..]] {
+        let out = work.join("out.cnb");
+        let mut args = vec!["--config", cfg.to_str().unwrap()];
+        args.extend_from_slice(flags);
+        let err = fails(package(&out, &args), 1);
+        assert!(
+            err.contains("a_b@1.0.0") && err.contains("share one layer directory"),
+            "{flags:?}: {err}"
+        );
+        assert!(!out.exists(), "{flags:?}: output written");
+    }
+}
+
+/// Windows file names ignore case: ids `Acme/x` and `acme/x` fill one directory of a Windows
+/// image. Packaging refuses them; `verify` reports a package that holds them.
+#[test]
+fn ids_differing_in_case_share_a_windows_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path();
+    let target = "[[targets]]\nos = \"windows\"\narch = \"amd64\"\n";
+    for (dir, id) in [("upper", "Acme/x"), ("lower", "acme/x")] {
+        write_file(
+            &work.join(dir).join("buildpack.toml"),
+            &format!("api = \"0.10\"\n[buildpack]\nid = \"{id}\"\nversion = \"1\"\n{target}"),
+            0o644,
+        );
+        write_file(&work.join(dir).join("bin/build.bat"), "@echo off\n", 0o755);
+        write_file(&work.join(dir).join("bin/detect.bat"), "@echo off\n", 0o755);
+    }
+    write_file(
+        &work.join("meta/buildpack.toml"),
+        "api = \"0.10\"\n[buildpack]\nid = \"m\"\nversion = \"1\"\n[[order]]\n[[order.group]]\nid = \"Acme/x\"\nversion = \"1\"\n[[order.group]]\nid = \"acme/x\"\nversion = \"1\"\n",
+        0o644,
+    );
+    let cfg = work.join("package.toml");
+    let deps = "[[dependencies]]\nuri = \"upper\"\n[[dependencies]]\nuri = \"lower\"\n";
+    fs::write(&cfg, format!("[buildpack]\nuri = \"meta\"\n{deps}{target}")).unwrap();
+    let out = work.join("out.cnb");
+    let err = fails(package(&out, &["--config", cfg.to_str().unwrap()]), 1);
+    assert!(
+        err.contains("Acme/x@1 and acme/x@1") && err.contains("share one layer directory"),
+        "{err}"
+    );
+    assert!(!out.exists());
+
+    // The same modules for Linux are two directories.
+    let linux = work.join("linux.toml");
+    fs::write(
+        &linux,
+        format!(
+            "[buildpack]\nuri = \"meta\"\n{deps}[[targets]]\nos = \"linux\"\narch = \"amd64\"\n"
+        ),
+    )
+    .unwrap();
+    for dir in ["upper", "lower"] {
+        let toml = work.join(dir).join("buildpack.toml");
+        let text = fs::read_to_string(&toml)
+            .unwrap()
+            .replace("windows", "linux");
+        fs::write(&toml, text).unwrap();
+        write_file(&work.join(dir).join("bin/build"), "#!/bin/sh\n", 0o755);
+        write_file(&work.join(dir).join("bin/detect"), "#!/bin/sh\n", 0o755);
+    }
+    ok(package(&out, &["--config", linux.to_str().unwrap()]));
+    ok(verify(&out));
+    fs::remove_file(&out).unwrap();
+
+    // A Windows package holding both, made by hand: verify reports the shared directory.
+    let upper = module_tar("windows", "Acme_x", "Acme/x", &[]);
+    let lower = module_tar("windows", "acme_x", "acme/x", &[]);
+    let pkg = layout_of(
+        &work.join("hand"),
+        "windows",
+        &[("Acme/x", upper), ("acme/x", lower)],
+        "Acme/x",
+    );
+    let o = verify(&pkg);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(text.contains("share one layer directory"), "{text}");
 }

@@ -621,7 +621,7 @@ fn plan_image(main: &Tree, dependencies: &[Dependency], t: &ExpandedTarget) -> R
     for (i, dep) in dependencies.iter().enumerate() {
         modules.extend(select::dependency_modules(dep, i, t)?);
     }
-    let modules = select::dedup_modules(modules)?;
+    let modules = select::dedup_modules(modules, t.os == "windows")?;
     let others: Vec<_> = modules
         .iter()
         .filter(|m| m.key() != main.descriptor.info.full_name())

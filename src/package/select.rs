@@ -394,8 +394,9 @@ fn same_content(a: &ModulePlan, b: &ModulePlan) -> bool {
 /// reached through several dependencies is kept once (the last, as pack does); a dependency
 /// with the main buildpack's `id@version`, two different modules with one `id@version`, or two
 /// modules whose ids map to the same layer directory (`a/b` and `a_b`) are errors naming both
-/// sources, since one would silently replace the other.
-pub(crate) fn dedup_modules(modules: Vec<ModulePlan>) -> Result<Vec<ModulePlan>> {
+/// sources, since one would silently replace the other. Windows file names ignore case, so for
+/// a Windows image ids differing only in case share a directory too.
+pub(crate) fn dedup_modules(modules: Vec<ModulePlan>, windows: bool) -> Result<Vec<ModulePlan>> {
     let mut by_key: BTreeMap<String, (usize, ModulePlan)> = BTreeMap::new();
     let mut dirs: BTreeMap<String, String> = BTreeMap::new();
     for (i, m) in modules.into_iter().enumerate() {
@@ -425,6 +426,7 @@ pub(crate) fn dedup_modules(modules: Vec<ModulePlan>) -> Result<Vec<ModulePlan>>
             m.descriptor.info.escaped_id(),
             m.descriptor.info.version
         );
+        let dir = if windows { dir.to_lowercase() } else { dir };
         if let Some(other) = dirs.insert(dir, key.clone()) {
             return Err(Error::other(format!(
                 "buildpacks {other} and {key} ({}) would share one layer directory",
