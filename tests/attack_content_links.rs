@@ -507,3 +507,31 @@ fn ids_differing_in_case_share_a_windows_directory() {
     assert_eq!(o.status.code(), Some(1), "{text}");
     assert!(text.contains("share one layer directory"), "{text}");
 }
+
+/// Bidirectional overrides are not control characters, but a terminal shows
+/// `evil\u{202e}kcap` as `evilpack`: human output escapes them like control characters.
+#[test]
+fn inspect_and_verify_escape_bidi_overrides() {
+    let tmp = tempfile::tempdir().unwrap();
+    let id = "t/evil\u{202e}kcap";
+    let tar = module_tar("linux", "t_evil\u{202e}kcap", id, &[]);
+    let pkg = layout_of(&tmp.path().join("bidi"), "linux", &[(id, tar)], id);
+    let shown = ok(cnbpkg(["inspect".as_ref(), pkg.as_os_str()]));
+    assert!(!shown.contains('\u{202e}'), "raw override shown:\n{shown}");
+    assert!(shown.contains("t/evil\\u{202e}kcap@1.0.0"), "{shown}");
+    let o = verify(&pkg);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!text.contains('\u{202e}'), "raw override shown:\n{text}");
+    // --json keeps the value as it is.
+    let json = ok(cnbpkg([
+        "inspect".as_ref(),
+        pkg.as_os_str(),
+        "--json".as_ref(),
+    ]));
+    let v: Value = serde_json::from_str(&json).unwrap();
+    assert!(v.to_string().contains('\u{202e}'));
+}
