@@ -135,6 +135,7 @@ pub fn verify_with(path: &Path, opts: &VerifyOptions) -> Result<VerifyReport> {
     if index.manifests.is_empty() {
         v.defect("index.json: no manifests".to_string());
     }
+    v.check_key_cases(reader.index_bytes(), "index.json");
     v.check_descriptors(&index.manifests, "index.json", 0);
     // After a limit stopped the walk, blobs not reached yet are not unreferenced.
     if !v.stopped {
@@ -247,6 +248,26 @@ impl Verifier<'_> {
         }
     }
 
+    /// Go's `encoding/json`, which pack, the lifecycle and containerd read these documents with,
+    /// matches object keys to struct fields without regard to case and keeps the last match:
+    /// `{"architecture": "amd64", "Architecture": "arm64"}` is arm64 to them and amd64 here. Two
+    /// keys of one object that differ only in case make readers disagree, so each is a defect.
+    /// String maps (labels, annotations) are matched exactly by every reader and not checked.
+    fn check_key_cases(&mut self, bytes: &[u8], what: &str) {
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+            return; // the typed read reports bad JSON
+        };
+        let mut found = Vec::new();
+        key_case_clashes(&value, &mut found);
+        for (a, b) in found.into_iter().take(MAX_VIOLATIONS_PER_LAYER) {
+            self.defect(format!(
+                "{what}: keys '{}' and '{}' differ only in case (Go readers take the later one)",
+                crate::ui::quote_name(&a),
+                crate::ui::quote_name(&b)
+            ));
+        }
+    }
+
     fn read_named_json<T: serde::de::DeserializeOwned>(&self, name: &str) -> Option<T> {
         let files = self.reader.files().ok()?;
         let size = *files.get(name)?;
@@ -356,7 +377,8 @@ impl Verifier<'_> {
                     continue;
                 }
                 match self.reader.read_json::<Index>(d, "index") {
-                    Ok((index, _)) => {
+                    Ok((index, bytes)) => {
+                        self.check_key_cases(&bytes, &format!("index {}", d.digest));
                         if let Some(mt) = &index.media_type {
                             if mt != &d.media_type {
                                 self.defect(format!(
@@ -402,7 +424,10 @@ impl Verifier<'_> {
         }
         self.manifests_done.insert(d.digest, None);
         let manifest: Manifest = match self.reader.read_json(d, "manifest") {
-            Ok((m, _)) => m,
+            Ok((m, bytes)) => {
+                self.check_key_cases(&bytes, &name);
+                m
+            }
             Err(e) => return self.defect(e.to_string()),
         };
         self.manifest_types
@@ -431,7 +456,8 @@ impl Verifier<'_> {
                 .reader
                 .read_json::<ImageConfig>(&manifest.config, "config")
             {
-                Ok((c, _)) => {
+                Ok((c, bytes)) => {
+                    self.check_key_cases(&bytes, &format!("config {}", manifest.config.digest));
                     let c = std::rc::Rc::new(c);
                     self.configs.insert(manifest.config.digest, Some(c.clone()));
                     c
@@ -955,6 +981,31 @@ fn id_version_of(text: &str) -> Option<(String, String)> {
         table.get("id")?.as_str()?.to_string(),
         table.get("version")?.as_str()?.to_string(),
     ))
+}
+
+/// Pairs of keys of one object that Go's case-insensitive field matching takes as one (Unicode
+/// simple folding: `K` (Kelvin sign) is `k`, `ſ` is `s`), in every object but string maps.
+fn key_case_clashes(value: &serde_json::Value, found: &mut Vec<(String, String)>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut folded: BTreeMap<String, &String> = BTreeMap::new();
+            for (key, v) in map {
+                let fold: String = key.to_uppercase().to_lowercase();
+                if let Some(other) = folded.insert(fold, key) {
+                    found.push((other.clone(), key.clone()));
+                }
+                // Maps of names to values: Go reads them into maps, keys exactly.
+                if !matches!(
+                    key.as_str(),
+                    "Labels" | "annotations" | "ExposedPorts" | "Volumes"
+                ) {
+                    key_case_clashes(v, found);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| key_case_clashes(v, found)),
+        _ => {}
+    }
 }
 
 #[cfg(test)]
