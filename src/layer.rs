@@ -180,7 +180,7 @@ impl<W: Write> LayerBuilder<W> {
         &mut self,
         layer: impl Read,
         origin: &Path,
-        allowed: &std::collections::BTreeSet<String>,
+        allowed: &ModuleDirs,
     ) -> Result<()> {
         if self.format == LayerFormat::Windows {
             self.init_windows().map_err(write_error)?;
@@ -193,13 +193,22 @@ impl<W: Write> LayerBuilder<W> {
         let mut watch = LinkWatch::default();
         for entry in archive.entries().map_err(bad)? {
             let mut entry = entry.map_err(bad)?;
-            check_entry_allowed(&entry, allowed, &mut watch)
-                .map_err(|m| Error::invalid(origin, format!("a layer to flatten: {m}")))?;
+            let refused = |m| Error::invalid(origin, format!("a layer to flatten: {m}"));
+            let descriptor_dir =
+                check_entry_allowed(&entry, allowed, &mut watch).map_err(refused)?;
             let header = copied_header(&mut entry).map_err(|m| Error::invalid(origin, m))?;
             if header.typ == EntryType::Dir && !self.written_dirs.insert(path_clean(&header.name)) {
                 continue;
             }
-            self.tw.append(&header, &mut entry).map_err(|e| {
+            let descriptor = match &descriptor_dir {
+                Some(dir) => Some(check_descriptor(&mut entry, dir, allowed).map_err(refused)?),
+                None => None,
+            };
+            let appended = match &descriptor {
+                Some(bytes) => self.tw.append(&header, &mut bytes.as_slice()),
+                None => self.tw.append(&header, &mut entry),
+            };
+            appended.map_err(|e| {
                 if e.kind() == io::ErrorKind::UnexpectedEof
                     || e.kind() == io::ErrorKind::InvalidInput
                 {
@@ -657,29 +666,84 @@ impl LinkWatch {
     }
 }
 
+/// The module directories a layer taken from a package may hold (`cnb/buildpacks/<id>/<version>`,
+/// under `Files/` on Windows), each with the module (id, version) the package's label puts there.
+pub(crate) type ModuleDirs = BTreeMap<String, (String, String)>;
+
+/// The largest module descriptor read from a layer (as `verify` reads them).
+const MAX_LAYER_DESCRIPTOR: u64 = 1 << 20;
+
 /// Read a module layer taken from a package and check every entry lies in one of the module
-/// directories `allowed` (see [`module_dir_of_entry`]). The stream is read up to the
-/// end-of-archive marker; the caller reads what follows.
+/// directories `allowed` (see [`module_dir_of_entry`]) and every module descriptor there names
+/// the module the label says. The stream is read up to the end-of-archive marker; the caller
+/// reads what follows.
 pub(crate) fn check_module_layer(
     layer: impl Read,
-    allowed: &std::collections::BTreeSet<String>,
+    allowed: &ModuleDirs,
 ) -> std::result::Result<(), String> {
     let mut archive = ::tar::Archive::new(layer);
     let entries = archive.entries().map_err(|e| e.to_string())?;
     let mut watch = LinkWatch::default();
     for entry in entries {
-        let entry = entry.map_err(|e| e.to_string())?;
-        check_entry_allowed(&entry, allowed, &mut watch)?;
+        let mut entry = entry.map_err(|e| e.to_string())?;
+        if let Some(dir) = check_entry_allowed(&entry, allowed, &mut watch)? {
+            check_descriptor(&mut entry, &dir, allowed)?;
+        }
     }
     Ok(())
 }
 
+/// Read the module descriptor `entry` of directory `dir` and check it names the module the label
+/// puts there: the lifecycle reads the descriptor, a composite's label repeats the label's, and
+/// `verify` reports the two disagreeing. Returns the descriptor's bytes.
+fn check_descriptor<R: Read>(
+    entry: &mut ::tar::Entry<'_, R>,
+    dir: &str,
+    allowed: &ModuleDirs,
+) -> std::result::Result<Vec<u8>, String> {
+    let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+    let shown = shown_name(&name);
+    if !entry.header().entry_type().is_file() {
+        return Err(format!(
+            "entry '{shown}' is a {:?} entry where the module's descriptor belongs",
+            entry.header().entry_type()
+        ));
+    }
+    if entry.size() > MAX_LAYER_DESCRIPTOR {
+        return Err(format!(
+            "entry '{shown}' is over {} MiB, too large for a module descriptor",
+            MAX_LAYER_DESCRIPTOR >> 20
+        ));
+    }
+    let mut bytes = Vec::new();
+    entry
+        .take(MAX_LAYER_DESCRIPTOR)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("entry '{shown}': {e}"))?;
+    let Some((id, version)) = allowed.get(dir) else {
+        return Ok(bytes);
+    };
+    match crate::verify::id_version_of(&String::from_utf8_lossy(&bytes)) {
+        Some((fid, fver)) if fid == *id && fver == *version => Ok(bytes),
+        Some((fid, fver)) => Err(format!(
+            "entry '{shown}' describes {}@{}, but the package's label says {id}@{version}",
+            crate::ui::quote_name(&fid),
+            crate::ui::quote_name(&fver)
+        )),
+        None => Err(format!(
+            "entry '{shown}' is not a module descriptor naming an id and a version"
+        )),
+    }
+}
+
 /// One entry of a module layer against the module directories its package's label gives it.
+/// Returns the module directory when the entry is that module's descriptor (`buildpack.toml` or
+/// `extension.toml` right in it), whose content the caller checks with [`check_descriptor`].
 fn check_entry_allowed<R: Read>(
     entry: &::tar::Entry<'_, R>,
-    allowed: &std::collections::BTreeSet<String>,
+    allowed: &ModuleDirs,
     watch: &mut LinkWatch,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<Option<String>, String> {
     let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
     let link = entry
         .link_name_bytes()
@@ -691,10 +755,18 @@ fn check_entry_allowed<R: Read>(
         .map_err(|why| format!("entry '{shown}' {why}"))?;
     match module_dir_of_entry(&name, typ, link.as_deref()) {
         Err(why) => Err(format!("entry '{shown}' {why}")),
-        Ok(Some(dir)) if !allowed.contains(&dir) => Err(format!(
+        Ok(Some(dir)) if !allowed.contains_key(&dir) => Err(format!(
             "entry '{shown}' lies in {dir}, which the package's label does not give this layer"
         )),
-        Ok(_) => Ok(()),
+        Ok(Some(dir)) => {
+            let windows = dir.starts_with("Files/");
+            let parts = layer_path_parts(&name, windows).unwrap_or_default();
+            let depth = dir.split('/').count();
+            let is_descriptor = parts.len() == depth + 1
+                && matches!(parts[depth], "buildpack.toml" | "extension.toml");
+            Ok(is_descriptor.then_some(dir))
+        }
+        Ok(None) => Ok(None),
     }
 }
 

@@ -811,8 +811,13 @@ impl Verifier<'_> {
                 };
                 let dir = module_dir(label_name, id, version, windows);
                 match facts.modules.get(&dir) {
-                    // The directory is there but its descriptor was too large to read.
+                    // The directory is there without a descriptor (or past the count read).
                     None if facts.dirs.contains(&dir) => {}
+                    Some(None) => self.defect(format!(
+                        "{name}: layer {}: the descriptor in {dir} is not a regular file of at most {} KiB naming an id and a version",
+                        layer.digest.short(),
+                        MAX_DESCRIPTOR >> 10
+                    )),
                     None => self.defect(format!("{name}: layer {} does not hold {id}@{version} (no {dir}/)", layer.digest.short())),
                     Some(Some((fid, fver))) if fid != id || fver != version => self.defect(format!(
                         "{name}: layer {} holds {fid}@{fver} at {dir}, its label says {id}@{version}",
@@ -938,16 +943,17 @@ pub(crate) fn read_layer(
                     .strip_suffix("/buildpack.toml")
                     .or_else(|| path.strip_suffix("/extension.toml"))
                 {
-                    if is_module_dir(dir)
-                        && facts.modules.len() < MAX_MODULES_PER_LAYER
-                        && entry.header().entry_type().is_file()
-                        && entry.size() <= MAX_DESCRIPTOR
-                    {
-                        let mut text = String::new();
-                        let parsed = entry
-                            .read_to_string(&mut text)
-                            .ok()
-                            .and_then(|_| id_version_of(&text));
+                    if is_module_dir(dir) && facts.modules.len() < MAX_MODULES_PER_LAYER {
+                        // A link, an oversized file or text naming no module is no descriptor
+                        // the lifecycle can use (`None`).
+                        let mut parsed = None;
+                        if entry.header().entry_type().is_file() && entry.size() <= MAX_DESCRIPTOR {
+                            let mut text = String::new();
+                            parsed = entry
+                                .read_to_string(&mut text)
+                                .ok()
+                                .and_then(|_| id_version_of(&text));
+                        }
                         facts.modules.insert(dir.to_string(), parsed);
                     }
                 }
@@ -971,7 +977,7 @@ fn is_module_dir(dir: &str) -> bool {
 }
 
 /// `(id, version)` from a buildpack.toml or extension.toml text.
-fn id_version_of(text: &str) -> Option<(String, String)> {
+pub(crate) fn id_version_of(text: &str) -> Option<(String, String)> {
     let value: toml::Table = text.parse().ok()?;
     let table = value
         .get("buildpack")

@@ -535,3 +535,69 @@ fn inspect_and_verify_escape_bidi_overrides() {
     let v: Value = serde_json::from_str(&json).unwrap();
     assert!(v.to_string().contains('\u{202e}'));
 }
+
+/// A dependency whose layer's own buildpack.toml names another module than its label says:
+/// the lifecycle reads the descriptor, the composite's label would repeat the lie.
+#[test]
+fn a_dependency_whose_layer_holds_another_module_than_its_label_says_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path();
+    let tar = module_tar("linux", "t_dep", "t/other", &[]);
+    let liar = layout_of(&work.join("liar"), "linux", &[("t/dep", tar)], "t/dep");
+    // A later entry replacing the descriptor with a link to a file of the container.
+    let linked = "cnb/buildpacks/t_dep/1.0.0/buildpack.toml";
+    let tar = module_tar("linux", "t_dep", "t/dep", &[E::Link(linked, "/etc/passwd")]);
+    let link = layout_of(&work.join("link"), "linux", &[("t/dep", tar)], "t/dep");
+    for (pkg, expect) in [(liar, "t/other"), (link, "descriptor")] {
+        refused_as_dependency(work, &pkg, expect);
+    }
+}
+
+fn refused_as_dependency(work: &Path, pkg: &Path, expect: &str) {
+    let (code, text) = {
+        let o = verify(pkg);
+        (
+            o.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        )
+    };
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains(expect), "{text}");
+    let meta = work.join("meta");
+    write_file(
+        &meta.join("buildpack.toml"),
+        "api = \"0.10\"\n[buildpack]\nid = \"t/meta\"\nversion = \"1.0.0\"\n[[order]]\n[[order.group]]\nid = \"t/dep\"\nversion = \"1.0.0\"\n",
+        0o644,
+    );
+    let cfg = work.join("package.toml");
+    fs::write(
+        &cfg,
+        format!(
+            "[buildpack]\nuri = \"{}\"\n[[dependencies]]\nuri = \"{}\"\n[[targets]]\nos = \"linux\"\narch = \"amd64\"\n",
+            meta.display(),
+            pkg.display()
+        ),
+    )
+    .unwrap();
+    for flags in [&[][..], &["--flatten"][..]] {
+        let out = work.join("out.cnb");
+        let mut args = vec!["--config", cfg.to_str().unwrap()];
+        args.extend_from_slice(flags);
+        let o = package(&out, &args);
+        if o.status.success() {
+            let v = verify(&out);
+            panic!(
+                "{flags:?}: packaged; verify of it: {}{}",
+                String::from_utf8_lossy(&v.stdout),
+                String::from_utf8_lossy(&v.stderr)
+            );
+        }
+        let err = fails(o, 1);
+        assert!(err.contains(expect), "{flags:?}: {err}");
+        assert!(!out.exists());
+    }
+}

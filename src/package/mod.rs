@@ -1030,7 +1030,7 @@ impl BuildContext<'_> {
         dependency: usize,
         blob: &Descriptor,
         diff_id: Digest,
-        allowed: &std::collections::BTreeSet<String>,
+        allowed: &layer::ModuleDirs,
         out_idx: usize,
         what: &str,
     ) -> Result<BuiltLayer> {

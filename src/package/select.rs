@@ -1,7 +1,7 @@
 //! Choosing, for one target, the modules (buildpacks) of an image: the main buildpack's folder,
 //! each tree dependency's platform folder, and each package dependency's matching manifest.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::descriptor::{BuildpackDescriptor, LayersLabel, ModuleInfo, ModuleLayerInfo};
@@ -35,7 +35,7 @@ pub(crate) enum LayerSource {
         diff_id: Digest,
         /// The module directories (`cnb/buildpacks/<id>/<version>`, under `Files/` on Windows)
         /// the layer may hold: those of every module the package's label puts in it.
-        allowed: BTreeSet<String>,
+        allowed: crate::layer::ModuleDirs,
     },
 }
 
@@ -260,7 +260,7 @@ fn package_modules(
     } else {
         ""
     };
-    let mut dirs_of_layer: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    let mut dirs_of_layer: BTreeMap<&str, crate::layer::ModuleDirs> = BTreeMap::new();
     for (id, versions) in &label.0 {
         for (version, info) in versions {
             crate::descriptor::check_id_version("buildpack", id, version)
@@ -268,10 +268,10 @@ fn package_modules(
             dirs_of_layer
                 .entry(info.layer_diff_id.as_str())
                 .or_default()
-                .insert(format!(
-                    "{prefix}cnb/buildpacks/{}/{version}",
-                    id.replace('/', "_")
-                ));
+                .insert(
+                    format!("{prefix}cnb/buildpacks/{}/{version}", id.replace('/', "_")),
+                    (id.clone(), version.clone()),
+                );
         }
     }
     let mut out = Vec::new();
