@@ -22,7 +22,7 @@ const MAX_MODULES_PER_LAYER: usize = 1024;
 /// The most distinct platforms remembered for [`VerifyReport::platforms`].
 const MAX_PLATFORMS: usize = 4096;
 /// The longest distros annotation read (a few hundred distros).
-const MAX_DISTROS_ANNOTATION: usize = 16 * 1024;
+pub(crate) const MAX_DISTROS_ANNOTATION: usize = 16 * 1024;
 
 /// What `verify` found.
 #[derive(Debug, Clone, Default, serde::Serialize)]

@@ -1208,9 +1208,23 @@ fn index_entries(images: &[WrittenImage]) -> Result<Vec<Descriptor>> {
             Some(list) if list.iter().all(|d| listable(d)) => {
                 desc.annotations.remove(ANNOTATION_DISTRO_NAME);
                 desc.annotations.remove(ANNOTATION_DISTRO_VERSION);
-                let joined: Vec<String> = list.iter().map(|d| distro_entry(d)).collect();
-                desc.annotations
-                    .insert(ANNOTATION_DISTROS.into(), joined.join(";"));
+                let joined = list
+                    .iter()
+                    .map(|d| distro_entry(d))
+                    .collect::<Vec<String>>()
+                    .join(";");
+                // The writer keeps to the reader's limits: verify refuses a longer list.
+                if joined.len() > crate::verify::MAX_DISTROS_ANNOTATION {
+                    let t = members[0].target.display();
+                    return Err(Error::other(format!(
+                        "{} distros of target '{}' give one image, and its {ANNOTATION_DISTROS} annotation would be {} bytes, over the {} bytes packages are read with; list fewer distros",
+                        members.len(),
+                        crate::ui::quote_name(t.split(':').next().unwrap_or_default()),
+                        joined.len(),
+                        crate::verify::MAX_DISTROS_ANNOTATION
+                    )));
+                }
+                desc.annotations.insert(ANNOTATION_DISTROS.into(), joined);
                 entries.push(desc);
             }
             // Names the list cannot carry: one entry per distro, each with its own annotations.
