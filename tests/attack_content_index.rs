@@ -73,3 +73,40 @@ fn a_distros_annotation_longer_than_readers_accept_is_refused() {
         ok(cnbpkg(["verify", f.to_str().unwrap()]));
     }
 }
+
+/// Every image's label lists all the buildpack's targets, so packaging N targets costs N²: a
+/// small buildpack.toml with thousands of distros is refused at once, naming the file.
+#[test]
+fn thousands_of_distros_are_refused_before_any_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bp = tmp.path().join("bp");
+    let mut distros = String::new();
+    for i in 0..4000 {
+        distros.push_str(&format!(
+            "[[targets.distros]]\nname = \"u\"\nversion = \"{i}\"\n"
+        ));
+    }
+    minimal_buildpack(
+        &bp,
+        "acme/many",
+        "1.0.0",
+        &format!("[[targets]]\nos = \"linux\"\narch = \"amd64\"\n{distros}"),
+    );
+    let out = tmp.path().join("out.cnb");
+    let err = fails(
+        cnbpkg([
+            "buildpack",
+            "package",
+            out.to_str().unwrap(),
+            "--path",
+            bp.to_str().unwrap(),
+            "-q",
+        ]),
+        1,
+    );
+    assert!(
+        err.contains("buildpack.toml") && err.contains("4000 targets") && err.contains("1024"),
+        "{err}"
+    );
+    assert!(!out.exists());
+}

@@ -514,6 +514,9 @@ fn load_config(opts: &PackageOptions, ui: &Printer) -> Result<(PackageConfig, Pa
     }
 }
 
+/// The most targets (after distro expansion) packaged in one run.
+const MAX_PACKAGED_TARGETS: usize = 1024;
+
 /// The targets to build: `--target` values, else the configuration's (buildpack.toml, or
 /// package.toml for a composite), else one default target.
 fn resolve_targets(
@@ -577,6 +580,25 @@ fn resolve_targets(
     if expanded.len() > MAX_IMAGES {
         return Err(Error::other(format!(
             "{} targets, more than the {MAX_IMAGES} images a package reader accepts",
+            expanded.len()
+        )));
+    }
+    // Every image's label lists every target of the buildpack (as pack's does), so the work and
+    // memory grow with the square of the target count: a 150 KB buildpack.toml listing 4096
+    // distros would cost gigabytes. Real buildpacks have a handful of targets.
+    if expanded.len() > MAX_PACKAGED_TARGETS {
+        let file = if composite {
+            "package.toml"
+        } else {
+            "buildpack.toml"
+        };
+        let source = if opts.targets.is_empty() {
+            file
+        } else {
+            "--target"
+        };
+        return Err(Error::other(format!(
+            "{source}: {} targets (platforms times distros), more than the {MAX_PACKAGED_TARGETS} cnbpkg packages at once",
             expanded.len()
         )));
     }
