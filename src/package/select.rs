@@ -274,6 +274,12 @@ fn package_modules(
                 );
         }
     }
+    // Each layer's first position, looked up once per module (a crafted label of 100 000
+    // modules against 200 000 diffIDs must not cost 10^10 comparisons).
+    let mut positions: std::collections::HashMap<Digest, usize> = std::collections::HashMap::new();
+    for (i, d) in image.config.rootfs.diff_ids.iter().enumerate() {
+        positions.entry(*d).or_insert(i);
+    }
     let mut out = Vec::new();
     for (id, versions) in &label.0 {
         for (version, info) in versions {
@@ -286,18 +292,12 @@ fn package_modules(
                     ),
                 )
             })?;
-            let pos = image
-                .config
-                .rootfs
-                .diff_ids
-                .iter()
-                .position(|d| *d == diff_id)
-                .ok_or_else(|| {
-                    Error::invalid(
-                        origin,
-                        format!("{id}@{version}: layer {diff_id} is not a layer of the image"),
-                    )
-                })?;
+            let pos = positions.get(&diff_id).copied().ok_or_else(|| {
+                Error::invalid(
+                    origin,
+                    format!("{id}@{version}: layer {diff_id} is not a layer of the image"),
+                )
+            })?;
             let blob = image.manifest.layers.get(pos).cloned().ok_or_else(|| {
                 Error::invalid(
                     origin,
