@@ -14,8 +14,9 @@ use crate::package::{annotated_distros, LABEL_LAYERS, LABEL_METADATA};
 use crate::tar_guard::TarGuard;
 use crate::target::{self, ExpandedTarget, Target};
 
-/// The largest `buildpack.toml` read out of a layer.
-const MAX_DESCRIPTOR: u64 = 1 << 20;
+/// The largest `buildpack.toml` read out of a layer (one at a time, not kept: the limit of the
+/// configs that carry its values).
+const MAX_DESCRIPTOR: u64 = crate::layout::MAX_JSON_BLOB;
 /// The most module descriptors remembered per layer (a layer holds one module; a crafted one
 /// could hold millions).
 const MAX_MODULES_PER_LAYER: usize = 1024;
@@ -821,9 +822,9 @@ impl Verifier<'_> {
                     // The directory is there without a descriptor (or past the count read).
                     None if facts.dirs.contains(&dir) => {}
                     Some(None) => self.defect(format!(
-                        "{name}: layer {}: the descriptor in {dir} is not a regular file of at most {} KiB naming an id and a version",
+                        "{name}: layer {}: the descriptor in {dir} is not a regular file of at most {} MiB naming an id and a version",
                         layer.digest.short(),
-                        MAX_DESCRIPTOR >> 10
+                        MAX_DESCRIPTOR >> 20
                     )),
                     None => self.defect(format!("{name}: layer {} does not hold {id}@{version} (no {dir}/)", layer.digest.short())),
                     Some(Some((fid, fver))) if fid != id || fver != version => self.defect(format!(
