@@ -2,7 +2,6 @@
 //! (`tests/hostile_fuzz_regressions.rs`): thin wrappers that feed bytes to the internal readers
 //! and parsers of hostile input, the same functions the commands use. Not a stable API.
 
-use std::collections::BTreeSet;
 use std::io;
 use std::path::Path;
 use std::sync::OnceLock;
@@ -55,7 +54,11 @@ pub fn import_layer(
         urls: Vec::new(),
     };
     let origin = Path::new("dependency.cnb");
-    let allowed: BTreeSet<String> = ALLOWED_MODULE_DIRS.iter().map(|d| d.to_string()).collect();
+    // Each allowed directory holds module fuzz@1.0.0, as a dependency's label would say.
+    let allowed: crate::layer::ModuleDirs = ALLOWED_MODULE_DIRS
+        .iter()
+        .map(|d| (d.to_string(), ("fuzz".to_string(), "1.0.0".to_string())))
+        .collect();
     let (_, size) =
         crate::package::read_dependency_layer(blob, &descriptor, diff_id, origin, |tar| {
             if flatten {

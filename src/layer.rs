@@ -180,7 +180,7 @@ impl<W: Write> LayerBuilder<W> {
         &mut self,
         layer: impl Read,
         origin: &Path,
-        allowed: &std::collections::BTreeSet<String>,
+        allowed: &ModuleDirs,
     ) -> Result<()> {
         if self.format == LayerFormat::Windows {
             self.init_windows().map_err(write_error)?;
@@ -190,15 +190,25 @@ impl<W: Write> LayerBuilder<W> {
         // end, so the decompressor underneath checks its trailer (gzip CRC, zstd checksum).
         let mut guard = TarGuard::new(layer);
         let mut archive = ::tar::Archive::new(&mut guard);
+        let mut watch = LinkWatch::default();
         for entry in archive.entries().map_err(bad)? {
             let mut entry = entry.map_err(bad)?;
-            check_entry_allowed(&entry, allowed)
-                .map_err(|m| Error::invalid(origin, format!("a layer to flatten: {m}")))?;
+            let refused = |m| Error::invalid(origin, format!("a layer to flatten: {m}"));
+            let descriptor_dir =
+                check_entry_allowed(&entry, allowed, &mut watch).map_err(refused)?;
             let header = copied_header(&mut entry).map_err(|m| Error::invalid(origin, m))?;
             if header.typ == EntryType::Dir && !self.written_dirs.insert(path_clean(&header.name)) {
                 continue;
             }
-            self.tw.append(&header, &mut entry).map_err(|e| {
+            let descriptor = match &descriptor_dir {
+                Some(dir) => Some(check_descriptor(&mut entry, dir, allowed).map_err(refused)?),
+                None => None,
+            };
+            let appended = match &descriptor {
+                Some(bytes) => self.tw.append(&header, &mut bytes.as_slice()),
+                None => self.tw.append(&header, &mut entry),
+            };
+            appended.map_err(|e| {
                 if e.kind() == io::ErrorKind::UnexpectedEof
                     || e.kind() == io::ErrorKind::InvalidInput
                 {
@@ -522,7 +532,12 @@ fn layer_path_parts(path: &str, windows: bool) -> Option<Vec<&str>> {
 /// `Files/` in front on Windows), `Ok(None)` for one of the parent directories (`cnb`,
 /// `cnb/buildpacks`, `cnb/buildpacks/<id>`, and Windows' `Files` and `Hives`), and `Err` with
 /// the reason for anything else: a `..` part, a path elsewhere, a parent that is not a
-/// directory, or a link whose target leaves the module directory.
+/// directory, or a hard link to a file outside the module directory.
+///
+/// A symbolic link's target is not checked here: it is data, resolved inside the running
+/// container and not on the machine that packages or extracts the layer, and real buildpacks
+/// carry links such as `bin/env -> /usr/bin/env` (pack stores targets unchanged). What could
+/// write outside the module is an entry placed *through* a link, which [`LinkWatch`] refuses.
 pub(crate) fn module_dir_of_entry(
     name: &str,
     typ: ::tar::EntryType,
@@ -558,8 +573,8 @@ pub(crate) fn module_dir_of_entry(
             }
             let root = ["cnb", *dist, *id, *version];
             let dir = format!("{prefix}{}", root.join("/"));
-            match typ {
-                ::tar::EntryType::Link => {
+            if typ == ::tar::EntryType::Link {
+                {
                     let target = link.unwrap_or("");
                     let t = layer_path_parts(target, windows);
                     let t = t
@@ -575,16 +590,6 @@ pub(crate) fn module_dir_of_entry(
                         }
                     }
                 }
-                ::tar::EntryType::Symlink => {
-                    let target = link.unwrap_or("");
-                    if !symlink_stays_inside(rest, target, &root, windows) {
-                        return Err(format!(
-                            "is a symbolic link to '{}', outside {dir}",
-                            shown_name(target)
-                        ));
-                    }
-                }
-                _ => {}
             }
             Ok(Some(dir))
         }
@@ -592,65 +597,178 @@ pub(crate) fn module_dir_of_entry(
     }
 }
 
-/// Whether a symbolic link at `at` (path parts without `Files/`) pointing at `target` resolves
-/// (lexically) to `root` or a path below it.
-fn symlink_stays_inside(at: &[&str], target: &str, root: &[&str; 4], windows: bool) -> bool {
-    let absolute =
-        target.starts_with('/') || (windows && (target.starts_with('\\') || target.contains(':')));
-    let mut cur: Vec<&str> = if absolute {
-        Vec::new()
-    } else {
-        at[..at.len().saturating_sub(1)].to_vec()
-    };
-    let seps: &[char] = if windows { &['/', '\\'] } else { &['/'] };
-    for p in target.split(seps) {
-        match p {
-            "" | "." => {}
-            ".." => {
-                if cur.len() <= root.len() {
-                    return false;
-                }
-                cur.pop();
-            }
-            p => cur.push(p),
-        }
-    }
-    cur.len() >= root.len() && cur[..root.len()] == root[..]
+/// Symbolic links met so far in one layer, at most this many (a layer of a real buildpack has a
+/// few; `node_modules/.bin` trees some thousands).
+const MAX_WATCHED_LINKS: usize = 100_000;
+/// Bytes of link names kept for one layer (each name may be up to the 1 MiB header bound).
+const MAX_WATCHED_BYTES: usize = 64 << 20;
+
+/// The symbolic links of one layer, in entry order, so that no later entry (nor a hard link's
+/// target) is placed through one of them: an extractor that follows links would write such an
+/// entry wherever the link points. Where the links point is not checked (see
+/// [`module_dir_of_entry`]); chains of links need no resolving, as nothing may go through any.
+#[derive(Default)]
+pub(crate) struct LinkWatch {
+    /// Each link's path (lower case in Windows layers) and its name as written.
+    links: std::collections::HashMap<String, String>,
+    bytes: usize,
 }
 
+impl LinkWatch {
+    /// Check one entry against the links before it, then remember it if it is a link.
+    pub(crate) fn check(
+        &mut self,
+        name: &str,
+        typ: ::tar::EntryType,
+        link: Option<&str>,
+    ) -> std::result::Result<(), String> {
+        let windows = name.trim_start_matches(['/', '.']).starts_with("Files/");
+        let key = |parts: &[&str]| {
+            let joined = parts.join("/");
+            // Windows file names are case-insensitive: `X` and `x/evil` meet.
+            if windows {
+                joined.to_lowercase()
+            } else {
+                joined
+            }
+        };
+        let mut paths = vec![name];
+        if typ == ::tar::EntryType::Link {
+            paths.extend(link);
+        }
+        for path in paths {
+            let Some(parts) = layer_path_parts(path, windows) else {
+                continue; // a `..` part is refused by module_dir_of_entry
+            };
+            for end in 1..parts.len() {
+                if let Some(link) = self.links.get(&key(&parts[..end])) {
+                    return Err(format!(
+                        "is placed through the symbolic link '{}'",
+                        shown_name(link)
+                    ));
+                }
+            }
+        }
+        if typ == ::tar::EntryType::Symlink {
+            if let Some(parts) = layer_path_parts(name, windows) {
+                let key = key(&parts);
+                self.bytes = self.bytes.saturating_add(key.len() + name.len());
+                if self.links.len() >= MAX_WATCHED_LINKS || self.bytes > MAX_WATCHED_BYTES {
+                    return Err(format!(
+                        "is one symbolic link too many (a layer may hold {MAX_WATCHED_LINKS}, named in {} MiB)",
+                        MAX_WATCHED_BYTES >> 20
+                    ));
+                }
+                self.links.insert(key, name.to_string());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The module directories a layer taken from a package may hold (`cnb/buildpacks/<id>/<version>`,
+/// under `Files/` on Windows), each with the module (id, version) the package's label puts there.
+pub(crate) type ModuleDirs = BTreeMap<String, (String, String)>;
+
+/// The largest module descriptor read from a layer, as `verify` reads them (the limit of the
+/// configs that carry a descriptor's values; one is read at a time and not kept).
+const MAX_LAYER_DESCRIPTOR: u64 = crate::layout::MAX_JSON_BLOB;
+
 /// Read a module layer taken from a package and check every entry lies in one of the module
-/// directories `allowed` (see [`module_dir_of_entry`]). The stream is read up to the
-/// end-of-archive marker; the caller reads what follows.
+/// directories `allowed` (see [`module_dir_of_entry`]) and every module descriptor there names
+/// the module the label says. The stream is read up to the end-of-archive marker; the caller
+/// reads what follows.
 pub(crate) fn check_module_layer(
     layer: impl Read,
-    allowed: &std::collections::BTreeSet<String>,
+    allowed: &ModuleDirs,
 ) -> std::result::Result<(), String> {
     // The guard bounds extended headers, which the tar reader would hold whole.
     let mut archive = ::tar::Archive::new(TarGuard::new(layer));
     let entries = archive.entries().map_err(|e| e.to_string())?;
+    let mut watch = LinkWatch::default();
     for entry in entries {
-        let entry = entry.map_err(|e| e.to_string())?;
-        check_entry_allowed(&entry, allowed)?;
+        let mut entry = entry.map_err(|e| e.to_string())?;
+        if let Some(dir) = check_entry_allowed(&entry, allowed, &mut watch)? {
+            check_descriptor(&mut entry, &dir, allowed)?;
+        }
     }
     Ok(())
 }
 
+/// Read the module descriptor `entry` of directory `dir` and check it names the module the label
+/// puts there: the lifecycle reads the descriptor, a composite's label repeats the label's, and
+/// `verify` reports the two disagreeing. Returns the descriptor's bytes.
+fn check_descriptor<R: Read>(
+    entry: &mut ::tar::Entry<'_, R>,
+    dir: &str,
+    allowed: &ModuleDirs,
+) -> std::result::Result<Vec<u8>, String> {
+    let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+    let shown = shown_name(&name);
+    if !entry.header().entry_type().is_file() {
+        return Err(format!(
+            "entry '{shown}' is a {:?} entry where the module's descriptor belongs",
+            entry.header().entry_type()
+        ));
+    }
+    if entry.size() > MAX_LAYER_DESCRIPTOR {
+        return Err(format!(
+            "entry '{shown}' is over {} MiB, too large for a module descriptor",
+            MAX_LAYER_DESCRIPTOR >> 20
+        ));
+    }
+    let mut bytes = Vec::new();
+    entry
+        .take(MAX_LAYER_DESCRIPTOR)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("entry '{shown}': {e}"))?;
+    let Some((id, version)) = allowed.get(dir) else {
+        return Ok(bytes);
+    };
+    match crate::verify::id_version_of(&String::from_utf8_lossy(&bytes)) {
+        Some((fid, fver)) if fid == *id && fver == *version => Ok(bytes),
+        Some((fid, fver)) => Err(format!(
+            "entry '{shown}' describes {}@{}, but the package's label says {id}@{version}",
+            crate::ui::quote_name(&fid),
+            crate::ui::quote_name(&fver)
+        )),
+        None => Err(format!(
+            "entry '{shown}' is not a module descriptor naming an id and a version"
+        )),
+    }
+}
+
 /// One entry of a module layer against the module directories its package's label gives it.
+/// Returns the module directory when the entry is that module's descriptor (`buildpack.toml` or
+/// `extension.toml` right in it), whose content the caller checks with [`check_descriptor`].
 fn check_entry_allowed<R: Read>(
     entry: &::tar::Entry<'_, R>,
-    allowed: &std::collections::BTreeSet<String>,
-) -> std::result::Result<(), String> {
+    allowed: &ModuleDirs,
+    watch: &mut LinkWatch,
+) -> std::result::Result<Option<String>, String> {
     let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
     let link = entry
         .link_name_bytes()
         .map(|l| String::from_utf8_lossy(&l).into_owned());
     let shown = shown_name(&name);
-    match module_dir_of_entry(&name, entry.header().entry_type(), link.as_deref()) {
+    let typ = entry.header().entry_type();
+    watch
+        .check(&name, typ, link.as_deref())
+        .map_err(|why| format!("entry '{shown}' {why}"))?;
+    match module_dir_of_entry(&name, typ, link.as_deref()) {
         Err(why) => Err(format!("entry '{shown}' {why}")),
-        Ok(Some(dir)) if !allowed.contains(&dir) => Err(format!(
+        Ok(Some(dir)) if !allowed.contains_key(&dir) => Err(format!(
             "entry '{shown}' lies in {dir}, which the package's label does not give this layer"
         )),
-        Ok(_) => Ok(()),
+        Ok(Some(dir)) => {
+            let windows = dir.starts_with("Files/");
+            let parts = layer_path_parts(&name, windows).unwrap_or_default();
+            let depth = dir.split('/').count();
+            let is_descriptor = parts.len() == depth + 1
+                && matches!(parts[depth], "buildpack.toml" | "extension.toml");
+            Ok(is_descriptor.then_some(dir))
+        }
+        Ok(None) => Ok(None),
     }
 }
 
@@ -757,9 +875,25 @@ mod tests {
         assert!(link("../lib/x").is_ok());
         assert!(link(".").is_ok());
         assert!(link("/cnb/buildpacks/a/1/bin/build").is_ok());
-        assert!(link("../..").is_err());
-        assert!(link("../../../b/1").is_err());
-        assert!(link("/etc").is_err());
+        // Targets are data, resolved in the container: pack keeps them and so do we.
+        assert!(link("../..").is_ok());
+        assert!(link("/usr/bin/env").is_ok());
+        // What is refused is an entry placed through a link, however the links chain.
+        let mut watch = LinkWatch::default();
+        let mut see = |name: &str, typ: T, target: Option<&str>| watch.check(name, typ, target);
+        assert!(see("/cnb/buildpacks/a/1/s", T::Symlink, Some(".")).is_ok());
+        assert!(see("/cnb/buildpacks/a/1/l", T::Symlink, Some("s/..")).is_ok());
+        assert!(see("/cnb/buildpacks/a/1/real/x", T::Regular, None).is_ok());
+        assert!(see("/cnb/buildpacks/a/1/l/x", T::Regular, None).is_err());
+        assert!(see("cnb/buildpacks/a/1/./s/deeper/x", T::Directory, None).is_err());
+        assert!(see(
+            "/cnb/buildpacks/a/1/h",
+            T::Link,
+            Some("/cnb/buildpacks/a/1/l/x")
+        )
+        .is_err());
+        assert!(see("Files/cnb/buildpacks/a/1/W", T::Symlink, Some("C:\\")).is_ok());
+        assert!(see("Files/cnb/buildpacks/a/1/w\\evil", T::Regular, None).is_err());
         let hard = |target: &str| place("/cnb/buildpacks/a/1/h", T::Link, Some(target));
         assert!(hard("/cnb/buildpacks/a/1/bin/build").is_ok());
         assert!(hard("cnb/buildpacks/a/1/x").is_ok());

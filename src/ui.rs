@@ -14,9 +14,12 @@ pub const MAX_QUOTED_NAME: usize = 256;
 pub const MAX_MESSAGE: usize = 16 * 1024;
 
 /// `s` with control characters (C0, DEL and C1) escaped as `\n`, `\x1b`, `\u{9b}`, so that text
-/// from an input cannot move the cursor, forge output lines or reprogram the terminal.
+/// from an input cannot move the cursor, forge output lines or reprogram the terminal. Unicode's
+/// bidirectional controls and line/paragraph separators are escaped too: they are not control
+/// characters, but they reorder or break what the terminal shows (`evil\u{202e}kcap` reads
+/// as `evilpack`).
 pub fn escape_controls(s: &str) -> Cow<'_, str> {
-    if !s.chars().any(char::is_control) {
+    if !s.chars().any(needs_escape) {
         return Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 8);
@@ -28,7 +31,7 @@ pub fn escape_controls(s: &str) -> Cow<'_, str> {
             c if (c as u32) < 0x80 && c.is_control() => {
                 let _ = write!(out, "\\x{:02x}", c as u32);
             }
-            c if c.is_control() => {
+            c if needs_escape(c) => {
                 let _ = write!(out, "\\u{{{:x}}}", c as u32);
             }
             c => out.push(c),
@@ -46,13 +49,23 @@ pub fn sanitize(s: &str, max: usize) -> String {
             out.push('…');
             break;
         }
-        if c.is_control() {
+        if needs_escape(c) {
             out.extend(c.escape_default());
         } else {
             out.push(c);
         }
     }
     out
+}
+
+/// Control characters, and the format characters that change how a line is shown: bidi
+/// embeddings, overrides, isolates and marks, and the Unicode line and paragraph separators.
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+        )
 }
 
 /// A name taken from an input, fit for a message: control characters escaped and, past

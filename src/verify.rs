@@ -14,15 +14,16 @@ use crate::package::{annotated_distros, LABEL_LAYERS, LABEL_METADATA};
 use crate::tar_guard::TarGuard;
 use crate::target::{self, ExpandedTarget, Target};
 
-/// The largest `buildpack.toml` read out of a layer.
-const MAX_DESCRIPTOR: u64 = 1 << 20;
+/// The largest `buildpack.toml` read out of a layer (one at a time, not kept: the limit of the
+/// configs that carry its values).
+const MAX_DESCRIPTOR: u64 = crate::layout::MAX_JSON_BLOB;
 /// The most module descriptors remembered per layer (a layer holds one module; a crafted one
 /// could hold millions).
 const MAX_MODULES_PER_LAYER: usize = 1024;
 /// The most distinct platforms remembered for [`VerifyReport::platforms`].
 const MAX_PLATFORMS: usize = 4096;
 /// The longest distros annotation read (a few hundred distros).
-const MAX_DISTROS_ANNOTATION: usize = 16 * 1024;
+pub(crate) const MAX_DISTROS_ANNOTATION: usize = 16 * 1024;
 
 /// What `verify` found.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -135,6 +136,7 @@ pub fn verify_with(path: &Path, opts: &VerifyOptions) -> Result<VerifyReport> {
     if index.manifests.is_empty() {
         v.defect("index.json: no manifests".to_string());
     }
+    v.check_key_cases(reader.index_bytes(), "index.json");
     v.check_descriptors(&index.manifests, "index.json", 0);
     // After a limit stopped the walk, blobs not reached yet are not unreferenced.
     if !v.stopped {
@@ -247,6 +249,26 @@ impl Verifier<'_> {
         }
     }
 
+    /// Go's `encoding/json`, which pack, the lifecycle and containerd read these documents with,
+    /// matches object keys to struct fields without regard to case and keeps the last match:
+    /// `{"architecture": "amd64", "Architecture": "arm64"}` is arm64 to them and amd64 here. Two
+    /// keys of one object that differ only in case make readers disagree, so each is a defect.
+    /// String maps (labels, annotations) are matched exactly by every reader and not checked.
+    fn check_key_cases(&mut self, bytes: &[u8], what: &str) {
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+            return; // the typed read reports bad JSON
+        };
+        let mut found = Vec::new();
+        key_case_clashes(&value, &mut found);
+        for (a, b) in found.into_iter().take(MAX_VIOLATIONS_PER_LAYER) {
+            self.defect(format!(
+                "{what}: keys '{}' and '{}' differ only in case (Go readers take the later one)",
+                crate::ui::quote_name(&a),
+                crate::ui::quote_name(&b)
+            ));
+        }
+    }
+
     fn read_named_json<T: serde::de::DeserializeOwned>(&self, name: &str) -> Option<T> {
         let files = self.reader.files().ok()?;
         let size = *files.get(name)?;
@@ -356,7 +378,8 @@ impl Verifier<'_> {
                     continue;
                 }
                 match self.reader.read_json::<Index>(d, "index") {
-                    Ok((index, _)) => {
+                    Ok((index, bytes)) => {
+                        self.check_key_cases(&bytes, &format!("index {}", d.digest));
                         if let Some(mt) = &index.media_type {
                             if mt != &d.media_type {
                                 self.defect(format!(
@@ -402,7 +425,10 @@ impl Verifier<'_> {
         }
         self.manifests_done.insert(d.digest, None);
         let manifest: Manifest = match self.reader.read_json(d, "manifest") {
-            Ok((m, _)) => m,
+            Ok((m, bytes)) => {
+                self.check_key_cases(&bytes, &name);
+                m
+            }
             Err(e) => return self.defect(e.to_string()),
         };
         self.manifest_types
@@ -431,7 +457,8 @@ impl Verifier<'_> {
                 .reader
                 .read_json::<ImageConfig>(&manifest.config, "config")
             {
-                Ok((c, _)) => {
+                Ok((c, bytes)) => {
+                    self.check_key_cases(&bytes, &format!("config {}", manifest.config.digest));
                     let c = std::rc::Rc::new(c);
                     self.configs.insert(manifest.config.digest, Some(c.clone()));
                     c
@@ -737,11 +764,33 @@ impl Verifier<'_> {
         let windows = config.os == "windows";
         // The module directories the label gives each layer (by position).
         let mut given: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
+        // Which module each directory belongs to: ids `a/b` and `a_b` (and, on Windows, ids
+        // differing in case only) share one, so two layers would fill it together and each
+        // could place entries through the other's links.
+        let mut owners: BTreeMap<String, String> = BTreeMap::new();
+        // Each layer's first position, looked up once per module: a label of 100 000 modules
+        // against 200 000 diffIDs must not cost 10^10 comparisons.
+        let mut positions: std::collections::HashMap<Digest, usize> =
+            std::collections::HashMap::new();
+        for (i, d) in config.rootfs.diff_ids.iter().enumerate() {
+            positions.entry(*d).or_insert(i);
+        }
         for (id, versions) in &layers.0 {
             for (version, info) in versions {
                 if let Err(e) = crate::descriptor::check_id_version("buildpack", id, version) {
                     self.defect(format!("{name}: {label_name}: {e}"));
                     continue;
+                }
+                let dir = module_dir(label_name, id, version, windows);
+                let key = if windows {
+                    dir.to_lowercase()
+                } else {
+                    dir.clone()
+                };
+                if let Some(other) = owners.insert(key, format!("{id}@{version}")) {
+                    self.defect(format!(
+                        "{name}: {label_name}: {other} and {id}@{version} share one layer directory {dir}"
+                    ));
                 }
                 let diff_id: Option<Digest> = info.layer_diff_id.parse().ok();
                 let Some(diff_id) = diff_id else {
@@ -751,7 +800,7 @@ impl Verifier<'_> {
                     ));
                     continue;
                 };
-                let Some(pos) = config.rootfs.diff_ids.iter().position(|d| *d == diff_id) else {
+                let Some(&pos) = positions.get(&diff_id) else {
                     self.defect(format!("{name}: {label_name}: {id}@{version} points at {diff_id}, which is not a layer of this image"));
                     continue;
                 };
@@ -770,8 +819,13 @@ impl Verifier<'_> {
                 };
                 let dir = module_dir(label_name, id, version, windows);
                 match facts.modules.get(&dir) {
-                    // The directory is there but its descriptor was too large to read.
+                    // The directory is there without a descriptor (or past the count read).
                     None if facts.dirs.contains(&dir) => {}
+                    Some(None) => self.defect(format!(
+                        "{name}: layer {}: the descriptor in {dir} is not a regular file of at most {} MiB naming an id and a version",
+                        layer.digest.short(),
+                        MAX_DESCRIPTOR >> 20
+                    )),
                     None => self.defect(format!("{name}: layer {} does not hold {id}@{version} (no {dir}/)", layer.digest.short())),
                     Some(Some((fid, fver))) if fid != id || fver != version => self.defect(format!(
                         "{name}: layer {} holds {fid}@{fver} at {dir}, its label says {id}@{version}",
@@ -867,6 +921,7 @@ pub(crate) fn read_layer_stream(
             // The guard bounds extended headers, which the tar reader would hold whole.
             let mut guarded = TarGuard::new(&mut tar_stream);
             let mut archive = tar::Archive::new(&mut guarded);
+            let mut watch = crate::layer::LinkWatch::default();
             for entry in archive.entries()? {
                 let mut entry = entry?;
                 let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
@@ -874,7 +929,10 @@ pub(crate) fn read_layer_stream(
                     .link_name_bytes()
                     .map(|l| String::from_utf8_lossy(&l).into_owned());
                 let typ = entry.header().entry_type();
-                match crate::layer::module_dir_of_entry(&path, typ, link.as_deref()) {
+                let placed = watch
+                    .check(&path, typ, link.as_deref())
+                    .and_then(|()| crate::layer::module_dir_of_entry(&path, typ, link.as_deref()));
+                match placed {
                     Ok(Some(dir)) => {
                         if facts.dirs.len() < MAX_MODULES_PER_LAYER {
                             facts.dirs.insert(dir);
@@ -901,16 +959,17 @@ pub(crate) fn read_layer_stream(
                     .strip_suffix("/buildpack.toml")
                     .or_else(|| path.strip_suffix("/extension.toml"))
                 {
-                    if is_module_dir(dir)
-                        && facts.modules.len() < MAX_MODULES_PER_LAYER
-                        && entry.header().entry_type().is_file()
-                        && entry.size() <= MAX_DESCRIPTOR
-                    {
-                        let mut text = String::new();
-                        let parsed = entry
-                            .read_to_string(&mut text)
-                            .ok()
-                            .and_then(|_| id_version_of(&text));
+                    if is_module_dir(dir) && facts.modules.len() < MAX_MODULES_PER_LAYER {
+                        // A link, an oversized file or text naming no module is no descriptor
+                        // the lifecycle can use (`None`).
+                        let mut parsed = None;
+                        if entry.header().entry_type().is_file() && entry.size() <= MAX_DESCRIPTOR {
+                            let mut text = String::new();
+                            parsed = entry
+                                .read_to_string(&mut text)
+                                .ok()
+                                .and_then(|_| id_version_of(&text));
+                        }
                         facts.modules.insert(dir.to_string(), parsed);
                     }
                 }
@@ -934,7 +993,7 @@ fn is_module_dir(dir: &str) -> bool {
 }
 
 /// `(id, version)` from a buildpack.toml or extension.toml text.
-fn id_version_of(text: &str) -> Option<(String, String)> {
+pub(crate) fn id_version_of(text: &str) -> Option<(String, String)> {
     let value: toml::Table = text.parse().ok()?;
     let table = value
         .get("buildpack")
@@ -944,6 +1003,31 @@ fn id_version_of(text: &str) -> Option<(String, String)> {
         table.get("id")?.as_str()?.to_string(),
         table.get("version")?.as_str()?.to_string(),
     ))
+}
+
+/// Pairs of keys of one object that Go's case-insensitive field matching takes as one (Unicode
+/// simple folding: `K` (Kelvin sign) is `k`, `ſ` is `s`), in every object but string maps.
+fn key_case_clashes(value: &serde_json::Value, found: &mut Vec<(String, String)>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut folded: BTreeMap<String, &String> = BTreeMap::new();
+            for (key, v) in map {
+                let fold: String = key.to_uppercase().to_lowercase();
+                if let Some(other) = folded.insert(fold, key) {
+                    found.push((other.clone(), key.clone()));
+                }
+                // Maps of names to values: Go reads them into maps, keys exactly.
+                if !matches!(
+                    key.as_str(),
+                    "Labels" | "annotations" | "ExposedPorts" | "Volumes"
+                ) {
+                    key_case_clashes(v, found);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| key_case_clashes(v, found)),
+        _ => {}
+    }
 }
 
 #[cfg(test)]

@@ -313,53 +313,61 @@ fn verify(path: &Path) -> Output {
 // ---------------------------------------------------------------------------------------------
 // Item: layer entries outside their module's directory.
 
-fn hostile_extras() -> Vec<(&'static str, Entry, &'static str)> {
+fn hostile_extras() -> Vec<(&'static str, Vec<Entry>, &'static str)> {
     use tar::EntryType as T;
     let base = "/cnb/buildpacks/t_dep/1.0.0";
     vec![
         (
             "etc-passwd",
-            file("/etc/passwd", b"root::0:0::/:/bin/sh\n"),
+            vec![file("/etc/passwd", b"root::0:0::/:/bin/sh\n")],
             "/etc/passwd",
         ),
         (
             "lifecycle",
-            file("/cnb/lifecycle/builder", b"#!/bin/sh\n"),
+            vec![file("/cnb/lifecycle/builder", b"#!/bin/sh\n")],
             "cnb/lifecycle/builder",
         ),
         (
             "dotdot",
-            file("../../../tmp/evil", b"x"),
+            vec![file("../../../tmp/evil", b"x")],
             "../../../tmp/evil",
         ),
         (
             "inner-dotdot",
-            file(&format!("{base}/../../../../tmp/evil"), b"x"),
+            vec![file(&format!("{base}/../../../../tmp/evil"), b"x")],
             "tmp/evil",
         ),
         (
             "other-module",
-            file("/cnb/buildpacks/other/9.9.9/bin/build", b"x"),
+            vec![file("/cnb/buildpacks/other/9.9.9/bin/build", b"x")],
             "cnb/buildpacks/other/9.9.9",
         ),
         (
             "symlink-out",
-            link(&format!("{base}/bin/sh"), T::Symlink, "/etc"),
-            "symbolic link",
+            // A link may point anywhere (its target is resolved in the container), but no entry
+            // may be placed through it.
+            vec![
+                link(&format!("{base}/bin/sh"), T::Symlink, "/etc"),
+                file(&format!("{base}/bin/sh/passwd"), b"x"),
+            ],
+            "through the symbolic link",
         ),
         (
             "symlink-up",
-            link(&format!("{base}/up"), T::Symlink, "../../../../etc"),
-            "symbolic link",
+            vec![
+                link(&format!("{base}/up"), T::Symlink, "../../../../etc"),
+                dir(&format!("{base}/up/cron.d")),
+            ],
+            "through the symbolic link",
         ),
         (
             "hardlink-out",
-            link(&format!("{base}/pw"), T::Link, "/etc/passwd"),
+            vec![link(&format!("{base}/pw"), T::Link, "/etc/passwd")],
             "hard link",
         ),
         (
             "parent-not-dir",
-            link("/cnb/buildpacks", T::Symlink, "/tmp"),
+            vec![link("/cnb/buildpacks", T::Symlink, "/tmp")],
             "cnb/buildpacks",
         ),
     ]
@@ -378,7 +386,8 @@ fn verify_reports_every_entry_outside_the_module_directory() {
     let mut expected = Vec::new();
     for (what, extra, expect) in hostile_extras() {
         let mut entries = module_entries("t/dep", "1.0.0");
-        entries.push(extra);
+        let extra_len = extra.len();
+        entries.extend(extra);
         let pkg = dependency(&tmp.path().join(what), &gz_layer(&entries));
         let o = verify(&pkg);
         let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
@@ -392,7 +401,7 @@ fn verify_reports_every_entry_outside_the_module_directory() {
             format!("{stdout}{stderr}").contains(expect),
             "{what}: '{expect}' not reported:\n{stdout}{stderr}"
         );
-        all.push(entries.pop().unwrap());
+        all.extend(entries.split_off(entries.len() - extra_len));
         expected.push(expect);
     }
     // One layer with all of them: each is reported.
@@ -426,7 +435,7 @@ fn composites_refuse_dependencies_with_entries_outside_the_module_directory() {
     }
     for (what, extra, expect) in hostile_extras() {
         let mut entries = module_entries("t/dep", "1.0.0");
-        entries.push(extra);
+        entries.extend(extra);
         let dep = dependency(&work.join(what), &gz_layer(&entries));
         let config = composite(work, what, &[("t/dep", "1.0.0")], &[&dep]);
         for flags in [&[][..], &["--flatten"][..], &["--compression", "zstd"][..]] {

@@ -515,6 +515,9 @@ fn load_config(opts: &PackageOptions, ui: &Printer) -> Result<(PackageConfig, Pa
     }
 }
 
+/// The most targets (after distro expansion) packaged in one run.
+const MAX_PACKAGED_TARGETS: usize = 1024;
+
 /// The targets to build: `--target` values, else the configuration's (buildpack.toml, or
 /// package.toml for a composite), else one default target.
 fn resolve_targets(
@@ -581,6 +584,25 @@ fn resolve_targets(
             expanded.len()
         )));
     }
+    // Every image's label lists every target of the buildpack (as pack's does), so the work and
+    // memory grow with the square of the target count: a 150 KB buildpack.toml listing 4096
+    // distros would cost gigabytes. Real buildpacks have a handful of targets.
+    if expanded.len() > MAX_PACKAGED_TARGETS {
+        let file = if composite {
+            "package.toml"
+        } else {
+            "buildpack.toml"
+        };
+        let source = if opts.targets.is_empty() {
+            file
+        } else {
+            "--target"
+        };
+        return Err(Error::other(format!(
+            "{source}: {} targets (platforms times distros), more than the {MAX_PACKAGED_TARGETS} cnbpkg packages at once",
+            expanded.len()
+        )));
+    }
     target::validate_unique(&expanded)?;
     Ok(expanded)
 }
@@ -622,7 +644,7 @@ fn plan_image(main: &Tree, dependencies: &[Dependency], t: &ExpandedTarget) -> R
     for (i, dep) in dependencies.iter().enumerate() {
         modules.extend(select::dependency_modules(dep, i, t)?);
     }
-    let modules = select::dedup_modules(modules)?;
+    let modules = select::dedup_modules(modules, t.os == "windows")?;
     let others: Vec<_> = modules
         .iter()
         .filter(|m| m.key() != main.descriptor.info.full_name())
@@ -1031,7 +1053,7 @@ impl BuildContext<'_> {
         dependency: usize,
         blob: &Descriptor,
         diff_id: Digest,
-        allowed: &std::collections::BTreeSet<String>,
+        allowed: &layer::ModuleDirs,
         out_idx: usize,
         what: &str,
     ) -> Result<BuiltLayer> {
@@ -1209,9 +1231,23 @@ fn index_entries(images: &[WrittenImage]) -> Result<Vec<Descriptor>> {
             Some(list) if list.iter().all(|d| listable(d)) => {
                 desc.annotations.remove(ANNOTATION_DISTRO_NAME);
                 desc.annotations.remove(ANNOTATION_DISTRO_VERSION);
-                let joined: Vec<String> = list.iter().map(|d| distro_entry(d)).collect();
-                desc.annotations
-                    .insert(ANNOTATION_DISTROS.into(), joined.join(";"));
+                let joined = list
+                    .iter()
+                    .map(|d| distro_entry(d))
+                    .collect::<Vec<String>>()
+                    .join(";");
+                // The writer keeps to the reader's limits: verify refuses a longer list.
+                if joined.len() > crate::verify::MAX_DISTROS_ANNOTATION {
+                    let t = members[0].target.display();
+                    return Err(Error::other(format!(
+                        "{} distros of target '{}' give one image, and its {ANNOTATION_DISTROS} annotation would be {} bytes, over the {} bytes packages are read with; list fewer distros",
+                        members.len(),
+                        crate::ui::quote_name(t.split(':').next().unwrap_or_default()),
+                        joined.len(),
+                        crate::verify::MAX_DISTROS_ANNOTATION
+                    )));
+                }
+                desc.annotations.insert(ANNOTATION_DISTROS.into(), joined);
                 entries.push(desc);
             }
             // Names the list cannot carry: one entry per distro, each with its own annotations.

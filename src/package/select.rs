@@ -1,7 +1,7 @@
 //! Choosing, for one target, the modules (buildpacks) of an image: the main buildpack's folder,
 //! each tree dependency's platform folder, and each package dependency's matching manifest.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::descriptor::{BuildpackDescriptor, LayersLabel, ModuleInfo, ModuleLayerInfo};
@@ -35,7 +35,7 @@ pub(crate) enum LayerSource {
         diff_id: Digest,
         /// The module directories (`cnb/buildpacks/<id>/<version>`, under `Files/` on Windows)
         /// the layer may hold: those of every module the package's label puts in it.
-        allowed: BTreeSet<String>,
+        allowed: crate::layer::ModuleDirs,
     },
 }
 
@@ -260,7 +260,7 @@ fn package_modules(
     } else {
         ""
     };
-    let mut dirs_of_layer: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    let mut dirs_of_layer: BTreeMap<&str, crate::layer::ModuleDirs> = BTreeMap::new();
     for (id, versions) in &label.0 {
         for (version, info) in versions {
             crate::descriptor::check_id_version("buildpack", id, version)
@@ -268,11 +268,17 @@ fn package_modules(
             dirs_of_layer
                 .entry(info.layer_diff_id.as_str())
                 .or_default()
-                .insert(format!(
-                    "{prefix}cnb/buildpacks/{}/{version}",
-                    id.replace('/', "_")
-                ));
+                .insert(
+                    format!("{prefix}cnb/buildpacks/{}/{version}", id.replace('/', "_")),
+                    (id.clone(), version.clone()),
+                );
         }
+    }
+    // Each layer's first position, looked up once per module (a crafted label of 100 000
+    // modules against 200 000 diffIDs must not cost 10^10 comparisons).
+    let mut positions: std::collections::HashMap<Digest, usize> = std::collections::HashMap::new();
+    for (i, d) in image.config.rootfs.diff_ids.iter().enumerate() {
+        positions.entry(*d).or_insert(i);
     }
     let mut out = Vec::new();
     for (id, versions) in &label.0 {
@@ -286,18 +292,12 @@ fn package_modules(
                     ),
                 )
             })?;
-            let pos = image
-                .config
-                .rootfs
-                .diff_ids
-                .iter()
-                .position(|d| *d == diff_id)
-                .ok_or_else(|| {
-                    Error::invalid(
-                        origin,
-                        format!("{id}@{version}: layer {diff_id} is not a layer of the image"),
-                    )
-                })?;
+            let pos = positions.get(&diff_id).copied().ok_or_else(|| {
+                Error::invalid(
+                    origin,
+                    format!("{id}@{version}: layer {diff_id} is not a layer of the image"),
+                )
+            })?;
             let blob = image.manifest.layers.get(pos).cloned().ok_or_else(|| {
                 Error::invalid(
                     origin,
@@ -394,8 +394,9 @@ fn same_content(a: &ModulePlan, b: &ModulePlan) -> bool {
 /// reached through several dependencies is kept once (the last, as pack does); a dependency
 /// with the main buildpack's `id@version`, two different modules with one `id@version`, or two
 /// modules whose ids map to the same layer directory (`a/b` and `a_b`) are errors naming both
-/// sources, since one would silently replace the other.
-pub(crate) fn dedup_modules(modules: Vec<ModulePlan>) -> Result<Vec<ModulePlan>> {
+/// sources, since one would silently replace the other. Windows file names ignore case, so for
+/// a Windows image ids differing only in case share a directory too.
+pub(crate) fn dedup_modules(modules: Vec<ModulePlan>, windows: bool) -> Result<Vec<ModulePlan>> {
     let mut by_key: BTreeMap<String, (usize, ModulePlan)> = BTreeMap::new();
     let mut dirs: BTreeMap<String, String> = BTreeMap::new();
     for (i, m) in modules.into_iter().enumerate() {
@@ -425,6 +426,7 @@ pub(crate) fn dedup_modules(modules: Vec<ModulePlan>) -> Result<Vec<ModulePlan>>
             m.descriptor.info.escaped_id(),
             m.descriptor.info.version
         );
+        let dir = if windows { dir.to_lowercase() } else { dir };
         if let Some(other) = dirs.insert(dir, key.clone()) {
             return Err(Error::other(format!(
                 "buildpacks {other} and {key} ({}) would share one layer directory",
