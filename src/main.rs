@@ -343,6 +343,15 @@ fn run_verify(args: VerifyArgs, ui: &Printer) -> Result<(), Error> {
             let line = format!("{}: {d}", args.package.display());
             let _ = writeln!(out, "{}", cnbpkg::ui::printable(&line));
         }
+        let unlisted = report.defect_count.saturating_sub(report.defects.len());
+        if unlisted > 0 {
+            let _ = writeln!(
+                out,
+                "{}: … and {unlisted} more defect{}",
+                cnbpkg::ui::printable(&args.package.display().to_string()),
+                if unlisted == 1 { "" } else { "s" }
+            );
+        }
     }
     if report.is_ok() {
         ui.status(
@@ -361,8 +370,8 @@ fn run_verify(args: VerifyArgs, ui: &Printer) -> Result<(), Error> {
         Err(Error::other(format!(
             "{}: {} defect{} found",
             args.package.display(),
-            report.defects.len(),
-            if report.defects.len() == 1 { "" } else { "s" }
+            report.defect_count,
+            if report.defect_count == 1 { "" } else { "s" }
         )))
     }
 }

@@ -29,8 +29,12 @@ pub(crate) const MAX_DISTROS_ANNOTATION: usize = 16 * 1024;
 #[derive(Debug, Clone, Default, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VerifyReport {
-    /// One line per defect; empty when the package is sound.
+    /// One line per defect, the first [`MAX_LISTED_DEFECTS`]; empty when the package is sound.
     pub defects: Vec<String>,
+    /// How many distinct defects were found in all (a crafted package can hold hundreds of
+    /// thousands: only the first ones are listed). Left out of the JSON when there are none.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub defect_count: usize,
     /// Images checked.
     pub images: usize,
     /// Blobs checked.
@@ -46,6 +50,13 @@ pub struct VerifyReport {
     /// Platforms the package holds that were not expected.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub extra_platforms: Vec<String>,
+}
+
+/// The most defect lines kept in [`VerifyReport::defects`]; the rest are only counted.
+pub const MAX_LISTED_DEFECTS: usize = 200;
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// What to check beyond the package's soundness.
@@ -106,6 +117,7 @@ pub fn verify_with(path: &Path, opts: &VerifyOptions) -> Result<VerifyReport> {
                 e => e.to_string(),
             };
             report.defects.push(line);
+            report.defect_count = 1;
             return Ok(report);
         }
     };
@@ -215,7 +227,10 @@ type PlatformKey = (String, String, String, String);
 impl Verifier<'_> {
     fn defect(&mut self, line: String) {
         if self.seen_defects.insert(line.clone()) {
-            self.report.defects.push(line);
+            self.report.defect_count += 1;
+            if self.report.defects.len() < MAX_LISTED_DEFECTS {
+                self.report.defects.push(line);
+            }
         }
     }
 
