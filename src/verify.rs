@@ -235,11 +235,11 @@ impl Verifier<'_> {
     }
 
     fn check_layout_file(&mut self) {
-        let desc_free = self
-            .reader
-            .files()
-            .ok()
-            .and_then(|f| f.get("oci-layout").copied());
+        let desc_free = match self.reader.files() {
+            Ok(f) => f.get("oci-layout").copied(),
+            // Too many files to list: that is the defect, not a missing oci-layout.
+            Err(e) => return self.defect(e.to_string()),
+        };
         match desc_free {
             None => self.defect("oci-layout: missing".into()),
             Some(_) => {

@@ -75,3 +75,19 @@ fn a_sound_package_has_no_defect_count_in_its_json() {
     let report: serde_json::Value = serde_json::from_slice(&ok(o).into_bytes()).unwrap();
     assert!(report.get("defectCount").is_none(), "{report}");
 }
+
+#[test]
+fn a_layout_directory_with_more_files_than_an_archive_may_hold_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let pkg = layout_package(tmp.path(), "crowded");
+    let blobs = pkg.join("blobs/sha256");
+    // Empty files with names that are not digests: cheap to make, one entry each.
+    for i in 0..100_001 {
+        fs::File::create(blobs.join(format!("x{i}"))).unwrap();
+    }
+    let o = cnbpkg(["verify".as_ref(), pkg.as_os_str()]);
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    fails(o, 1);
+    assert!(stdout.contains("more than 100000 entries"), "{stdout}");
+    assert!(!stdout.contains("oci-layout: missing"), "{stdout}");
+}
