@@ -796,6 +796,13 @@ impl Verifier<'_> {
                     self.defect(format!("{name}: {label_name}: {e}"));
                     continue;
                 }
+                if windows {
+                    if let Err(e) =
+                        crate::descriptor::check_windows_id_version("buildpack", id, version)
+                    {
+                        self.defect(format!("{name}: {label_name}: {e}"));
+                    }
+                }
                 let dir = module_dir(label_name, id, version, windows);
                 let key = if windows {
                     dir.to_lowercase()

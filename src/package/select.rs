@@ -68,6 +68,20 @@ pub(crate) fn tree_module(
     t: &ExpandedTarget,
     check_entry_points: bool,
 ) -> Result<ModulePlan> {
+    if t.os == "windows" {
+        let info = &tree.descriptor.info;
+        crate::descriptor::check_windows_id_version(
+            tree.descriptor.kind.table(),
+            &info.id,
+            &info.version,
+        )
+        .map_err(|e| {
+            Error::invalid(
+                &tree.descriptor_path,
+                format!("{e} (target {})", t.display()),
+            )
+        })?;
+    }
     let resolved = target::platform_root(&tree.root, t)?;
     let root = resolved.dir;
     let is_buildpack = tree.descriptor.kind == crate::descriptor::ModuleKind::Buildpack;
@@ -331,6 +345,10 @@ fn package_modules(
         for (version, info) in versions {
             crate::descriptor::check_id_version("buildpack", id, version)
                 .map_err(|e| Error::invalid(origin, format!("label '{LABEL_LAYERS}': {e}")))?;
+            if image.config.os == "windows" {
+                crate::descriptor::check_windows_id_version("buildpack", id, version)
+                    .map_err(|e| Error::invalid(origin, format!("label '{LABEL_LAYERS}': {e}")))?;
+            }
             dirs_of_layer
                 .entry(info.layer_diff_id.as_str())
                 .or_default()
