@@ -91,3 +91,40 @@ fn a_layout_directory_with_more_files_than_an_archive_may_hold_is_refused() {
     assert!(stdout.contains("more than 100000 entries"), "{stdout}");
     assert!(!stdout.contains("oci-layout: missing"), "{stdout}");
 }
+
+#[test]
+fn inspect_lists_the_first_labels_and_counts_the_rest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bp = tmp.path().join("bp");
+    minimal_buildpack(&bp, "acme/labels", "1.0.0", "");
+    let out = tmp.path().join("labels.cnb");
+    let mut args = vec![
+        "buildpack".to_string(),
+        "package".into(),
+        out.to_str().unwrap().into(),
+        "--path".into(),
+        bp.to_str().unwrap().into(),
+        "-q".into(),
+    ];
+    for i in 0..300 {
+        args.push("--label".into());
+        args.push(format!("k{i:03}=v"));
+    }
+    ok(cnbpkg(&args));
+    let text = ok(cnbpkg(["inspect".as_ref(), out.as_os_str()]));
+    let labels = text.lines().filter(|l| l.starts_with("  label ")).count();
+    assert_eq!(labels, 200, "{text}");
+    // 300 given, and the buildpack's own layers and metadata labels.
+    let more = text
+        .lines()
+        .find_map(|l| l.strip_prefix("  … and "))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(more.ends_with(" more labels"), "{text}");
+    let n: usize = more.trim_end_matches(" more labels").parse().unwrap();
+    assert!(n >= 100, "{text}");
+
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(cnbpkg(["inspect", "--json", out.to_str().unwrap()]))).unwrap();
+    let all = json["images"][0]["labels"].as_object().unwrap().len();
+    assert_eq!(all, 200 + n, "{json}");
+}
