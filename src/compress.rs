@@ -20,7 +20,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
@@ -282,12 +282,66 @@ impl<W: Write> Write for Encoder<W> {
     }
 }
 
+/// Decodes gzip input of one or more members. What follows the last member must be another
+/// member: anything else is reported as trailing data (a multi-member decoder would try to read
+/// it as a member header and say "unexpected end of file" or "invalid gzip header", which sends
+/// the reader looking for a truncation). Go's gzip reader, which pack uses, refuses it too.
+pub struct GzipMembers<R: BufRead> {
+    member: Option<flate2::bufread::GzDecoder<R>>,
+    trailing: bool,
+}
+
+impl<R: BufRead> GzipMembers<R> {
+    /// Decode `input` from its first member on.
+    pub fn new(input: R) -> Self {
+        GzipMembers {
+            member: Some(flate2::bufread::GzDecoder::new(input)),
+            trailing: false,
+        }
+    }
+}
+
+impl<R: BufRead> Read for GzipMembers<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            if self.trailing {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "trailing data after the gzip stream",
+                ));
+            }
+            let Some(member) = &mut self.member else {
+                return Ok(0);
+            };
+            let n = member.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            // This member ended: the input ends too, or another member starts.
+            let Some(member) = self.member.take() else {
+                return Ok(0);
+            };
+            let mut input = member.into_inner();
+            let rest = input.fill_buf()?;
+            match rest {
+                [] => return Ok(0),
+                [0x1f] | [0x1f, 0x8b, ..] => {
+                    self.member = Some(flate2::bufread::GzDecoder::new(input))
+                }
+                _ => self.trailing = true,
+            }
+        }
+    }
+}
+
 /// A reader that decodes `input` compressed as `enc`. gzip input may have several members
 /// (pgzip and other parallel writers produce those); zstd input may have several frames.
 pub fn decoder<'a, R: Read + 'a>(enc: LayerEncoding, input: R) -> Box<dyn Read + 'a> {
     match enc {
         LayerEncoding::Tar => Box::new(input),
-        LayerEncoding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
+        LayerEncoding::Gzip => {
+            Box::new(GzipMembers::new(BufReader::with_capacity(32 * 1024, input)))
+        }
         LayerEncoding::Zstd => {
             match zstd::stream::read::Decoder::with_buffer(BufReader::with_capacity(
                 128 * 1024,

@@ -154,6 +154,48 @@ pub fn version_problem(version: &str) -> Option<String> {
     None
 }
 
+/// Why `name` (a module's escaped id or its version, each one folder name of every layer)
+/// cannot be a file name on Windows, or `None`: a package for a Windows target with such a
+/// folder cannot be extracted there.
+pub fn windows_name_problem(name: &str) -> Option<String> {
+    if let Some(c) = name.chars().find(|c| "<>:\"|?*".contains(*c)) {
+        return Some(format!(
+            "contains '{c}', which Windows file names cannot hold"
+        ));
+    }
+    if name.ends_with([' ', '.']) {
+        return Some("ends with a space or a dot, which Windows drops from file names".into());
+    }
+    // Reserved device names, with or without an extension (`NUL.txt` is the device too).
+    let stem = name.split('.').next().unwrap_or(name).trim_end_matches(' ');
+    let reserved = ["CON", "PRN", "AUX", "NUL"]
+        .iter()
+        .any(|r| stem.eq_ignore_ascii_case(r))
+        || (stem.len() == 4
+            && (stem[..3].eq_ignore_ascii_case("COM") || stem[..3].eq_ignore_ascii_case("LPT"))
+            && matches!(stem.as_bytes()[3], b'1'..=b'9'));
+    if reserved {
+        return Some(format!("is the reserved Windows device name {stem}"));
+    }
+    None
+}
+
+/// [`windows_name_problem`] for a module's id (as its folder, `/` written `_`) and version: an
+/// error text naming the key.
+pub fn check_windows_id_version(
+    table: &str,
+    id: &str,
+    version: &str,
+) -> std::result::Result<(), String> {
+    if let Some(p) = windows_name_problem(&id.replace('/', "_")) {
+        return Err(format!("'{table}.id' {id:?} {p}"));
+    }
+    if let Some(p) = windows_name_problem(version) {
+        return Err(format!("'{table}.version' {version:?} of {id} {p}"));
+    }
+    Ok(())
+}
+
 /// What the buildpack spec forbids in an id but pack accepts: warned about, not refused, so
 /// existing buildpacks keep packaging.
 pub fn id_warning(id: &str) -> Option<String> {

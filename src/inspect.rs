@@ -286,6 +286,17 @@ macro_rules! put {
     }};
 }
 
+/// The most lines `render` prints for one list (buildpacks, layers or labels of an image, shared
+/// blobs): a crafted package can hold a hundred thousand; the JSON report has them all.
+pub const MAX_LISTED: usize = 200;
+
+/// The line after a list cut at [`MAX_LISTED`], if it was.
+fn more(s: &mut String, indent: &str, total: usize, what: &str) {
+    if total > MAX_LISTED {
+        put!(s, "{indent}… and {} more {what}", total - MAX_LISTED);
+    }
+}
+
 /// The report as text for a terminal.
 pub fn render(r: &InspectReport) -> String {
     let mut s = String::new();
@@ -311,7 +322,7 @@ pub fn render(r: &InspectReport) -> String {
         put!(s, "  config    {}", img.config);
         if !img.buildpacks.is_empty() {
             put!(s, "  buildpacks:");
-            for bp in &img.buildpacks {
+            for bp in img.buildpacks.iter().take(MAX_LISTED) {
                 let api = bp.api.as_deref().unwrap_or("?");
                 let what = if !bp.order.is_empty() {
                     format!(
@@ -330,9 +341,10 @@ pub fn render(r: &InspectReport) -> String {
                 put!(s, "    {}@{}  api {api}  {what}", bp.id, bp.version);
                 put!(s, "      layer {}", bp.layer_diff_id);
             }
+            more(&mut s, "    ", img.buildpacks.len(), "buildpacks");
         }
         put!(s, "  layers:");
-        for l in &img.layers {
+        for l in img.layers.iter().take(MAX_LISTED) {
             let unc = l
                 .uncompressed_size
                 .map(human_size)
@@ -346,14 +358,16 @@ pub fn render(r: &InspectReport) -> String {
                 short_media_type(&l.media_type)
             );
         }
-        for (k, v) in &img.labels {
+        more(&mut s, "    ", img.layers.len(), "layers");
+        for (k, v) in img.labels.iter().take(MAX_LISTED) {
             put!(s, "  label {k}={v}");
         }
+        more(&mut s, "  ", img.labels.len(), "labels");
     }
     if !r.shared_blobs.is_empty() {
         s.push('\n');
         put!(s, "Shared blobs (stored once):");
-        for b in &r.shared_blobs {
+        for b in r.shared_blobs.iter().take(MAX_LISTED) {
             put!(
                 s,
                 "  {}  {:>10}  used by {}",
@@ -362,6 +376,7 @@ pub fn render(r: &InspectReport) -> String {
                 b.used_by.join(", ")
             );
         }
+        more(&mut s, "  ", r.shared_blobs.len(), "shared blobs");
     }
     s
 }

@@ -227,13 +227,19 @@ fn main() -> ExitCode {
     // leaving its temporary files.
     // SAFETY: setting a signal's disposition to "ignore" has no preconditions.
     unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
-    let _ = ctrlc::set_handler(|| {
+    let cli = Cli::parse();
+    // Only `buildpack package` writes an output that an interrupt leaves unwritten; `inspect`
+    // and `verify` write nothing, and an interrupted `push` may have sent blobs already.
+    let interrupted: &'static str = match cli.command {
+        Command::Buildpack { .. } => "interrupted; no output was written",
+        _ => "interrupted",
+    };
+    let _ = ctrlc::set_handler(move || {
         if cnbpkg::atomic::on_signal() {
-            eprintln!("error: interrupted; no output was written");
+            eprintln!("error: {interrupted}");
             std::process::exit(130);
         }
     });
-    let cli = Cli::parse();
     let (result, ui) = match cli.command {
         Command::Buildpack {
             command: BuildpackCommand::Package(args),
@@ -257,7 +263,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) if cnbpkg::atomic::interrupted() => {
-            ui.error("interrupted; no output was written");
+            ui.error(interrupted);
             ExitCode::from(130)
         }
         Err(e) => {
@@ -343,6 +349,15 @@ fn run_verify(args: VerifyArgs, ui: &Printer) -> Result<(), Error> {
             let line = format!("{}: {d}", args.package.display());
             let _ = writeln!(out, "{}", cnbpkg::ui::printable(&line));
         }
+        let unlisted = report.defect_count.saturating_sub(report.defects.len());
+        if unlisted > 0 {
+            let _ = writeln!(
+                out,
+                "{}: … and {unlisted} more defect{}",
+                cnbpkg::ui::printable(&args.package.display().to_string()),
+                if unlisted == 1 { "" } else { "s" }
+            );
+        }
     }
     if report.is_ok() {
         ui.status(
@@ -361,8 +376,8 @@ fn run_verify(args: VerifyArgs, ui: &Printer) -> Result<(), Error> {
         Err(Error::other(format!(
             "{}: {} defect{} found",
             args.package.display(),
-            report.defects.len(),
-            if report.defects.len() == 1 { "" } else { "s" }
+            report.defect_count,
+            if report.defect_count == 1 { "" } else { "s" }
         )))
     }
 }

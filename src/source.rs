@@ -381,7 +381,7 @@ pub fn extract_archive(archive: &Path, dest: &Path) -> Result<()> {
     // extraction at once and the caller removes the partial tree.
     let reader = crate::atomic::InterruptibleReader(reader);
     let input: Box<dyn Read> = if is_gzip {
-        Box::new(flate2::read::MultiGzDecoder::new(reader))
+        Box::new(crate::compress::GzipMembers::new(BufReader::new(reader)))
     } else {
         Box::new(reader)
     };

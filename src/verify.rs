@@ -29,8 +29,12 @@ pub(crate) const MAX_DISTROS_ANNOTATION: usize = 16 * 1024;
 #[derive(Debug, Clone, Default, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VerifyReport {
-    /// One line per defect; empty when the package is sound.
+    /// One line per defect, the first [`MAX_LISTED_DEFECTS`]; empty when the package is sound.
     pub defects: Vec<String>,
+    /// How many distinct defects were found in all (a crafted package can hold hundreds of
+    /// thousands: only the first ones are listed). Left out of the JSON when there are none.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub defect_count: usize,
     /// Images checked.
     pub images: usize,
     /// Blobs checked.
@@ -46,6 +50,13 @@ pub struct VerifyReport {
     /// Platforms the package holds that were not expected.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub extra_platforms: Vec<String>,
+}
+
+/// The most defect lines kept in [`VerifyReport::defects`]; the rest are only counted.
+pub const MAX_LISTED_DEFECTS: usize = 200;
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// What to check beyond the package's soundness.
@@ -106,6 +117,7 @@ pub fn verify_with(path: &Path, opts: &VerifyOptions) -> Result<VerifyReport> {
                 e => e.to_string(),
             };
             report.defects.push(line);
+            report.defect_count = 1;
             return Ok(report);
         }
     };
@@ -215,16 +227,19 @@ type PlatformKey = (String, String, String, String);
 impl Verifier<'_> {
     fn defect(&mut self, line: String) {
         if self.seen_defects.insert(line.clone()) {
-            self.report.defects.push(line);
+            self.report.defect_count += 1;
+            if self.report.defects.len() < MAX_LISTED_DEFECTS {
+                self.report.defects.push(line);
+            }
         }
     }
 
     fn check_layout_file(&mut self) {
-        let desc_free = self
-            .reader
-            .files()
-            .ok()
-            .and_then(|f| f.get("oci-layout").copied());
+        let desc_free = match self.reader.files() {
+            Ok(f) => f.get("oci-layout").copied(),
+            // Too many files to list: that is the defect, not a missing oci-layout.
+            Err(e) => return self.defect(e.to_string()),
+        };
         match desc_free {
             None => self.defect("oci-layout: missing".into()),
             Some(_) => {
@@ -780,6 +795,13 @@ impl Verifier<'_> {
                 if let Err(e) = crate::descriptor::check_id_version("buildpack", id, version) {
                     self.defect(format!("{name}: {label_name}: {e}"));
                     continue;
+                }
+                if windows {
+                    if let Err(e) =
+                        crate::descriptor::check_windows_id_version("buildpack", id, version)
+                    {
+                        self.defect(format!("{name}: {label_name}: {e}"));
+                    }
                 }
                 let dir = module_dir(label_name, id, version, windows);
                 let key = if windows {

@@ -78,6 +78,8 @@ fn a_label_of_many_modules_against_many_layers_is_checked_in_linear_time() {
         "{}",
         &out.stderr[..out.stderr.len().min(2000)]
     );
-    assert!(out.stdout.contains("x119999@1 points at"), "not reported");
+    // Every module is checked and counted; the first ones are listed.
+    assert!(out.stdout.contains("@1 points at"), "not reported");
+    assert!(out.stdout.contains("more defects"), "not counted");
     assert!(out.stderr.contains("defects found"));
 }

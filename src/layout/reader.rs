@@ -162,13 +162,33 @@ impl PackageReader {
                     }
                 }
                 let blobs = root.join("blobs");
+                // As many entries as an archive may hold: a directory is as hostile as a tar.
+                let mut count = 0usize;
+                let mut counted = |dir: &Path| {
+                    count += 1;
+                    if count > MAX_ENTRIES {
+                        Err(Error::invalid(
+                            dir,
+                            format!("more than {MAX_ENTRIES} entries"),
+                        ))
+                    } else {
+                        Ok(())
+                    }
+                };
                 if let Ok(algs) = fs::read_dir(&blobs) {
                     for alg in algs {
                         let alg = alg.at(&blobs)?;
+                        counted(&blobs)?;
+                        // A symlinked algorithm directory is not descended into: its files
+                        // are somewhere else.
+                        if !alg.file_type().at(&alg.path())?.is_dir() {
+                            continue;
+                        }
                         let alg_name = alg.file_name().to_string_lossy().into_owned();
                         if let Ok(files) = fs::read_dir(alg.path()) {
                             for f in files {
                                 let f = f.at(&alg.path())?;
+                                counted(&alg.path())?;
                                 let m = f.metadata().at(&f.path())?;
                                 out.insert(
                                     format!("blobs/{alg_name}/{}", f.file_name().to_string_lossy()),

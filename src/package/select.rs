@@ -68,6 +68,20 @@ pub(crate) fn tree_module(
     t: &ExpandedTarget,
     check_entry_points: bool,
 ) -> Result<ModulePlan> {
+    if t.os == "windows" {
+        let info = &tree.descriptor.info;
+        crate::descriptor::check_windows_id_version(
+            tree.descriptor.kind.table(),
+            &info.id,
+            &info.version,
+        )
+        .map_err(|e| {
+            Error::invalid(
+                &tree.descriptor_path,
+                format!("{e} (target {})", t.display()),
+            )
+        })?;
+    }
     let resolved = target::platform_root(&tree.root, t)?;
     let root = resolved.dir;
     let is_buildpack = tree.descriptor.kind == crate::descriptor::ModuleKind::Buildpack;
@@ -94,7 +108,7 @@ fn require_entry_points(tree: &Tree, root: &std::path::Path, t: &ExpandedTarget)
         };
         if candidates
             .iter()
-            .any(|c| std::fs::symlink_metadata(root.join(c)).is_ok())
+            .any(|c| is_file_within(root, std::path::Path::new(c)))
         {
             continue;
         }
@@ -117,6 +131,72 @@ fn require_entry_points(tree: &Tree, root: &std::path::Path, t: &ExpandedTarget)
         ));
     }
     Ok(())
+}
+
+/// Whether `rel` names a regular file inside `base`, resolved as the image will resolve it once
+/// `base` is the module's folder: each component is looked at without following it, and a
+/// symbolic link is followed only when its target stays inside `base` (`bin/detect -> build`
+/// is fine; `bin -> /usr/bin` would make the answer depend on the packaging host, and in the
+/// image it points at something else).
+fn is_file_within(base: &std::path::Path, rel: &std::path::Path) -> bool {
+    use std::ffi::OsString;
+    use std::path::Component;
+    // More links than this on one path is a loop (the kernel's limit is 40).
+    const MAX_LINKS: usize = 40;
+    fn push_reversed(pending: &mut Vec<OsString>, path: &std::path::Path) -> bool {
+        let mut parts = Vec::new();
+        for c in path.components() {
+            match c {
+                Component::Normal(n) => parts.push(n.to_os_string()),
+                Component::ParentDir => parts.push(OsString::from("..")),
+                Component::CurDir => {}
+                // An absolute target leaves the tree.
+                Component::RootDir | Component::Prefix(_) => return false,
+            }
+        }
+        pending.extend(parts.into_iter().rev());
+        true
+    }
+    let mut pending = Vec::new();
+    if !push_reversed(&mut pending, rel) {
+        return false;
+    }
+    let mut resolved = base.to_path_buf();
+    let mut depth = 0usize;
+    let mut links = 0usize;
+    while let Some(part) = pending.pop() {
+        if part == ".." {
+            if depth == 0 {
+                return false;
+            }
+            resolved.pop();
+            depth -= 1;
+            continue;
+        }
+        let candidate = resolved.join(&part);
+        let Ok(meta) = std::fs::symlink_metadata(&candidate) else {
+            return false;
+        };
+        if meta.file_type().is_symlink() {
+            links += 1;
+            let Ok(target) = std::fs::read_link(&candidate) else {
+                return false;
+            };
+            if links > MAX_LINKS || !push_reversed(&mut pending, &target) {
+                return false;
+            }
+            continue;
+        }
+        if pending.is_empty() {
+            return meta.is_file();
+        }
+        if !meta.is_dir() {
+            return false;
+        }
+        resolved = candidate;
+        depth += 1;
+    }
+    false
 }
 
 /// Whether a buildpack that declares `targets` supports `t` (no targets: every target).
@@ -265,6 +345,10 @@ fn package_modules(
         for (version, info) in versions {
             crate::descriptor::check_id_version("buildpack", id, version)
                 .map_err(|e| Error::invalid(origin, format!("label '{LABEL_LAYERS}': {e}")))?;
+            if image.config.os == "windows" {
+                crate::descriptor::check_windows_id_version("buildpack", id, version)
+                    .map_err(|e| Error::invalid(origin, format!("label '{LABEL_LAYERS}': {e}")))?;
+            }
             dirs_of_layer
                 .entry(info.layer_diff_id.as_str())
                 .or_default()
