@@ -1277,6 +1277,20 @@ pub fn validate_package(
     Ok(Some(stacks))
 }
 
+/// `(id, version)` from a buildpack.toml or extension.toml text, read leniently (a layer's
+/// descriptor, checked against the label that names it).
+pub(crate) fn id_version_of(text: &str) -> Option<(String, String)> {
+    let value: toml::Table = text.parse().ok()?;
+    let table = value
+        .get("buildpack")
+        .or_else(|| value.get("extension"))?
+        .as_table()?;
+    Some((
+        table.get("id")?.as_str()?.to_string(),
+        table.get("version")?.as_str()?.to_string(),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

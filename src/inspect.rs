@@ -2,17 +2,16 @@
 //! their sizes, labels and shared blobs — for people and, as stable JSON, for scripts.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::cnb::{LABEL_LAYERS, LABEL_METADATA};
 use crate::descriptor::{LayersLabel, PackageMetadata};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::layout::PackageReader;
 use crate::oci::{self, Platform};
-use crate::package::{LABEL_LAYERS, LABEL_METADATA};
 use crate::ui::human_size;
 use crate::verify::read_layer;
 
@@ -177,7 +176,7 @@ pub fn inspect(path: &Path) -> Result<InspectReport> {
         images.push(ImageInfo {
             platform,
             annotations: img.descriptor.annotations.clone(),
-            distros: crate::package::annotated_distros(&img.descriptor.annotations)
+            distros: crate::cnb::annotated_distros(&img.descriptor.annotations)
                 .unwrap_or_default()
                 .iter()
                 .map(|d| d.folder_name())
@@ -247,35 +246,7 @@ fn buildpacks_of(label: LayersLabel) -> Vec<BuildpackInfo> {
     out
 }
 
-/// `linux/arm/v7`, `windows/amd64 (10.0.20348.1970)`, with a distro annotation when present.
-pub fn platform_name(p: &Platform, annotations: &BTreeMap<String, String>) -> String {
-    let mut s = if p.os.is_empty() {
-        "any".to_string()
-    } else {
-        p.os.clone()
-    };
-    for part in [&p.architecture, &p.variant] {
-        if !part.is_empty() {
-            s.push('/');
-            s.push_str(part);
-        }
-    }
-    // In `--target` grammar, so that the name shown selects this platform when given back.
-    if let (Some(n), Some(v)) = (
-        annotations.get(crate::package::ANNOTATION_DISTRO_NAME),
-        annotations.get(crate::package::ANNOTATION_DISTRO_VERSION),
-    ) {
-        let _ = write!(s, ":{n}@{v}");
-    } else if annotations.contains_key(crate::package::ANNOTATION_DISTROS) {
-        let served = crate::package::annotated_distros(annotations).unwrap_or_default();
-        let served: Vec<String> = served.iter().map(|d| d.folder_name()).collect();
-        let _ = write!(s, ":{}", served.join(";"));
-    } else if !p.os_version.is_empty() {
-        // A Windows `os.version` without a distro: the distro name Windows targets use.
-        let _ = write!(s, ":{}@{}", p.os, p.os_version);
-    }
-    s
-}
+pub use crate::cnb::platform_name;
 
 /// One line of human output; text from the package (labels, ids, platforms) has its control
 /// characters escaped, so it cannot forge lines or drive the terminal.

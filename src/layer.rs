@@ -725,7 +725,7 @@ fn check_descriptor<R: Read>(
     let Some((id, version)) = allowed.get(dir) else {
         return Ok(bytes);
     };
-    match crate::verify::id_version_of(&String::from_utf8_lossy(&bytes)) {
+    match crate::descriptor::id_version_of(&String::from_utf8_lossy(&bytes)) {
         Some((fid, fver)) if fid == *id && fver == *version => Ok(bytes),
         Some((fid, fver)) => Err(format!(
             "entry '{shown}' describes {}@{}, but the package's label says {id}@{version}",

@@ -6,9 +6,11 @@
 //!
 //! Data flows one way: configuration ([`descriptor`], [`target`]) → sources ([`source`]) →
 //! layers ([`tar`], [`layer`], [`compress`], [`digest`]) → layout ([`layout`]) → archive, with
-//! [`package`] orchestrating and `registry` reading finished layouts.
+//! [`package`] orchestrating and `registry` reading finished layouts. CNB vocabulary (label and
+//! annotation names, the distros an index entry serves, platform display) lives in [`cnb`].
 
 pub mod atomic;
+pub mod cnb;
 pub mod compress;
 pub mod descriptor;
 pub mod digest;

@@ -4,13 +4,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read};
 use std::path::Path;
 
+use crate::cnb::{annotated_distros, LABEL_LAYERS, LABEL_METADATA};
 use crate::compress;
 use crate::descriptor::{LayersLabel, PackageMetadata};
 use crate::digest::{Digest, HashingReader};
 use crate::error::{Error, Result};
 use crate::layout::{PackageReader, MAX_DESCRIPTORS, MAX_IMAGES, MAX_INDEX_DEPTH};
 use crate::oci::{self, Descriptor, ImageConfig, Index, Manifest};
-use crate::package::{annotated_distros, LABEL_LAYERS, LABEL_METADATA};
 use crate::tar_guard::TarGuard;
 use crate::target::{self, ExpandedTarget, Target};
 
@@ -567,13 +567,13 @@ impl Verifier<'_> {
         });
         let too_long = d
             .annotations
-            .get(crate::package::ANNOTATION_DISTROS)
+            .get(crate::cnb::ANNOTATION_DISTROS)
             .is_some_and(|v| v.len() > MAX_DISTROS_ANNOTATION);
         if too_long {
             return self.defect(format!(
                 "manifest {}: annotation {} is longer than {MAX_DISTROS_ANNOTATION} bytes",
                 d.digest,
-                crate::package::ANNOTATION_DISTROS
+                crate::cnb::ANNOTATION_DISTROS
             ));
         }
         let distros: Vec<Option<target::Distro>> = match annotated_distros(&d.annotations) {
@@ -990,7 +990,7 @@ pub(crate) fn read_layer_stream(
                             parsed = entry
                                 .read_to_string(&mut text)
                                 .ok()
-                                .and_then(|_| id_version_of(&text));
+                                .and_then(|_| crate::descriptor::id_version_of(&text));
                         }
                         facts.modules.insert(dir.to_string(), parsed);
                     }
@@ -1012,19 +1012,6 @@ fn is_module_dir(dir: &str) -> bool {
     let d = dir.strip_prefix("Files/").unwrap_or(dir);
     let parts: Vec<&str> = d.split('/').collect();
     parts.len() == 4 && parts[0] == "cnb" && (parts[1] == "buildpacks" || parts[1] == "extensions")
-}
-
-/// `(id, version)` from a buildpack.toml or extension.toml text.
-pub(crate) fn id_version_of(text: &str) -> Option<(String, String)> {
-    let value: toml::Table = text.parse().ok()?;
-    let table = value
-        .get("buildpack")
-        .or_else(|| value.get("extension"))?
-        .as_table()?;
-    Some((
-        table.get("id")?.as_str()?.to_string(),
-        table.get("version")?.as_str()?.to_string(),
-    ))
 }
 
 /// Pairs of keys of one object that Go's case-insensitive field matching takes as one (Unicode

@@ -37,49 +37,10 @@ use sources::{Dependency, Tree};
 /// modification times, so nothing in a package depends on when it was built.
 pub const CREATED: &str = "1980-01-01T00:00:01Z";
 
-/// Label holding the package's main buildpack (pack's name and shape).
-pub const LABEL_METADATA: &str = "io.buildpacks.buildpackage.metadata";
-/// Label mapping every buildpack in the package to its layer (pack's name and shape).
-pub const LABEL_LAYERS: &str = "io.buildpacks.buildpack.layers";
-/// Descriptor annotation naming a target's distribution (targets that differ only by distro).
-pub const ANNOTATION_DISTRO_NAME: &str = "io.buildpacks.base.distro.name";
-/// Descriptor annotation with a target's distribution version.
-pub const ANNOTATION_DISTRO_VERSION: &str = "io.buildpacks.base.distro.version";
-/// Descriptor annotation listing the distributions one image serves when several targets that
-/// differ only by distro give the same image: `name@version` entries joined by `;`, as in
-/// `--target` (`ubuntu@22.04;ubuntu@24.04`). A single distro keeps the two annotations above.
-pub const ANNOTATION_DISTROS: &str = "io.buildpacks.base.distros";
-
-/// The distributions an index entry says it serves: from [`ANNOTATION_DISTROS`], else from
-/// [`ANNOTATION_DISTRO_NAME`] (with [`ANNOTATION_DISTRO_VERSION`]); `None` when it names none
-/// (it serves any distribution).
-pub fn annotated_distros(annotations: &BTreeMap<String, String>) -> Option<Vec<Distro>> {
-    if let Some(list) = annotations.get(ANNOTATION_DISTROS) {
-        return Some(
-            list.split(';')
-                .filter(|d| !d.is_empty())
-                .map(|d| match d.split_once('@') {
-                    Some((name, version)) => Distro {
-                        name: name.to_string(),
-                        version: version.to_string(),
-                    },
-                    None => Distro {
-                        name: d.to_string(),
-                        version: String::new(),
-                    },
-                })
-                .collect(),
-        );
-    }
-    let name = annotations.get(ANNOTATION_DISTRO_NAME)?;
-    Some(vec![Distro {
-        name: name.clone(),
-        version: annotations
-            .get(ANNOTATION_DISTRO_VERSION)
-            .cloned()
-            .unwrap_or_default(),
-    }])
-}
+pub use crate::cnb::{
+    annotated_distros, ANNOTATION_DISTROS, ANNOTATION_DISTRO_NAME, ANNOTATION_DISTRO_VERSION,
+    LABEL_LAYERS, LABEL_METADATA,
+};
 
 /// A distro as [`ANNOTATION_DISTROS`] lists it (`name@version`, or `name` without a version).
 fn distro_entry(d: &Distro) -> String {

@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use crate::cnb::platform_name;
 use crate::descriptor::{BuildpackDescriptor, LayersLabel, ModuleInfo, ModuleLayerInfo};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::inspect::platform_name;
 use crate::layout::ImageRef;
 use crate::oci::{self, Descriptor};
 use crate::target::{self, ExpandedTarget};
