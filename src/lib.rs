@@ -15,6 +15,7 @@ pub mod compress;
 pub mod descriptor;
 pub mod digest;
 pub mod error;
+pub mod events;
 /// Entry points for the fuzz targets and their regression tests; not a stable API.
 #[doc(hidden)]
 pub mod fuzzing;

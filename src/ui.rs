@@ -222,6 +222,19 @@ impl Printer {
     }
 }
 
+impl crate::events::Events for Printer {
+    /// Status and detail lines by verbosity; warnings once each. Transfers draw nothing here.
+    fn event(&self, event: &crate::events::Event<'_>) {
+        use crate::events::Event;
+        match *event {
+            Event::Status { verb, message } => self.status(verb, message),
+            Event::Detail { verb, message } => self.detail(verb, message),
+            Event::Warning { message } => self.warn_once(message),
+            Event::Transfer { .. } => {}
+        }
+    }
+}
+
 /// `1.5 MiB`-style sizes for humans.
 pub fn human_size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

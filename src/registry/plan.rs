@@ -1,0 +1,473 @@
+//! What a push copies: the package's index tree read once, platforms chosen, blobs listed.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::json::canonical;
+use crate::layout::PackageReader;
+use crate::layout::{MAX_ENTRIES, MAX_IMAGES, MAX_IMAGES_BYTES, MAX_INDEX_DEPTH};
+use crate::oci::{self, Descriptor, ImageConfig, Index, Manifest, Platform};
+
+use super::reference::Target;
+
+/// An `os[/arch[/variant]]` filter.
+#[derive(Debug, Clone)]
+pub(super) struct PlatformFilter {
+    pub(super) text: String,
+    pub(super) os: String,
+    pub(super) arch: Option<String>,
+    pub(super) variant: Option<String>,
+}
+
+impl PlatformFilter {
+    pub(super) fn parse(text: &str) -> Result<Self> {
+        let parts: Vec<&str> = text.split('/').collect();
+        if parts.len() > 3 || parts.iter().any(|p| p.is_empty()) {
+            return Err(Error::usage(format!(
+                "invalid --platform '{text}': expected os[/arch[/variant]]"
+            )));
+        }
+        Ok(PlatformFilter {
+            text: text.to_string(),
+            os: parts[0].to_string(),
+            arch: parts.get(1).map(|s| s.to_string()),
+            variant: parts.get(2).map(|s| s.to_string()),
+        })
+    }
+
+    pub(super) fn matches(&self, p: &Platform) -> bool {
+        p.os == self.os
+            && self.arch.as_ref().is_none_or(|a| *a == p.architecture)
+            && self.variant.as_ref().is_none_or(|v| *v == p.variant)
+    }
+}
+
+pub(super) fn platform_text(p: &Platform) -> String {
+    let mut s = format!("{}/{}", p.os, p.architecture);
+    if !p.variant.is_empty() {
+        s.push('/');
+        s.push_str(&p.variant);
+    }
+    if !p.os_version.is_empty() {
+        s.push_str(&format!(" ({})", p.os_version));
+    }
+    s
+}
+
+/// A manifest or index to push, with its raw bytes. Nodes are shared by digest: a package
+/// whose nested indexes list the same things many times holds each of them once.
+#[derive(Debug, Clone)]
+pub(super) struct Node {
+    /// The descriptor that points at it in the package.
+    pub(super) desc: Descriptor,
+    pub(super) digest: Digest,
+    pub(super) media_type: String,
+    pub(super) bytes: Vec<u8>,
+    pub(super) is_index: bool,
+    pub(super) platform: Option<Platform>,
+    pub(super) children: Vec<Arc<Node>>,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Leaf {
+    pub(super) digest: Digest,
+    pub(super) platform: Option<Platform>,
+}
+
+pub(super) struct Plan {
+    pub(super) top: Arc<Node>,
+    pub(super) leaves: Vec<Leaf>,
+    pub(super) blobs: Vec<Descriptor>,
+}
+
+impl Plan {
+    pub(super) fn build(
+        reader: &PackageReader,
+        path: &Path,
+        filters: &[PlatformFilter],
+        target: &Target,
+    ) -> Result<Plan> {
+        let tops: Vec<&Descriptor> = reader
+            .index()
+            .manifests
+            .iter()
+            .filter(|d| {
+                d.media_type.is_empty()
+                    || oci::is_manifest(&d.media_type)
+                    || oci::is_index(&d.media_type)
+            })
+            .collect();
+        let mut loader = Loader {
+            reader,
+            path,
+            nodes: HashMap::new(),
+            listed: 0,
+            kept_bytes: 0,
+            blobs: Vec::new(),
+        };
+        let mut top = match (tops.as_slice(), target) {
+            ([], _) => return Err(Error::invalid(path, "the package holds no image")),
+            (_, Target::Digest(d)) if tops.iter().any(|t| t.digest == *d) => {
+                let desc = tops.iter().find(|t| t.digest == *d).expect("checked");
+                loader.load(desc, 0)?
+            }
+            ([one], _) => loader.load(one, 0)?,
+            (many, _) => {
+                // A flat layout with several images: push an index over them.
+                let children = many
+                    .iter()
+                    .map(|d| loader.load(d, 1))
+                    .collect::<Result<Vec<_>>>()?;
+                let descs = children.iter().map(|c| descriptor_of(c)).collect();
+                Arc::new(synthesize_index(descs, children, false))
+            }
+        };
+        let mut blobs = std::mem::take(&mut loader.blobs);
+        let leaves = unique_leaves(&top);
+        if !filters.is_empty() {
+            let chosen: Vec<&Arc<Node>> = leaves
+                .iter()
+                .filter(|n| {
+                    let p = n.platform.clone().unwrap_or_default();
+                    filters.iter().any(|f| f.matches(&p))
+                })
+                .collect();
+            if chosen.is_empty() {
+                let have: Vec<String> = leaves
+                    .iter()
+                    .map(|n| {
+                        n.platform
+                            .as_ref()
+                            .map(platform_text)
+                            .unwrap_or_else(|| "unknown".into())
+                    })
+                    .collect();
+                let want: Vec<&str> = filters.iter().map(|f| f.text.as_str()).collect();
+                return Err(Error::usage(format!(
+                    "no image in {} matches --platform {}; it has {}",
+                    path.display(),
+                    want.join(", "),
+                    have.join(", ")
+                )));
+            }
+            if chosen.len() == 1 && top.is_index {
+                // One platform: its own manifest (the digest the package lists) goes at the
+                // tag, as per-architecture tags are plain manifests elsewhere too.
+                let one = chosen[0].clone();
+                blobs = manifest_blobs(path, &one)?;
+                top = one;
+            } else if chosen.len() != leaves.len() {
+                let docker = top.media_type == oci::DOCKER_MANIFEST_LIST;
+                let chosen: Vec<Arc<Node>> = chosen.into_iter().cloned().collect();
+                let descs = chosen.iter().map(|n| descriptor_of(n)).collect();
+                // Only the chosen manifests' blobs are pushed.
+                blobs.clear();
+                for n in &chosen {
+                    blobs.extend(manifest_blobs(path, n)?);
+                }
+                top = Arc::new(synthesize_index(descs, chosen, docker));
+            }
+        }
+        if let Target::Digest(d) = target {
+            if top.digest != *d {
+                return Err(Error::usage(format!(
+                    "{} has no manifest or index with digest {d} to push (its top-level digest is {})",
+                    path.display(),
+                    top.digest
+                )));
+            }
+        }
+        let mut seen = BTreeSet::new();
+        let mut unique = Vec::new();
+        for b in blobs {
+            if !seen.insert(b.digest) {
+                continue;
+            }
+            if !b.urls.is_empty() && !reader.has_blob(&b.digest) {
+                // A foreign (non-distributable) layer that lives at its URLs.
+                continue;
+            }
+            unique.push(b);
+        }
+        // Largest first, so the long uploads start early.
+        unique.sort_by(|a, b| b.size.cmp(&a.size).then(a.digest.cmp(&b.digest)));
+        let leaves = unique_leaves(&top)
+            .iter()
+            .map(|n| Leaf {
+                digest: n.digest,
+                platform: n.platform.clone(),
+            })
+            .collect();
+        Ok(Plan {
+            top,
+            leaves,
+            blobs: unique,
+        })
+    }
+}
+
+/// The config and layers of an image manifest node.
+pub(super) fn manifest_blobs(path: &Path, n: &Node) -> Result<Vec<Descriptor>> {
+    let m: Manifest = serde_json::from_slice(&n.bytes).map_err(|e| {
+        Error::invalid(
+            path,
+            format!(
+                "manifest {}: {}",
+                n.digest,
+                crate::ui::sanitize(&e.to_string(), 200)
+            ),
+        )
+    })?;
+    let mut out = vec![m.config.clone()];
+    out.extend(m.layers.iter().cloned());
+    Ok(out)
+}
+
+/// The descriptor as the package has it (media type filled in when the package left it out).
+pub(super) fn descriptor_of(n: &Node) -> Descriptor {
+    let mut d = n.desc.clone();
+    if d.media_type.is_empty() {
+        d.media_type = n.media_type.clone();
+    }
+    // The image spec requires `architecture` wherever `platform` appears.
+    if d.platform
+        .as_ref()
+        .is_some_and(|p| p.architecture.is_empty())
+    {
+        d.platform = None;
+    }
+    d
+}
+
+pub(super) fn synthesize_index(
+    descs: Vec<Descriptor>,
+    children: Vec<Arc<Node>>,
+    docker: bool,
+) -> Node {
+    let mut index = Index::new(descs);
+    if docker {
+        index.media_type = Some(oci::DOCKER_MANIFEST_LIST.to_string());
+    }
+    let bytes = canonical(&index);
+    let digest = Digest::of(&bytes);
+    let media_type = index.media_type.clone().unwrap_or_default();
+    Node {
+        desc: Descriptor::new(media_type.clone(), digest, bytes.len() as u64),
+        digest,
+        media_type,
+        bytes,
+        is_index: true,
+        platform: None,
+        children,
+    }
+}
+
+/// The image manifests below `top` (or `top` itself), each digest once, in listing order.
+pub(super) fn unique_leaves(top: &Arc<Node>) -> Vec<Arc<Node>> {
+    pub(super) fn walk(n: &Arc<Node>, seen: &mut BTreeSet<Digest>, out: &mut Vec<Arc<Node>>) {
+        if !seen.insert(n.digest) {
+            return;
+        }
+        if n.is_index {
+            for c in &n.children {
+                walk(c, seen, out);
+            }
+        } else {
+            out.push(n.clone());
+        }
+    }
+    let mut out = Vec::new();
+    walk(top, &mut BTreeSet::new(), &mut out);
+    out
+}
+
+/// The media type a JSON document declares, or what its shape says.
+pub(crate) fn sniff_media_type(bytes: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    if let Some(mt) = v.get("mediaType").and_then(|m| m.as_str()) {
+        return Some(mt.to_string());
+    }
+    if v.get("manifests").is_some() {
+        Some(oci::MEDIA_TYPE_INDEX.to_string())
+    } else if v.get("config").is_some() {
+        Some(oci::MEDIA_TYPE_MANIFEST.to_string())
+    } else {
+        None
+    }
+}
+
+/// Reads the manifests and indexes to push, each digest once, within the reader's limits.
+pub(super) struct Loader<'a> {
+    pub(super) reader: &'a PackageReader,
+    pub(super) path: &'a Path,
+    pub(super) nodes: HashMap<Digest, Arc<Node>>,
+    /// Descriptors of manifests and indexes met so far, repeats included.
+    pub(super) listed: usize,
+    /// Manifest, index and config bytes held.
+    pub(super) kept_bytes: u64,
+    /// Configs and layers of every image read.
+    pub(super) blobs: Vec<Descriptor>,
+}
+
+impl Loader<'_> {
+    pub(super) fn keep(&mut self, n: u64) -> Result<()> {
+        self.kept_bytes += n;
+        if self.kept_bytes > MAX_IMAGES_BYTES {
+            return Err(Error::invalid(
+                self.path,
+                format!(
+                    "image manifests and configs exceed {} MiB in total",
+                    MAX_IMAGES_BYTES >> 20
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    pub(super) fn load(&mut self, desc: &Descriptor, depth: usize) -> Result<Arc<Node>> {
+        let path = self.path;
+        if depth > MAX_INDEX_DEPTH {
+            return Err(Error::invalid(path, "image indexes nested too deeply"));
+        }
+        self.listed += 1;
+        if self.listed > MAX_IMAGES {
+            return Err(Error::invalid(
+                path,
+                format!("lists more than {MAX_IMAGES} images"),
+            ));
+        }
+        if let Some(n) = self.nodes.get(&desc.digest) {
+            return Ok(n.clone());
+        }
+        let bytes = self.reader.read_verified(desc)?;
+        self.keep(bytes.len() as u64)?;
+        let media_type = if desc.media_type.is_empty() {
+            sniff_media_type(&bytes).ok_or_else(|| {
+                Error::invalid(
+                    path,
+                    format!("{} is neither an image manifest nor an index", desc.digest),
+                )
+            })?
+        } else {
+            desc.media_type.clone()
+        };
+        let node = if oci::is_index(&media_type) {
+            let index: Index = serde_json::from_slice(&bytes).map_err(|e| {
+                Error::invalid(
+                    path,
+                    format!(
+                        "index {}: {}",
+                        desc.digest,
+                        crate::ui::sanitize(&e.to_string(), 200)
+                    ),
+                )
+            })?;
+            let mut children = Vec::new();
+            for d in &index.manifests {
+                if !(oci::is_manifest(&d.media_type) || oci::is_index(&d.media_type)) {
+                    return Err(Error::invalid(
+                        path,
+                        format!(
+                            "index {} references {} of media type '{}', which cnbpkg cannot push",
+                            desc.digest,
+                            d.digest,
+                            crate::ui::sanitize(&d.media_type, 100)
+                        ),
+                    ));
+                }
+                children.push(self.load(d, depth + 1)?);
+            }
+            Node {
+                desc: desc.clone(),
+                digest: desc.digest,
+                media_type,
+                bytes,
+                is_index: true,
+                platform: desc.platform.clone(),
+                children,
+            }
+        } else if oci::is_manifest(&media_type) {
+            let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
+                Error::invalid(
+                    path,
+                    format!(
+                        "manifest {}: {}",
+                        desc.digest,
+                        crate::ui::sanitize(&e.to_string(), 200)
+                    ),
+                )
+            })?;
+            let platform = match &desc.platform {
+                Some(p) => Some(p.clone()),
+                None => {
+                    let cfg = self.reader.read_verified(&manifest.config)?;
+                    self.keep(cfg.len() as u64)?;
+                    serde_json::from_slice::<ImageConfig>(&cfg)
+                        .ok()
+                        .filter(|c| !c.os.is_empty())
+                        .map(|c| Platform {
+                            architecture: c.architecture,
+                            os: c.os,
+                            os_version: c.os_version,
+                            os_features: c.os_features,
+                            variant: c.variant,
+                        })
+                }
+            };
+            self.blobs.push(manifest.config.clone());
+            self.blobs.extend(manifest.layers.iter().cloned());
+            if self.blobs.len() > MAX_ENTRIES {
+                return Err(Error::invalid(
+                    path,
+                    format!("its images list more than {MAX_ENTRIES} blobs"),
+                ));
+            }
+            Node {
+                desc: desc.clone(),
+                digest: desc.digest,
+                media_type,
+                bytes,
+                is_index: false,
+                platform,
+                children: Vec::new(),
+            }
+        } else {
+            return Err(Error::invalid(
+                path,
+                format!(
+                    "{} has media type '{}', not an image manifest or index",
+                    desc.digest,
+                    crate::ui::sanitize(&media_type, 100)
+                ),
+            ));
+        };
+        let node = Arc::new(node);
+        self.nodes.insert(desc.digest, node.clone());
+        Ok(node)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    pub(super) fn platform_filters() {
+        let p = Platform {
+            os: "linux".into(),
+            architecture: "arm".into(),
+            variant: "v7".into(),
+            ..Default::default()
+        };
+        assert!(PlatformFilter::parse("linux").unwrap().matches(&p));
+        assert!(PlatformFilter::parse("linux/arm").unwrap().matches(&p));
+        assert!(PlatformFilter::parse("linux/arm/v7").unwrap().matches(&p));
+        assert!(!PlatformFilter::parse("linux/arm/v6").unwrap().matches(&p));
+        assert!(!PlatformFilter::parse("windows").unwrap().matches(&p));
+        assert!(PlatformFilter::parse("linux//v7").is_err());
+        assert!(PlatformFilter::parse("a/b/c/d").is_err());
+    }
+}

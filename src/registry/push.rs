@@ -1,0 +1,737 @@
+//! The push flow: destinations, blob uploads in parallel, then manifests and tags.
+
+use std::collections::BTreeSet;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::layout::PackageReader;
+use crate::oci::{Descriptor, Platform};
+
+use super::auth::{Credential, Secret};
+use super::client::Deadlines;
+use super::client::{Client, RetryPolicy, Transport};
+use super::plan::{platform_text, Node, Plan, PlatformFilter};
+use super::reference::{Reference, Target};
+use super::upload::{BlobOutcome, SentFn, UploadTuning};
+use super::{auth, reference, upload};
+
+/// Parallel blob uploads when [`PushOptions::jobs`] is 0: uploads wait on the network, not on
+/// the CPU, so this is more than the core count but stays polite to registries.
+pub const DEFAULT_JOBS: usize = 4;
+/// The most parallel uploads accepted.
+pub const MAX_JOBS: usize = 32;
+
+/// What to push where.
+#[derive(Debug, Clone, Default)]
+pub struct PushOptions {
+    /// A `.cnb` file or an OCI layout directory.
+    pub package: PathBuf,
+    /// `REGISTRY/REPO[:TAG]` (tag `latest` by default) or `REGISTRY/REPO@sha256:…`.
+    pub reference: String,
+    /// More references to set in the same push (same or other repositories and registries);
+    /// blobs and manifests go to each repository once.
+    pub more_references: Vec<String>,
+    /// More tags to set in every repository pushed to.
+    pub tags: Vec<String>,
+    /// `os[/arch[/variant]]` filters; empty pushes every platform.
+    pub platforms: Vec<String>,
+    /// A repository on the same registry to mount blobs from.
+    pub from: Option<String>,
+    /// Plain HTTP instead of HTTPS.
+    pub insecure: bool,
+    /// A PEM file with CA certificates to trust in addition to the system's.
+    pub ca_cert: Option<PathBuf>,
+    /// User name for basic or token authentication.
+    pub username: Option<String>,
+    /// Password or access token (never printed).
+    pub password: Option<String>,
+    /// Parallel blob uploads; 0 means [`DEFAULT_JOBS`].
+    pub jobs: usize,
+    /// Progress bars (only drawn when stderr is a terminal).
+    pub progress: bool,
+}
+
+/// What a push did.
+#[derive(Debug, Clone)]
+pub struct PushReport {
+    /// Where it went: `REGISTRY/REPO:TAG` or `REGISTRY/REPO@DIGEST` (the first reference).
+    pub reference: String,
+    /// Every reference set, in order.
+    pub references: Vec<String>,
+    /// Digest of the pushed top-level manifest or index.
+    pub digest: Digest,
+    /// Its media type.
+    pub media_type: String,
+    /// Blobs uploaded.
+    pub uploaded: usize,
+    /// Blobs mounted from [`PushOptions::from`].
+    pub mounted: usize,
+    /// Blobs the registry had already.
+    pub skipped: usize,
+    /// Blob bytes sent (manifests not counted; retried uploads count again).
+    pub bytes_sent: u64,
+    /// Every image manifest pushed, with its platform.
+    pub manifests: Vec<(Option<Platform>, Digest)>,
+}
+
+/// Tuning knobs beyond the command line (tests use them to exercise rare paths).
+#[derive(Debug, Clone)]
+pub struct PushSettings {
+    /// Blobs larger than this are uploaded in chunks (64 MiB).
+    pub chunk_threshold: u64,
+    /// Chunk size (4 MiB; GHCR refuses larger PATCH bodies).
+    pub chunk_size: u64,
+    /// Attempts per request or blob upload (5).
+    pub attempts: u32,
+    /// First retry delay (250 ms), doubled after each failure.
+    pub initial_backoff: Duration,
+    /// Largest retry delay (4 s).
+    pub max_backoff: Duration,
+    /// Credential files to consult instead of [`auth::default_credential_files`].
+    pub credential_files: Option<Vec<PathBuf>>,
+    /// Overall deadline of each request (see [`Deadlines`]).
+    pub deadlines: Deadlines,
+    /// `certs.d` directories to read per-registry CA certificates from instead of
+    /// [`certs::default_certs_d`].
+    pub certs_d: Option<Vec<PathBuf>>,
+}
+
+impl Default for PushSettings {
+    fn default() -> Self {
+        PushSettings {
+            chunk_threshold: 64 << 20,
+            chunk_size: 4 << 20,
+            attempts: 5,
+            initial_backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(4),
+            credential_files: None,
+            deadlines: Deadlines::default(),
+            certs_d: None,
+        }
+    }
+}
+
+/// Hidden environment variable read by [`PushSettings::from_env`]: the overall deadline of
+/// each request, and the least time each blob upload gets, in milliseconds (defaults: 60 s
+/// and 120 s, a blob upload getting one more second per 64 KiB). Meant for tests of hostile
+/// servers; invalid values are ignored.
+pub const REQUEST_TIMEOUT_ENV: &str = "CNBPKG_REQUEST_TIMEOUT_MS";
+
+/// Hidden environment variable read by [`PushSettings::from_env`]: the first retry delay in
+/// milliseconds (default 250; still doubled after each failure and capped at
+/// [`PushSettings::max_backoff`]). Meant for tests; invalid values are ignored.
+pub const RETRY_BACKOFF_ENV: &str = "CNBPKG_RETRY_BACKOFF_MS";
+
+impl PushSettings {
+    /// The defaults, with [`RETRY_BACKOFF_ENV`] applied when set to a number.
+    pub fn from_env() -> Self {
+        let mut s = PushSettings::default();
+        if let Some(ms) = std::env::var(RETRY_BACKOFF_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+        {
+            s.initial_backoff = Duration::from_millis(ms);
+        }
+        if let Some(ms) = std::env::var(REQUEST_TIMEOUT_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|ms| *ms > 0)
+        {
+            s.deadlines.request = Duration::from_millis(ms);
+            s.deadlines.blob_floor = Duration::from_millis(ms);
+        }
+        s
+    }
+}
+
+/// Push a package with [`PushSettings::from_env`] (the defaults unless
+/// [`RETRY_BACKOFF_ENV`] or [`REQUEST_TIMEOUT_ENV`] is set).
+pub fn push(opts: &PushOptions, status: &mut dyn FnMut(&str)) -> Result<PushReport> {
+    push_with(opts, &PushSettings::from_env(), status)
+}
+
+/// One repository pushed to, with every tag or digest it gets.
+struct Destination {
+    /// The first reference naming this repository (registry, api host, repository).
+    reference: Reference,
+    targets: Vec<Target>,
+}
+
+/// Push a package.
+pub fn push_with(
+    opts: &PushOptions,
+    settings: &PushSettings,
+    status: &mut dyn FnMut(&str),
+) -> Result<PushReport> {
+    let mut references = vec![Reference::parse(&opts.reference)?];
+    for r in &opts.more_references {
+        references.push(Reference::parse(r)?);
+    }
+    for t in &opts.tags {
+        if !reference::valid_tag(t) {
+            return Err(Error::usage(format!(
+                "invalid --tag '{t}': not a valid tag"
+            )));
+        }
+    }
+    // Several references to one repository share one client: blobs and manifests go once.
+    let mut destinations: Vec<Destination> = Vec::new();
+    for r in references {
+        let target = r.target.clone();
+        let dest = match destinations
+            .iter_mut()
+            .find(|d| d.reference.registry == r.registry && d.reference.repository == r.repository)
+        {
+            Some(d) => d,
+            None => {
+                destinations.push(Destination {
+                    reference: r,
+                    targets: Vec::new(),
+                });
+                destinations.last_mut().expect("just pushed")
+            }
+        };
+        if !dest.targets.contains(&target) {
+            dest.targets.push(target);
+        }
+    }
+    for dest in &mut destinations {
+        for t in &opts.tags {
+            let target = Target::Tag(t.clone());
+            if !dest.targets.contains(&target) {
+                dest.targets.push(target);
+            }
+        }
+    }
+    let first = destinations[0].reference.clone();
+    let from = match &opts.from {
+        Some(f) => parse_from(f, &first)?,
+        None => None,
+    };
+    let filters = opts
+        .platforms
+        .iter()
+        .map(|p| PlatformFilter::parse(p))
+        .collect::<Result<Vec<_>>>()?;
+    let credential = match (&opts.username, &opts.password) {
+        (Some(u), Some(p)) => Some(Credential::Basic {
+            username: u.clone(),
+            password: Secret::new(p.clone()),
+        }),
+        (Some(_), None) => return Err(Error::usage("--username needs a password")),
+        (None, Some(_)) => return Err(Error::usage("a password needs --username")),
+        (None, None) => None,
+    };
+
+    let reader = PackageReader::open(&opts.package)?;
+    let digest_target = destinations
+        .iter()
+        .flat_map(|d| d.targets.iter())
+        .find(|t| matches!(t, Target::Digest(_)))
+        .cloned()
+        .unwrap_or_else(|| Target::Tag(String::new()));
+    let plan = Plan::build(&reader, &opts.package, &filters, &digest_target)?;
+    for d in &destinations {
+        for t in &d.targets {
+            if let Target::Digest(d) = t {
+                if *d != plan.top.digest {
+                    return Err(Error::usage(format!(
+                        "{} has no manifest or index with digest {d} to push (its top-level digest is {})",
+                        opts.package.display(),
+                        plan.top.digest
+                    )));
+                }
+            }
+        }
+    }
+
+    let mut report = PushReport {
+        reference: String::new(),
+        references: Vec::new(),
+        digest: plan.top.digest,
+        media_type: plan.top.media_type.clone(),
+        uploaded: 0,
+        mounted: 0,
+        skipped: 0,
+        bytes_sent: 0,
+        manifests: plan
+            .leaves
+            .iter()
+            .map(|l| (l.platform.clone(), l.digest))
+            .collect(),
+    };
+    // Credentials are looked up once per registry; --username applies to the first
+    // reference's registry only, so it is never sent to another.
+    let mut credentials: Vec<(String, Option<Credential>)> = Vec::new();
+    for (i, dest) in destinations.iter().enumerate() {
+        let reference = &dest.reference;
+        let credential = match credentials.iter().find(|(r, _)| *r == reference.registry) {
+            Some((_, c)) => c.clone(),
+            None => {
+                let c = match &credential {
+                    Some(c) if reference.registry == first.registry => Some(c.clone()),
+                    _ => {
+                        let files = settings
+                            .credential_files
+                            .clone()
+                            .unwrap_or_else(auth::default_credential_files);
+                        match auth::lookup(&reference.registry, &files)? {
+                            Some(found) => {
+                                status(&format!(
+                                    "Credentials for {} from {}",
+                                    reference.registry, found.source
+                                ));
+                                Some(found.credential)
+                            }
+                            None => None,
+                        }
+                    }
+                };
+                credentials.push((reference.registry.clone(), c.clone()));
+                c
+            }
+        };
+        // Mount from a repository of this registry pushed to already, else from --from.
+        let mount_from = destinations[..i]
+            .iter()
+            .rev()
+            .find(|d| d.reference.registry == reference.registry)
+            .map(|d| d.reference.repository.clone())
+            .or_else(|| {
+                from.clone()
+                    .filter(|_| reference.registry == first.registry)
+                    .filter(|f| *f != reference.repository)
+            });
+        let counts = push_destination(
+            opts,
+            settings,
+            &reader,
+            &plan,
+            dest,
+            credential,
+            mount_from.as_deref(),
+            status,
+        )?;
+        report.uploaded += counts.uploaded;
+        report.mounted += counts.mounted;
+        report.skipped += counts.skipped;
+        report.bytes_sent += counts.bytes_sent;
+        for t in &dest.targets {
+            let r = Reference {
+                target: t.clone(),
+                ..reference.clone()
+            };
+            report.references.push(r.to_string());
+        }
+    }
+    report.reference = report.references[0].clone();
+    Ok(report)
+}
+
+/// Run `work` on another thread while this one passes the client's notes ("Retrying …") to
+/// `status` as they are made: a retry is announced when it starts, not once all is over.
+fn reporting<T: Send>(
+    client: &Client,
+    status: &mut dyn FnMut(&str),
+    work: impl FnOnce() -> T + Send,
+) -> T {
+    std::thread::scope(|scope| {
+        let handle = scope.spawn(work);
+        while !handle.is_finished() {
+            for note in client.take_notes() {
+                status(&note);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for note in client.take_notes() {
+            status(&note);
+        }
+        handle
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
+}
+
+/// Blobs, manifests and every tag of one repository.
+#[allow(clippy::too_many_arguments)]
+fn push_destination(
+    opts: &PushOptions,
+    settings: &PushSettings,
+    reader: &PackageReader,
+    plan: &Plan,
+    dest: &Destination,
+    credential: Option<Credential>,
+    from: Option<&str>,
+    status: &mut dyn FnMut(&str),
+) -> Result<Counts> {
+    let reference = &dest.reference;
+    if opts.insecure && !reference::is_loopback(&reference.registry) {
+        status(&format!(
+            "warning: pushing to {} over plain HTTP (--insecure): content and credentials are not encrypted",
+            reference.registry
+        ));
+    }
+    let client = Client::new(
+        &reference.registry,
+        reference.api_host(),
+        &reference.repository,
+        from,
+        credential,
+        &Transport {
+            insecure: opts.insecure,
+            ca_cert: opts.ca_cert.as_deref(),
+            certs_d: settings.certs_d.clone(),
+        },
+        RetryPolicy {
+            attempts: settings.attempts.max(1),
+            initial_backoff: settings.initial_backoff,
+            max_backoff: settings.max_backoff,
+        },
+        settings.deadlines,
+    )?;
+    for note in client.take_notes() {
+        status(&note);
+    }
+    reporting(&client, status, || client.connect())?;
+    let shown = Reference {
+        target: dest.targets[0].clone(),
+        ..reference.clone()
+    };
+    status(&format!(
+        "Pushing {} ({} blobs, {} manifests) to {shown}",
+        opts.package.display(),
+        plan.blobs.len(),
+        plan.leaves.len()
+    ));
+
+    let tuning = UploadTuning {
+        chunk_threshold: settings.chunk_threshold,
+        chunk_size: settings.chunk_size.max(1),
+    };
+    let counts = upload_blobs(&client, reader, &plan.blobs, from, &tuning, opts, status)?;
+
+    // Manifests below the top, children before parents, each once.
+    let mut pushed = BTreeSet::new();
+    for child in &plan.top.children {
+        push_manifests(&client, child, &mut pushed, status)?;
+    }
+    let top = &plan.top;
+    let kind = if top.is_index { "index" } else { "manifest" };
+    for target in &dest.targets {
+        let at = Reference {
+            target: target.clone(),
+            ..reference.clone()
+        };
+        match target {
+            Target::Tag(tag) => {
+                reporting(&client, status, || {
+                    upload::put_manifest(&client, tag, &top.bytes, &top.media_type, &top.digest)
+                })?;
+                status(&format!("Pushed {kind} {} to {at}", top.digest));
+            }
+            Target::Digest(d) => {
+                if reporting(&client, status, || upload::manifest_exists(&client, d))? {
+                    status(&format!("Exists {kind} {d}"));
+                } else {
+                    reporting(&client, status, || {
+                        upload::put_manifest(
+                            &client,
+                            &d.to_string(),
+                            &top.bytes,
+                            &top.media_type,
+                            d,
+                        )
+                    })?;
+                    status(&format!("Pushed {kind} {d} to {at}"));
+                }
+            }
+        }
+    }
+    Ok(counts)
+}
+
+/// `--from`: a repository on the same registry, with or without the registry prefix.
+fn parse_from(from: &str, reference: &Reference) -> Result<Option<String>> {
+    let repo = match from.split_once('/') {
+        Some((first, rest))
+            if first.contains('.') || first.contains(':') || first == "localhost" =>
+        {
+            if first != reference.registry {
+                return Err(Error::usage(format!(
+                    "--from {from}: blobs can only be mounted from a repository on {}",
+                    reference.registry
+                )));
+            }
+            rest.to_string()
+        }
+        _ => from.to_string(),
+    };
+    let repo = repo.split([':', '@']).next().unwrap_or("").to_string();
+    if !reference::valid_repository(&repo) {
+        return Err(Error::usage(format!(
+            "--from {from}: not a valid repository name"
+        )));
+    }
+    Ok((repo != reference.repository).then_some(repo))
+}
+
+fn push_manifests(
+    client: &Client,
+    node: &Node,
+    pushed: &mut BTreeSet<Digest>,
+    status: &mut dyn FnMut(&str),
+) -> Result<()> {
+    // Checked before the children: a shared subtree is walked once, not once per listing.
+    if pushed.contains(&node.digest) {
+        return Ok(());
+    }
+    for c in &node.children {
+        push_manifests(client, c, pushed, status)?;
+    }
+    pushed.insert(node.digest);
+    let kind = if node.is_index { "index" } else { "manifest" };
+    let what = match &node.platform {
+        Some(p) => format!("{kind} {} ({})", node.digest, platform_text(p)),
+        None => format!("{kind} {}", node.digest),
+    };
+    if reporting(client, status, || {
+        upload::manifest_exists(client, &node.digest)
+    })? {
+        status(&format!("Exists {what}"));
+    } else {
+        reporting(client, status, || {
+            upload::put_manifest(
+                client,
+                &node.digest.to_string(),
+                &node.bytes,
+                &node.media_type,
+                &node.digest,
+            )
+        })?;
+        status(&format!("Pushed {what}"));
+    }
+    Ok(())
+}
+
+#[derive(Default)]
+struct Counts {
+    uploaded: usize,
+    mounted: usize,
+    skipped: usize,
+    bytes_sent: u64,
+}
+
+enum Event {
+    Done(usize, BlobOutcome),
+    Failed(Error),
+}
+
+/// HEAD, then mount or upload every blob, `jobs` at a time; status lines from this thread.
+fn upload_blobs(
+    client: &Client,
+    reader: &PackageReader,
+    blobs: &[Descriptor],
+    from: Option<&str>,
+    tuning: &UploadTuning,
+    opts: &PushOptions,
+    status: &mut dyn FnMut(&str),
+) -> Result<Counts> {
+    let jobs = match opts.jobs {
+        0 => DEFAULT_JOBS,
+        n => n,
+    }
+    .clamp(1, MAX_JOBS)
+    .min(blobs.len().max(1));
+    let bars =
+        (opts.progress && std::io::stderr().is_terminal()).then(indicatif::MultiProgress::new);
+    let next = AtomicUsize::new(0);
+    let abort = AtomicBool::new(false);
+    let sent_total = Arc::new(AtomicU64::new(0));
+    let mut counts = Counts::default();
+    let mut first_error = None;
+    std::thread::scope(|scope| {
+        let (tx, rx) = mpsc::channel::<Event>();
+        for _ in 0..jobs {
+            let tx = tx.clone();
+            let (next, abort, sent_total, bars) = (&next, &abort, &sent_total, &bars);
+            scope.spawn(move || loop {
+                if abort.load(Ordering::Relaxed) {
+                    break;
+                }
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(desc) = blobs.get(i) else { break };
+                let result = one_blob(
+                    client,
+                    reader,
+                    desc,
+                    from,
+                    tuning,
+                    sent_total,
+                    bars.as_ref(),
+                );
+                let event = match result {
+                    Ok(o) => Event::Done(i, o),
+                    Err(e) => Event::Failed(e),
+                };
+                if tx.send(event).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        let mut say = |line: &str| match &bars {
+            Some(mp) => mp.suspend(|| status(line)),
+            None => status(line),
+        };
+        loop {
+            let event = match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(e) => Some(e),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            };
+            for note in client.take_notes() {
+                say(&note);
+            }
+            let Some(event) = event else { continue };
+            match event {
+                Event::Done(i, outcome) => {
+                    let d = &blobs[i];
+                    let size = human_size(d.size);
+                    match outcome {
+                        BlobOutcome::Exists => {
+                            counts.skipped += 1;
+                            say(&format!("Exists {} ({size})", d.digest));
+                        }
+                        BlobOutcome::Mounted => {
+                            counts.mounted += 1;
+                            say(&format!(
+                                "Mounted {} ({size}) from {}",
+                                d.digest,
+                                from.unwrap_or("?")
+                            ));
+                        }
+                        BlobOutcome::Uploaded => {
+                            counts.uploaded += 1;
+                            say(&format!("Uploaded {} ({size})", d.digest));
+                        }
+                    }
+                }
+                Event::Failed(e) => {
+                    abort.store(true, Ordering::Relaxed);
+                    if first_error.is_none() {
+                        first_error = Some(e);
+                    }
+                }
+            }
+        }
+    });
+    if let Some(mp) = &bars {
+        let _ = mp.clear();
+    }
+    for note in client.take_notes() {
+        status(&note);
+    }
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    counts.bytes_sent = sent_total.load(Ordering::Relaxed);
+    Ok(counts)
+}
+
+fn one_blob(
+    client: &Client,
+    reader: &PackageReader,
+    desc: &Descriptor,
+    from: Option<&str>,
+    tuning: &UploadTuning,
+    sent_total: &Arc<AtomicU64>,
+    bars: Option<&indicatif::MultiProgress>,
+) -> Result<BlobOutcome> {
+    if upload::blob_exists(client, &desc.digest)? {
+        return Ok(BlobOutcome::Exists);
+    }
+    let bar = bars.map(|mp| {
+        let bar = mp.add(indicatif::ProgressBar::new(desc.size));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{prefix:>12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar.set_prefix(desc.digest.short());
+        bar
+    });
+    let total = sent_total.clone();
+    let bar2 = bar.clone();
+    let sent: SentFn = Arc::new(move |n| {
+        total.fetch_add(n, Ordering::Relaxed);
+        if let Some(b) = &bar2 {
+            b.inc(n);
+        }
+    });
+    let digest = desc.digest;
+    let open = || {
+        if let Some(b) = &bar {
+            b.set_position(0);
+        }
+        reader.open_blob(&digest)
+    };
+    let result = upload::push_blob(
+        client,
+        reader.path(),
+        &digest,
+        desc.size,
+        &open,
+        from,
+        tuning,
+        &sent,
+    );
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    result
+}
+
+fn human_size(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{v:.1} {}", UNITS[u])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn from_repository_forms() {
+        let r = Reference::parse("127.0.0.1:5000/a/b:t").unwrap();
+        assert_eq!(parse_from("x/y", &r).unwrap().as_deref(), Some("x/y"));
+        assert_eq!(
+            parse_from("127.0.0.1:5000/x/y:tag", &r).unwrap().as_deref(),
+            Some("x/y")
+        );
+        assert_eq!(parse_from("a/b", &r).unwrap(), None);
+        assert!(parse_from("ghcr.io/x/y", &r).is_err());
+    }
+
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(human_size(10), "10 B");
+        assert_eq!(human_size(1536), "1.5 KiB");
+        assert_eq!(human_size(5 << 20), "5.0 MiB");
+    }
+}
