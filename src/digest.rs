@@ -1,15 +1,10 @@
 //! SHA-256 digests and the hashing writers and readers that compute them while data streams.
 
 use std::fmt;
-use std::fs::File;
 use std::io::{self, Read, Write};
-use std::path::Path;
 use std::str::FromStr;
 
 use sha2::{Digest as _, Sha256};
-
-/// Files at least this large are hashed through a memory map (about 20% faster than `read`).
-const MMAP_THRESHOLD: u64 = 1 << 20;
 
 /// A `sha256:<hex>` content digest.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -249,32 +244,6 @@ pub fn hash_sink() -> HashSink {
     HashingWriter::new(io::sink())
 }
 
-/// Hash a whole file: through a memory map when it is large, a 128 KiB buffer otherwise.
-pub fn hash_file(path: &Path) -> io::Result<(Digest, u64)> {
-    let file = File::open(path)?;
-    let len = file.metadata()?.len();
-    let mut hasher = Hasher::new();
-    if len >= MMAP_THRESHOLD {
-        // SAFETY: the map is read-only and dropped before returning; a file truncated by another
-        // process while mapped is the documented risk of memmap2, accepted for source files we
-        // only read.
-        let map = unsafe { memmap2::Mmap::map(&file)? };
-        let _ = map.advise(memmap2::Advice::Sequential);
-        hasher.update(&map);
-    } else {
-        let mut file = file;
-        let mut buf = vec![0u8; 128 * 1024];
-        loop {
-            let n = file.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-        }
-    }
-    Ok(hasher.finish())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,16 +283,5 @@ mod tests {
         let mut r = HashingReader::new(&data[..]);
         io::copy(&mut r, &mut io::sink()).unwrap();
         assert_eq!(r.finish().1, d);
-    }
-
-    #[test]
-    fn hash_file_small_and_large() {
-        let dir = tempfile::tempdir().unwrap();
-        for size in [10usize, (MMAP_THRESHOLD as usize) + 5] {
-            let p = dir.path().join(format!("f{size}"));
-            let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
-            std::fs::write(&p, &data).unwrap();
-            assert_eq!(hash_file(&p).unwrap(), (Digest::of(&data), size as u64));
-        }
     }
 }

@@ -1,30 +1,109 @@
 //! The library's error type: one line that names the file (or flag) and the problem.
 
-use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// Every failure the library reports. `Display` is the one-line message the CLI prints.
-#[derive(Debug)]
+use crate::digest::Digest;
+
+/// Every failure the library reports. `Display` is the one-line message the CLI prints (for
+/// [`Error::Listed`], the headline and one indented line per part; see [`Error::lines`]).
+///
+/// Callers branch on the variants: a damaged input ([`Error::DigestMismatch`],
+/// [`Error::SizeMismatch`], [`Error::MissingBlob`]), refused credentials ([`Error::Auth`]), an
+/// interrupted operation ([`Error::Interrupted`]), or bad input in a named file
+/// ([`Error::Invalid`]). New variants may be added.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// An I/O failure on a named file or directory.
-    Io { path: PathBuf, source: io::Error },
+    #[error("{}: {}", path.display(), describe_io(source))]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What failed.
+        #[source]
+        source: io::Error,
+    },
     /// Bad content in a named file (TOML, archive, package, buildpack tree).
-    Invalid { path: PathBuf, message: String },
-    /// A bad command-line value or option combination (exit code 2 in the CLI).
+    #[error("{}: {message}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it, one line.
+        message: String,
+    },
+    /// A blob whose content does not hash to the digest that names it: the input is damaged
+    /// or was tampered with.
+    #[error("{}: blob {expected} has digest {actual}", path.display())]
+    DigestMismatch {
+        /// The package, layout or registry the blob came from.
+        path: PathBuf,
+        /// The digest its descriptor gives.
+        expected: Digest,
+        /// The digest of what was read.
+        actual: Digest,
+    },
+    /// A blob whose length is not the size its descriptor gives.
+    #[error("{}: blob {digest} is {actual} bytes, descriptor says {expected}", path.display())]
+    SizeMismatch {
+        /// The package, layout or registry the blob came from.
+        path: PathBuf,
+        /// The blob.
+        digest: Digest,
+        /// The size its descriptor gives.
+        expected: u64,
+        /// The size found.
+        actual: u64,
+    },
+    /// A blob that a descriptor names but the package, layout or store does not hold.
+    #[error("{}: blob {digest} is missing", path.display())]
+    MissingBlob {
+        /// The package, layout or store.
+        path: PathBuf,
+        /// The blob.
+        digest: Digest,
+    },
+    /// A registry refused the credentials (or asked for some and none were found).
+    #[error("{registry}: {message}")]
+    Auth {
+        /// The registry host (`ghcr.io`, `127.0.0.1:5000`).
+        registry: String,
+        /// What happened, one line, never a secret.
+        message: String,
+    },
+    /// A bad value or combination of options (exit code 2 in the CLI).
+    #[error("{0}")]
     Usage(String),
     /// Any other failure, already phrased as one line.
+    #[error("{0}")]
     Other(String),
     /// The operation was interrupted (Ctrl-C); nothing was left behind.
+    #[error("interrupted")]
     Interrupted,
     /// One failure with several parts (every remote buildpack of a package, say): a headline
     /// about `path` (when there is one) and one detail line per part. The CLI prints each part
     /// on its own line, escaped on its own, so no input can forge a line.
+    #[error("{}", listed(path.as_deref(), headline, details))]
     Listed {
+        /// The file the failure concerns, if one.
         path: Option<PathBuf>,
+        /// The first line.
         headline: String,
+        /// One line per part.
         details: Vec<String>,
     },
+}
+
+fn listed(path: Option<&Path>, headline: &str, details: &[String]) -> String {
+    let mut s = match path {
+        Some(p) => format!("{}: {headline}", p.display()),
+        None => headline.to_string(),
+    };
+    for d in details {
+        s.push_str("\n  ");
+        s.push_str(d);
+    }
+    s
 }
 
 /// Result alias used throughout the crate.
@@ -86,40 +165,6 @@ impl Error {
     /// Whether this is a usage error (the CLI exits with 2 for those).
     pub fn is_usage(&self) -> bool {
         matches!(self, Error::Usage(_))
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Io { path, source } => write!(f, "{}: {}", path.display(), describe_io(source)),
-            Error::Invalid { path, message } => write!(f, "{}: {}", path.display(), message),
-            Error::Usage(m) | Error::Other(m) => f.write_str(m),
-            Error::Interrupted => f.write_str("interrupted"),
-            Error::Listed {
-                path,
-                headline,
-                details,
-            } => {
-                if let Some(path) = path {
-                    write!(f, "{}: ", path.display())?;
-                }
-                f.write_str(headline)?;
-                for d in details {
-                    write!(f, "\n  {d}")?;
-                }
-                Ok(())
-            }
-        }
-    }
-}
-
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Io { source, .. } => Some(source),
-            _ => None,
-        }
     }
 }
 
