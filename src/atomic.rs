@@ -3,12 +3,11 @@
 //!
 //! # Interrupts
 //!
-//! The signal handler only records the interrupt ([`on_signal`]); the thread doing the work sees
-//! it at its next check (every write to an output, every chunk read from an archive being
-//! extracted), returns [`Error::Interrupted`] and drops its temporary files and scratch
-//! directories on the way out, so nothing is removed while another thread is still writing into
-//! it. Only when nothing is registered, or on a second signal, does the handler remove what is
-//! registered itself and let the process exit at once.
+//! Every step that writes an output checks the operation's [`crate::cancel::Cancel`] token;
+//! once it is cancelled the step fails with [`Error::Interrupted`] and the temporary files and
+//! scratch directories are dropped on the way out. Each temporary path is also registered here,
+//! process-wide, so that a signal handler can remove them itself when the process must exit at
+//! once ([`crate::cancel::on_signal`]: nothing being written, or a second signal).
 //!
 //! # Temporary files of killed processes
 //!
@@ -37,7 +36,8 @@ use crate::error::{Error, IoResultExt, Result};
 
 /// Paths that must be removed if the process is interrupted.
 static PENDING: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// Whether a signal was received already: a second one exits at once.
+static SIGNALLED: AtomicBool = AtomicBool::new(false);
 
 /// Remember `path` for removal on interrupt. Refused once an interrupt was received, so nothing
 /// new is created while the process winds down.
@@ -58,13 +58,13 @@ pub fn unregister(path: &Path) {
         .retain(|p| p != path);
 }
 
-/// Record an interrupt (`SIGINT`, `SIGTERM`, `SIGHUP`). Returns `true` when the process should
-/// exit now: nothing is being written, or this is a repeated interrupt; in that case every
-/// registered path has been removed. Otherwise the working thread stops at its next check and
-/// cleans up as it returns.
-pub fn on_signal() -> bool {
+/// Record a signal (`SIGINT`, `SIGTERM`, `SIGHUP`) whose operation was cancelled already.
+/// Returns `true` when the process should exit now: nothing is being written, or this is a
+/// repeated signal; in that case every registered path has been removed. Otherwise the working
+/// thread stops at its next check and cleans up as it returns.
+pub(crate) fn on_signal() -> bool {
     let mut pending = PENDING.lock().unwrap_or_else(|e| e.into_inner());
-    let repeated = INTERRUPTED.swap(true, Ordering::SeqCst);
+    let repeated = SIGNALLED.swap(true, Ordering::SeqCst);
     if pending.is_empty() || repeated {
         for p in std::mem::take(&mut *pending) {
             let _ = remove_any(&p);
@@ -74,28 +74,14 @@ pub fn on_signal() -> bool {
     false
 }
 
-/// Record an interrupt and remove every registered temporary path at once (for callers that
-/// exit right after). Safe to call more than once.
-pub fn cleanup_pending() {
-    let mut pending = PENDING.lock().unwrap_or_else(|e| e.into_inner());
-    INTERRUPTED.store(true, Ordering::SeqCst);
-    for p in std::mem::take(&mut *pending) {
-        let _ = remove_any(&p);
-    }
-}
-
-/// Whether an interrupt was received.
+/// Whether the operation running on this thread was cancelled.
 pub fn interrupted() -> bool {
-    INTERRUPTED.load(Ordering::SeqCst)
+    crate::cancel::cancelled()
 }
 
-/// Return `Err(Error::Interrupted)` once an interrupt was received.
+/// Return `Err(Error::Interrupted)` once the operation running on this thread was cancelled.
 pub fn check_interrupt() -> Result<()> {
-    if interrupted() {
-        Err(Error::Interrupted)
-    } else {
-        Ok(())
-    }
+    crate::cancel::check()
 }
 
 /// The I/O error a long read or write returns once an interrupt was received. Not

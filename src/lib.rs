@@ -10,6 +10,7 @@
 //! annotation names, the distros an index entry serves, platform display) lives in [`cnb`].
 
 pub mod atomic;
+pub mod cancel;
 pub mod cnb;
 pub mod compress;
 pub mod descriptor;

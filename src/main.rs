@@ -234,13 +234,15 @@ fn main() -> ExitCode {
         Command::Buildpack { .. } => "interrupted; no output was written",
         _ => "interrupted",
     };
+    let token = cnbpkg::cancel::Cancel::new();
+    let handler_token = token.clone();
     let _ = ctrlc::set_handler(move || {
-        if cnbpkg::atomic::on_signal() {
+        if cnbpkg::cancel::on_signal(&handler_token) {
             eprintln!("error: {interrupted}");
             std::process::exit(130);
         }
     });
-    let (result, ui) = match cli.command {
+    let (result, ui) = token.scope(|| match cli.command {
         Command::Buildpack {
             command: BuildpackCommand::Package(args),
         } => {
@@ -259,10 +261,10 @@ fn main() -> ExitCode {
             let ui = printer(&args.common);
             (run_push(args, &ui), ui)
         }
-    };
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(_) if cnbpkg::atomic::interrupted() => {
+        Err(_) if token.is_cancelled() => {
             ui.error(interrupted);
             ExitCode::from(130)
         }
