@@ -3,16 +3,17 @@
 
 use std::io::{self, Read};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::AtomicU64;
 
 use ureq::http::Method;
 use url::Url;
 
-use crate::digest::{Digest, Hasher};
+use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::layout::BlobReader;
 
 use super::client::{shown_path, Body, Client, Failure, Resp};
+use super::stream::{Counting, Progress, Verdict, Verified};
 
 /// All manifest media types we accept back on HEAD.
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
@@ -37,9 +38,6 @@ pub struct UploadTuning {
     pub chunk_size: u64,
 }
 
-/// Called with the number of body bytes as they are read for sending.
-pub type SentFn = Arc<dyn Fn(u64) + Send + Sync>;
-
 /// Whether the blob exists in the repository (HEAD), checking any digest the registry names.
 pub fn blob_exists(client: &Client, digest: &Digest) -> Result<bool> {
     exists(client, &format!("blobs/{digest}"), &[], digest)
@@ -59,9 +57,11 @@ fn exists(client: &Client, path: &str, headers: &[(&str, &str)], digest: &Digest
     }
 }
 
-/// Push one blob that is known to be missing: mount it from `from` or upload it. The bytes
-/// streamed out of `package` are hashed on the way: content that does not match `digest`
-/// fails the push (never retried) before the registry has received all of it.
+/// Push one blob that is known to be missing: mount it from `from` or upload it, reporting
+/// its progress as [`crate::events::Event::Transfer`]s to the client's sink and adding the
+/// bytes sent to `sent`. The bytes streamed out of `package` are hashed on the way: content
+/// that does not match `digest` fails the push (never retried, [`Error::DigestMismatch`])
+/// before the registry has received all of it.
 #[allow(clippy::too_many_arguments)]
 pub fn push_blob(
     client: &Client,
@@ -71,31 +71,31 @@ pub fn push_blob(
     open: &dyn Fn() -> Result<BlobReader>,
     from: Option<&str>,
     tuning: &UploadTuning,
-    sent: &SentFn,
+    sent: &AtomicU64,
 ) -> Result<BlobOutcome> {
     let mut failures = 0;
     let mut chunked = size > tuning.chunk_threshold;
-    let damaged: Damaged = Arc::new(Mutex::new(None));
+    let verdict = Verdict::default();
+    let progress = Progress::start(client.events(), digest, Some(size), sent);
     let open = || {
-        open().map(|inner| Verified {
-            left: inner.len(),
-            inner,
-            hasher: Some(Hasher::new()),
-            expected: *digest,
-            damaged: damaged.clone(),
+        progress.restart();
+        open().map(|inner| {
+            let len = inner.len();
+            Verified::new(inner, len, *digest, &verdict)
         })
     };
     loop {
-        let result = attempt(client, digest, size, &open, from, chunked, tuning, sent);
+        let result = attempt(
+            client, package, digest, size, &open, from, chunked, tuning, &progress,
+        );
         // Whatever the registry answered (a broken-off request, or even success from one that
         // does not check): content that is not what its digest says is the package's fault.
-        if let Some(actual) = *damaged.lock().unwrap_or_else(|p| p.into_inner()) {
-            return Err(Error::invalid(
-                package,
-                format!(
-                    "blob {digest} does not match its digest (its content hashes to {actual}): the package is damaged; nothing was tagged"
-                ),
-            ));
+        if let Some(actual) = verdict.mismatch() {
+            return Err(Error::DigestMismatch {
+                path: package.to_path_buf(),
+                expected: *digest,
+                actual,
+            });
         }
         match result {
             Ok(Attempt::Done(o)) => return Ok(o),
@@ -126,13 +126,14 @@ enum Attempt {
 #[allow(clippy::too_many_arguments)]
 fn attempt(
     client: &Client,
+    package: &Path,
     digest: &Digest,
     size: u64,
-    open: &dyn Fn() -> Result<Verified>,
+    open: &dyn Fn() -> Result<Verified<BlobReader>>,
     from: Option<&str>,
     chunked: bool,
     tuning: &UploadTuning,
-    sent: &SentFn,
+    progress: &Progress<'_>,
 ) -> Result<Attempt, Failure> {
     // Start a session (or mount).
     let mut start = client.url("blobs/uploads/");
@@ -159,11 +160,13 @@ fn attempt(
     }
     let mut location = location(client, &start, &resp)?;
     let mut reader = open()?;
-    if reader.left != size {
-        return Err(Failure::from(Error::other(format!(
-            "blob {digest} is {} bytes in the package, its descriptor says {size}",
-            reader.left
-        ))));
+    if reader.len() != size {
+        return Err(Failure::from(Error::SizeMismatch {
+            path: package.to_path_buf(),
+            digest: *digest,
+            expected: size,
+            actual: reader.len(),
+        }));
     }
     if size == 0 {
         // No read ever completes an empty body: check it here.
@@ -182,10 +185,7 @@ fn attempt(
             let n = chunk.min(size - offset);
             let range = format!("{offset}-{}", offset + n - 1);
             let resp = {
-                let mut body = Counting {
-                    inner: (&mut reader).take(n),
-                    sent: sent.clone(),
-                };
+                let mut body = Counting::new((&mut reader).take(n), progress);
                 client.send_once(
                     Method::PATCH,
                     &location,
@@ -251,10 +251,7 @@ fn attempt(
         let mut put = location;
         put.query_pairs_mut()
             .append_pair("digest", &digest.to_string());
-        let mut body = Counting {
-            inner: reader,
-            sent: sent.clone(),
-        };
+        let mut body = Counting::new(reader, progress);
         let resp = client.send_once(
             Method::PUT,
             &put,
@@ -353,68 +350,6 @@ pub fn put_manifest(
         return Err(client.status_error(&Method::PUT, &url, &resp));
     }
     check_digest(client, &resp, digest)
-}
-
-/// Where [`Verified`] records the digest a blob's content really has, when it is not the one
-/// it was pushed under.
-type Damaged = Arc<Mutex<Option<Digest>>>;
-
-/// A blob streamed out of the package, hashed as it is read: the read that would complete it
-/// fails when its bytes do not match `expected`, so the registry never gets the whole of
-/// damaged content (and a registry that does not check cannot store it under that digest).
-pub struct Verified {
-    inner: BlobReader,
-    hasher: Option<Hasher>,
-    left: u64,
-    expected: Digest,
-    damaged: Damaged,
-}
-
-impl Verified {
-    /// Called once every byte has been read: compare the digest.
-    fn check(&mut self) -> io::Result<()> {
-        let Some(h) = self.hasher.take() else {
-            return Ok(());
-        };
-        let (actual, _) = h.finish();
-        if actual == self.expected {
-            return Ok(());
-        }
-        *self.damaged.lock().unwrap_or_else(|p| p.into_inner()) = Some(actual);
-        Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("blob {} does not match its digest", self.expected),
-        ))
-    }
-}
-
-impl Read for Verified {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if let Some(h) = self.hasher.as_mut() {
-            h.update(&buf[..n]);
-        }
-        self.left = self.left.saturating_sub(n as u64);
-        if self.left == 0 {
-            // These last bytes are not handed on when the content is not what it claims.
-            self.check()?;
-        }
-        Ok(n)
-    }
-}
-
-/// A reader that reports the bytes read through it.
-struct Counting<R> {
-    inner: R,
-    sent: SentFn,
-}
-
-impl<R: Read> Read for Counting<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        (self.sent)(n as u64);
-        Ok(n)
-    }
 }
 
 #[cfg(test)]
