@@ -181,7 +181,7 @@ pub fn upload_location(location: &[u8]) -> crate::Result<String> {
 /// A `Docker-Content-Digest` header checked against the digest of `content`.
 pub fn check_content_digest(header: &[u8], content: &[u8]) -> crate::Result<()> {
     let resp = response(201, ("docker-content-digest", header), b"");
-    upload::check_digest(offline_client(), &resp, &Digest::of(content))
+    crate::registry::read::check_digest(offline_client(), &resp, &Digest::of(content))
 }
 
 /// An error response as a message line (status and the registry's first error).

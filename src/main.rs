@@ -533,6 +533,16 @@ fn push_error(e: Error) -> Error {
         } => Error::other(format!(
             "blob {digest} is {actual} bytes in the package, its descriptor says {expected}"
         )),
+        Error::Auth { registry, message }
+            if message.ends_with(cnbpkg::registry::NO_CREDENTIALS) =>
+        {
+            Error::Auth {
+                registry,
+                message: format!(
+                    "{message}: use --username with --password-stdin, or log in with docker or podman"
+                ),
+            }
+        }
         e => e,
     }
 }

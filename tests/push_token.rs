@@ -5,7 +5,6 @@ mod support;
 
 use std::sync::atomic::Ordering;
 
-
 use support::registry::{Auth, Config, Registry};
 use support::token::{TokenServer, ISSUER, SERVICE};
 use support::{packages, pki, push, require, run, settings};

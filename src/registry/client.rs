@@ -23,6 +23,9 @@ const MAX_RESPONSE_BODY: u64 = 1 << 20;
 const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// Longest wait a server's `Retry-After` may ask for before a retry.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+/// How an [`Error::Auth`] message ends when the registry wants credentials and none were
+/// found (a caller may add how to give some).
+pub const NO_CREDENTIALS: &str = "no credentials found";
 /// Redirects followed by GET and HEAD (never with credentials; other methods follow none).
 const MAX_REDIRECTS: u32 = 5;
 
@@ -776,7 +779,7 @@ impl<'e> Client<'e> {
     fn basic_state(&self, challenge_resp: &Resp) -> Result<AuthState, Failure> {
         let Some(header) = self.credential.as_ref().and_then(Credential::basic_header) else {
             return Err(Failure::fatal(self.auth_error(format!(
-                "authentication required ({}); no credentials found: use --username with --password-stdin, or log in with docker or podman",
+                "authentication required ({}); {NO_CREDENTIALS}",
                 describe_status(challenge_resp)
             ))));
         };

@@ -49,6 +49,7 @@
 //! Rooms: `client` is the one HTTP client (auth scoped by `Access`, retries, deadlines,
 //! redirects, credential scoping) for every command that talks to a registry; `stream` holds
 //! what uploads and downloads share (digest verified while streaming, transfer progress);
+//! `read` asks what a repository holds (HEAD) and checks the digests a registry names;
 //! `upload` writes blobs and manifests; `push` is the push flow; `plan` what a push copies.
 
 pub mod auth;
@@ -56,12 +57,13 @@ pub mod certs;
 pub(crate) mod client;
 mod plan;
 mod push;
+pub(crate) mod read;
 pub mod reference;
 pub(crate) mod stream;
 mod tls;
 pub(crate) mod upload;
 
-pub use self::client::Deadlines;
+pub use self::client::{Deadlines, NO_CREDENTIALS};
 pub(crate) use self::plan::sniff_media_type;
 pub use self::push::{
     parse_from, push, push_with, PushOptions, PushReport, PushSettings, PushedManifest,

@@ -18,7 +18,7 @@ use super::client::{Access, Client, Connection, RetryPolicy, Transport};
 use super::plan::{platform_text, Node, Plan, PlatformFilter};
 use super::reference::{Reference, Target};
 use super::upload::{BlobOutcome, UploadTuning};
-use super::{auth, reference, upload};
+use super::{auth, read, reference, upload};
 
 /// Parallel blob uploads when [`PushOptions::jobs`] is 0: uploads wait on the network, not on
 /// the CPU, so this is more than the core count but stays polite to registries.
@@ -309,37 +309,15 @@ pub fn push_with(
             .collect(),
         warnings: Vec::new(),
     };
-    // Credentials are looked up once per registry; the user name given applies to the first
-    // reference's registry only, so it is never sent to another.
-    let mut credentials: Vec<(String, Option<Credential>)> = Vec::new();
+    // The user name given applies to the first reference's registry only.
+    let mut credentials = auth::Credentials::new(
+        credential.map(|c| (first.registry.clone(), c)),
+        settings.credential_files.clone(),
+        events,
+    );
     for (i, dest) in destinations.iter().enumerate() {
         let reference = &dest.reference;
-        let credential = match credentials.iter().find(|(r, _)| *r == reference.registry) {
-            Some((_, c)) => c.clone(),
-            None => {
-                let c = match &credential {
-                    Some(c) if reference.registry == first.registry => Some(c.clone()),
-                    _ => {
-                        let files = settings
-                            .credential_files
-                            .clone()
-                            .unwrap_or_else(auth::default_credential_files);
-                        match auth::lookup(&reference.registry, &files)? {
-                            Some(found) => {
-                                events.status(
-                                    "Credentials",
-                                    &format!("for {} from {}", reference.registry, found.source),
-                                );
-                                Some(found.credential)
-                            }
-                            None => None,
-                        }
-                    }
-                };
-                credentials.push((reference.registry.clone(), c.clone()));
-                c
-            }
-        };
+        let credential = credentials.for_registry(&reference.registry)?;
         // Mount from a repository of this registry pushed to already, else from `from`.
         let mount_from = destinations[..i]
             .iter()
@@ -451,7 +429,7 @@ fn push_destination(
                 events.status("Pushed", &format!("{kind} {} to {at}", top.digest));
             }
             Target::Digest(d) => {
-                if upload::manifest_exists(&client, d)? {
+                if read::manifest_exists(&client, d)? {
                     events.status("Exists", &format!("{kind} {d}"));
                 } else {
                     upload::put_manifest(&client, &d.to_string(), &top.bytes, &top.media_type, d)?;
@@ -503,7 +481,7 @@ fn push_manifests(client: &Client, node: &Node, pushed: &mut BTreeSet<Digest>) -
         Some(p) => format!("{kind} {} ({})", node.digest, platform_text(p)),
         None => format!("{kind} {}", node.digest),
     };
-    if upload::manifest_exists(client, &node.digest)? {
+    if read::manifest_exists(client, &node.digest)? {
         client.events().status("Exists", &what);
     } else {
         upload::put_manifest(
@@ -605,7 +583,7 @@ fn one_blob(
     tuning: &UploadTuning,
     sent: &AtomicU64,
 ) -> Result<BlobOutcome> {
-    if upload::blob_exists(client, &desc.digest)? {
+    if read::blob_exists(client, &desc.digest)? {
         return Ok(BlobOutcome::Exists);
     }
     let digest = desc.digest;

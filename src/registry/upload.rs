@@ -13,10 +13,8 @@ use crate::error::{Error, Result};
 use crate::layout::BlobReader;
 
 use super::client::{shown_path, Body, Client, Failure, Resp};
+use super::read::check_digest;
 use super::stream::{Counting, Progress, Verdict, Verified};
-
-/// All manifest media types we accept back on HEAD.
-pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
 
 /// How one blob got into the registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,25 +34,6 @@ pub struct UploadTuning {
     pub chunk_threshold: u64,
     /// Chunk size (raised to the registry's `OCI-Chunk-Min-Length`).
     pub chunk_size: u64,
-}
-
-/// Whether the blob exists in the repository (HEAD), checking any digest the registry names.
-pub fn blob_exists(client: &Client, digest: &Digest) -> Result<bool> {
-    exists(client, &format!("blobs/{digest}"), &[], digest)
-}
-
-/// HEAD `…/v2/<repo>/<path>`: true on 200 (checking any digest the registry names), false on 404.
-fn exists(client: &Client, path: &str, headers: &[(&str, &str)], digest: &Digest) -> Result<bool> {
-    let url = client.url(path);
-    let resp = client.send(Method::HEAD, &url, headers, None)?;
-    match resp.status {
-        200 => {
-            check_digest(client, &resp, digest)?;
-            Ok(true)
-        }
-        404 => Ok(false),
-        _ => Err(client.status_error(&Method::HEAD, &url, &resp)),
-    }
 }
 
 /// Push one blob that is known to be missing: mount it from `from` or upload it, reporting
@@ -303,30 +282,6 @@ pub(crate) fn location(client: &Client, request: &Url, resp: &Resp) -> Result<Ur
     // A location on another host is allowed (registries hand uploads to storage hosts), but
     // `Client::raw` sends it no credentials.
     Ok(url)
-}
-
-/// Fail when the registry names a different digest than the content's.
-pub fn check_digest(client: &Client, resp: &Resp, expected: &Digest) -> Result<()> {
-    if let Some(d) = resp.header("docker-content-digest") {
-        if d.trim() != expected.to_string() {
-            return Err(Error::other(format!(
-                "{}: the registry reports digest {} for content with digest {expected}",
-                client.registry,
-                crate::ui::sanitize(d.trim(), 100)
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// Whether the repository holds the manifest `digest` (HEAD with `Accept`).
-pub fn manifest_exists(client: &Client, digest: &Digest) -> Result<bool> {
-    exists(
-        client,
-        &format!("manifests/{digest}"),
-        &[("Accept", MANIFEST_ACCEPT)],
-        digest,
-    )
 }
 
 /// PUT a manifest or index, as raw bytes, at a tag or digest.
