@@ -124,7 +124,7 @@ pub struct PushSettings {
     /// Overall deadline of each request (see [`Deadlines`]).
     pub deadlines: Deadlines,
     /// `certs.d` directories to read per-registry CA certificates from instead of
-    /// [`certs::default_certs_d`].
+    /// [`super::certs::default_certs_d`].
     pub certs_d: Option<Vec<PathBuf>>,
 }
 
