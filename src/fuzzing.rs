@@ -11,7 +11,9 @@ use crate::digest::Digest;
 use crate::layer::{LayerBuilder, LayerFormat};
 use crate::oci::{self, Descriptor, LayerEncoding};
 use crate::registry::auth::{self, Challenge, Found};
-use crate::registry::client::{self, Client, Deadlines, Resp, RetryPolicy, Transport};
+use crate::registry::client::{
+    self, Access, Client, Connection, Deadlines, Resp, RetryPolicy, Transport,
+};
 use crate::registry::reference::Reference;
 use crate::registry::upload;
 
@@ -125,26 +127,28 @@ pub fn parse_range_end(value: &str) -> Option<u64> {
 }
 
 /// A client for `localhost:5000` that never connects (nothing is sent by the wrappers).
-fn offline_client() -> &'static Client {
-    static CLIENT: OnceLock<Client> = OnceLock::new();
+fn offline_client() -> &'static Client<'static> {
+    static CLIENT: OnceLock<Client<'static>> = OnceLock::new();
     CLIENT.get_or_init(|| {
+        let reference = Reference::parse("localhost:5000/fuzz").expect("a valid reference");
         Client::new(
-            "localhost:5000",
-            "localhost:5000",
-            "fuzz",
+            &reference,
+            Access::Push { mount_from: None },
             None,
-            None,
-            &Transport {
-                insecure: true,
-                ca_cert: None,
-                certs_d: Some(Vec::new()),
+            &Connection {
+                transport: &Transport {
+                    insecure: true,
+                    ca_cert: None,
+                    certs_d: Some(Vec::new()),
+                },
+                retry: RetryPolicy {
+                    attempts: 1,
+                    initial_backoff: Duration::ZERO,
+                    max_backoff: Duration::ZERO,
+                },
+                deadlines: Deadlines::default(),
             },
-            RetryPolicy {
-                attempts: 1,
-                initial_backoff: Duration::ZERO,
-                max_backoff: Duration::ZERO,
-            },
-            Deadlines::default(),
+            &crate::events::NoEvents,
         )
         .expect("an offline client")
     })
@@ -177,7 +181,7 @@ pub fn upload_location(location: &[u8]) -> crate::Result<String> {
 /// A `Docker-Content-Digest` header checked against the digest of `content`.
 pub fn check_content_digest(header: &[u8], content: &[u8]) -> crate::Result<()> {
     let resp = response(201, ("docker-content-digest", header), b"");
-    upload::check_digest(offline_client(), &resp, &Digest::of(content))
+    crate::registry::read::check_digest(offline_client(), &resp, &Digest::of(content))
 }
 
 /// An error response as a message line (status and the registry's first error).

@@ -434,30 +434,20 @@ fn run_push(args: PushArgs, ui: &Printer) -> Result<(), Error> {
         }
         None => None,
     };
+    check_push_flags(&args)?;
     let mut references = args.references.into_iter();
-    let opts = cnbpkg::registry::PushOptions {
-        package: args.package,
-        reference: references.next().unwrap_or_default(),
-        more_references: references.collect(),
-        tags: args.tags,
-        platforms: args.platforms,
-        from: args.from,
-        insecure: args.insecure,
-        ca_cert: args.ca_cert,
-        username: args.username,
-        password,
-        jobs: args.jobs,
-        progress: ui.progress(),
-    };
-    let report = cnbpkg::registry::push(&opts, &mut |line: &str| match line
-        .strip_prefix("warning: ")
-    {
-        Some(w) => ui.warn(w),
-        None => match line.split_once(' ') {
-            Some((verb, rest)) => ui.status(verb, rest),
-            None => ui.status(line, ""),
-        },
-    })?;
+    let mut opts =
+        cnbpkg::registry::PushOptions::new(args.package, references.next().unwrap_or_default());
+    opts.more_references = references.collect();
+    opts.tags = args.tags;
+    opts.platforms = args.platforms;
+    opts.from = args.from;
+    opts.insecure = args.insecure;
+    opts.ca_cert = args.ca_cert;
+    opts.username = args.username;
+    opts.password = password;
+    opts.jobs = args.jobs;
+    let report = cnbpkg::registry::push(&opts, ui).map_err(push_error)?;
     ui.status(
         "Pushed",
         format!(
@@ -481,27 +471,82 @@ fn run_push(args: PushArgs, ui: &Printer) -> Result<(), Error> {
     }
     let mut out = std::io::stdout().lock();
     if args.common.json {
-        let manifests: Vec<_> = report
-            .manifests
-            .iter()
-            .map(|(p, d)| serde_json::json!({ "platform": p, "digest": d }))
-            .collect();
-        let value = serde_json::json!({
-            "reference": report.reference,
-            "references": report.references,
-            "digest": report.digest,
-            "mediaType": report.media_type,
-            "uploaded": report.uploaded,
-            "mounted": report.mounted,
-            "skipped": report.skipped,
-            "bytesSent": report.bytes_sent,
-            "manifests": manifests,
-        });
+        // Through a JSON value, whose object keys are sorted: the report's fields print in
+        // the order they always have.
+        let value = serde_json::to_value(&report).expect("the report serializes");
         print_json(&mut out, &value);
     } else {
         let _ = writeln!(out, "{}", report.digest);
     }
     Ok(())
+}
+
+/// The flag values the library checks too, checked first so the message names the flag, in
+/// the order the push reads them: references, `--tag`, `--from`, `--platform`.
+fn check_push_flags(args: &PushArgs) -> Result<(), Error> {
+    use cnbpkg::registry::reference::{valid_tag, Reference};
+    let mut first = None;
+    for r in &args.references {
+        let parsed = Reference::parse(r)?;
+        first.get_or_insert(parsed);
+    }
+    for t in &args.tags {
+        if !valid_tag(t) {
+            return Err(Error::usage(format!(
+                "invalid --tag '{t}': not a valid tag"
+            )));
+        }
+    }
+    if let (Some(from), Some(first)) = (&args.from, &first) {
+        cnbpkg::registry::parse_from(from, first).map_err(|e| match e {
+            Error::Usage(m) => Error::usage(format!("--from {m}")),
+            e => e,
+        })?;
+    }
+    for p in &args.platforms {
+        let parts: Vec<&str> = p.split('/').collect();
+        if parts.len() > 3 || parts.iter().any(|part| part.is_empty()) {
+            return Err(Error::usage(format!(
+                "invalid --platform '{p}': expected os[/arch[/variant]]"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A push's typed failures in the CLI's words.
+fn push_error(e: Error) -> Error {
+    match e {
+        Error::DigestMismatch {
+            path,
+            expected,
+            actual,
+        } => Error::invalid(
+            path,
+            format!(
+                "blob {expected} does not match its digest (its content hashes to {actual}): the package is damaged; nothing was tagged"
+            ),
+        ),
+        Error::SizeMismatch {
+            digest,
+            expected,
+            actual,
+            ..
+        } => Error::other(format!(
+            "blob {digest} is {actual} bytes in the package, its descriptor says {expected}"
+        )),
+        Error::Auth { registry, message }
+            if message.ends_with(cnbpkg::registry::NO_CREDENTIALS) =>
+        {
+            Error::Auth {
+                registry,
+                message: format!(
+                    "{message}: use --username with --password-stdin, or log in with docker or podman"
+                ),
+            }
+        }
+        e => e,
+    }
 }
 
 /// `--digest-file` may replace a regular file, never a symlink or anything else, and never an

@@ -1,8 +1,9 @@
 //! Human output in cargo's style: right-aligned status verbs on stderr, warnings, colors only on
-//! a terminal (and never with `NO_COLOR`), progress suppressed in quiet mode.
+//! a terminal (and never with `NO_COLOR`), progress bars drawn from transfer events only on a
+//! terminal and never in quiet or verbose mode.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
@@ -108,24 +109,38 @@ pub enum Verbosity {
     Verbose,
 }
 
-/// Writes status lines and warnings to stderr.
+/// Writes status lines and warnings to stderr, and draws progress bars for
+/// [`crate::events::Event::Transfer`]s.
 #[derive(Debug, Clone)]
 pub struct Printer {
     verbosity: Verbosity,
     color: bool,
+    /// Whether progress bars are drawn (normal verbosity, stderr a terminal).
+    draw: bool,
     /// Warnings given by [`Printer::warn_once`] so far (shared by clones).
     warned: Arc<Mutex<HashSet<String>>>,
+    /// The progress bars on screen (shared by clones).
+    bars: Arc<Mutex<Bars>>,
+}
+
+/// Progress bars by transfer id, under one `MultiProgress` while any is shown.
+#[derive(Debug, Default)]
+struct Bars {
+    multi: Option<indicatif::MultiProgress>,
+    active: HashMap<String, indicatif::ProgressBar>,
 }
 
 impl Printer {
     /// A printer for stderr; colors when stderr is a terminal and `NO_COLOR` is unset.
     pub fn new(verbosity: Verbosity) -> Self {
-        let color = std::io::stderr().is_terminal()
-            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        let terminal = std::io::stderr().is_terminal();
+        let color = terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
         Printer {
             verbosity,
             color,
+            draw: terminal && verbosity == Verbosity::Normal,
             warned: Arc::default(),
+            bars: Arc::default(),
         }
     }
 
@@ -134,7 +149,9 @@ impl Printer {
         Printer {
             verbosity: Verbosity::Quiet,
             color: false,
+            draw: false,
             warned: Arc::default(),
+            bars: Arc::default(),
         }
     }
 
@@ -145,7 +162,7 @@ impl Printer {
 
     /// Whether progress bars may be drawn.
     pub fn progress(&self) -> bool {
-        self.verbosity == Verbosity::Normal && std::io::stderr().is_terminal()
+        self.draw
     }
 
     /// `   Packaging foo v1.0` — a verb right-aligned to 12 columns.
@@ -198,39 +215,97 @@ impl Printer {
     /// One indented detail line under an error or warning (always shown), escaped on its own.
     pub fn error_detail(&self, message: impl AsRef<str>) {
         let message = printable(message.as_ref());
-        let _ = writeln!(std::io::stderr().lock(), "  {message}");
+        self.write_line(format_args!("  {message}"));
     }
 
     fn line(&self, verb: &str, color: &str, message: &str) {
         let message = printable(message);
-        let mut err = std::io::stderr().lock();
-        let _ = if self.color {
-            writeln!(err, "\x1b[1;{color}m{verb:>12}\x1b[0m {message}")
+        if self.color {
+            self.write_line(format_args!("\x1b[1;{color}m{verb:>12}\x1b[0m {message}"));
         } else {
-            writeln!(err, "{verb:>12} {message}")
-        };
+            self.write_line(format_args!("{verb:>12} {message}"));
+        }
     }
 
     fn prefixed(&self, prefix: &str, color: &str, message: &str) {
         let message = printable(message);
-        let mut err = std::io::stderr().lock();
-        let _ = if self.color {
-            writeln!(err, "\x1b[1;{color}m{prefix}\x1b[0m: {message}")
+        if self.color {
+            self.write_line(format_args!("\x1b[1;{color}m{prefix}\x1b[0m: {message}"));
         } else {
-            writeln!(err, "{prefix}: {message}")
+            self.write_line(format_args!("{prefix}: {message}"));
+        }
+    }
+
+    /// One line on stderr, above the progress bars while any are drawn.
+    fn write_line(&self, line: std::fmt::Arguments<'_>) {
+        let write = || {
+            let _ = writeln!(std::io::stderr().lock(), "{line}");
         };
+        if !self.draw {
+            return write();
+        }
+        let bars = self.bars.lock().unwrap_or_else(|p| p.into_inner());
+        match &bars.multi {
+            Some(multi) => multi.suspend(write),
+            None => write(),
+        }
+    }
+
+    /// Draw one transfer's progress: a bar appears with its first event, moves with each,
+    /// and is cleared with its last; the bars go once none is left.
+    fn transfer(&self, id: &str, label: &str, done: u64, total: Option<u64>, finished: bool) {
+        if !self.draw {
+            return;
+        }
+        let mut bars = self.bars.lock().unwrap_or_else(|p| p.into_inner());
+        if finished {
+            if let Some(bar) = bars.active.remove(id) {
+                bar.finish_and_clear();
+            }
+            if bars.active.is_empty() {
+                if let Some(multi) = bars.multi.take() {
+                    let _ = multi.clear();
+                }
+            }
+            return;
+        }
+        let bar = match bars.active.get(id) {
+            Some(bar) => bar.clone(),
+            None => {
+                let multi = bars.multi.get_or_insert_with(indicatif::MultiProgress::new);
+                let bar = multi.add(indicatif::ProgressBar::new(total.unwrap_or(0)));
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{prefix:>12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+                    )
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+                );
+                bar.set_prefix(quote_name(label));
+                bars.active.insert(id.to_string(), bar.clone());
+                bar
+            }
+        };
+        bar.set_position(done);
     }
 }
 
 impl crate::events::Events for Printer {
-    /// Status and detail lines by verbosity; warnings once each. Transfers draw nothing here.
+    /// Status and detail lines by verbosity; warnings once each; transfers as progress bars
+    /// (only on a terminal, at normal verbosity).
     fn event(&self, event: &crate::events::Event<'_>) {
         use crate::events::Event;
         match *event {
             Event::Status { verb, message } => self.status(verb, message),
             Event::Detail { verb, message } => self.detail(verb, message),
             Event::Warning { message } => self.warn_once(message),
-            Event::Transfer { .. } => {}
+            Event::Transfer {
+                id,
+                label,
+                done,
+                total,
+                finished,
+            } => self.transfer(id, label, done, total, finished),
         }
     }
 }

@@ -6,11 +6,9 @@ mod support;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use cnbpkg::registry::{PushOptions, PushSettings};
-
 use support::proxy::{Mode, Proxy};
 use support::registry::{free_port, Registry};
-use support::{child, packages, push, require, run, settings, skopeo_raw};
+use support::{child, packages, push, push_options, require, run, settings, skopeo_raw};
 
 #[test]
 fn survives_dropped_connections_and_503s() {
@@ -27,20 +25,13 @@ fn survives_dropped_connections_and_503s() {
                 budget: 6,
             },
         );
-        let s = PushSettings {
-            attempts: 8,
-            chunk_threshold: if chunked { 512 * 1024 } else { 64 << 20 },
-            chunk_size: 256 * 1024,
-            ..settings()
-        };
+        let mut s = settings();
+        s.attempts = 8;
+        s.chunk_threshold = if chunked { 512 * 1024 } else { 64 << 20 };
+        s.chunk_size = 256 * 1024;
         let repo = format!("faults/run{seed}");
-        let o = PushOptions {
-            package: pkg.clone(),
-            reference: format!("{}/{repo}:1", proxy.host()),
-            insecure: true,
-            jobs: 3,
-            ..Default::default()
-        };
+        let mut o = push_options(&pkg, format!("{}/{repo}:1", proxy.host()));
+        o.jobs = 3;
         let (r, lines) = push(&o, &s);
         let report = r.unwrap_or_else(|e| panic!("{e}\n{lines:?}"));
         assert!(
@@ -103,12 +94,7 @@ fn killed_push_can_be_rerun() {
     assert!(!out.ok(), "the killed push succeeded:\n{out}");
     drop(proxy);
 
-    let o = PushOptions {
-        package: pkg.clone(),
-        reference: format!("{}/killed/app:1", reg.host()),
-        insecure: true,
-        ..Default::default()
-    };
+    let o = push_options(&pkg, format!("{}/killed/app:1", reg.host()));
     let (r, lines) = push(&o, &settings());
     let report = r.unwrap_or_else(|e| panic!("{e}\n{lines:?}"));
     assert_eq!(report.uploaded + report.skipped, 5);
@@ -123,16 +109,9 @@ fn unreachable_registry_is_one_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
     let pkg = packages::single(tmp.path(), "pkg", 33, &[1000]);
     let port = free_port();
-    let o = PushOptions {
-        package: pkg,
-        reference: format!("127.0.0.1:{port}/x/y:1"),
-        insecure: true,
-        ..Default::default()
-    };
-    let s = PushSettings {
-        attempts: 2,
-        ..settings()
-    };
+    let o = push_options(pkg, format!("127.0.0.1:{port}/x/y:1"));
+    let mut s = settings();
+    s.attempts = 2;
     let (r, _) = push(&o, &s);
     let err = r.unwrap_err().to_string();
     eprintln!("error: {err}");

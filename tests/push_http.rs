@@ -6,20 +6,16 @@ use std::process::Command;
 
 use cnbpkg::layout::OutputFormat;
 use cnbpkg::oci;
-use cnbpkg::registry::{PushOptions, PushSettings};
+use cnbpkg::registry::PushOptions;
 
 use support::packages;
 use support::registry::Registry;
 use support::{push, require, run, settings, skopeo_raw};
 
 fn opts(package: &std::path::Path, reference: String) -> PushOptions {
-    PushOptions {
-        package: package.to_path_buf(),
-        reference,
-        insecure: true,
-        jobs: 3,
-        ..Default::default()
-    }
+    let mut o = support::push_options(package, reference);
+    o.jobs = 3;
+    o
 }
 
 fn skopeo_copy_all(reference: &str, dest: &std::path::Path) {
@@ -75,7 +71,7 @@ fn single_and_multi_platform_land_byte_for_byte() {
         assert!(report
             .manifests
             .iter()
-            .any(|(p, dg)| *dg == d.digest && p == &d.platform));
+            .any(|m| m.digest == d.digest && m.platform == d.platform));
     }
     // Shared layer counted once: 2 configs + 1 shared + 2 own layers.
     assert_eq!(report.uploaded, 5);
@@ -168,7 +164,7 @@ fn one_platform_gets_its_own_manifest() {
     let report = r.unwrap();
     assert_eq!(report.manifests.len(), 1);
     assert_eq!(
-        report.manifests[0].0.as_ref().unwrap().architecture,
+        report.manifests[0].platform.as_ref().unwrap().architecture,
         "arm64"
     );
     let raw = skopeo_raw(&reference);
@@ -213,11 +209,9 @@ fn large_blobs_go_in_chunks() {
     let tmp = tempfile::tempdir().unwrap();
     let pkg = packages::single(tmp.path(), "big", 5, &[1_000_000, 10]);
     let reference = format!("{}/chunked/img:1", reg.host());
-    let s = PushSettings {
-        chunk_threshold: 256 * 1024,
-        chunk_size: 100 * 1024,
-        ..settings()
-    };
+    let mut s = settings();
+    s.chunk_threshold = 256 * 1024;
+    s.chunk_size = 100 * 1024;
     let (r, _) = push(&opts(&pkg, reference.clone()), &s);
     let report = r.unwrap_or_else(|e| panic!("{e}\n{}", reg.log()));
     assert_eq!(report.uploaded, 3);

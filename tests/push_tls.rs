@@ -39,15 +39,11 @@ fn https_with_ca_cert_and_basic_auth() {
     let (reg, pki) = tls_registry(tmp.path());
     let pkg = packages::multi(tmp.path(), "pkg", 11, 150_000);
     let reference = format!("{}/secure/pkg:1", reg.host());
-    let base = PushOptions {
-        package: pkg.clone(),
-        reference: reference.clone(),
-        ca_cert: Some(pki.ca_cert.clone()),
-        username: Some(USER.into()),
-        password: Some(PASSWORD.into()),
-        jobs: 2,
-        ..Default::default()
-    };
+    let mut base = PushOptions::new(&pkg, reference.clone());
+    base.ca_cert = Some(pki.ca_cert.clone());
+    base.username = Some(USER.into());
+    base.password = Some(PASSWORD.into());
+    base.jobs = 2;
 
     let (r, lines) = push(&base, &settings());
     let report = r.unwrap_or_else(|e| panic!("{e}\n{}", reg.log()));
@@ -58,9 +54,10 @@ fn https_with_ca_cert_and_basic_auth() {
 
     // Without the CA: one clear line naming the registry and suggesting --ca-cert.
     let (r, lines) = push(
-        &PushOptions {
-            ca_cert: None,
-            ..base.clone()
+        &{
+            let mut o = base.clone();
+            o.ca_cert = None;
+            o
         },
         &settings(),
     );
@@ -75,9 +72,10 @@ fn https_with_ca_cert_and_basic_auth() {
 
     // Wrong password.
     let (r, lines) = push(
-        &PushOptions {
-            password: Some("wrong-password-here".into()),
-            ..base.clone()
+        &{
+            let mut o = base.clone();
+            o.password = Some("wrong-password-here".into());
+            o
         },
         &settings(),
     );
@@ -92,10 +90,11 @@ fn https_with_ca_cert_and_basic_auth() {
 
     // No credentials at all.
     let (r, _) = push(
-        &PushOptions {
-            username: None,
-            password: None,
-            ..base.clone()
+        &{
+            let mut o = base.clone();
+            o.username = None;
+            o.password = None;
+            o
         },
         &settings(),
     );

@@ -5,8 +5,6 @@ mod support;
 
 use std::sync::atomic::Ordering;
 
-use cnbpkg::registry::PushOptions;
-
 use support::registry::{Auth, Config, Registry};
 use support::token::{TokenServer, ISSUER, SERVICE};
 use support::{packages, pki, push, require, run, settings};
@@ -26,14 +24,9 @@ fn bearer_tokens_from_the_realm() {
         },
     });
     let pkg = packages::multi(tmp.path(), "pkg", 21, 200_000);
-    let base = PushOptions {
-        package: pkg.clone(),
-        reference: format!("{}/tok/app:1", reg.host()),
-        insecure: true,
-        username: Some("bob".into()),
-        password: Some("tok-pass-987".into()),
-        ..Default::default()
-    };
+    let mut base = support::push_options(&pkg, format!("{}/tok/app:1", reg.host()));
+    base.username = Some("bob".into());
+    base.password = Some("tok-pass-987".into());
     let (r, lines) = push(&base, &settings());
     let report = r.unwrap_or_else(|e| panic!("{e}\n{lines:?}\n{}", reg.log()));
     assert_eq!(report.uploaded, 5);
@@ -47,10 +40,11 @@ fn bearer_tokens_from_the_realm() {
 
     // A mount asks for pull on the source repository too.
     let (r, lines) = push(
-        &PushOptions {
-            reference: format!("{}/tok/other:1", reg.host()),
-            from: Some("tok/app".into()),
-            ..base.clone()
+        &{
+            let mut o = base.clone();
+            o.reference = format!("{}/tok/other:1", reg.host());
+            o.from = Some("tok/app".into());
+            o
         },
         &settings(),
     );
@@ -64,9 +58,10 @@ fn bearer_tokens_from_the_realm() {
 
     // Wrong password: the token server refuses; one clear line, no secret.
     let (r, _) = push(
-        &PushOptions {
-            password: Some("nope-wrong".into()),
-            ..base.clone()
+        &{
+            let mut o = base.clone();
+            o.password = Some("nope-wrong".into());
+            o
         },
         &settings(),
     );

@@ -13,6 +13,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::events::{Events, EventsExt as _};
 
 use super::reference::DOCKER_HUB;
 
@@ -156,6 +157,58 @@ fn helper_server(registry: &str) -> String {
         "https://index.docker.io/v1/".to_string()
     } else {
         registry.to_string()
+    }
+}
+
+/// The credentials of each registry an operation talks to, looked up once per registry: those
+/// given, for their registry only (so they are never sent to another), else the first
+/// credential file with an entry or helper for it ([`default_credential_files`] unless a list
+/// is given), announced as `Credentials for REGISTRY from SOURCE`.
+pub(crate) struct Credentials<'e> {
+    given: Option<(String, Credential)>,
+    files: Option<Vec<PathBuf>>,
+    known: Vec<(String, Option<Credential>)>,
+    events: &'e dyn Events,
+}
+
+impl<'e> Credentials<'e> {
+    /// `given`: a registry and the credentials the caller named for it.
+    pub(crate) fn new(
+        given: Option<(String, Credential)>,
+        files: Option<Vec<PathBuf>>,
+        events: &'e dyn Events,
+    ) -> Self {
+        Credentials {
+            given,
+            files,
+            known: Vec::new(),
+            events,
+        }
+    }
+
+    /// The credentials for `registry`, `None` for anonymous access.
+    pub(crate) fn for_registry(&mut self, registry: &str) -> Result<Option<Credential>> {
+        if let Some((_, c)) = self.known.iter().find(|(r, _)| r == registry) {
+            return Ok(c.clone());
+        }
+        let credential = match &self.given {
+            Some((r, c)) if r == registry => Some(c.clone()),
+            _ => {
+                let files = self
+                    .files
+                    .get_or_insert_with(default_credential_files)
+                    .clone();
+                lookup(registry, &files)?.map(|found| {
+                    self.events.status(
+                        "Credentials",
+                        &format!("for {registry} from {}", found.source),
+                    );
+                    found.credential
+                })
+            }
+        };
+        self.known.push((registry.to_string(), credential.clone()));
+        Ok(credential)
     }
 }
 

@@ -1,5 +1,7 @@
-//! The registry HTTP client: one ureq agent (rustls, env proxies), authentication (anonymous,
-//! basic, bearer tokens with refresh), bounded retries with backoff, one-line errors.
+//! The registry HTTP client, shared by every command that talks to a registry: one ureq agent
+//! (rustls, env proxies), authentication (anonymous, basic, bearer tokens with refresh) scoped to
+//! what the command does ([`Access`]), bounded retries with backoff announced through the events
+//! sink, overall deadlines, redirects for GET and HEAD only, one-line errors.
 
 use std::io::Read;
 use std::sync::Mutex;
@@ -9,8 +11,10 @@ use ureq::http::{self, HeaderMap, Method};
 use url::Url;
 
 use crate::error::{Error, Result};
+use crate::events::{Events, EventsExt as _};
 
 use super::auth::{self, Challenge, Credential};
+use super::reference::Reference;
 
 /// Largest response body we read (error documents, token responses).
 const MAX_RESPONSE_BODY: u64 = 1 << 20;
@@ -19,6 +23,9 @@ const MAX_RESPONSE_BODY: u64 = 1 << 20;
 const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// Longest wait a server's `Retry-After` may ask for before a retry.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+/// How an [`Error::Auth`] message ends when the registry wants credentials and none were
+/// found (a caller may add how to give some).
+pub const NO_CREDENTIALS: &str = "no credentials found";
 /// Redirects followed by GET and HEAD (never with credentials; other methods follow none).
 const MAX_REDIRECTS: u32 = 5;
 
@@ -173,8 +180,39 @@ struct AuthCell {
     generation: u64,
 }
 
-/// A client for one repository (plus an optional mount source) on one registry.
-pub struct Client {
+/// What a client asks the registry's token server for: the scopes of its bearer tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access<'a> {
+    /// Read the repository (`pull`): manifests and blobs by GET and HEAD.
+    #[allow(dead_code)] // for the coming `pull`
+    Pull,
+    /// Write the repository (`pull,push`), and read `mount_from` (a repository of the same
+    /// registry that blobs are mounted from) when it is another one.
+    Push {
+        /// The repository blobs are mounted from.
+        mount_from: Option<&'a str>,
+    },
+}
+
+impl Access<'_> {
+    /// The token scopes for `repository`.
+    fn scopes(&self, repository: &str) -> Vec<String> {
+        match self {
+            Access::Pull => vec![format!("repository:{repository}:pull")],
+            Access::Push { mount_from } => {
+                let mut scopes = vec![format!("repository:{repository}:pull,push")];
+                if let Some(f) = mount_from.filter(|f| *f != repository) {
+                    scopes.push(format!("repository:{f}:pull"));
+                }
+                scopes
+            }
+        }
+    }
+}
+
+/// A client for one repository on one registry. Status lines (`Trusting`, `Retrying`) go to
+/// the events sink as they happen, from whichever thread sends.
+pub struct Client<'e> {
     agent: ureq::Agent,
     /// `https://host:port/` (or `http://` with `insecure`).
     pub base: Url,
@@ -188,11 +226,11 @@ pub struct Client {
     /// Retry policy.
     pub retry: RetryPolicy,
     deadlines: Deadlines,
-    /// "Retrying …" lines for the status output, collected from any thread.
-    notes: Mutex<Vec<String>>,
+    events: &'e dyn Events,
 }
 
 /// TLS and transport settings.
+#[derive(Debug, Clone)]
 pub struct Transport<'a> {
     /// Plain HTTP.
     pub insecure: bool,
@@ -203,19 +241,31 @@ pub struct Transport<'a> {
     pub certs_d: Option<Vec<std::path::PathBuf>>,
 }
 
-impl Client {
-    /// Build a client; nothing is sent yet.
-    #[allow(clippy::too_many_arguments)]
+/// How a client connects and retries: the same for every command that talks to a registry.
+#[derive(Debug, Clone, Copy)]
+pub struct Connection<'a> {
+    /// TLS and transport settings.
+    pub transport: &'a Transport<'a>,
+    /// Retry policy.
+    pub retry: RetryPolicy,
+    /// Overall deadlines of requests.
+    pub deadlines: Deadlines,
+}
+
+impl<'e> Client<'e> {
+    /// Build a client for `reference`'s repository; nothing is sent yet. `Trusting` lines for
+    /// the registry's `certs.d` files go to `events` now, `Retrying` lines as retries start.
     pub fn new(
-        registry: &str,
-        api_host: &str,
-        repository: &str,
-        from: Option<&str>,
+        reference: &Reference,
+        access: Access<'_>,
         credential: Option<Credential>,
-        transport: &Transport<'_>,
-        retry: RetryPolicy,
-        deadlines: Deadlines,
+        connection: &Connection<'_>,
+        events: &'e dyn Events,
     ) -> Result<Self> {
+        let registry = reference.registry.as_str();
+        let api_host = reference.api_host();
+        let repository = reference.repository.as_str();
+        let transport = connection.transport;
         let scheme = if transport.insecure { "http" } else { "https" };
         let base = Url::parse(&format!("{scheme}://{api_host}/"))
             .map_err(|e| Error::usage(format!("invalid registry host '{registry}': {e}")))?;
@@ -225,14 +275,13 @@ impl Client {
         if let Some(path) = transport.ca_cert {
             given.push((path.to_path_buf(), super::certs::read_cert_file(path)?));
         }
-        let mut notes = Vec::new();
         if !transport.insecure {
             let bases = transport
                 .certs_d
                 .clone()
                 .unwrap_or_else(super::certs::default_certs_d);
             for f in super::certs::registry_certs(&bases, registry)? {
-                notes.push(format!("Trusting {} for {registry}", f.path.display()));
+                events.status("Trusting", &format!("{} for {registry}", f.path.display()));
                 given.push((f.path, f.pem));
             }
         }
@@ -300,43 +349,38 @@ impl Client {
                 ureq::unversioned::resolver::DefaultResolver::default(),
             )
         };
-        let mut scopes = vec![format!("repository:{repository}:pull,push")];
-        if let Some(f) = from.filter(|f| *f != repository) {
-            scopes.push(format!("repository:{f}:pull"));
-        }
         Ok(Client {
             agent,
             base,
             registry: registry.to_string(),
             repository: repository.to_string(),
-            scopes,
+            scopes: access.scopes(repository),
             credential,
             auth: Mutex::new(AuthCell {
                 state: AuthState::Unknown,
                 generation: 0,
             }),
-            retry,
-            deadlines,
-            notes: Mutex::new(notes),
+            retry: connection.retry,
+            deadlines: connection.deadlines,
+            events,
         })
     }
 
-    /// Record that `what` failed transiently and is tried again after `failures` failures.
-    pub fn note_retry(&self, what: &str, failures: u32, error: &Error) {
-        let line = format!(
-            "Retrying {what} (attempt {} of {}) after: {error}",
-            failures + 1,
-            self.retry.attempts
-        );
-        self.notes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(line);
+    /// The sink the client reports to (uploads and downloads report their progress there too).
+    pub fn events(&self) -> &'e dyn Events {
+        self.events
     }
 
-    /// Take the recorded retry lines.
-    pub fn take_notes(&self) -> Vec<String> {
-        std::mem::take(&mut *self.notes.lock().unwrap_or_else(|p| p.into_inner()))
+    /// Announce that `what` failed transiently and is tried again after `failures` failures.
+    pub fn note_retry(&self, what: &str, failures: u32, error: &Error) {
+        self.events.status(
+            "Retrying",
+            &format!(
+                "{what} (attempt {} of {}) after: {error}",
+                failures + 1,
+                self.retry.attempts
+            ),
+        );
     }
 
     /// `host:port` of the registry API, for messages.
@@ -611,11 +655,15 @@ impl Client {
     }
 
     fn auth_failed(&self, resp: &Resp) -> Error {
-        Error::other(format!(
-            "{}: authentication failed ({})",
-            self.registry,
-            describe_status(resp)
-        ))
+        self.auth_error(format!("authentication failed ({})", describe_status(resp)))
+    }
+
+    /// Credentials refused or missing at this registry.
+    fn auth_error(&self, message: String) -> Error {
+        Error::Auth {
+            registry: self.registry.clone(),
+            message,
+        }
     }
 
     /// Reach the registry and settle authentication once, before any upload starts, so an
@@ -730,9 +778,8 @@ impl Client {
     /// Basic auth: check the credentials once against `/v2/`.
     fn basic_state(&self, challenge_resp: &Resp) -> Result<AuthState, Failure> {
         let Some(header) = self.credential.as_ref().and_then(Credential::basic_header) else {
-            return Err(Failure::fatal(Error::other(format!(
-                "{}: authentication required ({}); no credentials found: use --username with --password-stdin, or log in with docker or podman",
-                self.registry,
+            return Err(Failure::fatal(self.auth_error(format!(
+                "authentication required ({}); {NO_CREDENTIALS}",
                 describe_status(challenge_resp)
             ))));
         };
@@ -838,9 +885,8 @@ impl Client {
         };
         let realm_host = crate::ui::sanitize(&host_port(&realm_url), 100);
         if resp.status == 401 || resp.status == 403 {
-            return Err(Failure::fatal(Error::other(format!(
-                "{}: authentication failed ({} from token server {realm_host})",
-                self.registry,
+            return Err(Failure::fatal(self.auth_error(format!(
+                "authentication failed ({} from token server {realm_host})",
                 describe_status(&resp)
             ))));
         }
@@ -1037,6 +1083,29 @@ mod tests {
             &u("https://r.example/"),
             &u("https://s3.example/")
         ));
+    }
+
+    #[test]
+    fn token_scopes_follow_the_access() {
+        assert_eq!(Access::Pull.scopes("a/b"), ["repository:a/b:pull"]);
+        assert_eq!(
+            Access::Push { mount_from: None }.scopes("a/b"),
+            ["repository:a/b:pull,push"]
+        );
+        assert_eq!(
+            Access::Push {
+                mount_from: Some("c")
+            }
+            .scopes("a/b"),
+            ["repository:a/b:pull,push", "repository:c:pull"]
+        );
+        assert_eq!(
+            Access::Push {
+                mount_from: Some("a/b")
+            }
+            .scopes("a/b"),
+            ["repository:a/b:pull,push"]
+        );
     }
 
     #[test]

@@ -2,11 +2,12 @@
 //!
 //! [`push`] reads a `.cnb` file or layout directory and copies it, never repackaging: blobs,
 //! manifests and indexes land in the registry with the package's digests and bytes (except
-//! that a `--platform` subset of several manifests gets a new index listing just them; one
-//! chosen platform is pushed as its own manifest, the digest the package lists).
+//! that a [`PushOptions::platforms`] subset of several manifests gets a new index listing just
+//! them; one chosen platform is pushed as its own manifest, the digest the package lists).
 //!
 //! Order, per repository pushed to: every blob is checked with HEAD and then mounted
-//! (`--from`, or the repository of the same registry pushed to just before) or uploaded, in
+//! ([`PushOptions::from`], or the repository of the same registry pushed to just before) or
+//! uploaded, in
 //! parallel (`jobs` threads, [`DEFAULT_JOBS`] when 0, at most [`MAX_JOBS`]), streamed straight
 //! from the package (monolithic POST + PUT, chunked PATCH above
 //! [`PushSettings::chunk_threshold`] or after a 413); then platform manifests by digest
@@ -40,21 +41,31 @@
 //! accepted even when it is a CA certificate (self-signed, as Docker's documentation makes
 //! them), its name and dates still checked.
 //!
-//! Status lines passed to the `status` callback start with a verb: `Pushing`, `Exists`,
-//! `Mounted`, `Uploaded`, `Pushed`, `Retrying`, `Credentials`, `Trusting`, or `warning:`.
+//! Progress goes to the [`crate::events::Events`] sink given: status lines with the verbs
+//! `Pushing`, `Exists`, `Mounted`, `Uploaded`, `Pushed`, `Retrying`, `Credentials` and
+//! `Trusting`, warnings (listed in [`PushReport::warnings`] too), and each blob upload's bytes
+//! as [`crate::events::Event::Transfer`]; the library draws nothing.
+//!
+//! Rooms: `client` is the one HTTP client (auth scoped by `Access`, retries, deadlines,
+//! redirects, credential scoping) for every command that talks to a registry; `stream` holds
+//! what uploads and downloads share (digest verified while streaming, transfer progress);
+//! `read` asks what a repository holds (HEAD) and checks the digests a registry names;
+//! `upload` writes blobs and manifests; `push` is the push flow; `plan` what a push copies.
 
 pub mod auth;
 pub mod certs;
 pub(crate) mod client;
 mod plan;
 mod push;
+pub(crate) mod read;
 pub mod reference;
+pub(crate) mod stream;
 mod tls;
 pub(crate) mod upload;
 
-pub use self::client::Deadlines;
+pub use self::client::{Deadlines, NO_CREDENTIALS};
 pub(crate) use self::plan::sniff_media_type;
 pub use self::push::{
-    push, push_with, PushOptions, PushReport, PushSettings, DEFAULT_JOBS, MAX_JOBS,
-    REQUEST_TIMEOUT_ENV, RETRY_BACKOFF_ENV,
+    parse_from, push, push_with, PushOptions, PushReport, PushSettings, PushedManifest,
+    DEFAULT_JOBS, MAX_JOBS, REQUEST_TIMEOUT_ENV, RETRY_BACKOFF_ENV,
 };

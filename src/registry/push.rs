@@ -1,24 +1,24 @@
 //! The push flow: destinations, blob uploads in parallel, then manifests and tags.
 
 use std::collections::BTreeSet;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::events::{Events, EventsExt as _};
 use crate::layout::PackageReader;
 use crate::oci::{Descriptor, Platform};
 
 use super::auth::{Credential, Secret};
 use super::client::Deadlines;
-use super::client::{Client, RetryPolicy, Transport};
+use super::client::{Access, Client, Connection, RetryPolicy, Transport};
 use super::plan::{platform_text, Node, Plan, PlatformFilter};
 use super::reference::{Reference, Target};
-use super::upload::{BlobOutcome, SentFn, UploadTuning};
-use super::{auth, reference, upload};
+use super::upload::{BlobOutcome, UploadTuning};
+use super::{auth, read, reference, upload};
 
 /// Parallel blob uploads when [`PushOptions::jobs`] is 0: uploads wait on the network, not on
 /// the CPU, so this is more than the core count but stays polite to registries.
@@ -26,8 +26,9 @@ pub const DEFAULT_JOBS: usize = 4;
 /// The most parallel uploads accepted.
 pub const MAX_JOBS: usize = 32;
 
-/// What to push where.
+/// What to push where. Build with [`PushOptions::new`], then set the fields wanted.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct PushOptions {
     /// A `.cnb` file or an OCI layout directory.
     pub package: PathBuf,
@@ -52,12 +53,23 @@ pub struct PushOptions {
     pub password: Option<String>,
     /// Parallel blob uploads; 0 means [`DEFAULT_JOBS`].
     pub jobs: usize,
-    /// Progress bars (only drawn when stderr is a terminal).
-    pub progress: bool,
+}
+
+impl PushOptions {
+    /// Push `package` to `reference`, with every other option at its default.
+    pub fn new(package: impl Into<PathBuf>, reference: impl Into<String>) -> Self {
+        PushOptions {
+            package: package.into(),
+            reference: reference.into(),
+            ..Default::default()
+        }
+    }
 }
 
 /// What a push did.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct PushReport {
     /// Where it went: `REGISTRY/REPO:TAG` or `REGISTRY/REPO@DIGEST` (the first reference).
     pub reference: String,
@@ -76,11 +88,26 @@ pub struct PushReport {
     /// Blob bytes sent (manifests not counted; retried uploads count again).
     pub bytes_sent: u64,
     /// Every image manifest pushed, with its platform.
-    pub manifests: Vec<(Option<Platform>, Digest)>,
+    pub manifests: Vec<PushedManifest>,
+    /// The warnings given while pushing (also sent as [`crate::events::Event::Warning`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
-/// Tuning knobs beyond the command line (tests use them to exercise rare paths).
+/// One image manifest a push sent (or found present).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct PushedManifest {
+    /// Its platform, when the index or its config names one.
+    pub platform: Option<Platform>,
+    /// Its digest.
+    pub digest: Digest,
+}
+
+/// Tuning knobs beyond the command line (tests use them to exercise rare paths). Start from
+/// [`PushSettings::default`] or [`PushSettings::from_env`] and set the fields wanted.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct PushSettings {
     /// Blobs larger than this are uploaded in chunks (64 MiB).
     pub chunk_threshold: u64,
@@ -97,7 +124,7 @@ pub struct PushSettings {
     /// Overall deadline of each request (see [`Deadlines`]).
     pub deadlines: Deadlines,
     /// `certs.d` directories to read per-registry CA certificates from instead of
-    /// [`certs::default_certs_d`].
+    /// [`super::certs::default_certs_d`].
     pub certs_d: Option<Vec<PathBuf>>,
 }
 
@@ -128,6 +155,19 @@ pub const REQUEST_TIMEOUT_ENV: &str = "CNBPKG_REQUEST_TIMEOUT_MS";
 pub const RETRY_BACKOFF_ENV: &str = "CNBPKG_RETRY_BACKOFF_MS";
 
 impl PushSettings {
+    /// How the client for each registry connects and retries under these settings.
+    fn connection<'a>(&self, transport: &'a Transport<'a>) -> Connection<'a> {
+        Connection {
+            transport,
+            retry: RetryPolicy {
+                attempts: self.attempts.max(1),
+                initial_backoff: self.initial_backoff,
+                max_backoff: self.max_backoff,
+            },
+            deadlines: self.deadlines,
+        }
+    }
+
     /// The defaults, with [`RETRY_BACKOFF_ENV`] applied when set to a number.
     pub fn from_env() -> Self {
         let mut s = PushSettings::default();
@@ -150,9 +190,9 @@ impl PushSettings {
 }
 
 /// Push a package with [`PushSettings::from_env`] (the defaults unless
-/// [`RETRY_BACKOFF_ENV`] or [`REQUEST_TIMEOUT_ENV`] is set).
-pub fn push(opts: &PushOptions, status: &mut dyn FnMut(&str)) -> Result<PushReport> {
-    push_with(opts, &PushSettings::from_env(), status)
+/// [`RETRY_BACKOFF_ENV`] or [`REQUEST_TIMEOUT_ENV`] is set), reporting to `events`.
+pub fn push(opts: &PushOptions, events: &dyn Events) -> Result<PushReport> {
+    push_with(opts, &PushSettings::from_env(), events)
 }
 
 /// One repository pushed to, with every tag or digest it gets.
@@ -162,11 +202,13 @@ struct Destination {
     targets: Vec<Target>,
 }
 
-/// Push a package.
+/// Push a package, reporting to `events`: status lines (`Credentials`, `Trusting`, `Pushing`,
+/// `Retrying`, `Exists`, `Mounted`, `Uploaded`, `Pushed`), warnings (listed in the report
+/// too) and each blob upload's progress as [`crate::events::Event::Transfer`].
 pub fn push_with(
     opts: &PushOptions,
     settings: &PushSettings,
-    status: &mut dyn FnMut(&str),
+    events: &dyn Events,
 ) -> Result<PushReport> {
     let mut references = vec![Reference::parse(&opts.reference)?];
     for r in &opts.more_references {
@@ -174,9 +216,7 @@ pub fn push_with(
     }
     for t in &opts.tags {
         if !reference::valid_tag(t) {
-            return Err(Error::usage(format!(
-                "invalid --tag '{t}': not a valid tag"
-            )));
+            return Err(Error::usage(format!("invalid tag '{t}'")));
         }
     }
     // Several references to one repository share one client: blobs and manifests go once.
@@ -223,8 +263,8 @@ pub fn push_with(
             username: u.clone(),
             password: Secret::new(p.clone()),
         }),
-        (Some(_), None) => return Err(Error::usage("--username needs a password")),
-        (None, Some(_)) => return Err(Error::usage("a password needs --username")),
+        (Some(_), None) => return Err(Error::usage("a user name needs a password")),
+        (None, Some(_)) => return Err(Error::usage("a password needs a user name")),
         (None, None) => None,
     };
 
@@ -262,41 +302,23 @@ pub fn push_with(
         manifests: plan
             .leaves
             .iter()
-            .map(|l| (l.platform.clone(), l.digest))
+            .map(|l| PushedManifest {
+                platform: l.platform.clone(),
+                digest: l.digest,
+            })
             .collect(),
+        warnings: Vec::new(),
     };
-    // Credentials are looked up once per registry; --username applies to the first
-    // reference's registry only, so it is never sent to another.
-    let mut credentials: Vec<(String, Option<Credential>)> = Vec::new();
+    // The user name given applies to the first reference's registry only.
+    let mut credentials = auth::Credentials::new(
+        credential.map(|c| (first.registry.clone(), c)),
+        settings.credential_files.clone(),
+        events,
+    );
     for (i, dest) in destinations.iter().enumerate() {
         let reference = &dest.reference;
-        let credential = match credentials.iter().find(|(r, _)| *r == reference.registry) {
-            Some((_, c)) => c.clone(),
-            None => {
-                let c = match &credential {
-                    Some(c) if reference.registry == first.registry => Some(c.clone()),
-                    _ => {
-                        let files = settings
-                            .credential_files
-                            .clone()
-                            .unwrap_or_else(auth::default_credential_files);
-                        match auth::lookup(&reference.registry, &files)? {
-                            Some(found) => {
-                                status(&format!(
-                                    "Credentials for {} from {}",
-                                    reference.registry, found.source
-                                ));
-                                Some(found.credential)
-                            }
-                            None => None,
-                        }
-                    }
-                };
-                credentials.push((reference.registry.clone(), c.clone()));
-                c
-            }
-        };
-        // Mount from a repository of this registry pushed to already, else from --from.
+        let credential = credentials.for_registry(&reference.registry)?;
+        // Mount from a repository of this registry pushed to already, else from `from`.
         let mount_from = destinations[..i]
             .iter()
             .rev()
@@ -315,7 +337,8 @@ pub fn push_with(
             dest,
             credential,
             mount_from.as_deref(),
-            status,
+            events,
+            &mut report.warnings,
         )?;
         report.uploaded += counts.uploaded;
         report.mounted += counts.mounted;
@@ -333,30 +356,6 @@ pub fn push_with(
     Ok(report)
 }
 
-/// Run `work` on another thread while this one passes the client's notes ("Retrying …") to
-/// `status` as they are made: a retry is announced when it starts, not once all is over.
-fn reporting<T: Send>(
-    client: &Client,
-    status: &mut dyn FnMut(&str),
-    work: impl FnOnce() -> T + Send,
-) -> T {
-    std::thread::scope(|scope| {
-        let handle = scope.spawn(work);
-        while !handle.is_finished() {
-            for note in client.take_notes() {
-                status(&note);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        for note in client.take_notes() {
-            status(&note);
-        }
-        handle
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p))
-    })
-}
-
 /// Blobs, manifests and every tag of one repository.
 #[allow(clippy::too_many_arguments)]
 fn push_destination(
@@ -367,58 +366,55 @@ fn push_destination(
     dest: &Destination,
     credential: Option<Credential>,
     from: Option<&str>,
-    status: &mut dyn FnMut(&str),
+    events: &dyn Events,
+    warnings: &mut Vec<String>,
 ) -> Result<Counts> {
     let reference = &dest.reference;
     if opts.insecure && !reference::is_loopback(&reference.registry) {
-        status(&format!(
-            "warning: pushing to {} over plain HTTP (--insecure): content and credentials are not encrypted",
+        let warning = format!(
+            "pushing to {} over plain HTTP: content and credentials are not encrypted",
             reference.registry
-        ));
+        );
+        events.warning(&warning);
+        warnings.push(warning);
     }
+    let transport = Transport {
+        insecure: opts.insecure,
+        ca_cert: opts.ca_cert.as_deref(),
+        certs_d: settings.certs_d.clone(),
+    };
     let client = Client::new(
-        &reference.registry,
-        reference.api_host(),
-        &reference.repository,
-        from,
+        reference,
+        Access::Push { mount_from: from },
         credential,
-        &Transport {
-            insecure: opts.insecure,
-            ca_cert: opts.ca_cert.as_deref(),
-            certs_d: settings.certs_d.clone(),
-        },
-        RetryPolicy {
-            attempts: settings.attempts.max(1),
-            initial_backoff: settings.initial_backoff,
-            max_backoff: settings.max_backoff,
-        },
-        settings.deadlines,
+        &settings.connection(&transport),
+        events,
     )?;
-    for note in client.take_notes() {
-        status(&note);
-    }
-    reporting(&client, status, || client.connect())?;
+    client.connect()?;
     let shown = Reference {
         target: dest.targets[0].clone(),
         ..reference.clone()
     };
-    status(&format!(
-        "Pushing {} ({} blobs, {} manifests) to {shown}",
-        opts.package.display(),
-        plan.blobs.len(),
-        plan.leaves.len()
-    ));
+    events.status(
+        "Pushing",
+        &format!(
+            "{} ({} blobs, {} manifests) to {shown}",
+            opts.package.display(),
+            plan.blobs.len(),
+            plan.leaves.len()
+        ),
+    );
 
     let tuning = UploadTuning {
         chunk_threshold: settings.chunk_threshold,
         chunk_size: settings.chunk_size.max(1),
     };
-    let counts = upload_blobs(&client, reader, &plan.blobs, from, &tuning, opts, status)?;
+    let counts = upload_blobs(&client, reader, &plan.blobs, from, &tuning, opts.jobs)?;
 
     // Manifests below the top, children before parents, each once.
     let mut pushed = BTreeSet::new();
     for child in &plan.top.children {
-        push_manifests(&client, child, &mut pushed, status)?;
+        push_manifests(&client, child, &mut pushed)?;
     }
     let top = &plan.top;
     let kind = if top.is_index { "index" } else { "manifest" };
@@ -429,25 +425,15 @@ fn push_destination(
         };
         match target {
             Target::Tag(tag) => {
-                reporting(&client, status, || {
-                    upload::put_manifest(&client, tag, &top.bytes, &top.media_type, &top.digest)
-                })?;
-                status(&format!("Pushed {kind} {} to {at}", top.digest));
+                upload::put_manifest(&client, tag, &top.bytes, &top.media_type, &top.digest)?;
+                events.status("Pushed", &format!("{kind} {} to {at}", top.digest));
             }
             Target::Digest(d) => {
-                if reporting(&client, status, || upload::manifest_exists(&client, d))? {
-                    status(&format!("Exists {kind} {d}"));
+                if read::manifest_exists(&client, d)? {
+                    events.status("Exists", &format!("{kind} {d}"));
                 } else {
-                    reporting(&client, status, || {
-                        upload::put_manifest(
-                            &client,
-                            &d.to_string(),
-                            &top.bytes,
-                            &top.media_type,
-                            d,
-                        )
-                    })?;
-                    status(&format!("Pushed {kind} {d} to {at}"));
+                    upload::put_manifest(&client, &d.to_string(), &top.bytes, &top.media_type, d)?;
+                    events.status("Pushed", &format!("{kind} {d} to {at}"));
                 }
             }
         }
@@ -455,15 +441,18 @@ fn push_destination(
     Ok(counts)
 }
 
-/// `--from`: a repository on the same registry, with or without the registry prefix.
-fn parse_from(from: &str, reference: &Reference) -> Result<Option<String>> {
+/// The repository to mount blobs from, given as [`PushOptions::from`]: one on the same
+/// registry as `reference`, with or without the registry prefix (a tag or digest after it is
+/// ignored). `None` when it is `reference`'s own repository. Errors name `from` first, so a
+/// caller can say which option it came from.
+pub fn parse_from(from: &str, reference: &Reference) -> Result<Option<String>> {
     let repo = match from.split_once('/') {
         Some((first, rest))
             if first.contains('.') || first.contains(':') || first == "localhost" =>
         {
             if first != reference.registry {
                 return Err(Error::usage(format!(
-                    "--from {from}: blobs can only be mounted from a repository on {}",
+                    "{from}: blobs can only be mounted from a repository on {}",
                     reference.registry
                 )));
             }
@@ -473,25 +462,18 @@ fn parse_from(from: &str, reference: &Reference) -> Result<Option<String>> {
     };
     let repo = repo.split([':', '@']).next().unwrap_or("").to_string();
     if !reference::valid_repository(&repo) {
-        return Err(Error::usage(format!(
-            "--from {from}: not a valid repository name"
-        )));
+        return Err(Error::usage(format!("{from}: not a valid repository name")));
     }
     Ok((repo != reference.repository).then_some(repo))
 }
 
-fn push_manifests(
-    client: &Client,
-    node: &Node,
-    pushed: &mut BTreeSet<Digest>,
-    status: &mut dyn FnMut(&str),
-) -> Result<()> {
+fn push_manifests(client: &Client, node: &Node, pushed: &mut BTreeSet<Digest>) -> Result<()> {
     // Checked before the children: a shared subtree is walked once, not once per listing.
     if pushed.contains(&node.digest) {
         return Ok(());
     }
     for c in &node.children {
-        push_manifests(client, c, pushed, status)?;
+        push_manifests(client, c, pushed)?;
     }
     pushed.insert(node.digest);
     let kind = if node.is_index { "index" } else { "manifest" };
@@ -499,21 +481,17 @@ fn push_manifests(
         Some(p) => format!("{kind} {} ({})", node.digest, platform_text(p)),
         None => format!("{kind} {}", node.digest),
     };
-    if reporting(client, status, || {
-        upload::manifest_exists(client, &node.digest)
-    })? {
-        status(&format!("Exists {what}"));
+    if read::manifest_exists(client, &node.digest)? {
+        client.events().status("Exists", &what);
     } else {
-        reporting(client, status, || {
-            upload::put_manifest(
-                client,
-                &node.digest.to_string(),
-                &node.bytes,
-                &node.media_type,
-                &node.digest,
-            )
-        })?;
-        status(&format!("Pushed {what}"));
+        upload::put_manifest(
+            client,
+            &node.digest.to_string(),
+            &node.bytes,
+            &node.media_type,
+            &node.digest,
+        )?;
+        client.events().status("Pushed", &what);
     }
     Ok(())
 }
@@ -526,121 +504,75 @@ struct Counts {
     bytes_sent: u64,
 }
 
-enum Event {
-    Done(usize, BlobOutcome),
-    Failed(Error),
-}
-
-/// HEAD, then mount or upload every blob, `jobs` at a time; status lines from this thread.
+/// HEAD, then mount or upload every blob, `jobs` at a time ([`DEFAULT_JOBS`] when 0); each
+/// outcome is reported from the thread that got it, as it comes. The first failure stops
+/// the other threads before their next blob.
 fn upload_blobs(
     client: &Client,
     reader: &PackageReader,
     blobs: &[Descriptor],
     from: Option<&str>,
     tuning: &UploadTuning,
-    opts: &PushOptions,
-    status: &mut dyn FnMut(&str),
+    jobs: usize,
 ) -> Result<Counts> {
-    let jobs = match opts.jobs {
+    let jobs = match jobs {
         0 => DEFAULT_JOBS,
         n => n,
     }
     .clamp(1, MAX_JOBS)
     .min(blobs.len().max(1));
-    let bars =
-        (opts.progress && std::io::stderr().is_terminal()).then(indicatif::MultiProgress::new);
     let next = AtomicUsize::new(0);
     let abort = AtomicBool::new(false);
-    let sent_total = Arc::new(AtomicU64::new(0));
-    let mut counts = Counts::default();
-    let mut first_error = None;
+    let sent = AtomicU64::new(0);
+    let counts = Mutex::new(Counts::default());
+    let first_error = Mutex::new(None);
     std::thread::scope(|scope| {
-        let (tx, rx) = mpsc::channel::<Event>();
         for _ in 0..jobs {
-            let tx = tx.clone();
-            let (next, abort, sent_total, bars) = (&next, &abort, &sent_total, &bars);
-            scope.spawn(move || loop {
-                if abort.load(Ordering::Relaxed) {
-                    break;
-                }
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(desc) = blobs.get(i) else { break };
-                let result = one_blob(
-                    client,
-                    reader,
-                    desc,
-                    from,
-                    tuning,
-                    sent_total,
-                    bars.as_ref(),
-                );
-                let event = match result {
-                    Ok(o) => Event::Done(i, o),
-                    Err(e) => Event::Failed(e),
-                };
-                if tx.send(event).is_err() {
-                    break;
+            scope.spawn(|| {
+                while !abort.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(desc) = blobs.get(i) else { break };
+                    match one_blob(client, reader, desc, from, tuning, &sent) {
+                        Ok(outcome) => {
+                            announce(client.events(), desc, outcome, from);
+                            let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
+                            match outcome {
+                                BlobOutcome::Exists => c.skipped += 1,
+                                BlobOutcome::Mounted => c.mounted += 1,
+                                BlobOutcome::Uploaded => c.uploaded += 1,
+                            }
+                        }
+                        Err(e) => {
+                            abort.store(true, Ordering::Relaxed);
+                            first_error
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .get_or_insert(e);
+                        }
+                    }
                 }
             });
         }
-        drop(tx);
-        let mut say = |line: &str| match &bars {
-            Some(mp) => mp.suspend(|| status(line)),
-            None => status(line),
-        };
-        loop {
-            let event = match rx.recv_timeout(Duration::from_millis(200)) {
-                Ok(e) => Some(e),
-                Err(mpsc::RecvTimeoutError::Timeout) => None,
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            };
-            for note in client.take_notes() {
-                say(&note);
-            }
-            let Some(event) = event else { continue };
-            match event {
-                Event::Done(i, outcome) => {
-                    let d = &blobs[i];
-                    let size = human_size(d.size);
-                    match outcome {
-                        BlobOutcome::Exists => {
-                            counts.skipped += 1;
-                            say(&format!("Exists {} ({size})", d.digest));
-                        }
-                        BlobOutcome::Mounted => {
-                            counts.mounted += 1;
-                            say(&format!(
-                                "Mounted {} ({size}) from {}",
-                                d.digest,
-                                from.unwrap_or("?")
-                            ));
-                        }
-                        BlobOutcome::Uploaded => {
-                            counts.uploaded += 1;
-                            say(&format!("Uploaded {} ({size})", d.digest));
-                        }
-                    }
-                }
-                Event::Failed(e) => {
-                    abort.store(true, Ordering::Relaxed);
-                    if first_error.is_none() {
-                        first_error = Some(e);
-                    }
-                }
-            }
-        }
     });
-    if let Some(mp) = &bars {
-        let _ = mp.clear();
-    }
-    for note in client.take_notes() {
-        status(&note);
-    }
-    if let Some(e) = first_error {
+    if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
         return Err(e);
     }
-    counts.bytes_sent = sent_total.load(Ordering::Relaxed);
+    let mut counts = counts.into_inner().unwrap_or_else(|p| p.into_inner());
+    counts.bytes_sent = sent.load(Ordering::Relaxed);
     Ok(counts)
+}
+
+/// `Exists`, `Mounted` or `Uploaded`, with the blob's size.
+fn announce(events: &dyn Events, d: &Descriptor, outcome: BlobOutcome, from: Option<&str>) {
+    let size = human_size(d.size);
+    match outcome {
+        BlobOutcome::Exists => events.status("Exists", &format!("{} ({size})", d.digest)),
+        BlobOutcome::Mounted => events.status(
+            "Mounted",
+            &format!("{} ({size}) from {}", d.digest, from.unwrap_or("?")),
+        ),
+        BlobOutcome::Uploaded => events.status("Uploaded", &format!("{} ({size})", d.digest)),
+    }
 }
 
 fn one_blob(
@@ -649,53 +581,22 @@ fn one_blob(
     desc: &Descriptor,
     from: Option<&str>,
     tuning: &UploadTuning,
-    sent_total: &Arc<AtomicU64>,
-    bars: Option<&indicatif::MultiProgress>,
+    sent: &AtomicU64,
 ) -> Result<BlobOutcome> {
-    if upload::blob_exists(client, &desc.digest)? {
+    if read::blob_exists(client, &desc.digest)? {
         return Ok(BlobOutcome::Exists);
     }
-    let bar = bars.map(|mp| {
-        let bar = mp.add(indicatif::ProgressBar::new(desc.size));
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{prefix:>12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        bar.set_prefix(desc.digest.short());
-        bar
-    });
-    let total = sent_total.clone();
-    let bar2 = bar.clone();
-    let sent: SentFn = Arc::new(move |n| {
-        total.fetch_add(n, Ordering::Relaxed);
-        if let Some(b) = &bar2 {
-            b.inc(n);
-        }
-    });
     let digest = desc.digest;
-    let open = || {
-        if let Some(b) = &bar {
-            b.set_position(0);
-        }
-        reader.open_blob(&digest)
-    };
-    let result = upload::push_blob(
+    upload::push_blob(
         client,
         reader.path(),
         &digest,
         desc.size,
-        &open,
+        &|| reader.open_blob(&digest),
         from,
         tuning,
-        &sent,
-    );
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
-    result
+        sent,
+    )
 }
 
 fn human_size(n: u64) -> String {

@@ -149,7 +149,8 @@ impl fmt::Display for Reference {
     }
 }
 
-pub(crate) fn valid_tag(tag: &str) -> bool {
+/// Whether `tag` is a valid tag: 1 to 128 of `[A-Za-z0-9_.-]`, not starting with `.` or `-`.
+pub fn valid_tag(tag: &str) -> bool {
     !tag.is_empty()
         && tag.len() <= 128
         && tag

@@ -3,19 +3,18 @@
 
 use std::io::{self, Read};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::AtomicU64;
 
 use ureq::http::Method;
 use url::Url;
 
-use crate::digest::{Digest, Hasher};
+use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::layout::BlobReader;
 
 use super::client::{shown_path, Body, Client, Failure, Resp};
-
-/// All manifest media types we accept back on HEAD.
-pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+use super::read::check_digest;
+use super::stream::{Counting, Progress, Verdict, Verified};
 
 /// How one blob got into the registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,31 +36,11 @@ pub struct UploadTuning {
     pub chunk_size: u64,
 }
 
-/// Called with the number of body bytes as they are read for sending.
-pub type SentFn = Arc<dyn Fn(u64) + Send + Sync>;
-
-/// Whether the blob exists in the repository (HEAD), checking any digest the registry names.
-pub fn blob_exists(client: &Client, digest: &Digest) -> Result<bool> {
-    exists(client, &format!("blobs/{digest}"), &[], digest)
-}
-
-/// HEAD `…/v2/<repo>/<path>`: true on 200 (checking any digest the registry names), false on 404.
-fn exists(client: &Client, path: &str, headers: &[(&str, &str)], digest: &Digest) -> Result<bool> {
-    let url = client.url(path);
-    let resp = client.send(Method::HEAD, &url, headers, None)?;
-    match resp.status {
-        200 => {
-            check_digest(client, &resp, digest)?;
-            Ok(true)
-        }
-        404 => Ok(false),
-        _ => Err(client.status_error(&Method::HEAD, &url, &resp)),
-    }
-}
-
-/// Push one blob that is known to be missing: mount it from `from` or upload it. The bytes
-/// streamed out of `package` are hashed on the way: content that does not match `digest`
-/// fails the push (never retried) before the registry has received all of it.
+/// Push one blob that is known to be missing: mount it from `from` or upload it, reporting
+/// its progress as [`crate::events::Event::Transfer`]s to the client's sink and adding the
+/// bytes sent to `sent`. The bytes streamed out of `package` are hashed on the way: content
+/// that does not match `digest` fails the push (never retried, [`Error::DigestMismatch`])
+/// before the registry has received all of it.
 #[allow(clippy::too_many_arguments)]
 pub fn push_blob(
     client: &Client,
@@ -71,31 +50,31 @@ pub fn push_blob(
     open: &dyn Fn() -> Result<BlobReader>,
     from: Option<&str>,
     tuning: &UploadTuning,
-    sent: &SentFn,
+    sent: &AtomicU64,
 ) -> Result<BlobOutcome> {
     let mut failures = 0;
     let mut chunked = size > tuning.chunk_threshold;
-    let damaged: Damaged = Arc::new(Mutex::new(None));
+    let verdict = Verdict::default();
+    let progress = Progress::start(client.events(), digest, Some(size), sent);
     let open = || {
-        open().map(|inner| Verified {
-            left: inner.len(),
-            inner,
-            hasher: Some(Hasher::new()),
-            expected: *digest,
-            damaged: damaged.clone(),
+        progress.restart();
+        open().map(|inner| {
+            let len = inner.len();
+            Verified::new(inner, len, *digest, &verdict)
         })
     };
     loop {
-        let result = attempt(client, digest, size, &open, from, chunked, tuning, sent);
+        let result = attempt(
+            client, package, digest, size, &open, from, chunked, tuning, &progress,
+        );
         // Whatever the registry answered (a broken-off request, or even success from one that
         // does not check): content that is not what its digest says is the package's fault.
-        if let Some(actual) = *damaged.lock().unwrap_or_else(|p| p.into_inner()) {
-            return Err(Error::invalid(
-                package,
-                format!(
-                    "blob {digest} does not match its digest (its content hashes to {actual}): the package is damaged; nothing was tagged"
-                ),
-            ));
+        if let Some(actual) = verdict.mismatch() {
+            return Err(Error::DigestMismatch {
+                path: package.to_path_buf(),
+                expected: *digest,
+                actual,
+            });
         }
         match result {
             Ok(Attempt::Done(o)) => return Ok(o),
@@ -126,13 +105,14 @@ enum Attempt {
 #[allow(clippy::too_many_arguments)]
 fn attempt(
     client: &Client,
+    package: &Path,
     digest: &Digest,
     size: u64,
-    open: &dyn Fn() -> Result<Verified>,
+    open: &dyn Fn() -> Result<Verified<BlobReader>>,
     from: Option<&str>,
     chunked: bool,
     tuning: &UploadTuning,
-    sent: &SentFn,
+    progress: &Progress<'_>,
 ) -> Result<Attempt, Failure> {
     // Start a session (or mount).
     let mut start = client.url("blobs/uploads/");
@@ -159,11 +139,13 @@ fn attempt(
     }
     let mut location = location(client, &start, &resp)?;
     let mut reader = open()?;
-    if reader.left != size {
-        return Err(Failure::from(Error::other(format!(
-            "blob {digest} is {} bytes in the package, its descriptor says {size}",
-            reader.left
-        ))));
+    if reader.len() != size {
+        return Err(Failure::from(Error::SizeMismatch {
+            path: package.to_path_buf(),
+            digest: *digest,
+            expected: size,
+            actual: reader.len(),
+        }));
     }
     if size == 0 {
         // No read ever completes an empty body: check it here.
@@ -182,10 +164,7 @@ fn attempt(
             let n = chunk.min(size - offset);
             let range = format!("{offset}-{}", offset + n - 1);
             let resp = {
-                let mut body = Counting {
-                    inner: (&mut reader).take(n),
-                    sent: sent.clone(),
-                };
+                let mut body = Counting::new((&mut reader).take(n), progress);
                 client.send_once(
                     Method::PATCH,
                     &location,
@@ -251,10 +230,7 @@ fn attempt(
         let mut put = location;
         put.query_pairs_mut()
             .append_pair("digest", &digest.to_string());
-        let mut body = Counting {
-            inner: reader,
-            sent: sent.clone(),
-        };
+        let mut body = Counting::new(reader, progress);
         let resp = client.send_once(
             Method::PUT,
             &put,
@@ -308,30 +284,6 @@ pub(crate) fn location(client: &Client, request: &Url, resp: &Resp) -> Result<Ur
     Ok(url)
 }
 
-/// Fail when the registry names a different digest than the content's.
-pub fn check_digest(client: &Client, resp: &Resp, expected: &Digest) -> Result<()> {
-    if let Some(d) = resp.header("docker-content-digest") {
-        if d.trim() != expected.to_string() {
-            return Err(Error::other(format!(
-                "{}: the registry reports digest {} for content with digest {expected}",
-                client.registry,
-                crate::ui::sanitize(d.trim(), 100)
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// Whether the repository holds the manifest `digest` (HEAD with `Accept`).
-pub fn manifest_exists(client: &Client, digest: &Digest) -> Result<bool> {
-    exists(
-        client,
-        &format!("manifests/{digest}"),
-        &[("Accept", MANIFEST_ACCEPT)],
-        digest,
-    )
-}
-
 /// PUT a manifest or index, as raw bytes, at a tag or digest.
 pub fn put_manifest(
     client: &Client,
@@ -353,68 +305,6 @@ pub fn put_manifest(
         return Err(client.status_error(&Method::PUT, &url, &resp));
     }
     check_digest(client, &resp, digest)
-}
-
-/// Where [`Verified`] records the digest a blob's content really has, when it is not the one
-/// it was pushed under.
-type Damaged = Arc<Mutex<Option<Digest>>>;
-
-/// A blob streamed out of the package, hashed as it is read: the read that would complete it
-/// fails when its bytes do not match `expected`, so the registry never gets the whole of
-/// damaged content (and a registry that does not check cannot store it under that digest).
-pub struct Verified {
-    inner: BlobReader,
-    hasher: Option<Hasher>,
-    left: u64,
-    expected: Digest,
-    damaged: Damaged,
-}
-
-impl Verified {
-    /// Called once every byte has been read: compare the digest.
-    fn check(&mut self) -> io::Result<()> {
-        let Some(h) = self.hasher.take() else {
-            return Ok(());
-        };
-        let (actual, _) = h.finish();
-        if actual == self.expected {
-            return Ok(());
-        }
-        *self.damaged.lock().unwrap_or_else(|p| p.into_inner()) = Some(actual);
-        Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("blob {} does not match its digest", self.expected),
-        ))
-    }
-}
-
-impl Read for Verified {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if let Some(h) = self.hasher.as_mut() {
-            h.update(&buf[..n]);
-        }
-        self.left = self.left.saturating_sub(n as u64);
-        if self.left == 0 {
-            // These last bytes are not handed on when the content is not what it claims.
-            self.check()?;
-        }
-        Ok(n)
-    }
-}
-
-/// A reader that reports the bytes read through it.
-struct Counting<R> {
-    inner: R,
-    sent: SentFn,
-}
-
-impl<R: Read> Read for Counting<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        (self.sent)(n as u64);
-        Ok(n)
-    }
 }
 
 #[cfg(test)]

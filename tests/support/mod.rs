@@ -83,22 +83,41 @@ impl Rng {
 /// Options for an in-process push to a plain-HTTP registry, isolated from the user's
 /// credential files.
 pub fn settings() -> cnbpkg::registry::PushSettings {
-    cnbpkg::registry::PushSettings {
-        credential_files: Some(Vec::new()),
-        initial_backoff: std::time::Duration::from_millis(50),
-        max_backoff: std::time::Duration::from_millis(500),
-        ..Default::default()
-    }
+    let mut s = cnbpkg::registry::PushSettings::default();
+    s.credential_files = Some(Vec::new());
+    s.initial_backoff = std::time::Duration::from_millis(50);
+    s.max_backoff = std::time::Duration::from_millis(500);
+    s
 }
 
-/// Push in-process, collecting status lines.
+/// Options for an in-process push of `package` to `reference` on a plain-HTTP registry.
+pub fn push_options(
+    package: impl Into<std::path::PathBuf>,
+    reference: impl Into<String>,
+) -> cnbpkg::registry::PushOptions {
+    let mut o = cnbpkg::registry::PushOptions::new(package, reference);
+    o.insecure = true;
+    o
+}
+
+/// Push in-process, collecting status lines as the CLI prints them (`Verb message`,
+/// `warning: message`; details and transfers left out).
 pub fn push(
     opts: &cnbpkg::registry::PushOptions,
     settings: &cnbpkg::registry::PushSettings,
 ) -> (cnbpkg::Result<cnbpkg::registry::PushReport>, Vec<String>) {
-    let mut lines = Vec::new();
-    let r = cnbpkg::registry::push_with(opts, settings, &mut |l: &str| lines.push(l.to_string()));
-    (r, lines)
+    use cnbpkg::events::Event;
+    let lines = std::sync::Mutex::new(Vec::new());
+    let sink = |e: &Event<'_>| {
+        let line = match *e {
+            Event::Status { verb, message } => format!("{verb} {message}"),
+            Event::Warning { message } => format!("warning: {message}"),
+            _ => return,
+        };
+        lines.lock().unwrap().push(line);
+    };
+    let r = cnbpkg::registry::push_with(opts, settings, &sink);
+    (r, lines.into_inner().unwrap())
 }
 
 /// `skopeo inspect --raw` of a reference on a plain-HTTP registry.
