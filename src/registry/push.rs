@@ -15,7 +15,7 @@ use crate::oci::{Descriptor, Platform};
 use super::auth::{Credential, Secret};
 use super::client::Deadlines;
 use super::client::{Client, RetryPolicy, Transport};
-use super::plan::{platform_text, Node, Plan, PlatformFilter};
+use super::plan::{Node, Plan, PlatformFilter};
 use super::reference::{Reference, Target};
 use super::upload::{BlobOutcome, SentFn, UploadTuning};
 use super::{auth, reference, upload};
@@ -496,7 +496,7 @@ fn push_manifests(
     pushed.insert(node.digest);
     let kind = if node.is_index { "index" } else { "manifest" };
     let what = match &node.platform {
-        Some(p) => format!("{kind} {} ({})", node.digest, platform_text(p)),
+        Some(p) => format!("{kind} {} ({p})", node.digest),
         None => format!("{kind} {}", node.digest),
     };
     if reporting(client, status, || {
