@@ -10,9 +10,8 @@ use crate::cnb::{
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::layout::layers::{read_layer, LayerFacts, MAX_DESCRIPTOR, MAX_VIOLATIONS_PER_LAYER};
-use crate::layout::{
-    LayerLookup, LayerMiss, PackageReader, MAX_DESCRIPTORS, MAX_IMAGES, MAX_INDEX_DEPTH,
-};
+use crate::layout::tree::Budget;
+use crate::layout::{LayerLookup, LayerMiss, PackageReader, MAX_IMAGES, MAX_INDEX_DEPTH};
 use crate::oci::{self, Descriptor, ImageConfig, Index, Manifest};
 use crate::target::{self, ExpandedTarget, Target};
 
@@ -102,8 +101,7 @@ pub fn verify_with(path: &Path, opts: &VerifyOptions) -> Result<VerifyReport> {
         layers: BTreeMap::new(),
         checked: BTreeMap::new(),
         visited: BTreeSet::new(),
-        descriptors: 0,
-        images_listed: 0,
+        budget: Budget::default(),
         stopped: false,
         manifests_done: BTreeMap::new(),
         held: Vec::new(),
@@ -170,11 +168,10 @@ struct Verifier<'a> {
     /// Indexes descended into, and images checked (by manifest and the platform it is listed
     /// with): each is read once however often it is listed.
     visited: BTreeSet<(Digest, String)>,
-    /// Descriptors seen in indexes.
-    descriptors: usize,
-    /// Manifest descriptors listed in indexes, each listing counted (the package reader's
-    /// limit, so verify accepts no more images than inspect or packaging read).
-    images_listed: usize,
+    /// The limits every walk of a tree spends (descriptors, manifest and index listings, each
+    /// listing counted; config bytes held; blobs listed), so verify accepts no more than
+    /// inspect, packaging or push read.
+    budget: Budget,
     /// Set when a limit was reached: nothing more is read.
     stopped: bool,
     /// The mediaType a manifest declares, by manifest digest, for its later listings.
@@ -315,22 +312,19 @@ impl Verifier<'_> {
             if self.stopped {
                 return;
             }
-            self.descriptors += 1;
-            if self.descriptors > MAX_DESCRIPTORS {
+            if let Err(limit) = self.budget.descriptor() {
                 self.stopped = true;
-                return self.defect(format!(
-                    "{referrer}: more than {MAX_DESCRIPTORS} descriptors in the package's indexes"
-                ));
+                return self.defect(format!("{referrer}: {limit}"));
             }
             self.check_descriptor_platform(d, &ref_names, manifests, referrer);
+            let image_or_index = oci::is_manifest(&d.media_type) || oci::is_index(&d.media_type);
+            if image_or_index && self.budget.listing().is_err() {
+                self.stopped = true;
+                return self.defect(format!(
+                    "{referrer}: the package's indexes list more than {MAX_IMAGES} images"
+                ));
+            }
             if oci::is_manifest(&d.media_type) {
-                self.images_listed += 1;
-                if self.images_listed > MAX_IMAGES {
-                    self.stopped = true;
-                    return self.defect(format!(
-                        "{referrer}: the package's indexes list more than {MAX_IMAGES} images"
-                    ));
-                }
                 self.hold(d);
             }
             let platform = serde_json::to_string(&d.platform).unwrap_or_default();
@@ -422,6 +416,10 @@ impl Verifier<'_> {
         };
         self.manifest_types
             .insert(d.digest, manifest.media_type.clone());
+        if let Err(limit) = self.budget.manifest_blobs(&manifest) {
+            self.stopped = true;
+            return self.defect(limit.to_string());
+        }
         if let Some(mt) = &manifest.media_type {
             if mt != &d.media_type {
                 self.defect(format!(
@@ -447,6 +445,10 @@ impl Verifier<'_> {
                 .read_json::<ImageConfig>(&manifest.config, "config")
             {
                 Ok((c, bytes)) => {
+                    if let Err(limit) = self.budget.keep(bytes.len() as u64) {
+                        self.stopped = true;
+                        return self.defect(limit.to_string());
+                    }
                     self.check_key_cases(&bytes, &format!("config {}", manifest.config.digest));
                     let c = std::rc::Rc::new(c);
                     self.configs.insert(manifest.config.digest, Some(c.clone()));

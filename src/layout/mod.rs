@@ -11,5 +11,5 @@ mod writer;
 pub(crate) use reader::MAX_ENTRIES;
 pub use reader::{BlobReader, ImageRef, PackageReader, MAX_JSON_BLOB};
 pub use tree::{LayerLookup, LayerMiss};
-pub(crate) use tree::{MAX_DESCRIPTORS, MAX_IMAGES, MAX_IMAGES_BYTES, MAX_INDEX_DEPTH};
+pub(crate) use tree::{MAX_IMAGES, MAX_IMAGES_BYTES, MAX_INDEX_DEPTH};
 pub use writer::{check_destination, commit_outputs, LayoutWriter, OutputFormat};

@@ -97,10 +97,9 @@ pub struct ConfigBlob {
 /// What a node of the tree is.
 #[derive(Debug, Clone)]
 pub enum NodeBody {
-    /// An image index (or Docker manifest list) and its entries, in listing order.
+    /// An image index (or Docker manifest list): its entries, in listing order (the rest of
+    /// the index, annotations and all, is in the node's bytes).
     Index {
-        /// The parsed index.
-        index: Index,
         /// Its entries: each listing's own descriptor, and the node it points at (`None` for
         /// an entry that is neither a manifest nor an index, skipped).
         children: Vec<Child>,
@@ -142,6 +141,14 @@ impl TreeNode {
         matches!(self.body, NodeBody::Index { .. })
     }
 
+    /// The entries of an index node (none for a manifest).
+    pub fn children(&self) -> &[Child] {
+        match &self.body {
+            NodeBody::Index { children } => children,
+            NodeBody::Manifest { .. } => &[],
+        }
+    }
+
     /// The manifest, when this node is one.
     pub fn manifest(&self) -> Option<&Manifest> {
         match &self.body {
@@ -169,11 +176,10 @@ impl TreeNode {
     }
 }
 
-/// Reads the nodes of a tree, each digest once, within one set of limits.
-pub(crate) struct Walker<'a> {
-    source: &'a dyn BlobSource,
-    policy: Policy,
-    nodes: HashMap<Digest, Arc<TreeNode>>,
+/// The limits of a walk, counted as it goes: every walk of a tree (the [`Walker`], and
+/// `verify`'s, which reports defects instead of stopping) spends one of these.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Budget {
     /// Every descriptor of every index read, repeats included.
     descriptors: usize,
     /// Manifest and index descriptors met, repeats included.
@@ -184,6 +190,77 @@ pub(crate) struct Walker<'a> {
     blobs: usize,
 }
 
+/// The limit a walk reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Exceeded {
+    /// More than [`MAX_DESCRIPTORS`] descriptors.
+    Descriptors,
+    /// More than [`MAX_IMAGES`] manifest and index listings.
+    Images,
+    /// More than [`MAX_IMAGES_BYTES`] held.
+    Bytes,
+    /// More than [`MAX_BLOBS`] config and layer descriptors.
+    Blobs,
+}
+
+impl std::fmt::Display for Exceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exceeded::Descriptors => write!(
+                f,
+                "more than {MAX_DESCRIPTORS} descriptors in the package's indexes"
+            ),
+            Exceeded::Images => write!(f, "lists more than {MAX_IMAGES} images"),
+            Exceeded::Bytes => write!(
+                f,
+                "image manifests and configs exceed {} MiB in total",
+                MAX_IMAGES_BYTES >> 20
+            ),
+            Exceeded::Blobs => write!(f, "its images list more than {MAX_BLOBS} blobs"),
+        }
+    }
+}
+
+impl Budget {
+    /// One more descriptor listed by an index.
+    pub(crate) fn descriptor(&mut self) -> std::result::Result<(), Exceeded> {
+        self.descriptors += 1;
+        (self.descriptors <= MAX_DESCRIPTORS)
+            .then_some(())
+            .ok_or(Exceeded::Descriptors)
+    }
+
+    /// One more listing of a manifest or an index.
+    pub(crate) fn listing(&mut self) -> std::result::Result<(), Exceeded> {
+        self.listed += 1;
+        (self.listed <= MAX_IMAGES)
+            .then_some(())
+            .ok_or(Exceeded::Images)
+    }
+
+    /// `n` more bytes of manifests, indexes or configs held.
+    pub(crate) fn keep(&mut self, n: u64) -> std::result::Result<(), Exceeded> {
+        self.kept_bytes += n;
+        (self.kept_bytes <= MAX_IMAGES_BYTES)
+            .then_some(())
+            .ok_or(Exceeded::Bytes)
+    }
+
+    /// The config and layers of one more manifest.
+    pub(crate) fn manifest_blobs(&mut self, manifest: &Manifest) -> std::result::Result<(), Exceeded> {
+        self.blobs += 1 + manifest.layers.len();
+        (self.blobs <= MAX_BLOBS).then_some(()).ok_or(Exceeded::Blobs)
+    }
+}
+
+/// Reads the nodes of a tree, each digest once, within one [`Budget`].
+pub(crate) struct Walker<'a> {
+    source: &'a dyn BlobSource,
+    policy: Policy,
+    nodes: HashMap<Digest, Arc<TreeNode>>,
+    budget: Budget,
+}
+
 impl<'a> Walker<'a> {
     /// A walker over `source`.
     pub(crate) fn new(source: &'a dyn BlobSource, policy: Policy) -> Self {
@@ -191,10 +268,7 @@ impl<'a> Walker<'a> {
             source,
             policy,
             nodes: HashMap::new(),
-            descriptors: 0,
-            listed: 0,
-            kept_bytes: 0,
-            blobs: 0,
+            budget: Budget::default(),
         }
     }
 
@@ -202,19 +276,13 @@ impl<'a> Walker<'a> {
         Error::invalid(self.source.origin(), message.into())
     }
 
-    fn too_many_images(&self) -> Error {
-        self.invalid(format!("lists more than {MAX_IMAGES} images"))
+    fn spend(&self, spent: std::result::Result<(), Exceeded>) -> Result<()> {
+        spent.map_err(|limit| self.invalid(limit.to_string()))
     }
 
     fn keep(&mut self, n: u64) -> Result<()> {
-        self.kept_bytes += n;
-        if self.kept_bytes > MAX_IMAGES_BYTES {
-            return Err(self.invalid(format!(
-                "image manifests and configs exceed {} MiB in total",
-                MAX_IMAGES_BYTES >> 20
-            )));
-        }
-        Ok(())
+        let spent = self.budget.keep(n);
+        self.spend(spent)
     }
 
     fn json_error(&self, what: &str, digest: &Digest, e: &serde_json::Error) -> Error {
@@ -251,12 +319,8 @@ impl<'a> Walker<'a> {
         }
         let mut children = Vec::with_capacity(descs.len().min(1024));
         for d in descs {
-            self.descriptors += 1;
-            if self.descriptors > MAX_DESCRIPTORS {
-                return Err(self.invalid(format!(
-                    "more than {MAX_DESCRIPTORS} descriptors in the package's indexes"
-                )));
-            }
+            let spent = self.budget.descriptor();
+            self.spend(spent)?;
             let node = if oci::is_manifest(&d.media_type) || oci::is_index(&d.media_type) {
                 Some(self.load(d, depth)?)
             } else if self.policy.others == Others::Refuse {
@@ -284,10 +348,8 @@ impl<'a> Walker<'a> {
         if depth > MAX_INDEX_DEPTH {
             return Err(self.invalid("image indexes nested too deeply"));
         }
-        self.listed += 1;
-        if self.listed > MAX_IMAGES {
-            return Err(self.too_many_images());
-        }
+        let spent = self.budget.listing();
+        self.spend(spent)?;
         if let Some(n) = self.nodes.get(&desc.digest) {
             return Ok(n.clone());
         }
@@ -306,14 +368,12 @@ impl<'a> Walker<'a> {
         let body = if oci::is_index(&media_type) {
             let index: Index = self.parse(&bytes, "index", &desc.digest)?;
             let children = self.load_list(&index.manifests, depth + 1, Some(&desc.digest))?;
-            NodeBody::Index { index, children }
+            NodeBody::Index { children }
         } else if oci::is_manifest(&media_type) {
             let manifest: Manifest = self.parse(&bytes, "manifest", &desc.digest)?;
             let config = self.load_config(desc, &manifest)?;
-            self.blobs += 1 + manifest.layers.len();
-            if self.blobs > MAX_BLOBS {
-                return Err(self.invalid(format!("its images list more than {MAX_BLOBS} blobs")));
-            }
+            let spent = self.budget.manifest_blobs(&manifest);
+            self.spend(spent)?;
             NodeBody::Manifest { manifest, config }
         } else {
             return Err(self.invalid(format!(
@@ -378,13 +438,10 @@ pub(crate) fn image_listings(children: &[Child]) -> Vec<(&Descriptor, &Arc<TreeN
     ) {
         for c in children {
             let Some(node) = &c.node else { continue };
-            match &node.body {
-                NodeBody::Manifest { .. } => out.push((&c.descriptor, node)),
-                NodeBody::Index { children, .. } => {
-                    if seen.insert(node.descriptor.digest) {
-                        walk(children, seen, out);
-                    }
-                }
+            if node.manifest().is_some() {
+                out.push((&c.descriptor, node));
+            } else if seen.insert(node.descriptor.digest) {
+                walk(node.children(), seen, out);
             }
         }
     }

@@ -8,7 +8,7 @@ use crate::cnb::{platform_fit, PlatformRequest};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::json::canonical;
-use crate::layout::tree::{Configs, NodeBody, Others, Policy, Style, TreeNode, Walker};
+use crate::layout::tree::{Configs, Others, Policy, Style, TreeNode, Walker};
 use crate::layout::PackageReader;
 use crate::oci::{self, Descriptor, Index, Manifest, Platform};
 
@@ -304,27 +304,26 @@ impl Loader<'_> {
         if let Some(n) = self.nodes.get(&digest) {
             return n.clone();
         }
-        let (is_index, platform, children) = match &tree.body {
-            NodeBody::Index { children, .. } => {
-                let children = children
-                    .iter()
-                    .filter_map(|c| c.node.as_ref())
-                    .map(|c| self.node(c))
-                    .collect();
-                (true, tree.descriptor.platform.clone(), children)
-            }
-            NodeBody::Manifest { manifest, .. } => {
+        let children = tree
+            .children()
+            .iter()
+            .filter_map(|c| c.node.as_ref())
+            .map(|c| self.node(c))
+            .collect();
+        let platform = match tree.manifest() {
+            Some(manifest) => {
                 self.blobs.push(manifest.config.clone());
                 self.blobs.extend(manifest.layers.iter().cloned());
-                (false, tree.platform_for(&tree.descriptor), Vec::new())
+                tree.platform_for(&tree.descriptor)
             }
+            None => tree.descriptor.platform.clone(),
         };
         let node = Arc::new(Node {
             desc: tree.descriptor.clone(),
             digest,
             media_type: tree.media_type.clone(),
             bytes: tree.bytes.clone(),
-            is_index,
+            is_index: tree.is_index(),
             platform,
             children,
         });
