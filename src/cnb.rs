@@ -106,7 +106,7 @@ pub fn module_id_dir(kind: ModuleKind, id: &str) -> String {
         ModuleKind::Buildpack => "buildpacks",
         ModuleKind::Extension => "extensions",
     };
-    format!("cnb/{kind}/{}", id.replace('/', "_"))
+    format!("cnb/{kind}/{}", crate::descriptor::escape_id(id))
 }
 
 /// A requested platform; an empty field asks for any value.

@@ -150,7 +150,7 @@ impl<W: Write> LayerBuilder<W> {
         let id_dir = path_clean(&format!(
             "/cnb/{}/{}",
             spec.dist_dir,
-            spec.id.replace('/', "_")
+            crate::descriptor::escape_id(spec.id)
         ));
         let base = path_clean(&format!("{id_dir}/{}", spec.version));
         // pack's flatten writer skips an id directory it has already written (two versions of

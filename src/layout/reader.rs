@@ -15,7 +15,7 @@ use crate::oci::{self, Descriptor, ImageConfig, Index, Manifest};
 use crate::tar_guard::TarGuard;
 
 use super::tree::{
-    image_listings, ConfigBlob, Configs, LayerLookup, LayerMiss, NodeBody, Others, Policy, Style,
+    image_listings, ConfigBlob, Configs, Exceeded, LayerLookup, LayerMiss, Others, Policy, Style,
     Walker, MAX_IMAGES_BYTES,
 };
 
@@ -342,26 +342,19 @@ impl PackageReader {
         // Each image holds its own copy of its manifest and config: bound them together.
         let mut kept = 0u64;
         for (listing, node) in image_listings(&top) {
-            let NodeBody::Manifest {
-                manifest,
-                config:
-                    Some(ConfigBlob {
-                        bytes,
-                        config: Some(config),
-                    }),
-            } = &node.body
+            let (
+                Some(manifest),
+                Some(ConfigBlob {
+                    bytes,
+                    config: Some(config),
+                }),
+            ) = (node.manifest(), node.config_blob())
             else {
                 continue; // the walk reads and parses every config of the policy above
             };
             kept += listing.size + bytes.len() as u64;
             if kept > MAX_IMAGES_BYTES {
-                return Err(Error::invalid(
-                    &self.path,
-                    format!(
-                        "image manifests and configs exceed {} MiB in total",
-                        MAX_IMAGES_BYTES >> 20
-                    ),
-                ));
+                return Err(Error::invalid(&self.path, Exceeded::Bytes.to_string()));
             }
             out.push(ImageRef {
                 descriptor: listing.clone(),

@@ -107,9 +107,9 @@ pub enum NodeBody {
     /// An image manifest with its config.
     Manifest {
         /// The parsed manifest.
-        manifest: Manifest,
+        manifest: Box<Manifest>,
         /// Its config, when read.
-        config: Option<ConfigBlob>,
+        config: Option<Box<ConfigBlob>>,
     },
 }
 
@@ -153,6 +153,14 @@ impl TreeNode {
     pub fn manifest(&self) -> Option<&Manifest> {
         match &self.body {
             NodeBody::Manifest { manifest, .. } => Some(manifest),
+            NodeBody::Index { .. } => None,
+        }
+    }
+
+    /// The config of a manifest node (raw and parsed), when read.
+    pub fn config_blob(&self) -> Option<&ConfigBlob> {
+        match &self.body {
+            NodeBody::Manifest { config, .. } => config.as_deref(),
             NodeBody::Index { .. } => None,
         }
     }
@@ -247,9 +255,14 @@ impl Budget {
     }
 
     /// The config and layers of one more manifest.
-    pub(crate) fn manifest_blobs(&mut self, manifest: &Manifest) -> std::result::Result<(), Exceeded> {
+    pub(crate) fn manifest_blobs(
+        &mut self,
+        manifest: &Manifest,
+    ) -> std::result::Result<(), Exceeded> {
         self.blobs += 1 + manifest.layers.len();
-        (self.blobs <= MAX_BLOBS).then_some(()).ok_or(Exceeded::Blobs)
+        (self.blobs <= MAX_BLOBS)
+            .then_some(())
+            .ok_or(Exceeded::Blobs)
     }
 }
 
@@ -374,7 +387,10 @@ impl<'a> Walker<'a> {
             let config = self.load_config(desc, &manifest)?;
             let spent = self.budget.manifest_blobs(&manifest);
             self.spend(spent)?;
-            NodeBody::Manifest { manifest, config }
+            NodeBody::Manifest {
+                manifest: Box::new(manifest),
+                config: config.map(Box::new),
+            }
         } else {
             return Err(self.invalid(format!(
                 "{} has media type '{}', not an image manifest or index",

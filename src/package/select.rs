@@ -490,11 +490,11 @@ pub(crate) fn dedup_modules(modules: Vec<ModulePlan>, windows: bool) -> Result<V
             by_key.insert(key, (first, m));
             continue;
         }
-        let dir = format!(
-            "{}/{}/{}",
-            m.descriptor.kind.table(),
-            m.descriptor.info.escaped_id(),
-            m.descriptor.info.version
+        let dir = crate::cnb::module_dir(
+            m.descriptor.kind,
+            &m.descriptor.info.id,
+            &m.descriptor.info.version,
+            false,
         );
         let dir = if windows { dir.to_lowercase() } else { dir };
         if let Some(other) = dirs.insert(dir, key.clone()) {
