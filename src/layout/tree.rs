@@ -513,3 +513,175 @@ impl LayerLookup {
         Ok((pos, layer))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::json::canonical;
+    use std::path::PathBuf;
+
+    /// Blobs in memory, as a registry client will serve them: verified by digest on fetch.
+    #[derive(Default)]
+    struct Blobs {
+        path: PathBuf,
+        blobs: HashMap<Digest, Vec<u8>>,
+        fetched: std::cell::Cell<usize>,
+    }
+
+    impl Blobs {
+        fn put(&mut self, media_type: &str, bytes: Vec<u8>) -> Descriptor {
+            let d = Descriptor::new(media_type, Digest::of(&bytes), bytes.len() as u64);
+            self.blobs.insert(d.digest, bytes);
+            d
+        }
+
+        fn image(&mut self, os: &str) -> Descriptor {
+            let config = format!(
+                r#"{{"architecture":"amd64","os":"{os}","rootfs":{{"type":"layers","diff_ids":[]}}}}"#
+            );
+            let config = self.put(oci::MEDIA_TYPE_CONFIG, config.into_bytes());
+            let manifest = Manifest {
+                schema_version: 2,
+                media_type: Some(oci::MEDIA_TYPE_MANIFEST.into()),
+                artifact_type: None,
+                config,
+                layers: vec![],
+                annotations: Default::default(),
+            };
+            self.put(oci::MEDIA_TYPE_MANIFEST, canonical(&manifest))
+        }
+
+        fn index(&mut self, manifests: Vec<Descriptor>) -> Descriptor {
+            self.put(oci::MEDIA_TYPE_INDEX, canonical(&Index::new(manifests)))
+        }
+    }
+
+    impl BlobSource for Blobs {
+        fn fetch_verified(&self, desc: &Descriptor) -> Result<Vec<u8>> {
+            self.fetched.set(self.fetched.get() + 1);
+            let bytes = self.blobs.get(&desc.digest).ok_or_else(|| {
+                Error::invalid(&self.path, format!("blob {} is missing", desc.digest))
+            })?;
+            Ok(bytes.clone())
+        }
+
+        fn origin(&self) -> &Path {
+            &self.path
+        }
+    }
+
+    const READER: Policy = Policy {
+        others: Others::Skip,
+        configs: Configs::Always,
+        style: Style::Reader,
+    };
+    const PUSH: Policy = Policy {
+        others: Others::Refuse,
+        configs: Configs::WhenUnplaced,
+        style: Style::Push,
+    };
+
+    fn message(e: Error) -> String {
+        match e {
+            Error::Invalid { message, .. } => message,
+            e => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn shared_nodes_are_read_once_and_listed_each_time() {
+        let mut b = Blobs::default();
+        let linux = b.image("linux");
+        let inner = b.index(vec![linux.clone(), linux.clone()]);
+        let mut w = Walker::new(&b, READER);
+        let top = w
+            .load_list(&[inner.clone(), inner, linux], 0, None)
+            .unwrap();
+        // index, manifest, config: each fetched once.
+        assert_eq!(b.fetched.get(), 3);
+        let listings = image_listings(&top);
+        // The index is descended into once; the manifest is listed there twice and once on top.
+        assert_eq!(listings.len(), 3);
+        assert!(Arc::ptr_eq(listings[0].1, listings[2].1));
+        assert_eq!(listings[0].1.config().unwrap().os, "linux");
+    }
+
+    #[test]
+    fn untyped_documents_are_sniffed_and_other_entries_skipped_or_refused() {
+        let mut b = Blobs::default();
+        let linux = b.image("linux");
+        let mut untyped = linux.clone();
+        untyped.media_type.clear();
+        let mut w = Walker::new(&b, PUSH);
+        let node = w.load(&untyped, 0).unwrap();
+        assert_eq!(node.media_type, oci::MEDIA_TYPE_MANIFEST);
+        // Without a platform the config is read for it.
+        assert_eq!(node.platform_for(&untyped).unwrap().os, "linux");
+
+        let other = b.put("application/vnd.example+json", b"{}".to_vec());
+        let index = b.index(vec![linux, other.clone()]);
+        let top = Walker::new(&b, READER)
+            .load_list(std::slice::from_ref(&index), 0, None)
+            .unwrap();
+        assert_eq!(image_listings(&top).len(), 1);
+        let refused = message(Walker::new(&b, PUSH).load(&index, 0).unwrap_err());
+        assert_eq!(
+            refused,
+            format!(
+                "index {} references {} of media type 'application/vnd.example+json', which cnbpkg cannot push",
+                index.digest, other.digest
+            )
+        );
+    }
+
+    #[test]
+    fn limits_hold_for_depth_and_listings() {
+        let mut b = Blobs::default();
+        let mut d = b.image("linux");
+        for _ in 0..=MAX_INDEX_DEPTH {
+            d = b.index(vec![d]);
+        }
+        let e = Walker::new(&b, READER)
+            .load_list(&[d], 0, None)
+            .unwrap_err();
+        assert_eq!(message(e), "image indexes nested too deeply");
+
+        let linux = b.image("linux");
+        let wide = b.index(vec![linux; MAX_IMAGES]);
+        let e = Walker::new(&b, READER)
+            .load_list(&[wide], 0, None)
+            .unwrap_err();
+        assert_eq!(message(e), format!("lists more than {MAX_IMAGES} images"));
+    }
+
+    #[test]
+    fn layers_are_found_by_diff_id() {
+        let a = Digest::of(b"a");
+        let b = Digest::of(b"b");
+        let config: ImageConfig = serde_json::from_value(serde_json::json!({
+            "architecture": "arm64", "os": "linux", "variant": "v8",
+            "rootfs": {"type": "layers", "diff_ids": [a.to_string(), b.to_string(), a.to_string()]}
+        }))
+        .unwrap();
+        assert_eq!(config.platform().to_string(), "linux/arm64/v8");
+        let layer = Descriptor::new(oci::MEDIA_TYPE_LAYER_GZIP, Digest::of(b"gz"), 2);
+        let manifest = Manifest {
+            schema_version: 2,
+            media_type: None,
+            artifact_type: None,
+            config: Descriptor::new(oci::MEDIA_TYPE_CONFIG, Digest::of(b"c"), 1),
+            layers: vec![layer.clone()],
+            annotations: Default::default(),
+        };
+        let lookup = LayerLookup::new(&config);
+        assert_eq!(lookup.layer(&manifest, &a), Ok((0, &layer)));
+        assert_eq!(
+            lookup.layer(&manifest, &b),
+            Err(LayerMiss::NoManifestLayer(1))
+        );
+        assert_eq!(
+            lookup.layer(&manifest, &Digest::of(b"x")),
+            Err(LayerMiss::NotInConfig)
+        );
+    }
+}
