@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use crate::oci::Platform;
 use crate::target::Distro;
 
+// The label types and names are defined with the descriptor types they carry, and named here.
 pub use crate::descriptor::{LayersLabel, ModuleKind, ModuleLayerInfo, PackageMetadata};
 
 /// The instant every packaged file and config carries, 1980-01-01T00:00:01Z (pack's), in
@@ -17,11 +18,11 @@ pub const NORMALIZED_SECONDS: u64 = 315_532_801;
 pub const NORMALIZED_RFC3339: &str = "1980-01-01T00:00:01Z";
 
 /// Label holding the package's main buildpack (pack's name and shape).
-pub const LABEL_METADATA: &str = "io.buildpacks.buildpackage.metadata";
+pub const LABEL_METADATA: &str = crate::descriptor::METADATA_LABEL;
 /// Label mapping every buildpack in the package to its layer (pack's name and shape).
-pub const LABEL_LAYERS: &str = "io.buildpacks.buildpack.layers";
+pub const LABEL_LAYERS: &str = crate::descriptor::BUILDPACK_LAYERS_LABEL;
 /// Label mapping every extension in the package to its layer.
-pub const LABEL_EXTENSION_LAYERS: &str = "io.buildpacks.extension.layers";
+pub const LABEL_EXTENSION_LAYERS: &str = crate::descriptor::EXTENSION_LAYERS_LABEL;
 /// Descriptor annotation naming a target's distribution (targets that differ only by distro).
 pub const ANNOTATION_DISTRO_NAME: &str = "io.buildpacks.base.distro.name";
 /// Descriptor annotation with a target's distribution version.

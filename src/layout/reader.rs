@@ -15,8 +15,8 @@ use crate::oci::{self, Descriptor, ImageConfig, Index, Manifest};
 use crate::tar_guard::TarGuard;
 
 use super::tree::{
-    image_listings, ConfigBlob, Configs, Exceeded, LayerLookup, LayerMiss, Others, Policy, Style,
-    Walker, MAX_IMAGES_BYTES,
+    image_listings, walk, ConfigBlob, Configs, Exceeded, LayerLookup, LayerMiss, Others, Policy,
+    Style, MAX_IMAGES_BYTES,
 };
 
 /// The largest JSON blob (index, manifest, config) we read into memory.
@@ -329,15 +329,12 @@ impl PackageReader {
     /// Every image reachable from `index.json`, following nested indexes, in index order:
     /// one per listing of a manifest (each with the descriptor it is listed with).
     pub fn images(&self) -> Result<Vec<ImageRef>> {
-        let mut walker = Walker::new(
-            self,
-            Policy {
-                others: Others::Skip,
-                configs: Configs::Always,
-                style: Style::Reader,
-            },
-        );
-        let top = walker.load_list(&self.index.manifests, 0, None)?;
+        let policy = Policy {
+            others: Others::Skip,
+            configs: Configs::Always,
+            style: Style::Reader,
+        };
+        let top = walk(self, &self.index.manifests, policy)?;
         let mut out: Vec<ImageRef> = Vec::new();
         // Each image holds its own copy of its manifest and config: bound them together.
         let mut kept = 0u64;

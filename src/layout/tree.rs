@@ -429,6 +429,16 @@ impl<'a> Walker<'a> {
     }
 }
 
+/// The tree below the entries `top` (index.json's manifests, or a registry index's), read from
+/// `source` under `policy` within one [`Budget`]: the entries with their nodes, in listing order.
+pub(crate) fn walk(
+    source: &dyn BlobSource,
+    top: &[Descriptor],
+    policy: Policy,
+) -> Result<Vec<Child>> {
+    Walker::new(source, policy).load_list(top, 0, None)
+}
+
 /// The media type a JSON document declares, or what its shape says.
 pub(crate) fn sniff_media_type(bytes: &[u8]) -> Option<String> {
     let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
