@@ -1,5 +1,6 @@
-//! CNB vocabulary shared by every writer and reader: label and annotation names, the distros
-//! an index entry serves, and how a platform is shown (in `--target` grammar).
+//! CNB vocabulary shared by every writer and reader: label and annotation names and types, the
+//! module directory, the normalized instant, the distros an index entry serves, how a platform
+//! is shown (in `--target` grammar) and how a platform serves a requested one.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -7,10 +8,21 @@ use std::fmt::Write as _;
 use crate::oci::Platform;
 use crate::target::Distro;
 
+// The label types and names are defined with the descriptor types they carry, and named here.
+pub use crate::descriptor::{LayersLabel, ModuleKind, ModuleLayerInfo, PackageMetadata};
+
+/// The instant every packaged file and config carries, 1980-01-01T00:00:01Z (pack's), in
+/// seconds since the Unix epoch.
+pub const NORMALIZED_SECONDS: u64 = 315_532_801;
+/// [`NORMALIZED_SECONDS`] in RFC 3339, as image configs give it.
+pub const NORMALIZED_RFC3339: &str = "1980-01-01T00:00:01Z";
+
 /// Label holding the package's main buildpack (pack's name and shape).
-pub const LABEL_METADATA: &str = "io.buildpacks.buildpackage.metadata";
+pub const LABEL_METADATA: &str = crate::descriptor::METADATA_LABEL;
 /// Label mapping every buildpack in the package to its layer (pack's name and shape).
-pub const LABEL_LAYERS: &str = "io.buildpacks.buildpack.layers";
+pub const LABEL_LAYERS: &str = crate::descriptor::BUILDPACK_LAYERS_LABEL;
+/// Label mapping every extension in the package to its layer.
+pub const LABEL_EXTENSION_LAYERS: &str = crate::descriptor::EXTENSION_LAYERS_LABEL;
 /// Descriptor annotation naming a target's distribution (targets that differ only by distro).
 pub const ANNOTATION_DISTRO_NAME: &str = "io.buildpacks.base.distro.name";
 /// Descriptor annotation with a target's distribution version.
@@ -79,4 +91,301 @@ pub fn platform_name(p: &Platform, annotations: &BTreeMap<String, String>) -> St
         let _ = write!(s, ":{}@{}", p.os, p.os_version);
     }
     s
+}
+
+/// The directory of a module's files inside its layer, without a leading `/`:
+/// `cnb/buildpacks/<id, / as _>/<version>` (`extensions` for extensions), under `Files/` in a
+/// Windows image.
+pub fn module_dir(kind: ModuleKind, id: &str, version: &str, windows: bool) -> String {
+    let prefix = if windows { "Files/" } else { "" };
+    format!("{prefix}{}/{version}", module_id_dir(kind, id))
+}
+
+/// The directory holding every version of a module: `cnb/buildpacks/<id, / as _>`.
+pub fn module_id_dir(kind: ModuleKind, id: &str) -> String {
+    let kind = match kind {
+        ModuleKind::Buildpack => "buildpacks",
+        ModuleKind::Extension => "extensions",
+    };
+    format!("cnb/{kind}/{}", crate::descriptor::escape_id(id))
+}
+
+/// A requested platform; an empty field asks for any value.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct PlatformRequest<'a> {
+    /// Operating system (always asked: an empty one asks for a candidate without one).
+    pub(crate) os: &'a str,
+    /// Architecture.
+    pub(crate) arch: &'a str,
+    /// Architecture variant.
+    pub(crate) variant: &'a str,
+    /// The distribution (for Windows, the `os.version`).
+    pub(crate) distro: Option<&'a Distro>,
+    /// Whether a candidate's empty field serves every value (an image or buildpack target that
+    /// names no architecture runs on all); when false, an empty field serves only a request
+    /// that leaves it empty too (a `--platform` filter picks what images say they are).
+    pub(crate) blank_serves_any: bool,
+}
+
+/// How well a candidate platform `have` (serving `distros`, `None`: any distro) fits `want`:
+/// `None` when it cannot serve it, else a score that grows with each field the candidate names
+/// and matches (os 8, architecture 4, variant 2, distro 1), so the most specific one wins.
+pub(crate) fn platform_fit(
+    have: &Platform,
+    distros: Option<&[Distro]>,
+    want: &PlatformRequest,
+) -> Option<u32> {
+    let mut score = 0;
+    if have.os.is_empty() {
+        if !want.blank_serves_any && !want.os.is_empty() {
+            return None;
+        }
+    } else {
+        if have.os != want.os {
+            return None;
+        }
+        score += 8;
+    }
+    for (have, want_value, points) in [
+        (&have.architecture, want.arch, 4),
+        (&have.variant, want.variant, 2),
+    ] {
+        if want_value.is_empty() {
+            continue;
+        }
+        if have.is_empty() {
+            if !want.blank_serves_any {
+                return None;
+            }
+            continue;
+        }
+        if have != want_value {
+            return None;
+        }
+        score += points;
+    }
+    if let Some(d) = want.distro {
+        match distros {
+            Some(served) if served.contains(d) => score += 1,
+            Some(_) => return None,
+            None => {
+                if want.os == "windows" && !have.os_version.is_empty() {
+                    if have.os_version != d.version {
+                        return None;
+                    }
+                    score += 1;
+                }
+            }
+        }
+    }
+    Some(score)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn platform(os: &str, arch: &str, variant: &str, os_version: &str) -> Platform {
+        Platform {
+            os: os.into(),
+            architecture: arch.into(),
+            variant: variant.into(),
+            os_version: os_version.into(),
+            ..Default::default()
+        }
+    }
+
+    fn distro(name: &str, version: &str) -> Distro {
+        Distro {
+            name: name.into(),
+            version: version.into(),
+        }
+    }
+
+    #[test]
+    fn platform_fit_table() {
+        let jammy = distro("ubuntu", "22.04");
+        let noble = distro("ubuntu", "24.04");
+        let ltsc = distro("", "10.0.20348.1970");
+        let served = [jammy.clone()];
+        let none: Option<&[Distro]> = None;
+        // (candidate, distros it serves, request (os, arch, variant, distro), blank serves any, fit)
+        #[allow(clippy::type_complexity)]
+        let table: Vec<(
+            Platform,
+            Option<&[Distro]>,
+            (&str, &str, &str, Option<&Distro>),
+            bool,
+            Option<u32>,
+        )> = vec![
+            (
+                platform("linux", "amd64", "", ""),
+                none,
+                ("linux", "amd64", "", None),
+                true,
+                Some(12),
+            ),
+            (
+                platform("linux", "amd64", "", ""),
+                none,
+                ("linux", "arm64", "", None),
+                true,
+                None,
+            ),
+            (
+                platform("linux", "amd64", "", ""),
+                none,
+                ("windows", "amd64", "", None),
+                true,
+                None,
+            ),
+            (
+                platform("linux", "amd64", "", ""),
+                none,
+                ("linux", "", "", None),
+                true,
+                Some(8),
+            ),
+            (
+                platform("", "", "", ""),
+                none,
+                ("linux", "amd64", "v8", None),
+                true,
+                Some(0),
+            ),
+            (
+                platform("", "", "", ""),
+                none,
+                ("linux", "amd64", "", None),
+                false,
+                None,
+            ),
+            (
+                platform("linux", "", "", ""),
+                none,
+                ("linux", "amd64", "", None),
+                true,
+                Some(8),
+            ),
+            (
+                platform("linux", "", "", ""),
+                none,
+                ("linux", "amd64", "", None),
+                false,
+                None,
+            ),
+            (
+                platform("linux", "arm", "v7", ""),
+                none,
+                ("linux", "arm", "v7", None),
+                true,
+                Some(14),
+            ),
+            (
+                platform("linux", "arm", "v7", ""),
+                none,
+                ("linux", "arm", "v6", None),
+                true,
+                None,
+            ),
+            (
+                platform("linux", "arm", "v7", ""),
+                none,
+                ("linux", "arm", "", None),
+                false,
+                Some(12),
+            ),
+            (
+                platform("linux", "arm", "", ""),
+                none,
+                ("linux", "arm", "v7", None),
+                true,
+                Some(12),
+            ),
+            (
+                platform("linux", "arm", "", ""),
+                none,
+                ("linux", "arm", "v7", None),
+                false,
+                None,
+            ),
+            (
+                platform("linux", "amd64", "", ""),
+                Some(&served),
+                ("linux", "amd64", "", Some(&jammy)),
+                true,
+                Some(13),
+            ),
+            (
+                platform("linux", "amd64", "", ""),
+                Some(&served),
+                ("linux", "amd64", "", Some(&noble)),
+                true,
+                None,
+            ),
+            (
+                platform("linux", "amd64", "", ""),
+                none,
+                ("linux", "amd64", "", Some(&noble)),
+                true,
+                Some(12),
+            ),
+            (
+                platform("windows", "amd64", "", "10.0.20348.1970"),
+                none,
+                ("windows", "amd64", "", Some(&ltsc)),
+                true,
+                Some(13),
+            ),
+            (
+                platform("windows", "amd64", "", "10.0.17763.1"),
+                none,
+                ("windows", "amd64", "", Some(&ltsc)),
+                true,
+                None,
+            ),
+            (
+                platform("windows", "amd64", "", ""),
+                none,
+                ("windows", "amd64", "", Some(&ltsc)),
+                true,
+                Some(12),
+            ),
+            (
+                platform("linux", "amd64", "", "5.1"),
+                none,
+                ("linux", "amd64", "", Some(&jammy)),
+                true,
+                Some(12),
+            ),
+        ];
+        for (i, (have, distros, (os, arch, variant, distro), blank_serves_any, fit)) in
+            table.into_iter().enumerate()
+        {
+            let want = PlatformRequest {
+                os,
+                arch,
+                variant,
+                distro,
+                blank_serves_any,
+            };
+            assert_eq!(
+                platform_fit(&have, distros, &want),
+                fit,
+                "row {i}: {have} for {want:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn module_dirs() {
+        assert_eq!(
+            module_dir(ModuleKind::Buildpack, "a/b", "1", false),
+            "cnb/buildpacks/a_b/1"
+        );
+        assert_eq!(
+            module_dir(ModuleKind::Extension, "x", "2", true),
+            "Files/cnb/extensions/x/2"
+        );
+    }
 }

@@ -100,6 +100,12 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
+/// A module id as a directory name: `/` replaced by `_` (`paketo-buildpacks/node` →
+/// `paketo-buildpacks_node`); see [`crate::cnb::module_dir`].
+pub fn escape_id(id: &str) -> String {
+    id.replace('/', "_")
+}
+
 impl ModuleInfo {
     /// `id@version`, or `id` without a version (pack's `FullName`).
     pub fn full_name(&self) -> String {
@@ -112,7 +118,7 @@ impl ModuleInfo {
 
     /// The ID with `/` replaced by `_`, as used in layer paths and messages.
     pub fn escaped_id(&self) -> String {
-        self.id.replace('/', "_")
+        escape_id(&self.id)
     }
 
     /// Whether the TOML table had `key`.
@@ -187,7 +193,7 @@ pub fn check_windows_id_version(
     id: &str,
     version: &str,
 ) -> std::result::Result<(), String> {
-    if let Some(p) = windows_name_problem(&id.replace('/', "_")) {
+    if let Some(p) = windows_name_problem(&escape_id(id)) {
         return Err(format!("'{table}.id' {id:?} {p}"));
     }
     if let Some(p) = windows_name_problem(version) {

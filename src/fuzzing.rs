@@ -27,7 +27,7 @@ pub const ALLOWED_MODULE_DIRS: &[&str] = &[
 /// A layer blob read the way `verify` and `inspect` read layers (digest, decompression to the
 /// end, diffID, entry placement, module descriptors): the facts found, for display.
 pub fn read_layer(blob: &[u8], encoding: LayerEncoding) -> io::Result<String> {
-    let (digest, facts, n) = crate::verify::read_layer_stream(blob, encoding)?;
+    let (digest, facts, n) = crate::layout::layers::read_layer_stream(blob, encoding)?;
     Ok(format!("{digest} {n} {facts:?}"))
 }
 

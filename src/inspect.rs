@@ -6,14 +6,15 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::cnb::{LABEL_LAYERS, LABEL_METADATA};
-use crate::descriptor::{LayersLabel, PackageMetadata};
+use crate::cnb::{
+    LayersLabel, PackageMetadata, LABEL_EXTENSION_LAYERS, LABEL_LAYERS, LABEL_METADATA,
+};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
+use crate::layout::layers::read_layer;
 use crate::layout::PackageReader;
 use crate::oci::{self, Platform};
 use crate::ui::human_size;
-use crate::verify::read_layer;
 
 /// Everything `inspect` reports.
 #[derive(Debug, Clone, Serialize)]
@@ -160,7 +161,7 @@ pub fn inspect(path: &Path) -> Result<InspectReport> {
         let labels = img.config.labels();
         let buildpacks = labels
             .get(LABEL_LAYERS)
-            .or_else(|| labels.get("io.buildpacks.extension.layers"))
+            .or_else(|| labels.get(LABEL_EXTENSION_LAYERS))
             .and_then(|v| LayersLabel::parse(v).ok())
             .map(buildpacks_of)
             .unwrap_or_default();
@@ -169,7 +170,7 @@ pub fn inspect(path: &Path) -> Result<InspectReport> {
             .filter(|(k, _)| {
                 k.as_str() != LABEL_LAYERS
                     && k.as_str() != LABEL_METADATA
-                    && k.as_str() != "io.buildpacks.extension.layers"
+                    && k.as_str() != LABEL_EXTENSION_LAYERS
             })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();

@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::machine::{self, Machine};
 use crate::source::{walk_excluding, Exclusions, SourceEntry, SourceKind};
-use crate::tar::{needs_pax, path_clean, EntryType, Header, TarWriter, NORMALIZED_MTIME};
+use crate::tar::{
+    name_parts, needs_pax, path_clean, EntryType, Header, TarWriter, NORMALIZED_MTIME,
+};
 use crate::tar_guard::TarGuard;
 
 /// The diffID of the Windows base layer (the sha256 of [`write_windows_base_layer`]'s bytes).
@@ -148,7 +150,7 @@ impl<W: Write> LayerBuilder<W> {
         let id_dir = path_clean(&format!(
             "/cnb/{}/{}",
             spec.dist_dir,
-            spec.id.replace('/', "_")
+            crate::descriptor::escape_id(spec.id)
         ));
         let base = path_clean(&format!("{id_dir}/{}", spec.version));
         // pack's flatten writer skips an id directory it has already written (two versions of
@@ -512,21 +514,6 @@ pub(crate) fn shown_name(name: &str) -> String {
     out
 }
 
-/// The parts of a path inside a layer, with empty and `.` parts dropped; `None` when a part is
-/// `..`. Windows layers also split on `\`, which Windows reads as a separator.
-fn layer_path_parts(path: &str, windows: bool) -> Option<Vec<&str>> {
-    let mut parts = Vec::new();
-    let seps: &[char] = if windows { &['/', '\\'] } else { &['/'] };
-    for p in path.split(seps) {
-        match p {
-            "" | "." => {}
-            ".." => return None,
-            p => parts.push(p),
-        }
-    }
-    Some(parts)
-}
-
 /// Where an entry of a module layer lies (cnb-format reference §4): `Ok(Some(dir))` for an
 /// entry inside the module directory `dir` (`cnb/<buildpacks|extensions>/<id>/<version>`, with
 /// `Files/` in front on Windows), `Ok(None)` for one of the parent directories (`cnb`,
@@ -545,8 +532,7 @@ pub(crate) fn module_dir_of_entry(
 ) -> std::result::Result<Option<String>, String> {
     let windows = name.trim_start_matches(['/', '.']).starts_with("Files/")
         || name.trim_start_matches('/') == "Files";
-    let parts =
-        layer_path_parts(name, windows).ok_or_else(|| "has a '..' path component".to_string())?;
+    let parts = name_parts(name, windows).ok_or_else(|| "has a '..' path component".to_string())?;
     let is_dir = typ == ::tar::EntryType::Directory;
     let not_dir = || format!("is a {typ:?} entry where only a directory belongs");
     let (prefix, rest) = match parts.as_slice() {
@@ -576,7 +562,7 @@ pub(crate) fn module_dir_of_entry(
             if typ == ::tar::EntryType::Link {
                 {
                     let target = link.unwrap_or("");
-                    let t = layer_path_parts(target, windows);
+                    let t = name_parts(target, windows);
                     let t = t
                         .as_deref()
                         .map(|t| t.strip_prefix(&["Files"][..]).unwrap_or(t));
@@ -637,7 +623,7 @@ impl LinkWatch {
             paths.extend(link);
         }
         for path in paths {
-            let Some(parts) = layer_path_parts(path, windows) else {
+            let Some(parts) = name_parts(path, windows) else {
                 continue; // a `..` part is refused by module_dir_of_entry
             };
             for end in 1..parts.len() {
@@ -650,7 +636,7 @@ impl LinkWatch {
             }
         }
         if typ == ::tar::EntryType::Symlink {
-            if let Some(parts) = layer_path_parts(name, windows) {
+            if let Some(parts) = name_parts(name, windows) {
                 let key = key(&parts);
                 self.bytes = self.bytes.saturating_add(key.len() + name.len());
                 if self.links.len() >= MAX_WATCHED_LINKS || self.bytes > MAX_WATCHED_BYTES {
@@ -762,7 +748,7 @@ fn check_entry_allowed<R: Read>(
         )),
         Ok(Some(dir)) => {
             let windows = dir.starts_with("Files/");
-            let parts = layer_path_parts(&name, windows).unwrap_or_default();
+            let parts = name_parts(&name, windows).unwrap_or_default();
             let depth = dir.split('/').count();
             let is_descriptor = parts.len() == depth + 1
                 && matches!(parts[depth], "buildpack.toml" | "extension.toml");

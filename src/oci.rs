@@ -149,6 +149,21 @@ pub struct Platform {
     pub variant: String,
 }
 
+/// `os/arch[/variant]`, then ` (os.version)` when there is one: `windows/amd64 (10.0.20348.1970)`.
+/// The form `push` shows; [`crate::cnb::platform_name`] is the `--target` form packages show.
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if !self.variant.is_empty() {
+            write!(f, "/{}", self.variant)?;
+        }
+        if !self.os_version.is_empty() {
+            write!(f, " ({})", self.os_version)?;
+        }
+        Ok(())
+    }
+}
+
 /// An OCI image manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -248,6 +263,17 @@ pub struct ImageConfig {
 }
 
 impl ImageConfig {
+    /// The platform the config describes (os, architecture, variant, os.version, os.features).
+    pub fn platform(&self) -> Platform {
+        Platform {
+            architecture: self.architecture.clone(),
+            os: self.os.clone(),
+            os_version: self.os_version.clone(),
+            os_features: self.os_features.clone(),
+            variant: self.variant.clone(),
+        }
+    }
+
     /// The labels, empty when there are none.
     pub fn labels(&self) -> &BTreeMap<String, String> {
         static EMPTY: BTreeMap<String, String> = BTreeMap::new();
@@ -321,6 +347,20 @@ mod tests {
             String::from_utf8(canonical(&p)).unwrap(),
             r#"{"architecture":"amd64","os":"windows","os.version":"10.0.20348.1970"}"#
         );
+    }
+
+    #[test]
+    fn platform_display() {
+        let mut p = Platform {
+            architecture: "arm".into(),
+            os: "linux".into(),
+            variant: "v7".into(),
+            ..Default::default()
+        };
+        assert_eq!(p.to_string(), "linux/arm/v7");
+        p.variant.clear();
+        p.os_version = "10.0.1".into();
+        assert_eq!(p.to_string(), "linux/arm (10.0.1)");
     }
 
     #[test]

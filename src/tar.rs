@@ -9,8 +9,24 @@
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 
-/// The modification time pack gives every layer entry: 1980-01-01T00:00:01Z.
-pub const NORMALIZED_MTIME: i64 = 315532801;
+/// The modification time pack gives every layer entry (see [`crate::cnb::NORMALIZED_SECONDS`]).
+pub(crate) const NORMALIZED_MTIME: i64 = crate::cnb::NORMALIZED_SECONDS as i64;
+
+/// The parts of an entry name, with empty and `.` parts dropped (`/a`, `./a`, `a/` and `a//b`
+/// are read alike by every extractor); `None` when a part is `..`. Windows layers also split on
+/// `\`, which Windows reads as a separator. Every reader of entry names goes through this.
+pub(crate) fn name_parts(name: &str, windows: bool) -> Option<Vec<&str>> {
+    let mut parts = Vec::new();
+    let seps: &[char] = if windows { &['/', '\\'] } else { &['/'] };
+    for p in name.split(seps) {
+        match p {
+            "" | "." => {}
+            ".." => return None,
+            p => parts.push(p),
+        }
+    }
+    Some(parts)
+}
 
 /// Size of a tar block.
 const BLOCK: usize = 512;

@@ -1,25 +1,20 @@
 //! `verify`: every check a careful reader makes on a package, reported as one line per defect.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{self, Read};
 use std::path::Path;
 
-use crate::cnb::{annotated_distros, LABEL_LAYERS, LABEL_METADATA};
-use crate::compress;
-use crate::descriptor::{LayersLabel, PackageMetadata};
-use crate::digest::{Digest, HashingReader};
+use crate::cnb::{
+    annotated_distros, LayersLabel, ModuleKind, PackageMetadata, LABEL_EXTENSION_LAYERS,
+    LABEL_LAYERS, LABEL_METADATA,
+};
+use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::layout::{PackageReader, MAX_DESCRIPTORS, MAX_IMAGES, MAX_INDEX_DEPTH};
+use crate::layout::layers::{read_layer, LayerFacts, MAX_DESCRIPTOR, MAX_VIOLATIONS_PER_LAYER};
+use crate::layout::tree::Budget;
+use crate::layout::{LayerLookup, LayerMiss, PackageReader, MAX_IMAGES, MAX_INDEX_DEPTH};
 use crate::oci::{self, Descriptor, ImageConfig, Index, Manifest};
-use crate::tar_guard::TarGuard;
 use crate::target::{self, ExpandedTarget, Target};
 
-/// The largest `buildpack.toml` read out of a layer (one at a time, not kept: the limit of the
-/// configs that carry its values).
-const MAX_DESCRIPTOR: u64 = crate::layout::MAX_JSON_BLOB;
-/// The most module descriptors remembered per layer (a layer holds one module; a crafted one
-/// could hold millions).
-const MAX_MODULES_PER_LAYER: usize = 1024;
 /// The most distinct platforms remembered for [`VerifyReport::platforms`].
 const MAX_PLATFORMS: usize = 4096;
 /// The longest distros annotation read (a few hundred distros).
@@ -76,28 +71,6 @@ impl VerifyReport {
     }
 }
 
-/// What reading one layer showed.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct LayerFacts {
-    pub(crate) diff_id: Option<Digest>,
-    /// Size of the uncompressed tar.
-    pub(crate) uncompressed_size: u64,
-    /// `buildpack.toml` (or `extension.toml`) files found, by their module directory
-    /// (`cnb/buildpacks/<id>/<version>`), parsed as (id, version).
-    modules: BTreeMap<String, Option<(String, String)>>,
-    /// The module directories the layer's entries lie in (see
-    /// [`crate::layer::module_dir_of_entry`]).
-    dirs: BTreeSet<String>,
-    /// Entries that lie outside every module directory, or links leaving theirs (the first
-    /// [`MAX_VIOLATIONS_PER_LAYER`]).
-    violations: Vec<String>,
-    /// How many such entries there were in all.
-    violation_count: usize,
-}
-
-/// How many misplaced entries of one layer are reported by name.
-const MAX_VIOLATIONS_PER_LAYER: usize = 16;
-
 /// Check a `.cnb` file or layout directory. Structural failures that stop reading (an archive
 /// that cannot be opened) are reported as defects too; `Err` is for failures of the machine
 /// (unreadable file), not of the package.
@@ -128,8 +101,7 @@ pub fn verify_with(path: &Path, opts: &VerifyOptions) -> Result<VerifyReport> {
         layers: BTreeMap::new(),
         checked: BTreeMap::new(),
         visited: BTreeSet::new(),
-        descriptors: 0,
-        images_listed: 0,
+        budget: Budget::default(),
         stopped: false,
         manifests_done: BTreeMap::new(),
         held: Vec::new(),
@@ -196,11 +168,10 @@ struct Verifier<'a> {
     /// Indexes descended into, and images checked (by manifest and the platform it is listed
     /// with): each is read once however often it is listed.
     visited: BTreeSet<(Digest, String)>,
-    /// Descriptors seen in indexes.
-    descriptors: usize,
-    /// Manifest descriptors listed in indexes, each listing counted (the package reader's
-    /// limit, so verify accepts no more images than inspect or packaging read).
-    images_listed: usize,
+    /// The limits every walk of a tree spends (descriptors, manifest and index listings, each
+    /// listing counted; config bytes held; blobs listed), so verify accepts no more than
+    /// inspect, packaging or push read.
+    budget: Budget,
     /// Set when a limit was reached: nothing more is read.
     stopped: bool,
     /// The mediaType a manifest declares, by manifest digest, for its later listings.
@@ -341,22 +312,19 @@ impl Verifier<'_> {
             if self.stopped {
                 return;
             }
-            self.descriptors += 1;
-            if self.descriptors > MAX_DESCRIPTORS {
+            if let Err(limit) = self.budget.descriptor() {
                 self.stopped = true;
-                return self.defect(format!(
-                    "{referrer}: more than {MAX_DESCRIPTORS} descriptors in the package's indexes"
-                ));
+                return self.defect(format!("{referrer}: {limit}"));
             }
             self.check_descriptor_platform(d, &ref_names, manifests, referrer);
+            let image_or_index = oci::is_manifest(&d.media_type) || oci::is_index(&d.media_type);
+            if image_or_index && self.budget.listing().is_err() {
+                self.stopped = true;
+                return self.defect(format!(
+                    "{referrer}: the package's indexes list more than {MAX_IMAGES} images"
+                ));
+            }
             if oci::is_manifest(&d.media_type) {
-                self.images_listed += 1;
-                if self.images_listed > MAX_IMAGES {
-                    self.stopped = true;
-                    return self.defect(format!(
-                        "{referrer}: the package's indexes list more than {MAX_IMAGES} images"
-                    ));
-                }
                 self.hold(d);
             }
             let platform = serde_json::to_string(&d.platform).unwrap_or_default();
@@ -448,6 +416,10 @@ impl Verifier<'_> {
         };
         self.manifest_types
             .insert(d.digest, manifest.media_type.clone());
+        if let Err(limit) = self.budget.manifest_blobs(&manifest) {
+            self.stopped = true;
+            return self.defect(limit.to_string());
+        }
         if let Some(mt) = &manifest.media_type {
             if mt != &d.media_type {
                 self.defect(format!(
@@ -473,6 +445,10 @@ impl Verifier<'_> {
                 .read_json::<ImageConfig>(&manifest.config, "config")
             {
                 Ok((c, bytes)) => {
+                    if let Err(limit) = self.budget.keep(bytes.len() as u64) {
+                        self.stopped = true;
+                        return self.defect(limit.to_string());
+                    }
                     self.check_key_cases(&bytes, &format!("config {}", manifest.config.digest));
                     let c = std::rc::Rc::new(c);
                     self.configs.insert(manifest.config.digest, Some(c.clone()));
@@ -767,8 +743,8 @@ impl Verifier<'_> {
         }
         let (label_name, value) = match labels.get(LABEL_LAYERS) {
             Some(v) => (LABEL_LAYERS, v),
-            None => match labels.get("io.buildpacks.extension.layers") {
-                Some(v) => ("io.buildpacks.extension.layers", v),
+            None => match labels.get(LABEL_EXTENSION_LAYERS) {
+                Some(v) => (LABEL_EXTENSION_LAYERS, v),
                 None => return self.defect(format!("{name}: no {LABEL_LAYERS} label")),
             },
         };
@@ -777,19 +753,18 @@ impl Verifier<'_> {
             Err(e) => return self.defect(format!("{name}: {label_name}: {e}")),
         };
         let windows = config.os == "windows";
+        let kind = if label_name == LABEL_EXTENSION_LAYERS {
+            ModuleKind::Extension
+        } else {
+            ModuleKind::Buildpack
+        };
         // The module directories the label gives each layer (by position).
         let mut given: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
         // Which module each directory belongs to: ids `a/b` and `a_b` (and, on Windows, ids
         // differing in case only) share one, so two layers would fill it together and each
         // could place entries through the other's links.
         let mut owners: BTreeMap<String, String> = BTreeMap::new();
-        // Each layer's first position, looked up once per module: a label of 100 000 modules
-        // against 200 000 diffIDs must not cost 10^10 comparisons.
-        let mut positions: std::collections::HashMap<Digest, usize> =
-            std::collections::HashMap::new();
-        for (i, d) in config.rootfs.diff_ids.iter().enumerate() {
-            positions.entry(*d).or_insert(i);
-        }
+        let lookup = LayerLookup::new(config);
         for (id, versions) in &layers.0 {
             for (version, info) in versions {
                 if let Err(e) = crate::descriptor::check_id_version("buildpack", id, version) {
@@ -803,7 +778,7 @@ impl Verifier<'_> {
                         self.defect(format!("{name}: {label_name}: {e}"));
                     }
                 }
-                let dir = module_dir(label_name, id, version, windows);
+                let dir = crate::cnb::module_dir(kind, id, version, windows);
                 let key = if windows {
                     dir.to_lowercase()
                 } else {
@@ -822,24 +797,22 @@ impl Verifier<'_> {
                     ));
                     continue;
                 };
-                let Some(&pos) = positions.get(&diff_id) else {
-                    self.defect(format!("{name}: {label_name}: {id}@{version} points at {diff_id}, which is not a layer of this image"));
-                    continue;
+                let (pos, layer) = match lookup.layer(manifest, &diff_id) {
+                    Ok(found) => found,
+                    Err(LayerMiss::NotInConfig) => {
+                        self.defect(format!("{name}: {label_name}: {id}@{version} points at {diff_id}, which is not a layer of this image"));
+                        continue;
+                    }
+                    // The layer count mismatch is reported with the image.
+                    Err(_) => continue,
                 };
-                let Some(layer) = manifest.layers.get(pos) else {
-                    continue;
-                };
-                given
-                    .entry(pos)
-                    .or_default()
-                    .insert(module_dir(label_name, id, version, windows));
+                given.entry(pos).or_default().insert(dir.clone());
                 let Some(encoding) = oci::layer_compression_of(&layer.media_type) else {
                     continue;
                 };
                 let Some(facts) = self.layers.get(&(layer.digest, encoding)) else {
                     continue;
                 };
-                let dir = module_dir(label_name, id, version, windows);
                 match facts.modules.get(&dir) {
                     // The directory is there without a descriptor (or past the count read).
                     None if facts.dirs.contains(&dir) => {}
@@ -905,115 +878,6 @@ impl Verifier<'_> {
     }
 }
 
-/// The directory a module's files sit in inside a layer.
-fn module_dir(label_name: &str, id: &str, version: &str, windows: bool) -> String {
-    let kind = if label_name.contains("extension") {
-        "extensions"
-    } else {
-        "buildpacks"
-    };
-    let prefix = if windows { "Files/" } else { "" };
-    format!("{prefix}cnb/{kind}/{}/{version}", id.replace('/', "_"))
-}
-
-/// Read a layer blob once: digest of the stored bytes, diffID of the decompressed tar, and the
-/// module descriptors it holds. Returns (stored digest, facts, stored bytes read).
-pub(crate) fn read_layer(
-    reader: &PackageReader,
-    layer: &Descriptor,
-    encoding: oci::LayerEncoding,
-) -> io::Result<(Digest, LayerFacts, u64)> {
-    let blob = reader
-        .open_blob(&layer.digest)
-        .map_err(|e| io::Error::other(e.to_string()))?;
-    read_layer_stream(blob, encoding)
-}
-
-/// [`read_layer`] over a blob's stored bytes (the fuzz targets feed it arbitrary ones).
-pub(crate) fn read_layer_stream(
-    blob: impl Read,
-    encoding: oci::LayerEncoding,
-) -> io::Result<(Digest, LayerFacts, u64)> {
-    let mut stored = HashingReader::new(blob);
-    let mut facts = LayerFacts::default();
-    {
-        let decoded = compress::decoder(encoding, &mut stored);
-        let mut tar_stream = HashingReader::new(decoded);
-        {
-            // The guard bounds extended headers, which the tar reader would hold whole.
-            let mut guarded = TarGuard::new(&mut tar_stream);
-            let mut archive = tar::Archive::new(&mut guarded);
-            let mut watch = crate::layer::LinkWatch::default();
-            for entry in archive.entries()? {
-                let mut entry = entry?;
-                let path = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-                let link = entry
-                    .link_name_bytes()
-                    .map(|l| String::from_utf8_lossy(&l).into_owned());
-                let typ = entry.header().entry_type();
-                let placed = watch
-                    .check(&path, typ, link.as_deref())
-                    .and_then(|()| crate::layer::module_dir_of_entry(&path, typ, link.as_deref()));
-                match placed {
-                    Ok(Some(dir)) => {
-                        if facts.dirs.len() < MAX_MODULES_PER_LAYER {
-                            facts.dirs.insert(dir);
-                        } else if !facts.dirs.contains(&dir) {
-                            facts.violation_count += 1;
-                        }
-                    }
-                    Ok(None) => {}
-                    Err(why) => {
-                        facts.violation_count += 1;
-                        if facts.violations.len() < MAX_VIOLATIONS_PER_LAYER {
-                            facts
-                                .violations
-                                .push(format!("entry '{}' {why}", crate::layer::shown_name(&path)));
-                        }
-                    }
-                }
-                let path = path
-                    .trim_start_matches('/')
-                    .trim_start_matches("./")
-                    .trim_end_matches('/')
-                    .to_string();
-                if let Some(dir) = path
-                    .strip_suffix("/buildpack.toml")
-                    .or_else(|| path.strip_suffix("/extension.toml"))
-                {
-                    if is_module_dir(dir) && facts.modules.len() < MAX_MODULES_PER_LAYER {
-                        // A link, an oversized file or text naming no module is no descriptor
-                        // the lifecycle can use (`None`).
-                        let mut parsed = None;
-                        if entry.header().entry_type().is_file() && entry.size() <= MAX_DESCRIPTOR {
-                            let mut text = String::new();
-                            parsed = entry
-                                .read_to_string(&mut text)
-                                .ok()
-                                .and_then(|_| crate::descriptor::id_version_of(&text));
-                        }
-                        facts.modules.insert(dir.to_string(), parsed);
-                    }
-                }
-            }
-        }
-        // The tar reader stops at the end-of-archive marker; the diffID covers every byte.
-        io::copy(&mut tar_stream, &mut io::sink())?;
-        let (_, diff_id, size) = tar_stream.finish();
-        facts.diff_id = Some(diff_id);
-        facts.uncompressed_size = size;
-    }
-    io::copy(&mut stored, &mut io::sink())?;
-    let (_, digest, n) = stored.finish();
-    Ok((digest, facts, n))
-}
-
-fn is_module_dir(dir: &str) -> bool {
-    let d = dir.strip_prefix("Files/").unwrap_or(dir);
-    let parts: Vec<&str> = d.split('/').collect();
-    parts.len() == 4 && parts[0] == "cnb" && (parts[1] == "buildpacks" || parts[1] == "extensions")
-}
-
 /// Pairs of keys of one object that Go's case-insensitive field matching takes as one (Unicode
 /// simple folding: `K` (Kelvin sign) is `k`, `ſ` is `s`), in every object but string maps.
 fn key_case_clashes(value: &serde_json::Value, found: &mut Vec<(String, String)>) {
@@ -1036,21 +900,5 @@ fn key_case_clashes(value: &serde_json::Value, found: &mut Vec<(String, String)>
         }
         serde_json::Value::Array(items) => items.iter().for_each(|v| key_case_clashes(v, found)),
         _ => {}
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn module_dirs() {
-        assert!(is_module_dir("cnb/buildpacks/a_b/1.0"));
-        assert!(is_module_dir("Files/cnb/buildpacks/a/1.0"));
-        assert!(!is_module_dir("cnb/buildpacks/a"));
-        assert_eq!(
-            module_dir(LABEL_LAYERS, "a/b", "1", false),
-            "cnb/buildpacks/a_b/1"
-        );
     }
 }

@@ -14,6 +14,11 @@ use crate::error::{Error, IoResultExt, Result};
 use crate::oci::{self, Descriptor, ImageConfig, Index, Manifest};
 use crate::tar_guard::TarGuard;
 
+use super::tree::{
+    image_listings, walk, ConfigBlob, Configs, Exceeded, LayerLookup, LayerMiss, Others, Policy,
+    Style, MAX_IMAGES_BYTES,
+};
+
 /// The largest JSON blob (index, manifest, config) we read into memory.
 pub const MAX_JSON_BLOB: u64 = 32 << 20;
 /// The most entries an outer archive may have (a package holds a few files per image; a million
@@ -22,17 +27,6 @@ pub const MAX_ENTRIES: usize = 100_000;
 /// The longest entry name of an outer archive (layout names are under 100 bytes; every name is
 /// kept in memory, up to [`MAX_ENTRIES`] of them).
 const MAX_ENTRY_NAME: usize = 1024;
-/// How deep nested indexes may go.
-pub(crate) const MAX_INDEX_DEPTH: usize = 8;
-/// The most descriptors all of a package's indexes may list together (each listing counts,
-/// however often one digest repeats).
-pub(crate) const MAX_DESCRIPTORS: usize = 100_000;
-/// The most images one package may list (a crafted index could list one manifest millions of
-/// times, or fan out through nested indexes).
-pub const MAX_IMAGES: usize = 4096;
-/// The most manifest and config bytes [`PackageReader::images`] keeps in memory together (many
-/// manifests can share one large config, and each image holds its own copy).
-pub const MAX_IMAGES_BYTES: u64 = 256 << 20;
 
 /// A `.cnb` file or an OCI layout directory, opened for reading.
 pub struct PackageReader {
@@ -71,14 +65,17 @@ impl ImageRef {
     pub fn platform(&self) -> oci::Platform {
         match &self.descriptor.platform {
             Some(p) => p.clone(),
-            None => oci::Platform {
-                architecture: self.config.architecture.clone(),
-                os: self.config.os.clone(),
-                os_version: self.config.os_version.clone(),
-                os_features: self.config.os_features.clone(),
-                variant: self.config.variant.clone(),
-            },
+            None => self.config.platform(),
         }
+    }
+
+    /// The layer whose uncompressed digest is `diff_id`: its position and descriptor (the
+    /// first, when the config lists one diffID twice).
+    pub fn layer_by_diff_id(
+        &self,
+        diff_id: &Digest,
+    ) -> std::result::Result<(usize, &Descriptor), LayerMiss> {
+        LayerLookup::new(&self.config).layer(&self.manifest, diff_id)
     }
 }
 
@@ -329,80 +326,41 @@ impl PackageReader {
         Ok((value, bytes))
     }
 
-    /// Every image reachable from `index.json`, following nested indexes, in index order.
+    /// Every image reachable from `index.json`, following nested indexes, in index order:
+    /// one per listing of a manifest (each with the descriptor it is listed with).
     pub fn images(&self) -> Result<Vec<ImageRef>> {
-        let mut out = Vec::new();
-        let mut seen = std::collections::BTreeSet::new();
-        let mut listed = 0;
-        self.collect_images(&self.index.manifests, 0, &mut out, &mut seen, &mut listed)?;
+        let policy = Policy {
+            others: Others::Skip,
+            configs: Configs::Always,
+            style: Style::Reader,
+        };
+        let top = walk(self, &self.index.manifests, policy)?;
+        let mut out: Vec<ImageRef> = Vec::new();
+        // Each image holds its own copy of its manifest and config: bound them together.
+        let mut kept = 0u64;
+        for (listing, node) in image_listings(&top) {
+            let (
+                Some(manifest),
+                Some(ConfigBlob {
+                    bytes,
+                    config: Some(config),
+                }),
+            ) = (node.manifest(), node.config_blob())
+            else {
+                continue; // the walk reads and parses every config of the policy above
+            };
+            kept += listing.size + bytes.len() as u64;
+            if kept > MAX_IMAGES_BYTES {
+                return Err(Error::invalid(&self.path, Exceeded::Bytes.to_string()));
+            }
+            out.push(ImageRef {
+                descriptor: listing.clone(),
+                manifest: manifest.clone(),
+                config: config.clone(),
+                config_bytes: bytes.clone(),
+            });
+        }
         Ok(out)
-    }
-
-    fn collect_images(
-        &self,
-        descs: &[Descriptor],
-        depth: usize,
-        out: &mut Vec<ImageRef>,
-        seen: &mut std::collections::BTreeSet<Digest>,
-        listed: &mut usize,
-    ) -> Result<()> {
-        if depth > MAX_INDEX_DEPTH {
-            return Err(Error::invalid(
-                &self.path,
-                "image indexes nested too deeply",
-            ));
-        }
-        for d in descs {
-            *listed += 1;
-            if *listed > MAX_DESCRIPTORS {
-                return Err(Error::invalid(
-                    &self.path,
-                    format!("more than {MAX_DESCRIPTORS} descriptors in the package's indexes"),
-                ));
-            }
-            if out.len() >= MAX_IMAGES {
-                return Err(Error::invalid(
-                    &self.path,
-                    format!("lists more than {MAX_IMAGES} images"),
-                ));
-            }
-            if oci::is_manifest(&d.media_type) {
-                let (manifest, _): (Manifest, _) = self.read_json(d, "manifest")?;
-                let (config, config_bytes): (ImageConfig, _) =
-                    self.read_json(&manifest.config, "config")?;
-                // Each blob is bounded on its own; bound what all images keep together.
-                let kept: u64 = out
-                    .iter()
-                    .map(|i| i.config_bytes.len() as u64 + i.descriptor.size)
-                    .sum::<u64>()
-                    + d.size
-                    + config_bytes.len() as u64;
-                if kept > MAX_IMAGES_BYTES {
-                    return Err(Error::invalid(
-                        &self.path,
-                        format!(
-                            "image manifests and configs exceed {} MiB in total",
-                            MAX_IMAGES_BYTES >> 20
-                        ),
-                    ));
-                }
-                out.push(ImageRef {
-                    descriptor: d.clone(),
-                    manifest,
-                    config,
-                    config_bytes,
-                });
-            } else if oci::is_index(&d.media_type) {
-                // An index listed twice is read once: fan-out through nested indexes would
-                // otherwise grow exponentially with depth.
-                if !seen.insert(d.digest) {
-                    continue;
-                }
-                let (index, _): (Index, _) = self.read_json(d, "index")?;
-                self.collect_images(&index.manifests, depth + 1, out, seen, listed)?;
-            }
-        }
-        Ok(())
     }
 }
 
@@ -514,14 +472,7 @@ fn is_root_name(raw: &str) -> bool {
 
 /// `/blobs/x`, `./blobs/x`, `blobs/x/` → `blobs/x`; `None` for names with `..` or nothing left.
 pub(crate) fn normalize_entry_name(raw: &str) -> Option<String> {
-    let mut parts = Vec::new();
-    for part in raw.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => return None,
-            p => parts.push(p),
-        }
-    }
+    let parts = crate::tar::name_parts(raw, false)?;
     if parts.is_empty() || raw.contains('\0') {
         return None;
     }

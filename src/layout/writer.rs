@@ -13,8 +13,6 @@ use crate::error::{Error, IoResultExt, Result};
 use crate::json::canonical;
 use crate::oci::{Descriptor, Index, OCI_LAYOUT_FILE};
 
-use super::ARCHIVE_MTIME;
-
 /// Buffer between the compressor and the file: large enough that writes are cheap syscalls.
 const WRITE_BUFFER: usize = 256 * 1024;
 
@@ -489,7 +487,7 @@ fn outer_header(name: &str, size: u64, kind: tar::EntryType) -> Result<tar::Head
     });
     h.set_uid(0);
     h.set_gid(0);
-    h.set_mtime(ARCHIVE_MTIME);
+    h.set_mtime(crate::cnb::NORMALIZED_SECONDS);
     h.set_cksum();
     Ok(h)
 }

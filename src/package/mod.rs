@@ -35,7 +35,7 @@ use sources::{Dependency, Tree};
 
 /// The `created` time of every config and history entry: the same instant as the layers'
 /// modification times, so nothing in a package depends on when it was built.
-pub const CREATED: &str = "1980-01-01T00:00:01Z";
+pub const CREATED: &str = crate::cnb::NORMALIZED_RFC3339;
 
 pub use crate::cnb::{
     annotated_distros, ANNOTATION_DISTROS, ANNOTATION_DISTRO_NAME, ANNOTATION_DISTRO_VERSION,

@@ -4,11 +4,12 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::cnb::platform_name;
-use crate::descriptor::{BuildpackDescriptor, LayersLabel, ModuleInfo, ModuleLayerInfo};
+use crate::cnb::{platform_fit, platform_name, PlatformRequest};
+use crate::cnb::{LayersLabel, ModuleKind, ModuleLayerInfo};
+use crate::descriptor::{BuildpackDescriptor, ModuleInfo};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::layout::ImageRef;
+use crate::layout::{ImageRef, LayerLookup, LayerMiss};
 use crate::oci::{self, Descriptor};
 use crate::target::{self, ExpandedTarget};
 
@@ -199,14 +200,35 @@ fn is_file_within(base: &std::path::Path, rel: &std::path::Path) -> bool {
     false
 }
 
-/// Whether a buildpack that declares `targets` supports `t` (no targets: every target).
+/// Whether a buildpack that declares `targets` supports `t` (no targets: every target; a
+/// target naming no os, architecture or variant serves every one).
 fn tree_supports(d: &BuildpackDescriptor, t: &ExpandedTarget) -> bool {
+    let want = request(t);
+    let want = PlatformRequest {
+        distro: None,
+        ..want
+    };
     d.targets.is_empty()
         || d.targets.iter().any(|dt| {
-            (dt.os.is_empty() || dt.os == t.os)
-                && (dt.arch.is_empty() || t.arch.is_empty() || dt.arch == t.arch)
-                && (dt.variant.is_empty() || t.variant.is_empty() || dt.variant == t.variant)
+            let have = oci::Platform {
+                os: dt.os.clone(),
+                architecture: dt.arch.clone(),
+                variant: dt.variant.clone(),
+                ..Default::default()
+            };
+            platform_fit(&have, None, &want).is_some()
         })
+}
+
+/// What a target asks of an image or a buildpack target.
+fn request(t: &ExpandedTarget) -> PlatformRequest<'_> {
+    PlatformRequest {
+        os: &t.os,
+        arch: &t.arch,
+        variant: &t.variant,
+        distro: t.distro.as_ref(),
+        blank_serves_any: true,
+    }
 }
 
 /// The modules a dependency contributes to the image for `t`.
@@ -245,41 +267,11 @@ pub(crate) fn dependency_modules(
 
 /// How well an image's platform fits a target; `None` when it cannot serve it.
 fn fit(image: &ImageRef, t: &ExpandedTarget) -> Option<u32> {
-    let p = image.platform();
-    let mut score = 0;
-    if !p.os.is_empty() {
-        if p.os != t.os {
-            return None;
-        }
-        score += 8;
-    }
-    if !p.architecture.is_empty() && !t.arch.is_empty() {
-        if p.architecture != t.arch {
-            return None;
-        }
-        score += 4;
-    }
-    if !p.variant.is_empty() && !t.variant.is_empty() {
-        if p.variant != t.variant {
-            return None;
-        }
-        score += 2;
-    }
-    if let Some(d) = &t.distro {
-        match annotated_distros(&image.descriptor.annotations) {
-            Some(served) if served.contains(d) => score += 1,
-            Some(_) => return None,
-            None => {
-                if t.os == "windows" && !p.os_version.is_empty() {
-                    if p.os_version != d.version {
-                        return None;
-                    }
-                    score += 1;
-                }
-            }
-        }
-    }
-    Some(score)
+    let distros = t
+        .distro
+        .as_ref()
+        .and_then(|_| annotated_distros(&image.descriptor.annotations));
+    platform_fit(&image.platform(), distros.as_deref(), &request(t))
 }
 
 /// The one image of a dependency package that serves `t`.
@@ -335,11 +327,7 @@ fn package_modules(
         .ok_or_else(|| Error::invalid(origin, format!("label '{LABEL_LAYERS}' not found")))?;
     let label = LayersLabel::parse(value).map_err(|e| Error::invalid(origin, e.to_string()))?;
     // Ids and versions become paths when the layers are copied or flattened.
-    let prefix = if image.config.os == "windows" {
-        "Files/"
-    } else {
-        ""
-    };
+    let windows = image.config.os == "windows";
     let mut dirs_of_layer: BTreeMap<&str, crate::layer::ModuleDirs> = BTreeMap::new();
     for (id, versions) in &label.0 {
         for (version, info) in versions {
@@ -353,17 +341,12 @@ fn package_modules(
                 .entry(info.layer_diff_id.as_str())
                 .or_default()
                 .insert(
-                    format!("{prefix}cnb/buildpacks/{}/{version}", id.replace('/', "_")),
+                    crate::cnb::module_dir(ModuleKind::Buildpack, id, version, windows),
                     (id.clone(), version.clone()),
                 );
         }
     }
-    // Each layer's first position, looked up once per module (a crafted label of 100 000
-    // modules against 200 000 diffIDs must not cost 10^10 comparisons).
-    let mut positions: std::collections::HashMap<Digest, usize> = std::collections::HashMap::new();
-    for (i, d) in image.config.rootfs.diff_ids.iter().enumerate() {
-        positions.entry(*d).or_insert(i);
-    }
+    let lookup = LayerLookup::new(&image.config);
     let mut out = Vec::new();
     for (id, versions) in &label.0 {
         for (version, info) in versions {
@@ -376,18 +359,21 @@ fn package_modules(
                     ),
                 )
             })?;
-            let pos = positions.get(&diff_id).copied().ok_or_else(|| {
-                Error::invalid(
-                    origin,
-                    format!("{id}@{version}: layer {diff_id} is not a layer of the image"),
-                )
-            })?;
-            let blob = image.manifest.layers.get(pos).cloned().ok_or_else(|| {
-                Error::invalid(
-                    origin,
-                    "the manifest has fewer layers than the config's diff_ids",
-                )
-            })?;
+            let blob = match lookup.layer(&image.manifest, &diff_id) {
+                Ok((_, blob)) => blob.clone(),
+                Err(LayerMiss::NotInConfig) => {
+                    return Err(Error::invalid(
+                        origin,
+                        format!("{id}@{version}: layer {diff_id} is not a layer of the image"),
+                    ))
+                }
+                Err(_) => {
+                    return Err(Error::invalid(
+                        origin,
+                        "the manifest has fewer layers than the config's diff_ids",
+                    ))
+                }
+            };
             if oci::layer_compression_of(&blob.media_type).is_none() {
                 return Err(Error::invalid(
                     origin,
@@ -504,11 +490,11 @@ pub(crate) fn dedup_modules(modules: Vec<ModulePlan>, windows: bool) -> Result<V
             by_key.insert(key, (first, m));
             continue;
         }
-        let dir = format!(
-            "{}/{}/{}",
-            m.descriptor.kind.table(),
-            m.descriptor.info.escaped_id(),
-            m.descriptor.info.version
+        let dir = crate::cnb::module_dir(
+            m.descriptor.kind,
+            &m.descriptor.info.id,
+            &m.descriptor.info.version,
+            false,
         );
         let dir = if windows { dir.to_lowercase() } else { dir };
         if let Some(other) = dirs.insert(dir, key.clone()) {

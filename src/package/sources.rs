@@ -226,7 +226,7 @@ fn looks_like_layout_archive(path: &Path) -> Result<bool> {
     for entry in entries.take(64) {
         let Ok(entry) = entry else { return Ok(false) };
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let name = name.trim_start_matches('/').trim_start_matches("./");
+        let name = crate::layout::reader::normalize_entry_name(&name).unwrap_or_default();
         if name == "oci-layout"
             || name == "index.json"
             || name.starts_with("blobs/")

@@ -64,8 +64,8 @@ mod tls;
 pub(crate) mod upload;
 
 pub use self::client::{Deadlines, NO_CREDENTIALS};
-pub(crate) use self::plan::sniff_media_type;
 pub use self::push::{
     parse_from, push, push_with, PushOptions, PushReport, PushSettings, PushedManifest,
     DEFAULT_JOBS, MAX_JOBS, REQUEST_TIMEOUT_ENV, RETRY_BACKOFF_ENV,
 };
+pub(crate) use crate::layout::tree::sniff_media_type;

@@ -4,12 +4,13 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::cnb::{platform_fit, PlatformRequest};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::json::canonical;
+use crate::layout::tree::{Configs, Others, Policy, Style, TreeNode, Walker};
 use crate::layout::PackageReader;
-use crate::layout::{MAX_ENTRIES, MAX_IMAGES, MAX_IMAGES_BYTES, MAX_INDEX_DEPTH};
-use crate::oci::{self, Descriptor, ImageConfig, Index, Manifest, Platform};
+use crate::oci::{self, Descriptor, Index, Manifest, Platform};
 
 use super::reference::Target;
 
@@ -38,23 +39,18 @@ impl PlatformFilter {
         })
     }
 
+    /// Whether an image of platform `p` is one the filter picks: its os, and the architecture
+    /// and variant when the filter names them, exactly as the image gives them.
     pub(super) fn matches(&self, p: &Platform) -> bool {
-        p.os == self.os
-            && self.arch.as_ref().is_none_or(|a| *a == p.architecture)
-            && self.variant.as_ref().is_none_or(|v| *v == p.variant)
+        let want = PlatformRequest {
+            os: &self.os,
+            arch: self.arch.as_deref().unwrap_or_default(),
+            variant: self.variant.as_deref().unwrap_or_default(),
+            distro: None,
+            blank_serves_any: false,
+        };
+        platform_fit(p, None, &want).is_some()
     }
-}
-
-pub(super) fn platform_text(p: &Platform) -> String {
-    let mut s = format!("{}/{}", p.os, p.architecture);
-    if !p.variant.is_empty() {
-        s.push('/');
-        s.push_str(&p.variant);
-    }
-    if !p.os_version.is_empty() {
-        s.push_str(&format!(" ({})", p.os_version));
-    }
-    s
 }
 
 /// A manifest or index to push, with its raw bytes. Nodes are shared by digest: a package
@@ -101,11 +97,15 @@ impl Plan {
             })
             .collect();
         let mut loader = Loader {
-            reader,
-            path,
+            walker: Walker::new(
+                reader,
+                Policy {
+                    others: Others::Refuse,
+                    configs: Configs::WhenUnplaced,
+                    style: Style::Push,
+                },
+            ),
             nodes: HashMap::new(),
-            listed: 0,
-            kept_bytes: 0,
             blobs: Vec::new(),
         };
         let mut top = match (tops.as_slice(), target) {
@@ -141,7 +141,7 @@ impl Plan {
                     .map(|n| {
                         n.platform
                             .as_ref()
-                            .map(platform_text)
+                            .map(Platform::to_string)
                             .unwrap_or_else(|| "unknown".into())
                     })
                     .collect();
@@ -284,169 +284,51 @@ pub(super) fn unique_leaves(top: &Arc<Node>) -> Vec<Arc<Node>> {
     out
 }
 
-/// The media type a JSON document declares, or what its shape says.
-pub(crate) fn sniff_media_type(bytes: &[u8]) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
-    if let Some(mt) = v.get("mediaType").and_then(|m| m.as_str()) {
-        return Some(mt.to_string());
-    }
-    if v.get("manifests").is_some() {
-        Some(oci::MEDIA_TYPE_INDEX.to_string())
-    } else if v.get("config").is_some() {
-        Some(oci::MEDIA_TYPE_MANIFEST.to_string())
-    } else {
-        None
-    }
-}
-
-/// Reads the manifests and indexes to push, each digest once, within the reader's limits.
-pub(super) struct Loader<'a> {
-    pub(super) reader: &'a PackageReader,
-    pub(super) path: &'a Path,
-    pub(super) nodes: HashMap<Digest, Arc<Node>>,
-    /// Descriptors of manifests and indexes met so far, repeats included.
-    pub(super) listed: usize,
-    /// Manifest, index and config bytes held.
-    pub(super) kept_bytes: u64,
+/// Reads the manifests and indexes to push through the package's image tree (each digest
+/// once, within its limits), as push nodes.
+struct Loader<'a> {
+    walker: Walker<'a>,
+    nodes: HashMap<Digest, Arc<Node>>,
     /// Configs and layers of every image read.
-    pub(super) blobs: Vec<Descriptor>,
+    blobs: Vec<Descriptor>,
 }
 
 impl Loader<'_> {
-    pub(super) fn keep(&mut self, n: u64) -> Result<()> {
-        self.kept_bytes += n;
-        if self.kept_bytes > MAX_IMAGES_BYTES {
-            return Err(Error::invalid(
-                self.path,
-                format!(
-                    "image manifests and configs exceed {} MiB in total",
-                    MAX_IMAGES_BYTES >> 20
-                ),
-            ));
-        }
-        Ok(())
+    fn load(&mut self, desc: &Descriptor, depth: usize) -> Result<Arc<Node>> {
+        let tree = self.walker.load(desc, depth)?;
+        Ok(self.node(&tree))
     }
 
-    pub(super) fn load(&mut self, desc: &Descriptor, depth: usize) -> Result<Arc<Node>> {
-        let path = self.path;
-        if depth > MAX_INDEX_DEPTH {
-            return Err(Error::invalid(path, "image indexes nested too deeply"));
+    fn node(&mut self, tree: &Arc<TreeNode>) -> Arc<Node> {
+        let digest = tree.descriptor.digest;
+        if let Some(n) = self.nodes.get(&digest) {
+            return n.clone();
         }
-        self.listed += 1;
-        if self.listed > MAX_IMAGES {
-            return Err(Error::invalid(
-                path,
-                format!("lists more than {MAX_IMAGES} images"),
-            ));
-        }
-        if let Some(n) = self.nodes.get(&desc.digest) {
-            return Ok(n.clone());
-        }
-        let bytes = self.reader.read_verified(desc)?;
-        self.keep(bytes.len() as u64)?;
-        let media_type = if desc.media_type.is_empty() {
-            sniff_media_type(&bytes).ok_or_else(|| {
-                Error::invalid(
-                    path,
-                    format!("{} is neither an image manifest nor an index", desc.digest),
-                )
-            })?
-        } else {
-            desc.media_type.clone()
+        let children = tree
+            .children()
+            .iter()
+            .filter_map(|c| c.node.as_ref())
+            .map(|c| self.node(c))
+            .collect();
+        let platform = match tree.manifest() {
+            Some(manifest) => {
+                self.blobs.push(manifest.config.clone());
+                self.blobs.extend(manifest.layers.iter().cloned());
+                tree.platform_for(&tree.descriptor)
+            }
+            None => tree.descriptor.platform.clone(),
         };
-        let node = if oci::is_index(&media_type) {
-            let index: Index = serde_json::from_slice(&bytes).map_err(|e| {
-                Error::invalid(
-                    path,
-                    format!(
-                        "index {}: {}",
-                        desc.digest,
-                        crate::ui::sanitize(&e.to_string(), 200)
-                    ),
-                )
-            })?;
-            let mut children = Vec::new();
-            for d in &index.manifests {
-                if !(oci::is_manifest(&d.media_type) || oci::is_index(&d.media_type)) {
-                    return Err(Error::invalid(
-                        path,
-                        format!(
-                            "index {} references {} of media type '{}', which cnbpkg cannot push",
-                            desc.digest,
-                            d.digest,
-                            crate::ui::sanitize(&d.media_type, 100)
-                        ),
-                    ));
-                }
-                children.push(self.load(d, depth + 1)?);
-            }
-            Node {
-                desc: desc.clone(),
-                digest: desc.digest,
-                media_type,
-                bytes,
-                is_index: true,
-                platform: desc.platform.clone(),
-                children,
-            }
-        } else if oci::is_manifest(&media_type) {
-            let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
-                Error::invalid(
-                    path,
-                    format!(
-                        "manifest {}: {}",
-                        desc.digest,
-                        crate::ui::sanitize(&e.to_string(), 200)
-                    ),
-                )
-            })?;
-            let platform = match &desc.platform {
-                Some(p) => Some(p.clone()),
-                None => {
-                    let cfg = self.reader.read_verified(&manifest.config)?;
-                    self.keep(cfg.len() as u64)?;
-                    serde_json::from_slice::<ImageConfig>(&cfg)
-                        .ok()
-                        .filter(|c| !c.os.is_empty())
-                        .map(|c| Platform {
-                            architecture: c.architecture,
-                            os: c.os,
-                            os_version: c.os_version,
-                            os_features: c.os_features,
-                            variant: c.variant,
-                        })
-                }
-            };
-            self.blobs.push(manifest.config.clone());
-            self.blobs.extend(manifest.layers.iter().cloned());
-            if self.blobs.len() > MAX_ENTRIES {
-                return Err(Error::invalid(
-                    path,
-                    format!("its images list more than {MAX_ENTRIES} blobs"),
-                ));
-            }
-            Node {
-                desc: desc.clone(),
-                digest: desc.digest,
-                media_type,
-                bytes,
-                is_index: false,
-                platform,
-                children: Vec::new(),
-            }
-        } else {
-            return Err(Error::invalid(
-                path,
-                format!(
-                    "{} has media type '{}', not an image manifest or index",
-                    desc.digest,
-                    crate::ui::sanitize(&media_type, 100)
-                ),
-            ));
-        };
-        let node = Arc::new(node);
-        self.nodes.insert(desc.digest, node.clone());
-        Ok(node)
+        let node = Arc::new(Node {
+            desc: tree.descriptor.clone(),
+            digest,
+            media_type: tree.media_type.clone(),
+            bytes: tree.bytes.clone(),
+            is_index: tree.is_index(),
+            platform,
+            children,
+        });
+        self.nodes.insert(digest, node.clone());
+        node
     }
 }
 

@@ -15,7 +15,7 @@ use crate::oci::{Descriptor, Platform};
 use super::auth::{Credential, Secret};
 use super::client::Deadlines;
 use super::client::{Access, Client, Connection, RetryPolicy, Transport};
-use super::plan::{platform_text, Node, Plan, PlatformFilter};
+use super::plan::{Node, Plan, PlatformFilter};
 use super::reference::{Reference, Target};
 use super::upload::{BlobOutcome, UploadTuning};
 use super::{auth, read, reference, upload};
@@ -478,7 +478,7 @@ fn push_manifests(client: &Client, node: &Node, pushed: &mut BTreeSet<Digest>) -
     pushed.insert(node.digest);
     let kind = if node.is_index { "index" } else { "manifest" };
     let what = match &node.platform {
-        Some(p) => format!("{kind} {} ({})", node.digest, platform_text(p)),
+        Some(p) => format!("{kind} {} ({p})", node.digest),
         None => format!("{kind} {}", node.digest),
     };
     if read::manifest_exists(client, &node.digest)? {

@@ -1,0 +1,697 @@
+//! One walk over an image tree (index, nested indexes, manifests, configs) with one set of
+//! limits, over any source of verified blobs: a package today, a registry for `pull` later.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::oci::{self, Descriptor, ImageConfig, Index, Manifest, Platform};
+
+#[cfg(doc)]
+use super::reader::MAX_JSON_BLOB;
+use super::reader::{PackageReader, MAX_ENTRIES};
+
+/// How deep nested indexes may go.
+pub(crate) const MAX_INDEX_DEPTH: usize = 8;
+/// The most descriptors all of a tree's indexes may list together (each listing counts,
+/// however often one digest repeats).
+pub(crate) const MAX_DESCRIPTORS: usize = 100_000;
+/// The most images (and indexes) one tree may list, each listing counted (a crafted index
+/// could list one manifest millions of times, or fan out through nested indexes).
+pub(crate) const MAX_IMAGES: usize = 4096;
+/// The most manifest, index and config bytes a walk keeps in memory together (many manifests
+/// can share one large config).
+pub(crate) const MAX_IMAGES_BYTES: u64 = 256 << 20;
+/// The most config and layer descriptors the images of one tree may list together.
+pub(crate) const MAX_BLOBS: usize = MAX_ENTRIES;
+
+/// Where the walk's blobs come from: each one fetched by its descriptor, at most
+/// [`MAX_JSON_BLOB`] bytes, its size and digest checked before it is returned.
+pub(crate) trait BlobSource {
+    /// The blob `desc` points at, verified against the descriptor's size and digest.
+    fn fetch_verified(&self, desc: &Descriptor) -> Result<Vec<u8>>;
+    /// What the source is, for messages (a package's path).
+    fn origin(&self) -> &Path;
+}
+
+impl BlobSource for PackageReader {
+    fn fetch_verified(&self, desc: &Descriptor) -> Result<Vec<u8>> {
+        self.read_verified(desc)
+    }
+
+    fn origin(&self) -> &Path {
+        self.path()
+    }
+}
+
+/// What a walker does with an index entry that is neither a manifest nor an index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Others {
+    /// Skip it (attestations, artifacts: readers look only at images).
+    Skip,
+    /// Refuse the tree (a push copies everything it lists, and cannot copy those).
+    Refuse,
+}
+
+/// When a walker reads an image's config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Configs {
+    /// Always, and a config that does not parse is an error.
+    Always,
+    /// Only for a manifest listed without a platform, to learn it; a config that does not
+    /// parse leaves the platform unknown.
+    WhenUnplaced,
+}
+
+/// How a walk treats what it meets.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Policy {
+    /// Entries that are neither manifests nor indexes (untyped ones included).
+    pub(crate) others: Others,
+    /// Config reading.
+    pub(crate) configs: Configs,
+    /// How JSON errors are worded.
+    pub(crate) style: Style,
+}
+
+/// The wording of JSON errors (each reader kept its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Style {
+    /// `manifest <digest> is not valid JSON for its type: <error>`.
+    Reader,
+    /// `manifest <digest>: <error>`.
+    Push,
+}
+
+/// An image config read with its manifest.
+#[derive(Debug, Clone)]
+pub struct ConfigBlob {
+    /// The raw, verified bytes.
+    pub bytes: Vec<u8>,
+    /// The parsed config (`None` when it does not parse and the walk allowed that).
+    pub config: Option<ImageConfig>,
+}
+
+/// What a node of the tree is.
+#[derive(Debug, Clone)]
+pub enum NodeBody {
+    /// An image index (or Docker manifest list): its entries, in listing order (the rest of
+    /// the index, annotations and all, is in the node's bytes).
+    Index {
+        /// Its entries: each listing's own descriptor, and the node it points at (`None` for
+        /// an entry that is neither a manifest nor an index, skipped).
+        children: Vec<Child>,
+    },
+    /// An image manifest with its config.
+    Manifest {
+        /// The parsed manifest.
+        manifest: Box<Manifest>,
+        /// Its config, when read.
+        config: Option<Box<ConfigBlob>>,
+    },
+}
+
+/// One entry of an index: the descriptor as listed, and what it points at.
+#[derive(Debug, Clone)]
+pub struct Child {
+    /// The descriptor as this index lists it (platform and annotations as written).
+    pub descriptor: Descriptor,
+    /// The node, shared with every other listing of its digest.
+    pub node: Option<Arc<TreeNode>>,
+}
+
+/// A manifest or index of the tree, held once per digest.
+#[derive(Debug, Clone)]
+pub struct TreeNode {
+    /// The descriptor of its first listing.
+    pub descriptor: Descriptor,
+    /// Its media type: the descriptor's, or the document's own when the descriptor gives none.
+    pub media_type: String,
+    /// The raw, verified bytes (copied byte for byte by `push` and `merge`).
+    pub bytes: Vec<u8>,
+    /// Index or manifest.
+    pub body: NodeBody,
+}
+
+impl TreeNode {
+    /// Whether this node is an index.
+    pub fn is_index(&self) -> bool {
+        matches!(self.body, NodeBody::Index { .. })
+    }
+
+    /// The entries of an index node (none for a manifest).
+    pub fn children(&self) -> &[Child] {
+        match &self.body {
+            NodeBody::Index { children } => children,
+            NodeBody::Manifest { .. } => &[],
+        }
+    }
+
+    /// The manifest, when this node is one.
+    pub fn manifest(&self) -> Option<&Manifest> {
+        match &self.body {
+            NodeBody::Manifest { manifest, .. } => Some(manifest),
+            NodeBody::Index { .. } => None,
+        }
+    }
+
+    /// The config of a manifest node (raw and parsed), when read.
+    pub fn config_blob(&self) -> Option<&ConfigBlob> {
+        match &self.body {
+            NodeBody::Manifest { config, .. } => config.as_deref(),
+            NodeBody::Index { .. } => None,
+        }
+    }
+
+    /// The parsed config of a manifest node, when read.
+    pub fn config(&self) -> Option<&ImageConfig> {
+        match &self.body {
+            NodeBody::Manifest { config, .. } => config.as_ref()?.config.as_ref(),
+            NodeBody::Index { .. } => None,
+        }
+    }
+
+    /// The platform a listing gives, else the config's (when it names an OS).
+    pub fn platform_for(&self, listing: &Descriptor) -> Option<Platform> {
+        if let Some(p) = &listing.platform {
+            return Some(p.clone());
+        }
+        self.config()
+            .filter(|c| !c.os.is_empty())
+            .map(ImageConfig::platform)
+    }
+}
+
+/// The limits of a walk, counted as it goes: every walk of a tree (the [`Walker`], and
+/// `verify`'s, which reports defects instead of stopping) spends one of these.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Budget {
+    /// Every descriptor of every index read, repeats included.
+    descriptors: usize,
+    /// Manifest and index descriptors met, repeats included.
+    listed: usize,
+    /// Manifest, index and config bytes held.
+    kept_bytes: u64,
+    /// Config and layer descriptors of every manifest read.
+    blobs: usize,
+}
+
+/// The limit a walk reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Exceeded {
+    /// More than [`MAX_DESCRIPTORS`] descriptors.
+    Descriptors,
+    /// More than [`MAX_IMAGES`] manifest and index listings.
+    Images,
+    /// More than [`MAX_IMAGES_BYTES`] held.
+    Bytes,
+    /// More than [`MAX_BLOBS`] config and layer descriptors.
+    Blobs,
+}
+
+impl std::fmt::Display for Exceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exceeded::Descriptors => write!(
+                f,
+                "more than {MAX_DESCRIPTORS} descriptors in the package's indexes"
+            ),
+            Exceeded::Images => write!(f, "lists more than {MAX_IMAGES} images"),
+            Exceeded::Bytes => write!(
+                f,
+                "image manifests and configs exceed {} MiB in total",
+                MAX_IMAGES_BYTES >> 20
+            ),
+            Exceeded::Blobs => write!(f, "its images list more than {MAX_BLOBS} blobs"),
+        }
+    }
+}
+
+impl Budget {
+    /// One more descriptor listed by an index.
+    pub(crate) fn descriptor(&mut self) -> std::result::Result<(), Exceeded> {
+        self.descriptors += 1;
+        (self.descriptors <= MAX_DESCRIPTORS)
+            .then_some(())
+            .ok_or(Exceeded::Descriptors)
+    }
+
+    /// One more listing of a manifest or an index.
+    pub(crate) fn listing(&mut self) -> std::result::Result<(), Exceeded> {
+        self.listed += 1;
+        (self.listed <= MAX_IMAGES)
+            .then_some(())
+            .ok_or(Exceeded::Images)
+    }
+
+    /// `n` more bytes of manifests, indexes or configs held.
+    pub(crate) fn keep(&mut self, n: u64) -> std::result::Result<(), Exceeded> {
+        self.kept_bytes += n;
+        (self.kept_bytes <= MAX_IMAGES_BYTES)
+            .then_some(())
+            .ok_or(Exceeded::Bytes)
+    }
+
+    /// The config and layers of one more manifest.
+    pub(crate) fn manifest_blobs(
+        &mut self,
+        manifest: &Manifest,
+    ) -> std::result::Result<(), Exceeded> {
+        self.blobs += 1 + manifest.layers.len();
+        (self.blobs <= MAX_BLOBS)
+            .then_some(())
+            .ok_or(Exceeded::Blobs)
+    }
+}
+
+/// Reads the nodes of a tree, each digest once, within one [`Budget`].
+pub(crate) struct Walker<'a> {
+    source: &'a dyn BlobSource,
+    policy: Policy,
+    nodes: HashMap<Digest, Arc<TreeNode>>,
+    budget: Budget,
+}
+
+impl<'a> Walker<'a> {
+    /// A walker over `source`.
+    pub(crate) fn new(source: &'a dyn BlobSource, policy: Policy) -> Self {
+        Walker {
+            source,
+            policy,
+            nodes: HashMap::new(),
+            budget: Budget::default(),
+        }
+    }
+
+    fn invalid(&self, message: impl Into<String>) -> Error {
+        Error::invalid(self.source.origin(), message.into())
+    }
+
+    fn spend(&self, spent: std::result::Result<(), Exceeded>) -> Result<()> {
+        spent.map_err(|limit| self.invalid(limit.to_string()))
+    }
+
+    fn keep(&mut self, n: u64) -> Result<()> {
+        let spent = self.budget.keep(n);
+        self.spend(spent)
+    }
+
+    fn json_error(&self, what: &str, digest: &Digest, e: &serde_json::Error) -> Error {
+        match self.policy.style {
+            Style::Reader => self.invalid(format!(
+                "{what} {digest} is not valid JSON for its type: {e}"
+            )),
+            Style::Push => self.invalid(format!(
+                "{what} {digest}: {}",
+                crate::ui::sanitize(&e.to_string(), 200)
+            )),
+        }
+    }
+
+    fn parse<T: serde::de::DeserializeOwned>(
+        &self,
+        bytes: &[u8],
+        what: &str,
+        digest: &Digest,
+    ) -> Result<T> {
+        serde_json::from_slice(bytes).map_err(|e| self.json_error(what, digest, &e))
+    }
+
+    /// The entries of a list at `depth` (index.json's, or those of the index `parent`), each
+    /// node read once.
+    pub(crate) fn load_list(
+        &mut self,
+        descs: &[Descriptor],
+        depth: usize,
+        parent: Option<&Digest>,
+    ) -> Result<Vec<Child>> {
+        if depth > MAX_INDEX_DEPTH {
+            return Err(self.invalid("image indexes nested too deeply"));
+        }
+        let mut children = Vec::with_capacity(descs.len().min(1024));
+        for d in descs {
+            let spent = self.budget.descriptor();
+            self.spend(spent)?;
+            let node = if oci::is_manifest(&d.media_type) || oci::is_index(&d.media_type) {
+                Some(self.load(d, depth)?)
+            } else if self.policy.others == Others::Refuse {
+                let within =
+                    parent.map_or_else(|| "index.json".to_string(), |p| format!("index {p}"));
+                return Err(self.invalid(format!(
+                    "{within} references {} of media type '{}', which cnbpkg cannot push",
+                    d.digest,
+                    crate::ui::sanitize(&d.media_type, 100)
+                )));
+            } else {
+                None
+            };
+            children.push(Child {
+                descriptor: d.clone(),
+                node,
+            });
+        }
+        Ok(children)
+    }
+
+    /// The node `desc` points at (read once per digest); an untyped descriptor is typed by
+    /// the document's own `mediaType`, or its shape.
+    pub(crate) fn load(&mut self, desc: &Descriptor, depth: usize) -> Result<Arc<TreeNode>> {
+        if depth > MAX_INDEX_DEPTH {
+            return Err(self.invalid("image indexes nested too deeply"));
+        }
+        let spent = self.budget.listing();
+        self.spend(spent)?;
+        if let Some(n) = self.nodes.get(&desc.digest) {
+            return Ok(n.clone());
+        }
+        let bytes = self.source.fetch_verified(desc)?;
+        self.keep(bytes.len() as u64)?;
+        let media_type = if desc.media_type.is_empty() {
+            sniff_media_type(&bytes).ok_or_else(|| {
+                self.invalid(format!(
+                    "{} is neither an image manifest nor an index",
+                    desc.digest
+                ))
+            })?
+        } else {
+            desc.media_type.clone()
+        };
+        let body = if oci::is_index(&media_type) {
+            let index: Index = self.parse(&bytes, "index", &desc.digest)?;
+            let children = self.load_list(&index.manifests, depth + 1, Some(&desc.digest))?;
+            NodeBody::Index { children }
+        } else if oci::is_manifest(&media_type) {
+            let manifest: Manifest = self.parse(&bytes, "manifest", &desc.digest)?;
+            let config = self.load_config(desc, &manifest)?;
+            let spent = self.budget.manifest_blobs(&manifest);
+            self.spend(spent)?;
+            NodeBody::Manifest {
+                manifest: Box::new(manifest),
+                config: config.map(Box::new),
+            }
+        } else {
+            return Err(self.invalid(format!(
+                "{} has media type '{}', not an image manifest or index",
+                desc.digest,
+                crate::ui::sanitize(&media_type, 100)
+            )));
+        };
+        let node = Arc::new(TreeNode {
+            descriptor: desc.clone(),
+            media_type,
+            bytes,
+            body,
+        });
+        self.nodes.insert(desc.digest, node.clone());
+        Ok(node)
+    }
+
+    fn load_config(
+        &mut self,
+        desc: &Descriptor,
+        manifest: &Manifest,
+    ) -> Result<Option<ConfigBlob>> {
+        let strict = match self.policy.configs {
+            Configs::Always => true,
+            Configs::WhenUnplaced if desc.platform.is_none() => false,
+            Configs::WhenUnplaced => return Ok(None),
+        };
+        let bytes = self.source.fetch_verified(&manifest.config)?;
+        self.keep(bytes.len() as u64)?;
+        let config = if strict {
+            Some(self.parse(&bytes, "config", &manifest.config.digest)?)
+        } else {
+            serde_json::from_slice(&bytes).ok()
+        };
+        Ok(Some(ConfigBlob { bytes, config }))
+    }
+}
+
+/// The tree below the entries `top` (index.json's manifests, or a registry index's), read from
+/// `source` under `policy` within one [`Budget`]: the entries with their nodes, in listing order.
+pub(crate) fn walk(
+    source: &dyn BlobSource,
+    top: &[Descriptor],
+    policy: Policy,
+) -> Result<Vec<Child>> {
+    Walker::new(source, policy).load_list(top, 0, None)
+}
+
+/// The media type a JSON document declares, or what its shape says.
+pub(crate) fn sniff_media_type(bytes: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    if let Some(mt) = v.get("mediaType").and_then(|m| m.as_str()) {
+        return Some(mt.to_string());
+    }
+    if v.get("manifests").is_some() {
+        Some(oci::MEDIA_TYPE_INDEX.to_string())
+    } else if v.get("config").is_some() {
+        Some(oci::MEDIA_TYPE_MANIFEST.to_string())
+    } else {
+        None
+    }
+}
+
+/// The manifests below `children`, each listing once in listing order (an index listed
+/// several times is descended into once), with the descriptor it is listed with.
+pub(crate) fn image_listings(children: &[Child]) -> Vec<(&Descriptor, &Arc<TreeNode>)> {
+    fn walk<'t>(
+        children: &'t [Child],
+        seen: &mut BTreeSet<Digest>,
+        out: &mut Vec<(&'t Descriptor, &'t Arc<TreeNode>)>,
+    ) {
+        for c in children {
+            let Some(node) = &c.node else { continue };
+            if node.manifest().is_some() {
+                out.push((&c.descriptor, node));
+            } else if seen.insert(node.descriptor.digest) {
+                walk(node.children(), seen, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(children, &mut BTreeSet::new(), &mut out);
+    out
+}
+
+/// Finds an image's layers by diffID (ggcr's `LayerByDiffID`): each diffID's first position
+/// in the config's `rootfs.diff_ids`, looked up once per label entry (a label of 100 000
+/// modules against 200 000 diffIDs must not cost 10^10 comparisons).
+#[derive(Debug, Clone, Default)]
+pub struct LayerLookup {
+    positions: HashMap<Digest, usize>,
+}
+
+/// Why [`LayerLookup::layer`] found no layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LayerMiss {
+    /// The config lists no such diffID.
+    NotInConfig,
+    /// The config lists it at this position, but the manifest has no layer there.
+    NoManifestLayer(usize),
+}
+
+impl LayerLookup {
+    /// The positions of `config`'s diffIDs.
+    pub fn new(config: &ImageConfig) -> Self {
+        let mut positions = HashMap::new();
+        for (i, d) in config.rootfs.diff_ids.iter().enumerate() {
+            positions.entry(*d).or_insert(i);
+        }
+        LayerLookup { positions }
+    }
+
+    /// The first position of `diff_id` in the config.
+    pub fn position(&self, diff_id: &Digest) -> Option<usize> {
+        self.positions.get(diff_id).copied()
+    }
+
+    /// The layer of `manifest` whose diffID is `diff_id`, with its position.
+    pub fn layer<'m>(
+        &self,
+        manifest: &'m Manifest,
+        diff_id: &Digest,
+    ) -> std::result::Result<(usize, &'m Descriptor), LayerMiss> {
+        let pos = self.position(diff_id).ok_or(LayerMiss::NotInConfig)?;
+        let layer = manifest
+            .layers
+            .get(pos)
+            .ok_or(LayerMiss::NoManifestLayer(pos))?;
+        Ok((pos, layer))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::json::canonical;
+    use std::path::PathBuf;
+
+    /// Blobs in memory, as a registry client will serve them: verified by digest on fetch.
+    #[derive(Default)]
+    struct Blobs {
+        path: PathBuf,
+        blobs: HashMap<Digest, Vec<u8>>,
+        fetched: std::cell::Cell<usize>,
+    }
+
+    impl Blobs {
+        fn put(&mut self, media_type: &str, bytes: Vec<u8>) -> Descriptor {
+            let d = Descriptor::new(media_type, Digest::of(&bytes), bytes.len() as u64);
+            self.blobs.insert(d.digest, bytes);
+            d
+        }
+
+        fn image(&mut self, os: &str) -> Descriptor {
+            let config = format!(
+                r#"{{"architecture":"amd64","os":"{os}","rootfs":{{"type":"layers","diff_ids":[]}}}}"#
+            );
+            let config = self.put(oci::MEDIA_TYPE_CONFIG, config.into_bytes());
+            let manifest = Manifest {
+                schema_version: 2,
+                media_type: Some(oci::MEDIA_TYPE_MANIFEST.into()),
+                artifact_type: None,
+                config,
+                layers: vec![],
+                annotations: Default::default(),
+            };
+            self.put(oci::MEDIA_TYPE_MANIFEST, canonical(&manifest))
+        }
+
+        fn index(&mut self, manifests: Vec<Descriptor>) -> Descriptor {
+            self.put(oci::MEDIA_TYPE_INDEX, canonical(&Index::new(manifests)))
+        }
+    }
+
+    impl BlobSource for Blobs {
+        fn fetch_verified(&self, desc: &Descriptor) -> Result<Vec<u8>> {
+            self.fetched.set(self.fetched.get() + 1);
+            let bytes = self.blobs.get(&desc.digest).ok_or_else(|| {
+                Error::invalid(&self.path, format!("blob {} is missing", desc.digest))
+            })?;
+            Ok(bytes.clone())
+        }
+
+        fn origin(&self) -> &Path {
+            &self.path
+        }
+    }
+
+    const READER: Policy = Policy {
+        others: Others::Skip,
+        configs: Configs::Always,
+        style: Style::Reader,
+    };
+    const PUSH: Policy = Policy {
+        others: Others::Refuse,
+        configs: Configs::WhenUnplaced,
+        style: Style::Push,
+    };
+
+    fn message(e: Error) -> String {
+        match e {
+            Error::Invalid { message, .. } => message,
+            e => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn shared_nodes_are_read_once_and_listed_each_time() {
+        let mut b = Blobs::default();
+        let linux = b.image("linux");
+        let inner = b.index(vec![linux.clone(), linux.clone()]);
+        let mut w = Walker::new(&b, READER);
+        let top = w
+            .load_list(&[inner.clone(), inner, linux], 0, None)
+            .unwrap();
+        // index, manifest, config: each fetched once.
+        assert_eq!(b.fetched.get(), 3);
+        let listings = image_listings(&top);
+        // The index is descended into once; the manifest is listed there twice and once on top.
+        assert_eq!(listings.len(), 3);
+        assert!(Arc::ptr_eq(listings[0].1, listings[2].1));
+        assert_eq!(listings[0].1.config().unwrap().os, "linux");
+    }
+
+    #[test]
+    fn untyped_documents_are_sniffed_and_other_entries_skipped_or_refused() {
+        let mut b = Blobs::default();
+        let linux = b.image("linux");
+        let mut untyped = linux.clone();
+        untyped.media_type.clear();
+        let mut w = Walker::new(&b, PUSH);
+        let node = w.load(&untyped, 0).unwrap();
+        assert_eq!(node.media_type, oci::MEDIA_TYPE_MANIFEST);
+        // Without a platform the config is read for it.
+        assert_eq!(node.platform_for(&untyped).unwrap().os, "linux");
+
+        let other = b.put("application/vnd.example+json", b"{}".to_vec());
+        let index = b.index(vec![linux, other.clone()]);
+        let top = Walker::new(&b, READER)
+            .load_list(std::slice::from_ref(&index), 0, None)
+            .unwrap();
+        assert_eq!(image_listings(&top).len(), 1);
+        let refused = message(Walker::new(&b, PUSH).load(&index, 0).unwrap_err());
+        assert_eq!(
+            refused,
+            format!(
+                "index {} references {} of media type 'application/vnd.example+json', which cnbpkg cannot push",
+                index.digest, other.digest
+            )
+        );
+    }
+
+    #[test]
+    fn limits_hold_for_depth_and_listings() {
+        let mut b = Blobs::default();
+        let mut d = b.image("linux");
+        for _ in 0..=MAX_INDEX_DEPTH {
+            d = b.index(vec![d]);
+        }
+        let e = Walker::new(&b, READER)
+            .load_list(&[d], 0, None)
+            .unwrap_err();
+        assert_eq!(message(e), "image indexes nested too deeply");
+
+        let linux = b.image("linux");
+        let wide = b.index(vec![linux; MAX_IMAGES]);
+        let e = Walker::new(&b, READER)
+            .load_list(&[wide], 0, None)
+            .unwrap_err();
+        assert_eq!(message(e), format!("lists more than {MAX_IMAGES} images"));
+    }
+
+    #[test]
+    fn layers_are_found_by_diff_id() {
+        let a = Digest::of(b"a");
+        let b = Digest::of(b"b");
+        let config: ImageConfig = serde_json::from_value(serde_json::json!({
+            "architecture": "arm64", "os": "linux", "variant": "v8",
+            "rootfs": {"type": "layers", "diff_ids": [a.to_string(), b.to_string(), a.to_string()]}
+        }))
+        .unwrap();
+        assert_eq!(config.platform().to_string(), "linux/arm64/v8");
+        let layer = Descriptor::new(oci::MEDIA_TYPE_LAYER_GZIP, Digest::of(b"gz"), 2);
+        let manifest = Manifest {
+            schema_version: 2,
+            media_type: None,
+            artifact_type: None,
+            config: Descriptor::new(oci::MEDIA_TYPE_CONFIG, Digest::of(b"c"), 1),
+            layers: vec![layer.clone()],
+            annotations: Default::default(),
+        };
+        let lookup = LayerLookup::new(&config);
+        assert_eq!(lookup.layer(&manifest, &a), Ok((0, &layer)));
+        assert_eq!(
+            lookup.layer(&manifest, &b),
+            Err(LayerMiss::NoManifestLayer(1))
+        );
+        assert_eq!(
+            lookup.layer(&manifest, &Digest::of(b"x")),
+            Err(LayerMiss::NotInConfig)
+        );
+    }
+}
