@@ -29,7 +29,8 @@ use crate::oci::{
 use crate::source::Exclusions;
 use crate::target::{self, Distro, ExpandedTarget, Target};
 
-use crate::ui::{human_size, Printer};
+use crate::events::{Events, EventsExt};
+use crate::ui::human_size;
 use select::{LayerSource, ModulePlan};
 use sources::{Dependency, Tree};
 
@@ -117,6 +118,41 @@ pub struct PackageReport {
     pub buildpack: String,
     /// One entry per written file or directory.
     pub outputs: Vec<OutputReport>,
+    /// The warnings given while packaging, each once, in order.
+    pub warnings: Vec<String>,
+}
+
+/// A sink that passes each warning on only the first time (a buildpack read twice, as the main
+/// buildpack and as a dependency, warns once) and keeps them for the report.
+struct WarningsOnce<'a> {
+    sink: &'a dyn Events,
+    seen: std::sync::Mutex<Vec<String>>,
+}
+
+impl<'a> WarningsOnce<'a> {
+    fn new(sink: &'a dyn Events) -> Self {
+        WarningsOnce {
+            sink,
+            seen: Default::default(),
+        }
+    }
+
+    fn into_warnings(self) -> Vec<String> {
+        self.seen.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Events for WarningsOnce<'_> {
+    fn event(&self, event: &crate::events::Event<'_>) {
+        if let crate::events::Event::Warning { message } = event {
+            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+            if seen.iter().any(|w| w == message) {
+                return;
+            }
+            seen.push(message.to_string());
+        }
+        self.sink.event(event)
+    }
 }
 
 /// One written package.
@@ -219,18 +255,27 @@ const PLATFORM_OS_DEPRECATED_COMPOSITE: &str = "'platform.os' field in package.t
 /// `platform.os` together with `--target`, for a composite buildpack.
 const PLATFORM_OS_WITH_TARGET_COMPOSITE: &str = "'platform.os' and '--target' flag can not be used in conjunction, please remove 'platform.os' from package.toml, use new '--target' flag or [[targets]] in package.toml to set the platforms of a composite buildpack";
 
-/// Package a buildpack as `opts` says; progress goes to `ui`.
-pub fn package_buildpack(opts: &PackageOptions, ui: &Printer) -> Result<PackageReport> {
+/// Package a buildpack as `opts` says; progress and warnings go to `events` (the warnings, each
+/// once, are in the report too).
+pub fn package_buildpack(opts: &PackageOptions, events: &dyn Events) -> Result<PackageReport> {
+    let collected = WarningsOnce::new(events);
+    let mut report = package_with(opts, &collected)?;
+    report.warnings = collected.into_warnings();
+    Ok(report)
+}
+
+/// [`package_buildpack`] reporting to `events`, which keeps the warnings.
+fn package_with(opts: &PackageOptions, events: &dyn Events) -> Result<PackageReport> {
     if opts.config.is_some() && opts.path.is_some() {
         return Err(Error::usage(
             "--config and --path cannot be used together. Please specify the relative path to the Buildpack directory in the package config file.",
         ));
     }
-    check_flatten_options(opts, ui)?;
-    let (config, base_dir) = load_config(opts, ui)?;
+    check_flatten_options(opts, events)?;
+    let (config, base_dir) = load_config(opts, events)?;
     let (main_path, dependency_paths) =
         sources::locate(&config, &base_dir, opts.config.as_deref())?;
-    let main = sources::load_tree(&main_path, ui)?;
+    let main = sources::load_tree(&main_path, events)?;
     let mut inputs: Vec<Input> = Vec::new();
     if let Some(c) = &opts.config {
         inputs.push(Input {
@@ -247,7 +292,7 @@ pub fn package_buildpack(opts: &PackageOptions, ui: &Printer) -> Result<PackageR
     let dependencies = dependency_paths
         .iter()
         .map(|location| {
-            let dependency = sources::load_dependency(location, ui)?;
+            let dependency = sources::load_dependency(location, events)?;
             let tree_dir = matches!(&dependency, Dependency::Tree(t) if t.is_directory());
             inputs.push(Input {
                 path: location.clone(),
@@ -257,34 +302,34 @@ pub fn package_buildpack(opts: &PackageOptions, ui: &Printer) -> Result<PackageR
             Ok(dependency)
         })
         .collect::<Result<Vec<_>>>()?;
-    let targets = resolve_targets(opts, &config, &main, ui)?;
-    let output = output_path(opts, ui);
+    let targets = resolve_targets(opts, &config, &main, events)?;
+    let output = output_path(opts, events);
     let id_version = main.descriptor.info.full_name();
     let names: Vec<String> = targets
         .iter()
         .map(|t| format!("'{}'", t.display()))
         .collect();
     if targets.len() > 1 && opts.split {
-        ui.status(
+        events.status(
             "Packaging",
-            format!(
+            &format!(
                 "{id_version}: one single-platform buildpack package per target will be created for target platforms: {}",
                 names.join(", ")
             ),
         );
     } else if targets.len() > 1 {
         // RFC 0128's announcement, which says "multi-arch" for what can differ by OS or distro too.
-        ui.status(
+        events.status(
             "Packaging",
-            format!(
+            &format!(
                 "{id_version}: a multi-platform buildpack package will be created for target platforms: {}",
                 names.join(", ")
             ),
         );
     } else {
-        ui.status(
+        events.status(
             "Packaging",
-            format!("{id_version} for {}", names.join(", ")),
+            &format!("{id_version} for {}", names.join(", ")),
         );
     }
 
@@ -320,7 +365,7 @@ pub fn package_buildpack(opts: &PackageOptions, ui: &Printer) -> Result<PackageR
         .collect::<Result<Vec<_>>>()?;
     let mut ctx = BuildContext {
         opts,
-        ui,
+        events,
         dependencies: &dependencies,
         kept_bytes: vec![0; outputs.len()],
         writers: &mut writers,
@@ -355,9 +400,9 @@ pub fn package_buildpack(opts: &PackageOptions, ui: &Printer) -> Result<PackageR
     crate::layout::commit_outputs(staged)?;
     let mut out_reports = Vec::new();
     for (written, images, root_desc, blobs, blob_bytes) in finished {
-        ui.status(
+        events.status(
             "Finished",
-            format!(
+            &format!(
                 "{} ({} target{}, {} blob{}, {}) {}",
                 written.display(),
                 images.len(),
@@ -380,6 +425,7 @@ pub fn package_buildpack(opts: &PackageOptions, ui: &Printer) -> Result<PackageR
     Ok(PackageReport {
         buildpack: id_version,
         outputs: out_reports,
+        warnings: Vec::new(),
     })
 }
 
@@ -398,7 +444,7 @@ fn plural(n: usize) -> &'static str {
 }
 
 /// `--flatten-exclude` values are `id@version` and need `--flatten`.
-fn check_flatten_options(opts: &PackageOptions, ui: &Printer) -> Result<()> {
+fn check_flatten_options(opts: &PackageOptions, events: &dyn Events) -> Result<()> {
     if !opts.flatten && !opts.flatten_exclude.is_empty() {
         return Err(Error::usage("--flatten-exclude requires --flatten"));
     }
@@ -413,7 +459,7 @@ fn check_flatten_options(opts: &PackageOptions, ui: &Printer) -> Result<()> {
         }
     }
     if opts.flatten {
-        ui.warn("Flattening a buildpack package could break the distribution specification. Please use it with caution.");
+        events.warning(&"Flattening a buildpack package could break the distribution specification. Please use it with caution.");
     }
     Ok(())
 }
@@ -449,7 +495,7 @@ fn check_flatten_exclude_known(opts: &PackageOptions, plans: &[ImagePlan]) -> Re
 
 /// Read `package.toml` (or make the default one) and return it with the directory its relative
 /// URIs are resolved against.
-fn load_config(opts: &PackageOptions, ui: &Printer) -> Result<(PackageConfig, PathBuf)> {
+fn load_config(opts: &PackageOptions, events: &dyn Events) -> Result<(PackageConfig, PathBuf)> {
     match &opts.config {
         Some(path) => {
             let (config, warnings) = descriptor::read_package_toml(path)?;
@@ -463,7 +509,7 @@ fn load_config(opts: &PackageOptions, ui: &Printer) -> Result<(PackageConfig, Pa
                     w.as_str() != descriptor::PLATFORM_OS_DEPRECATED
                         && w.as_str() != descriptor::IMAGE_KEY_DEPRECATED
                 })
-                .for_each(|w| ui.warn(w));
+                .for_each(|w| events.warning(&w));
             // Relative to the current directory, the base is empty rather than `.`, so that paths
             // in messages read as the user wrote them (`../x`, not `./../x`).
             let base = path.parent().unwrap_or(Path::new("")).to_path_buf();
@@ -485,17 +531,17 @@ fn resolve_targets(
     opts: &PackageOptions,
     config: &PackageConfig,
     main: &Tree,
-    ui: &Printer,
+    events: &dyn Events,
 ) -> Result<Vec<ExpandedTarget>> {
     let mut warnings = Vec::new();
     let parsed = target::parse_target_flags_into(&opts.targets, &mut warnings);
-    warnings.iter().for_each(|w| ui.warn(w));
+    warnings.iter().for_each(|w| events.warning(&w));
     // A bad target value is bad input like a bad buildpack.toml (exit 1), not a misuse of flags.
     let flag_targets = parsed.map_err(Error::into_failure)?;
     let composite = main.descriptor.is_composite();
     // A composite's targets live in package.toml, not in its buildpack.toml.
     if config.platform_os.is_some() {
-        ui.warn(if composite {
+        events.warning(&if composite {
             PLATFORM_OS_DEPRECATED_COMPOSITE
         } else {
             descriptor::PLATFORM_OS_DEPRECATED
@@ -530,7 +576,7 @@ fn resolve_targets(
         } else {
             "buildpack.toml"
         };
-        ui.note(format!(
+        events.note(&format!(
             "Pro tip: use --target flag OR [[targets]] in {file} to specify the desired platform (os/arch/variant); using os '{os}'"
         ));
         targets.push(Target {
@@ -667,7 +713,7 @@ struct WrittenImage {
 /// State shared while writing every image of every output.
 struct BuildContext<'a> {
     opts: &'a PackageOptions,
-    ui: &'a Printer,
+    events: &'a dyn Events,
     dependencies: &'a [Dependency],
     writers: &'a mut [LayoutWriter],
     cache: HashMap<LayerKey, BuiltLayer>,
@@ -822,9 +868,9 @@ impl BuildContext<'_> {
         // The index lists this descriptor (with its annotations) next to the others.
         let entry_size = canonical(&manifest_desc).len() as u64;
         check_readable_size(main, t, "index entry", entry_size)?;
-        self.ui.detail(
+        self.events.detail(
             "Image",
-            format!("{} manifest {}", t.display(), manifest_desc.digest),
+            &format!("{} manifest {}", t.display(), manifest_desc.digest),
         );
         let report = ImageReport {
             target: t.display(),
@@ -916,7 +962,7 @@ impl BuildContext<'_> {
             if self.opts.strict {
                 return Err(Error::other(format!("{message} (--strict)")));
             }
-            self.ui.warn(message);
+            self.events.warning(&message);
         }
         Ok(())
     }
@@ -1085,9 +1131,9 @@ impl BuildContext<'_> {
                 executables: Default::default(),
             }
         };
-        self.ui.status(
+        self.events.status(
             "Imported",
-            format!(
+            &format!(
                 "layer {what} ({}) {}",
                 human_size(built.descriptor.size),
                 diff_id.short()
@@ -1107,9 +1153,9 @@ impl BuildContext<'_> {
             let home_path = self.writers[built.home].dest().to_path_buf();
             self.writers[out_idx].copy_blob(&built.descriptor, &mut reader, &home_path)?;
         }
-        self.ui.detail(
+        self.events.detail(
             "Reusing",
-            format!("layer {what} {}", built.descriptor.digest.short()),
+            &format!("layer {what} {}", built.descriptor.digest.short()),
         );
         Ok(Some(built))
     }
@@ -1140,9 +1186,9 @@ impl BuildContext<'_> {
                     .map_err(|e| Error::other(format!("compressing layer {what}: {e}")))?;
                 Ok((diff_id, size, executables))
             })?;
-        self.ui.status(
+        self.events.status(
             "Built",
-            format!(
+            &format!(
                 "layer {what} ({} → {}) {}",
                 human_size(uncompressed_size),
                 human_size(descriptor.size),
@@ -1358,7 +1404,7 @@ fn canonical_output(output: &Path) -> Option<PathBuf> {
 }
 
 /// The output path: `.cnb` added to a file name without extension; a warning for another one.
-fn output_path(opts: &PackageOptions, ui: &Printer) -> PathBuf {
+fn output_path(opts: &PackageOptions, events: &dyn Events) -> PathBuf {
     let out = &opts.output;
     if opts.format == OutputFormat::Layout {
         return out.clone();
@@ -1371,7 +1417,7 @@ fn output_path(opts: &PackageOptions, ui: &Printer) -> PathBuf {
         }
         Some("cnb") => out.clone(),
         Some(other) => {
-            ui.warn(format!(
+            events.warning(&format!(
                 "'.{other}' is not a valid extension for a packaged buildpack. Packaged buildpacks must have a '.cnb' extension"
             ));
             out.clone()
