@@ -1,7 +1,7 @@
 //! Building packages: resolve the buildpack and its targets, build each distinct layer once,
 //! and write per-target images, the index and the archive.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -13,49 +13,31 @@ mod sources;
 
 pub use sources::resolve_uri;
 
-use crate::atomic::{check_interrupt, Staged};
 use crate::compress::{self, Compression};
 use crate::descriptor::{self, ModuleKind, PackageConfig};
-use crate::digest::{Digest, HashingReader, HashingWriter};
+use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::json::canonical;
 use crate::layer::{self, LayerFormat, LayerSpec};
-use crate::layout::{
-    LayoutWriter, OutputFormat, MAX_ENTRIES, MAX_IMAGES, MAX_IMAGES_BYTES, MAX_JSON_BLOB,
-};
-use crate::oci::{
-    self, Descriptor, History, ImageConfig, Index, Manifest, Platform, RootFs, RuntimeConfig,
-};
+use crate::layout::{OutputFormat, MAX_IMAGES};
+use crate::oci::{Descriptor, RuntimeConfig};
 use crate::source::Exclusions;
-use crate::target::{self, Distro, ExpandedTarget, Target};
+use crate::target::{self, ExpandedTarget, Target};
 
 use crate::events::{Events, EventsExt};
+use crate::image::{
+    check_json_size, index_entries, read_layer_blob, BuiltLayer, FinishedOutput, ImageSpec,
+    ImageWriter, LayerBlob, LayerExecutables, LayerKey, WrittenImage,
+};
 use crate::ui::human_size;
 use select::{LayerSource, ModulePlan};
 use sources::{Dependency, Tree};
 
-/// The `created` time of every config and history entry: the same instant as the layers'
-/// modification times, so nothing in a package depends on when it was built.
-pub const CREATED: &str = "1980-01-01T00:00:01Z";
+pub use crate::image::{ImageReport, LayerReport, CREATED};
 
 pub use crate::cnb::{
     annotated_distros, ANNOTATION_DISTROS, ANNOTATION_DISTRO_NAME, ANNOTATION_DISTRO_VERSION,
     LABEL_LAYERS, LABEL_METADATA,
 };
-
-/// A distro as [`ANNOTATION_DISTROS`] lists it (`name@version`, or `name` without a version).
-fn distro_entry(d: &Distro) -> String {
-    if d.version.is_empty() {
-        d.name.clone()
-    } else {
-        format!("{}@{}", d.name, d.version)
-    }
-}
-
-/// Whether [`ANNOTATION_DISTROS`] can list `d` so that it reads back the same.
-fn listable(d: &Distro) -> bool {
-    !d.name.is_empty() && !d.name.contains(['@', ';']) && !d.version.contains(';')
-}
 
 /// What to package and how.
 #[derive(Debug, Clone)]
@@ -173,81 +155,6 @@ pub struct OutputReport {
     pub images: Vec<ImageReport>,
 }
 
-/// One per-target image.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ImageReport {
-    /// The target in `os/arch/variant:distro@version` form.
-    pub target: String,
-    /// The manifest digest.
-    pub manifest: Digest,
-    /// The config digest.
-    pub config: Digest,
-    /// The layers, base first.
-    pub layers: Vec<LayerReport>,
-}
-
-/// One layer.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LayerReport {
-    /// What it holds: `id@version`, or `windows base layer`.
-    pub content: String,
-    /// Digest of the stored (compressed) blob.
-    pub digest: Digest,
-    /// Digest of the uncompressed tar.
-    pub diff_id: Digest,
-    /// Stored size.
-    pub size: u64,
-    /// Uncompressed size (unknown for a layer copied unchanged from a dependency).
-    pub uncompressed_size: Option<u64>,
-}
-
-/// A layer that has been built into one of the outputs.
-#[derive(Clone)]
-struct BuiltLayer {
-    descriptor: Descriptor,
-    diff_id: Digest,
-    /// Unknown for a layer copied unchanged from a dependency.
-    uncompressed_size: Option<u64>,
-    /// Index of the output that holds its bytes.
-    home: usize,
-    /// The executables found while building it (none for imported layers).
-    executables: std::rc::Rc<LayerExecutables>,
-}
-
-/// The ELF/PE executables a built layer holds: the recorded ones, and how many there were.
-#[derive(Default)]
-struct LayerExecutables {
-    recorded: Vec<layer::Executable>,
-    seen: usize,
-}
-
-impl LayerExecutables {
-    fn of<W: std::io::Write>(builder: &layer::LayerBuilder<W>) -> LayerExecutables {
-        let (recorded, seen) = builder.executables();
-        LayerExecutables {
-            recorded: recorded.to_vec(),
-            seen,
-        }
-    }
-}
-
-/// Identity of a layer's inputs: the same key means the same bytes, so it is built once.
-#[derive(Clone, PartialEq, Eq, Hash)]
-enum LayerKey {
-    WindowsBase,
-    Flattened(Vec<LayerKey>),
-    Tree {
-        root: PathBuf,
-        windows: bool,
-        overlay: Option<PathBuf>,
-    },
-    Import {
-        diff_id: Digest,
-    },
-}
-
 /// The `platform.os` deprecation for a composite buildpack, whose targets are set in
 /// package.toml (pack's text points at buildpack.toml, right only for other buildpacks).
 const PLATFORM_OS_DEPRECATED_COMPOSITE: &str = "'platform.os' field in package.toml will be deprecated, use new '--target' flag or [[targets]] in package.toml to set the platforms of a composite buildpack.";
@@ -359,64 +266,57 @@ fn package_with(opts: &PackageOptions, events: &dyn Events) -> Result<PackageRep
         exclusions.add_output(path);
     }
     // Every destination is checked before anything is built.
-    let mut writers = outputs
-        .iter()
-        .map(|(path, _)| LayoutWriter::create(path, opts.format))
-        .collect::<Result<Vec<_>>>()?;
+    let paths: Vec<PathBuf> = outputs.iter().map(|(path, _)| path.clone()).collect();
+    let images = ImageWriter::create(&paths, opts.format, opts.compression, opts.jobs, events)?;
     let mut ctx = BuildContext {
         opts,
         events,
         dependencies: &dependencies,
-        kept_bytes: vec![0; outputs.len()],
-        writers: &mut writers,
-        cache: HashMap::new(),
+        images,
         checked_executables: HashSet::new(),
         exclusions,
     };
-    let mut reports: Vec<(PathBuf, Vec<WrittenImage>)> = Vec::new();
-    for (out_idx, (path, members)) in outputs.iter().enumerate() {
+    let mut written: Vec<Vec<WrittenImage>> = Vec::new();
+    for (out_idx, (_, members)) in outputs.iter().enumerate() {
         let mut images = Vec::new();
         for &i in members {
             images.push(ctx.write_image(&main, &plans[i], out_idx)?);
         }
-        reports.push((path.clone(), images));
+        written.push(images);
     }
 
     // Every output's index is settled before any output is put in place.
-    let entries = reports
+    let entries = written
         .iter()
-        .map(|(_, images)| index_entries(images))
+        .map(|images| index_entries(images))
         .collect::<Result<Vec<_>>>()?;
     // Every output is complete before any is moved into place, and they are moved all or none.
-    let mut staged = Vec::new();
-    let mut finished = Vec::new();
-    for (((path, images), writer), entries) in reports.into_iter().zip(writers).zip(entries) {
-        check_interrupt()?;
-        let (output, root_desc, blobs, blob_bytes) = finish_index(writer, entries)?;
-        debug_assert_eq!(output.dest(), path);
-        staged.push(output);
-        finished.push((path, images, root_desc, blobs, blob_bytes));
-    }
-    crate::layout::commit_outputs(staged)?;
+    let finished = ctx.images.finish(entries)?;
     let mut out_reports = Vec::new();
-    for (written, images, root_desc, blobs, blob_bytes) in finished {
+    for (output, images) in finished.into_iter().zip(written) {
+        let FinishedOutput {
+            path,
+            root,
+            blobs,
+            blob_bytes,
+        } = output;
         events.status(
             "Finished",
             &format!(
                 "{} ({} target{}, {} blob{}, {}) {}",
-                written.display(),
+                path.display(),
                 images.len(),
                 plural(images.len()),
                 blobs,
                 plural(blobs),
                 human_size(blob_bytes),
-                root_desc.digest
+                root.digest
             ),
         );
         out_reports.push(OutputReport {
-            path: written,
-            digest: root_desc.digest,
-            media_type: root_desc.media_type,
+            path,
+            digest: root.digest,
+            media_type: root.media_type,
             blob_bytes,
             blobs,
             images: images.into_iter().map(|i| i.report).collect(),
@@ -666,20 +566,9 @@ fn plan_image(main: &Tree, dependencies: &[Dependency], t: &ExpandedTarget) -> R
     })
 }
 
-/// A JSON blob must be one the package reader accepts ([`MAX_JSON_BLOB`]); what makes it large
-/// comes from buildpack.toml (or `--label`), so the error names that file.
-fn check_readable_size(main: &Tree, t: &ExpandedTarget, what: &str, size: u64) -> Result<()> {
-    if size > MAX_JSON_BLOB {
-        return Err(Error::invalid(
-            &main.descriptor_path,
-            format!(
-                "the {what} for target {} would be {size} bytes, over the {MAX_JSON_BLOB}-byte limit packages are read with; shorten the values of buildpack.toml or the labels",
-                t.display()
-            ),
-        ));
-    }
-    Ok(())
-}
+/// What makes an image's JSON too large for a package reader comes from buildpack.toml (or
+/// `--label`): the error names that file, and says this.
+const TOO_LARGE_HINT: &str = "shorten the values of buildpack.toml or the labels";
 
 /// Before any layer is built: the labels of an image alone must fit into a config the package
 /// reader accepts (diffIDs are not known yet, but always have the same length).
@@ -700,14 +589,13 @@ fn check_labels_fit(opts: &PackageOptions, main: &Tree, plan: &ImagePlan) -> Res
         descriptor::buildpackage_metadata_label(&main.descriptor.info, plan.stacks.as_deref());
     let extra: usize = opts.labels.iter().map(|(k, v)| k.len() + v.len()).sum();
     let size = label.to_json().len() + metadata.len() + extra;
-    check_readable_size(main, &plan.target, "image config", size as u64)
-}
-
-/// An image written into an output, with what its index entry needs.
-struct WrittenImage {
-    descriptor: Descriptor,
-    target: ExpandedTarget,
-    report: ImageReport,
+    check_json_size(
+        &main.descriptor_path,
+        &plan.target,
+        "image config",
+        size as u64,
+        TOO_LARGE_HINT,
+    )
 }
 
 /// State shared while writing every image of every output.
@@ -715,14 +603,11 @@ struct BuildContext<'a> {
     opts: &'a PackageOptions,
     events: &'a dyn Events,
     dependencies: &'a [Dependency],
-    writers: &'a mut [LayoutWriter],
-    cache: HashMap<LayerKey, BuiltLayer>,
+    /// Every output's images, and the layers they share.
+    images: ImageWriter<'a>,
     /// (layer, os, arch) whose executables were checked already: a layer shared by several
     /// distros of one platform is reported once.
     checked_executables: HashSet<(Digest, String, &'static str)>,
-    /// Manifest and config bytes written into each output: a reader keeps them all in memory
-    /// and accepts at most [`MAX_IMAGES_BYTES`].
-    kept_bytes: Vec<u64>,
     /// The outputs, left out of every walked tree they lie in.
     exclusions: Exclusions,
 }
@@ -738,11 +623,17 @@ impl BuildContext<'_> {
         let windows = t.os == "windows";
         let mut layers: Vec<(String, BuiltLayer)> = Vec::new();
         if windows {
-            let base = self.obtain(LayerKey::WindowsBase, out_idx, "windows base layer", |w| {
-                layer::write_windows_base_layer(w)
-                    .map_err(|e| Error::other(format!("writing the Windows base layer: {e}")))?;
-                Ok(LayerExecutables::default())
-            })?;
+            let base = self.images.build_layer(
+                LayerKey::WindowsBase,
+                out_idx,
+                "windows base layer",
+                |w| {
+                    layer::write_windows_base_layer(w).map_err(|e| {
+                        Error::other(format!("writing the Windows base layer: {e}"))
+                    })?;
+                    Ok(LayerExecutables::default())
+                },
+            )?;
             layers.push(("windows base layer".to_string(), base));
         }
         let mut label = descriptor::LayersLabel::new();
@@ -784,114 +675,16 @@ impl BuildContext<'_> {
             descriptor::buildpackage_metadata_label(&main.descriptor.info, plan.stacks.as_deref()),
         );
         labels.insert(main.descriptor.kind.layers_label().into(), label.to_json());
-
-        let os_version = if windows {
-            t.distro
-                .as_ref()
-                .map(|d| d.version.clone())
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
-        let config = ImageConfig {
-            architecture: t.arch.clone(),
-            created: Some(CREATED.to_string()),
-            history: layers
-                .iter()
-                .map(|_| History {
-                    created: Some(CREATED.to_string()),
-                    ..Default::default()
-                })
-                .collect(),
-            os: t.os.clone(),
-            os_version: os_version.clone(),
-            os_features: Vec::new(),
-            variant: t.variant.clone(),
-            rootfs: RootFs {
-                typ: "layers".into(),
-                diff_ids: layers.iter().map(|(_, l)| l.diff_id).collect(),
+        self.images.write_image(
+            out_idx,
+            ImageSpec {
+                target: t,
+                layers,
+                config: RuntimeConfig { labels },
+                origin: &main.descriptor_path,
+                too_large_hint: TOO_LARGE_HINT,
             },
-            config: Some(RuntimeConfig { labels }),
-        };
-        let config_bytes = canonical(&config);
-        check_readable_size(main, t, "image config", config_bytes.len() as u64)?;
-        let writer = &mut self.writers[out_idx];
-        let config_desc = writer.put_bytes(oci::MEDIA_TYPE_CONFIG, &config_bytes)?;
-        let manifest = Manifest {
-            schema_version: 2,
-            media_type: Some(oci::MEDIA_TYPE_MANIFEST.into()),
-            artifact_type: None,
-            config: config_desc.clone(),
-            layers: layers.iter().map(|(_, l)| l.descriptor.clone()).collect(),
-            annotations: BTreeMap::new(),
-        };
-        let manifest_bytes = canonical(&manifest);
-        check_readable_size(main, t, "image manifest", manifest_bytes.len() as u64)?;
-        self.kept_bytes[out_idx] += (config_bytes.len() + manifest_bytes.len()) as u64;
-        if self.kept_bytes[out_idx] > MAX_IMAGES_BYTES {
-            return Err(Error::invalid(
-                &main.descriptor_path,
-                format!(
-                    "the images' manifests and configs would exceed {} MiB together, more than a package reader accepts",
-                    MAX_IMAGES_BYTES >> 20
-                ),
-            ));
-        }
-        let writer = &mut self.writers[out_idx];
-        let mut manifest_desc = writer.put_bytes(oci::MEDIA_TYPE_MANIFEST, &manifest_bytes)?;
-        // The archive holds the blobs plus `blobs/`, `blobs/sha256/`, `oci-layout`, `index.json`
-        // and at most one image index.
-        if writer.stored().0 + 5 > MAX_ENTRIES {
-            return Err(Error::other(format!(
-                "{}: the package would hold more than the {MAX_ENTRIES} files a package reader accepts",
-                writer.dest().display()
-            )));
-        }
-        // The image spec requires `architecture` wherever `platform` appears: with no known
-        // architecture the descriptor has no platform (as pack writes it); the config keeps the
-        // OS and its empty architecture.
-        manifest_desc.platform = (!t.arch.is_empty()).then(|| Platform {
-            architecture: t.arch.clone(),
-            os: t.os.clone(),
-            os_version,
-            os_features: Vec::new(),
-            variant: t.variant.clone(),
-        });
-        if let Some(d) = &t.distro {
-            manifest_desc
-                .annotations
-                .insert(ANNOTATION_DISTRO_NAME.into(), d.name.clone());
-            manifest_desc
-                .annotations
-                .insert(ANNOTATION_DISTRO_VERSION.into(), d.version.clone());
-        }
-        // The index lists this descriptor (with its annotations) next to the others.
-        let entry_size = canonical(&manifest_desc).len() as u64;
-        check_readable_size(main, t, "index entry", entry_size)?;
-        self.events.detail(
-            "Image",
-            &format!("{} manifest {}", t.display(), manifest_desc.digest),
-        );
-        let report = ImageReport {
-            target: t.display(),
-            manifest: manifest_desc.digest,
-            config: config_desc.digest,
-            layers: layers
-                .into_iter()
-                .map(|(content, l)| LayerReport {
-                    content,
-                    digest: l.descriptor.digest,
-                    diff_id: l.diff_id,
-                    size: l.descriptor.size,
-                    uncompressed_size: l.uncompressed_size,
-                })
-                .collect(),
-        };
-        Ok(WrittenImage {
-            descriptor: manifest_desc,
-            target: t.clone(),
-            report,
-        })
+        )
     }
 
     /// Warn (fail with `--strict`) when a layer of `t`'s image holds executables built for
@@ -980,14 +773,15 @@ impl BuildContext<'_> {
                 let overlays = overlays_of(overlay);
                 let spec = layer_spec(module, root, &overlays, windows);
                 let exclusions = self.exclusions.clone();
-                self.obtain(layer_key(module, windows), out_idx, &what, |w| {
-                    let mut builder =
-                        layer::LayerBuilder::new(w, spec.format).excluding(exclusions);
-                    builder.add_module(&spec)?;
-                    let executables = LayerExecutables::of(&builder);
-                    builder.finish()?;
-                    Ok(executables)
-                })
+                self.images
+                    .build_layer(layer_key(module, windows), out_idx, &what, |w| {
+                        let mut builder =
+                            layer::LayerBuilder::new(w, spec.format).excluding(exclusions);
+                        builder.add_module(&spec)?;
+                        let executables = LayerExecutables::of(&builder);
+                        builder.finish()?;
+                        Ok(executables)
+                    })
             }
             LayerSource::Import {
                 dependency,
@@ -1022,7 +816,7 @@ impl BuildContext<'_> {
             LayerFormat::Linux
         };
         let exclusions = self.exclusions.clone();
-        self.obtain(key, out_idx, &what, |w| {
+        self.images.build_layer(key, out_idx, &what, |w| {
             let mut builder = layer::LayerBuilder::new(w, format).excluding(exclusions);
             for module in modules {
                 match &module.layer {
@@ -1041,7 +835,7 @@ impl BuildContext<'_> {
                             unreachable!("imported layers come from package dependencies")
                         };
                         let stream = reader.open_blob(&blob.digest)?;
-                        read_dependency_layer(stream, blob, *diff_id, origin, |tar| {
+                        read_layer_blob(stream, blob, *diff_id, origin, |tar| {
                             builder.add_layer_entries(tar, origin, allowed)
                         })?;
                     }
@@ -1054,7 +848,8 @@ impl BuildContext<'_> {
     }
 
     /// Take a layer from a dependency package: copied as it is when it is already compressed
-    /// the way this package's layers are, recompressed (same diffID) otherwise.
+    /// the way this package's layers are, recompressed (same diffID) otherwise; its entries
+    /// must all lie in the directories of the modules it holds.
     fn import(
         &mut self,
         dependency: usize,
@@ -1064,234 +859,20 @@ impl BuildContext<'_> {
         out_idx: usize,
         what: &str,
     ) -> Result<BuiltLayer> {
-        let key = LayerKey::Import { diff_id };
-        if let Some(built) = self.reuse(&key, out_idx, what)? {
-            return Ok(built);
-        }
         let Dependency::Package { reader, origin, .. } = &self.dependencies[dependency] else {
             unreachable!("imported layers come from package dependencies")
         };
-        let source_encoding = oci::layer_compression_of(&blob.media_type)
-            .expect("checked when the dependency was read");
-        let compression = self.opts.compression;
-        let writer = &mut self.writers[out_idx];
-        let built = if source_encoding == compression.encoding() {
-            // Copied unchanged, and still checked in the same pass: the stored bytes against the
-            // blob's digest, and their decompressed bytes against the dependency's diffID.
-            let media_type = compression.media_type();
-            let (descriptor, ((), size)) = writer.put_stream(media_type, |out| {
-                let stream = reader.open_blob(&blob.digest)?;
-                let tee = TeeReader {
-                    inner: stream,
-                    copy: out,
-                };
-                read_dependency_layer(tee, blob, diff_id, origin, |tar| {
-                    layer::check_module_layer(tar, allowed)
-                        .map_err(|m| Error::invalid(origin, format!("layer {}: {m}", blob.digest)))
-                })
-            })?;
-            BuiltLayer {
-                descriptor,
-                diff_id,
-                uncompressed_size: Some(size),
-                home: out_idx,
-                executables: Default::default(),
-            }
-        } else {
-            let jobs = self.opts.jobs.max(1);
-            let (descriptor, size) = writer.put_stream(compression.media_type(), |out| {
-                let stream = reader.open_blob(&blob.digest)?;
-                let encoder = compress::encoder(compression, jobs, out);
-                let mut tar = HashingWriter::new(encoder);
-                let ((), size) = read_dependency_layer(stream, blob, diff_id, origin, |decoded| {
-                    let bad = |e: std::io::Error| {
-                        Error::invalid(origin, format!("layer {}: {e}", blob.digest))
-                    };
-                    let mut tee = TeeReader {
-                        inner: decoded,
-                        copy: &mut tar,
-                    };
-                    layer::check_module_layer(&mut tee, allowed).map_err(|m| {
-                        Error::invalid(origin, format!("layer {}: {m}", blob.digest))
-                    })?;
-                    std::io::copy(&mut tee, &mut std::io::sink()).map_err(bad)?;
-                    Ok(())
-                })?;
-                let (encoder, _, _) = tar.finish();
-                encoder
-                    .finish()
-                    .map_err(|e| Error::other(format!("compressing layer {what}: {e}")))?;
-                Ok(size)
-            })?;
-            BuiltLayer {
-                descriptor,
-                diff_id,
-                uncompressed_size: Some(size),
-                home: out_idx,
-                executables: Default::default(),
-            }
-        };
-        self.events.status(
-            "Imported",
-            &format!(
-                "layer {what} ({}) {}",
-                human_size(built.descriptor.size),
-                diff_id.short()
-            ),
-        );
-        self.cache.insert(key, built.clone());
-        Ok(built)
-    }
-
-    /// A layer built before: copied into this output if it lives in another one.
-    fn reuse(&mut self, key: &LayerKey, out_idx: usize, what: &str) -> Result<Option<BuiltLayer>> {
-        let Some(built) = self.cache.get(key).cloned() else {
-            return Ok(None);
-        };
-        if built.home != out_idx && !self.writers[out_idx].contains(&built.descriptor.digest) {
-            let mut reader = self.writers[built.home].open_blob(&built.descriptor.digest)?;
-            let home_path = self.writers[built.home].dest().to_path_buf();
-            self.writers[out_idx].copy_blob(&built.descriptor, &mut reader, &home_path)?;
-        }
-        self.events.detail(
-            "Reusing",
-            &format!("layer {what} {}", built.descriptor.digest.short()),
-        );
-        Ok(Some(built))
-    }
-
-    /// Return the layer for `key`, building it only the first time: tar → SHA-256 (diffID) →
-    /// compressor → SHA-256 (digest) → output, in one pass.
-    fn obtain(
-        &mut self,
-        key: LayerKey,
-        out_idx: usize,
-        what: &str,
-        write_tar: impl FnOnce(&mut dyn std::io::Write) -> Result<LayerExecutables>,
-    ) -> Result<BuiltLayer> {
-        check_interrupt()?;
-        if let Some(built) = self.reuse(&key, out_idx, what)? {
-            return Ok(built);
-        }
-        let compression = self.opts.compression;
-        let jobs = self.opts.jobs.max(1);
-        let (descriptor, (diff_id, uncompressed_size, executables)) = self.writers[out_idx]
-            .put_stream(compression.media_type(), |out| {
-                let encoder = compress::encoder(compression, jobs, out);
-                let mut tar = HashingWriter::new(encoder);
-                let executables = write_tar(&mut tar)?;
-                let (encoder, diff_id, size) = tar.finish();
-                encoder
-                    .finish()
-                    .map_err(|e| Error::other(format!("compressing layer {what}: {e}")))?;
-                Ok((diff_id, size, executables))
-            })?;
-        self.events.status(
-            "Built",
-            &format!(
-                "layer {what} ({} → {}) {}",
-                human_size(uncompressed_size),
-                human_size(descriptor.size),
-                diff_id.short()
-            ),
-        );
-        let built = BuiltLayer {
-            descriptor,
+        let source = LayerBlob {
+            reader,
+            origin,
+            blob,
             diff_id,
-            uncompressed_size: Some(uncompressed_size),
-            home: out_idx,
-            executables: std::rc::Rc::new(executables),
         };
-        self.cache.insert(key, built.clone());
-        Ok(built)
+        self.images.copy_layer(&source, out_idx, what, |tar| {
+            layer::check_module_layer(tar, allowed)
+                .map_err(|m| Error::invalid(origin, format!("layer {}: {m}", blob.digest)))
+        })
     }
-}
-
-/// The index entries of an output: one per distinct (manifest, platform). Targets that differ
-/// only by distro and give the same image share one entry that lists their distros, so a reader
-/// choosing by platform finds one image, not several identical ones. Several entries must each
-/// have a platform, or no reader could choose among them.
-fn index_entries(images: &[WrittenImage]) -> Result<Vec<Descriptor>> {
-    let mut groups: Vec<(Descriptor, Vec<&WrittenImage>)> = Vec::new();
-    for image in images {
-        let d = &image.descriptor;
-        let same = groups
-            .iter_mut()
-            .find(|(g, _)| g.digest == d.digest && g.platform == d.platform);
-        match same {
-            Some((_, members)) => members.push(image),
-            None => groups.push((d.clone(), vec![image])),
-        }
-    }
-    let mut entries = Vec::new();
-    for (mut desc, members) in groups {
-        let distros: Option<Vec<&Distro>> =
-            members.iter().map(|m| m.target.distro.as_ref()).collect();
-        match distros {
-            _ if members.len() == 1 => entries.push(desc),
-            // A target without a distro serves every distro: so does the shared image.
-            None => {
-                desc.annotations.remove(ANNOTATION_DISTRO_NAME);
-                desc.annotations.remove(ANNOTATION_DISTRO_VERSION);
-                entries.push(desc);
-            }
-            Some(list) if list.iter().all(|d| listable(d)) => {
-                desc.annotations.remove(ANNOTATION_DISTRO_NAME);
-                desc.annotations.remove(ANNOTATION_DISTRO_VERSION);
-                let joined = list
-                    .iter()
-                    .map(|d| distro_entry(d))
-                    .collect::<Vec<String>>()
-                    .join(";");
-                // The writer keeps to the reader's limits: verify refuses a longer list.
-                if joined.len() > crate::verify::MAX_DISTROS_ANNOTATION {
-                    let t = members[0].target.display();
-                    return Err(Error::other(format!(
-                        "{} distros of target '{}' give one image, and its {ANNOTATION_DISTROS} annotation would be {} bytes, over the {} bytes packages are read with; list fewer distros",
-                        members.len(),
-                        crate::ui::quote_name(t.split(':').next().unwrap_or_default()),
-                        joined.len(),
-                        crate::verify::MAX_DISTROS_ANNOTATION
-                    )));
-                }
-                desc.annotations.insert(ANNOTATION_DISTROS.into(), joined);
-                entries.push(desc);
-            }
-            // Names the list cannot carry: one entry per distro, each with its own annotations.
-            Some(_) => entries.extend(members.iter().map(|m| m.descriptor.clone())),
-        }
-    }
-    if entries.len() > 1 {
-        if let Some(i) = entries.iter().position(|e| e.platform.is_none()) {
-            let t = images
-                .iter()
-                .find(|m| m.descriptor.digest == entries[i].digest)
-                .map(|m| m.target.display())
-                .unwrap_or_default();
-            return Err(Error::other(format!(
-                "target '{t}' has no architecture, and a package with several images needs one for each (readers choose an image by its platform); give it an arch, or package with --split"
-            )));
-        }
-    }
-    Ok(entries)
-}
-
-/// Write `index.json` for an output and close it. Several entries get an image index between
-/// `index.json` and the manifests (the shape skopeo and other OCI tools read); one is
-/// referenced directly, as pack does.
-fn finish_index(
-    mut writer: LayoutWriter,
-    entries: Vec<Descriptor>,
-) -> Result<(Staged, Descriptor, usize, u64)> {
-    let root = if entries.len() == 1 {
-        entries.into_iter().next().expect("one entry")
-    } else {
-        let index = Index::new(entries);
-        writer.put_bytes(oci::MEDIA_TYPE_INDEX, &canonical(&index))?
-    };
-    let (blobs, blob_bytes) = writer.stored();
-    let staged = writer.stage(&Index::new(vec![root.clone()]))?;
-    Ok((staged, root, blobs, blob_bytes))
 }
 
 /// What decides a module layer's bytes.
@@ -1422,74 +1003,5 @@ fn output_path(opts: &PackageOptions, events: &dyn Events) -> PathBuf {
             ));
             out.clone()
         }
-    }
-}
-
-/// Read a dependency's layer blob from `stream` (its stored bytes) and check all of it:
-/// `use_tar` reads the decompressed tar (and checks its entries), then the rest of the
-/// decompressed stream is read to its end (so a gzip CRC or length trailer is checked), its
-/// SHA-256 must be the diffID, and the stored bytes must match the blob's digest and size.
-/// Returns what `use_tar` returned and the uncompressed size.
-pub(crate) fn read_dependency_layer<T>(
-    stream: impl std::io::Read,
-    blob: &Descriptor,
-    diff_id: Digest,
-    origin: &Path,
-    use_tar: impl FnOnce(&mut dyn std::io::Read) -> Result<T>,
-) -> Result<(T, u64)> {
-    let bad = |e: std::io::Error| Error::invalid(origin, format!("layer {}: {e}", blob.digest));
-    let encoding = oci::layer_compression_of(&blob.media_type).ok_or_else(|| {
-        Error::invalid(
-            origin,
-            format!(
-                "layer {} has unsupported media type '{}'",
-                blob.digest, blob.media_type
-            ),
-        )
-    })?;
-    let mut stored = HashingReader::new(stream);
-    let (value, unpacked, size) = {
-        let mut decoded = HashingReader::new(compress::decoder(encoding, &mut stored));
-        let value = use_tar(&mut decoded)?;
-        std::io::copy(&mut decoded, &mut std::io::sink()).map_err(bad)?;
-        let (_, unpacked, size) = decoded.finish();
-        (value, unpacked, size)
-    };
-    // Whatever follows the compressed stream is part of the blob too.
-    std::io::copy(&mut stored, &mut std::io::sink()).map_err(bad)?;
-    let (_, digest, stored_size) = stored.finish();
-    if digest != blob.digest || stored_size != blob.size {
-        return Err(Error::invalid(
-            origin,
-            format!(
-                "layer {} has digest {digest} and size {stored_size}",
-                blob.digest
-            ),
-        ));
-    }
-    if unpacked != diff_id {
-        return Err(Error::invalid(
-            origin,
-            format!(
-                "layer {} decompresses to {unpacked}, not its diffID {diff_id}",
-                blob.digest
-            ),
-        ));
-    }
-    Ok((value, size))
-}
-
-/// A reader that copies everything read through it to a writer (one pass over a blob that is
-/// both stored and inspected).
-struct TeeReader<'a, R> {
-    inner: R,
-    copy: &'a mut dyn std::io::Write,
-}
-
-impl<R: std::io::Read> std::io::Read for TeeReader<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.copy.write_all(&buf[..n])?;
-        Ok(n)
     }
 }

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use crate::atomic::ScratchDir;
 use crate::descriptor::{self, BuildpackDescriptor, PackageConfig};
 use crate::error::{Error, IoResultExt, Result};
-use crate::layout::{ImageRef, PackageReader};
 use crate::events::{Events, EventsExt};
+use crate::layout::{ImageRef, PackageReader};
 
 use super::remote::{self, Remote};
 
