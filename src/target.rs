@@ -218,9 +218,10 @@ pub fn supports_platform(os: &str, arch: &str, variant: &str) -> bool {
     supports_arch(os, arch) && supports_variant(arch, variant)
 }
 
-/// Split one `--target` flag value the way pflag's `StringSlice` does (a CSV record: commas
-/// separate values, double quotes quote them; an empty flag value gives no values).
-pub fn split_flag_value(value: &str) -> Result<Vec<String>> {
+/// Split one flag value the way pflag's `StringSlice` does (a CSV record: commas separate
+/// values, double quotes quote them; an empty flag value gives no values). The error is encoding/csv's
+/// text, for the caller to put after the flag's name.
+pub fn split_list(value: &str) -> std::result::Result<Vec<String>, String> {
     if value.is_empty() {
         return Ok(Vec::new());
     }
@@ -235,11 +236,7 @@ pub fn split_flag_value(value: &str) -> Result<Vec<String>> {
             col += 1;
             loop {
                 match chars.next() {
-                    None => {
-                        return Err(Error::usage(format!(
-                            "invalid argument {value:?} for \"-t, --target\" flag: extraneous or missing \" in quoted-field"
-                        )))
-                    }
+                    None => return Err(QUOTE_ERROR.to_string()),
                     Some('"') => {
                         col += 1;
                         if chars.peek() == Some(&'"') {
@@ -269,17 +266,17 @@ pub fn split_flag_value(value: &str) -> Result<Vec<String>> {
                     fields.push(std::mem::take(&mut field));
                     break;
                 }
-                Some(_) => {
-                    return Err(Error::usage(format!(
-                        "invalid argument {value:?} for \"-t, --target\" flag: extraneous or missing \" in quoted-field"
-                    )))
-                }
+                Some(_) => return Err(QUOTE_ERROR.to_string()),
             }
         } else {
             loop {
                 match chars.next() {
                     None | Some('\n') => {
-                        fields.push(std::mem::take(&mut field).trim_end_matches('\r').to_string());
+                        fields.push(
+                            std::mem::take(&mut field)
+                                .trim_end_matches('\r')
+                                .to_string(),
+                        );
                         return Ok(fields);
                     }
                     Some(',') => {
@@ -288,10 +285,10 @@ pub fn split_flag_value(value: &str) -> Result<Vec<String>> {
                         break;
                     }
                     Some('"') => {
-                        return Err(Error::usage(format!(
-                            "invalid argument {value:?} for \"-t, --target\" flag: parse error on line 1, column {}: bare \" in non-quoted field",
+                        return Err(format!(
+                            "parse error on line 1, column {}: bare \" in non-quoted field",
                             col + 1
-                        )))
+                        ))
                     }
                     Some(c) => {
                         col += 1;
@@ -303,6 +300,9 @@ pub fn split_flag_value(value: &str) -> Result<Vec<String>> {
     }
     Ok(fields)
 }
+
+/// encoding/csv's text for a quote that does not open or close a field.
+const QUOTE_ERROR: &str = "extraneous or missing \" in quoted-field";
 
 /// Parse `--target` flag values with pack's grammar: each value is split on commas (pflag
 /// `StringSlice`), then each `os[/arch[/variant]][:name@version[;name@version]...]` is checked
@@ -322,7 +322,9 @@ pub fn parse_target_flags_into(
 ) -> Result<Vec<Target>> {
     let mut targets = Vec::new();
     for value in values {
-        for one in split_flag_value(value)? {
+        let list = split_list(value)
+            .map_err(|e| Error::usage(format!("invalid target list {value:?}: {e}")))?;
+        for one in list {
             targets.push(parse_target(&one, warnings)?);
         }
     }
@@ -719,11 +721,11 @@ mod tests {
 
     #[test]
     fn csv_splitting() {
-        assert_eq!(split_flag_value("a,b").unwrap(), vec!["a", "b"]);
-        assert_eq!(split_flag_value("\"a,b\",c").unwrap(), vec!["a,b", "c"]);
-        assert_eq!(split_flag_value("a,").unwrap(), vec!["a", ""]);
-        assert!(split_flag_value("").unwrap().is_empty());
-        assert!(split_flag_value("a\"b").is_err());
+        assert_eq!(split_list("a,b").unwrap(), vec!["a", "b"]);
+        assert_eq!(split_list("\"a,b\",c").unwrap(), vec!["a,b", "c"]);
+        assert_eq!(split_list("a,").unwrap(), vec!["a", ""]);
+        assert!(split_list("").unwrap().is_empty());
+        assert!(split_list("a\"b").is_err());
     }
 
     #[test]

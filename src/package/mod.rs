@@ -1,46 +1,46 @@
-//! Building packages: resolve the buildpack and its targets, build each distinct layer once,
-//! and write per-target images, the index and the archive.
+//! Building packages, the flow: configuration → sources → targets → one plan per target → the
+//! image writer (`image`) → outputs put in place together.
 
 use std::collections::{BTreeMap, HashSet};
-use std::fs;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
-
+mod layers;
+mod outputs;
 mod remote;
+mod report;
 mod select;
 mod sources;
+mod targets;
 
 pub use sources::resolve_uri;
 
 use crate::compress::{self, Compression};
-use crate::descriptor::{self, ModuleKind, PackageConfig};
-use crate::digest::Digest;
+use crate::descriptor::{self, PackageConfig};
 use crate::error::{Error, Result};
-use crate::layer::{self, LayerFormat, LayerSpec};
-use crate::layout::{OutputFormat, MAX_IMAGES};
-use crate::oci::{Descriptor, RuntimeConfig};
-use crate::source::Exclusions;
-use crate::target::{self, ExpandedTarget, Target};
-
 use crate::events::{Events, EventsExt};
-use crate::image::{
-    check_json_size, index_entries, read_layer_blob, BuiltLayer, FinishedOutput, ImageSpec,
-    ImageWriter, LayerBlob, LayerExecutables, LayerKey, WrittenImage,
-};
+use crate::image::{check_json_size, index_entries, FinishedOutput, ImageWriter, WrittenImage};
+use crate::layout::OutputFormat;
+use crate::source::Exclusions;
+use crate::target::{ExpandedTarget, Target};
 use crate::ui::human_size;
-use select::{LayerSource, ModulePlan};
+use layers::BuildContext;
+use outputs::{check_output_against_inputs, output_path, Input};
+use report::WarningsOnce;
+use select::ModulePlan;
 use sources::{Dependency, Tree};
+use targets::resolve_targets;
 
 pub use crate::image::{ImageReport, LayerReport, CREATED};
+pub use report::{OutputReport, PackageReport};
 
 pub use crate::cnb::{
     annotated_distros, ANNOTATION_DISTROS, ANNOTATION_DISTRO_NAME, ANNOTATION_DISTRO_VERSION,
     LABEL_LAYERS, LABEL_METADATA,
 };
 
-/// What to package and how.
+/// What to package and how. Made with [`PackageOptions::new`], then set field by field.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct PackageOptions {
     /// The output: a `.cnb` file (`.cnb` is added when there is no extension) or a directory.
     pub output: PathBuf,
@@ -48,8 +48,11 @@ pub struct PackageOptions {
     pub config: Option<PathBuf>,
     /// The buildpack directory or archive when there is no `package.toml` (default: `.`).
     pub path: Option<PathBuf>,
-    /// Raw `--target` values; they replace the targets of the configuration.
-    pub targets: Vec<String>,
+    /// Targets that replace those of the configuration (none: the configuration's).
+    pub targets: Vec<Target>,
+    /// Warnings about how [`PackageOptions::targets`] were given (pack's, from parsing them),
+    /// reported in their place among packaging's warnings and listed in the report.
+    pub target_warnings: Vec<String>,
     /// `.cnb` file or layout directory.
     pub format: OutputFormat,
     /// One single-platform output per target instead of one multi-platform output.
@@ -62,8 +65,8 @@ pub struct PackageOptions {
     pub jobs: usize,
     /// Put every buildpack into one layer (pack's `--flatten`).
     pub flatten: bool,
-    /// `id@version` of buildpacks that keep their own layer when flattening.
-    pub flatten_exclude: Vec<String>,
+    /// Buildpacks that keep their own layer when flattening.
+    pub flatten_exclude: Vec<ModuleId>,
     /// Fail, instead of warning, when an executable in a layer is built for another
     /// architecture than the target's.
     pub strict: bool,
@@ -77,6 +80,7 @@ impl PackageOptions {
             config: None,
             path: None,
             targets: Vec::new(),
+            target_warnings: Vec::new(),
             format: OutputFormat::File,
             split: false,
             compression: Compression::DEFAULT,
@@ -92,75 +96,39 @@ impl PackageOptions {
     }
 }
 
-/// What was written.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PackageReport {
-    /// The buildpack `id@version`.
-    pub buildpack: String,
-    /// One entry per written file or directory.
-    pub outputs: Vec<OutputReport>,
-    /// The warnings given while packaging, each once, in order.
-    pub warnings: Vec<String>,
+/// A buildpack or extension named by id and version (`id@version`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ModuleId {
+    /// The id (`acme/node`).
+    pub id: String,
+    /// The version (`1.2.3`).
+    pub version: String,
 }
 
-/// A sink that passes each warning on only the first time (a buildpack read twice, as the main
-/// buildpack and as a dependency, warns once) and keeps them for the report.
-struct WarningsOnce<'a> {
-    sink: &'a dyn Events,
-    seen: std::sync::Mutex<Vec<String>>,
-}
-
-impl<'a> WarningsOnce<'a> {
-    fn new(sink: &'a dyn Events) -> Self {
-        WarningsOnce {
-            sink,
-            seen: Default::default(),
-        }
-    }
-
-    fn into_warnings(self) -> Vec<String> {
-        self.seen.into_inner().unwrap_or_else(|e| e.into_inner())
+impl ModuleId {
+    /// `id@version`, both non-empty (split at the first `@`); `None` otherwise.
+    pub fn parse(s: &str) -> Option<ModuleId> {
+        let (id, version) = s.split_once('@')?;
+        (!id.is_empty() && !version.is_empty()).then(|| ModuleId {
+            id: id.to_string(),
+            version: version.to_string(),
+        })
     }
 }
 
-impl Events for WarningsOnce<'_> {
-    fn event(&self, event: &crate::events::Event<'_>) {
-        if let crate::events::Event::Warning { message } = event {
-            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-            if seen.iter().any(|w| w == message) {
-                return;
-            }
-            seen.push(message.to_string());
-        }
-        self.sink.event(event)
+impl ModuleId {
+    /// Whether this names `module`.
+    fn names(&self, module: &ModulePlan) -> bool {
+        let info = &module.descriptor.info;
+        self.id == info.id && self.version == info.version
     }
 }
 
-/// One written package.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct OutputReport {
-    /// Where it was written.
-    pub path: PathBuf,
-    /// The digest `index.json` points at (the image index or the single manifest).
-    pub digest: Digest,
-    /// Media type of that digest.
-    pub media_type: String,
-    /// Total size of the stored blobs.
-    pub blob_bytes: u64,
-    /// Number of stored blobs.
-    pub blobs: usize,
-    /// The images, one per target.
-    pub images: Vec<ImageReport>,
+impl std::fmt::Display for ModuleId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.id, self.version)
+    }
 }
-
-/// The `platform.os` deprecation for a composite buildpack, whose targets are set in
-/// package.toml (pack's text points at buildpack.toml, right only for other buildpacks).
-const PLATFORM_OS_DEPRECATED_COMPOSITE: &str = "'platform.os' field in package.toml will be deprecated, use new '--target' flag or [[targets]] in package.toml to set the platforms of a composite buildpack.";
-
-/// `platform.os` together with `--target`, for a composite buildpack.
-const PLATFORM_OS_WITH_TARGET_COMPOSITE: &str = "'platform.os' and '--target' flag can not be used in conjunction, please remove 'platform.os' from package.toml, use new '--target' flag or [[targets]] in package.toml to set the platforms of a composite buildpack";
 
 /// Package a buildpack as `opts` says; progress and warnings go to `events` (the warnings, each
 /// once, are in the report too).
@@ -212,33 +180,7 @@ fn package_with(opts: &PackageOptions, events: &dyn Events) -> Result<PackageRep
     let targets = resolve_targets(opts, &config, &main, events)?;
     let output = output_path(opts, events);
     let id_version = main.descriptor.info.full_name();
-    let names: Vec<String> = targets
-        .iter()
-        .map(|t| format!("'{}'", t.display()))
-        .collect();
-    if targets.len() > 1 && opts.split {
-        events.status(
-            "Packaging",
-            &format!(
-                "{id_version}: one single-platform buildpack package per target will be created for target platforms: {}",
-                names.join(", ")
-            ),
-        );
-    } else if targets.len() > 1 {
-        // RFC 0128's announcement, which says "multi-arch" for what can differ by OS or distro too.
-        events.status(
-            "Packaging",
-            &format!(
-                "{id_version}: a multi-platform buildpack package will be created for target platforms: {}",
-                names.join(", ")
-            ),
-        );
-    } else {
-        events.status(
-            "Packaging",
-            &format!("{id_version} for {}", names.join(", ")),
-        );
-    }
+    announce(events, &id_version, &targets, opts.split);
 
     let plans = targets
         .iter()
@@ -249,15 +191,8 @@ fn package_with(opts: &PackageOptions, events: &dyn Events) -> Result<PackageRep
         check_labels_fit(opts, &main, plan)?;
     }
 
-    let outputs: Vec<(PathBuf, Vec<usize>)> = if opts.split && plans.len() > 1 {
-        plans
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (target::split_output_path(&output, &p.target), vec![i]))
-            .collect()
-    } else {
-        vec![(output.clone(), (0..plans.len()).collect())]
-    };
+    let planned: Vec<&ExpandedTarget> = plans.iter().map(|p| &p.target).collect();
+    let outputs = outputs::outputs_of(&output, opts.split, &planned);
 
     let mut exclusions = Exclusions::default();
     exclusions.add_scratch_dirs();
@@ -329,10 +264,27 @@ fn package_with(opts: &PackageOptions, events: &dyn Events) -> Result<PackageRep
     })
 }
 
-/// A buildpack's own executables, `bin/<name>`, which the lifecycle runs directly.
-fn is_entry_point(path: &str) -> bool {
-    path.strip_prefix("bin/")
-        .is_some_and(|name| !name.is_empty() && !name.contains('/'))
+/// The first status line: what is packaged for which targets.
+fn announce(events: &dyn Events, id_version: &str, targets: &[ExpandedTarget], split: bool) {
+    let names: Vec<String> = targets
+        .iter()
+        .map(|t| format!("'{}'", t.display()))
+        .collect();
+    let message = if targets.len() > 1 && split {
+        format!(
+            "{id_version}: one single-platform buildpack package per target will be created for target platforms: {}",
+            names.join(", ")
+        )
+    } else if targets.len() > 1 {
+        // RFC 0128's announcement, which says "multi-arch" for what can differ by OS or distro too.
+        format!(
+            "{id_version}: a multi-platform buildpack package will be created for target platforms: {}",
+            names.join(", ")
+        )
+    } else {
+        format!("{id_version} for {}", names.join(", "))
+    };
+    events.status("Packaging", &message);
 }
 
 fn plural(n: usize) -> &'static str {
@@ -343,20 +295,10 @@ fn plural(n: usize) -> &'static str {
     }
 }
 
-/// `--flatten-exclude` values are `id@version` and need `--flatten`.
+/// Buildpacks are excluded from flattening only when flattening.
 fn check_flatten_options(opts: &PackageOptions, events: &dyn Events) -> Result<()> {
     if !opts.flatten && !opts.flatten_exclude.is_empty() {
         return Err(Error::usage("--flatten-exclude requires --flatten"));
-    }
-    for value in &opts.flatten_exclude {
-        if !value
-            .split_once('@')
-            .is_some_and(|(id, v)| !id.is_empty() && !v.is_empty())
-        {
-            return Err(Error::usage(format!(
-                "invalid format {value}; please use '<buildpack-id>@<buildpack-version>' to exclude buildpack from flattening"
-            )));
-        }
     }
     if opts.flatten {
         events.warning(&"Flattening a buildpack package could break the distribution specification. Please use it with caution.");
@@ -371,25 +313,22 @@ fn check_flatten_exclude_known(opts: &PackageOptions, plans: &[ImagePlan]) -> Re
         .iter()
         .flat_map(|p| p.modules.iter().map(ModulePlan::key))
         .collect();
-    let unknown: Vec<&String> = opts
+    let unknown: Vec<String> = opts
         .flatten_exclude
         .iter()
-        .filter(|v| !known.contains(*v))
+        .map(ModuleId::to_string)
+        .filter(|v| !known.contains(v))
         .collect();
     if unknown.is_empty() {
         return Ok(());
     }
-    let quoted = |v: &[&String]| {
-        v.iter()
-            .map(|s| format!("'{s}'"))
-            .collect::<Vec<_>>()
-            .join(", ")
+    let quoted = |v: &mut dyn Iterator<Item = &String>| {
+        v.map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ")
     };
-    let known: Vec<&String> = known.iter().collect();
     Err(Error::usage(format!(
         "--flatten-exclude {}: no such buildpack in this package; its buildpacks are {}",
-        quoted(&unknown),
-        quoted(&known)
+        quoted(&mut unknown.iter()),
+        quoted(&mut known.iter())
     )))
 }
 
@@ -419,121 +358,6 @@ fn load_config(opts: &PackageOptions, events: &dyn Events) -> Result<(PackageCon
             PackageConfig::default_for_path(opts.path.as_deref()),
             PathBuf::new(),
         )),
-    }
-}
-
-/// The most targets (after distro expansion) packaged in one run.
-const MAX_PACKAGED_TARGETS: usize = 1024;
-
-/// The targets to build: `--target` values, else the configuration's (buildpack.toml, or
-/// package.toml for a composite), else one default target.
-fn resolve_targets(
-    opts: &PackageOptions,
-    config: &PackageConfig,
-    main: &Tree,
-    events: &dyn Events,
-) -> Result<Vec<ExpandedTarget>> {
-    let mut warnings = Vec::new();
-    let parsed = target::parse_target_flags_into(&opts.targets, &mut warnings);
-    warnings.iter().for_each(|w| events.warning(&w));
-    // A bad target value is bad input like a bad buildpack.toml (exit 1), not a misuse of flags.
-    let flag_targets = parsed.map_err(Error::into_failure)?;
-    let composite = main.descriptor.is_composite();
-    // A composite's targets live in package.toml, not in its buildpack.toml.
-    if config.platform_os.is_some() {
-        events.warning(&if composite {
-            PLATFORM_OS_DEPRECATED_COMPOSITE
-        } else {
-            descriptor::PLATFORM_OS_DEPRECATED
-        });
-    }
-    descriptor::check_platform_os_with_targets(config, !opts.targets.is_empty()).map_err(|e| {
-        match composite {
-            true => Error::other(PLATFORM_OS_WITH_TARGET_COMPOSITE),
-            false => e.into_failure(),
-        }
-    })?;
-    let configured: &[Target] = if composite {
-        &config.targets
-    } else {
-        &main.descriptor.targets
-    };
-    let mut targets: Vec<Target> = if !flag_targets.is_empty() {
-        flag_targets
-            .into_iter()
-            .map(|t| with_configured_path(t, configured))
-            .collect()
-    } else {
-        configured.to_vec()
-    };
-    if targets.is_empty() {
-        let os = config
-            .platform_os
-            .clone()
-            .unwrap_or_else(|| infer_os(&main.root));
-        let file = if composite {
-            "package.toml"
-        } else {
-            "buildpack.toml"
-        };
-        events.note(&format!(
-            "Pro tip: use --target flag OR [[targets]] in {file} to specify the desired platform (os/arch/variant); using os '{os}'"
-        ));
-        targets.push(Target {
-            os,
-            ..Default::default()
-        });
-    }
-    let expanded = target::expand_distros(&targets);
-    if expanded.len() > MAX_IMAGES {
-        return Err(Error::other(format!(
-            "{} targets, more than the {MAX_IMAGES} images a package reader accepts",
-            expanded.len()
-        )));
-    }
-    // Every image's label lists every target of the buildpack (as pack's does), so the work and
-    // memory grow with the square of the target count: a 150 KB buildpack.toml listing 4096
-    // distros would cost gigabytes. Real buildpacks have a handful of targets.
-    if expanded.len() > MAX_PACKAGED_TARGETS {
-        let file = if composite {
-            "package.toml"
-        } else {
-            "buildpack.toml"
-        };
-        let source = if opts.targets.is_empty() {
-            file
-        } else {
-            "--target"
-        };
-        return Err(Error::other(format!(
-            "{source}: {} targets (platforms times distros), more than the {MAX_PACKAGED_TARGETS} cnbpkg packages at once",
-            expanded.len()
-        )));
-    }
-    target::validate_unique(&expanded)?;
-    Ok(expanded)
-}
-
-/// A `--target` keeps the `path` of the configured target it names.
-fn with_configured_path(mut t: Target, configured: &[Target]) -> Target {
-    if t.path.is_none() {
-        if let Some(c) = configured
-            .iter()
-            .find(|c| c.os == t.os && c.arch == t.arch && c.variant == t.variant)
-        {
-            t.path = c.path.clone();
-        }
-    }
-    t
-}
-
-/// With no target anywhere, the OS follows the entry points, as the buildpack spec says.
-fn infer_os(root: &Path) -> String {
-    let has = |name: &str| fs::symlink_metadata(root.join("bin").join(name)).is_ok();
-    if !has("build") && (has("build.bat") || has("build.exe")) {
-        "windows".into()
-    } else {
-        "linux".into()
     }
 }
 
@@ -596,412 +420,4 @@ fn check_labels_fit(opts: &PackageOptions, main: &Tree, plan: &ImagePlan) -> Res
         size as u64,
         TOO_LARGE_HINT,
     )
-}
-
-/// State shared while writing every image of every output.
-struct BuildContext<'a> {
-    opts: &'a PackageOptions,
-    events: &'a dyn Events,
-    dependencies: &'a [Dependency],
-    /// Every output's images, and the layers they share.
-    images: ImageWriter<'a>,
-    /// (layer, os, arch) whose executables were checked already: a layer shared by several
-    /// distros of one platform is reported once.
-    checked_executables: HashSet<(Digest, String, &'static str)>,
-    /// The outputs, left out of every walked tree they lie in.
-    exclusions: Exclusions,
-}
-
-impl BuildContext<'_> {
-    fn write_image(
-        &mut self,
-        main: &Tree,
-        plan: &ImagePlan,
-        out_idx: usize,
-    ) -> Result<WrittenImage> {
-        let t = &plan.target;
-        let windows = t.os == "windows";
-        let mut layers: Vec<(String, BuiltLayer)> = Vec::new();
-        if windows {
-            let base = self.images.build_layer(
-                LayerKey::WindowsBase,
-                out_idx,
-                "windows base layer",
-                |w| {
-                    layer::write_windows_base_layer(w).map_err(|e| {
-                        Error::other(format!("writing the Windows base layer: {e}"))
-                    })?;
-                    Ok(LayerExecutables::default())
-                },
-            )?;
-            layers.push(("windows base layer".to_string(), base));
-        }
-        let mut label = descriptor::LayersLabel::new();
-        let flattened: Vec<&ModulePlan> = if self.opts.flatten {
-            plan.modules
-                .iter()
-                .filter(|m| !self.opts.flatten_exclude.contains(&m.key()))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let flat_layer = match flattened.is_empty() {
-            true => None,
-            false => Some(self.flattened_layer(&flattened, windows, out_idx)?),
-        };
-        for module in &plan.modules {
-            let built = match &flat_layer {
-                Some(flat) if flattened.iter().any(|m| m.key() == module.key()) => flat.clone(),
-                _ => self.module_layer(module, windows, out_idx)?,
-            };
-            let mut info = module.label.clone();
-            info.layer_diff_id = built.diff_id.to_string();
-            label.insert_info(
-                &module.descriptor.info.id,
-                &module.descriptor.info.version,
-                info,
-            );
-            // Flattened dependencies share one layer between several modules: list it once.
-            if !layers.iter().any(|(_, l)| l.diff_id == built.diff_id) {
-                layers.push((module.key(), built));
-            }
-        }
-
-        self.check_executables(t, &layers)?;
-
-        let mut labels = self.opts.labels.clone();
-        labels.insert(
-            LABEL_METADATA.into(),
-            descriptor::buildpackage_metadata_label(&main.descriptor.info, plan.stacks.as_deref()),
-        );
-        labels.insert(main.descriptor.kind.layers_label().into(), label.to_json());
-        self.images.write_image(
-            out_idx,
-            ImageSpec {
-                target: t,
-                layers,
-                config: RuntimeConfig { labels },
-                origin: &main.descriptor_path,
-                too_large_hint: TOO_LARGE_HINT,
-            },
-        )
-    }
-
-    /// Warn (fail with `--strict`) when a layer of `t`'s image holds executables built for
-    /// another architecture. Entry points (`bin/*`) must always match; other executables only
-    /// count when none in the layer matches, since a tree may carry binaries for several
-    /// architectures and pick one at run time.
-    fn check_executables(
-        &mut self,
-        t: &ExpandedTarget,
-        layers: &[(String, BuiltLayer)],
-    ) -> Result<()> {
-        let Some(arch) = crate::machine::checked_arch(&t.arch) else {
-            return Ok(());
-        };
-        let format = crate::machine::format_for_os(&t.os);
-        for (_, built) in layers {
-            let found = &built.executables;
-            if found.recorded.is_empty()
-                || !self
-                    .checked_executables
-                    .insert((built.diff_id, t.os.clone(), arch))
-            {
-                continue;
-            }
-            let runnable: Vec<&layer::Executable> = found
-                .recorded
-                .iter()
-                .filter(|e| e.machine.format == format)
-                .collect();
-            let any_match = runnable.iter().any(|e| e.machine.arch == Some(arch));
-            let foreign: Vec<&layer::Executable> = runnable
-                .into_iter()
-                .filter(|e| e.machine.arch != Some(arch) && (!any_match || is_entry_point(&e.path)))
-                .collect();
-            if foreign.is_empty() {
-                continue;
-            }
-            const SHOWN: usize = 5;
-            let mut named: Vec<String> = foreign
-                .iter()
-                .take(SHOWN)
-                .map(|e| {
-                    format!(
-                        "'{}' of {} is built for {}",
-                        e.path.escape_debug(),
-                        e.module.escape_debug(),
-                        e.machine.describe()
-                    )
-                })
-                .collect();
-            let more = foreign.len().saturating_sub(SHOWN);
-            if more > 0 {
-                named.push(format!("and {more} more"));
-            }
-            if found.seen > found.recorded.len() {
-                named.push(format!(
-                    "only the first {} of its {} executables were checked",
-                    found.recorded.len(),
-                    found.seen
-                ));
-            }
-            let message = format!(
-                "target '{}' runs {arch} {} executables, but {}",
-                t.display(),
-                format.name(),
-                named.join("; ")
-            );
-            if self.opts.strict {
-                return Err(Error::other(format!("{message} (--strict)")));
-            }
-            self.events.warning(&message);
-        }
-        Ok(())
-    }
-
-    /// The layer of one module: built from its folder, or taken from its dependency package.
-    fn module_layer(
-        &mut self,
-        module: &ModulePlan,
-        windows: bool,
-        out_idx: usize,
-    ) -> Result<BuiltLayer> {
-        let what = module.key();
-        match &module.layer {
-            LayerSource::Build { root, overlay } => {
-                let overlays = overlays_of(overlay);
-                let spec = layer_spec(module, root, &overlays, windows);
-                let exclusions = self.exclusions.clone();
-                self.images
-                    .build_layer(layer_key(module, windows), out_idx, &what, |w| {
-                        let mut builder =
-                            layer::LayerBuilder::new(w, spec.format).excluding(exclusions);
-                        builder.add_module(&spec)?;
-                        let executables = LayerExecutables::of(&builder);
-                        builder.finish()?;
-                        Ok(executables)
-                    })
-            }
-            LayerSource::Import {
-                dependency,
-                blob,
-                diff_id,
-                allowed,
-            } => self.import(*dependency, blob, *diff_id, allowed, out_idx, &what),
-        }
-    }
-
-    /// One layer holding several modules (`--flatten`): folders walked and dependency layers'
-    /// entries copied unchanged, in `id@version` order.
-    fn flattened_layer(
-        &mut self,
-        modules: &[&ModulePlan],
-        windows: bool,
-        out_idx: usize,
-    ) -> Result<BuiltLayer> {
-        let key = LayerKey::Flattened(modules.iter().map(|m| layer_key(m, windows)).collect());
-        let what = format!(
-            "flattened ({})",
-            modules
-                .iter()
-                .map(|m| m.key())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let dependencies = self.dependencies;
-        let format = if windows {
-            LayerFormat::Windows
-        } else {
-            LayerFormat::Linux
-        };
-        let exclusions = self.exclusions.clone();
-        self.images.build_layer(key, out_idx, &what, |w| {
-            let mut builder = layer::LayerBuilder::new(w, format).excluding(exclusions);
-            for module in modules {
-                match &module.layer {
-                    LayerSource::Build { root, overlay } => {
-                        let overlays = overlays_of(overlay);
-                        builder.add_module(&layer_spec(module, root, &overlays, windows))?;
-                    }
-                    LayerSource::Import {
-                        dependency,
-                        blob,
-                        diff_id,
-                        allowed,
-                    } => {
-                        let Dependency::Package { reader, origin, .. } = &dependencies[*dependency]
-                        else {
-                            unreachable!("imported layers come from package dependencies")
-                        };
-                        let stream = reader.open_blob(&blob.digest)?;
-                        read_layer_blob(stream, blob, *diff_id, origin, |tar| {
-                            builder.add_layer_entries(tar, origin, allowed)
-                        })?;
-                    }
-                }
-            }
-            let executables = LayerExecutables::of(&builder);
-            builder.finish()?;
-            Ok(executables)
-        })
-    }
-
-    /// Take a layer from a dependency package: copied as it is when it is already compressed
-    /// the way this package's layers are, recompressed (same diffID) otherwise; its entries
-    /// must all lie in the directories of the modules it holds.
-    fn import(
-        &mut self,
-        dependency: usize,
-        blob: &Descriptor,
-        diff_id: Digest,
-        allowed: &layer::ModuleDirs,
-        out_idx: usize,
-        what: &str,
-    ) -> Result<BuiltLayer> {
-        let Dependency::Package { reader, origin, .. } = &self.dependencies[dependency] else {
-            unreachable!("imported layers come from package dependencies")
-        };
-        let source = LayerBlob {
-            reader,
-            origin,
-            blob,
-            diff_id,
-        };
-        self.images.copy_layer(&source, out_idx, what, |tar| {
-            layer::check_module_layer(tar, allowed)
-                .map_err(|m| Error::invalid(origin, format!("layer {}: {m}", blob.digest)))
-        })
-    }
-}
-
-/// What decides a module layer's bytes.
-fn layer_key(module: &ModulePlan, windows: bool) -> LayerKey {
-    match &module.layer {
-        LayerSource::Build { root, overlay } => LayerKey::Tree {
-            root: root.clone(),
-            windows,
-            overlay: overlay.clone(),
-        },
-        LayerSource::Import { diff_id, .. } => LayerKey::Import { diff_id: *diff_id },
-    }
-}
-
-/// The descriptor file placed into a platform folder's layer, by its name.
-fn overlays_of(overlay: &Option<PathBuf>) -> Vec<(String, PathBuf)> {
-    overlay
-        .iter()
-        .map(|p| {
-            let name = p.file_name().expect("descriptor file name");
-            (name.to_string_lossy().into_owned(), p.clone())
-        })
-        .collect()
-}
-
-fn layer_spec<'a>(
-    module: &'a ModulePlan,
-    root: &'a Path,
-    overlays: &'a [(String, PathBuf)],
-    windows: bool,
-) -> LayerSpec<'a> {
-    let info = &module.descriptor.info;
-    LayerSpec {
-        dist_dir: match module.descriptor.kind {
-            ModuleKind::Buildpack => "buildpacks",
-            ModuleKind::Extension => "extensions",
-        },
-        id: &info.id,
-        version: &info.version,
-        format: if windows {
-            LayerFormat::Windows
-        } else {
-            LayerFormat::Linux
-        },
-        root,
-        overlays,
-    }
-}
-
-/// Something a package is made from, which no output may replace.
-struct Input {
-    path: PathBuf,
-    /// What it is, for messages.
-    role: &'static str,
-    /// A buildpack directory tree (outputs may lie inside it: walks leave them out).
-    tree_dir: bool,
-}
-
-/// An output must not replace or hold what is being read: it is none of the inputs (the buildpack,
-/// `package.toml`, the dependencies) and contains none of them, and a layout directory does not
-/// lie inside a package being read. An output may lie inside a buildpack directory (the usual
-/// `cnbpkg buildpack package out.cnb` run in the buildpack): walks leave it out. Paths are
-/// compared canonicalized; an output that does not exist yet is known by its canonical directory.
-fn check_output_against_inputs(
-    output: &Path,
-    format: OutputFormat,
-    inputs: &[Input],
-) -> Result<()> {
-    let Some(out) = canonical_output(output) else {
-        return Ok(()); // no such directory: creating the output fails with that message
-    };
-    for input in inputs {
-        let Ok(canonical) = fs::canonicalize(&input.path) else {
-            continue;
-        };
-        let problem = if canonical == out {
-            "is also an input"
-        } else if canonical.starts_with(&out) {
-            "contains an input"
-        } else if format == OutputFormat::Layout
-            && !input.tree_dir
-            && canonical.is_dir()
-            && out.starts_with(&canonical)
-        {
-            "lies inside an input"
-        } else {
-            continue;
-        };
-        return Err(Error::invalid(
-            output,
-            format!(
-                "{problem} ({} {}); nothing was written: choose another output",
-                input.role,
-                canonical.display()
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// The canonical path of an output that may not exist yet: its canonical directory and its name
-/// (the whole path canonicalized when something is there already).
-fn canonical_output(output: &Path) -> Option<PathBuf> {
-    if let Ok(p) = fs::canonicalize(output) {
-        return Some(p);
-    }
-    let name = output.file_name()?;
-    let dir = fs::canonicalize(crate::atomic::parent_of(output)).ok()?;
-    Some(dir.join(name))
-}
-
-/// The output path: `.cnb` added to a file name without extension; a warning for another one.
-fn output_path(opts: &PackageOptions, events: &dyn Events) -> PathBuf {
-    let out = &opts.output;
-    if opts.format == OutputFormat::Layout {
-        return out.clone();
-    }
-    match out.extension().and_then(|e| e.to_str()) {
-        None => {
-            let mut s = out.clone().into_os_string();
-            s.push(".cnb");
-            PathBuf::from(s)
-        }
-        Some("cnb") => out.clone(),
-        Some(other) => {
-            events.warning(&format!(
-                "'.{other}' is not a valid extension for a packaged buildpack. Packaged buildpacks must have a '.cnb' extension"
-            ));
-            out.clone()
-        }
-    }
 }
