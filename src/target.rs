@@ -741,4 +741,214 @@ mod tests {
             PathBuf::from("d/x-linux-arm64-v8.cnb")
         );
     }
+
+    /// One `--target` item → its display (or the error) and pack's warnings.
+    #[test]
+    fn parse_target_table() {
+        let ok: &[(&str, &str, &[&str])] = &[
+            ("linux/amd64", "linux/amd64", &[]),
+            ("linux/arm/v7", "linux/arm/v7", &[]),
+            ("linux/arm64:ubuntu@22.04", "linux/arm64:ubuntu@22.04", &[]),
+            (
+                "linux/amd64:ubuntu@22.04;alpine@3.19",
+                "linux/amd64:ubuntu@22.04;alpine@3.19",
+                &[],
+            ),
+            (
+                "linux/amd64:ubuntu",
+                "linux/amd64:ubuntu",
+                &["distro with name 'ubuntu' has no specific version!"],
+            ),
+            (
+                "windows/amd64:@10.0.20348",
+                "windows/amd64:@10.0.20348",
+                &[],
+            ),
+            (
+                "windows/amd64:windows@10.0.20348",
+                "windows/amd64:windows@10.0.20348",
+                &[],
+            ),
+        ];
+        for (input, display, warnings) in ok {
+            let (t, w) = p(input);
+            let t = t.unwrap_or_else(|e| panic!("{input}: {e}"));
+            assert_eq!(t.display(), *display, "{input}");
+            assert_eq!(w, *warnings, "{input}");
+            assert!(t.path.is_none(), "{input}");
+        }
+        let bad: &[(&str, &str)] = &[
+            (
+                "",
+                "invalid target , atleast one of [os][/arch][/archVariant] must be specified",
+            ),
+            ("linux", "unknown target: 'linux'"),
+            ("linux/amd65", "unknown target: 'linux/amd65'"),
+            ("lnux/amd64", "unknown target: 'lnux/amd64'"),
+            ("linux/arm/v9", "unknown target: 'linux/arm/v9'"),
+            (
+                "linux/amd64:@22.04",
+                "distro's versions '@22.04' cannot be specified without distro's name",
+            ),
+            ("linux/amd64:a@b@c", "invalid distro: a@b@c"),
+        ];
+        for (input, message) in bad {
+            let (t, _) = p(input);
+            let e = t.expect_err(input);
+            assert!(e.is_usage(), "{input}");
+            assert_eq!(e.to_string(), *message, "{input}");
+        }
+    }
+
+    /// One flag value → its items, or encoding/csv's error (without a flag name: the caller
+    /// names the flag).
+    #[test]
+    fn split_list_table() {
+        let table: &[(&str, Result<&[&str], &str>)] = &[
+            ("", Ok(&[])),
+            ("a", Ok(&["a"])),
+            ("a,b", Ok(&["a", "b"])),
+            ("a,", Ok(&["a", ""])),
+            (",a", Ok(&["", "a"])),
+            ("\"a,b\",c", Ok(&["a,b", "c"])),
+            ("\"a\"\"b\"", Ok(&["a\"b"])),
+            ("a\r", Ok(&["a"])),
+            ("a\nb", Ok(&["a"])),
+            ("\"a", Err("extraneous or missing \" in quoted-field")),
+            ("\"a\"b", Err("extraneous or missing \" in quoted-field")),
+            (
+                "ab\"c",
+                Err("parse error on line 1, column 3: bare \" in non-quoted field"),
+            ),
+        ];
+        for (input, expected) in table {
+            let got = split_list(input);
+            match expected {
+                Ok(items) => assert_eq!(got.unwrap(), *items, "{input:?}"),
+                Err(message) => assert_eq!(got, Err(message.to_string()), "{input:?}"),
+            }
+        }
+    }
+
+    /// The CSV step's error names no flag; bad items fail with pack's texts.
+    #[test]
+    fn flag_values_parse_without_naming_a_flag() {
+        let mut w = Vec::new();
+        let e = parse_target_flags_into(&["\"linux".into()], &mut w).unwrap_err();
+        assert!(!e.to_string().contains("--target"), "{e}");
+        let ts = parse_target_flags_into(&["linux/amd64,linux/arm64".into()], &mut w).unwrap();
+        assert_eq!(ts.len(), 2);
+        assert!(parse_target_flags_into(&["".into()], &mut w)
+            .unwrap()
+            .is_empty());
+    }
+
+    fn expanded(
+        os: &str,
+        arch: &str,
+        variant: &str,
+        distro: Option<(&str, &str)>,
+    ) -> ExpandedTarget {
+        ExpandedTarget {
+            os: os.into(),
+            arch: arch.into(),
+            variant: variant.into(),
+            distro: distro.map(|(name, version)| Distro {
+                name: name.into(),
+                version: version.into(),
+            }),
+            path: None,
+        }
+    }
+
+    /// Targets → the platforms packaged (one per distro, in order).
+    #[test]
+    fn expand_distros_table() {
+        let (t, _) = p("linux/arm/v7:ubuntu@22.04;ubuntu@24.04");
+        let mut with_path = p("linux/amd64").0.unwrap();
+        with_path.path = Some("amd".into());
+        let got = expand_distros(&[t.unwrap(), with_path]);
+        assert_eq!(
+            got.iter().map(ExpandedTarget::display).collect::<Vec<_>>(),
+            [
+                "linux/arm/v7:ubuntu@22.04",
+                "linux/arm/v7:ubuntu@24.04",
+                "linux/amd64"
+            ]
+        );
+        assert_eq!(got[2].path.as_deref(), Some("amd"));
+        assert!(expand_distros(&[]).is_empty());
+    }
+
+    /// `--split` names: `<stem>-<os>-<arch>[-<variant>][-<distro>@<version>]<ext>`.
+    #[test]
+    fn split_output_path_table() {
+        let table: &[(&str, ExpandedTarget, &str)] = &[
+            (
+                "x.cnb",
+                expanded("linux", "amd64", "", None),
+                "x-linux-amd64.cnb",
+            ),
+            (
+                "d/x.cnb",
+                expanded("linux", "arm64", "v8", None),
+                "d/x-linux-arm64-v8.cnb",
+            ),
+            (
+                "x.cnb",
+                expanded("linux", "arm", "v7", Some(("ubuntu", "22.04"))),
+                "x-linux-arm-v7-ubuntu@22.04.cnb",
+            ),
+            (
+                "x.cnb",
+                expanded("windows", "amd64", "", Some(("", "10.0.20348"))),
+                "x-windows-amd64-@10.0.20348.cnb",
+            ),
+            ("x.cnb", expanded("linux", "", "", None), "x-linux.cnb"),
+            ("x", expanded("linux", "amd64", "", None), "x-linux-amd64"),
+            (
+                "out-layout",
+                expanded("linux", "amd64", "", None),
+                "out-layout-linux-amd64",
+            ),
+            (
+                "x.tar.gz",
+                expanded("linux", "amd64", "", None),
+                "x.tar-linux-amd64.gz",
+            ),
+            (
+                "x.cnb",
+                expanded("linux", "amd64", "", Some(("a/b", "1\\2"))),
+                "x-linux-amd64-a_b@1_2.cnb",
+            ),
+        ];
+        for (output, t, expected) in table {
+            assert_eq!(
+                split_output_path(Path::new(output), t),
+                PathBuf::from(expected),
+                "{output} {}",
+                t.display()
+            );
+        }
+    }
+
+    /// Platforms given twice, or names equal but for case, are refused.
+    #[test]
+    fn validate_unique_table() {
+        let amd = expanded("linux", "amd64", "", None);
+        let arm = expanded("linux", "arm64", "", None);
+        assert!(validate_unique(&[amd.clone(), arm.clone()]).is_ok());
+        assert_eq!(
+            validate_unique(&[amd.clone(), arm, amd.clone()])
+                .unwrap_err()
+                .to_string(),
+            "target 'linux/amd64' is given more than once (also as 'linux/amd64')"
+        );
+        let upper = expanded("linux", "amd64", "", Some(("Ubuntu", "1")));
+        let lower = expanded("linux", "amd64", "", Some(("ubuntu", "1")));
+        assert_eq!(
+            validate_unique(&[upper, lower]).unwrap_err().to_string(),
+            "targets 'linux/amd64:Ubuntu@1' and 'linux/amd64:ubuntu@1' would both be written with the file name suffix '-linux-amd64-ubuntu@1'"
+        );
+    }
 }

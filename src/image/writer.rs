@@ -564,3 +564,198 @@ pub(crate) fn index_entries(images: &[WrittenImage]) -> Result<Vec<Descriptor>> 
     }
     Ok(entries)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::Event;
+    use std::sync::Mutex;
+
+    fn target(arch: &str, distro: Option<(&str, &str)>) -> ExpandedTarget {
+        ExpandedTarget {
+            os: "linux".into(),
+            arch: arch.into(),
+            distro: distro.map(|(name, version)| Distro {
+                name: name.into(),
+                version: version.into(),
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// An image with manifest bytes `manifest`, written for `t` (its descriptor as
+    /// [`ImageWriter::write_image`] makes it).
+    fn image(manifest: &str, t: ExpandedTarget) -> WrittenImage {
+        let digest = Digest::of(manifest.as_bytes());
+        let mut descriptor = Descriptor {
+            media_type: oci::MEDIA_TYPE_MANIFEST.into(),
+            digest,
+            size: manifest.len() as u64,
+            platform: platform_of(&t, String::new()),
+            annotations: BTreeMap::new(),
+            artifact_type: None,
+            urls: Vec::new(),
+        };
+        if let Some(d) = &t.distro {
+            descriptor
+                .annotations
+                .insert(ANNOTATION_DISTRO_NAME.into(), d.name.clone());
+            descriptor
+                .annotations
+                .insert(ANNOTATION_DISTRO_VERSION.into(), d.version.clone());
+        }
+        WrittenImage {
+            descriptor,
+            report: ImageReport {
+                target: t.display(),
+                manifest: digest,
+                config: digest,
+                layers: Vec::new(),
+            },
+            target: t,
+        }
+    }
+
+    /// Each entry as `digest-prefix annotations`, for comparing.
+    fn shown(entries: &[Descriptor]) -> Vec<String> {
+        entries
+            .iter()
+            .map(|e| {
+                let notes: Vec<String> = e
+                    .annotations
+                    .iter()
+                    .map(|(k, v)| format!("{}={v}", k.rsplit('.').next().unwrap_or(k)))
+                    .collect();
+                format!("{} {}", &e.digest.to_string()[7..11], notes.join(","))
+            })
+            .collect()
+    }
+
+    /// Images → index entries: identical images of one platform share an entry that lists
+    /// their distros; different images keep their own.
+    #[test]
+    fn index_entries_table() {
+        let a = |t| image("a", t);
+        let b = |t| image("b", t);
+        let ha = &Digest::of(b"a").to_string()[7..11];
+        let hb = &Digest::of(b"b").to_string()[7..11];
+        let u22 = Some(("ubuntu", "22.04"));
+        let u24 = Some(("ubuntu", "24.04"));
+        let table: Vec<(Vec<WrittenImage>, Vec<String>)> = vec![
+            (vec![a(target("amd64", None))], vec![format!("{ha} ")]),
+            (
+                vec![a(target("amd64", u22))],
+                vec![format!("{ha} name=ubuntu,version=22.04")],
+            ),
+            (
+                vec![a(target("amd64", u22)), a(target("amd64", u24))],
+                vec![format!("{ha} distros=ubuntu@22.04;ubuntu@24.04")],
+            ),
+            (
+                vec![a(target("amd64", u22)), a(target("amd64", None))],
+                vec![format!("{ha} ")],
+            ),
+            (
+                vec![a(target("amd64", u22)), b(target("amd64", u24))],
+                vec![
+                    format!("{ha} name=ubuntu,version=22.04"),
+                    format!("{hb} name=ubuntu,version=24.04"),
+                ],
+            ),
+            (
+                vec![a(target("amd64", None)), a(target("arm64", None))],
+                vec![format!("{ha} "), format!("{ha} ")],
+            ),
+            // A name the list cannot carry (empty): one entry per distro.
+            (
+                vec![a(target("amd64", Some(("", "1")))), a(target("amd64", u22))],
+                vec![
+                    format!("{ha} name=,version=1"),
+                    format!("{ha} name=ubuntu,version=22.04"),
+                ],
+            ),
+        ];
+        for (images, expected) in table {
+            let targets: Vec<String> = images.iter().map(|i| i.target.display()).collect();
+            let entries = index_entries(&images).unwrap();
+            assert_eq!(shown(&entries), expected, "{targets:?}");
+        }
+    }
+
+    /// Several entries each need a platform; a long distro list is refused as verify would.
+    #[test]
+    fn index_entries_errors() {
+        let images = [
+            image("a", target("", None)),
+            image("b", target("amd64", None)),
+        ];
+        let e = index_entries(&images).unwrap_err().to_string();
+        assert!(e.starts_with("target 'linux' has no architecture"), "{e}");
+        let long = "v".repeat(crate::verify::MAX_DISTROS_ANNOTATION);
+        let images = [
+            image("a", target("amd64", Some(("ubuntu", &long)))),
+            image("a", target("amd64", Some(("debian", "12")))),
+        ];
+        let e = index_entries(&images).unwrap_err().to_string();
+        assert!(e.contains("list fewer distros"), "{e}");
+    }
+
+    /// Eight outputs needing one layer build it once and copy it into the others; the outputs
+    /// are in place only after `finish`.
+    #[test]
+    fn a_layer_is_built_once_for_every_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let paths: Vec<PathBuf> = (0..8).map(|i| dir.path().join(format!("o{i}"))).collect();
+        let seen = Mutex::new(Vec::new());
+        let sink = |e: &Event<'_>| {
+            if let Event::Status { verb, .. } | Event::Detail { verb, .. } = e {
+                seen.lock().unwrap().push(verb.to_string());
+            }
+        };
+        let mut writer =
+            ImageWriter::create(&paths, OutputFormat::Layout, Compression::None, 1, &sink).unwrap();
+        let mut written = Vec::new();
+        for out in 0..paths.len() {
+            let key = LayerKey::Import {
+                diff_id: Digest::of(b"layer"),
+            };
+            let layer = writer
+                .build_layer(key, out, "test", |w| {
+                    w.write_all(&[0u8; 1024]).unwrap();
+                    Ok(LayerExecutables::default())
+                })
+                .unwrap();
+            let t = target("amd64", None);
+            let spec = ImageSpec {
+                target: &t,
+                layers: vec![("test".into(), layer)],
+                config: RuntimeConfig::default(),
+                origin: Path::new("buildpack.toml"),
+                too_large_hint: "",
+            };
+            written.push(writer.write_image(out, spec).unwrap());
+        }
+        assert!(!paths[0].exists());
+        let entries = written
+            .iter()
+            .map(|w| index_entries(std::slice::from_ref(w)).unwrap())
+            .collect();
+        let finished = writer.finish(entries).unwrap();
+        let seen = seen.into_inner().unwrap();
+        assert_eq!(seen.iter().filter(|v| *v == "Built").count(), 1, "{seen:?}");
+        assert_eq!(
+            seen.iter().filter(|v| *v == "Reusing").count(),
+            7,
+            "{seen:?}"
+        );
+        assert_eq!(finished.len(), 8);
+        for (f, w) in finished.iter().zip(&written) {
+            assert!(f.path.is_dir());
+            assert_eq!(f.root.digest, w.descriptor.digest);
+            assert_eq!(f.blobs, 3, "layer, config, manifest");
+        }
+        assert!(written
+            .windows(2)
+            .all(|w| w[0].report.manifest == w[1].report.manifest));
+    }
+}

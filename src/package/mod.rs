@@ -421,3 +421,32 @@ fn check_labels_fit(opts: &PackageOptions, main: &Tree, plan: &ImagePlan) -> Res
         TOO_LARGE_HINT,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `id@version` → the module it names; both parts are needed.
+    #[test]
+    fn module_id_table() {
+        let table: &[(&str, Option<(&str, &str)>)] = &[
+            ("acme/a@1.0.0", Some(("acme/a", "1.0.0"))),
+            ("a@b@c", Some(("a", "b@c"))),
+            ("acme/a", None),
+            ("@1.0.0", None),
+            ("acme/a@", None),
+            ("", None),
+        ];
+        for (input, expected) in table {
+            let got = ModuleId::parse(input);
+            let want = expected.map(|(id, version)| ModuleId {
+                id: id.into(),
+                version: version.into(),
+            });
+            assert_eq!(got, want, "{input}");
+            if let Some(m) = got {
+                assert_eq!(m.to_string(), *input);
+            }
+        }
+    }
+}

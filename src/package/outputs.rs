@@ -111,3 +111,89 @@ pub(super) fn output_path(opts: &PackageOptions, events: &dyn Events) -> PathBuf
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::Event;
+    use std::sync::Mutex;
+
+    fn named(output: &str, format: OutputFormat) -> (PathBuf, Vec<String>) {
+        let mut opts = PackageOptions::new(output);
+        opts.format = format;
+        let warnings = Mutex::new(Vec::new());
+        let sink = |e: &Event<'_>| {
+            if let Event::Warning { message } = e {
+                warnings.lock().unwrap().push(message.to_string());
+            }
+        };
+        let path = output_path(&opts, &sink);
+        (path, warnings.into_inner().unwrap())
+    }
+
+    /// The output as given → the path written and the warning, if any: `.cnb` is added to a
+    /// file name without extension, another extension is kept with pack's warning, and a layout
+    /// directory keeps its name.
+    #[test]
+    fn output_path_table() {
+        let warn = |ext: &str| {
+            format!("'.{ext}' is not a valid extension for a packaged buildpack. Packaged buildpacks must have a '.cnb' extension")
+        };
+        let table: &[(&str, OutputFormat, &str, Option<String>)] = &[
+            ("x", OutputFormat::File, "x.cnb", None),
+            ("d/x", OutputFormat::File, "d/x.cnb", None),
+            ("x.cnb", OutputFormat::File, "x.cnb", None),
+            ("x.tgz", OutputFormat::File, "x.tgz", Some(warn("tgz"))),
+            ("x.CNB", OutputFormat::File, "x.CNB", Some(warn("CNB"))),
+            (".cnb", OutputFormat::File, ".cnb.cnb", None),
+            ("v1.2", OutputFormat::File, "v1.2", Some(warn("2"))),
+            ("x", OutputFormat::Layout, "x", None),
+            ("x.tgz", OutputFormat::Layout, "x.tgz", None),
+            ("x.cnb", OutputFormat::Layout, "x.cnb", None),
+        ];
+        for (output, format, expected, warning) in table {
+            let (path, warnings) = named(output, *format);
+            assert_eq!(path, PathBuf::from(expected), "{output}");
+            assert_eq!(
+                warnings,
+                warning.iter().cloned().collect::<Vec<_>>(),
+                "{output}"
+            );
+        }
+    }
+
+    fn platform(os: &str, arch: &str) -> ExpandedTarget {
+        ExpandedTarget {
+            os: os.into(),
+            arch: arch.into(),
+            ..Default::default()
+        }
+    }
+
+    /// Targets → outputs: one holding every image, or with `--split` one per target named by
+    /// its platform (a single target is never split).
+    #[test]
+    fn outputs_of_table() {
+        let amd = platform("linux", "amd64");
+        let arm = platform("linux", "arm64");
+        let out = Path::new("d/x.cnb");
+        let table: &[(bool, &[&ExpandedTarget], &[(&str, &[usize])])] = &[
+            (false, &[&amd], &[("d/x.cnb", &[0])]),
+            (false, &[&amd, &arm], &[("d/x.cnb", &[0, 1])]),
+            (true, &[&amd], &[("d/x.cnb", &[0])]),
+            (
+                true,
+                &[&amd, &arm],
+                &[("d/x-linux-amd64.cnb", &[0]), ("d/x-linux-arm64.cnb", &[1])],
+            ),
+        ];
+        for (split, targets, expected) in table {
+            let got = outputs_of(out, *split, targets);
+            let expected: Vec<(PathBuf, Vec<usize>)> = expected
+                .iter()
+                .map(|(p, i)| (PathBuf::from(p), i.to_vec()))
+                .collect();
+            assert_eq!(got, expected, "split {split}, {} targets", targets.len());
+        }
+    }
+}

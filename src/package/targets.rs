@@ -130,3 +130,60 @@ fn infer_os(root: &Path) -> String {
         "linux".into()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(os: &str, arch: &str, variant: &str, path: Option<&str>) -> Target {
+        Target {
+            os: os.into(),
+            arch: arch.into(),
+            variant: variant.into(),
+            distros: Vec::new(),
+            path: path.map(String::from),
+        }
+    }
+
+    /// A `--target` takes the `path` of the configured target with its os/arch/variant, and
+    /// keeps its own when it has one.
+    #[test]
+    fn configured_path_table() {
+        let configured = [
+            target("linux", "amd64", "", Some("amd")),
+            target("linux", "arm", "v7", Some("arm7")),
+        ];
+        let table: &[(Target, Option<&str>)] = &[
+            (target("linux", "amd64", "", None), Some("amd")),
+            (target("linux", "arm", "v7", None), Some("arm7")),
+            (target("linux", "arm", "v6", None), None),
+            (target("linux", "arm64", "", None), None),
+            (target("windows", "amd64", "", None), None),
+            (target("linux", "amd64", "", Some("own")), Some("own")),
+        ];
+        for (given, path) in table {
+            let got = with_configured_path(given.clone(), &configured);
+            assert_eq!(got.path.as_deref(), *path, "{}", given.display());
+        }
+    }
+
+    /// With no target anywhere: Windows when the entry points are only `.bat`/`.exe`.
+    #[test]
+    fn inferred_os_table() {
+        let table: &[(&[&str], &str)] = &[
+            (&[], "linux"),
+            (&["build", "detect"], "linux"),
+            (&["build.bat"], "windows"),
+            (&["build.exe", "detect.exe"], "windows"),
+            (&["build", "build.exe"], "linux"),
+        ];
+        for (files, os) in table {
+            let dir = tempfile::tempdir().unwrap();
+            fs::create_dir(dir.path().join("bin")).unwrap();
+            for f in *files {
+                fs::write(dir.path().join("bin").join(f), "").unwrap();
+            }
+            assert_eq!(infer_os(dir.path()), *os, "{files:?}");
+        }
+    }
+}
