@@ -301,7 +301,7 @@ fn check_flatten_options(opts: &PackageOptions, events: &dyn Events) -> Result<(
         return Err(Error::usage("--flatten-exclude requires --flatten"));
     }
     if opts.flatten {
-        events.warning(&"Flattening a buildpack package could break the distribution specification. Please use it with caution.");
+        events.warning("Flattening a buildpack package could break the distribution specification. Please use it with caution.");
     }
     Ok(())
 }
@@ -348,7 +348,7 @@ fn load_config(opts: &PackageOptions, events: &dyn Events) -> Result<(PackageCon
                     w.as_str() != descriptor::PLATFORM_OS_DEPRECATED
                         && w.as_str() != descriptor::IMAGE_KEY_DEPRECATED
                 })
-                .for_each(|w| events.warning(&w));
+                .for_each(|w| events.warning(w));
             // Relative to the current directory, the base is empty rather than `.`, so that paths
             // in messages read as the user wrote them (`../x`, not `./../x`).
             let base = path.parent().unwrap_or(Path::new("")).to_path_buf();

@@ -177,7 +177,8 @@ mod tests {
         let amd = platform("linux", "amd64");
         let arm = platform("linux", "arm64");
         let out = Path::new("d/x.cnb");
-        let table: &[(bool, &[&ExpandedTarget], &[(&str, &[usize])])] = &[
+        type Row<'a> = (bool, &'a [&'a ExpandedTarget], &'a [(&'a str, &'a [usize])]);
+        let table: &[Row<'_>] = &[
             (false, &[&amd], &[("d/x.cnb", &[0])]),
             (false, &[&amd, &arm], &[("d/x.cnb", &[0, 1])]),
             (true, &[&amd], &[("d/x.cnb", &[0])]),

@@ -173,7 +173,7 @@ pub(crate) fn load_tree(location: &Path, events: &dyn Events) -> Result<Tree> {
     };
     let text = crate::input::read_text(&descriptor_path, &shown)?;
     let (descriptor, warnings) = descriptor::parse_buildpack_toml(&shown, &text)?;
-    warnings.iter().for_each(|w| events.warning(&w));
+    warnings.iter().for_each(|w| events.warning(w));
     Ok(Tree {
         root,
         descriptor,

@@ -35,7 +35,7 @@ pub(super) fn resolve_targets(
     let composite = main.descriptor.is_composite();
     // A composite's targets live in package.toml, not in its buildpack.toml.
     if config.platform_os.is_some() {
-        events.warning(&if composite {
+        events.warning(if composite {
             PLATFORM_OS_DEPRECATED_COMPOSITE
         } else {
             descriptor::PLATFORM_OS_DEPRECATED
