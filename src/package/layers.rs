@@ -11,8 +11,7 @@ use crate::cnb::LABEL_METADATA;
 use crate::descriptor::{self, ModuleKind};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::events::Events;
-use crate::events::EventsExt;
+use crate::events::{Events, EventsExt};
 use crate::image::{
     read_layer_blob, BuiltLayer, ImageSpec, ImageWriter, LayerBlob, LayerExecutables, LayerKey,
     WrittenImage,
@@ -43,6 +42,9 @@ pub(super) struct BuildContext<'a> {
 }
 
 impl BuildContext<'_> {
+    /// Write `plan`'s image into output `out_idx`: its layers (each built or copied once for
+    /// every output), the layers and metadata labels, then config and manifest through the
+    /// image writer.
     pub(super) fn write_image(
         &mut self,
         main: &Tree,

@@ -73,3 +73,26 @@ pub struct OutputReport {
     /// The images, one per target.
     pub images: Vec<ImageReport>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::EventsExt;
+
+    /// Each warning reaches the sink once, and the report lists each once, in order; other
+    /// events pass through every time.
+    #[test]
+    fn warnings_are_passed_on_and_kept_once_each() {
+        let seen = Mutex::new(Vec::new());
+        let sink = |e: &Event<'_>| seen.lock().unwrap().push(format!("{e:?}"));
+        let once = WarningsOnce::new(&sink);
+        for message in ["b", "a", "b", "c", "a"] {
+            once.warning(message);
+            once.status("Built", "x");
+        }
+        assert_eq!(once.into_warnings(), ["b", "a", "c"]);
+        let seen = seen.into_inner().unwrap();
+        assert_eq!(seen.iter().filter(|e| e.contains("Warning")).count(), 3);
+        assert_eq!(seen.iter().filter(|e| e.contains("Status")).count(), 5);
+    }
+}
