@@ -119,8 +119,7 @@ pub(crate) struct FinishedOutput {
 pub(crate) struct ImageWriter<'a> {
     writers: Vec<LayoutWriter>,
     cache: LayerCache,
-    /// Manifest and config bytes written into each output: a reader keeps them all in memory
-    /// and accepts at most [`MAX_IMAGES_BYTES`].
+    /// Manifest and config bytes written into each output (see [`ImageWriter::keep_json`]).
     kept_bytes: Vec<u64>,
     compression: Compression,
     jobs: usize,
@@ -286,7 +285,8 @@ impl<'a> ImageWriter<'a> {
     }
 
     /// Copy a blob of an existing package into output `out` byte for byte (a manifest or
-    /// config that `merge` keeps as it is), checked against its digest and size, stored once.
+    /// config that `merge` keeps as it is), checked against its digest and size, stored once,
+    /// and counted against the reader's limits like a written one.
     #[allow(dead_code)] // for `merge`, which copies images without rebuilding them
     pub(crate) fn copy_blob(
         &mut self,
@@ -295,8 +295,60 @@ impl<'a> ImageWriter<'a> {
         blob: &Descriptor,
         out: usize,
     ) -> Result<()> {
+        // A blob stored already is not read again: its descriptor must still give its size.
+        match reader.blob_size(&blob.digest) {
+            None => {
+                return Err(Error::MissingBlob {
+                    path: origin.to_path_buf(),
+                    digest: blob.digest,
+                })
+            }
+            Some(actual) if actual != blob.size => {
+                return Err(Error::SizeMismatch {
+                    path: origin.to_path_buf(),
+                    digest: blob.digest,
+                    expected: blob.size,
+                    actual,
+                })
+            }
+            Some(_) => {}
+        }
+        if oci::layer_compression_of(&blob.media_type).is_none() {
+            self.keep_json(out, blob.size, origin)?;
+        }
         let mut stream = reader.open_blob(&blob.digest)?;
-        self.writers[out].copy_blob(blob, &mut stream, origin)
+        self.writers[out].copy_blob(blob, &mut stream, origin)?;
+        self.check_entries(out)
+    }
+
+    /// Count `size` bytes of manifests and configs into output `out`: a reader keeps them all
+    /// in memory and accepts at most [`MAX_IMAGES_BYTES`]; `origin` is what makes them large.
+    fn keep_json(&mut self, out: usize, size: u64, origin: &Path) -> Result<()> {
+        self.kept_bytes[out] = self.kept_bytes[out].saturating_add(size);
+        if self.kept_bytes[out] > MAX_IMAGES_BYTES {
+            return Err(Error::invalid(
+                origin,
+                format!(
+                    "the images' manifests and configs would exceed {} MiB together, more than a package reader accepts",
+                    MAX_IMAGES_BYTES >> 20
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Output `out` must stay within the files a package reader accepts: the archive holds the
+    /// blobs plus `blobs/`, `blobs/sha256/`, `oci-layout`, `index.json` and at most one image
+    /// index.
+    fn check_entries(&self, out: usize) -> Result<()> {
+        let writer = &self.writers[out];
+        if writer.stored().0 + 5 > MAX_ENTRIES {
+            return Err(Error::other(format!(
+                "{}: the package would hold more than the {MAX_ENTRIES} files a package reader accepts",
+                writer.dest().display()
+            )));
+        }
+        Ok(())
     }
 
     /// A layer stored before, copied into `out` if it lives in another output.
@@ -356,26 +408,14 @@ impl<'a> ImageWriter<'a> {
         };
         let manifest_bytes = canonical(&manifest);
         too_large("image manifest", manifest_bytes.len() as u64)?;
-        self.kept_bytes[out] += (config_bytes.len() + manifest_bytes.len()) as u64;
-        if self.kept_bytes[out] > MAX_IMAGES_BYTES {
-            return Err(Error::invalid(
-                spec.origin,
-                format!(
-                    "the images' manifests and configs would exceed {} MiB together, more than a package reader accepts",
-                    MAX_IMAGES_BYTES >> 20
-                ),
-            ));
-        }
-        let writer = &mut self.writers[out];
-        let mut manifest_desc = writer.put_bytes(oci::MEDIA_TYPE_MANIFEST, &manifest_bytes)?;
-        // The archive holds the blobs plus `blobs/`, `blobs/sha256/`, `oci-layout`, `index.json`
-        // and at most one image index.
-        if writer.stored().0 + 5 > MAX_ENTRIES {
-            return Err(Error::other(format!(
-                "{}: the package would hold more than the {MAX_ENTRIES} files a package reader accepts",
-                writer.dest().display()
-            )));
-        }
+        self.keep_json(
+            out,
+            (config_bytes.len() + manifest_bytes.len()) as u64,
+            spec.origin,
+        )?;
+        let mut manifest_desc =
+            self.writers[out].put_bytes(oci::MEDIA_TYPE_MANIFEST, &manifest_bytes)?;
+        self.check_entries(out)?;
         manifest_desc.platform = platform_of(t, os_version);
         if let Some(d) = &t.distro {
             manifest_desc
@@ -757,5 +797,89 @@ mod tests {
         assert!(written
             .windows(2)
             .all(|w| w[0].report.manifest == w[1].report.manifest));
+    }
+
+    /// What `merge` does: images of finished packages copied blob for blob into a new output
+    /// (manifest and config byte for byte, layers checked against digest and diffID) give the
+    /// same index entry; a blob that is not what its descriptor says is refused.
+    #[test]
+    fn images_copied_from_a_package_are_byte_for_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = dir.path().join("first");
+        let t = target("arm64", None);
+        let mut writer = ImageWriter::create(
+            std::slice::from_ref(&first),
+            OutputFormat::Layout,
+            Compression::DEFAULT,
+            1,
+            &crate::events::NoEvents,
+        )
+        .unwrap();
+        let key = LayerKey::Import {
+            diff_id: Digest::of(b"x"),
+        };
+        let layer = writer
+            .build_layer(key, 0, "test", |w| {
+                w.write_all(&[7u8; 4096]).unwrap();
+                Ok(LayerExecutables::default())
+            })
+            .unwrap();
+        let spec = ImageSpec {
+            target: &t,
+            layers: vec![("test".into(), layer)],
+            config: RuntimeConfig::default(),
+            origin: Path::new("buildpack.toml"),
+            too_large_hint: "",
+        };
+        let image = writer.write_image(0, spec).unwrap();
+        let entries = index_entries(std::slice::from_ref(&image)).unwrap();
+        writer.finish(vec![entries.clone()]).unwrap();
+
+        let reader = PackageReader::open(&first).unwrap();
+        let found = reader.images().unwrap();
+        assert_eq!(found.len(), 1);
+        let second = dir.path().join("second");
+        let mut merged = ImageWriter::create(
+            std::slice::from_ref(&second),
+            OutputFormat::Layout,
+            Compression::DEFAULT,
+            1,
+            &crate::events::NoEvents,
+        )
+        .unwrap();
+        let origin = reader.path().to_path_buf();
+        for (blob, diff_id) in found[0]
+            .manifest
+            .layers
+            .iter()
+            .zip(&found[0].config.rootfs.diff_ids)
+        {
+            let source = LayerBlob {
+                reader: &reader,
+                origin: &origin,
+                blob,
+                diff_id: *diff_id,
+            };
+            let copied = merged.copy_layer(&source, 0, "test", |_| Ok(())).unwrap();
+            assert_eq!(copied.descriptor, *blob, "same compression: the same bytes");
+        }
+        merged
+            .copy_blob(&reader, &origin, &found[0].manifest.config, 0)
+            .unwrap();
+        merged
+            .copy_blob(&reader, &origin, &found[0].descriptor, 0)
+            .unwrap();
+        let mut liar = found[0].descriptor.clone();
+        liar.size -= 1;
+        let e = merged.copy_blob(&reader, &origin, &liar, 0).unwrap_err();
+        assert!(matches!(e, Error::SizeMismatch { .. }), "{e}");
+        liar.digest = Digest::of(b"not there");
+        let e = merged.copy_blob(&reader, &origin, &liar, 0).unwrap_err();
+        assert!(matches!(e, Error::MissingBlob { .. }), "{e}");
+        let finished = merged
+            .finish(vec![vec![found[0].descriptor.clone()]])
+            .unwrap();
+        assert_eq!(finished[0].root, entries[0]);
+        assert_eq!(finished[0].blobs, 3);
     }
 }
