@@ -39,6 +39,11 @@ pub enum Event<'a> {
         /// One line, without a `warning:` prefix.
         message: &'a str,
     },
+    /// A hint for the user (the CLI's `note:` line): not a problem, so not in the report.
+    Note {
+        /// One line, without a `note:` prefix.
+        message: &'a str,
+    },
     /// Progress of one transfer (a blob upload or download, a layer being compressed).
     Transfer {
         /// Stable for the transfer's life (a digest, say): several run at once.
@@ -74,6 +79,7 @@ pub(crate) trait EventsExt {
     fn status(&self, verb: &str, message: &str);
     fn detail(&self, verb: &str, message: &str);
     fn warning(&self, message: &str);
+    fn note(&self, message: &str);
 }
 
 impl<E: Events + ?Sized> EventsExt for E {
@@ -85,6 +91,9 @@ impl<E: Events + ?Sized> EventsExt for E {
     }
     fn warning(&self, message: &str) {
         self.event(&Event::Warning { message });
+    }
+    fn note(&self, message: &str) {
+        self.event(&Event::Note { message });
     }
 }
 

@@ -61,17 +61,16 @@ pub fn import_layer(
         .iter()
         .map(|d| (d.to_string(), ("fuzz".to_string(), "1.0.0".to_string())))
         .collect();
-    let (_, size) =
-        crate::package::read_dependency_layer(blob, &descriptor, diff_id, origin, |tar| {
-            if flatten {
-                let mut builder = LayerBuilder::new(io::sink(), LayerFormat::Linux);
-                builder.add_layer_entries(tar, origin, &allowed)?;
-                builder.finish().map(|_| ())
-            } else {
-                crate::layer::check_module_layer(tar, &allowed)
-                    .map_err(|m| crate::Error::invalid(origin, m))
-            }
-        })?;
+    let (_, size) = crate::image::read_layer_blob(blob, &descriptor, diff_id, origin, |tar| {
+        if flatten {
+            let mut builder = LayerBuilder::new(io::sink(), LayerFormat::Linux);
+            builder.add_layer_entries(tar, origin, &allowed)?;
+            builder.finish().map(|_| ())
+        } else {
+            crate::layer::check_module_layer(tar, &allowed)
+                .map_err(|m| crate::Error::invalid(origin, m))
+        }
+    })?;
     Ok(size)
 }
 

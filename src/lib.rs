@@ -5,9 +5,10 @@
 //! to OCI registries as a separate step.
 //!
 //! Data flows one way: configuration ([`descriptor`], [`target`]) → sources ([`source`]) →
-//! layers ([`tar`], [`layer`], [`compress`], [`digest`]) → layout ([`layout`]) → archive, with
-//! [`package`] orchestrating and `registry` reading finished layouts. CNB vocabulary (label and
-//! annotation names, the distros an index entry serves, platform display) lives in [`cnb`].
+//! layers ([`tar`], [`layer`], [`compress`], [`digest`]) → images (`image`: the layer cache and
+//! the image writer) → layout ([`layout`]) → archive, with [`package`] orchestrating and
+//! `registry` reading finished layouts. CNB vocabulary (label and annotation names, the distros
+//! an index entry serves, platform display) lives in [`cnb`].
 
 pub mod atomic;
 pub mod cancel;
@@ -20,6 +21,7 @@ pub mod events;
 /// Entry points for the fuzz targets and their regression tests; not a stable API.
 #[doc(hidden)]
 pub mod fuzzing;
+pub(crate) mod image;
 pub mod input;
 pub mod inspect;
 pub mod json;

@@ -9,7 +9,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use cnbpkg::compress::Compression;
 use cnbpkg::layout::OutputFormat;
-use cnbpkg::package::{package_buildpack, PackageOptions};
+use cnbpkg::package::{package_buildpack, ModuleId, PackageOptions};
+use cnbpkg::target::{self, Target};
 use cnbpkg::ui::{Printer, Verbosity};
 use cnbpkg::Error;
 
@@ -289,7 +290,6 @@ fn run_package(args: PackageArgs, ui: &Printer) -> Result<(), Error> {
     let mut opts = PackageOptions::new(args.output);
     opts.config = args.config;
     opts.path = args.path;
-    opts.targets = args.targets;
     opts.format = match args.format {
         FormatArg::File => OutputFormat::File,
         FormatArg::Layout => OutputFormat::Layout,
@@ -298,7 +298,6 @@ fn run_package(args: PackageArgs, ui: &Printer) -> Result<(), Error> {
     opts.split = args.split;
     opts.strict = args.strict;
     opts.flatten = args.flatten;
-    opts.flatten_exclude = args.flatten_exclude;
     opts.compression = match args.compression {
         CompressionArg::Gzip => Compression::DEFAULT,
         CompressionArg::Zstd => Compression::parse("zstd").expect("zstd is a known compression"),
@@ -314,6 +313,24 @@ fn run_package(args: PackageArgs, ui: &Printer) -> Result<(), Error> {
         }
         opts.jobs = j.min(cnbpkg::compress::MAX_THREADS as u64) as usize;
     }
+    opts.flatten_exclude = args
+        .flatten_exclude
+        .iter()
+        .map(|value| {
+            ModuleId::parse(value).ok_or_else(|| Error::usage(format!(
+                "invalid format {value}; please use '<buildpack-id>@<buildpack-version>' to exclude buildpack from flattening"
+            )))
+        })
+        .collect::<Result<_, _>>()?;
+    let mut target_warnings = Vec::new();
+    let targets = parse_targets(&args.targets, &mut target_warnings);
+    if targets.is_err() {
+        // pack prints the warnings it gave before the error.
+        target_warnings.iter().for_each(|w| ui.warn(w));
+    }
+    // A bad target value is bad input like a bad buildpack.toml (exit 1), not a misuse of flags.
+    opts.targets = targets.map_err(Error::into_failure)?;
+    opts.target_warnings = target_warnings;
     let report = package_buildpack(&opts, ui)?;
     let mut out = std::io::stdout().lock();
     if args.common.json {
@@ -324,6 +341,24 @@ fn run_package(args: PackageArgs, ui: &Printer) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// `--target` values in pack's grammar: each value is a comma-separated list (pflag's
+/// `StringSlice`), each item `os[/arch[/variant]][:name@version[;name@version]...]`. pack's
+/// warnings are pushed into `warnings`, also those given before an error.
+fn parse_targets(values: &[String], warnings: &mut Vec<String>) -> Result<Vec<Target>, Error> {
+    let mut targets = Vec::new();
+    for value in values {
+        let list = target::split_list(value).map_err(|e| {
+            Error::usage(format!(
+                "invalid argument {value:?} for \"-t, --target\" flag: {e}"
+            ))
+        })?;
+        for one in list {
+            targets.push(target::parse_target(&one, warnings)?);
+        }
+    }
+    Ok(targets)
 }
 
 fn run_inspect(args: InspectArgs) -> Result<(), Error> {

@@ -218,9 +218,10 @@ pub fn supports_platform(os: &str, arch: &str, variant: &str) -> bool {
     supports_arch(os, arch) && supports_variant(arch, variant)
 }
 
-/// Split one `--target` flag value the way pflag's `StringSlice` does (a CSV record: commas
-/// separate values, double quotes quote them; an empty flag value gives no values).
-pub fn split_flag_value(value: &str) -> Result<Vec<String>> {
+/// Split one flag value the way pflag's `StringSlice` does (a CSV record: commas separate
+/// values, double quotes quote them; an empty flag value gives no values). The error is encoding/csv's
+/// text, for the caller to put after the flag's name.
+pub fn split_list(value: &str) -> std::result::Result<Vec<String>, String> {
     if value.is_empty() {
         return Ok(Vec::new());
     }
@@ -235,11 +236,7 @@ pub fn split_flag_value(value: &str) -> Result<Vec<String>> {
             col += 1;
             loop {
                 match chars.next() {
-                    None => {
-                        return Err(Error::usage(format!(
-                            "invalid argument {value:?} for \"-t, --target\" flag: extraneous or missing \" in quoted-field"
-                        )))
-                    }
+                    None => return Err(QUOTE_ERROR.to_string()),
                     Some('"') => {
                         col += 1;
                         if chars.peek() == Some(&'"') {
@@ -269,17 +266,17 @@ pub fn split_flag_value(value: &str) -> Result<Vec<String>> {
                     fields.push(std::mem::take(&mut field));
                     break;
                 }
-                Some(_) => {
-                    return Err(Error::usage(format!(
-                        "invalid argument {value:?} for \"-t, --target\" flag: extraneous or missing \" in quoted-field"
-                    )))
-                }
+                Some(_) => return Err(QUOTE_ERROR.to_string()),
             }
         } else {
             loop {
                 match chars.next() {
                     None | Some('\n') => {
-                        fields.push(std::mem::take(&mut field).trim_end_matches('\r').to_string());
+                        fields.push(
+                            std::mem::take(&mut field)
+                                .trim_end_matches('\r')
+                                .to_string(),
+                        );
                         return Ok(fields);
                     }
                     Some(',') => {
@@ -288,10 +285,10 @@ pub fn split_flag_value(value: &str) -> Result<Vec<String>> {
                         break;
                     }
                     Some('"') => {
-                        return Err(Error::usage(format!(
-                            "invalid argument {value:?} for \"-t, --target\" flag: parse error on line 1, column {}: bare \" in non-quoted field",
+                        return Err(format!(
+                            "parse error on line 1, column {}: bare \" in non-quoted field",
                             col + 1
-                        )))
+                        ))
                     }
                     Some(c) => {
                         col += 1;
@@ -303,6 +300,9 @@ pub fn split_flag_value(value: &str) -> Result<Vec<String>> {
     }
     Ok(fields)
 }
+
+/// encoding/csv's text for a quote that does not open or close a field.
+const QUOTE_ERROR: &str = "extraneous or missing \" in quoted-field";
 
 /// Parse `--target` flag values with pack's grammar: each value is split on commas (pflag
 /// `StringSlice`), then each `os[/arch[/variant]][:name@version[;name@version]...]` is checked
@@ -322,7 +322,9 @@ pub fn parse_target_flags_into(
 ) -> Result<Vec<Target>> {
     let mut targets = Vec::new();
     for value in values {
-        for one in split_flag_value(value)? {
+        let list = split_list(value)
+            .map_err(|e| Error::usage(format!("invalid target list {value:?}: {e}")))?;
+        for one in list {
             targets.push(parse_target(&one, warnings)?);
         }
     }
@@ -719,11 +721,11 @@ mod tests {
 
     #[test]
     fn csv_splitting() {
-        assert_eq!(split_flag_value("a,b").unwrap(), vec!["a", "b"]);
-        assert_eq!(split_flag_value("\"a,b\",c").unwrap(), vec!["a,b", "c"]);
-        assert_eq!(split_flag_value("a,").unwrap(), vec!["a", ""]);
-        assert!(split_flag_value("").unwrap().is_empty());
-        assert!(split_flag_value("a\"b").is_err());
+        assert_eq!(split_list("a,b").unwrap(), vec!["a", "b"]);
+        assert_eq!(split_list("\"a,b\",c").unwrap(), vec!["a,b", "c"]);
+        assert_eq!(split_list("a,").unwrap(), vec!["a", ""]);
+        assert!(split_list("").unwrap().is_empty());
+        assert!(split_list("a\"b").is_err());
     }
 
     #[test]
@@ -737,6 +739,216 @@ mod tests {
         assert_eq!(
             split_output_path(Path::new("d/x.cnb"), &t),
             PathBuf::from("d/x-linux-arm64-v8.cnb")
+        );
+    }
+
+    /// One `--target` item → its display (or the error) and pack's warnings.
+    #[test]
+    fn parse_target_table() {
+        let ok: &[(&str, &str, &[&str])] = &[
+            ("linux/amd64", "linux/amd64", &[]),
+            ("linux/arm/v7", "linux/arm/v7", &[]),
+            ("linux/arm64:ubuntu@22.04", "linux/arm64:ubuntu@22.04", &[]),
+            (
+                "linux/amd64:ubuntu@22.04;alpine@3.19",
+                "linux/amd64:ubuntu@22.04;alpine@3.19",
+                &[],
+            ),
+            (
+                "linux/amd64:ubuntu",
+                "linux/amd64:ubuntu",
+                &["distro with name 'ubuntu' has no specific version!"],
+            ),
+            (
+                "windows/amd64:@10.0.20348",
+                "windows/amd64:@10.0.20348",
+                &[],
+            ),
+            (
+                "windows/amd64:windows@10.0.20348",
+                "windows/amd64:windows@10.0.20348",
+                &[],
+            ),
+        ];
+        for (input, display, warnings) in ok {
+            let (t, w) = p(input);
+            let t = t.unwrap_or_else(|e| panic!("{input}: {e}"));
+            assert_eq!(t.display(), *display, "{input}");
+            assert_eq!(w, *warnings, "{input}");
+            assert!(t.path.is_none(), "{input}");
+        }
+        let bad: &[(&str, &str)] = &[
+            (
+                "",
+                "invalid target , atleast one of [os][/arch][/archVariant] must be specified",
+            ),
+            ("linux", "unknown target: 'linux'"),
+            ("linux/amd65", "unknown target: 'linux/amd65'"),
+            ("lnux/amd64", "unknown target: 'lnux/amd64'"),
+            ("linux/arm/v9", "unknown target: 'linux/arm/v9'"),
+            (
+                "linux/amd64:@22.04",
+                "distro's versions '@22.04' cannot be specified without distro's name",
+            ),
+            ("linux/amd64:a@b@c", "invalid distro: a@b@c"),
+        ];
+        for (input, message) in bad {
+            let (t, _) = p(input);
+            let e = t.expect_err(input);
+            assert!(e.is_usage(), "{input}");
+            assert_eq!(e.to_string(), *message, "{input}");
+        }
+    }
+
+    /// One flag value → its items, or encoding/csv's error (without a flag name: the caller
+    /// names the flag).
+    #[test]
+    fn split_list_table() {
+        let table: &[(&str, Result<&[&str], &str>)] = &[
+            ("", Ok(&[])),
+            ("a", Ok(&["a"])),
+            ("a,b", Ok(&["a", "b"])),
+            ("a,", Ok(&["a", ""])),
+            (",a", Ok(&["", "a"])),
+            ("\"a,b\",c", Ok(&["a,b", "c"])),
+            ("\"a\"\"b\"", Ok(&["a\"b"])),
+            ("a\r", Ok(&["a"])),
+            ("a\nb", Ok(&["a"])),
+            ("\"a", Err("extraneous or missing \" in quoted-field")),
+            ("\"a\"b", Err("extraneous or missing \" in quoted-field")),
+            (
+                "ab\"c",
+                Err("parse error on line 1, column 3: bare \" in non-quoted field"),
+            ),
+        ];
+        for (input, expected) in table {
+            let got = split_list(input);
+            match expected {
+                Ok(items) => assert_eq!(got.unwrap(), *items, "{input:?}"),
+                Err(message) => assert_eq!(got, Err(message.to_string()), "{input:?}"),
+            }
+        }
+    }
+
+    /// The CSV step's error names no flag; bad items fail with pack's texts.
+    #[test]
+    fn flag_values_parse_without_naming_a_flag() {
+        let mut w = Vec::new();
+        let e = parse_target_flags_into(&["\"linux".into()], &mut w).unwrap_err();
+        assert!(!e.to_string().contains("--target"), "{e}");
+        let ts = parse_target_flags_into(&["linux/amd64,linux/arm64".into()], &mut w).unwrap();
+        assert_eq!(ts.len(), 2);
+        assert!(parse_target_flags_into(&["".into()], &mut w)
+            .unwrap()
+            .is_empty());
+    }
+
+    fn expanded(
+        os: &str,
+        arch: &str,
+        variant: &str,
+        distro: Option<(&str, &str)>,
+    ) -> ExpandedTarget {
+        ExpandedTarget {
+            os: os.into(),
+            arch: arch.into(),
+            variant: variant.into(),
+            distro: distro.map(|(name, version)| Distro {
+                name: name.into(),
+                version: version.into(),
+            }),
+            path: None,
+        }
+    }
+
+    /// Targets → the platforms packaged (one per distro, in order).
+    #[test]
+    fn expand_distros_table() {
+        let (t, _) = p("linux/arm/v7:ubuntu@22.04;ubuntu@24.04");
+        let mut with_path = p("linux/amd64").0.unwrap();
+        with_path.path = Some("amd".into());
+        let got = expand_distros(&[t.unwrap(), with_path]);
+        assert_eq!(
+            got.iter().map(ExpandedTarget::display).collect::<Vec<_>>(),
+            [
+                "linux/arm/v7:ubuntu@22.04",
+                "linux/arm/v7:ubuntu@24.04",
+                "linux/amd64"
+            ]
+        );
+        assert_eq!(got[2].path.as_deref(), Some("amd"));
+        assert!(expand_distros(&[]).is_empty());
+    }
+
+    /// `--split` names: `<stem>-<os>-<arch>[-<variant>][-<distro>@<version>]<ext>`.
+    #[test]
+    fn split_output_path_table() {
+        let table: &[(&str, ExpandedTarget, &str)] = &[
+            (
+                "x.cnb",
+                expanded("linux", "amd64", "", None),
+                "x-linux-amd64.cnb",
+            ),
+            (
+                "d/x.cnb",
+                expanded("linux", "arm64", "v8", None),
+                "d/x-linux-arm64-v8.cnb",
+            ),
+            (
+                "x.cnb",
+                expanded("linux", "arm", "v7", Some(("ubuntu", "22.04"))),
+                "x-linux-arm-v7-ubuntu@22.04.cnb",
+            ),
+            (
+                "x.cnb",
+                expanded("windows", "amd64", "", Some(("", "10.0.20348"))),
+                "x-windows-amd64-@10.0.20348.cnb",
+            ),
+            ("x.cnb", expanded("linux", "", "", None), "x-linux.cnb"),
+            ("x", expanded("linux", "amd64", "", None), "x-linux-amd64"),
+            (
+                "out-layout",
+                expanded("linux", "amd64", "", None),
+                "out-layout-linux-amd64",
+            ),
+            (
+                "x.tar.gz",
+                expanded("linux", "amd64", "", None),
+                "x.tar-linux-amd64.gz",
+            ),
+            (
+                "x.cnb",
+                expanded("linux", "amd64", "", Some(("a/b", "1\\2"))),
+                "x-linux-amd64-a_b@1_2.cnb",
+            ),
+        ];
+        for (output, t, expected) in table {
+            assert_eq!(
+                split_output_path(Path::new(output), t),
+                PathBuf::from(expected),
+                "{output} {}",
+                t.display()
+            );
+        }
+    }
+
+    /// Platforms given twice, or names equal but for case, are refused.
+    #[test]
+    fn validate_unique_table() {
+        let amd = expanded("linux", "amd64", "", None);
+        let arm = expanded("linux", "arm64", "", None);
+        assert!(validate_unique(&[amd.clone(), arm.clone()]).is_ok());
+        assert_eq!(
+            validate_unique(&[amd.clone(), arm, amd.clone()])
+                .unwrap_err()
+                .to_string(),
+            "target 'linux/amd64' is given more than once (also as 'linux/amd64')"
+        );
+        let upper = expanded("linux", "amd64", "", Some(("Ubuntu", "1")));
+        let lower = expanded("linux", "amd64", "", Some(("ubuntu", "1")));
+        assert_eq!(
+            validate_unique(&[upper, lower]).unwrap_err().to_string(),
+            "targets 'linux/amd64:Ubuntu@1' and 'linux/amd64:ubuntu@1' would both be written with the file name suffix '-linux-amd64-ubuntu@1'"
         );
     }
 }

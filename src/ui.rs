@@ -299,6 +299,7 @@ impl crate::events::Events for Printer {
             Event::Status { verb, message } => self.status(verb, message),
             Event::Detail { verb, message } => self.detail(verb, message),
             Event::Warning { message } => self.warn_once(message),
+            Event::Note { message } => self.note(message),
             Event::Transfer {
                 id,
                 label,

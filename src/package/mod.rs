@@ -1,63 +1,46 @@
-//! Building packages: resolve the buildpack and its targets, build each distinct layer once,
-//! and write per-target images, the index and the archive.
+//! Building packages, the flow: configuration → sources → targets → one plan per target → the
+//! image writer (`image`) → outputs put in place together.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
-
+mod layers;
+mod outputs;
 mod remote;
+mod report;
 mod select;
 mod sources;
+mod targets;
 
 pub use sources::resolve_uri;
 
-use crate::atomic::{check_interrupt, Staged};
 use crate::compress::{self, Compression};
-use crate::descriptor::{self, ModuleKind, PackageConfig};
-use crate::digest::{Digest, HashingReader, HashingWriter};
+use crate::descriptor::{self, PackageConfig};
 use crate::error::{Error, Result};
-use crate::json::canonical;
-use crate::layer::{self, LayerFormat, LayerSpec};
-use crate::layout::{
-    LayoutWriter, OutputFormat, MAX_ENTRIES, MAX_IMAGES, MAX_IMAGES_BYTES, MAX_JSON_BLOB,
-};
-use crate::oci::{
-    self, Descriptor, History, ImageConfig, Index, Manifest, Platform, RootFs, RuntimeConfig,
-};
+use crate::events::{Events, EventsExt};
+use crate::image::{check_json_size, index_entries, FinishedOutput, ImageWriter, WrittenImage};
+use crate::layout::OutputFormat;
 use crate::source::Exclusions;
-use crate::target::{self, Distro, ExpandedTarget, Target};
-
-use crate::ui::{human_size, Printer};
-use select::{LayerSource, ModulePlan};
+use crate::target::{ExpandedTarget, Target};
+use crate::ui::human_size;
+use layers::BuildContext;
+use outputs::{check_output_against_inputs, output_path, Input};
+use report::WarningsOnce;
+use select::ModulePlan;
 use sources::{Dependency, Tree};
+use targets::resolve_targets;
 
-/// The `created` time of every config and history entry: the same instant as the layers'
-/// modification times, so nothing in a package depends on when it was built.
-pub const CREATED: &str = crate::cnb::NORMALIZED_RFC3339;
+pub use crate::image::{ImageReport, LayerReport, CREATED};
+pub use report::{OutputReport, PackageReport};
 
 pub use crate::cnb::{
     annotated_distros, ANNOTATION_DISTROS, ANNOTATION_DISTRO_NAME, ANNOTATION_DISTRO_VERSION,
     LABEL_LAYERS, LABEL_METADATA,
 };
 
-/// A distro as [`ANNOTATION_DISTROS`] lists it (`name@version`, or `name` without a version).
-fn distro_entry(d: &Distro) -> String {
-    if d.version.is_empty() {
-        d.name.clone()
-    } else {
-        format!("{}@{}", d.name, d.version)
-    }
-}
-
-/// Whether [`ANNOTATION_DISTROS`] can list `d` so that it reads back the same.
-fn listable(d: &Distro) -> bool {
-    !d.name.is_empty() && !d.name.contains(['@', ';']) && !d.version.contains(';')
-}
-
-/// What to package and how.
+/// What to package and how. Made with [`PackageOptions::new`], then set field by field.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct PackageOptions {
     /// The output: a `.cnb` file (`.cnb` is added when there is no extension) or a directory.
     pub output: PathBuf,
@@ -65,8 +48,11 @@ pub struct PackageOptions {
     pub config: Option<PathBuf>,
     /// The buildpack directory or archive when there is no `package.toml` (default: `.`).
     pub path: Option<PathBuf>,
-    /// Raw `--target` values; they replace the targets of the configuration.
-    pub targets: Vec<String>,
+    /// Targets that replace those of the configuration (none: the configuration's).
+    pub targets: Vec<Target>,
+    /// Warnings about how [`PackageOptions::targets`] were given (pack's, from parsing them),
+    /// reported in their place among packaging's warnings and listed in the report.
+    pub target_warnings: Vec<String>,
     /// `.cnb` file or layout directory.
     pub format: OutputFormat,
     /// One single-platform output per target instead of one multi-platform output.
@@ -79,8 +65,8 @@ pub struct PackageOptions {
     pub jobs: usize,
     /// Put every buildpack into one layer (pack's `--flatten`).
     pub flatten: bool,
-    /// `id@version` of buildpacks that keep their own layer when flattening.
-    pub flatten_exclude: Vec<String>,
+    /// Buildpacks that keep their own layer when flattening.
+    pub flatten_exclude: Vec<ModuleId>,
     /// Fail, instead of warning, when an executable in a layer is built for another
     /// architecture than the target's.
     pub strict: bool,
@@ -94,6 +80,7 @@ impl PackageOptions {
             config: None,
             path: None,
             targets: Vec::new(),
+            target_warnings: Vec::new(),
             format: OutputFormat::File,
             split: false,
             compression: Compression::DEFAULT,
@@ -109,128 +96,61 @@ impl PackageOptions {
     }
 }
 
-/// What was written.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PackageReport {
-    /// The buildpack `id@version`.
-    pub buildpack: String,
-    /// One entry per written file or directory.
-    pub outputs: Vec<OutputReport>,
+/// A buildpack or extension named by id and version (`id@version`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ModuleId {
+    /// The id (`acme/node`).
+    pub id: String,
+    /// The version (`1.2.3`).
+    pub version: String,
 }
 
-/// One written package.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct OutputReport {
-    /// Where it was written.
-    pub path: PathBuf,
-    /// The digest `index.json` points at (the image index or the single manifest).
-    pub digest: Digest,
-    /// Media type of that digest.
-    pub media_type: String,
-    /// Total size of the stored blobs.
-    pub blob_bytes: u64,
-    /// Number of stored blobs.
-    pub blobs: usize,
-    /// The images, one per target.
-    pub images: Vec<ImageReport>,
-}
-
-/// One per-target image.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ImageReport {
-    /// The target in `os/arch/variant:distro@version` form.
-    pub target: String,
-    /// The manifest digest.
-    pub manifest: Digest,
-    /// The config digest.
-    pub config: Digest,
-    /// The layers, base first.
-    pub layers: Vec<LayerReport>,
-}
-
-/// One layer.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LayerReport {
-    /// What it holds: `id@version`, or `windows base layer`.
-    pub content: String,
-    /// Digest of the stored (compressed) blob.
-    pub digest: Digest,
-    /// Digest of the uncompressed tar.
-    pub diff_id: Digest,
-    /// Stored size.
-    pub size: u64,
-    /// Uncompressed size (unknown for a layer copied unchanged from a dependency).
-    pub uncompressed_size: Option<u64>,
-}
-
-/// A layer that has been built into one of the outputs.
-#[derive(Clone)]
-struct BuiltLayer {
-    descriptor: Descriptor,
-    diff_id: Digest,
-    /// Unknown for a layer copied unchanged from a dependency.
-    uncompressed_size: Option<u64>,
-    /// Index of the output that holds its bytes.
-    home: usize,
-    /// The executables found while building it (none for imported layers).
-    executables: std::rc::Rc<LayerExecutables>,
-}
-
-/// The ELF/PE executables a built layer holds: the recorded ones, and how many there were.
-#[derive(Default)]
-struct LayerExecutables {
-    recorded: Vec<layer::Executable>,
-    seen: usize,
-}
-
-impl LayerExecutables {
-    fn of<W: std::io::Write>(builder: &layer::LayerBuilder<W>) -> LayerExecutables {
-        let (recorded, seen) = builder.executables();
-        LayerExecutables {
-            recorded: recorded.to_vec(),
-            seen,
-        }
+impl ModuleId {
+    /// `id@version`, both non-empty (split at the first `@`); `None` otherwise.
+    pub fn parse(s: &str) -> Option<ModuleId> {
+        let (id, version) = s.split_once('@')?;
+        (!id.is_empty() && !version.is_empty()).then(|| ModuleId {
+            id: id.to_string(),
+            version: version.to_string(),
+        })
     }
 }
 
-/// Identity of a layer's inputs: the same key means the same bytes, so it is built once.
-#[derive(Clone, PartialEq, Eq, Hash)]
-enum LayerKey {
-    WindowsBase,
-    Flattened(Vec<LayerKey>),
-    Tree {
-        root: PathBuf,
-        windows: bool,
-        overlay: Option<PathBuf>,
-    },
-    Import {
-        diff_id: Digest,
-    },
+impl ModuleId {
+    /// Whether this names `module`.
+    fn names(&self, module: &ModulePlan) -> bool {
+        let info = &module.descriptor.info;
+        self.id == info.id && self.version == info.version
+    }
 }
 
-/// The `platform.os` deprecation for a composite buildpack, whose targets are set in
-/// package.toml (pack's text points at buildpack.toml, right only for other buildpacks).
-const PLATFORM_OS_DEPRECATED_COMPOSITE: &str = "'platform.os' field in package.toml will be deprecated, use new '--target' flag or [[targets]] in package.toml to set the platforms of a composite buildpack.";
+impl std::fmt::Display for ModuleId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@{}", self.id, self.version)
+    }
+}
 
-/// `platform.os` together with `--target`, for a composite buildpack.
-const PLATFORM_OS_WITH_TARGET_COMPOSITE: &str = "'platform.os' and '--target' flag can not be used in conjunction, please remove 'platform.os' from package.toml, use new '--target' flag or [[targets]] in package.toml to set the platforms of a composite buildpack";
+/// Package a buildpack as `opts` says; progress and warnings go to `events` (the warnings, each
+/// once, are in the report too).
+pub fn package_buildpack(opts: &PackageOptions, events: &dyn Events) -> Result<PackageReport> {
+    let collected = WarningsOnce::new(events);
+    let mut report = package_with(opts, &collected)?;
+    report.warnings = collected.into_warnings();
+    Ok(report)
+}
 
-/// Package a buildpack as `opts` says; progress goes to `ui`.
-pub fn package_buildpack(opts: &PackageOptions, ui: &Printer) -> Result<PackageReport> {
+/// [`package_buildpack`] reporting to `events`, which keeps the warnings.
+fn package_with(opts: &PackageOptions, events: &dyn Events) -> Result<PackageReport> {
     if opts.config.is_some() && opts.path.is_some() {
         return Err(Error::usage(
             "--config and --path cannot be used together. Please specify the relative path to the Buildpack directory in the package config file.",
         ));
     }
-    check_flatten_options(opts, ui)?;
-    let (config, base_dir) = load_config(opts, ui)?;
+    check_flatten_options(opts, events)?;
+    let (config, base_dir) = load_config(opts, events)?;
     let (main_path, dependency_paths) =
         sources::locate(&config, &base_dir, opts.config.as_deref())?;
-    let main = sources::load_tree(&main_path, ui)?;
+    let main = sources::load_tree(&main_path, events)?;
     let mut inputs: Vec<Input> = Vec::new();
     if let Some(c) = &opts.config {
         inputs.push(Input {
@@ -247,7 +167,7 @@ pub fn package_buildpack(opts: &PackageOptions, ui: &Printer) -> Result<PackageR
     let dependencies = dependency_paths
         .iter()
         .map(|location| {
-            let dependency = sources::load_dependency(location, ui)?;
+            let dependency = sources::load_dependency(location, events)?;
             let tree_dir = matches!(&dependency, Dependency::Tree(t) if t.is_directory());
             inputs.push(Input {
                 path: location.clone(),
@@ -257,36 +177,10 @@ pub fn package_buildpack(opts: &PackageOptions, ui: &Printer) -> Result<PackageR
             Ok(dependency)
         })
         .collect::<Result<Vec<_>>>()?;
-    let targets = resolve_targets(opts, &config, &main, ui)?;
-    let output = output_path(opts, ui);
+    let targets = resolve_targets(opts, &config, &main, events)?;
+    let output = output_path(opts, events);
     let id_version = main.descriptor.info.full_name();
-    let names: Vec<String> = targets
-        .iter()
-        .map(|t| format!("'{}'", t.display()))
-        .collect();
-    if targets.len() > 1 && opts.split {
-        ui.status(
-            "Packaging",
-            format!(
-                "{id_version}: one single-platform buildpack package per target will be created for target platforms: {}",
-                names.join(", ")
-            ),
-        );
-    } else if targets.len() > 1 {
-        // RFC 0128's announcement, which says "multi-arch" for what can differ by OS or distro too.
-        ui.status(
-            "Packaging",
-            format!(
-                "{id_version}: a multi-platform buildpack package will be created for target platforms: {}",
-                names.join(", ")
-            ),
-        );
-    } else {
-        ui.status(
-            "Packaging",
-            format!("{id_version} for {}", names.join(", ")),
-        );
-    }
+    announce(events, &id_version, &targets, opts.split);
 
     let plans = targets
         .iter()
@@ -297,15 +191,8 @@ pub fn package_buildpack(opts: &PackageOptions, ui: &Printer) -> Result<PackageR
         check_labels_fit(opts, &main, plan)?;
     }
 
-    let outputs: Vec<(PathBuf, Vec<usize>)> = if opts.split && plans.len() > 1 {
-        plans
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (target::split_output_path(&output, &p.target), vec![i]))
-            .collect()
-    } else {
-        vec![(output.clone(), (0..plans.len()).collect())]
-    };
+    let planned: Vec<&ExpandedTarget> = plans.iter().map(|p| &p.target).collect();
+    let outputs = outputs::outputs_of(&output, opts.split, &planned);
 
     let mut exclusions = Exclusions::default();
     exclusions.add_scratch_dirs();
@@ -314,64 +201,57 @@ pub fn package_buildpack(opts: &PackageOptions, ui: &Printer) -> Result<PackageR
         exclusions.add_output(path);
     }
     // Every destination is checked before anything is built.
-    let mut writers = outputs
-        .iter()
-        .map(|(path, _)| LayoutWriter::create(path, opts.format))
-        .collect::<Result<Vec<_>>>()?;
+    let paths: Vec<PathBuf> = outputs.iter().map(|(path, _)| path.clone()).collect();
+    let images = ImageWriter::create(&paths, opts.format, opts.compression, opts.jobs, events)?;
     let mut ctx = BuildContext {
         opts,
-        ui,
+        events,
         dependencies: &dependencies,
-        kept_bytes: vec![0; outputs.len()],
-        writers: &mut writers,
-        cache: HashMap::new(),
+        images,
         checked_executables: HashSet::new(),
         exclusions,
     };
-    let mut reports: Vec<(PathBuf, Vec<WrittenImage>)> = Vec::new();
-    for (out_idx, (path, members)) in outputs.iter().enumerate() {
+    let mut written: Vec<Vec<WrittenImage>> = Vec::new();
+    for (out_idx, (_, members)) in outputs.iter().enumerate() {
         let mut images = Vec::new();
         for &i in members {
             images.push(ctx.write_image(&main, &plans[i], out_idx)?);
         }
-        reports.push((path.clone(), images));
+        written.push(images);
     }
 
     // Every output's index is settled before any output is put in place.
-    let entries = reports
+    let entries = written
         .iter()
-        .map(|(_, images)| index_entries(images))
+        .map(|images| index_entries(images))
         .collect::<Result<Vec<_>>>()?;
     // Every output is complete before any is moved into place, and they are moved all or none.
-    let mut staged = Vec::new();
-    let mut finished = Vec::new();
-    for (((path, images), writer), entries) in reports.into_iter().zip(writers).zip(entries) {
-        check_interrupt()?;
-        let (output, root_desc, blobs, blob_bytes) = finish_index(writer, entries)?;
-        debug_assert_eq!(output.dest(), path);
-        staged.push(output);
-        finished.push((path, images, root_desc, blobs, blob_bytes));
-    }
-    crate::layout::commit_outputs(staged)?;
+    let finished = ctx.images.finish(entries)?;
     let mut out_reports = Vec::new();
-    for (written, images, root_desc, blobs, blob_bytes) in finished {
-        ui.status(
+    for (output, images) in finished.into_iter().zip(written) {
+        let FinishedOutput {
+            path,
+            root,
+            blobs,
+            blob_bytes,
+        } = output;
+        events.status(
             "Finished",
-            format!(
+            &format!(
                 "{} ({} target{}, {} blob{}, {}) {}",
-                written.display(),
+                path.display(),
                 images.len(),
                 plural(images.len()),
                 blobs,
                 plural(blobs),
                 human_size(blob_bytes),
-                root_desc.digest
+                root.digest
             ),
         );
         out_reports.push(OutputReport {
-            path: written,
-            digest: root_desc.digest,
-            media_type: root_desc.media_type,
+            path,
+            digest: root.digest,
+            media_type: root.media_type,
             blob_bytes,
             blobs,
             images: images.into_iter().map(|i| i.report).collect(),
@@ -380,13 +260,31 @@ pub fn package_buildpack(opts: &PackageOptions, ui: &Printer) -> Result<PackageR
     Ok(PackageReport {
         buildpack: id_version,
         outputs: out_reports,
+        warnings: Vec::new(),
     })
 }
 
-/// A buildpack's own executables, `bin/<name>`, which the lifecycle runs directly.
-fn is_entry_point(path: &str) -> bool {
-    path.strip_prefix("bin/")
-        .is_some_and(|name| !name.is_empty() && !name.contains('/'))
+/// The first status line: what is packaged for which targets.
+fn announce(events: &dyn Events, id_version: &str, targets: &[ExpandedTarget], split: bool) {
+    let names: Vec<String> = targets
+        .iter()
+        .map(|t| format!("'{}'", t.display()))
+        .collect();
+    let message = if targets.len() > 1 && split {
+        format!(
+            "{id_version}: one single-platform buildpack package per target will be created for target platforms: {}",
+            names.join(", ")
+        )
+    } else if targets.len() > 1 {
+        // RFC 0128's announcement, which says "multi-arch" for what can differ by OS or distro too.
+        format!(
+            "{id_version}: a multi-platform buildpack package will be created for target platforms: {}",
+            names.join(", ")
+        )
+    } else {
+        format!("{id_version} for {}", names.join(", "))
+    };
+    events.status("Packaging", &message);
 }
 
 fn plural(n: usize) -> &'static str {
@@ -397,23 +295,13 @@ fn plural(n: usize) -> &'static str {
     }
 }
 
-/// `--flatten-exclude` values are `id@version` and need `--flatten`.
-fn check_flatten_options(opts: &PackageOptions, ui: &Printer) -> Result<()> {
+/// Buildpacks are excluded from flattening only when flattening.
+fn check_flatten_options(opts: &PackageOptions, events: &dyn Events) -> Result<()> {
     if !opts.flatten && !opts.flatten_exclude.is_empty() {
         return Err(Error::usage("--flatten-exclude requires --flatten"));
     }
-    for value in &opts.flatten_exclude {
-        if !value
-            .split_once('@')
-            .is_some_and(|(id, v)| !id.is_empty() && !v.is_empty())
-        {
-            return Err(Error::usage(format!(
-                "invalid format {value}; please use '<buildpack-id>@<buildpack-version>' to exclude buildpack from flattening"
-            )));
-        }
-    }
     if opts.flatten {
-        ui.warn("Flattening a buildpack package could break the distribution specification. Please use it with caution.");
+        events.warning("Flattening a buildpack package could break the distribution specification. Please use it with caution.");
     }
     Ok(())
 }
@@ -425,31 +313,28 @@ fn check_flatten_exclude_known(opts: &PackageOptions, plans: &[ImagePlan]) -> Re
         .iter()
         .flat_map(|p| p.modules.iter().map(ModulePlan::key))
         .collect();
-    let unknown: Vec<&String> = opts
+    let unknown: Vec<String> = opts
         .flatten_exclude
         .iter()
-        .filter(|v| !known.contains(*v))
+        .map(ModuleId::to_string)
+        .filter(|v| !known.contains(v))
         .collect();
     if unknown.is_empty() {
         return Ok(());
     }
-    let quoted = |v: &[&String]| {
-        v.iter()
-            .map(|s| format!("'{s}'"))
-            .collect::<Vec<_>>()
-            .join(", ")
+    let quoted = |v: &mut dyn Iterator<Item = &String>| {
+        v.map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ")
     };
-    let known: Vec<&String> = known.iter().collect();
     Err(Error::usage(format!(
         "--flatten-exclude {}: no such buildpack in this package; its buildpacks are {}",
-        quoted(&unknown),
-        quoted(&known)
+        quoted(&mut unknown.iter()),
+        quoted(&mut known.iter())
     )))
 }
 
 /// Read `package.toml` (or make the default one) and return it with the directory its relative
 /// URIs are resolved against.
-fn load_config(opts: &PackageOptions, ui: &Printer) -> Result<(PackageConfig, PathBuf)> {
+fn load_config(opts: &PackageOptions, events: &dyn Events) -> Result<(PackageConfig, PathBuf)> {
     match &opts.config {
         Some(path) => {
             let (config, warnings) = descriptor::read_package_toml(path)?;
@@ -463,7 +348,7 @@ fn load_config(opts: &PackageOptions, ui: &Printer) -> Result<(PackageConfig, Pa
                     w.as_str() != descriptor::PLATFORM_OS_DEPRECATED
                         && w.as_str() != descriptor::IMAGE_KEY_DEPRECATED
                 })
-                .for_each(|w| ui.warn(w));
+                .for_each(|w| events.warning(w));
             // Relative to the current directory, the base is empty rather than `.`, so that paths
             // in messages read as the user wrote them (`../x`, not `./../x`).
             let base = path.parent().unwrap_or(Path::new("")).to_path_buf();
@@ -473,121 +358,6 @@ fn load_config(opts: &PackageOptions, ui: &Printer) -> Result<(PackageConfig, Pa
             PackageConfig::default_for_path(opts.path.as_deref()),
             PathBuf::new(),
         )),
-    }
-}
-
-/// The most targets (after distro expansion) packaged in one run.
-const MAX_PACKAGED_TARGETS: usize = 1024;
-
-/// The targets to build: `--target` values, else the configuration's (buildpack.toml, or
-/// package.toml for a composite), else one default target.
-fn resolve_targets(
-    opts: &PackageOptions,
-    config: &PackageConfig,
-    main: &Tree,
-    ui: &Printer,
-) -> Result<Vec<ExpandedTarget>> {
-    let mut warnings = Vec::new();
-    let parsed = target::parse_target_flags_into(&opts.targets, &mut warnings);
-    warnings.iter().for_each(|w| ui.warn(w));
-    // A bad target value is bad input like a bad buildpack.toml (exit 1), not a misuse of flags.
-    let flag_targets = parsed.map_err(Error::into_failure)?;
-    let composite = main.descriptor.is_composite();
-    // A composite's targets live in package.toml, not in its buildpack.toml.
-    if config.platform_os.is_some() {
-        ui.warn(if composite {
-            PLATFORM_OS_DEPRECATED_COMPOSITE
-        } else {
-            descriptor::PLATFORM_OS_DEPRECATED
-        });
-    }
-    descriptor::check_platform_os_with_targets(config, !opts.targets.is_empty()).map_err(|e| {
-        match composite {
-            true => Error::other(PLATFORM_OS_WITH_TARGET_COMPOSITE),
-            false => e.into_failure(),
-        }
-    })?;
-    let configured: &[Target] = if composite {
-        &config.targets
-    } else {
-        &main.descriptor.targets
-    };
-    let mut targets: Vec<Target> = if !flag_targets.is_empty() {
-        flag_targets
-            .into_iter()
-            .map(|t| with_configured_path(t, configured))
-            .collect()
-    } else {
-        configured.to_vec()
-    };
-    if targets.is_empty() {
-        let os = config
-            .platform_os
-            .clone()
-            .unwrap_or_else(|| infer_os(&main.root));
-        let file = if composite {
-            "package.toml"
-        } else {
-            "buildpack.toml"
-        };
-        ui.note(format!(
-            "Pro tip: use --target flag OR [[targets]] in {file} to specify the desired platform (os/arch/variant); using os '{os}'"
-        ));
-        targets.push(Target {
-            os,
-            ..Default::default()
-        });
-    }
-    let expanded = target::expand_distros(&targets);
-    if expanded.len() > MAX_IMAGES {
-        return Err(Error::other(format!(
-            "{} targets, more than the {MAX_IMAGES} images a package reader accepts",
-            expanded.len()
-        )));
-    }
-    // Every image's label lists every target of the buildpack (as pack's does), so the work and
-    // memory grow with the square of the target count: a 150 KB buildpack.toml listing 4096
-    // distros would cost gigabytes. Real buildpacks have a handful of targets.
-    if expanded.len() > MAX_PACKAGED_TARGETS {
-        let file = if composite {
-            "package.toml"
-        } else {
-            "buildpack.toml"
-        };
-        let source = if opts.targets.is_empty() {
-            file
-        } else {
-            "--target"
-        };
-        return Err(Error::other(format!(
-            "{source}: {} targets (platforms times distros), more than the {MAX_PACKAGED_TARGETS} cnbpkg packages at once",
-            expanded.len()
-        )));
-    }
-    target::validate_unique(&expanded)?;
-    Ok(expanded)
-}
-
-/// A `--target` keeps the `path` of the configured target it names.
-fn with_configured_path(mut t: Target, configured: &[Target]) -> Target {
-    if t.path.is_none() {
-        if let Some(c) = configured
-            .iter()
-            .find(|c| c.os == t.os && c.arch == t.arch && c.variant == t.variant)
-        {
-            t.path = c.path.clone();
-        }
-    }
-    t
-}
-
-/// With no target anywhere, the OS follows the entry points, as the buildpack spec says.
-fn infer_os(root: &Path) -> String {
-    let has = |name: &str| fs::symlink_metadata(root.join("bin").join(name)).is_ok();
-    if !has("build") && (has("build.bat") || has("build.exe")) {
-        "windows".into()
-    } else {
-        "linux".into()
     }
 }
 
@@ -620,20 +390,9 @@ fn plan_image(main: &Tree, dependencies: &[Dependency], t: &ExpandedTarget) -> R
     })
 }
 
-/// A JSON blob must be one the package reader accepts ([`MAX_JSON_BLOB`]); what makes it large
-/// comes from buildpack.toml (or `--label`), so the error names that file.
-fn check_readable_size(main: &Tree, t: &ExpandedTarget, what: &str, size: u64) -> Result<()> {
-    if size > MAX_JSON_BLOB {
-        return Err(Error::invalid(
-            &main.descriptor_path,
-            format!(
-                "the {what} for target {} would be {size} bytes, over the {MAX_JSON_BLOB}-byte limit packages are read with; shorten the values of buildpack.toml or the labels",
-                t.display()
-            ),
-        ));
-    }
-    Ok(())
-}
+/// What makes an image's JSON too large for a package reader comes from buildpack.toml (or
+/// `--label`): the error names that file, and says this.
+const TOO_LARGE_HINT: &str = "shorten the values of buildpack.toml or the labels";
 
 /// Before any layer is built: the labels of an image alone must fit into a config the package
 /// reader accepts (diffIDs are not known yet, but always have the same length).
@@ -654,796 +413,40 @@ fn check_labels_fit(opts: &PackageOptions, main: &Tree, plan: &ImagePlan) -> Res
         descriptor::buildpackage_metadata_label(&main.descriptor.info, plan.stacks.as_deref());
     let extra: usize = opts.labels.iter().map(|(k, v)| k.len() + v.len()).sum();
     let size = label.to_json().len() + metadata.len() + extra;
-    check_readable_size(main, &plan.target, "image config", size as u64)
+    check_json_size(
+        &main.descriptor_path,
+        &plan.target,
+        "image config",
+        size as u64,
+        TOO_LARGE_HINT,
+    )
 }
 
-/// An image written into an output, with what its index entry needs.
-struct WrittenImage {
-    descriptor: Descriptor,
-    target: ExpandedTarget,
-    report: ImageReport,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// State shared while writing every image of every output.
-struct BuildContext<'a> {
-    opts: &'a PackageOptions,
-    ui: &'a Printer,
-    dependencies: &'a [Dependency],
-    writers: &'a mut [LayoutWriter],
-    cache: HashMap<LayerKey, BuiltLayer>,
-    /// (layer, os, arch) whose executables were checked already: a layer shared by several
-    /// distros of one platform is reported once.
-    checked_executables: HashSet<(Digest, String, &'static str)>,
-    /// Manifest and config bytes written into each output: a reader keeps them all in memory
-    /// and accepts at most [`MAX_IMAGES_BYTES`].
-    kept_bytes: Vec<u64>,
-    /// The outputs, left out of every walked tree they lie in.
-    exclusions: Exclusions,
-}
-
-impl BuildContext<'_> {
-    fn write_image(
-        &mut self,
-        main: &Tree,
-        plan: &ImagePlan,
-        out_idx: usize,
-    ) -> Result<WrittenImage> {
-        let t = &plan.target;
-        let windows = t.os == "windows";
-        let mut layers: Vec<(String, BuiltLayer)> = Vec::new();
-        if windows {
-            let base = self.obtain(LayerKey::WindowsBase, out_idx, "windows base layer", |w| {
-                layer::write_windows_base_layer(w)
-                    .map_err(|e| Error::other(format!("writing the Windows base layer: {e}")))?;
-                Ok(LayerExecutables::default())
-            })?;
-            layers.push(("windows base layer".to_string(), base));
-        }
-        let mut label = descriptor::LayersLabel::new();
-        let flattened: Vec<&ModulePlan> = if self.opts.flatten {
-            plan.modules
-                .iter()
-                .filter(|m| !self.opts.flatten_exclude.contains(&m.key()))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let flat_layer = match flattened.is_empty() {
-            true => None,
-            false => Some(self.flattened_layer(&flattened, windows, out_idx)?),
-        };
-        for module in &plan.modules {
-            let built = match &flat_layer {
-                Some(flat) if flattened.iter().any(|m| m.key() == module.key()) => flat.clone(),
-                _ => self.module_layer(module, windows, out_idx)?,
-            };
-            let mut info = module.label.clone();
-            info.layer_diff_id = built.diff_id.to_string();
-            label.insert_info(
-                &module.descriptor.info.id,
-                &module.descriptor.info.version,
-                info,
-            );
-            // Flattened dependencies share one layer between several modules: list it once.
-            if !layers.iter().any(|(_, l)| l.diff_id == built.diff_id) {
-                layers.push((module.key(), built));
+    /// `id@version` → the module it names; both parts are needed.
+    #[test]
+    fn module_id_table() {
+        let table: &[(&str, Option<(&str, &str)>)] = &[
+            ("acme/a@1.0.0", Some(("acme/a", "1.0.0"))),
+            ("a@b@c", Some(("a", "b@c"))),
+            ("acme/a", None),
+            ("@1.0.0", None),
+            ("acme/a@", None),
+            ("", None),
+        ];
+        for (input, expected) in table {
+            let got = ModuleId::parse(input);
+            let want = expected.map(|(id, version)| ModuleId {
+                id: id.into(),
+                version: version.into(),
+            });
+            assert_eq!(got, want, "{input}");
+            if let Some(m) = got {
+                assert_eq!(m.to_string(), *input);
             }
         }
-
-        self.check_executables(t, &layers)?;
-
-        let mut labels = self.opts.labels.clone();
-        labels.insert(
-            LABEL_METADATA.into(),
-            descriptor::buildpackage_metadata_label(&main.descriptor.info, plan.stacks.as_deref()),
-        );
-        labels.insert(main.descriptor.kind.layers_label().into(), label.to_json());
-
-        let os_version = if windows {
-            t.distro
-                .as_ref()
-                .map(|d| d.version.clone())
-                .unwrap_or_default()
-        } else {
-            String::new()
-        };
-        let config = ImageConfig {
-            architecture: t.arch.clone(),
-            created: Some(CREATED.to_string()),
-            history: layers
-                .iter()
-                .map(|_| History {
-                    created: Some(CREATED.to_string()),
-                    ..Default::default()
-                })
-                .collect(),
-            os: t.os.clone(),
-            os_version: os_version.clone(),
-            os_features: Vec::new(),
-            variant: t.variant.clone(),
-            rootfs: RootFs {
-                typ: "layers".into(),
-                diff_ids: layers.iter().map(|(_, l)| l.diff_id).collect(),
-            },
-            config: Some(RuntimeConfig { labels }),
-        };
-        let config_bytes = canonical(&config);
-        check_readable_size(main, t, "image config", config_bytes.len() as u64)?;
-        let writer = &mut self.writers[out_idx];
-        let config_desc = writer.put_bytes(oci::MEDIA_TYPE_CONFIG, &config_bytes)?;
-        let manifest = Manifest {
-            schema_version: 2,
-            media_type: Some(oci::MEDIA_TYPE_MANIFEST.into()),
-            artifact_type: None,
-            config: config_desc.clone(),
-            layers: layers.iter().map(|(_, l)| l.descriptor.clone()).collect(),
-            annotations: BTreeMap::new(),
-        };
-        let manifest_bytes = canonical(&manifest);
-        check_readable_size(main, t, "image manifest", manifest_bytes.len() as u64)?;
-        self.kept_bytes[out_idx] += (config_bytes.len() + manifest_bytes.len()) as u64;
-        if self.kept_bytes[out_idx] > MAX_IMAGES_BYTES {
-            return Err(Error::invalid(
-                &main.descriptor_path,
-                format!(
-                    "the images' manifests and configs would exceed {} MiB together, more than a package reader accepts",
-                    MAX_IMAGES_BYTES >> 20
-                ),
-            ));
-        }
-        let writer = &mut self.writers[out_idx];
-        let mut manifest_desc = writer.put_bytes(oci::MEDIA_TYPE_MANIFEST, &manifest_bytes)?;
-        // The archive holds the blobs plus `blobs/`, `blobs/sha256/`, `oci-layout`, `index.json`
-        // and at most one image index.
-        if writer.stored().0 + 5 > MAX_ENTRIES {
-            return Err(Error::other(format!(
-                "{}: the package would hold more than the {MAX_ENTRIES} files a package reader accepts",
-                writer.dest().display()
-            )));
-        }
-        // The image spec requires `architecture` wherever `platform` appears: with no known
-        // architecture the descriptor has no platform (as pack writes it); the config keeps the
-        // OS and its empty architecture.
-        manifest_desc.platform = (!t.arch.is_empty()).then(|| Platform {
-            architecture: t.arch.clone(),
-            os: t.os.clone(),
-            os_version,
-            os_features: Vec::new(),
-            variant: t.variant.clone(),
-        });
-        if let Some(d) = &t.distro {
-            manifest_desc
-                .annotations
-                .insert(ANNOTATION_DISTRO_NAME.into(), d.name.clone());
-            manifest_desc
-                .annotations
-                .insert(ANNOTATION_DISTRO_VERSION.into(), d.version.clone());
-        }
-        // The index lists this descriptor (with its annotations) next to the others.
-        let entry_size = canonical(&manifest_desc).len() as u64;
-        check_readable_size(main, t, "index entry", entry_size)?;
-        self.ui.detail(
-            "Image",
-            format!("{} manifest {}", t.display(), manifest_desc.digest),
-        );
-        let report = ImageReport {
-            target: t.display(),
-            manifest: manifest_desc.digest,
-            config: config_desc.digest,
-            layers: layers
-                .into_iter()
-                .map(|(content, l)| LayerReport {
-                    content,
-                    digest: l.descriptor.digest,
-                    diff_id: l.diff_id,
-                    size: l.descriptor.size,
-                    uncompressed_size: l.uncompressed_size,
-                })
-                .collect(),
-        };
-        Ok(WrittenImage {
-            descriptor: manifest_desc,
-            target: t.clone(),
-            report,
-        })
-    }
-
-    /// Warn (fail with `--strict`) when a layer of `t`'s image holds executables built for
-    /// another architecture. Entry points (`bin/*`) must always match; other executables only
-    /// count when none in the layer matches, since a tree may carry binaries for several
-    /// architectures and pick one at run time.
-    fn check_executables(
-        &mut self,
-        t: &ExpandedTarget,
-        layers: &[(String, BuiltLayer)],
-    ) -> Result<()> {
-        let Some(arch) = crate::machine::checked_arch(&t.arch) else {
-            return Ok(());
-        };
-        let format = crate::machine::format_for_os(&t.os);
-        for (_, built) in layers {
-            let found = &built.executables;
-            if found.recorded.is_empty()
-                || !self
-                    .checked_executables
-                    .insert((built.diff_id, t.os.clone(), arch))
-            {
-                continue;
-            }
-            let runnable: Vec<&layer::Executable> = found
-                .recorded
-                .iter()
-                .filter(|e| e.machine.format == format)
-                .collect();
-            let any_match = runnable.iter().any(|e| e.machine.arch == Some(arch));
-            let foreign: Vec<&layer::Executable> = runnable
-                .into_iter()
-                .filter(|e| e.machine.arch != Some(arch) && (!any_match || is_entry_point(&e.path)))
-                .collect();
-            if foreign.is_empty() {
-                continue;
-            }
-            const SHOWN: usize = 5;
-            let mut named: Vec<String> = foreign
-                .iter()
-                .take(SHOWN)
-                .map(|e| {
-                    format!(
-                        "'{}' of {} is built for {}",
-                        e.path.escape_debug(),
-                        e.module.escape_debug(),
-                        e.machine.describe()
-                    )
-                })
-                .collect();
-            let more = foreign.len().saturating_sub(SHOWN);
-            if more > 0 {
-                named.push(format!("and {more} more"));
-            }
-            if found.seen > found.recorded.len() {
-                named.push(format!(
-                    "only the first {} of its {} executables were checked",
-                    found.recorded.len(),
-                    found.seen
-                ));
-            }
-            let message = format!(
-                "target '{}' runs {arch} {} executables, but {}",
-                t.display(),
-                format.name(),
-                named.join("; ")
-            );
-            if self.opts.strict {
-                return Err(Error::other(format!("{message} (--strict)")));
-            }
-            self.ui.warn(message);
-        }
-        Ok(())
-    }
-
-    /// The layer of one module: built from its folder, or taken from its dependency package.
-    fn module_layer(
-        &mut self,
-        module: &ModulePlan,
-        windows: bool,
-        out_idx: usize,
-    ) -> Result<BuiltLayer> {
-        let what = module.key();
-        match &module.layer {
-            LayerSource::Build { root, overlay } => {
-                let overlays = overlays_of(overlay);
-                let spec = layer_spec(module, root, &overlays, windows);
-                let exclusions = self.exclusions.clone();
-                self.obtain(layer_key(module, windows), out_idx, &what, |w| {
-                    let mut builder =
-                        layer::LayerBuilder::new(w, spec.format).excluding(exclusions);
-                    builder.add_module(&spec)?;
-                    let executables = LayerExecutables::of(&builder);
-                    builder.finish()?;
-                    Ok(executables)
-                })
-            }
-            LayerSource::Import {
-                dependency,
-                blob,
-                diff_id,
-                allowed,
-            } => self.import(*dependency, blob, *diff_id, allowed, out_idx, &what),
-        }
-    }
-
-    /// One layer holding several modules (`--flatten`): folders walked and dependency layers'
-    /// entries copied unchanged, in `id@version` order.
-    fn flattened_layer(
-        &mut self,
-        modules: &[&ModulePlan],
-        windows: bool,
-        out_idx: usize,
-    ) -> Result<BuiltLayer> {
-        let key = LayerKey::Flattened(modules.iter().map(|m| layer_key(m, windows)).collect());
-        let what = format!(
-            "flattened ({})",
-            modules
-                .iter()
-                .map(|m| m.key())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let dependencies = self.dependencies;
-        let format = if windows {
-            LayerFormat::Windows
-        } else {
-            LayerFormat::Linux
-        };
-        let exclusions = self.exclusions.clone();
-        self.obtain(key, out_idx, &what, |w| {
-            let mut builder = layer::LayerBuilder::new(w, format).excluding(exclusions);
-            for module in modules {
-                match &module.layer {
-                    LayerSource::Build { root, overlay } => {
-                        let overlays = overlays_of(overlay);
-                        builder.add_module(&layer_spec(module, root, &overlays, windows))?;
-                    }
-                    LayerSource::Import {
-                        dependency,
-                        blob,
-                        diff_id,
-                        allowed,
-                    } => {
-                        let Dependency::Package { reader, origin, .. } = &dependencies[*dependency]
-                        else {
-                            unreachable!("imported layers come from package dependencies")
-                        };
-                        let stream = reader.open_blob(&blob.digest)?;
-                        read_dependency_layer(stream, blob, *diff_id, origin, |tar| {
-                            builder.add_layer_entries(tar, origin, allowed)
-                        })?;
-                    }
-                }
-            }
-            let executables = LayerExecutables::of(&builder);
-            builder.finish()?;
-            Ok(executables)
-        })
-    }
-
-    /// Take a layer from a dependency package: copied as it is when it is already compressed
-    /// the way this package's layers are, recompressed (same diffID) otherwise.
-    fn import(
-        &mut self,
-        dependency: usize,
-        blob: &Descriptor,
-        diff_id: Digest,
-        allowed: &layer::ModuleDirs,
-        out_idx: usize,
-        what: &str,
-    ) -> Result<BuiltLayer> {
-        let key = LayerKey::Import { diff_id };
-        if let Some(built) = self.reuse(&key, out_idx, what)? {
-            return Ok(built);
-        }
-        let Dependency::Package { reader, origin, .. } = &self.dependencies[dependency] else {
-            unreachable!("imported layers come from package dependencies")
-        };
-        let source_encoding = oci::layer_compression_of(&blob.media_type)
-            .expect("checked when the dependency was read");
-        let compression = self.opts.compression;
-        let writer = &mut self.writers[out_idx];
-        let built = if source_encoding == compression.encoding() {
-            // Copied unchanged, and still checked in the same pass: the stored bytes against the
-            // blob's digest, and their decompressed bytes against the dependency's diffID.
-            let media_type = compression.media_type();
-            let (descriptor, ((), size)) = writer.put_stream(media_type, |out| {
-                let stream = reader.open_blob(&blob.digest)?;
-                let tee = TeeReader {
-                    inner: stream,
-                    copy: out,
-                };
-                read_dependency_layer(tee, blob, diff_id, origin, |tar| {
-                    layer::check_module_layer(tar, allowed)
-                        .map_err(|m| Error::invalid(origin, format!("layer {}: {m}", blob.digest)))
-                })
-            })?;
-            BuiltLayer {
-                descriptor,
-                diff_id,
-                uncompressed_size: Some(size),
-                home: out_idx,
-                executables: Default::default(),
-            }
-        } else {
-            let jobs = self.opts.jobs.max(1);
-            let (descriptor, size) = writer.put_stream(compression.media_type(), |out| {
-                let stream = reader.open_blob(&blob.digest)?;
-                let encoder = compress::encoder(compression, jobs, out);
-                let mut tar = HashingWriter::new(encoder);
-                let ((), size) = read_dependency_layer(stream, blob, diff_id, origin, |decoded| {
-                    let bad = |e: std::io::Error| {
-                        Error::invalid(origin, format!("layer {}: {e}", blob.digest))
-                    };
-                    let mut tee = TeeReader {
-                        inner: decoded,
-                        copy: &mut tar,
-                    };
-                    layer::check_module_layer(&mut tee, allowed).map_err(|m| {
-                        Error::invalid(origin, format!("layer {}: {m}", blob.digest))
-                    })?;
-                    std::io::copy(&mut tee, &mut std::io::sink()).map_err(bad)?;
-                    Ok(())
-                })?;
-                let (encoder, _, _) = tar.finish();
-                encoder
-                    .finish()
-                    .map_err(|e| Error::other(format!("compressing layer {what}: {e}")))?;
-                Ok(size)
-            })?;
-            BuiltLayer {
-                descriptor,
-                diff_id,
-                uncompressed_size: Some(size),
-                home: out_idx,
-                executables: Default::default(),
-            }
-        };
-        self.ui.status(
-            "Imported",
-            format!(
-                "layer {what} ({}) {}",
-                human_size(built.descriptor.size),
-                diff_id.short()
-            ),
-        );
-        self.cache.insert(key, built.clone());
-        Ok(built)
-    }
-
-    /// A layer built before: copied into this output if it lives in another one.
-    fn reuse(&mut self, key: &LayerKey, out_idx: usize, what: &str) -> Result<Option<BuiltLayer>> {
-        let Some(built) = self.cache.get(key).cloned() else {
-            return Ok(None);
-        };
-        if built.home != out_idx && !self.writers[out_idx].contains(&built.descriptor.digest) {
-            let mut reader = self.writers[built.home].open_blob(&built.descriptor.digest)?;
-            let home_path = self.writers[built.home].dest().to_path_buf();
-            self.writers[out_idx].copy_blob(&built.descriptor, &mut reader, &home_path)?;
-        }
-        self.ui.detail(
-            "Reusing",
-            format!("layer {what} {}", built.descriptor.digest.short()),
-        );
-        Ok(Some(built))
-    }
-
-    /// Return the layer for `key`, building it only the first time: tar → SHA-256 (diffID) →
-    /// compressor → SHA-256 (digest) → output, in one pass.
-    fn obtain(
-        &mut self,
-        key: LayerKey,
-        out_idx: usize,
-        what: &str,
-        write_tar: impl FnOnce(&mut dyn std::io::Write) -> Result<LayerExecutables>,
-    ) -> Result<BuiltLayer> {
-        check_interrupt()?;
-        if let Some(built) = self.reuse(&key, out_idx, what)? {
-            return Ok(built);
-        }
-        let compression = self.opts.compression;
-        let jobs = self.opts.jobs.max(1);
-        let (descriptor, (diff_id, uncompressed_size, executables)) = self.writers[out_idx]
-            .put_stream(compression.media_type(), |out| {
-                let encoder = compress::encoder(compression, jobs, out);
-                let mut tar = HashingWriter::new(encoder);
-                let executables = write_tar(&mut tar)?;
-                let (encoder, diff_id, size) = tar.finish();
-                encoder
-                    .finish()
-                    .map_err(|e| Error::other(format!("compressing layer {what}: {e}")))?;
-                Ok((diff_id, size, executables))
-            })?;
-        self.ui.status(
-            "Built",
-            format!(
-                "layer {what} ({} → {}) {}",
-                human_size(uncompressed_size),
-                human_size(descriptor.size),
-                diff_id.short()
-            ),
-        );
-        let built = BuiltLayer {
-            descriptor,
-            diff_id,
-            uncompressed_size: Some(uncompressed_size),
-            home: out_idx,
-            executables: std::rc::Rc::new(executables),
-        };
-        self.cache.insert(key, built.clone());
-        Ok(built)
-    }
-}
-
-/// The index entries of an output: one per distinct (manifest, platform). Targets that differ
-/// only by distro and give the same image share one entry that lists their distros, so a reader
-/// choosing by platform finds one image, not several identical ones. Several entries must each
-/// have a platform, or no reader could choose among them.
-fn index_entries(images: &[WrittenImage]) -> Result<Vec<Descriptor>> {
-    let mut groups: Vec<(Descriptor, Vec<&WrittenImage>)> = Vec::new();
-    for image in images {
-        let d = &image.descriptor;
-        let same = groups
-            .iter_mut()
-            .find(|(g, _)| g.digest == d.digest && g.platform == d.platform);
-        match same {
-            Some((_, members)) => members.push(image),
-            None => groups.push((d.clone(), vec![image])),
-        }
-    }
-    let mut entries = Vec::new();
-    for (mut desc, members) in groups {
-        let distros: Option<Vec<&Distro>> =
-            members.iter().map(|m| m.target.distro.as_ref()).collect();
-        match distros {
-            _ if members.len() == 1 => entries.push(desc),
-            // A target without a distro serves every distro: so does the shared image.
-            None => {
-                desc.annotations.remove(ANNOTATION_DISTRO_NAME);
-                desc.annotations.remove(ANNOTATION_DISTRO_VERSION);
-                entries.push(desc);
-            }
-            Some(list) if list.iter().all(|d| listable(d)) => {
-                desc.annotations.remove(ANNOTATION_DISTRO_NAME);
-                desc.annotations.remove(ANNOTATION_DISTRO_VERSION);
-                let joined = list
-                    .iter()
-                    .map(|d| distro_entry(d))
-                    .collect::<Vec<String>>()
-                    .join(";");
-                // The writer keeps to the reader's limits: verify refuses a longer list.
-                if joined.len() > crate::verify::MAX_DISTROS_ANNOTATION {
-                    let t = members[0].target.display();
-                    return Err(Error::other(format!(
-                        "{} distros of target '{}' give one image, and its {ANNOTATION_DISTROS} annotation would be {} bytes, over the {} bytes packages are read with; list fewer distros",
-                        members.len(),
-                        crate::ui::quote_name(t.split(':').next().unwrap_or_default()),
-                        joined.len(),
-                        crate::verify::MAX_DISTROS_ANNOTATION
-                    )));
-                }
-                desc.annotations.insert(ANNOTATION_DISTROS.into(), joined);
-                entries.push(desc);
-            }
-            // Names the list cannot carry: one entry per distro, each with its own annotations.
-            Some(_) => entries.extend(members.iter().map(|m| m.descriptor.clone())),
-        }
-    }
-    if entries.len() > 1 {
-        if let Some(i) = entries.iter().position(|e| e.platform.is_none()) {
-            let t = images
-                .iter()
-                .find(|m| m.descriptor.digest == entries[i].digest)
-                .map(|m| m.target.display())
-                .unwrap_or_default();
-            return Err(Error::other(format!(
-                "target '{t}' has no architecture, and a package with several images needs one for each (readers choose an image by its platform); give it an arch, or package with --split"
-            )));
-        }
-    }
-    Ok(entries)
-}
-
-/// Write `index.json` for an output and close it. Several entries get an image index between
-/// `index.json` and the manifests (the shape skopeo and other OCI tools read); one is
-/// referenced directly, as pack does.
-fn finish_index(
-    mut writer: LayoutWriter,
-    entries: Vec<Descriptor>,
-) -> Result<(Staged, Descriptor, usize, u64)> {
-    let root = if entries.len() == 1 {
-        entries.into_iter().next().expect("one entry")
-    } else {
-        let index = Index::new(entries);
-        writer.put_bytes(oci::MEDIA_TYPE_INDEX, &canonical(&index))?
-    };
-    let (blobs, blob_bytes) = writer.stored();
-    let staged = writer.stage(&Index::new(vec![root.clone()]))?;
-    Ok((staged, root, blobs, blob_bytes))
-}
-
-/// What decides a module layer's bytes.
-fn layer_key(module: &ModulePlan, windows: bool) -> LayerKey {
-    match &module.layer {
-        LayerSource::Build { root, overlay } => LayerKey::Tree {
-            root: root.clone(),
-            windows,
-            overlay: overlay.clone(),
-        },
-        LayerSource::Import { diff_id, .. } => LayerKey::Import { diff_id: *diff_id },
-    }
-}
-
-/// The descriptor file placed into a platform folder's layer, by its name.
-fn overlays_of(overlay: &Option<PathBuf>) -> Vec<(String, PathBuf)> {
-    overlay
-        .iter()
-        .map(|p| {
-            let name = p.file_name().expect("descriptor file name");
-            (name.to_string_lossy().into_owned(), p.clone())
-        })
-        .collect()
-}
-
-fn layer_spec<'a>(
-    module: &'a ModulePlan,
-    root: &'a Path,
-    overlays: &'a [(String, PathBuf)],
-    windows: bool,
-) -> LayerSpec<'a> {
-    let info = &module.descriptor.info;
-    LayerSpec {
-        dist_dir: match module.descriptor.kind {
-            ModuleKind::Buildpack => "buildpacks",
-            ModuleKind::Extension => "extensions",
-        },
-        id: &info.id,
-        version: &info.version,
-        format: if windows {
-            LayerFormat::Windows
-        } else {
-            LayerFormat::Linux
-        },
-        root,
-        overlays,
-    }
-}
-
-/// Something a package is made from, which no output may replace.
-struct Input {
-    path: PathBuf,
-    /// What it is, for messages.
-    role: &'static str,
-    /// A buildpack directory tree (outputs may lie inside it: walks leave them out).
-    tree_dir: bool,
-}
-
-/// An output must not replace or hold what is being read: it is none of the inputs (the buildpack,
-/// `package.toml`, the dependencies) and contains none of them, and a layout directory does not
-/// lie inside a package being read. An output may lie inside a buildpack directory (the usual
-/// `cnbpkg buildpack package out.cnb` run in the buildpack): walks leave it out. Paths are
-/// compared canonicalized; an output that does not exist yet is known by its canonical directory.
-fn check_output_against_inputs(
-    output: &Path,
-    format: OutputFormat,
-    inputs: &[Input],
-) -> Result<()> {
-    let Some(out) = canonical_output(output) else {
-        return Ok(()); // no such directory: creating the output fails with that message
-    };
-    for input in inputs {
-        let Ok(canonical) = fs::canonicalize(&input.path) else {
-            continue;
-        };
-        let problem = if canonical == out {
-            "is also an input"
-        } else if canonical.starts_with(&out) {
-            "contains an input"
-        } else if format == OutputFormat::Layout
-            && !input.tree_dir
-            && canonical.is_dir()
-            && out.starts_with(&canonical)
-        {
-            "lies inside an input"
-        } else {
-            continue;
-        };
-        return Err(Error::invalid(
-            output,
-            format!(
-                "{problem} ({} {}); nothing was written: choose another output",
-                input.role,
-                canonical.display()
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// The canonical path of an output that may not exist yet: its canonical directory and its name
-/// (the whole path canonicalized when something is there already).
-fn canonical_output(output: &Path) -> Option<PathBuf> {
-    if let Ok(p) = fs::canonicalize(output) {
-        return Some(p);
-    }
-    let name = output.file_name()?;
-    let dir = fs::canonicalize(crate::atomic::parent_of(output)).ok()?;
-    Some(dir.join(name))
-}
-
-/// The output path: `.cnb` added to a file name without extension; a warning for another one.
-fn output_path(opts: &PackageOptions, ui: &Printer) -> PathBuf {
-    let out = &opts.output;
-    if opts.format == OutputFormat::Layout {
-        return out.clone();
-    }
-    match out.extension().and_then(|e| e.to_str()) {
-        None => {
-            let mut s = out.clone().into_os_string();
-            s.push(".cnb");
-            PathBuf::from(s)
-        }
-        Some("cnb") => out.clone(),
-        Some(other) => {
-            ui.warn(format!(
-                "'.{other}' is not a valid extension for a packaged buildpack. Packaged buildpacks must have a '.cnb' extension"
-            ));
-            out.clone()
-        }
-    }
-}
-
-/// Read a dependency's layer blob from `stream` (its stored bytes) and check all of it:
-/// `use_tar` reads the decompressed tar (and checks its entries), then the rest of the
-/// decompressed stream is read to its end (so a gzip CRC or length trailer is checked), its
-/// SHA-256 must be the diffID, and the stored bytes must match the blob's digest and size.
-/// Returns what `use_tar` returned and the uncompressed size.
-pub(crate) fn read_dependency_layer<T>(
-    stream: impl std::io::Read,
-    blob: &Descriptor,
-    diff_id: Digest,
-    origin: &Path,
-    use_tar: impl FnOnce(&mut dyn std::io::Read) -> Result<T>,
-) -> Result<(T, u64)> {
-    let bad = |e: std::io::Error| Error::invalid(origin, format!("layer {}: {e}", blob.digest));
-    let encoding = oci::layer_compression_of(&blob.media_type).ok_or_else(|| {
-        Error::invalid(
-            origin,
-            format!(
-                "layer {} has unsupported media type '{}'",
-                blob.digest, blob.media_type
-            ),
-        )
-    })?;
-    let mut stored = HashingReader::new(stream);
-    let (value, unpacked, size) = {
-        let mut decoded = HashingReader::new(compress::decoder(encoding, &mut stored));
-        let value = use_tar(&mut decoded)?;
-        std::io::copy(&mut decoded, &mut std::io::sink()).map_err(bad)?;
-        let (_, unpacked, size) = decoded.finish();
-        (value, unpacked, size)
-    };
-    // Whatever follows the compressed stream is part of the blob too.
-    std::io::copy(&mut stored, &mut std::io::sink()).map_err(bad)?;
-    let (_, digest, stored_size) = stored.finish();
-    if digest != blob.digest || stored_size != blob.size {
-        return Err(Error::invalid(
-            origin,
-            format!(
-                "layer {} has digest {digest} and size {stored_size}",
-                blob.digest
-            ),
-        ));
-    }
-    if unpacked != diff_id {
-        return Err(Error::invalid(
-            origin,
-            format!(
-                "layer {} decompresses to {unpacked}, not its diffID {diff_id}",
-                blob.digest
-            ),
-        ));
-    }
-    Ok((value, size))
-}
-
-/// A reader that copies everything read through it to a writer (one pass over a blob that is
-/// both stored and inspected).
-struct TeeReader<'a, R> {
-    inner: R,
-    copy: &'a mut dyn std::io::Write,
-}
-
-impl<R: std::io::Read> std::io::Read for TeeReader<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.copy.write_all(&buf[..n])?;
-        Ok(n)
     }
 }

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use crate::atomic::ScratchDir;
 use crate::descriptor::{self, BuildpackDescriptor, PackageConfig};
 use crate::error::{Error, IoResultExt, Result};
+use crate::events::{Events, EventsExt};
 use crate::layout::{ImageRef, PackageReader};
-use crate::ui::Printer;
 
 use super::remote::{self, Remote};
 
@@ -145,7 +145,7 @@ fn percent_decode(s: &str) -> Vec<u8> {
 
 /// Load the main buildpack: a directory or a `.tgz`/`.tar` archive with `buildpack.toml` at
 /// its root.
-pub(crate) fn load_tree(location: &Path, ui: &Printer) -> Result<Tree> {
+pub(crate) fn load_tree(location: &Path, events: &dyn Events) -> Result<Tree> {
     let meta = fs::metadata(location).at(location)?;
     let (root, scratch) = if meta.is_dir() {
         (location.to_path_buf(), None)
@@ -173,7 +173,7 @@ pub(crate) fn load_tree(location: &Path, ui: &Printer) -> Result<Tree> {
     };
     let text = crate::input::read_text(&descriptor_path, &shown)?;
     let (descriptor, warnings) = descriptor::parse_buildpack_toml(&shown, &text)?;
-    warnings.iter().for_each(|w| ui.warn_once(w));
+    warnings.iter().for_each(|w| events.warning(w));
     Ok(Tree {
         root,
         descriptor,
@@ -185,7 +185,7 @@ pub(crate) fn load_tree(location: &Path, ui: &Printer) -> Result<Tree> {
 
 /// Load a dependency: a `.cnb` file or layout directory when it holds an OCI layout, otherwise
 /// a buildpack tree (its own package.toml is not followed, as in pack).
-pub(crate) fn load_dependency(location: &Path, ui: &Printer) -> Result<Dependency> {
+pub(crate) fn load_dependency(location: &Path, events: &dyn Events) -> Result<Dependency> {
     let meta = fs::metadata(location).at(location)?;
     let is_package = if meta.is_dir() {
         location.join("oci-layout").is_file()
@@ -201,7 +201,7 @@ pub(crate) fn load_dependency(location: &Path, ui: &Printer) -> Result<Dependenc
             origin: location.to_path_buf(),
         })
     } else {
-        Ok(Dependency::Tree(load_tree(location, ui)?))
+        Ok(Dependency::Tree(load_tree(location, events)?))
     }
 }
 
