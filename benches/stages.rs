@@ -17,8 +17,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use cnbpkg::compress::{encoder, gzip_encoder_with_block_size, Compression};
 use cnbpkg::digest::Digest;
+use cnbpkg::internals::{encoder, gzip_encoder_with_block_size};
+use cnbpkg::Compression;
 
 /// Counts bytes and drops them.
 struct Count(u64);

@@ -340,7 +340,7 @@ impl AtomicFile {
         &self.dest
     }
 
-    /// Flush to disk; the file is complete and waits to be moved into place by [`commit_all`].
+    /// Flush to disk; the file is complete and waits to be moved into place by `commit_all`.
     pub fn stage(mut self) -> Result<Staged> {
         check_interrupt()?;
         self.file.sync_all().at(&self.dest)?;
@@ -413,12 +413,6 @@ impl AtomicDir {
             _lock: lock,
             installed: false,
         })
-    }
-
-    /// Move the directory into place, replacing an existing destination directory only now that
-    /// the new one is complete.
-    pub fn commit(self) -> Result<()> {
-        commit_all(vec![self.stage()?])
     }
 }
 
@@ -760,7 +754,7 @@ mod tests {
         fs::write(dest.join("stale"), b"x").unwrap();
         let a = AtomicDir::create(&dest).unwrap();
         fs::write(a.path().join("fresh"), b"y").unwrap();
-        a.commit().unwrap();
+        commit_all(vec![a.stage().unwrap()]).unwrap();
         assert!(dest.join("fresh").exists());
         assert!(!dest.join("stale").exists());
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);

@@ -102,7 +102,7 @@ impl Compression {
     }
 
     /// Parses a `--compression` value: `gzip` (level of [`Compression::DEFAULT`]), `zstd`
-    /// (level [`ZSTD_DEFAULT_LEVEL`]) or `none`. Case-sensitive, as the CLI documents.
+    /// (level 3) or `none`. Case-sensitive, as the CLI documents.
     pub fn parse(name: &str) -> Option<Compression> {
         match name {
             "gzip" => Some(Compression::DEFAULT),

@@ -108,7 +108,7 @@ impl<'de> serde::Deserialize<'de> for Digest {
 
 /// A running SHA-256 with a byte count.
 #[derive(Clone, Default)]
-pub struct Hasher {
+pub(crate) struct Hasher {
     sha: Sha256,
     len: u64,
 }
@@ -125,16 +125,6 @@ impl Hasher {
         self.len += data.len() as u64;
     }
 
-    /// Bytes fed so far.
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
-    /// Whether nothing was fed yet.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
     /// The digest and byte count.
     pub fn finish(self) -> (Digest, u64) {
         (Digest(self.sha.finalize().into()), self.len)
@@ -142,7 +132,7 @@ impl Hasher {
 }
 
 /// A writer that hashes and counts everything written through it on the way to `inner`.
-pub struct HashingWriter<W> {
+pub(crate) struct HashingWriter<W> {
     inner: W,
     hasher: Hasher,
 }
@@ -154,21 +144,6 @@ impl<W: Write> HashingWriter<W> {
             inner,
             hasher: Hasher::new(),
         }
-    }
-
-    /// Bytes written so far.
-    pub fn len(&self) -> u64 {
-        self.hasher.len()
-    }
-
-    /// Whether nothing was written yet.
-    pub fn is_empty(&self) -> bool {
-        self.hasher.is_empty()
-    }
-
-    /// The inner writer.
-    pub fn get_mut(&mut self) -> &mut W {
-        &mut self.inner
     }
 
     /// Unwrap: the inner writer, the digest and the byte count.
@@ -197,7 +172,7 @@ impl<W: Write> Write for HashingWriter<W> {
 }
 
 /// A reader that hashes and counts everything read through it.
-pub struct HashingReader<R> {
+pub(crate) struct HashingReader<R> {
     inner: R,
     hasher: Hasher,
 }
@@ -209,16 +184,6 @@ impl<R: Read> HashingReader<R> {
             inner,
             hasher: Hasher::new(),
         }
-    }
-
-    /// Bytes read so far.
-    pub fn len(&self) -> u64 {
-        self.hasher.len()
-    }
-
-    /// Whether nothing was read yet.
-    pub fn is_empty(&self) -> bool {
-        self.hasher.is_empty()
     }
 
     /// Unwrap: the inner reader, the digest and the byte count of what was read.
@@ -234,14 +199,6 @@ impl<R: Read> Read for HashingReader<R> {
         self.hasher.update(&buf[..n]);
         Ok(n)
     }
-}
-
-/// A writer that only hashes (a sink for diffID computation).
-pub type HashSink = HashingWriter<io::Sink>;
-
-/// A hashing sink.
-pub fn hash_sink() -> HashSink {
-    HashingWriter::new(io::sink())
 }
 
 #[cfg(test)]

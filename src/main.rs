@@ -7,11 +7,12 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use cnbpkg::compress::Compression;
+use cnbpkg::cancel::Cancel;
 use cnbpkg::layout::OutputFormat;
 use cnbpkg::package::{package_buildpack, ModuleId, PackageOptions};
 use cnbpkg::target::{self, Target};
 use cnbpkg::ui::{Printer, Verbosity};
+use cnbpkg::Compression;
 use cnbpkg::Error;
 
 #[derive(Parser)]
@@ -248,7 +249,7 @@ fn main() -> ExitCode {
             command: BuildpackCommand::Package(args),
         } => {
             let ui = printer(&args.common);
-            (run_package(args, &ui), ui)
+            (run_package(args, &ui, &token), ui)
         }
         Command::Inspect(args) => {
             let ui = printer(&args.common);
@@ -280,7 +281,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_package(args: PackageArgs, ui: &Printer) -> Result<(), Error> {
+fn run_package(args: PackageArgs, ui: &Printer, cancel: &Cancel) -> Result<(), Error> {
     if args.publish {
         return Err(publish_hint("--publish"));
     }
@@ -288,6 +289,7 @@ fn run_package(args: PackageArgs, ui: &Printer) -> Result<(), Error> {
         return Err(publish_hint("--format image"));
     }
     let mut opts = PackageOptions::new(args.output);
+    opts.cancel = cancel.clone();
     opts.config = args.config;
     opts.path = args.path;
     opts.format = match args.format {
@@ -311,7 +313,7 @@ fn run_package(args: PackageArgs, ui: &Printer) -> Result<(), Error> {
         if j == 0 {
             return Err(Error::usage("--jobs must be at least 1"));
         }
-        opts.jobs = j.min(cnbpkg::compress::MAX_THREADS as u64) as usize;
+        opts.jobs = j.min(cnbpkg::MAX_COMPRESSION_THREADS as u64) as usize;
     }
     opts.flatten_exclude = args
         .flatten_exclude
@@ -464,7 +466,7 @@ fn run_push(args: PushArgs, ui: &Printer) -> Result<(), Error> {
                 inputs.push(("the CA certificate", ca.as_path()));
             }
             check_digest_file(p, &inputs)?;
-            drop(cnbpkg::atomic::AtomicFile::create(p)?);
+            drop(cnbpkg::AtomicFile::create(p)?);
             Some(p.clone())
         }
         None => None,
@@ -498,7 +500,7 @@ fn run_push(args: PushArgs, ui: &Printer) -> Result<(), Error> {
         ),
     );
     if let Some(path) = digest_file {
-        let mut f = cnbpkg::atomic::AtomicFile::create(&path)?;
+        let mut f = cnbpkg::AtomicFile::create(&path)?;
         f.file()
             .write_all(format!("{}\n", report.digest).as_bytes())
             .map_err(|e| Error::io(f.dest().to_path_buf(), e))?;

@@ -32,7 +32,7 @@ pub struct SourceEntry {
     pub identity: Option<FileIdentity>,
 }
 
-/// The kind of a [`SourceEntry`].
+/// The kind of a source entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SourceKind {
     /// A directory.
@@ -370,7 +370,7 @@ enum Extracted {
 /// Rejected with a one-line error naming the archive and the entry: absolute names, `..`
 /// components, hardlinks that point outside the root, symlink loops, entries written through
 /// an extracted symlink (a symlink itself may point anywhere: its target is data), device and FIFO entries, conflicting duplicates, and archives beyond
-/// [`MAX_EXTRACT_BYTES`], [`MAX_EXTRACT_ENTRIES`] or [`MAX_PATH_LEN`]. Permissions are set
+/// `MAX_EXTRACT_BYTES`, [`MAX_EXTRACT_ENTRIES`] or `MAX_PATH_LEN`. Permissions are set
 /// explicitly (umask-independent), always with owner access so that the tree can be walked and
 /// removed; setuid, setgid and sticky bits are dropped since layers drop them anyway. On error,
 /// `dest` may hold a partial tree; nothing is written outside it.

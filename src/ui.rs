@@ -9,17 +9,17 @@ use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex};
 
 /// Names from an input longer than this (in characters) are cut in messages.
-pub const MAX_QUOTED_NAME: usize = 256;
+pub(crate) const MAX_QUOTED_NAME: usize = 256;
 /// Messages longer than this (in bytes) are cut when printed: a crafted input must not turn one
 /// error into gigabytes of output.
-pub const MAX_MESSAGE: usize = 16 * 1024;
+pub(crate) const MAX_MESSAGE: usize = 16 * 1024;
 
 /// `s` with control characters (C0, DEL and C1) escaped as `\n`, `\x1b`, `\u{9b}`, so that text
 /// from an input cannot move the cursor, forge output lines or reprogram the terminal. Unicode's
 /// bidirectional controls and line/paragraph separators are escaped too: they are not control
 /// characters, but they reorder or break what the terminal shows (`evil\u{202e}kcap` reads
 /// as `evilpack`).
-pub fn escape_controls(s: &str) -> Cow<'_, str> {
+pub(crate) fn escape_controls(s: &str) -> Cow<'_, str> {
     if !s.chars().any(needs_escape) {
         return Cow::Borrowed(s);
     }
@@ -43,7 +43,7 @@ pub fn escape_controls(s: &str) -> Cow<'_, str> {
 
 /// Text from a server or a file, fit for a one-line message: control characters escaped,
 /// at most `max` characters (then `…`).
-pub fn sanitize(s: &str, max: usize) -> String {
+pub(crate) fn sanitize(s: &str, max: usize) -> String {
     let mut out = String::new();
     for (n, c) in s.chars().enumerate() {
         if n >= max {
@@ -71,7 +71,7 @@ fn needs_escape(c: char) -> bool {
 
 /// A name taken from an input, fit for a message: control characters escaped and, past
 /// [`MAX_QUOTED_NAME`] characters, cut with the full length noted.
-pub fn quote_name(name: &str) -> String {
+pub(crate) fn quote_name(name: &str) -> String {
     match name.char_indices().nth(MAX_QUOTED_NAME) {
         None => escape_controls(name).into_owned(),
         Some((cut, _)) => format!(
@@ -82,7 +82,7 @@ pub fn quote_name(name: &str) -> String {
     }
 }
 
-/// A message as printed: control characters escaped, cut after [`MAX_MESSAGE`] bytes.
+/// A message as printed: control characters escaped, cut after 16 KiB (`MAX_MESSAGE`) bytes.
 pub fn printable(message: &str) -> Cow<'_, str> {
     if message.len() <= MAX_MESSAGE {
         return escape_controls(message);

@@ -4,9 +4,10 @@
 use std::io::{self, Read, Write};
 use std::process::{Command, Stdio};
 
-use cnbpkg::compress::{decoder, encoder, Compression, GZIP_BLOCK_SIZE};
 use cnbpkg::digest::Digest;
+use cnbpkg::internals::{decoder, encoder, GZIP_BLOCK_SIZE};
 use cnbpkg::oci::LayerEncoding;
+use cnbpkg::Compression;
 
 /// Deterministic xorshift bytes.
 struct Rng(u64);

@@ -512,7 +512,7 @@ fn very_many_entries_in_a_cnb_are_refused() {
 #[test]
 fn very_many_entries_in_a_buildpack_archive_are_refused() {
     let sb = Sandbox::new();
-    let n = cnbpkg::source::MAX_EXTRACT_ENTRIES + 1;
+    let n = cnbpkg::internals::MAX_EXTRACT_ENTRIES + 1;
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     e.write_all(&tar_bytes(&good_entries(), false)).unwrap();
     // The same directory over and over: no disk use, so only the count can stop it.

@@ -8,10 +8,10 @@ use std::io::Read;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use cnbpkg::layer::{
+use cnbpkg::internals::{walk, SourceKind};
+use cnbpkg::internals::{
     write_module_layer, LayerBuilder, LayerFormat, LayerSpec, WINDOWS_ADMIN_RAWSD,
 };
-use cnbpkg::source::{walk, SourceKind};
 
 fn spec<'a>(
     root: &'a Path,

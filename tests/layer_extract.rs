@@ -7,8 +7,8 @@ use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use cnbpkg::source::{extract_archive, walk, SourceKind};
-use cnbpkg::tar::{EntryType, Header, TarWriter};
+use cnbpkg::internals::{extract_archive, walk, SourceKind};
+use cnbpkg::internals::{EntryType, Header, TarWriter};
 
 /// A tar built with our writer, which (unlike the `tar` crate's builder) accepts hostile names.
 fn archive(entries: &[(EntryType, &str, &str, u32)]) -> Vec<u8> {

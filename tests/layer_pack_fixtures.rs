@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use cnbpkg::digest::Digest;
-use cnbpkg::layer::{write_module_layer, LayerFormat, LayerSpec};
+use cnbpkg::internals::{write_module_layer, LayerFormat, LayerSpec};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

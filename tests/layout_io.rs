@@ -5,7 +5,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use cnbpkg::digest::Digest;
-use cnbpkg::layout::{LayoutWriter, OutputFormat, PackageReader};
+use cnbpkg::internals::LayoutWriter;
+use cnbpkg::layout::{OutputFormat, PackageReader};
 use cnbpkg::oci::{self, Descriptor, Index};
 
 fn fixture(name: &str) -> PathBuf {

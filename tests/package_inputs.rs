@@ -32,7 +32,7 @@ fn layer_listings(pkg: &Path) -> BTreeMap<String, Vec<String>> {
         let layer = img.manifest.layers.last().unwrap();
         let enc = cnbpkg::oci::layer_compression_of(&layer.media_type).unwrap();
         let blob = r.open_blob(&layer.digest).unwrap();
-        let mut archive = tar::Archive::new(cnbpkg::compress::decoder(enc, blob));
+        let mut archive = tar::Archive::new(cnbpkg::internals::decoder(enc, blob));
         let mut names: Vec<String> = archive
             .entries()
             .unwrap()

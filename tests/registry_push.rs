@@ -7,8 +7,9 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use cnbpkg::json::canonical;
-use cnbpkg::layout::{LayoutWriter, OutputFormat};
+use cnbpkg::internals::canonical;
+use cnbpkg::internals::LayoutWriter;
+use cnbpkg::layout::OutputFormat;
 use cnbpkg::oci::{self, Index};
 
 use support::registry::{Auth, Config, Registry};

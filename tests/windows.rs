@@ -46,7 +46,7 @@ fn layer_entries(
     layer: &cnbpkg::oci::Descriptor,
 ) -> Vec<(String, Vec<(String, String)>)> {
     let enc = cnbpkg::oci::layer_compression_of(&layer.media_type).unwrap();
-    let mut archive = tar::Archive::new(cnbpkg::compress::decoder(
+    let mut archive = tar::Archive::new(cnbpkg::internals::decoder(
         enc,
         r.open_blob(&layer.digest).unwrap(),
     ));

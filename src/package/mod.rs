@@ -14,6 +14,7 @@ mod targets;
 
 pub use sources::resolve_uri;
 
+use crate::cancel::Cancel;
 use crate::compress::{self, Compression};
 use crate::descriptor::{self, PackageConfig};
 use crate::error::{Error, Result};
@@ -70,6 +71,8 @@ pub struct PackageOptions {
     /// Fail, instead of warning, when an executable in a layer is built for another
     /// architecture than the target's.
     pub strict: bool,
+    /// Stops the packaging at its next step once cancelled; nothing is left behind.
+    pub cancel: Cancel,
 }
 
 impl PackageOptions {
@@ -87,6 +90,7 @@ impl PackageOptions {
             labels: BTreeMap::new(),
             flatten: false,
             flatten_exclude: Vec::new(),
+            cancel: Cancel::new(),
             strict: false,
             jobs: std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -134,7 +138,7 @@ impl std::fmt::Display for ModuleId {
 /// once, are in the report too).
 pub fn package_buildpack(opts: &PackageOptions, events: &dyn Events) -> Result<PackageReport> {
     let collected = WarningsOnce::new(events);
-    let mut report = package_with(opts, &collected)?;
+    let mut report = opts.cancel.scope(|| package_with(opts, &collected))?;
     report.warnings = collected.into_warnings();
     Ok(report)
 }

@@ -6,8 +6,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use cnbpkg::digest::Digest;
-use cnbpkg::json::canonical;
-use cnbpkg::layout::{LayoutWriter, OutputFormat};
+use cnbpkg::internals::canonical;
+use cnbpkg::internals::LayoutWriter;
+use cnbpkg::layout::OutputFormat;
 use cnbpkg::oci::{self, Descriptor, ImageConfig, Index, Manifest, Platform, RootFs};
 
 use super::Rng;
