@@ -15,7 +15,7 @@ use crate::oci::{self, Descriptor, ImageConfig, Index, Manifest};
 use crate::tar_guard::TarGuard;
 
 use super::tree::{
-    image_listings, walk, ConfigBlob, Configs, Exceeded, LayerLookup, LayerMiss, Others, Policy,
+    image_listings, walk, ConfigBlob, Configs, Exceeded, LayerLookup, LayerMiss, OnFailure, Others, Policy,
     Style, MAX_IMAGES_BYTES,
 };
 
@@ -333,6 +333,7 @@ impl PackageReader {
             others: Others::Skip,
             configs: Configs::Always,
             style: Style::Reader,
+            failures: OnFailure::Stop,
         };
         let top = walk(self, &self.index.manifests, policy)?;
         let mut out: Vec<ImageRef> = Vec::new();

@@ -8,7 +8,7 @@ use crate::cnb::{platform_fit, PlatformRequest};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::json::canonical;
-use crate::layout::tree::{Configs, Others, Policy, Style, TreeNode, Walker};
+use crate::layout::tree::{Configs, OnFailure, Others, Policy, Style, TreeNode, Walker};
 use crate::layout::PackageReader;
 use crate::oci::{self, Descriptor, Index, Manifest, Platform};
 
@@ -103,6 +103,7 @@ impl Plan {
                     others: Others::Refuse,
                     configs: Configs::WhenUnplaced,
                     style: Style::Push,
+                    failures: OnFailure::Stop,
                 },
             ),
             nodes: HashMap::new(),
