@@ -150,29 +150,35 @@ pub fn verify_with(path: &Path, opts: &VerifyOptions) -> Result<VerifyReport> {
     Ok(v.report)
 }
 
-/// Parse `--expect-platform` values: comma-separated, each in `--target`'s grammar
+/// Parse expected platforms: comma-separated values, each in the grammar of a packaging target
 /// (`os/arch[/variant][:name@version[;name@version]...]`), or a bare OS for a platform with no
-/// architecture. Returns the targets and pack's warnings.
+/// architecture. Returns the targets and pack's warnings; the error names the value.
 pub fn parse_expected_platforms(values: &[String]) -> Result<(Vec<Target>, Vec<String>)> {
     let mut targets = Vec::new();
     let mut warnings = Vec::new();
     for value in values {
         for one in value.split(',') {
-            let bad = |e: Error| Error::usage(format!("invalid --expect-platform '{one}': {e}"));
-            let (platform, distros) = one.split_once(':').unwrap_or((one, ""));
-            let t = if !platform.contains('/') && target::supports_os(platform) {
-                Target {
-                    os: platform.to_string(),
-                    distros: target::parse_distros(distros, &mut warnings).map_err(bad)?,
-                    ..Default::default()
-                }
-            } else {
-                target::parse_target(one, &mut warnings).map_err(bad)?
-            };
+            let t = parse_expected_platform(one, &mut warnings)
+                .map_err(|e| Error::usage(format!("invalid expected platform '{one}': {e}")))?;
             targets.push(t);
         }
     }
     Ok((targets, warnings))
+}
+
+/// Parse one expected platform (see [`parse_expected_platforms`]), adding pack's warnings to
+/// `warnings`; the error says what is wrong with it, without naming it.
+pub fn parse_expected_platform(one: &str, warnings: &mut Vec<String>) -> Result<Target> {
+    let (platform, distros) = one.split_once(':').unwrap_or((one, ""));
+    if !platform.contains('/') && target::supports_os(platform) {
+        Ok(Target {
+            os: platform.to_string(),
+            distros: target::parse_distros(distros, warnings)?,
+            ..Default::default()
+        })
+    } else {
+        target::parse_target(one, warnings)
+    }
 }
 
 struct Verifier<'a> {
