@@ -823,6 +823,100 @@ mod tests {
         assert_eq!(message(e), format!("lists more than {MAX_IMAGES} images"));
     }
 
+    const RECORD: Policy = Policy {
+        failures: OnFailure::Record,
+        ..READER
+    };
+
+    #[test]
+    fn a_recording_walk_keeps_failures_and_reads_the_siblings() {
+        let mut b = Blobs::default();
+        let linux = b.image("linux");
+        let windows = b.image("windows");
+        // A manifest whose blob is missing, one that is not a manifest, one whose config is
+        // missing: each recorded, and every sibling read.
+        let missing = Descriptor::new(oci::MEDIA_TYPE_MANIFEST, Digest::of(b"gone"), 4);
+        let garbage = b.put(oci::MEDIA_TYPE_MANIFEST, b"[1]".to_vec());
+        let lost_config = Descriptor::new(oci::MEDIA_TYPE_CONFIG, Digest::of(b"no"), 2);
+        let manifest = Manifest {
+            schema_version: 2,
+            media_type: None,
+            artifact_type: None,
+            config: lost_config.clone(),
+            layers: vec![],
+            annotations: Default::default(),
+        };
+        let configless = b.put(oci::MEDIA_TYPE_MANIFEST, canonical(&manifest));
+        let top = [
+            missing.clone(),
+            linux,
+            garbage.clone(),
+            configless.clone(),
+            windows,
+        ];
+        let mut w = Walker::new(&b, RECORD);
+        let children = w.load_list(&top, 0, None).unwrap();
+        assert_eq!(children.len(), 5);
+        assert!(children[0].node.is_none() && children[2].node.is_none());
+        assert!(matches!(
+            w.failure(&missing.digest, Part::Manifest),
+            Some(Failure::Unreadable(_))
+        ));
+        let Some(Failure::Unreadable(e)) = w.failure(&garbage.digest, Part::Manifest) else {
+            panic!("the garbage manifest is recorded");
+        };
+        assert!(message_of(e).starts_with(&format!(
+            "manifest {} is not valid JSON for its type",
+            garbage.digest
+        )));
+        // The manifest is kept without its config; the config's failure is its own.
+        let node = children[3].node.as_ref().unwrap();
+        assert!(node.manifest().is_some() && node.config_blob().is_none());
+        assert!(w.failure(&lost_config.digest, Part::Config).is_some());
+        assert_eq!(
+            children[4].node.as_ref().unwrap().config().unwrap().os,
+            "windows"
+        );
+        assert_eq!(w.halted(), None);
+        // Stopping at the first failure is the default.
+        assert!(Walker::new(&b, READER).load_list(&top, 0, None).is_err());
+    }
+
+    #[test]
+    fn a_recording_walk_halts_at_a_limit_and_reads_shared_configs_once() {
+        let mut b = Blobs::default();
+        let linux = b.image("linux");
+        let inner = b.index(vec![linux.clone(); 3]);
+        let wide = b.index(vec![inner; MAX_IMAGES]);
+        let mut w = Walker::new(&b, RECORD);
+        let children = w.load_list(&[wide.clone(), linux], 0, None).unwrap();
+        assert_eq!(w.halted(), Some(Exceeded::Images));
+        // The limit is recorded where it was reached, and nothing after it is read.
+        assert!(children.len() == 1 && children[0].node.is_some());
+        assert!(children[0].node.as_ref().unwrap().children().len() < MAX_IMAGES);
+
+        // Two manifests sharing one config: the config is fetched once.
+        let mut b = Blobs::default();
+        let one = b.image("linux");
+        let mut manifest: Manifest = serde_json::from_slice(&b.blobs[&one.digest]).unwrap();
+        manifest.annotations.insert("n".into(), "2".into());
+        let two = b.put(oci::MEDIA_TYPE_MANIFEST, canonical(&manifest));
+        let w = walk(&b, &[one, two], READER).unwrap();
+        assert_eq!(b.fetched.get(), 3);
+        let configs: Vec<_> = w
+            .iter()
+            .map(|c| c.node.as_ref().unwrap().config_blob().unwrap() as *const _)
+            .collect();
+        assert_eq!(configs[0], configs[1]);
+    }
+
+    fn message_of(e: &Error) -> String {
+        match e {
+            Error::Invalid { message, .. } => message.clone(),
+            e => e.to_string(),
+        }
+    }
+
     #[test]
     fn layers_are_found_by_diff_id() {
         let a = Digest::of(b"a");
