@@ -139,7 +139,7 @@ pub fn verify_with(path: &Path, opts: &VerifyOptions) -> Result<VerifyReport> {
     }
     v.check_key_cases(reader.index_bytes(), "index.json");
     match &top {
-        Ok(top) => v.check_list(top, "index.json", 0),
+        Ok(top) => v.check_list(top, None, "index.json", 0),
         Err(e) => v.defect(e.to_string()),
     }
     // After a limit stopped the walk, blobs not reached yet are not unreferenced.
@@ -321,7 +321,13 @@ impl Verifier<'_> {
     /// each descriptor every time it is listed, each image and index once per media type and
     /// platform it is listed with. The walk read their nodes; what it could not read is reported
     /// where verify meets it.
-    fn check_list(&mut self, children: &[Child], referrer: &str, depth: usize) {
+    fn check_list(
+        &mut self,
+        children: &[Child],
+        parent: Option<&Digest>,
+        referrer: &str,
+        depth: usize,
+    ) {
         if depth > MAX_INDEX_DEPTH {
             self.defect(format!("{referrer}: image indexes nested too deeply"));
             return;
@@ -403,6 +409,11 @@ impl Verifier<'_> {
                 ));
             }
         }
+        // The walk read no further: the next entry is past the limit for verify too.
+        if !self.stopped && self.walk.cut_short(parent) {
+            self.stopped = true;
+            self.defect(format!("{referrer}: {}", Exceeded::Descriptors));
+        }
     }
 
     /// Report why the walk has no node for `part` of `digest`: it could not be read, or a limit
@@ -441,7 +452,7 @@ impl Verifier<'_> {
             }
         }
         let name = format!("index {}", d.digest.short());
-        self.check_list(children, &name, depth + 1);
+        self.check_list(children, Some(&d.digest), &name, depth + 1);
     }
 
     fn check_image(&mut self, child: &Child, referrer: &str) {

@@ -74,3 +74,36 @@ fn unreadable_images_are_reported_in_order_and_their_siblings_checked() {
     platforms.extend(sound.platforms);
     assert_eq!(report.platforms, platforms);
 }
+
+#[test]
+fn the_descriptor_limit_stops_verify_where_the_walk_stopped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("layout");
+    fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+    fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    // One index listing 100 001 entries of another type (each cheap to check).
+    let other = put(&layout, "application/vnd.example", b"x");
+    let wide = json!({
+        "schemaVersion": 2,
+        "manifests": vec![other; 100_001],
+    });
+    let index_type = "application/vnd.oci.image.index.v1+json";
+    let inner = put(&layout, index_type, wide.to_string().as_bytes());
+    let top = json!({"schemaVersion": 2, "mediaType": index_type, "manifests": [inner]});
+    fs::write(layout.join("index.json"), top.to_string()).unwrap();
+
+    let report = cnbpkg::verify::verify(&layout).unwrap();
+    let short = &inner["digest"].as_str().unwrap()[7..19];
+    let limit = format!("index {short}: more than 100000 descriptors in the package's indexes");
+    assert_eq!(report.defects.last(), Some(&limit), "{:?}", report.defects);
+    // Nothing is reported after the limit (no blob is called unreferenced).
+    assert!(
+        !report.defects.iter().any(|d| d.contains("not referenced")),
+        "{:?}",
+        report.defects
+    );
+}

@@ -325,6 +325,9 @@ pub(crate) struct Walker<'a> {
     failures: HashMap<(Digest, Part), Failure>,
     /// Under [`OnFailure::Record`]: the limit that ended the reading.
     halted: Option<Exceeded>,
+    /// Under [`OnFailure::Record`]: the list whose entries were cut short by the descriptor
+    /// limit (`Some(None)` for the top list, else the index's digest).
+    cut_short: Option<Option<Digest>>,
 }
 
 impl<'a> Walker<'a> {
@@ -338,7 +341,14 @@ impl<'a> Walker<'a> {
             budget: Budget::default(),
             failures: HashMap::new(),
             halted: None,
+            cut_short: None,
         }
+    }
+
+    /// Under [`OnFailure::Record`], whether the descriptor limit cut short the entries of the
+    /// list of `parent` (`None`: the top list), so that they end before the list does.
+    pub(crate) fn cut_short(&self, parent: Option<&Digest>) -> bool {
+        self.cut_short == Some(parent.copied())
     }
 
     /// Under [`OnFailure::Record`], why `part` of `digest` could not be read (or was cut off).
@@ -425,10 +435,10 @@ impl<'a> Walker<'a> {
             }
             let spent = self.budget.descriptor();
             if let Err(e) = self.spend(spent) {
-                // Recording: the halt is the record (the caller counts listings as it checks).
                 if !self.recording() {
                     return Err(e);
                 }
+                self.cut_short = Some(parent.copied());
                 break;
             }
             let node = if oci::is_manifest(&d.media_type) || oci::is_index(&d.media_type) {
