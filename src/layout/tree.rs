@@ -231,8 +231,8 @@ impl TreeNode {
     }
 }
 
-/// The limits of a walk, counted as it goes: every walk of a tree (the [`Walker`], and
-/// `verify`'s, which reports defects instead of stopping) spends one of these.
+/// The limits of a walk, counted as it goes: every [`Walker`] spends one (and `verify`, which
+/// checks an index listed again under another platform again, counts its listings in another).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Budget {
     /// Every descriptor of every index read, repeats included.
