@@ -110,6 +110,65 @@ pub fn module_id_dir(kind: ModuleKind, id: &str) -> String {
     format!("cnb/{kind}/{}", crate::descriptor::escape_id(id))
 }
 
+/// An `os[/arch[/variant]]` filter (which images a push copies): it picks an image whose os,
+/// and architecture and variant where the filter names them, are exactly those (an image that
+/// gives no architecture is picked only by a filter that names none).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformFilter {
+    os: String,
+    arch: Option<String>,
+    variant: Option<String>,
+}
+
+impl PlatformFilter {
+    /// Parse `os[/arch[/variant]]`, each part not empty; the error names the text and the
+    /// grammar (a caller names its flag).
+    pub fn parse(text: &str) -> crate::Result<Self> {
+        let parts: Vec<&str> = text.split('/').collect();
+        if parts.len() > 3 || parts.iter().any(|p| p.is_empty()) {
+            return Err(crate::Error::usage(format!(
+                "invalid platform '{text}': expected os[/arch[/variant]]"
+            )));
+        }
+        Ok(PlatformFilter {
+            os: parts[0].to_string(),
+            arch: parts.get(1).map(|s| s.to_string()),
+            variant: parts.get(2).map(|s| s.to_string()),
+        })
+    }
+
+    /// Whether an image of platform `p` is one the filter picks.
+    pub fn matches(&self, p: &Platform) -> bool {
+        let want = PlatformRequest {
+            os: &self.os,
+            arch: self.arch.as_deref().unwrap_or_default(),
+            variant: self.variant.as_deref().unwrap_or_default(),
+            distro: None,
+            blank_serves_any: false,
+        };
+        platform_fit(p, None, &want).is_some()
+    }
+}
+
+impl std::str::FromStr for PlatformFilter {
+    type Err = crate::Error;
+
+    fn from_str(text: &str) -> crate::Result<Self> {
+        PlatformFilter::parse(text)
+    }
+}
+
+/// The filter as it was written: `os[/arch[/variant]]`.
+impl std::fmt::Display for PlatformFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.os)?;
+        for part in [&self.arch, &self.variant].into_iter().flatten() {
+            write!(f, "/{part}")?;
+        }
+        Ok(())
+    }
+}
+
 /// A requested platform; an empty field asks for any value.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct PlatformRequest<'a> {

@@ -77,6 +77,16 @@ pub enum Error {
     /// Any other failure, already phrased as one line.
     #[error("{0}")]
     Other(String),
+    /// No image of a package matches the platforms asked for (nothing was sent).
+    #[error("no image in {} matches platform {}; it has {}", path.display(), requested.join(", "), available.join(", "))]
+    NoPlatformMatch {
+        /// The package.
+        path: PathBuf,
+        /// The platforms asked for, as written.
+        requested: Vec<String>,
+        /// The platforms its images have (`unknown` for an image that gives none).
+        available: Vec<String>,
+    },
     /// The operation was interrupted (Ctrl-C); nothing was left behind.
     #[error("interrupted")]
     Interrupted,

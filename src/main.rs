@@ -375,8 +375,13 @@ fn run_inspect(args: InspectArgs) -> Result<(), Error> {
 }
 
 fn run_verify(args: VerifyArgs, ui: &Printer) -> Result<(), Error> {
-    let (expect_platforms, warnings) =
-        cnbpkg::verify::parse_expected_platforms(&args.expect_platforms)?;
+    let mut warnings = Vec::new();
+    let mut expect_platforms = Vec::new();
+    for one in args.expect_platforms.iter().flat_map(|v| v.split(',')) {
+        let t = cnbpkg::verify::parse_expected_platform(one, &mut warnings)
+            .map_err(|e| Error::usage(format!("invalid --expect-platform '{one}': {e}")))?;
+        expect_platforms.push(t);
+    }
     warnings.iter().for_each(|w| ui.warn(w));
     let opts = cnbpkg::verify::VerifyOptions { expect_platforms };
     let report = cnbpkg::verify::verify_with(&args.package, &opts)?;
@@ -471,13 +476,13 @@ fn run_push(args: PushArgs, ui: &Printer) -> Result<(), Error> {
         }
         None => None,
     };
-    check_push_flags(&args)?;
+    let platforms = check_push_flags(&args)?;
     let mut references = args.references.into_iter();
     let mut opts =
         cnbpkg::registry::PushOptions::new(args.package, references.next().unwrap_or_default());
     opts.more_references = references.collect();
     opts.tags = args.tags;
-    opts.platforms = args.platforms;
+    opts.platforms = platforms;
     opts.from = args.from;
     opts.insecure = args.insecure;
     opts.ca_cert = args.ca_cert;
@@ -519,8 +524,9 @@ fn run_push(args: PushArgs, ui: &Printer) -> Result<(), Error> {
 }
 
 /// The flag values the library checks too, checked first so the message names the flag, in
-/// the order the push reads them: references, `--tag`, `--from`, `--platform`.
-fn check_push_flags(args: &PushArgs) -> Result<(), Error> {
+/// the order the push reads them: references, `--tag`, `--from`, `--platform`; returns the
+/// platform filters.
+fn check_push_flags(args: &PushArgs) -> Result<Vec<cnbpkg::cnb::PlatformFilter>, Error> {
     use cnbpkg::registry::reference::{valid_tag, Reference};
     let mut first = None;
     for r in &args.references {
@@ -540,15 +546,16 @@ fn check_push_flags(args: &PushArgs) -> Result<(), Error> {
             e => e,
         })?;
     }
-    for p in &args.platforms {
-        let parts: Vec<&str> = p.split('/').collect();
-        if parts.len() > 3 || parts.iter().any(|part| part.is_empty()) {
-            return Err(Error::usage(format!(
-                "invalid --platform '{p}': expected os[/arch[/variant]]"
-            )));
-        }
-    }
-    Ok(())
+    args.platforms
+        .iter()
+        .map(|p| {
+            cnbpkg::cnb::PlatformFilter::parse(p).map_err(|_| {
+                Error::usage(format!(
+                    "invalid --platform '{p}': expected os[/arch[/variant]]"
+                ))
+            })
+        })
+        .collect()
 }
 
 /// A push's typed failures in the CLI's words.
@@ -571,6 +578,16 @@ fn push_error(e: Error) -> Error {
             ..
         } => Error::other(format!(
             "blob {digest} is {actual} bytes in the package, its descriptor says {expected}"
+        )),
+        Error::NoPlatformMatch {
+            path,
+            requested,
+            available,
+        } => Error::usage(format!(
+            "no image in {} matches --platform {}; it has {}",
+            path.display(),
+            requested.join(", "),
+            available.join(", ")
         )),
         Error::Auth { registry, message }
             if message.ends_with(cnbpkg::registry::NO_CREDENTIALS) =>

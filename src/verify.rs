@@ -10,10 +10,22 @@ use crate::cnb::{
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::layout::layers::{read_layer, LayerFacts, MAX_DESCRIPTOR, MAX_VIOLATIONS_PER_LAYER};
-use crate::layout::tree::Budget;
+use crate::layout::tree::{
+    Budget, Child, Configs, Exceeded, Failure, NodeBody, OnFailure, Others, Part, Policy, Style,
+    Walker,
+};
 use crate::layout::{LayerLookup, LayerMiss, PackageReader, MAX_IMAGES, MAX_INDEX_DEPTH};
-use crate::oci::{self, Descriptor, ImageConfig, Index, Manifest};
+use crate::oci::{self, Descriptor, ImageConfig, Manifest};
 use crate::target::{self, ExpandedTarget, Target};
+
+/// How verify walks a package: every image and config read, other entries left to the checks,
+/// failures recorded and the walk continued.
+const WALK: Policy = Policy {
+    others: Others::Skip,
+    configs: Configs::Always,
+    style: Style::Reader,
+    failures: OnFailure::Record,
+};
 
 /// The most distinct platforms remembered for [`VerifyReport::platforms`].
 const MAX_PLATFORMS: usize = 4096;
@@ -94,6 +106,10 @@ pub fn verify_with(path: &Path, opts: &VerifyOptions) -> Result<VerifyReport> {
             return Ok(report);
         }
     };
+    // Read the tree once, every failure recorded where it is met; verify reports them in
+    // listing order with its own checks.
+    let mut walker = Walker::new(&reader, WALK);
+    let top = walker.load_list(&reader.index().manifests, 0, None);
     let mut v = Verifier {
         reader: &reader,
         report,
@@ -101,13 +117,14 @@ pub fn verify_with(path: &Path, opts: &VerifyOptions) -> Result<VerifyReport> {
         layers: BTreeMap::new(),
         checked: BTreeMap::new(),
         visited: BTreeSet::new(),
-        budget: Budget::default(),
+        walk: &walker,
+        listings: Budget::default(),
         stopped: false,
         manifests_done: BTreeMap::new(),
         held: Vec::new(),
         held_seen: BTreeSet::new(),
         manifest_types: BTreeMap::new(),
-        configs: BTreeMap::new(),
+        configs_checked: BTreeSet::new(),
         seen_defects: BTreeSet::new(),
     };
     v.check_layout_file();
@@ -121,7 +138,10 @@ pub fn verify_with(path: &Path, opts: &VerifyOptions) -> Result<VerifyReport> {
         v.defect("index.json: no manifests".to_string());
     }
     v.check_key_cases(reader.index_bytes(), "index.json");
-    v.check_descriptors(&index.manifests, "index.json", 0);
+    match &top {
+        Ok(top) => v.check_list(top, None, "index.json", 0),
+        Err(e) => v.defect(e.to_string()),
+    }
     // After a limit stopped the walk, blobs not reached yet are not unreferenced.
     if !v.stopped {
         v.check_unreferenced();
@@ -130,29 +150,35 @@ pub fn verify_with(path: &Path, opts: &VerifyOptions) -> Result<VerifyReport> {
     Ok(v.report)
 }
 
-/// Parse `--expect-platform` values: comma-separated, each in `--target`'s grammar
+/// Parse expected platforms: comma-separated values, each in the grammar of a packaging target
 /// (`os/arch[/variant][:name@version[;name@version]...]`), or a bare OS for a platform with no
-/// architecture. Returns the targets and pack's warnings.
+/// architecture. Returns the targets and pack's warnings; the error names the value.
 pub fn parse_expected_platforms(values: &[String]) -> Result<(Vec<Target>, Vec<String>)> {
     let mut targets = Vec::new();
     let mut warnings = Vec::new();
     for value in values {
         for one in value.split(',') {
-            let bad = |e: Error| Error::usage(format!("invalid --expect-platform '{one}': {e}"));
-            let (platform, distros) = one.split_once(':').unwrap_or((one, ""));
-            let t = if !platform.contains('/') && target::supports_os(platform) {
-                Target {
-                    os: platform.to_string(),
-                    distros: target::parse_distros(distros, &mut warnings).map_err(bad)?,
-                    ..Default::default()
-                }
-            } else {
-                target::parse_target(one, &mut warnings).map_err(bad)?
-            };
+            let t = parse_expected_platform(one, &mut warnings)
+                .map_err(|e| Error::usage(format!("invalid expected platform '{one}': {e}")))?;
             targets.push(t);
         }
     }
     Ok((targets, warnings))
+}
+
+/// Parse one expected platform (see [`parse_expected_platforms`]), adding pack's warnings to
+/// `warnings`; the error says what is wrong with it, without naming it.
+pub fn parse_expected_platform(one: &str, warnings: &mut Vec<String>) -> Result<Target> {
+    let (platform, distros) = one.split_once(':').unwrap_or((one, ""));
+    if !platform.contains('/') && target::supports_os(platform) {
+        Ok(Target {
+            os: platform.to_string(),
+            distros: target::parse_distros(distros, warnings)?,
+            ..Default::default()
+        })
+    } else {
+        target::parse_target(one, warnings)
+    }
 }
 
 struct Verifier<'a> {
@@ -168,16 +194,18 @@ struct Verifier<'a> {
     /// Indexes descended into, and images checked (by manifest and the platform it is listed
     /// with): each is read once however often it is listed.
     visited: BTreeSet<(Digest, String)>,
-    /// The limits every walk of a tree spends (descriptors, manifest and index listings, each
-    /// listing counted; config bytes held; blobs listed), so verify accepts no more than
-    /// inspect, packaging or push read.
-    budget: Budget,
-    /// Set when a limit was reached: nothing more is read.
+    /// The walk of the package's tree (one [`Budget`] for reading, as for inspect, packaging
+    /// and push), with what it could not read.
+    walk: &'a Walker<'a>,
+    /// Descriptors and manifest and index listings as verify meets them (the walk's limits,
+    /// counted again where verify checks an index listed again under another platform).
+    listings: Budget,
+    /// Set when a limit was reached: nothing more is checked.
     stopped: bool,
     /// The mediaType a manifest declares, by manifest digest, for its later listings.
     manifest_types: BTreeMap<Digest, Option<String>>,
-    /// Configs read, by digest (`None` when unreadable, already reported).
-    configs: BTreeMap<Digest, Option<std::rc::Rc<ImageConfig>>>,
+    /// Configs whose keys were checked, by digest.
+    configs_checked: BTreeSet<Digest>,
     /// Defect lines already reported (a blob listed many times is reported once per problem).
     seen_defects: BTreeSet<String>,
     /// Manifests fully checked, with their config's (os, architecture, variant, os.version)
@@ -289,36 +317,49 @@ impl Verifier<'_> {
         ok && hashed_ok
     }
 
-    fn check_descriptors(&mut self, descs: &[Descriptor], referrer: &str, depth: usize) {
+    /// Check the entries of a list at `depth` (index.json's, or an index's) in listing order:
+    /// each descriptor every time it is listed, each image and index once per media type and
+    /// platform it is listed with. The walk read their nodes; what it could not read is reported
+    /// where verify meets it.
+    fn check_list(
+        &mut self,
+        children: &[Child],
+        parent: Option<&Digest>,
+        referrer: &str,
+        depth: usize,
+    ) {
         if depth > MAX_INDEX_DEPTH {
             self.defect(format!("{referrer}: image indexes nested too deeply"));
             return;
         }
         let mut seen_platforms = BTreeMap::new();
-        let manifests = descs
+        let manifests = children
             .iter()
-            .filter(|d| oci::is_manifest(&d.media_type))
+            .filter(|c| oci::is_manifest(&c.descriptor.media_type))
             .count();
         // How often each ref name occurs: a manifest with a name of its own can be chosen by it.
         let mut ref_names: BTreeMap<&str, usize> = BTreeMap::new();
         if manifests > 1 {
-            for d in descs {
-                if let Some(name) = d.annotations.get(oci::ANNOTATION_REF_NAME) {
+            for c in children {
+                if let Some(name) = c.descriptor.annotations.get(oci::ANNOTATION_REF_NAME) {
                     *ref_names.entry(name).or_default() += 1;
                 }
             }
         }
-        for d in descs {
+        for child in children {
+            let d = &child.descriptor;
             if self.stopped {
                 return;
             }
-            if let Err(limit) = self.budget.descriptor() {
+            // Counted as verify meets them (an index listed again under another platform is
+            // checked again), so no later than the walk counted them.
+            if let Err(limit) = self.listings.descriptor() {
                 self.stopped = true;
                 return self.defect(format!("{referrer}: {limit}"));
             }
             self.check_descriptor_platform(d, &ref_names, manifests, referrer);
             let image_or_index = oci::is_manifest(&d.media_type) || oci::is_index(&d.media_type);
-            if image_or_index && self.budget.listing().is_err() {
+            if image_or_index && self.listings.listing().is_err() {
                 self.stopped = true;
                 return self.defect(format!(
                     "{referrer}: the package's indexes list more than {MAX_IMAGES} images"
@@ -355,26 +396,10 @@ impl Verifier<'_> {
                         }
                     }
                 }
-                self.check_image(d, referrer);
+                self.check_image(child, referrer);
             } else if oci::is_index(&d.media_type) {
-                if !self.check_blob(d, referrer) {
-                    continue;
-                }
-                match self.reader.read_json::<Index>(d, "index") {
-                    Ok((index, bytes)) => {
-                        self.check_key_cases(&bytes, &format!("index {}", d.digest));
-                        if let Some(mt) = &index.media_type {
-                            if mt != &d.media_type {
-                                self.defect(format!(
-                                    "index {}: mediaType {mt} differs from its descriptor's {}",
-                                    d.digest, d.media_type
-                                ));
-                            }
-                        }
-                        let name = format!("index {}", d.digest.short());
-                        self.check_descriptors(&index.manifests, &name, depth + 1);
-                    }
-                    Err(e) => self.defect(e.to_string()),
+                if self.check_blob(d, referrer) {
+                    self.check_index(child, depth);
                 }
             } else {
                 self.check_blob(d, referrer);
@@ -384,9 +409,54 @@ impl Verifier<'_> {
                 ));
             }
         }
+        // The walk read no further: the next entry is past the limit for verify too.
+        if !self.stopped && self.walk.cut_short(parent) {
+            self.stopped = true;
+            self.defect(format!("{referrer}: {}", Exceeded::Descriptors));
+        }
     }
 
-    fn check_image(&mut self, d: &Descriptor, referrer: &str) {
+    /// Report why the walk has no node for `part` of `digest`: it could not be read, or a limit
+    /// ended the reading (then nothing more is checked).
+    fn unread(&mut self, digest: &Digest, part: Part) {
+        match self.walk.failure(digest, part) {
+            Some(Failure::Unreadable(e)) => self.defect(e.to_string()),
+            Some(Failure::Limit(limit)) => self.halt(Some(*limit)),
+            None => self.halt(self.walk.halted()),
+        }
+    }
+
+    /// A limit was reached: report it, and check nothing more.
+    fn halt(&mut self, limit: Option<Exceeded>) {
+        self.stopped = true;
+        if let Some(limit) = limit {
+            self.defect(limit.to_string());
+        }
+    }
+
+    fn check_index(&mut self, child: &Child, depth: usize) {
+        let d = &child.descriptor;
+        let Some(node) = &child.node else {
+            return self.unread(&d.digest, Part::Index);
+        };
+        let NodeBody::Index { children, declared } = &node.body else {
+            return; // listed as an index, so read as one
+        };
+        self.check_key_cases(&node.bytes, &format!("index {}", d.digest));
+        if let Some(mt) = declared {
+            if mt != &d.media_type {
+                self.defect(format!(
+                    "index {}: mediaType {mt} differs from its descriptor's {}",
+                    d.digest, d.media_type
+                ));
+            }
+        }
+        let name = format!("index {}", d.digest.short());
+        self.check_list(children, Some(&d.digest), &name, depth + 1);
+    }
+
+    fn check_image(&mut self, child: &Child, referrer: &str) {
+        let d = &child.descriptor;
         self.report.images += 1;
         if !self.check_blob(d, referrer) {
             return;
@@ -407,18 +477,15 @@ impl Verifier<'_> {
             return;
         }
         self.manifests_done.insert(d.digest, None);
-        let manifest: Manifest = match self.reader.read_json(d, "manifest") {
-            Ok((m, bytes)) => {
-                self.check_key_cases(&bytes, &name);
-                m
-            }
-            Err(e) => return self.defect(e.to_string()),
+        let Some((node, manifest)) = child.node.as_ref().and_then(|n| Some((n, n.manifest()?)))
+        else {
+            return self.unread(&d.digest, Part::Manifest);
         };
+        self.check_key_cases(&node.bytes, &name);
         self.manifest_types
             .insert(d.digest, manifest.media_type.clone());
-        if let Err(limit) = self.budget.manifest_blobs(&manifest) {
-            self.stopped = true;
-            return self.defect(limit.to_string());
+        if let Some(Failure::Limit(limit)) = self.walk.failure(&d.digest, Part::Manifest) {
+            return self.halt(Some(*limit));
         }
         if let Some(mt) = &manifest.media_type {
             if mt != &d.media_type {
@@ -437,29 +504,17 @@ impl Verifier<'_> {
         if !self.check_blob(&manifest.config, &name) {
             return;
         }
-        let config = match self.configs.get(&manifest.config.digest).cloned() {
-            Some(Some(c)) => c,
-            Some(None) => return,
-            None => match self
-                .reader
-                .read_json::<ImageConfig>(&manifest.config, "config")
-            {
-                Ok((c, bytes)) => {
-                    if let Err(limit) = self.budget.keep(bytes.len() as u64) {
-                        self.stopped = true;
-                        return self.defect(limit.to_string());
-                    }
-                    self.check_key_cases(&bytes, &format!("config {}", manifest.config.digest));
-                    let c = std::rc::Rc::new(c);
-                    self.configs.insert(manifest.config.digest, Some(c.clone()));
-                    c
-                }
-                Err(e) => {
-                    self.configs.insert(manifest.config.digest, None);
-                    return self.defect(e.to_string());
-                }
-            },
+        let config_digest = manifest.config.digest;
+        let Some((config_bytes, config)) = node
+            .config_blob()
+            .and_then(|c| Some((&c.bytes, c.config.as_ref()?)))
+        else {
+            return self.unread(&config_digest, Part::Config);
         };
+        // A config shared by many manifests is checked once.
+        if self.configs_checked.insert(config_digest) {
+            self.check_key_cases(config_bytes, &format!("config {config_digest}"));
+        }
         let cfg: PlatformKey = (
             config.os.clone(),
             config.architecture.clone(),
@@ -492,7 +547,7 @@ impl Verifier<'_> {
                 }
             }
         }
-        self.check_labels(&name, &manifest, &config);
+        self.check_labels(&name, manifest, config);
     }
 
     /// A platform must name its OS and architecture (both REQUIRED by the image spec), and

@@ -159,7 +159,7 @@ fn one_platform_gets_its_own_manifest() {
     let pkg = packages::multi(tmp.path(), "pkg", 4, 100_000);
     let reference = format!("{}/sub/arm:1", reg.host());
     let mut o = opts(&pkg, reference.clone());
-    o.platforms = vec!["linux/arm64".into()];
+    o.platforms = vec!["linux/arm64".parse().unwrap()];
     let (r, _) = push(&o, &settings());
     let report = r.unwrap();
     assert_eq!(report.manifests.len(), 1);
@@ -194,7 +194,7 @@ fn one_platform_gets_its_own_manifest() {
         .to_string()
         .contains("has no manifest or index with digest"));
 
-    o.platforms = vec!["windows/amd64".into()];
+    o.platforms = vec!["windows/amd64".parse().unwrap()];
     let (r, _) = push(&o, &settings());
     let err = r.unwrap_err().to_string();
     assert!(

@@ -15,8 +15,8 @@ use crate::oci::{self, Descriptor, ImageConfig, Index, Manifest};
 use crate::tar_guard::TarGuard;
 
 use super::tree::{
-    image_listings, walk, ConfigBlob, Configs, Exceeded, LayerLookup, LayerMiss, Others, Policy,
-    Style, MAX_IMAGES_BYTES,
+    image_listings, walk, ConfigBlob, Configs, Exceeded, LayerLookup, LayerMiss, OnFailure, Others,
+    Policy, Style, MAX_IMAGES_BYTES,
 };
 
 /// The largest JSON blob (index, manifest, config) we read into memory.
@@ -333,6 +333,7 @@ impl PackageReader {
             others: Others::Skip,
             configs: Configs::Always,
             style: Style::Reader,
+            failures: OnFailure::Stop,
         };
         let top = walk(self, &self.index.manifests, policy)?;
         let mut out: Vec<ImageRef> = Vec::new();

@@ -74,6 +74,51 @@ pub(crate) struct Policy {
     pub(crate) configs: Configs,
     /// How JSON errors are worded.
     pub(crate) style: Style,
+    /// Whether the first failure ends the walk.
+    pub(crate) failures: OnFailure,
+}
+
+/// What a walk does when a node cannot be read or a limit is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OnFailure {
+    /// Return the error: the tree is of no use to the caller unless it is whole.
+    Stop,
+    /// Record it (see [`Walker::failure`]) and go on with the node's siblings, never descending
+    /// into what could not be read; a limit ends the reading, the tree read so far is kept
+    /// (`verify` reports many defects per package).
+    Record,
+}
+
+/// The part of a node a failure is recorded for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Part {
+    /// A document listed as an index.
+    Index,
+    /// A document listed as a manifest (by digest of the manifest).
+    Manifest,
+    /// An image config (by digest of the config).
+    Config,
+}
+
+impl Part {
+    /// What a listing of `media_type` is read as (an untyped one is sniffed as a manifest or
+    /// an index, and kept with the manifests).
+    fn of_listing(media_type: &str) -> Part {
+        if oci::is_index(media_type) {
+            Part::Index
+        } else {
+            Part::Manifest
+        }
+    }
+}
+
+/// Why a recording walk has no node (or an incomplete one) for a part.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// It could not be fetched, verified or parsed.
+    Unreadable(Error),
+    /// A limit was reached while reading it: nothing after it was read.
+    Limit(Exceeded),
 }
 
 /// The wording of JSON errors (each reader kept its own).
@@ -103,13 +148,15 @@ pub enum NodeBody {
         /// Its entries: each listing's own descriptor, and the node it points at (`None` for
         /// an entry that is neither a manifest nor an index, skipped).
         children: Vec<Child>,
+        /// The `mediaType` the index declares itself, if any.
+        declared: Option<String>,
     },
     /// An image manifest with its config.
     Manifest {
         /// The parsed manifest.
         manifest: Box<Manifest>,
-        /// Its config, when read.
-        config: Option<Box<ConfigBlob>>,
+        /// Its config, when read (shared by every manifest that lists it).
+        config: Option<Arc<ConfigBlob>>,
     },
 }
 
@@ -144,7 +191,7 @@ impl TreeNode {
     /// The entries of an index node (none for a manifest).
     pub fn children(&self) -> &[Child] {
         match &self.body {
-            NodeBody::Index { children } => children,
+            NodeBody::Index { children, .. } => children,
             NodeBody::Manifest { .. } => &[],
         }
     }
@@ -184,8 +231,8 @@ impl TreeNode {
     }
 }
 
-/// The limits of a walk, counted as it goes: every walk of a tree (the [`Walker`], and
-/// `verify`'s, which reports defects instead of stopping) spends one of these.
+/// The limits of a walk, counted as it goes: every [`Walker`] spends one (and `verify`, which
+/// checks an index listed again under another platform again, counts its listings in another).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Budget {
     /// Every descriptor of every index read, repeats included.
@@ -266,12 +313,21 @@ impl Budget {
     }
 }
 
-/// Reads the nodes of a tree, each digest once, within one [`Budget`].
+/// Reads the nodes of a tree, each digest once (once as an index and once as a manifest when
+/// listings disagree), each config once, within one [`Budget`].
 pub(crate) struct Walker<'a> {
     source: &'a dyn BlobSource,
     policy: Policy,
-    nodes: HashMap<Digest, Arc<TreeNode>>,
+    nodes: HashMap<(Digest, Part), Arc<TreeNode>>,
+    configs: HashMap<Digest, Arc<ConfigBlob>>,
     budget: Budget,
+    /// Under [`OnFailure::Record`]: what could not be read, by digest and part.
+    failures: HashMap<(Digest, Part), Failure>,
+    /// Under [`OnFailure::Record`]: the limit that ended the reading.
+    halted: Option<Exceeded>,
+    /// Under [`OnFailure::Record`]: the list whose entries were cut short by the descriptor
+    /// limit (`Some(None)` for the top list, else the index's digest).
+    cut_short: Option<Option<Digest>>,
 }
 
 impl<'a> Walker<'a> {
@@ -281,16 +337,58 @@ impl<'a> Walker<'a> {
             source,
             policy,
             nodes: HashMap::new(),
+            configs: HashMap::new(),
             budget: Budget::default(),
+            failures: HashMap::new(),
+            halted: None,
+            cut_short: None,
         }
+    }
+
+    /// Under [`OnFailure::Record`], whether the descriptor limit cut short the entries of the
+    /// list of `parent` (`None`: the top list), so that they end before the list does.
+    pub(crate) fn cut_short(&self, parent: Option<&Digest>) -> bool {
+        self.cut_short == Some(parent.copied())
+    }
+
+    /// Under [`OnFailure::Record`], why `part` of `digest` could not be read (or was cut off).
+    pub(crate) fn failure(&self, digest: &Digest, part: Part) -> Option<&Failure> {
+        self.failures.get(&(*digest, part))
+    }
+
+    /// Under [`OnFailure::Record`], the limit that ended the reading, if one did.
+    pub(crate) fn halted(&self) -> Option<Exceeded> {
+        self.halted
+    }
+
+    fn recording(&self) -> bool {
+        self.policy.failures == OnFailure::Record
+    }
+
+    /// Under [`OnFailure::Record`], keeps `e` for `part` of `digest` instead of returning it.
+    fn record(&mut self, digest: Digest, part: Part, e: Error) -> Result<()> {
+        if !self.recording() {
+            return Err(e);
+        }
+        let failure = match self.halted {
+            Some(limit) => Failure::Limit(limit),
+            None => Failure::Unreadable(e),
+        };
+        self.failures.entry((digest, part)).or_insert(failure);
+        Ok(())
     }
 
     fn invalid(&self, message: impl Into<String>) -> Error {
         Error::invalid(self.source.origin(), message.into())
     }
 
-    fn spend(&self, spent: std::result::Result<(), Exceeded>) -> Result<()> {
-        spent.map_err(|limit| self.invalid(limit.to_string()))
+    fn spend(&mut self, spent: std::result::Result<(), Exceeded>) -> Result<()> {
+        spent.map_err(|limit| {
+            if self.recording() {
+                self.halted.get_or_insert(limit);
+            }
+            self.invalid(limit.to_string())
+        })
     }
 
     fn keep(&mut self, n: u64) -> Result<()> {
@@ -332,10 +430,19 @@ impl<'a> Walker<'a> {
         }
         let mut children = Vec::with_capacity(descs.len().min(1024));
         for d in descs {
+            if self.halted.is_some() {
+                break;
+            }
             let spent = self.budget.descriptor();
-            self.spend(spent)?;
+            if let Err(e) = self.spend(spent) {
+                if !self.recording() {
+                    return Err(e);
+                }
+                self.cut_short = Some(parent.copied());
+                break;
+            }
             let node = if oci::is_manifest(&d.media_type) || oci::is_index(&d.media_type) {
-                Some(self.load(d, depth)?)
+                self.load_child(d, depth)?
             } else if self.policy.others == Others::Refuse {
                 let within =
                     parent.map_or_else(|| "index.json".to_string(), |p| format!("index {p}"));
@@ -355,6 +462,27 @@ impl<'a> Walker<'a> {
         Ok(children)
     }
 
+    /// The node of an index entry; under [`OnFailure::Record`], what could be read of it
+    /// (`None` when nothing could), its failure recorded.
+    fn load_child(&mut self, desc: &Descriptor, depth: usize) -> Result<Option<Arc<TreeNode>>> {
+        let key = (desc.digest, Part::of_listing(&desc.media_type));
+        if self.recording() && self.failures.contains_key(&key) {
+            // Failed before: read it no more, but count the listing.
+            let spent = self.budget.listing();
+            return match self.spend(spent) {
+                Ok(()) => Ok(self.nodes.get(&key).cloned()),
+                Err(e) => self.record(desc.digest, key.1, e).map(|()| None),
+            };
+        }
+        match self.load(desc, depth) {
+            Ok(node) => Ok(Some(node)),
+            Err(e) => {
+                self.record(desc.digest, key.1, e)?;
+                Ok(self.nodes.get(&key).cloned())
+            }
+        }
+    }
+
     /// The node `desc` points at (read once per digest); an untyped descriptor is typed by
     /// the document's own `mediaType`, or its shape.
     pub(crate) fn load(&mut self, desc: &Descriptor, depth: usize) -> Result<Arc<TreeNode>> {
@@ -363,7 +491,8 @@ impl<'a> Walker<'a> {
         }
         let spent = self.budget.listing();
         self.spend(spent)?;
-        if let Some(n) = self.nodes.get(&desc.digest) {
+        let key = (desc.digest, Part::of_listing(&desc.media_type));
+        if let Some(n) = self.nodes.get(&key) {
             return Ok(n.clone());
         }
         let bytes = self.source.fetch_verified(desc)?;
@@ -378,18 +507,36 @@ impl<'a> Walker<'a> {
         } else {
             desc.media_type.clone()
         };
+        // A limit reached after the document was parsed: the node is kept (with what was read
+        // of it) for a recording walk, and the limit returned.
+        let mut cut_off = Ok(());
         let body = if oci::is_index(&media_type) {
             let index: Index = self.parse(&bytes, "index", &desc.digest)?;
-            let children = self.load_list(&index.manifests, depth + 1, Some(&desc.digest))?;
-            NodeBody::Index { children }
+            let children = match self.load_list(&index.manifests, depth + 1, Some(&desc.digest)) {
+                Ok(children) => children,
+                // Entries nested too deeply: the index is read, its entries are not.
+                Err(e) if self.recording() => {
+                    self.record(desc.digest, Part::Index, e)?;
+                    Vec::new()
+                }
+                Err(e) => return Err(e),
+            };
+            NodeBody::Index {
+                children,
+                declared: index.media_type,
+            }
         } else if oci::is_manifest(&media_type) {
             let manifest: Manifest = self.parse(&bytes, "manifest", &desc.digest)?;
-            let config = self.load_config(desc, &manifest)?;
+            // Counted before the config is read: a walk over its limit reads no more.
             let spent = self.budget.manifest_blobs(&manifest);
-            self.spend(spent)?;
+            cut_off = self.spend(spent);
+            let config = match cut_off {
+                Ok(()) => self.load_config(desc, &manifest)?,
+                Err(_) => None,
+            };
             NodeBody::Manifest {
                 manifest: Box::new(manifest),
-                config: config.map(Box::new),
+                config,
             }
         } else {
             return Err(self.invalid(format!(
@@ -404,28 +551,48 @@ impl<'a> Walker<'a> {
             bytes,
             body,
         });
-        self.nodes.insert(desc.digest, node.clone());
-        Ok(node)
+        self.nodes.insert(key, node.clone());
+        cut_off.map(|()| node)
     }
 
+    /// The config of `manifest` (read once per digest, however many manifests share it); under
+    /// [`OnFailure::Record`], `None` when it could not be read, its failure recorded.
     fn load_config(
         &mut self,
         desc: &Descriptor,
         manifest: &Manifest,
-    ) -> Result<Option<ConfigBlob>> {
+    ) -> Result<Option<Arc<ConfigBlob>>> {
         let strict = match self.policy.configs {
             Configs::Always => true,
             Configs::WhenUnplaced if desc.platform.is_none() => false,
             Configs::WhenUnplaced => return Ok(None),
         };
-        let bytes = self.source.fetch_verified(&manifest.config)?;
+        let digest = manifest.config.digest;
+        if let Some(c) = self.configs.get(&digest) {
+            return Ok(Some(c.clone()));
+        }
+        if self.failures.contains_key(&(digest, Part::Config)) {
+            return Ok(None);
+        }
+        match self.read_config(&manifest.config, strict) {
+            Ok(c) => {
+                let c = Arc::new(c);
+                self.configs.insert(digest, c.clone());
+                Ok(Some(c))
+            }
+            Err(e) => self.record(digest, Part::Config, e).map(|()| None),
+        }
+    }
+
+    fn read_config(&mut self, desc: &Descriptor, strict: bool) -> Result<ConfigBlob> {
+        let bytes = self.source.fetch_verified(desc)?;
         self.keep(bytes.len() as u64)?;
         let config = if strict {
-            Some(self.parse(&bytes, "config", &manifest.config.digest)?)
+            Some(self.parse(&bytes, "config", &desc.digest)?)
         } else {
             serde_json::from_slice(&bytes).ok()
         };
-        Ok(Some(ConfigBlob { bytes, config }))
+        Ok(ConfigBlob { bytes, config })
     }
 }
 
@@ -584,11 +751,13 @@ mod tests {
         others: Others::Skip,
         configs: Configs::Always,
         style: Style::Reader,
+        failures: OnFailure::Stop,
     };
     const PUSH: Policy = Policy {
         others: Others::Refuse,
         configs: Configs::WhenUnplaced,
         style: Style::Push,
+        failures: OnFailure::Stop,
     };
 
     fn message(e: Error) -> String {
@@ -662,6 +831,100 @@ mod tests {
             .load_list(&[wide], 0, None)
             .unwrap_err();
         assert_eq!(message(e), format!("lists more than {MAX_IMAGES} images"));
+    }
+
+    const RECORD: Policy = Policy {
+        failures: OnFailure::Record,
+        ..READER
+    };
+
+    #[test]
+    fn a_recording_walk_keeps_failures_and_reads_the_siblings() {
+        let mut b = Blobs::default();
+        let linux = b.image("linux");
+        let windows = b.image("windows");
+        // A manifest whose blob is missing, one that is not a manifest, one whose config is
+        // missing: each recorded, and every sibling read.
+        let missing = Descriptor::new(oci::MEDIA_TYPE_MANIFEST, Digest::of(b"gone"), 4);
+        let garbage = b.put(oci::MEDIA_TYPE_MANIFEST, b"[1]".to_vec());
+        let lost_config = Descriptor::new(oci::MEDIA_TYPE_CONFIG, Digest::of(b"no"), 2);
+        let manifest = Manifest {
+            schema_version: 2,
+            media_type: None,
+            artifact_type: None,
+            config: lost_config.clone(),
+            layers: vec![],
+            annotations: Default::default(),
+        };
+        let configless = b.put(oci::MEDIA_TYPE_MANIFEST, canonical(&manifest));
+        let top = [
+            missing.clone(),
+            linux,
+            garbage.clone(),
+            configless.clone(),
+            windows,
+        ];
+        let mut w = Walker::new(&b, RECORD);
+        let children = w.load_list(&top, 0, None).unwrap();
+        assert_eq!(children.len(), 5);
+        assert!(children[0].node.is_none() && children[2].node.is_none());
+        assert!(matches!(
+            w.failure(&missing.digest, Part::Manifest),
+            Some(Failure::Unreadable(_))
+        ));
+        let Some(Failure::Unreadable(e)) = w.failure(&garbage.digest, Part::Manifest) else {
+            panic!("the garbage manifest is recorded");
+        };
+        assert!(message_of(e).starts_with(&format!(
+            "manifest {} is not valid JSON for its type",
+            garbage.digest
+        )));
+        // The manifest is kept without its config; the config's failure is its own.
+        let node = children[3].node.as_ref().unwrap();
+        assert!(node.manifest().is_some() && node.config_blob().is_none());
+        assert!(w.failure(&lost_config.digest, Part::Config).is_some());
+        assert_eq!(
+            children[4].node.as_ref().unwrap().config().unwrap().os,
+            "windows"
+        );
+        assert_eq!(w.halted(), None);
+        // Stopping at the first failure is the default.
+        assert!(Walker::new(&b, READER).load_list(&top, 0, None).is_err());
+    }
+
+    #[test]
+    fn a_recording_walk_halts_at_a_limit_and_reads_shared_configs_once() {
+        let mut b = Blobs::default();
+        let linux = b.image("linux");
+        let inner = b.index(vec![linux.clone(); 3]);
+        let wide = b.index(vec![inner; MAX_IMAGES]);
+        let mut w = Walker::new(&b, RECORD);
+        let children = w.load_list(&[wide.clone(), linux], 0, None).unwrap();
+        assert_eq!(w.halted(), Some(Exceeded::Images));
+        // The limit is recorded where it was reached, and nothing after it is read.
+        assert!(children.len() == 1 && children[0].node.is_some());
+        assert!(children[0].node.as_ref().unwrap().children().len() < MAX_IMAGES);
+
+        // Two manifests sharing one config: the config is fetched once.
+        let mut b = Blobs::default();
+        let one = b.image("linux");
+        let mut manifest: Manifest = serde_json::from_slice(&b.blobs[&one.digest]).unwrap();
+        manifest.annotations.insert("n".into(), "2".into());
+        let two = b.put(oci::MEDIA_TYPE_MANIFEST, canonical(&manifest));
+        let w = walk(&b, &[one, two], READER).unwrap();
+        assert_eq!(b.fetched.get(), 3);
+        let configs: Vec<_> = w
+            .iter()
+            .map(|c| c.node.as_ref().unwrap().config_blob().unwrap() as *const _)
+            .collect();
+        assert_eq!(configs[0], configs[1]);
+    }
+
+    fn message_of(e: &Error) -> String {
+        match e {
+            Error::Invalid { message, .. } => message.clone(),
+            e => e.to_string(),
+        }
     }
 
     #[test]

@@ -4,54 +4,15 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::cnb::{platform_fit, PlatformRequest};
+use crate::cnb::PlatformFilter;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::json::canonical;
-use crate::layout::tree::{Configs, Others, Policy, Style, TreeNode, Walker};
+use crate::layout::tree::{Configs, OnFailure, Others, Policy, Style, TreeNode, Walker};
 use crate::layout::PackageReader;
 use crate::oci::{self, Descriptor, Index, Manifest, Platform};
 
 use super::reference::Target;
-
-/// An `os[/arch[/variant]]` filter.
-#[derive(Debug, Clone)]
-pub(super) struct PlatformFilter {
-    pub(super) text: String,
-    pub(super) os: String,
-    pub(super) arch: Option<String>,
-    pub(super) variant: Option<String>,
-}
-
-impl PlatformFilter {
-    pub(super) fn parse(text: &str) -> Result<Self> {
-        let parts: Vec<&str> = text.split('/').collect();
-        if parts.len() > 3 || parts.iter().any(|p| p.is_empty()) {
-            return Err(Error::usage(format!(
-                "invalid --platform '{text}': expected os[/arch[/variant]]"
-            )));
-        }
-        Ok(PlatformFilter {
-            text: text.to_string(),
-            os: parts[0].to_string(),
-            arch: parts.get(1).map(|s| s.to_string()),
-            variant: parts.get(2).map(|s| s.to_string()),
-        })
-    }
-
-    /// Whether an image of platform `p` is one the filter picks: its os, and the architecture
-    /// and variant when the filter names them, exactly as the image gives them.
-    pub(super) fn matches(&self, p: &Platform) -> bool {
-        let want = PlatformRequest {
-            os: &self.os,
-            arch: self.arch.as_deref().unwrap_or_default(),
-            variant: self.variant.as_deref().unwrap_or_default(),
-            distro: None,
-            blank_serves_any: false,
-        };
-        platform_fit(p, None, &want).is_some()
-    }
-}
 
 /// A manifest or index to push, with its raw bytes. Nodes are shared by digest: a package
 /// whose nested indexes list the same things many times holds each of them once.
@@ -103,6 +64,7 @@ impl Plan {
                     others: Others::Refuse,
                     configs: Configs::WhenUnplaced,
                     style: Style::Push,
+                    failures: OnFailure::Stop,
                 },
             ),
             nodes: HashMap::new(),
@@ -145,13 +107,11 @@ impl Plan {
                             .unwrap_or_else(|| "unknown".into())
                     })
                     .collect();
-                let want: Vec<&str> = filters.iter().map(|f| f.text.as_str()).collect();
-                return Err(Error::usage(format!(
-                    "no image in {} matches --platform {}; it has {}",
-                    path.display(),
-                    want.join(", "),
-                    have.join(", ")
-                )));
+                return Err(Error::NoPlatformMatch {
+                    path: path.to_path_buf(),
+                    requested: filters.iter().map(PlatformFilter::to_string).collect(),
+                    available: have,
+                });
             }
             if chosen.len() == 1 && top.is_index {
                 // One platform: its own manifest (the digest the package lists) goes at the
@@ -351,5 +311,8 @@ mod tests {
         assert!(!PlatformFilter::parse("windows").unwrap().matches(&p));
         assert!(PlatformFilter::parse("linux//v7").is_err());
         assert!(PlatformFilter::parse("a/b/c/d").is_err());
+        for text in ["linux", "linux/arm", "linux/arm/v7"] {
+            assert_eq!(PlatformFilter::parse(text).unwrap().to_string(), text);
+        }
     }
 }

@@ -15,10 +15,11 @@ use crate::oci::{Descriptor, Platform};
 use super::auth::{Credential, Secret};
 use super::client::Deadlines;
 use super::client::{Access, Client, Connection, RetryPolicy, Transport};
-use super::plan::{Node, Plan, PlatformFilter};
+use super::plan::{Node, Plan};
 use super::reference::{Reference, Target};
 use super::upload::{BlobOutcome, UploadTuning};
 use super::{auth, read, reference, upload};
+use crate::cnb::PlatformFilter;
 
 /// Parallel blob uploads when [`PushOptions::jobs`] is 0: uploads wait on the network, not on
 /// the CPU, so this is more than the core count but stays polite to registries.
@@ -39,8 +40,8 @@ pub struct PushOptions {
     pub more_references: Vec<String>,
     /// More tags to set in every repository pushed to.
     pub tags: Vec<String>,
-    /// `os[/arch[/variant]]` filters; empty pushes every platform.
-    pub platforms: Vec<String>,
+    /// The platforms to push (an image matching any of them); empty pushes every platform.
+    pub platforms: Vec<PlatformFilter>,
     /// A repository on the same registry to mount blobs from.
     pub from: Option<String>,
     /// Plain HTTP instead of HTTPS.
@@ -253,11 +254,6 @@ pub fn push_with(
         Some(f) => parse_from(f, &first)?,
         None => None,
     };
-    let filters = opts
-        .platforms
-        .iter()
-        .map(|p| PlatformFilter::parse(p))
-        .collect::<Result<Vec<_>>>()?;
     let credential = match (&opts.username, &opts.password) {
         (Some(u), Some(p)) => Some(Credential::Basic {
             username: u.clone(),
@@ -275,7 +271,7 @@ pub fn push_with(
         .find(|t| matches!(t, Target::Digest(_)))
         .cloned()
         .unwrap_or_else(|| Target::Tag(String::new()));
-    let plan = Plan::build(&reader, &opts.package, &filters, &digest_target)?;
+    let plan = Plan::build(&reader, &opts.package, &opts.platforms, &digest_target)?;
     for d in &destinations {
         for t in &d.targets {
             if let Target::Digest(d) = t {
