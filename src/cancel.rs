@@ -41,7 +41,7 @@ impl Cancel {
 
     /// Run `work` with this token as the current thread's token (the one the library's checks
     /// ask), restoring the previous one afterwards, also when `work` panics.
-    pub fn scope<T>(&self, work: impl FnOnce() -> T) -> T {
+    pub(crate) fn scope<T>(&self, work: impl FnOnce() -> T) -> T {
         struct Restore(Option<Cancel>);
         impl Drop for Restore {
             fn drop(&mut self) {
@@ -58,6 +58,13 @@ impl Cancel {
 thread_local! {
     /// The token of the operation running on this thread, if one is.
     static CURRENT: RefCell<Option<Cancel>> = const { RefCell::new(None) };
+}
+
+/// The token of the operation running on this thread (a token never cancelled outside an
+/// operation), for the threads an operation starts: each runs its work in
+/// [`Cancel::scope`] of it.
+pub(crate) fn current() -> Cancel {
+    CURRENT.with(|c| c.borrow().clone()).unwrap_or_default()
 }
 
 /// Whether the operation running on this thread was cancelled (never, outside an operation).

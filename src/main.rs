@@ -244,7 +244,7 @@ fn main() -> ExitCode {
             std::process::exit(130);
         }
     });
-    let (result, ui) = token.scope(|| match cli.command {
+    let (result, ui) = match cli.command {
         Command::Buildpack {
             command: BuildpackCommand::Package(args),
         } => {
@@ -257,13 +257,13 @@ fn main() -> ExitCode {
         }
         Command::Verify(args) => {
             let ui = printer(&args.common);
-            (run_verify(args, &ui), ui)
+            (run_verify(args, &ui, &token), ui)
         }
         Command::Push(args) => {
             let ui = printer(&args.common);
-            (run_push(args, &ui), ui)
+            (run_push(args, &ui, &token), ui)
         }
-    });
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(_) if token.is_cancelled() => {
@@ -374,7 +374,7 @@ fn run_inspect(args: InspectArgs) -> Result<(), Error> {
     Ok(())
 }
 
-fn run_verify(args: VerifyArgs, ui: &Printer) -> Result<(), Error> {
+fn run_verify(args: VerifyArgs, ui: &Printer, cancel: &Cancel) -> Result<(), Error> {
     let mut warnings = Vec::new();
     let mut expect_platforms = Vec::new();
     for one in args.expect_platforms.iter().flat_map(|v| v.split(',')) {
@@ -383,7 +383,9 @@ fn run_verify(args: VerifyArgs, ui: &Printer) -> Result<(), Error> {
         expect_platforms.push(t);
     }
     warnings.iter().for_each(|w| ui.warn(w));
-    let opts = cnbpkg::verify::VerifyOptions { expect_platforms };
+    let mut opts = cnbpkg::verify::VerifyOptions::default();
+    opts.expect_platforms = expect_platforms;
+    opts.cancel = cancel.clone();
     let report = cnbpkg::verify::verify_with(&args.package, &opts)?;
     let mut out = std::io::stdout().lock();
     if args.common.json {
@@ -426,7 +428,7 @@ fn run_verify(args: VerifyArgs, ui: &Printer) -> Result<(), Error> {
     }
 }
 
-fn run_push(args: PushArgs, ui: &Printer) -> Result<(), Error> {
+fn run_push(args: PushArgs, ui: &Printer, cancel: &Cancel) -> Result<(), Error> {
     let password = if args.password_stdin {
         // One line, bounded: standard input may be an endless stream given by mistake.
         const MAX_PASSWORD: u64 = 64 << 10;
@@ -489,6 +491,7 @@ fn run_push(args: PushArgs, ui: &Printer) -> Result<(), Error> {
     opts.username = args.username;
     opts.password = password;
     opts.jobs = args.jobs;
+    opts.cancel = cancel.clone();
     let report = cnbpkg::registry::push(&opts, ui).map_err(push_error)?;
     ui.status(
         "Pushed",

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
+use crate::cancel::Cancel;
 use crate::cnb::{
     annotated_distros, LayersLabel, ModuleKind, PackageMetadata, LABEL_EXTENSION_LAYERS,
     LABEL_LAYERS, LABEL_METADATA,
@@ -68,12 +69,15 @@ fn is_zero(n: &usize) -> bool {
 
 /// What to check beyond the package's soundness.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct VerifyOptions {
     /// When not empty, the package must hold exactly these platforms (a release gate). A target
     /// without distros stands for its os/arch/variant with any distros; one with distros, for
     /// exactly those. Architecture and variant must match exactly (`linux` is a platform with
     /// no architecture, not every Linux platform).
     pub expect_platforms: Vec<Target>,
+    /// Stops the verification at its next read once cancelled.
+    pub cancel: Cancel,
 }
 
 impl VerifyReport {
@@ -92,6 +96,15 @@ pub fn verify(path: &Path) -> Result<VerifyReport> {
 
 /// [`verify`], with the further checks of `opts`.
 pub fn verify_with(path: &Path, opts: &VerifyOptions) -> Result<VerifyReport> {
+    let report = opts.cancel.scope(|| verify_checked(path, opts))?;
+    // Reads fail once cancelled; what they reported then are not defects of the package.
+    if opts.cancel.is_cancelled() {
+        return Err(Error::Interrupted);
+    }
+    Ok(report)
+}
+
+fn verify_checked(path: &Path, opts: &VerifyOptions) -> Result<VerifyReport> {
     let mut report = VerifyReport::default();
     let reader = match PackageReader::open(path) {
         Ok(r) => r,

@@ -621,11 +621,10 @@ fn expect_platform_requires_exactly_the_listed_platforms() {
     }
 
     // The library takes the same expectation.
-    let opts = cnbpkg::verify::VerifyOptions {
-        expect_platforms: cnbpkg::verify::parse_expected_platforms(&["linux/arm64".into()])
-            .unwrap()
-            .0,
-    };
+    let mut opts = cnbpkg::verify::VerifyOptions::default();
+    opts.expect_platforms = cnbpkg::verify::parse_expected_platforms(&["linux/arm64".into()])
+        .unwrap()
+        .0;
     let report = cnbpkg::verify::verify_with(&multi, &opts).unwrap();
     assert!(!report.is_ok());
     assert_eq!(report.extra_platforms, ["linux/amd64"]);

@@ -513,6 +513,11 @@ impl Read for BlobReader {
         if want == 0 {
             return Ok(0);
         }
+        // Every reader of a package (verify, inspect, push, composites) stops here once its
+        // operation is cancelled.
+        if crate::cancel::cancelled() {
+            return Err(crate::atomic::interrupted_io_error());
+        }
         let n = self.file.read_at(&mut buf[..want], self.pos)?;
         if n == 0 {
             return Err(io::Error::new(

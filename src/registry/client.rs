@@ -468,6 +468,12 @@ impl<'e> Client<'e> {
         self.exchange(method, url, headers, authz, body)
     }
 
+    /// `Err` once the operation was cancelled: checked before every request, so a cancelled
+    /// push stops at its next request (retries included).
+    fn check_cancelled() -> Result<(), Failure> {
+        crate::cancel::check().map_err(Failure::fatal)
+    }
+
     /// One HTTP exchange, sending `authz` to `url` whatever its host (only the token server a
     /// challenge named gets credentials this way). Redirects are followed only by GET and
     /// HEAD, never with credentials; every request has an overall deadline.
@@ -479,6 +485,7 @@ impl<'e> Client<'e> {
         authz: Option<&str>,
         body: &mut Body<'_>,
     ) -> Result<Resp, Failure> {
+        Self::check_cancelled()?;
         let mut builder = http::Request::builder()
             .method(method.clone())
             .uri(url.as_str());

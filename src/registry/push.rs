@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::cancel::Cancel;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::events::{Events, EventsExt as _};
@@ -54,6 +55,8 @@ pub struct PushOptions {
     pub password: Option<String>,
     /// Parallel blob uploads; 0 means [`DEFAULT_JOBS`].
     pub jobs: usize,
+    /// Stops the push before its next request once cancelled (what was sent stays sent).
+    pub cancel: Cancel,
 }
 
 impl PushOptions {
@@ -207,6 +210,23 @@ struct Destination {
 /// `Retrying`, `Exists`, `Mounted`, `Uploaded`, `Pushed`), warnings (listed in the report
 /// too) and each blob upload's progress as [`crate::events::Event::Transfer`].
 pub fn push_with(
+    opts: &PushOptions,
+    settings: &PushSettings,
+    events: &dyn Events,
+) -> Result<PushReport> {
+    opts.cancel
+        .scope(|| push_checked(opts, settings, events))
+        // Reads and requests fail once cancelled: say so, not how the first one failed.
+        .map_err(|e| {
+            if opts.cancel.is_cancelled() {
+                Error::Interrupted
+            } else {
+                e
+            }
+        })
+}
+
+fn push_checked(
     opts: &PushOptions,
     settings: &PushSettings,
     events: &dyn Events,
@@ -522,31 +542,35 @@ fn upload_blobs(
     let sent = AtomicU64::new(0);
     let counts = Mutex::new(Counts::default());
     let first_error = Mutex::new(None);
+    // The upload threads belong to this operation: they see its cancellation.
+    let token = crate::cancel::current();
     std::thread::scope(|scope| {
         for _ in 0..jobs {
             scope.spawn(|| {
-                while !abort.load(Ordering::Relaxed) {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(desc) = blobs.get(i) else { break };
-                    match one_blob(client, reader, desc, from, tuning, &sent) {
-                        Ok(outcome) => {
-                            announce(client.events(), desc, outcome, from);
-                            let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
-                            match outcome {
-                                BlobOutcome::Exists => c.skipped += 1,
-                                BlobOutcome::Mounted => c.mounted += 1,
-                                BlobOutcome::Uploaded => c.uploaded += 1,
+                token.scope(|| {
+                    while !abort.load(Ordering::Relaxed) {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(desc) = blobs.get(i) else { break };
+                        match one_blob(client, reader, desc, from, tuning, &sent) {
+                            Ok(outcome) => {
+                                announce(client.events(), desc, outcome, from);
+                                let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
+                                match outcome {
+                                    BlobOutcome::Exists => c.skipped += 1,
+                                    BlobOutcome::Mounted => c.mounted += 1,
+                                    BlobOutcome::Uploaded => c.uploaded += 1,
+                                }
+                            }
+                            Err(e) => {
+                                abort.store(true, Ordering::Relaxed);
+                                first_error
+                                    .lock()
+                                    .unwrap_or_else(|p| p.into_inner())
+                                    .get_or_insert(e);
                             }
                         }
-                        Err(e) => {
-                            abort.store(true, Ordering::Relaxed);
-                            first_error
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .get_or_insert(e);
-                        }
                     }
-                }
+                })
             });
         }
     });
