@@ -19,6 +19,7 @@ use crate::ui::human_size;
 /// Everything `inspect` reports.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct InspectReport {
     /// The package inspected.
     pub path: PathBuf,
@@ -39,6 +40,7 @@ pub struct InspectReport {
 /// One image of a package.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct ImageInfo {
     /// Its platform.
     pub platform: Platform,
@@ -65,6 +67,7 @@ pub struct ImageInfo {
 /// One buildpack of an image.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct BuildpackInfo {
     /// Buildpack ID.
     pub id: String,
@@ -86,6 +89,7 @@ pub struct BuildpackInfo {
 /// One layer of an image.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct LayerInfo {
     /// Stored digest.
     pub digest: Digest,
@@ -102,6 +106,7 @@ pub struct LayerInfo {
 /// A blob referenced by several images.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct SharedBlob {
     /// Its digest.
     pub digest: Digest,

@@ -36,6 +36,7 @@ pub(crate) const MAX_DISTROS_ANNOTATION: usize = 16 * 1024;
 /// What `verify` found.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
+#[non_exhaustive]
 pub struct VerifyReport {
     /// One line per defect, the first [`MAX_LISTED_DEFECTS`]; empty when the package is sound.
     pub defects: Vec<String>,
