@@ -7,7 +7,7 @@
 //! once it is cancelled the step fails with [`Error::Interrupted`] and the temporary files and
 //! scratch directories are dropped on the way out. Each temporary path is also registered here,
 //! process-wide, so that a signal handler can remove them itself when the process must exit at
-//! once ([`crate::cancel::on_signal`]: nothing being written, or a second signal).
+//! once ([`on_signal`]: nothing being written, or a second signal).
 //!
 //! # Temporary files of killed processes
 //!
@@ -58,11 +58,13 @@ pub fn unregister(path: &Path) {
         .retain(|p| p != path);
 }
 
-/// Record a signal (`SIGINT`, `SIGTERM`, `SIGHUP`) whose operation was cancelled already.
-/// Returns `true` when the process should exit now: nothing is being written, or this is a
-/// repeated signal; in that case every registered path has been removed. Otherwise the working
-/// thread stops at its next check and cleans up as it returns.
-pub(crate) fn on_signal() -> bool {
+/// For a binary's handler of `SIGINT`, `SIGTERM` and `SIGHUP`: cancel `token` (the one given
+/// to the operation), and return `true` when the process should exit now because nothing is
+/// being written or this is a repeated signal; every temporary path registered for removal has
+/// then been removed. Otherwise the working thread stops at its next check and cleans up as it
+/// returns.
+pub fn on_signal(token: &crate::cancel::Cancel) -> bool {
+    token.cancel();
     let mut pending = PENDING.lock().unwrap_or_else(|e| e.into_inner());
     let repeated = SIGNALLED.swap(true, Ordering::SeqCst);
     if pending.is_empty() || repeated {

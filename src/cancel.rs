@@ -8,8 +8,9 @@
 //! thread still writes into it. Two operations running at once on different threads have
 //! different tokens: cancelling one leaves the other alone.
 //!
-//! Signals are the binary's business: its handler calls [`on_signal`] with the token it gave
-//! the operation, which cancels it and tells the handler whether the process may exit at once.
+//! Signals are the binary's business: its handler calls [`crate::on_signal`] with the token it
+//! gave the operation, which cancels it and tells the handler whether the process may exit at
+//! once.
 
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -79,15 +80,6 @@ pub(crate) fn check() -> Result<()> {
     } else {
         Ok(())
     }
-}
-
-/// For a binary's handler of `SIGINT`, `SIGTERM` and `SIGHUP`: cancel `token`, and return
-/// `true` when the process should exit now because nothing is being written or this is a
-/// repeated signal; every temporary path registered for removal has then been removed.
-/// Otherwise the working thread stops at its next check and cleans up as it returns.
-pub fn on_signal(token: &Cancel) -> bool {
-    token.cancel();
-    crate::atomic::on_signal()
 }
 
 #[cfg(test)]

@@ -123,10 +123,10 @@ pub struct PlatformFilter {
 impl PlatformFilter {
     /// Parse `os[/arch[/variant]]`, each part not empty; the error names the text and the
     /// grammar (a caller names its flag).
-    pub fn parse(text: &str) -> crate::Result<Self> {
+    pub fn parse(text: &str) -> crate::error::Result<Self> {
         let parts: Vec<&str> = text.split('/').collect();
         if parts.len() > 3 || parts.iter().any(|p| p.is_empty()) {
-            return Err(crate::Error::usage(format!(
+            return Err(crate::error::Error::usage(format!(
                 "invalid platform '{text}': expected os[/arch[/variant]]"
             )));
         }
@@ -151,9 +151,9 @@ impl PlatformFilter {
 }
 
 impl std::str::FromStr for PlatformFilter {
-    type Err = crate::Error;
+    type Err = crate::error::Error;
 
-    fn from_str(text: &str) -> crate::Result<Self> {
+    fn from_str(text: &str) -> crate::error::Result<Self> {
         PlatformFilter::parse(text)
     }
 }

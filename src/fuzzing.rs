@@ -40,7 +40,7 @@ pub fn import_layer(
     encoding: LayerEncoding,
     diff_id: Digest,
     flatten: bool,
-) -> crate::Result<u64> {
+) -> crate::error::Result<u64> {
     let media_type = match encoding {
         LayerEncoding::Tar => oci::MEDIA_TYPE_LAYER_TAR,
         LayerEncoding::Gzip => oci::MEDIA_TYPE_LAYER_GZIP,
@@ -68,7 +68,7 @@ pub fn import_layer(
             builder.finish().map(|_| ())
         } else {
             crate::layer::check_module_layer(tar, &allowed)
-                .map_err(|m| crate::Error::invalid(origin, m))
+                .map_err(|m| crate::error::Error::invalid(origin, m))
         }
     })?;
     Ok(size)
@@ -76,10 +76,10 @@ pub fn import_layer(
 
 /// A `.tgz` or `.tar` buildpack archive extracted the way `package` extracts one, into a
 /// temporary directory that is removed afterwards. Returns the number of entries written.
-pub fn extract_archive(bytes: &[u8]) -> crate::Result<usize> {
-    let dir = tempfile::tempdir().map_err(|e| crate::Error::other(e.to_string()))?;
+pub fn extract_archive(bytes: &[u8]) -> crate::error::Result<usize> {
+    let dir = tempfile::tempdir().map_err(|e| crate::error::Error::other(e.to_string()))?;
     let archive = dir.path().join("buildpack.tgz");
-    std::fs::write(&archive, bytes).map_err(|e| crate::Error::io(&archive, e))?;
+    std::fs::write(&archive, bytes).map_err(|e| crate::error::Error::io(&archive, e))?;
     let dest = dir.path().join("out");
     crate::source::extract_archive(&archive, &dest)?;
     let walked = crate::source::walk(&dest, &[])?;
@@ -99,10 +99,10 @@ pub fn parse_token_response(body: &[u8]) -> Result<(String, Duration), &'static 
 /// Credentials for `registry` from a Docker `config.json` / podman `auth.json` text, read as
 /// `push` reads those files, except that credential helpers (programs the file names) are not
 /// run.
-pub fn lookup_credentials(config: &[u8], registry: &str) -> crate::Result<Option<Found>> {
+pub fn lookup_credentials(config: &[u8], registry: &str) -> crate::error::Result<Option<Found>> {
     let path = Path::new("config.json");
     let mut cfg: auth::ConfigFile = serde_json::from_slice(config).map_err(|e| {
-        crate::Error::invalid(
+        crate::error::Error::invalid(
             path,
             format!(
                 "not a valid credentials file: {}",
@@ -168,7 +168,7 @@ fn response(status: u16, header: (&'static str, &[u8]), body: &[u8]) -> Resp {
 }
 
 /// An upload `Location` header resolved against the upload request, as a push follows it.
-pub fn upload_location(location: &[u8]) -> crate::Result<String> {
+pub fn upload_location(location: &[u8]) -> crate::error::Result<String> {
     let client = offline_client();
     let request = client.url("v2/fuzz/blobs/uploads/");
     let resp = response(202, ("location", location), b"");
@@ -178,7 +178,7 @@ pub fn upload_location(location: &[u8]) -> crate::Result<String> {
 }
 
 /// A `Docker-Content-Digest` header checked against the digest of `content`.
-pub fn check_content_digest(header: &[u8], content: &[u8]) -> crate::Result<()> {
+pub fn check_content_digest(header: &[u8], content: &[u8]) -> crate::error::Result<()> {
     let resp = response(201, ("docker-content-digest", header), b"");
     crate::registry::read::check_digest(offline_client(), &resp, &Digest::of(content))
 }
@@ -193,7 +193,7 @@ pub fn describe_status(status: u16, body: &[u8]) -> String {
 }
 
 /// An image reference as `push` parses its destination, with the hosts it derives.
-pub fn parse_reference(input: &str) -> crate::Result<String> {
+pub fn parse_reference(input: &str) -> crate::error::Result<String> {
     let r = Reference::parse(input)?;
     Ok(format!(
         "{r} {} {} {}",

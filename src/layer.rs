@@ -658,7 +658,7 @@ pub(crate) type ModuleDirs = BTreeMap<String, (String, String)>;
 
 /// The largest module descriptor read from a layer, as `verify` reads them (the limit of the
 /// configs that carry a descriptor's values; one is read at a time and not kept).
-const MAX_LAYER_DESCRIPTOR: u64 = crate::layout::MAX_JSON_BLOB;
+const MAX_LAYER_DESCRIPTOR: u64 = crate::oci::MAX_JSON_BLOB;
 
 /// Read a module layer taken from a package and check every entry lies in one of the module
 /// directories `allowed` (see [`module_dir_of_entry`]) and every module descriptor there names

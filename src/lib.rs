@@ -61,7 +61,7 @@ pub mod fuzzing;
 #[doc(hidden)]
 pub mod internals;
 
-pub use atomic::AtomicFile;
+pub use atomic::{on_signal, AtomicFile};
 pub use compress::{Compression, MAX_THREADS as MAX_COMPRESSION_THREADS};
 pub use error::{Error, Result};
 

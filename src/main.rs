@@ -239,7 +239,7 @@ fn main() -> ExitCode {
     let token = cnbpkg::cancel::Cancel::new();
     let handler_token = token.clone();
     let _ = ctrlc::set_handler(move || {
-        if cnbpkg::cancel::on_signal(&handler_token) {
+        if cnbpkg::on_signal(&handler_token) {
             eprintln!("error: {interrupted}");
             std::process::exit(130);
         }

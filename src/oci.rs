@@ -10,6 +10,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 
+/// The largest JSON document (index, manifest, config, or a descriptor read from a layer) any
+/// reader holds in memory: 32 MiB, far above what real images need.
+pub const MAX_JSON_BLOB: u64 = 32 << 20;
+
 /// `application/vnd.oci.image.index.v1+json`
 pub const MEDIA_TYPE_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 /// `application/vnd.oci.image.manifest.v1+json`

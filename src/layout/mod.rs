@@ -3,14 +3,15 @@
 //! their image trees.
 
 pub(crate) mod layers;
+pub(crate) mod limits;
 pub(crate) mod reader;
 pub(crate) mod tree;
 pub(crate) mod writer;
 
-/// The reader's limits, shared by every reader of packages (verify, inspect, push, composites).
-pub(crate) use reader::MAX_ENTRIES;
-pub use reader::{BlobReader, ImageRef, PackageReader, MAX_JSON_BLOB};
+/// The readers' limits, shared by every reader of packages (verify, inspect, push, composites).
+pub use limits::MAX_JSON_BLOB;
+pub(crate) use limits::{MAX_ENTRIES, MAX_IMAGES, MAX_IMAGES_BYTES, MAX_INDEX_DEPTH};
+pub use reader::{BlobReader, ImageRef, PackageReader};
 pub use tree::{LayerLookup, LayerMiss};
-pub(crate) use tree::{MAX_IMAGES, MAX_IMAGES_BYTES, MAX_INDEX_DEPTH};
 pub use writer::OutputFormat;
 pub(crate) use writer::{commit_outputs, LayoutWriter};

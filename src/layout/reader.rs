@@ -14,19 +14,11 @@ use crate::error::{Error, IoResultExt, Result};
 use crate::oci::{self, Descriptor, ImageConfig, Index, Manifest};
 use crate::tar_guard::TarGuard;
 
+use super::limits::{MAX_ENTRIES, MAX_ENTRY_NAME, MAX_IMAGES_BYTES, MAX_JSON_BLOB};
 use super::tree::{
-    image_listings, walk, ConfigBlob, Configs, Exceeded, LayerLookup, LayerMiss, OnFailure, Others,
-    Policy, Style, MAX_IMAGES_BYTES,
+    image_listings, walk, BlobSource, ConfigBlob, Configs, Exceeded, LayerLookup, LayerMiss,
+    OnFailure, Others, Policy, Style,
 };
-
-/// The largest JSON blob (index, manifest, config) we read into memory.
-pub const MAX_JSON_BLOB: u64 = 32 << 20;
-/// The most entries an outer archive may have (a package holds a few files per image; a million
-/// headers would be half a gigabyte of metadata).
-pub const MAX_ENTRIES: usize = 100_000;
-/// The longest entry name of an outer archive (layout names are under 100 bytes; every name is
-/// kept in memory, up to [`MAX_ENTRIES`] of them).
-const MAX_ENTRY_NAME: usize = 1024;
 
 /// A `.cnb` file or an OCI layout directory, opened for reading.
 pub struct PackageReader {
@@ -527,6 +519,16 @@ impl Read for BlobReader {
         }
         self.pos += n as u64;
         Ok(n)
+    }
+}
+
+impl BlobSource for PackageReader {
+    fn fetch_verified(&self, desc: &Descriptor) -> Result<Vec<u8>> {
+        self.read_verified(desc)
+    }
+
+    fn origin(&self) -> &Path {
+        self.path()
     }
 }
 

@@ -10,22 +10,10 @@ use crate::error::{Error, Result};
 use crate::oci::{self, Descriptor, ImageConfig, Index, Manifest, Platform};
 
 #[cfg(doc)]
-use super::reader::MAX_JSON_BLOB;
-use super::reader::{PackageReader, MAX_ENTRIES};
-
-/// How deep nested indexes may go.
-pub(crate) const MAX_INDEX_DEPTH: usize = 8;
-/// The most descriptors all of a tree's indexes may list together (each listing counts,
-/// however often one digest repeats).
-pub(crate) const MAX_DESCRIPTORS: usize = 100_000;
-/// The most images (and indexes) one tree may list, each listing counted (a crafted index
-/// could list one manifest millions of times, or fan out through nested indexes).
-pub(crate) const MAX_IMAGES: usize = 4096;
-/// The most manifest, index and config bytes a walk keeps in memory together (many manifests
-/// can share one large config).
-pub(crate) const MAX_IMAGES_BYTES: u64 = 256 << 20;
-/// The most config and layer descriptors the images of one tree may list together.
-pub(crate) const MAX_BLOBS: usize = MAX_ENTRIES;
+use super::limits::MAX_JSON_BLOB;
+pub(crate) use super::limits::{
+    MAX_BLOBS, MAX_DESCRIPTORS, MAX_IMAGES, MAX_IMAGES_BYTES, MAX_INDEX_DEPTH,
+};
 
 /// Where the walk's blobs come from: each one fetched by its descriptor, at most
 /// [`MAX_JSON_BLOB`] bytes, its size and digest checked before it is returned.
@@ -34,16 +22,6 @@ pub(crate) trait BlobSource {
     fn fetch_verified(&self, desc: &Descriptor) -> Result<Vec<u8>>;
     /// What the source is, for messages (a package's path).
     fn origin(&self) -> &Path;
-}
-
-impl BlobSource for PackageReader {
-    fn fetch_verified(&self, desc: &Descriptor) -> Result<Vec<u8>> {
-        self.read_verified(desc)
-    }
-
-    fn origin(&self) -> &Path {
-        self.path()
-    }
 }
 
 /// What a walker does with an index entry that is neither a manifest nor an index.

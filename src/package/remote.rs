@@ -372,7 +372,7 @@ pub(crate) fn remote_error(
     base: &Path,
     from_config: bool,
     path: Option<&Path>,
-) -> crate::Error {
+) -> crate::error::Error {
     let headline = if remotes.len() == 1 {
         "a buildpack is not on this machine and cnbpkg never downloads while packaging:".to_string()
     } else {
@@ -381,7 +381,7 @@ pub(crate) fn remote_error(
             remotes.len()
         )
     };
-    crate::Error::Listed {
+    crate::error::Error::Listed {
         path: path.map(Path::to_path_buf),
         headline,
         details: remotes
