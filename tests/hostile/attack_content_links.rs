@@ -171,17 +171,10 @@ fn module_tar(os: &str, dir_id: &str, id: &str, extra: &[E]) -> Vec<u8> {
     tar.extend(tar_of(&entries));
     tar.truncate(tar.len() - 1024);
     // buildpack.toml with its real content.
-    let mut h = tar::Header::new_ustar();
-    h.set_path(format!("{base}/buildpack.toml")).unwrap();
-    h.set_mode(0o644);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_size(toml.len() as u64);
-    h.set_mtime(315_532_801);
-    h.set_cksum();
-    tar.extend_from_slice(h.as_bytes());
-    tar.extend_from_slice(toml.as_bytes());
-    tar.extend(std::iter::repeat_n(0u8, (512 - toml.len() % 512) % 512));
+    Entry::file(format!("{base}/buildpack.toml"), toml.as_bytes())
+        .mtime(315_532_801)
+        .ids(0, 0)
+        .write_to(&mut tar);
     tar.extend(tar_of(extra));
     tar
 }

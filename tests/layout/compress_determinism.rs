@@ -2,7 +2,7 @@
 //! (flate2, gzip(1), Python) decodes our gzip; errors surface instead of hanging.
 
 use std::io::{self, Read, Write};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use cnbpkg::compress::{decoder, encoder, Compression, GZIP_BLOCK_SIZE};
 use cnbpkg::digest::Digest;
@@ -208,16 +208,7 @@ fn compress_zstd_frame_has_checksum_and_no_content_size() {
 }
 
 fn run_with_stdin(cmd: &mut Command, input: &[u8]) -> io::Result<(bool, Vec<u8>)> {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()?;
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    let feeder = std::thread::spawn(move || stdin.write_all(&input));
-    let out = child.wait_with_output()?;
-    feeder.join().unwrap()?;
+    let out = crate::support::tool::output_with_stdin(cmd, input)?;
     Ok((out.status.success(), out.stdout))
 }
 

@@ -1,6 +1,7 @@
 //! The external tools the tests use as independent readers and real peers (skopeo, umoci,
 //! openssl, the registry, ...): found on PATH, run with a bounded wait.
 
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -34,6 +35,24 @@ pub fn output(cmd: &mut Command) -> Output {
             panic!("cannot run {cmd:?} ({e}); the tests need it: run scripts/test to install it")
         });
     super::wait::output(child, TOOL_TIMEOUT, &format!("{cmd:?}"))
+}
+
+/// Run `cmd` with `input` on its standard input (standard output captured, standard error
+/// passed through) for at most [`TOOL_TIMEOUT`]; an error when it cannot start or stops
+/// reading its input with an error.
+pub fn output_with_stdin(cmd: &mut Command, input: &[u8]) -> io::Result<Output> {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    // Fed from a thread: a child that writes before it has read everything cannot deadlock.
+    let feeder = std::thread::spawn(move || stdin.write_all(&input));
+    let out = super::wait::output(child, TOOL_TIMEOUT, &format!("{cmd:?}"));
+    feeder.join().unwrap()?;
+    Ok(out)
 }
 
 /// Run a command (see [`output`]), panicking with its output when it fails.
