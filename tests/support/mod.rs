@@ -1,67 +1,46 @@
-//! Helpers for the push tests: a real registry, test packages, PKI, a token server, proxies
-//! that inject faults, and a child-process runner.
-#![allow(dead_code)]
+//! What the integration tests share: running the `cnbpkg` binary isolated ([`child`]) and the
+//! external tools ([`tool`]), with bounded waits ([`wait`]); sample and hand-written buildpack
+//! trees ([`files`]); hand-built, hostile archives ([`rawtar`]); a seeded RNG; test packages,
+//! a real registry, a hostile one, PKI, a token server and fault-injecting proxies for the push
+//! tests; and running a test body in a child process when it needs process-wide state.
+// Each test binary uses its own part of these helpers.
+#![allow(dead_code, unused_imports)]
 
 pub mod child;
+pub mod files;
 pub mod hostile;
 pub mod packages;
 pub mod pki;
 pub mod proxy;
+pub mod rawtar;
 pub mod registry;
 pub mod token;
+pub mod tool;
+pub mod wait;
 
-use std::path::PathBuf;
+pub use child::{cnbpkg, cnbpkg_command, cnbpkg_in, fails, ok};
+pub use files::{copy_tree, list, minimal_buildpack, repo, sample, write_file};
+pub use tool::{require, run, skopeo_raw, tool, tool_ok, unpack_with_umoci};
+
 use std::process::Command;
 
-/// The full path of a required tool on PATH, or a panic that says how to install it.
-pub fn require(tool: &str, package: &str) -> PathBuf {
-    if let Some(paths) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&paths) {
-            let p = dir.join(tool);
-            if p.is_file() {
-                return p;
-            }
-        }
-    }
-    panic!(
-        "the push tests need `{tool}` on PATH; install the Debian package `{package}` (apt-get install {package})"
-    );
-}
-
-/// Run a command, panicking with its output when it fails.
-pub fn run(cmd: &mut Command) -> std::process::Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    if !out.status.success() {
-        panic!(
-            "{cmd:?} failed ({}):\nstdout: {}\nstderr: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    out
-}
-
-/// A small deterministic PRNG (xorshift64*), for test data and fault schedules.
+/// The one seeded generator of the tests (xorshift64: shifts 13, 7, 17), for test data and
+/// fault schedules. The same seed always gives the same bytes: golden digests depend on it.
 #[derive(Clone)]
 pub struct Rng(u64);
 
 impl Rng {
-    /// Seeded generator (seed 0 is remapped).
+    /// A generator started at `seed` (made odd, so seed 0 works too).
     pub fn new(seed: u64) -> Self {
-        Rng(seed.max(1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+        Rng(seed | 1)
     }
 
     /// Next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
     }
 
     /// Uniform in `0..n`.
@@ -69,7 +48,7 @@ impl Rng {
         self.next_u64() % n.max(1)
     }
 
-    /// `n` random bytes.
+    /// `n` random bytes: successive outputs in little-endian order.
     pub fn bytes(&mut self, n: usize) -> Vec<u8> {
         let mut out = Vec::with_capacity(n + 8);
         while out.len() < n {
@@ -77,6 +56,17 @@ impl Rng {
         }
         out.truncate(n);
         out
+    }
+
+    /// Write `words` outputs (8 bytes each, little-endian) to `w`: large, poorly compressible
+    /// files without holding them in memory.
+    pub fn write_words(&mut self, w: &mut impl std::io::Write, words: usize) {
+        use std::io::Write as _;
+        let mut w = std::io::BufWriter::new(w);
+        for _ in 0..words {
+            w.write_all(&self.next_u64().to_le_bytes()).unwrap();
+        }
+        w.flush().unwrap();
     }
 }
 
@@ -120,14 +110,43 @@ pub fn push(
     (r, lines.into_inner().unwrap())
 }
 
-/// `skopeo inspect --raw` of a reference on a plain-HTTP registry.
-pub fn skopeo_raw(reference: &str) -> Vec<u8> {
-    let skopeo = require("skopeo", "skopeo");
-    run(Command::new(skopeo).args([
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        &format!("docker://{reference}"),
-    ]))
-    .stdout
+/// The umask is one per process and the test harness runs tests on parallel threads, so a test
+/// that needs another umask runs its body in a child of its own: the test binary again, with
+/// only the test `name` in `module` (pass `module_path!()`) selected, started with `mask`.
+/// Returns `true` in that child (run the body) and `false` in the parent, after the child
+/// passed.
+pub fn with_umask_in_child(module: &str, name: &str, mask: libc::mode_t) -> bool {
+    use std::os::unix::process::CommandExt;
+    const CHILD: &str = "CNBPKG_TEST_UMASK_CHILD";
+    if std::env::var_os(CHILD).is_some() {
+        return true;
+    }
+    // The harness names a test by its module path without the crate's name.
+    let test = match module.split_once("::") {
+        Some((_crate, path)) => format!("{path}::{name}"),
+        None => name.to_string(),
+    };
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", &test, "--test-threads=1", "--nocapture"])
+        .env(CHILD, "1");
+    // SAFETY: umask is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::umask(mask);
+            Ok(())
+        });
+    }
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = wait::output(child, tool::TOOL_TIMEOUT, &test);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{test} under umask {mask:o}:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    false
 }

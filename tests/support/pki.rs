@@ -5,7 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use super::{require, run};
+use super::tool::{require, run};
 
 /// Files of a test PKI.
 pub struct Pki {

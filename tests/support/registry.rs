@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::require;
+use super::tool::require;
 
 /// How long the registry may take to accept connections.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -85,7 +85,7 @@ impl Registry {
                 Auth::None => {}
                 Auth::Basic(user, pass) => {
                     let htpasswd = require("htpasswd", "apache2-utils");
-                    let out = super::run(Command::new(htpasswd).args(["-Bbn", user, pass]));
+                    let out = super::tool::run(Command::new(htpasswd).args(["-Bbn", user, pass]));
                     let file = dir.path().join("htpasswd");
                     fs::write(&file, out.stdout).unwrap();
                     yaml.push_str(&format!(

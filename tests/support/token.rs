@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 
-use super::require;
+use super::tool::require;
 
 /// Service name the registry and the tokens agree on.
 pub const SERVICE: &str = "cnbpkg-test-registry";
