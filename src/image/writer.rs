@@ -597,9 +597,7 @@ pub(crate) fn index_entries(images: &[WrittenImage]) -> Result<Vec<Descriptor>> 
                 .find(|m| m.descriptor.digest == entries[i].digest)
                 .map(|m| m.target.display())
                 .unwrap_or_default();
-            return Err(Error::other(format!(
-                "target '{t}' has no architecture, and a package with several images needs one for each (readers choose an image by its platform); give it an arch, or package with --split"
-            )));
+            return Err(Error::TargetWithoutArch { target: t });
         }
     }
     Ok(entries)

@@ -307,10 +307,14 @@ fn select_image<'a>(
     match best.as_slice() {
         [] => Err(Error::invalid(origin, format!("dependency has no image for target {} (it has {})", t.display(), names()))),
         [(_, one)] => Ok(one),
-        _ => Err(Error::invalid(
-            origin,
-            format!("dependency has several images that fit target {} ({}); name the architecture with --target", t.display(), names()),
-        )),
+        _ => Err(Error::AmbiguousDependency {
+            path: origin.to_path_buf(),
+            target: t.display(),
+            images: images
+                .iter()
+                .map(|i| platform_name(&i.platform(), &i.descriptor.annotations))
+                .collect(),
+        }),
     }
 }
 
