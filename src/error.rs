@@ -113,7 +113,11 @@ pub enum Error {
     },
     /// Buildpacks named in the options (kept out of flattening, say) that the package does
     /// not hold.
-    #[error("no buildpack {} in this package; its buildpacks are {}", quoted(requested), quoted(available))]
+    #[error(
+        "no buildpack {} in this package; its buildpacks are {}",
+        quoted(requested),
+        quoted(available)
+    )]
     NoSuchBuildpack {
         /// The `id@version` asked for and not found.
         requested: Vec<String>,

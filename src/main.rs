@@ -8,12 +8,12 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use cnbpkg::cancel::Cancel;
+use cnbpkg::error::{AuthFailure, TlsFailure};
 use cnbpkg::layout::OutputFormat;
 use cnbpkg::package::{package_buildpack, ModuleId, PackageOptions};
 use cnbpkg::target::{self, Target};
 use cnbpkg::ui::{Printer, Verbosity};
 use cnbpkg::Compression;
-use cnbpkg::error::{AuthFailure, TlsFailure};
 use cnbpkg::Error;
 
 #[derive(Parser)]

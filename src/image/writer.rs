@@ -727,8 +727,14 @@ mod tests {
             image("a", target("", None)),
             image("b", target("amd64", None)),
         ];
-        let e = index_entries(&images).unwrap_err().to_string();
+        let e = index_entries(&images).unwrap_err();
+        assert!(
+            matches!(&e, Error::TargetWithoutArch { target } if target == "linux"),
+            "{e:?}"
+        );
+        let e = e.to_string();
         assert!(e.starts_with("target 'linux' has no architecture"), "{e}");
+        assert!(!e.contains("--"), "{e}");
         let long = "v".repeat(crate::verify::MAX_DISTROS_ANNOTATION);
         let images = [
             image("a", target("amd64", Some(("ubuntu", &long)))),

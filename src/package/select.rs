@@ -305,7 +305,14 @@ fn select_image<'a>(
         best.truncate(1);
     }
     match best.as_slice() {
-        [] => Err(Error::invalid(origin, format!("dependency has no image for target {} (it has {})", t.display(), names()))),
+        [] => Err(Error::invalid(
+            origin,
+            format!(
+                "dependency has no image for target {} (it has {})",
+                t.display(),
+                names()
+            ),
+        )),
         [(_, one)] => Ok(one),
         _ => Err(Error::AmbiguousDependency {
             path: origin.to_path_buf(),
