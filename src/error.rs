@@ -106,7 +106,7 @@ pub enum Error {
     },
     /// A multi-image package with a target that names no architecture: readers choose an
     /// image by its platform, so each needs one.
-    #[error("target '{target}' has no architecture, and a package with several images needs one for each (readers choose an image by its platform); give it an arch, or write one package per target")]
+    #[error("target '{target}' has no architecture, and a package with several images needs one for each (readers choose an image by its platform); give it an arch, or write one package per target (the `split` option)")]
     TargetWithoutArch {
         /// The target, as displayed.
         target: String,
