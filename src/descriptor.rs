@@ -865,6 +865,7 @@ struct RawPackage {
 }
 
 /// pack's `'platform.os'` deprecation warning text (RFC 0128).
+/// Verbatim pack text (compatibility), hence the flag name in a library message.
 pub const PLATFORM_OS_DEPRECATED: &str = "'platform.os' field in package.toml will be deprecated, use new '--target' flag or `targets` field in buildpack.toml to set the platform.";
 
 /// pack's warning for a dependency's `image` key.
@@ -1007,6 +1008,7 @@ pub fn parse_package_toml(path: &Path, text: &str) -> Result<(PackageConfig, Vec
 }
 
 /// pack's error text (RFC 0128) for `platform.os` together with `--target`.
+/// Verbatim pack text (compatibility), hence the flag name in a library message.
 pub const PLATFORM_OS_WITH_TARGET: &str = "'platform.os' and '--target' flag can not be used in conjunction, please remove 'platform.os' from package.toml, use new '--target' flag or `targets` field in buildpack.toml to set the platform";
 
 /// RFC 0128: `[platform] os` and `--target` may not be used together (a usage error).

@@ -1,4 +1,4 @@
-//! The library's error type: one line that names the file (or flag) and the problem.
+//! The library's error type: one line that names the file (or option) and the problem.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -9,9 +9,10 @@ use crate::digest::Digest;
 /// [`Error::Listed`], the headline and one indented line per part; see [`Error::lines`]).
 ///
 /// Callers branch on the variants: a damaged input ([`Error::DigestMismatch`],
-/// [`Error::SizeMismatch`], [`Error::MissingBlob`]), refused credentials ([`Error::Auth`]), an
-/// interrupted operation ([`Error::Interrupted`]), or bad input in a named file
-/// ([`Error::Invalid`]). New variants may be added.
+/// [`Error::SizeMismatch`], [`Error::MissingBlob`]), refused or missing credentials
+/// ([`Error::Auth`]), an untrusted certificate ([`Error::Tls`]), an interrupted operation
+/// ([`Error::Interrupted`]), or bad input in a named file ([`Error::Invalid`]). Messages name
+/// options in plain words, never a command-line flag. New variants may be added.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -68,8 +69,60 @@ pub enum Error {
     Auth {
         /// The registry host (`ghcr.io`, `127.0.0.1:5000`).
         registry: String,
+        /// Refused, or none to give.
+        kind: AuthFailure,
         /// What happened, one line, never a secret.
         message: String,
+    },
+    /// A registry's TLS certificate is not trusted (nothing was sent).
+    #[error("{registry}: the TLS certificate of {host} {}", kind.describe(registry))]
+    Tls {
+        /// The registry host (`ghcr.io`, `127.0.0.1:5000`).
+        registry: String,
+        /// The host and port that presented the certificate (the registry, or its token
+        /// server).
+        host: String,
+        /// Why it is not trusted.
+        kind: TlsFailure,
+    },
+    /// Executables built for another architecture than their target, refused because the
+    /// package options ask for strictness (otherwise a warning).
+    #[error("{message}")]
+    ForeignExecutables {
+        /// The target, as displayed (`linux/arm64`).
+        target: String,
+        /// Which executables, one line.
+        message: String,
+    },
+    /// Several images of a dependency package fit a target that names no architecture.
+    #[error("{}: dependency has several images that fit target {target} ({}); name its architecture in the target", path.display(), images.join(", "))]
+    AmbiguousDependency {
+        /// The dependency package.
+        path: PathBuf,
+        /// The target, as displayed.
+        target: String,
+        /// The platforms of the dependency's images.
+        images: Vec<String>,
+    },
+    /// A multi-image package with a target that names no architecture: readers choose an
+    /// image by its platform, so each needs one.
+    #[error("target '{target}' has no architecture, and a package with several images needs one for each (readers choose an image by its platform); give it an arch, or write one package per target (the `split` option)")]
+    TargetWithoutArch {
+        /// The target, as displayed.
+        target: String,
+    },
+    /// Buildpacks named in the options (kept out of flattening, say) that the package does
+    /// not hold.
+    #[error(
+        "no buildpack {} in this package; its buildpacks are {}",
+        quoted(requested),
+        quoted(available)
+    )]
+    NoSuchBuildpack {
+        /// The `id@version` asked for and not found.
+        requested: Vec<String>,
+        /// The `id@version` of every buildpack of the package.
+        available: Vec<String>,
     },
     /// A bad value or combination of options (exit code 2 in the CLI).
     #[error("{0}")]
@@ -102,6 +155,46 @@ pub enum Error {
         /// One line per part.
         details: Vec<String>,
     },
+}
+
+/// Why a registry refused to authenticate the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AuthFailure {
+    /// The registry (or its token server) refused the credentials given.
+    Refused,
+    /// The registry asked for credentials and none were found.
+    Missing,
+}
+
+/// Why a registry's TLS certificate is not trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TlsFailure {
+    /// Signed by no trusted CA (or self-signed): its CA certificate must be trusted.
+    UnknownIssuer,
+    /// A CA certificate presented as the server's own: only that exact certificate, given as
+    /// trusted, makes it acceptable.
+    CaAsServer,
+}
+
+impl TlsFailure {
+    /// What is wrong and what to trust, after "the TLS certificate of HOST".
+    fn describe(self, registry: &str) -> String {
+        match self {
+            TlsFailure::UnknownIssuer => "is not trusted (unknown issuer); trust the registry's CA certificate (PEM, the `ca_cert` option), or use plain HTTP for a plain-HTTP registry".to_string(),
+            TlsFailure::CaAsServer => format!("is a CA certificate that is not trusted as the server's own; trust exactly that certificate (the `ca_cert` option), or put it in certs.d/{registry}/"),
+        }
+    }
+}
+
+/// `'a', 'b'`.
+fn quoted(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|s| format!("'{s}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn listed(path: Option<&Path>, headline: &str, details: &[String]) -> String {
@@ -174,7 +267,7 @@ impl Error {
 
     /// Whether this is a usage error (the CLI exits with 2 for those).
     pub fn is_usage(&self) -> bool {
-        matches!(self, Error::Usage(_))
+        matches!(self, Error::Usage(_) | Error::NoSuchBuildpack { .. })
     }
 }
 

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use cnbpkg::cancel::Cancel;
+use cnbpkg::error::{AuthFailure, TlsFailure};
 use cnbpkg::layout::OutputFormat;
 use cnbpkg::package::{package_buildpack, ModuleId, PackageOptions};
 use cnbpkg::target::{self, Target};
@@ -333,7 +334,7 @@ fn run_package(args: PackageArgs, ui: &Printer, cancel: &Cancel) -> Result<(), E
     // A bad target value is bad input like a bad buildpack.toml (exit 1), not a misuse of flags.
     opts.targets = targets.map_err(Error::into_failure)?;
     opts.target_warnings = target_warnings;
-    let report = package_buildpack(&opts, ui)?;
+    let report = package_buildpack(&opts, ui).map_err(package_error)?;
     let mut out = std::io::stdout().lock();
     if args.common.json {
         print_json(&mut out, &report);
@@ -352,6 +353,7 @@ fn parse_targets(values: &[String], warnings: &mut Vec<String>) -> Result<Vec<Ta
     let mut targets = Vec::new();
     for value in values {
         let list = target::split_list(value).map_err(|e| {
+            // pack's exact text (compatibility): pflag's message for a bad flag value.
             Error::usage(format!(
                 "invalid argument {value:?} for \"-t, --target\" flag: {e}"
             ))
@@ -561,6 +563,46 @@ fn check_push_flags(args: &PushArgs) -> Result<Vec<cnbpkg::cnb::PlatformFilter>,
         .collect()
 }
 
+/// Packaging's typed failures in the CLI's words, naming the flags.
+fn package_error(e: Error) -> Error {
+    match e {
+        Error::NoSuchBuildpack {
+            requested,
+            available,
+        } => {
+            let quoted = |v: &[String]| {
+                v.iter()
+                    .map(|s| format!("'{s}'"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            Error::usage(format!(
+                "--flatten-exclude {}: no such buildpack in this package; its buildpacks are {}",
+                quoted(&requested),
+                quoted(&available)
+            ))
+        }
+        Error::ForeignExecutables { message, .. } => {
+            Error::other(format!("{message} (--strict)"))
+        }
+        Error::AmbiguousDependency {
+            path,
+            target,
+            images,
+        } => Error::invalid(
+            path,
+            format!(
+                "dependency has several images that fit target {target} ({}); name the architecture with --target",
+                images.join(", ")
+            ),
+        ),
+        Error::TargetWithoutArch { target } => Error::other(format!(
+            "target '{target}' has no architecture, and a package with several images needs one for each (readers choose an image by its platform); give it an arch, or package with --split"
+        )),
+        e => e,
+    }
+}
+
 /// A push's typed failures in the CLI's words.
 fn push_error(e: Error) -> Error {
     match e {
@@ -592,16 +634,31 @@ fn push_error(e: Error) -> Error {
             requested.join(", "),
             available.join(", ")
         )),
-        Error::Auth { registry, message }
-            if message.ends_with(cnbpkg::registry::NO_CREDENTIALS) =>
-        {
-            Error::Auth {
-                registry,
-                message: format!(
-                    "{message}: use --username with --password-stdin, or log in with docker or podman"
-                ),
-            }
-        }
+        Error::Auth {
+            registry,
+            kind: AuthFailure::Missing,
+            message,
+        } => Error::Auth {
+            registry,
+            kind: AuthFailure::Missing,
+            message: format!(
+                "{message}: use --username with --password-stdin, or log in with docker or podman"
+            ),
+        },
+        Error::Tls {
+            registry,
+            host,
+            kind: TlsFailure::CaAsServer,
+        } => Error::other(format!(
+            "{registry}: the TLS certificate of {host} is a CA certificate that is not trusted as the server's own; pass --ca-cert with exactly that certificate, or put it in certs.d/{registry}/ (see push --help)"
+        )),
+        Error::Tls {
+            registry,
+            host,
+            kind: TlsFailure::UnknownIssuer,
+        } => Error::other(format!(
+            "{registry}: the TLS certificate of {host} is not trusted (unknown issuer); pass --ca-cert with the registry's CA certificate (PEM), or --insecure for a plain-HTTP registry"
+        )),
         e => e,
     }
 }

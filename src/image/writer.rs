@@ -597,9 +597,7 @@ pub(crate) fn index_entries(images: &[WrittenImage]) -> Result<Vec<Descriptor>> 
                 .find(|m| m.descriptor.digest == entries[i].digest)
                 .map(|m| m.target.display())
                 .unwrap_or_default();
-            return Err(Error::other(format!(
-                "target '{t}' has no architecture, and a package with several images needs one for each (readers choose an image by its platform); give it an arch, or package with --split"
-            )));
+            return Err(Error::TargetWithoutArch { target: t });
         }
     }
     Ok(entries)
@@ -729,8 +727,14 @@ mod tests {
             image("a", target("", None)),
             image("b", target("amd64", None)),
         ];
-        let e = index_entries(&images).unwrap_err().to_string();
+        let e = index_entries(&images).unwrap_err();
+        assert!(
+            matches!(&e, Error::TargetWithoutArch { target } if target == "linux"),
+            "{e:?}"
+        );
+        let e = e.to_string();
         assert!(e.starts_with("target 'linux' has no architecture"), "{e}");
+        assert!(!e.contains("--"), "{e}");
         let long = "v".repeat(crate::verify::MAX_DISTROS_ANNOTATION);
         let images = [
             image("a", target("amd64", Some(("ubuntu", &long)))),

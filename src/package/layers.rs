@@ -119,7 +119,7 @@ impl BuildContext<'_> {
         )
     }
 
-    /// Warn (fail with `--strict`) when a layer of `t`'s image holds executables built for
+    /// Warn (fail when the options are strict) when a layer of `t`'s image holds executables built for
     /// another architecture. Entry points (`bin/*`) must always match; other executables only
     /// count when none in the layer matches, since a tree may carry binaries for several
     /// architectures and pick one at run time.
@@ -185,7 +185,10 @@ impl BuildContext<'_> {
                 named.join("; ")
             );
             if self.opts.strict {
-                return Err(Error::other(format!("{message} (--strict)")));
+                return Err(Error::ForeignExecutables {
+                    target: t.display(),
+                    message,
+                });
             }
             self.events.warning(&message);
         }

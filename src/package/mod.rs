@@ -155,6 +155,7 @@ pub fn package_buildpack(opts: &PackageOptions, events: &dyn Events) -> Result<P
 /// [`package_buildpack`] reporting to `events`, which keeps the warnings.
 fn package_with(opts: &PackageOptions, events: &dyn Events) -> Result<PackageReport> {
     if opts.config.is_some() && opts.path.is_some() {
+        // pack's exact text (compatibility), flag names included.
         return Err(Error::usage(
             "--config and --path cannot be used together. Please specify the relative path to the Buildpack directory in the package config file.",
         ));
@@ -311,7 +312,9 @@ fn plural(n: usize) -> &'static str {
 /// Buildpacks are excluded from flattening only when flattening.
 fn check_flatten_options(opts: &PackageOptions, events: &dyn Events) -> Result<()> {
     if !opts.flatten && !opts.flatten_exclude.is_empty() {
-        return Err(Error::usage("--flatten-exclude requires --flatten"));
+        return Err(Error::usage(
+            "buildpacks are kept out of flattening, but the package is not flattened",
+        ));
     }
     if opts.flatten {
         events.warning("Flattening a buildpack package could break the distribution specification. Please use it with caution.");
@@ -335,14 +338,10 @@ fn check_flatten_exclude_known(opts: &PackageOptions, plans: &[ImagePlan]) -> Re
     if unknown.is_empty() {
         return Ok(());
     }
-    let quoted = |v: &mut dyn Iterator<Item = &String>| {
-        v.map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ")
-    };
-    Err(Error::usage(format!(
-        "--flatten-exclude {}: no such buildpack in this package; its buildpacks are {}",
-        quoted(&mut unknown.iter()),
-        quoted(&mut known.iter())
-    )))
+    Err(Error::NoSuchBuildpack {
+        requested: unknown,
+        available: known.into_iter().collect(),
+    })
 }
 
 /// Read `package.toml` (or make the default one) and return it with the directory its relative

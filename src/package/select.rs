@@ -305,12 +305,23 @@ fn select_image<'a>(
         best.truncate(1);
     }
     match best.as_slice() {
-        [] => Err(Error::invalid(origin, format!("dependency has no image for target {} (it has {})", t.display(), names()))),
-        [(_, one)] => Ok(one),
-        _ => Err(Error::invalid(
+        [] => Err(Error::invalid(
             origin,
-            format!("dependency has several images that fit target {} ({}); name the architecture with --target", t.display(), names()),
+            format!(
+                "dependency has no image for target {} (it has {})",
+                t.display(),
+                names()
+            ),
         )),
+        [(_, one)] => Ok(one),
+        _ => Err(Error::AmbiguousDependency {
+            path: origin.to_path_buf(),
+            target: t.display(),
+            images: images
+                .iter()
+                .map(|i| platform_name(&i.platform(), &i.descriptor.annotations))
+                .collect(),
+        }),
     }
 }
 

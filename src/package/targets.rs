@@ -14,9 +14,11 @@ use crate::target::{self, ExpandedTarget, Target};
 
 /// The `platform.os` deprecation for a composite buildpack, whose targets are set in
 /// package.toml (pack's text points at buildpack.toml, right only for other buildpacks).
+/// pack's text (compatibility) but for the file, hence the flag name in a library message.
 const PLATFORM_OS_DEPRECATED_COMPOSITE: &str = "'platform.os' field in package.toml will be deprecated, use new '--target' flag or [[targets]] in package.toml to set the platforms of a composite buildpack.";
 
 /// `platform.os` together with `--target`, for a composite buildpack.
+/// pack's text (compatibility) but for the file, hence the flag name in a library message.
 const PLATFORM_OS_WITH_TARGET_COMPOSITE: &str = "'platform.os' and '--target' flag can not be used in conjunction, please remove 'platform.os' from package.toml, use new '--target' flag or [[targets]] in package.toml to set the platforms of a composite buildpack";
 
 /// The most targets (after distro expansion) packaged in one run.
@@ -70,6 +72,7 @@ pub(super) fn resolve_targets(
         } else {
             "buildpack.toml"
         };
+        // pack's exact text (compatibility), flag name included.
         events.note(&format!(
             "Pro tip: use --target flag OR [[targets]] in {file} to specify the desired platform (os/arch/variant); using os '{os}'"
         ));

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use ureq::http::{self, HeaderMap, Method};
 use url::Url;
 
-use crate::error::{Error, Result};
+use crate::error::{AuthFailure, Error, Result, TlsFailure};
 use crate::events::{Events, EventsExt as _};
 
 use super::auth::{self, Challenge, Credential};
@@ -23,9 +23,6 @@ const MAX_RESPONSE_BODY: u64 = 1 << 20;
 const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// Longest wait a server's `Retry-After` may ask for before a retry.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
-/// How an [`Error::Auth`] message ends when the registry wants credentials and none were
-/// found (a caller may add how to give some).
-pub const NO_CREDENTIALS: &str = "no credentials found";
 /// Redirects followed by GET and HEAD (never with credentials; other methods follow none).
 const MAX_REDIRECTS: u32 = 5;
 
@@ -597,17 +594,18 @@ impl<'e> Client<'e> {
             || lower.contains("self-signed")
             || lower.contains("selfsigned")
             || lower.contains("untrusted");
+        let tls = |kind| {
+            Failure::fatal(Error::Tls {
+                registry: self.registry.clone(),
+                host: hp.clone(),
+                kind,
+            })
+        };
         if lower.contains("causedasendentity") {
-            return Failure::fatal(Error::other(format!(
-                "{}: the TLS certificate of {hp} is a CA certificate that is not trusted as the server's own; pass --ca-cert with exactly that certificate, or put it in certs.d/{}/ (see push --help)",
-                self.registry, self.registry
-            )));
+            return tls(TlsFailure::CaAsServer);
         }
         if untrusted {
-            return Failure::fatal(Error::other(format!(
-                "{}: the TLS certificate of {hp} is not trusted (unknown issuer); pass --ca-cert with the registry's CA certificate (PEM), or --insecure for a plain-HTTP registry",
-                self.registry
-            )));
+            return tls(TlsFailure::UnknownIssuer);
         }
         if lower.contains("certificate") || matches!(e, ureq::Error::Rustls(_)) {
             return Failure::fatal(Error::other(format!(
@@ -662,13 +660,17 @@ impl<'e> Client<'e> {
     }
 
     fn auth_failed(&self, resp: &Resp) -> Error {
-        self.auth_error(format!("authentication failed ({})", describe_status(resp)))
+        self.auth_error(
+            AuthFailure::Refused,
+            format!("authentication failed ({})", describe_status(resp)),
+        )
     }
 
     /// Credentials refused or missing at this registry.
-    fn auth_error(&self, message: String) -> Error {
+    fn auth_error(&self, kind: AuthFailure, message: String) -> Error {
         Error::Auth {
             registry: self.registry.clone(),
+            kind,
             message,
         }
     }
@@ -785,10 +787,13 @@ impl<'e> Client<'e> {
     /// Basic auth: check the credentials once against `/v2/`.
     fn basic_state(&self, challenge_resp: &Resp) -> Result<AuthState, Failure> {
         let Some(header) = self.credential.as_ref().and_then(Credential::basic_header) else {
-            return Err(Failure::fatal(self.auth_error(format!(
-                "authentication required ({}); {NO_CREDENTIALS}",
-                describe_status(challenge_resp)
-            ))));
+            return Err(Failure::fatal(self.auth_error(
+                AuthFailure::Missing,
+                format!(
+                    "authentication required ({}); no credentials found",
+                    describe_status(challenge_resp)
+                ),
+            )));
         };
         let url = self.base.join("v2/").expect("static path");
         let resp = self.raw(Method::GET, &url, &[], Some(&header), &mut Body::None)?;
@@ -892,10 +897,13 @@ impl<'e> Client<'e> {
         };
         let realm_host = crate::ui::sanitize(&host_port(&realm_url), 100);
         if resp.status == 401 || resp.status == 403 {
-            return Err(Failure::fatal(self.auth_error(format!(
-                "authentication failed ({} from token server {realm_host})",
-                describe_status(&resp)
-            ))));
+            return Err(Failure::fatal(self.auth_error(
+                AuthFailure::Refused,
+                format!(
+                    "authentication failed ({} from token server {realm_host})",
+                    describe_status(&resp)
+                ),
+            )));
         }
         if !(200..300).contains(&resp.status) {
             return Err(Failure::fatal(Error::other(format!(

@@ -63,7 +63,7 @@ pub(crate) mod stream;
 mod tls;
 pub(crate) mod upload;
 
-pub use self::client::{Deadlines, NO_CREDENTIALS};
+pub use self::client::Deadlines;
 pub use self::push::{
     parse_from, push, push_with, PushOptions, PushReport, PushSettings, PushedManifest,
     DEFAULT_JOBS, MAX_JOBS, REQUEST_TIMEOUT_ENV, RETRY_BACKOFF_ENV,

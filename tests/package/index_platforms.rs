@@ -473,6 +473,18 @@ fn composites_choose_dependency_images_by_the_distros_they_serve() {
         "{stderr}"
     );
 
+    // A target without architecture that several dependency images fit: the CLI names its
+    // flag.
+    let stderr = fails(
+        composite(d.path(), "python.cnb", "\n[[targets]]\nos = \"linux\"\n"),
+        1,
+    );
+    assert!(
+        stderr.contains("dependency has several images that fit target linux (")
+            && stderr.ends_with("); name the architecture with --target\n"),
+        "{stderr}"
+    );
+
     // Packages written before listed the same manifest once per distro: still one image.
     package_in(d.path(), &["old", "--path", "bp", "--format", "layout"]);
     let old = d.path().join("old");

@@ -50,7 +50,8 @@ fn https_with_ca_cert_and_basic_auth() {
     assert_no_secret(&lines.join("\n"));
     assert_no_secret(&format!("{report:?}"));
 
-    // Without the CA: one clear line naming the registry and suggesting --ca-cert.
+    // Without the CA: a typed error, one clear line naming the registry and suggesting the
+    // CA certificate option.
     let (r, lines) = push(
         &{
             let mut o = base.clone();
@@ -59,11 +60,22 @@ fn https_with_ca_cert_and_basic_auth() {
         },
         &settings(),
     );
-    let err = r.unwrap_err().to_string();
+    let e = r.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            cnbpkg::Error::Tls {
+                kind: cnbpkg::error::TlsFailure::UnknownIssuer,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    let err = e.to_string();
     eprintln!("error: {err}");
     assert!(err.contains(&reg.host()), "{err}");
     assert!(err.contains("not trusted"), "{err}");
-    assert!(err.contains("--ca-cert"), "{err}");
+    assert!(err.contains("ca_cert") && !err.contains("--"), "{err}");
     assert!(!err.contains('\n'), "{err}");
     assert_no_secret(&err);
     assert_no_secret(&lines.join("\n"));
