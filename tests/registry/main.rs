@@ -10,6 +10,7 @@ mod support;
 mod attack_registry_push;
 mod attack_registry_refs;
 mod attack_registry_tls;
+mod flags_messages;
 mod index_push;
 mod push_cli;
 mod push_faults;

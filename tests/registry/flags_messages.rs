@@ -1,14 +1,12 @@
 //! The library's registry errors are typed and name no flag; the CLI renders them with its
 //! flags, in the exact words it always has.
 
-mod support;
-
 use cnbpkg::error::{AuthFailure, TlsFailure};
 use cnbpkg::registry::PushOptions;
 use cnbpkg::Error;
 
-use support::registry::{Auth, Config, Registry};
-use support::{child, packages, pki, push, settings};
+use crate::support::registry::{Auth, Config, Registry};
+use crate::support::{child, packages, pki, push, settings};
 
 #[test]
 fn tls_and_auth_failures_are_typed_and_the_cli_names_its_flags() {
