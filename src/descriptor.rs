@@ -102,7 +102,7 @@ fn is_false(b: &bool) -> bool {
 
 /// A module id as a directory name: `/` replaced by `_` (`paketo-buildpacks/node` →
 /// `paketo-buildpacks_node`); see [`crate::cnb::module_dir`].
-pub fn escape_id(id: &str) -> String {
+pub(crate) fn escape_id(id: &str) -> String {
     id.replace('/', "_")
 }
 
@@ -129,7 +129,7 @@ impl ModuleInfo {
 
 /// Why `id` cannot name a module, or `None`. The id becomes a directory of every layer
 /// (`/cnb/buildpacks/<id with / as _>`), so each `/`-separated part must be a plain name.
-pub fn id_problem(id: &str) -> Option<String> {
+pub(crate) fn id_problem(id: &str) -> Option<String> {
     if id.is_empty() {
         return Some("is empty".into());
     }
@@ -147,7 +147,7 @@ pub fn id_problem(id: &str) -> Option<String> {
 
 /// Why `version` cannot be a module's version, or `None`: it is one directory name of every
 /// layer (`/cnb/buildpacks/<id>/<version>`).
-pub fn version_problem(version: &str) -> Option<String> {
+pub(crate) fn version_problem(version: &str) -> Option<String> {
     if version.is_empty() {
         return Some("is empty".into());
     }
@@ -163,7 +163,7 @@ pub fn version_problem(version: &str) -> Option<String> {
 /// Why `name` (a module's escaped id or its version, each one folder name of every layer)
 /// cannot be a file name on Windows, or `None`: a package for a Windows target with such a
 /// folder cannot be extracted there.
-pub fn windows_name_problem(name: &str) -> Option<String> {
+pub(crate) fn windows_name_problem(name: &str) -> Option<String> {
     if let Some(c) = name.chars().find(|c| "<>:\"|?*".contains(*c)) {
         return Some(format!(
             "contains '{c}', which Windows file names cannot hold"
@@ -188,7 +188,7 @@ pub fn windows_name_problem(name: &str) -> Option<String> {
 
 /// [`windows_name_problem`] for a module's id (as its folder, `/` written `_`) and version: an
 /// error text naming the key.
-pub fn check_windows_id_version(
+pub(crate) fn check_windows_id_version(
     table: &str,
     id: &str,
     version: &str,
@@ -204,7 +204,7 @@ pub fn check_windows_id_version(
 
 /// What the buildpack spec forbids in an id but pack accepts: warned about, not refused, so
 /// existing buildpacks keep packaging.
-pub fn id_warning(id: &str) -> Option<String> {
+pub(crate) fn id_warning(id: &str) -> Option<String> {
     if id == "app" || id == "config" {
         return Some(format!(
             "id '{id}' is reserved by the buildpack specification"
@@ -223,7 +223,7 @@ pub fn id_warning(id: &str) -> Option<String> {
 
 /// Check a module's id and version (from a descriptor or a package's label): an error text
 /// naming the key, or the warnings to show.
-pub fn check_id_version(
+pub(crate) fn check_id_version(
     table: &str,
     id: &str,
     version: &str,
@@ -640,7 +640,7 @@ struct RawModule {
 
 /// Parse a Buildpack API version like lifecycle's `api.NewVersion` (`^v?(\d+)\.(\d*)$`) and
 /// normalize it to `%d.%d`. The error text is lifecycle's.
-pub fn normalize_api(v: &str) -> std::result::Result<String, String> {
+pub(crate) fn normalize_api(v: &str) -> std::result::Result<String, String> {
     let body = v.strip_prefix('v').unwrap_or(v);
     let Some((major, minor)) = body.split_once('.') else {
         return Err(format!(
@@ -866,10 +866,10 @@ struct RawPackage {
 
 /// pack's `'platform.os'` deprecation warning text (RFC 0128).
 /// Verbatim pack text (compatibility), hence the flag name in a library message.
-pub const PLATFORM_OS_DEPRECATED: &str = "'platform.os' field in package.toml will be deprecated, use new '--target' flag or `targets` field in buildpack.toml to set the platform.";
+pub(crate) const PLATFORM_OS_DEPRECATED: &str = "'platform.os' field in package.toml will be deprecated, use new '--target' flag or `targets` field in buildpack.toml to set the platform.";
 
 /// pack's warning for a dependency's `image` key.
-pub const IMAGE_KEY_DEPRECATED: &str =
+pub(crate) const IMAGE_KEY_DEPRECATED: &str =
     "The 'image' key is deprecated. Use 'uri=\"docker://...\"' instead.";
 
 impl PackageConfig {
@@ -1009,9 +1009,10 @@ pub fn parse_package_toml(path: &Path, text: &str) -> Result<(PackageConfig, Vec
 
 /// pack's error text (RFC 0128) for `platform.os` together with `--target`.
 /// Verbatim pack text (compatibility), hence the flag name in a library message.
-pub const PLATFORM_OS_WITH_TARGET: &str = "'platform.os' and '--target' flag can not be used in conjunction, please remove 'platform.os' from package.toml, use new '--target' flag or `targets` field in buildpack.toml to set the platform";
+pub(crate) const PLATFORM_OS_WITH_TARGET: &str = "'platform.os' and '--target' flag can not be used in conjunction, please remove 'platform.os' from package.toml, use new '--target' flag or `targets` field in buildpack.toml to set the platform";
 
 /// RFC 0128: `[platform] os` and `--target` may not be used together (a usage error).
+#[doc(hidden)] // pack-compatibility tables in the tests call it
 pub fn check_platform_os_with_targets(cfg: &PackageConfig, have_target_flags: bool) -> Result<()> {
     if cfg.platform_os.is_some() && have_target_flags {
         return Err(Error::usage(PLATFORM_OS_WITH_TARGET));
@@ -1031,6 +1032,7 @@ struct MetadataLabel<'a> {
 
 /// The `io.buildpacks.buildpackage.metadata` label: the main module's info, then `stacks`
 /// (always present; `null` when `None`, as for extensions). Byte-equal to pack's Go output.
+#[doc(hidden)] // pack-compatibility tables in the tests call it
 pub fn buildpackage_metadata_label(info: &ModuleInfo, stacks: Option<&[Stack]>) -> String {
     go_marshal(&MetadataLabel { info, stacks })
 }
@@ -1153,6 +1155,7 @@ impl PackageMetadata {
 
 /// pack's `MergeCompatible`: stacks both lists support (mixins unioned and sorted); a `*` on one
 /// side yields the other side, on both sides `[{"id":"*"}]`.
+#[doc(hidden)] // pack-compatibility tables in the tests call it
 pub fn merge_compatible(a: &[Stack], b: &[Stack]) -> Vec<Stack> {
     let a_wild = a.iter().any(|s| s.id == "*");
     let b_wild = b.iter().any(|s| s.id == "*");
@@ -1200,6 +1203,7 @@ fn effective_stacks(d: &BuildpackDescriptor) -> Vec<Stack> {
 /// pack's `resolvedStacks`: start from the main buildpack's stacks and merge every module's
 /// (`modules` = all dependency modules); non-composite buildpacks without stacks count as `*`,
 /// composites are skipped.
+#[doc(hidden)] // pack-compatibility tables in the tests call it
 pub fn resolve_stacks(main: &BuildpackDescriptor, modules: &[BuildpackDescriptor]) -> Vec<Stack> {
     let mut stacks = effective_stacks(main);
     for m in modules {
@@ -1215,6 +1219,7 @@ pub fn resolve_stacks(main: &BuildpackDescriptor, modules: &[BuildpackDescriptor
 
 /// pack's `validateBuildpacks`: every order entry names a version, every referenced module is
 /// among `modules`, every module in `modules` is referenced by some order. Messages are pack's.
+#[doc(hidden)] // pack-compatibility tables in the tests call it
 pub fn validate_composite(
     main: &BuildpackDescriptor,
     modules: &[BuildpackDescriptor],
@@ -1268,6 +1273,7 @@ pub fn validate_composite(
 /// pack's package validation for a buildpack: [`validate_composite`], then the resolved stacks,
 /// which must not be empty (`no compatible stacks among provided buildpacks`). Extensions have
 /// no stacks: `Ok(None)` (their metadata label says `"stacks":null`).
+#[doc(hidden)] // pack-compatibility tables in the tests call it
 pub fn validate_package(
     main: &BuildpackDescriptor,
     modules: &[BuildpackDescriptor],

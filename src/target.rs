@@ -77,9 +77,6 @@ pub struct ExpandedTarget {
     pub path: Option<String>,
 }
 
-/// Another name for [`ExpandedTarget`]: one output platform.
-pub type Platform = ExpandedTarget;
-
 impl ExpandedTarget {
     /// The target as `os/arch/variant:name@version`, for messages.
     pub fn display(&self) -> String {
@@ -134,6 +131,7 @@ fn distro_display(d: &Distro) -> String {
 }
 
 /// Expand every target with more than one distro into one target per distro, in order.
+#[doc(hidden)] // pack-compatibility tables in the tests call it
 pub fn expand_distros(targets: &[Target]) -> Vec<ExpandedTarget> {
     let mut out = Vec::new();
     for t in targets {
@@ -196,7 +194,7 @@ const ARCH_VARIANTS: &[(&str, &[&str])] = &[
 ];
 
 /// Whether `os` is in pack's table of operating systems.
-pub fn supports_os(os: &str) -> bool {
+pub(crate) fn supports_os(os: &str) -> bool {
     OS_ARCHS.iter().any(|(o, _)| *o == os)
 }
 
@@ -214,7 +212,7 @@ fn supports_variant(arch: &str, variant: &str) -> bool {
 }
 
 /// Whether pack's table accepts `os/arch/variant` (an arch is required).
-pub fn supports_platform(os: &str, arch: &str, variant: &str) -> bool {
+pub(crate) fn supports_platform(os: &str, arch: &str, variant: &str) -> bool {
     supports_arch(os, arch) && supports_variant(arch, variant)
 }
 
@@ -316,6 +314,7 @@ pub fn parse_target_flags(values: &[String]) -> Result<(Vec<Target>, Vec<String>
 }
 
 /// Like [`parse_target_flags`], but pushes warnings into `warnings` even when it fails.
+#[doc(hidden)] // pack-compatibility tables in the tests call it
 pub fn parse_target_flags_into(
     values: &[String],
     warnings: &mut Vec<String>,
@@ -397,7 +396,7 @@ pub fn parse_target(t: &str, warnings: &mut Vec<String>) -> Result<Target> {
 /// say: os, arch and variant are plain names (letters, digits, `.`, `_`, `-`; not `.` or `..`),
 /// distro names and versions have no control characters, path separators or the `--target`
 /// delimiters `:;@,"`. These values become folder names, file name suffixes and annotations.
-pub fn check_configured_target(t: &Target) -> std::result::Result<(), String> {
+pub(crate) fn check_configured_target(t: &Target) -> std::result::Result<(), String> {
     for (what, v) in [("os", &t.os), ("arch", &t.arch), ("variant", &t.variant)] {
         let plain = v
             .chars()
@@ -424,7 +423,7 @@ pub fn check_configured_target(t: &Target) -> std::result::Result<(), String> {
 }
 
 /// pack's `ParseDistros`: `name@version` entries separated by `;`.
-pub fn parse_distros(s: &str, warnings: &mut Vec<String>) -> Result<Vec<Distro>> {
+pub(crate) fn parse_distros(s: &str, warnings: &mut Vec<String>) -> Result<Vec<Distro>> {
     if s.is_empty() {
         return Ok(Vec::new());
     }
@@ -481,6 +480,7 @@ fn parse_distro(s: &str, warnings: &mut Vec<String>) -> Result<Distro> {
 
 /// Where a target's files come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[doc(hidden)]
 pub struct PlatformRoot {
     /// The folder: `<root>/<os>/<arch>/...` as deep as it exists, `<root>/<targets.path>`, or the root.
     pub dir: PathBuf,
@@ -511,6 +511,7 @@ fn canonical_root(root: &Path) -> Result<PathBuf> {
 /// applies: descend `os/arch/variant/name@version` (empty values skipped) while each folder
 /// exists; the deepest match is used if at least the OS folder matched, else the root. A symbolic
 /// link loop on the way is an error, and so is a folder that leaves the root through a link.
+#[doc(hidden)] // pack-compatibility tables in the tests call it
 pub fn platform_root(buildpack_root: &Path, t: &ExpandedTarget) -> Result<PlatformRoot> {
     if let Some(p) = &t.path {
         return targets_path_root(buildpack_root, t, p);
@@ -637,6 +638,7 @@ fn name_part(s: &str) -> String {
 
 /// The RFC 0128 file name suffix of a platform: `-<os>[-<arch>][-<variant>][-<name>@<version>]`
 /// (empty values left out; path separators in values become `_`).
+#[doc(hidden)] // pack-compatibility tables in the tests call it
 pub fn split_suffix(t: &ExpandedTarget) -> String {
     let mut s = String::new();
     for part in [&t.os, &t.arch, &t.variant] {
@@ -655,6 +657,7 @@ pub fn split_suffix(t: &ExpandedTarget) -> String {
 /// Apply [`split_suffix`] to an output path: `out/x.cnb` → `out/x-linux-arm64-v8.cnb`. The
 /// extension is Go's `filepath.Ext` of the file name (from the last dot); without one the suffix
 /// is appended.
+#[doc(hidden)] // pack-compatibility tables in the tests call it
 pub fn split_output_path(output: &Path, t: &ExpandedTarget) -> PathBuf {
     let file = output
         .file_name()
@@ -670,6 +673,7 @@ pub fn split_output_path(output: &Path, t: &ExpandedTarget) -> PathBuf {
 
 /// Check that no two platforms are the same and that no two would get the same `--split` file
 /// name (compared without regard to case, for case-insensitive file systems).
+#[doc(hidden)] // pack-compatibility tables in the tests call it
 pub fn validate_unique(targets: &[ExpandedTarget]) -> Result<()> {
     let mut seen: BTreeMap<String, &ExpandedTarget> = BTreeMap::new();
     let mut platforms: BTreeMap<(String, String, String, Option<Distro>), &ExpandedTarget> =

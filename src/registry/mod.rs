@@ -52,8 +52,8 @@
 //! `read` asks what a repository holds (HEAD) and checks the digests a registry names;
 //! `upload` writes blobs and manifests; `push` is the push flow; `plan` what a push copies.
 
-pub mod auth;
-pub mod certs;
+pub(crate) mod auth;
+pub(crate) mod certs;
 pub(crate) mod client;
 mod plan;
 mod push;
@@ -63,6 +63,8 @@ pub(crate) mod stream;
 mod tls;
 pub(crate) mod upload;
 
+pub use self::auth::default_credential_files;
+pub use self::certs::default_certs_d;
 pub use self::client::Deadlines;
 pub use self::push::{
     parse_from, push, push_with, PushOptions, PushReport, PushSettings, PushedManifest,
