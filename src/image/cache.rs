@@ -103,6 +103,20 @@ impl LayerCache {
     }
 }
 
+/// How a stored layer is compressed, from its media type; an error naming `origin` for a
+/// media type that is not a layer cnbpkg can read.
+pub(crate) fn layer_encoding(blob: &Descriptor, origin: &Path) -> Result<oci::LayerEncoding> {
+    oci::layer_compression_of(&blob.media_type).ok_or_else(|| {
+        Error::invalid(
+            origin,
+            format!(
+                "layer {} has unsupported media type '{}'",
+                blob.digest, blob.media_type
+            ),
+        )
+    })
+}
+
 /// Read a layer blob of an existing package from `stream` (its stored bytes) and check all of
 /// it: `use_tar` reads the decompressed tar (and checks its entries), then the rest of the
 /// decompressed stream is read to its end (so a gzip CRC or length trailer is checked), its
@@ -116,15 +130,7 @@ pub(crate) fn read_layer_blob<T>(
     use_tar: impl FnOnce(&mut dyn Read) -> Result<T>,
 ) -> Result<(T, u64)> {
     let bad = |e: std::io::Error| Error::invalid(origin, format!("layer {}: {e}", blob.digest));
-    let encoding = oci::layer_compression_of(&blob.media_type).ok_or_else(|| {
-        Error::invalid(
-            origin,
-            format!(
-                "layer {} has unsupported media type '{}'",
-                blob.digest, blob.media_type
-            ),
-        )
-    })?;
+    let encoding = layer_encoding(blob, origin)?;
     let mut stored = HashingReader::new(stream);
     let (value, unpacked, size) = {
         let mut decoded = HashingReader::new(compress::decoder(encoding, &mut stored));

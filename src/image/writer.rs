@@ -219,15 +219,7 @@ impl<'a> ImageWriter<'a> {
         if let Some(built) = self.reuse(&key, out, what)? {
             return Ok(built);
         }
-        let source_encoding = oci::layer_compression_of(&blob.media_type).ok_or_else(|| {
-            Error::invalid(
-                origin,
-                format!(
-                    "layer {} has unsupported media type '{}'",
-                    blob.digest, blob.media_type
-                ),
-            )
-        })?;
+        let source_encoding = super::cache::layer_encoding(blob, origin)?;
         let compression = self.compression;
         let writer = &mut self.writers[out];
         let (descriptor, size) = if source_encoding == compression.encoding() {
