@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 mod layers;
-mod outputs;
+// `merge` and `split` name and check their outputs as packaging does.
+pub(crate) mod outputs;
 mod remote;
 mod report;
 mod select;
