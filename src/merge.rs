@@ -232,7 +232,7 @@ pub(crate) fn open_package(
 }
 
 /// The `id@version` of an image's metadata label.
-fn image_buildpack(config: &ImageConfig) -> Option<String> {
+pub(crate) fn image_buildpack(config: &ImageConfig) -> Option<String> {
     let label = config.labels().get(LABEL_METADATA)?;
     let metadata = PackageMetadata::parse(label).ok()?;
     (!metadata.info.id.is_empty())

@@ -19,6 +19,7 @@ mod leftovers_gzip;
 mod leftovers_signals;
 mod leftovers_windows_names;
 mod leftovers_windows_verify;
+mod merge_composite;
 mod merge_invariant;
 mod merge_readers;
 mod merge_refusals;
