@@ -161,3 +161,40 @@ fn split_refuses_damaged_packages_and_platforms_it_does_not_hold() {
     assert!(e.contains("fails verification"), "{e}");
     assert_eq!(list(dir), before);
 }
+
+/// The library calls: a cancelled merge or split returns `Interrupted` and writes nothing; a
+/// merge reports through the events sink and returns the digests it wrote.
+#[test]
+fn library_merge_and_split_report_and_stop_when_cancelled() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let multi = sample("hello-multi");
+    let amd = package(&multi, &dir.join("amd.cnb"), "linux/amd64", &[]);
+    let arm = package(&multi, &dir.join("arm.cnb"), "linux/arm64", &[]);
+    let before = list(dir);
+
+    let mut opts = cnbpkg::merge::MergeOptions::new(dir.join("merged"), vec![amd.clone(), arm]);
+    opts.cancel.cancel();
+    let e = cnbpkg::merge::merge(&opts, &cnbpkg::events::NoEvents).unwrap_err();
+    assert!(matches!(e, cnbpkg::Error::Interrupted), "{e}");
+    let split = cnbpkg::split::SplitOptions::new(&amd);
+    split.cancel.cancel();
+    let e = cnbpkg::split::split(&split, &cnbpkg::events::NoEvents).unwrap_err();
+    assert!(matches!(e, cnbpkg::Error::Interrupted), "{e}");
+    assert_eq!(list(dir), before);
+
+    opts.cancel = cnbpkg::cancel::Cancel::new();
+    let verbs = std::sync::Mutex::new(Vec::new());
+    let sink = |e: &cnbpkg::events::Event<'_>| {
+        if let cnbpkg::events::Event::Status { verb, .. } = e {
+            verbs.lock().unwrap().push(verb.to_string());
+        }
+    };
+    let report = cnbpkg::merge::merge(&opts, &sink).unwrap();
+    assert_eq!(report.output.path, dir.join("merged.cnb"), ".cnb added");
+    assert_eq!(report.output.images.len(), 2);
+    assert_eq!(
+        verbs.into_inner().unwrap(),
+        ["Verified", "Verified", "Merging", "Finished"]
+    );
+}
