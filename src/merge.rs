@@ -1,8 +1,8 @@
 //! `merge`: packages of one buildpack (one platform or several each) joined into one
 //! multi-platform package, every manifest, config and layer copied byte for byte.
 //!
-//! Also what `split` reads packages with: [`open_package`] verifies a package and lists its
-//! images as index entries, and [`copy_image`] copies one image blob for blob.
+//! `split` reads and copies packages with the same pieces: a package verified and its images
+//! listed as index entries, an image copied blob for blob.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -151,8 +151,10 @@ pub(crate) fn open_package(
     cancel: &Cancel,
     events: &dyn Events,
 ) -> Result<OpenedPackage> {
-    let mut opts = crate::verify::VerifyOptions::default();
-    opts.cancel = cancel.clone();
+    let opts = crate::verify::VerifyOptions {
+        cancel: cancel.clone(),
+        ..Default::default()
+    };
     let verified = crate::verify::verify_with(path, &opts)?;
     if !verified.is_ok() {
         return Err(Error::invalid(
