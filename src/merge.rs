@@ -21,7 +21,7 @@ use crate::events::{Events, EventsExt};
 use crate::image::{
     index_entries, FinishedOutput, ImageReport, ImageWriter, LayerReport, WrittenImage,
 };
-use crate::layout::{OutputFormat, PackageReader};
+use crate::layout::{OutputFormat, PackageReader, MAX_IMAGES, MAX_IMAGES_BYTES, MAX_JSON_BLOB};
 use crate::oci::{self, Descriptor, ImageConfig, Manifest};
 use crate::package::OutputReport;
 use crate::target::{Distro, ExpandedTarget};
@@ -365,11 +365,13 @@ fn merge_checked(opts: &MergeOptions, events: &dyn Events) -> Result<MergeReport
     crate::package::outputs::check_output_against_inputs(&output, opts.format, &inputs)?;
     // Refused before anything is read: a destination that is not free to write.
     crate::layout::writer::check_destination(&output, opts.format)?;
-    let packages = opts
-        .inputs
-        .iter()
-        .map(|p| open_package(p, &opts.cancel, events))
-        .collect::<Result<Vec<_>>>()?;
+    let mut packages = Vec::new();
+    let mut held = Held::default();
+    for path in &opts.inputs {
+        let package = open_package(path, &opts.cancel, events)?;
+        held.add(&package)?;
+        packages.push(package);
+    }
     check_one_buildpack(&packages)?;
     check_distinct_platforms(&packages)?;
     let buildpack = packages[0].buildpack.clone();
@@ -388,6 +390,7 @@ fn merge_checked(opts: &MergeOptions, events: &dyn Events) -> Result<MergeReport
     }
     let written = written_images(&listed);
     let entries = index_entries(&written)?;
+    check_index_size(&output, &entries)?;
     let mut writer = ImageWriter::create(
         std::slice::from_ref(&output),
         opts.format,
@@ -440,6 +443,58 @@ fn merge_checked(opts: &MergeOptions, events: &dyn Events) -> Result<MergeReport
         inputs: opts.inputs.clone(),
         output: output_report(finished, reports),
     })
+}
+
+/// What the packages opened so far hold in memory, and what the output would list: within
+/// what a package reader accepts of one package, or the output could not be read (checked as
+/// each package is opened, so that many inputs cannot exhaust memory first).
+#[derive(Default)]
+struct Held {
+    images: usize,
+    json_bytes: u64,
+}
+
+impl Held {
+    fn add(&mut self, package: &OpenedPackage) -> Result<()> {
+        self.images += package.images.len();
+        self.json_bytes += package
+            .images
+            .iter()
+            .map(|i| i.descriptor.size.saturating_add(i.manifest.config.size))
+            .fold(0u64, u64::saturating_add);
+        if self.images > MAX_IMAGES {
+            return Err(Error::invalid(
+                &package.path,
+                format!(
+                    "with the packages before it, the merged package would list more than {MAX_IMAGES} images, more than a package reader accepts; nothing was written"
+                ),
+            ));
+        }
+        if self.json_bytes > MAX_IMAGES_BYTES {
+            return Err(Error::invalid(
+                &package.path,
+                format!(
+                    "with the packages before it, the merged package's manifests and configs would exceed {} MiB, more than a package reader accepts; nothing was written",
+                    MAX_IMAGES_BYTES >> 20
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The merged image index must be one a package reader accepts.
+fn check_index_size(output: &Path, entries: &[Descriptor]) -> Result<()> {
+    let size = crate::json::canonical(&oci::Index::new(entries.to_vec())).len() as u64;
+    if size > MAX_JSON_BLOB {
+        return Err(Error::invalid(
+            output,
+            format!(
+                "the merged image index would be {size} bytes, over the {MAX_JSON_BLOB}-byte limit packages are read with; merge fewer packages; nothing was written"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Every package holds the buildpack the first one holds (same id and version).
