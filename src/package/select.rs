@@ -339,8 +339,9 @@ fn check_disjoint(deps: &[Dependency], group: &[usize]) -> Result<()> {
                     .iter()
                     .find(|b| serves_same(a, b) && b.descriptor.digest != a.descriptor.digest)
                 {
+                    let buildpack = crate::merge::image_buildpack(&a.config).unwrap_or_default();
                     return Err(Error::other(format!(
-                        "dependencies {} and {} are packages of one buildpack, and both hold an image for {} (one package per platform is needed)",
+                        "dependencies {} and {} are packages of {buildpack}, and both hold an image for {}, with different content (one package per platform is needed)",
                         origin_i.display(),
                         origin_j.display(),
                         platform_name(&b.platform(), &b.descriptor.annotations)
