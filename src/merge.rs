@@ -84,9 +84,18 @@ pub(crate) struct ListedImage {
 }
 
 impl ListedImage {
+    /// The platform its index entry gives, else its config's (an entry without an
+    /// architecture has no platform).
+    pub(crate) fn platform(&self) -> oci::Platform {
+        self.descriptor
+            .platform
+            .clone()
+            .unwrap_or_else(|| self.config.platform())
+    }
+
     /// The platform of one served distro as a target (what `--target` would name it).
     pub(crate) fn target(&self, distro: &Option<Distro>) -> ExpandedTarget {
-        let p = self.descriptor.platform.clone().unwrap_or_default();
+        let p = self.platform();
         ExpandedTarget {
             os: p.os,
             arch: p.architecture,
@@ -115,7 +124,7 @@ impl ListedImage {
     /// The platforms it serves, distinct from every other image's in a package: os, arch,
     /// variant, os.version and distro.
     fn platform_keys(&self) -> Vec<PlatformKey> {
-        let p = self.descriptor.platform.clone().unwrap_or_default();
+        let p = self.platform();
         self.served
             .iter()
             .map(|d| {
@@ -374,6 +383,10 @@ fn merge_checked(opts: &MergeOptions, events: &dyn Events) -> Result<MergeReport
     }
     check_one_buildpack(&packages)?;
     check_distinct_platforms(&packages)?;
+    let listed: Vec<&ListedImage> = packages.iter().flat_map(|p| &p.images).collect();
+    if listed.len() > 1 {
+        check_every_platform_named(&packages)?;
+    }
     let buildpack = packages[0].buildpack.clone();
     events.status(
         "Merging",
@@ -384,10 +397,6 @@ fn merge_checked(opts: &MergeOptions, events: &dyn Events) -> Result<MergeReport
             output.display()
         ),
     );
-    let listed: Vec<&ListedImage> = packages.iter().flat_map(|p| &p.images).collect();
-    if listed.len() > 1 {
-        check_every_platform_named(&packages)?;
-    }
     let written = written_images(&listed);
     let entries = index_entries(&written)?;
     check_index_size(&output, &entries)?;

@@ -87,6 +87,12 @@ fn split_checked(opts: &SplitOptions, events: &dyn Events) -> Result<SplitReport
     let package = open_package(path, &opts.cancel, events)?;
     let parts = chosen_parts(path, &package.images, &opts.platforms)?;
     let targets: Vec<ExpandedTarget> = parts.iter().map(|p| p.target.clone()).collect();
+    if targets.iter().any(|t| target::split_suffix(t).is_empty()) {
+        return Err(Error::invalid(
+            path,
+            "has an image that names no platform, so no split package could be named after it; nothing was written",
+        ));
+    }
     target::validate_unique(&targets)?;
     let outputs: Vec<PathBuf> = targets
         .iter()
@@ -166,7 +172,7 @@ fn chosen_parts<'a>(
     if filters.is_empty() {
         return Ok(all);
     }
-    let platform = |p: &Part<'_>| p.image.descriptor.platform.clone().unwrap_or_default();
+    let platform = |p: &Part<'_>| p.image.platform();
     let unmatched: Vec<String> = filters
         .iter()
         .filter(|f| !all.iter().any(|p| f.matches(&platform(p))))

@@ -228,3 +228,34 @@ fn order_multi_platform_inputs_platform_filter_and_json() {
         assert_eq!(o["mediaType"], cnbpkg::oci::MEDIA_TYPE_MANIFEST);
     }
 }
+
+/// A package for a platform without an architecture (pack's default `linux`) splits into the
+/// same bytes named `-linux`, as `--split` names it; it cannot be merged with another image,
+/// since readers choose among images by architecture.
+#[test]
+fn a_platform_without_an_architecture_splits_into_itself_and_merges_alone() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path();
+    let bp = dir.join("bp");
+    minimal_buildpack(&bp, "ex/plain", "1.0.0", "");
+    let run = |out: &str, extra: &[&str]| {
+        let mut args = vec!["buildpack", "package", out, "--path", "bp", "-q"];
+        args.extend_from_slice(extra);
+        ok(cnbpkg_in(dir, args));
+    };
+    run("plain.cnb", &[]);
+    run("amd.cnb", &["--target", "linux/amd64"]);
+    ok(cnbpkg_in(dir, ["split", "plain.cnb"]));
+    assert_same(&dir.join("plain-linux.cnb"), &dir.join("plain.cnb"));
+    ok(cnbpkg_in(dir, ["merge", "alone.cnb", "plain.cnb"]));
+    assert_same(&dir.join("alone.cnb"), &dir.join("plain.cnb"));
+    let e = fails(
+        cnbpkg_in(dir, ["merge", "both.cnb", "plain.cnb", "amd.cnb"]),
+        1,
+    );
+    assert!(
+        e.contains("plain.cnb") && e.contains("no architecture"),
+        "{e}"
+    );
+    assert!(!dir.join("both.cnb").exists());
+}
