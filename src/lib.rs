@@ -8,8 +8,8 @@
 //!
 //! Each operation takes its options (with a [`cancel::Cancel`] token) and an
 //! [`events::Events`] sink, and returns a serializable report or an [`Error`]:
-//! [`package::package_buildpack`], [`verify::verify_with`], [`inspect::inspect`],
-//! [`registry::push`]. Their vocabulary: [`target`] (platform targets as `--target` writes
+//! [`package::package_buildpack`], [`merge::merge`], [`split::split`],
+//! [`verify::verify_with`], [`inspect::inspect`], [`registry::push`]. Their vocabulary: [`target`] (platform targets as `--target` writes
 //! them), [`descriptor`] (`buildpack.toml`, `package.toml`), [`cnb`] (labels, module
 //! directories, platform matching), [`oci`] and [`digest`] (image-spec types),
 //! [`layout::PackageReader`] (reads any `.cnb` file or layout directory). [`ui::Printer`] is
@@ -34,9 +34,11 @@ pub mod error;
 pub mod events;
 pub mod inspect;
 pub mod layout;
+pub mod merge;
 pub mod oci;
 pub mod package;
 pub mod registry;
+pub mod split;
 pub mod target;
 pub mod ui;
 pub mod verify;

@@ -40,6 +40,38 @@ enum Command {
     Verify(VerifyArgs),
     /// Copy a finished package into an OCI registry (image index for several platforms).
     Push(PushArgs),
+    /// Join packages of one buildpack (one per platform, or several) into one multi-platform package.
+    Merge(MergeArgs),
+    /// Write one single-platform package per platform of a package.
+    Split(SplitArgs),
+}
+
+#[derive(Args)]
+struct MergeArgs {
+    /// Output file (".cnb" is added when it has no extension) or, with --format layout, directory.
+    output: PathBuf,
+    /// The packages (.cnb files or OCI layout directories) of one buildpack; their images are listed in this order.
+    #[arg(required = true, value_name = "PACKAGE")]
+    packages: Vec<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = FormatArg::File)]
+    format: FormatArg,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args)]
+struct SplitArgs {
+    /// A .cnb file or an OCI layout directory (the outputs have the same form).
+    package: PathBuf,
+    /// Write only the platforms this picks (os[/arch[/variant]]); repeatable.
+    #[arg(long = "platform", value_name = "T")]
+    platforms: Vec<String>,
+    /// Directory to write the packages into (default: the package's directory).
+    #[arg(long, value_name = "DIR")]
+    output_dir: Option<PathBuf>,
+    #[command(flatten)]
+    common: Common,
 }
 
 #[derive(Args)]
@@ -234,7 +266,9 @@ fn main() -> ExitCode {
     // Only `buildpack package` writes an output that an interrupt leaves unwritten; `inspect`
     // and `verify` write nothing, and an interrupted `push` may have sent blobs already.
     let interrupted: &'static str = match cli.command {
-        Command::Buildpack { .. } => "interrupted; no output was written",
+        Command::Buildpack { .. } | Command::Merge(_) | Command::Split(_) => {
+            "interrupted; no output was written"
+        }
         _ => "interrupted",
     };
     let token = cnbpkg::cancel::Cancel::new();
@@ -263,6 +297,14 @@ fn main() -> ExitCode {
         Command::Push(args) => {
             let ui = printer(&args.common);
             (run_push(args, &ui, &token), ui)
+        }
+        Command::Merge(args) => {
+            let ui = printer(&args.common);
+            (run_merge(args, &ui, &token), ui)
+        }
+        Command::Split(args) => {
+            let ui = printer(&args.common);
+            (run_split(args, &ui, &token), ui)
         }
     };
     match result {
@@ -335,6 +377,51 @@ fn run_package(args: PackageArgs, ui: &Printer, cancel: &Cancel) -> Result<(), E
     opts.targets = targets.map_err(Error::into_failure)?;
     opts.target_warnings = target_warnings;
     let report = package_buildpack(&opts, ui).map_err(package_error)?;
+    let mut out = std::io::stdout().lock();
+    if args.common.json {
+        print_json(&mut out, &report);
+    } else {
+        for o in &report.outputs {
+            let _ = writeln!(out, "{}", o.path.display());
+        }
+    }
+    Ok(())
+}
+
+fn run_merge(args: MergeArgs, ui: &Printer, cancel: &Cancel) -> Result<(), Error> {
+    let mut opts = cnbpkg::merge::MergeOptions::new(args.output, args.packages);
+    opts.format = match args.format {
+        FormatArg::File => OutputFormat::File,
+        FormatArg::Layout => OutputFormat::Layout,
+        FormatArg::Image => return Err(publish_hint("--format image")),
+    };
+    opts.cancel = cancel.clone();
+    let report = cnbpkg::merge::merge(&opts, ui)?;
+    let mut out = std::io::stdout().lock();
+    if args.common.json {
+        print_json(&mut out, &report);
+    } else {
+        let _ = writeln!(out, "{}", report.output.path.display());
+    }
+    Ok(())
+}
+
+fn run_split(args: SplitArgs, ui: &Printer, cancel: &Cancel) -> Result<(), Error> {
+    let mut opts = cnbpkg::split::SplitOptions::new(args.package);
+    opts.platforms = args
+        .platforms
+        .iter()
+        .map(|p| {
+            cnbpkg::cnb::PlatformFilter::parse(p).map_err(|_| {
+                Error::usage(format!(
+                    "invalid --platform '{p}': expected os[/arch[/variant]]"
+                ))
+            })
+        })
+        .collect::<Result<_, _>>()?;
+    opts.output_dir = args.output_dir;
+    opts.cancel = cancel.clone();
+    let report = cnbpkg::split::split(&opts, ui)?;
     let mut out = std::io::stdout().lock();
     if args.common.json {
         print_json(&mut out, &report);

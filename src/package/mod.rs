@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 mod layers;
-mod outputs;
+// `merge` and `split` name and check their outputs as packaging does.
+pub(crate) mod outputs;
 mod remote;
 mod report;
 mod select;
@@ -384,9 +385,7 @@ struct ImagePlan {
 
 fn plan_image(main: &Tree, dependencies: &[Dependency], t: &ExpandedTarget) -> Result<ImagePlan> {
     let mut modules = vec![select::tree_module(main, t, true)?];
-    for (i, dep) in dependencies.iter().enumerate() {
-        modules.extend(select::dependency_modules(dep, i, t)?);
-    }
+    modules.extend(select::all_dependency_modules(dependencies, t)?);
     let modules = select::dedup_modules(modules, t.os == "windows")?;
     let others: Vec<_> = modules
         .iter()

@@ -11,12 +11,12 @@ use crate::layout::OutputFormat;
 use crate::target::{self, ExpandedTarget};
 
 /// Something a package is made from, which no output may replace.
-pub(super) struct Input {
-    pub(super) path: PathBuf,
+pub(crate) struct Input {
+    pub(crate) path: PathBuf,
     /// What it is, for messages.
-    pub(super) role: &'static str,
+    pub(crate) role: &'static str,
     /// A buildpack directory tree (outputs may lie inside it: walks leave them out).
-    pub(super) tree_dir: bool,
+    pub(crate) tree_dir: bool,
 }
 
 /// An output must not replace or hold what is being read: it is none of the inputs (the buildpack,
@@ -24,7 +24,7 @@ pub(super) struct Input {
 /// lie inside a package being read. An output may lie inside a buildpack directory (the usual
 /// `cnbpkg buildpack package out.cnb` run in the buildpack): walks leave it out. Paths are
 /// compared canonicalized; an output that does not exist yet is known by its canonical directory.
-pub(super) fn check_output_against_inputs(
+pub(crate) fn check_output_against_inputs(
     output: &Path,
     format: OutputFormat,
     inputs: &[Input],
@@ -110,6 +110,14 @@ pub(super) fn output_path(opts: &PackageOptions, events: &dyn Events) -> PathBuf
             out.clone()
         }
     }
+}
+
+/// [`output_path`] for an output of another command (`merge`): `.cnb` added to a file name
+/// without extension, a warning for another one.
+pub(crate) fn output_path_for(output: &Path, format: OutputFormat, events: &dyn Events) -> PathBuf {
+    let mut opts = PackageOptions::new(output);
+    opts.format = format;
+    output_path(&opts, events)
 }
 
 #[cfg(test)]

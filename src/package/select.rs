@@ -265,6 +265,141 @@ pub(crate) fn dependency_modules(
     }
 }
 
+/// The modules every dependency contributes to the image for `t`. Package dependencies of
+/// one buildpack (the same `id@version`; one package per architecture, say) act as one
+/// multi-platform dependency: the image that fits `t` best among all of theirs is taken, and
+/// two of them holding different images for one platform are an error naming both.
+pub(crate) fn all_dependency_modules(
+    deps: &[Dependency],
+    t: &ExpandedTarget,
+) -> Result<Vec<ModulePlan>> {
+    let mut out = Vec::new();
+    for group in package_groups(deps) {
+        match group.as_slice() {
+            [i] => out.extend(dependency_modules(&deps[*i], *i, t)?),
+            _ => {
+                check_disjoint(deps, &group)?;
+                let (i, image) = select_in_group(deps, &group, t)?;
+                let Dependency::Package { origin, .. } = &deps[i] else {
+                    unreachable!("groups hold packages only")
+                };
+                out.extend(package_modules(origin, i, image)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The images and origin of a package dependency.
+fn package_parts(dep: &Dependency) -> Option<(&[ImageRef], &std::path::Path)> {
+    match dep {
+        Dependency::Package { images, origin, .. } => Some((images, origin)),
+        Dependency::Tree(_) => None,
+    }
+}
+
+/// The dependencies in groups, in the order of their first member: each package dependency
+/// with every other of the same buildpack (`id@version` of its metadata label), each tree on
+/// its own.
+fn package_groups(deps: &[Dependency]) -> Vec<Vec<usize>> {
+    let mut groups: Vec<(Option<String>, Vec<usize>)> = Vec::new();
+    for (i, dep) in deps.iter().enumerate() {
+        let key = package_parts(dep)
+            .and_then(|(images, _)| images.first())
+            .and_then(|image| crate::merge::image_buildpack(&image.config));
+        match groups.iter_mut().find(|(k, _)| key.is_some() && *k == key) {
+            Some((_, members)) => members.push(i),
+            None => groups.push((key, vec![i])),
+        }
+    }
+    groups.into_iter().map(|(_, members)| members).collect()
+}
+
+/// Two packages of one buildpack may not hold different images for one platform (an entry
+/// that names no distro serves every distro): which one a target gets would be a guess.
+fn check_disjoint(deps: &[Dependency], group: &[usize]) -> Result<()> {
+    let serves_same = |a: &ImageRef, b: &ImageRef| {
+        if a.platform() != b.platform() {
+            return false;
+        }
+        match (
+            annotated_distros(&a.descriptor.annotations),
+            annotated_distros(&b.descriptor.annotations),
+        ) {
+            (Some(x), Some(y)) => x.iter().any(|d| y.contains(d)),
+            _ => true,
+        }
+    };
+    for (n, &i) in group.iter().enumerate() {
+        let (images_i, origin_i) = package_parts(&deps[i]).expect("a package");
+        for &j in &group[n + 1..] {
+            let (images_j, origin_j) = package_parts(&deps[j]).expect("a package");
+            for a in images_i {
+                if let Some(b) = images_j
+                    .iter()
+                    .find(|b| serves_same(a, b) && b.descriptor.digest != a.descriptor.digest)
+                {
+                    let buildpack = crate::merge::image_buildpack(&a.config).unwrap_or_default();
+                    return Err(Error::other(format!(
+                        "dependencies {} and {} are packages of {buildpack}, and both hold an image for {}, with different content (one package per platform is needed)",
+                        origin_i.display(),
+                        origin_j.display(),
+                        platform_name(&b.platform(), &b.descriptor.annotations)
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The one image among a group's packages that serves `t`, with its dependency's index.
+fn select_in_group<'a>(
+    deps: &'a [Dependency],
+    group: &[usize],
+    t: &ExpandedTarget,
+) -> Result<(usize, &'a ImageRef)> {
+    let mut best: Vec<(u32, usize, &ImageRef)> = Vec::new();
+    let mut names = Vec::new();
+    let mut origins = Vec::new();
+    for &i in group {
+        let (images, origin) = package_parts(&deps[i]).expect("a package");
+        origins.push(origin.display().to_string());
+        for image in images {
+            names.push(platform_name(
+                &image.platform(),
+                &image.descriptor.annotations,
+            ));
+            if let Some(score) = fit(image, t) {
+                best.push((score, i, image));
+            }
+        }
+    }
+    let top = best.iter().map(|(s, _, _)| *s).max();
+    best.retain(|(s, _, _)| Some(*s) == top);
+    if best
+        .windows(2)
+        .all(|w| w[0].2.descriptor.digest == w[1].2.descriptor.digest)
+    {
+        best.truncate(1);
+    }
+    match best.as_slice() {
+        [(_, i, image)] => Ok((*i, image)),
+        [] => Err(Error::other(format!(
+            "dependencies {} have no image for target {} (they have {})",
+            origins.join(", "),
+            t.display(),
+            names.join(", ")
+        ))),
+        _ => Err(Error::other(format!(
+            "dependencies {} have several images that fit target {} ({}); name the architecture with --target",
+            origins.join(", "),
+            t.display(),
+            names.join(", ")
+        ))),
+    }
+}
+
 /// How well an image's platform fits a target; `None` when it cannot serve it.
 fn fit(image: &ImageRef, t: &ExpandedTarget) -> Option<u32> {
     let distros = t
