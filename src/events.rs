@@ -74,7 +74,6 @@ impl<F: Fn(&Event<'_>) + Sync> Events for F {
 }
 
 /// Shorthands for the library's own reporting.
-#[allow(dead_code)] // until every operation reports through events
 pub(crate) trait EventsExt {
     fn status(&self, verb: &str, message: &str);
     fn detail(&self, verb: &str, message: &str);

@@ -279,7 +279,6 @@ impl<'a> ImageWriter<'a> {
     /// Copy a blob of an existing package into output `out` byte for byte (a manifest or
     /// config that `merge` keeps as it is), checked against its digest and size, stored once,
     /// and counted against the reader's limits like a written one.
-    #[allow(dead_code)] // for `merge`, which copies images without rebuilding them
     pub(crate) fn copy_blob(
         &mut self,
         reader: &PackageReader,

@@ -241,7 +241,7 @@ impl LayoutWriter {
 
     /// Write `index.json` and `oci-layout`, close the archive and move the output into place
     /// (one output on its own; several outputs of one run are staged, then committed together).
-    #[allow(dead_code)] // the tests' package builder and the coming merge use it
+    #[allow(dead_code)] // only the tests' package builder (through `internals`) uses it
     pub fn finish(self, index: &Index) -> Result<PathBuf> {
         let staged = self.stage(index)?;
         let dest = staged.dest().to_path_buf();
