@@ -27,10 +27,6 @@ use crate::package::OutputReport;
 use crate::target::{Distro, ExpandedTarget};
 use crate::ui::human_size;
 
-/// The annotation skopeo and umoci give an image of a layout (its tag): it names the image in
-/// that layout, not in the package written from it.
-const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
-
 /// What to merge, and into what. Made with [`MergeOptions::new`], then set field by field.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -210,7 +206,8 @@ pub(crate) fn open_package(
             Some(_) => {}
             None => buildpack = Some(this),
         }
-        descriptor.annotations.remove(ANNOTATION_REF_NAME);
+        // skopeo's and umoci's tag of the image names it in that layout, not in this package.
+        descriptor.annotations.remove(oci::ANNOTATION_REF_NAME);
         if descriptor.platform.is_none() && !image.config.architecture.is_empty() {
             descriptor.platform = Some(image.config.platform());
         }
