@@ -7,6 +7,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod attack11_secrets;
 mod attack_content_bounds;
 mod attack_content_index;
 mod attack_content_json_keys;
