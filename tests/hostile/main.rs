@@ -8,6 +8,7 @@
 mod support;
 
 mod attack11_secrets;
+mod attack11_walker;
 mod attack_content_bounds;
 mod attack_content_index;
 mod attack_content_json_keys;
