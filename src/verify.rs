@@ -383,14 +383,17 @@ impl Verifier<'_> {
                 self.hold(d);
             }
             let platform = serde_json::to_string(&d.platform).unwrap_or_default();
-            if !self
-                .visited
-                .insert((d.digest, format!("{}\0{platform}", d.media_type)))
-            {
+            let listed = (d.digest, format!("{}\0{platform}", d.media_type));
+            if self.visited.contains(&listed) {
                 // Listed before with the same media type and platform: its content was
                 // checked, but this descriptor's own size still must match.
                 self.check_blob(d, referrer);
                 continue;
+            }
+            // A listing that names a missing blob or gives it another size checks none of its
+            // content: a later, sound listing of it still must.
+            if self.reader.blob_size(&d.digest) == Some(d.size) {
+                self.visited.insert(listed);
             }
             if oci::is_manifest(&d.media_type) {
                 if let Some(p) = &d.platform {

@@ -188,3 +188,24 @@ fn a_config_shared_by_two_manifests_is_checked_for_each_of_them() {
     );
     assert_eq!(defects(&layout), [lie(&lying)]);
 }
+
+/// Listed twice under one platform, first with a wrong size: the sound listing after it is the
+/// one verify checks (and its blobs are referenced).
+#[test]
+fn a_lying_listing_does_not_stand_for_a_sound_one_of_the_same_platform() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (layout, manifest) = layout(tmp.path());
+    let size = manifest["size"].as_u64().unwrap();
+    let digest = manifest["digest"].as_str().unwrap().to_string();
+    let mut lying = listing(&manifest, "a", 1);
+    lying["platform"] = listing(&manifest, "b", 0)["platform"].clone();
+    set_index(&layout, vec![lying, listing(&manifest, "b", 0)]);
+    assert_eq!(
+        defects(&layout),
+        [format!(
+            "{}: index.json: blob {digest} is {size} bytes but its descriptor says {}",
+            layout.display(),
+            size + 1
+        )]
+    );
+}
