@@ -7,6 +7,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod attack11_dependency_layers;
 mod attack11_secrets;
 mod attack11_walker;
 mod attack_content_bounds;
