@@ -15,6 +15,7 @@
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 
@@ -82,6 +83,23 @@ pub(crate) fn check() -> Result<()> {
     }
 }
 
+/// Wait `duration`, or less once the operation running on this thread is cancelled: then
+/// `Err(Error::Interrupted)` (a retry's wait, up to what a server asked for, must not outlast
+/// a cancellation).
+pub(crate) fn sleep(duration: Duration) -> Result<()> {
+    /// How long a cancellation may go unnoticed.
+    const STEP: Duration = Duration::from_millis(50);
+    let deadline = Instant::now() + duration;
+    loop {
+        check()?;
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        std::thread::sleep(left.min(STEP));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,6 +131,23 @@ mod tests {
             });
             assert!(!cancelled(), "the outer token is current again");
         });
+    }
+
+    #[test]
+    fn a_wait_ends_with_the_cancellation() {
+        assert!(sleep(Duration::from_millis(1)).is_ok());
+        let token = Cancel::new();
+        let canceller = token.clone();
+        let started = Instant::now();
+        let waited = token.scope(|| {
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(100));
+                canceller.cancel();
+            });
+            sleep(Duration::from_secs(30))
+        });
+        assert!(matches!(waited, Err(Error::Interrupted)));
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 
     #[test]

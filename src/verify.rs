@@ -383,14 +383,17 @@ impl Verifier<'_> {
                 self.hold(d);
             }
             let platform = serde_json::to_string(&d.platform).unwrap_or_default();
-            if !self
-                .visited
-                .insert((d.digest, format!("{}\0{platform}", d.media_type)))
-            {
+            let listed = (d.digest, format!("{}\0{platform}", d.media_type));
+            if self.visited.contains(&listed) {
                 // Listed before with the same media type and platform: its content was
                 // checked, but this descriptor's own size still must match.
                 self.check_blob(d, referrer);
                 continue;
+            }
+            // A listing that names a missing blob or gives it another size checks none of its
+            // content: a later, sound listing of it still must.
+            if self.reader.blob_size(&d.digest) == Some(d.size) {
+                self.visited.insert(listed);
             }
             if oci::is_manifest(&d.media_type) {
                 if let Some(p) = &d.platform {
@@ -430,10 +433,10 @@ impl Verifier<'_> {
         }
     }
 
-    /// Report why the walk has no node for `part` of `digest`: it could not be read, or a limit
+    /// Report why the walk has no node for `part` listed as `listed`: it could not be read, or a limit
     /// ended the reading (then nothing more is checked).
-    fn unread(&mut self, digest: &Digest, part: Part) {
-        match self.walk.failure(digest, part) {
+    fn unread(&mut self, listed: &Descriptor, part: Part) {
+        match self.walk.failure(listed, part) {
             Some(Failure::Unreadable(e)) => self.defect(e.to_string()),
             Some(Failure::Limit(limit)) => self.halt(Some(*limit)),
             None => self.halt(self.walk.halted()),
@@ -451,7 +454,7 @@ impl Verifier<'_> {
     fn check_index(&mut self, child: &Child, depth: usize) {
         let d = &child.descriptor;
         let Some(node) = &child.node else {
-            return self.unread(&d.digest, Part::Index);
+            return self.unread(d, Part::Index);
         };
         let NodeBody::Index { children, declared } = &node.body else {
             return; // listed as an index, so read as one
@@ -493,12 +496,12 @@ impl Verifier<'_> {
         self.manifests_done.insert(d.digest, None);
         let Some((node, manifest)) = child.node.as_ref().and_then(|n| Some((n, n.manifest()?)))
         else {
-            return self.unread(&d.digest, Part::Manifest);
+            return self.unread(d, Part::Manifest);
         };
         self.check_key_cases(&node.bytes, &name);
         self.manifest_types
             .insert(d.digest, manifest.media_type.clone());
-        if let Some(Failure::Limit(limit)) = self.walk.failure(&d.digest, Part::Manifest) {
+        if let Some(Failure::Limit(limit)) = self.walk.failure(d, Part::Manifest) {
             return self.halt(Some(*limit));
         }
         if let Some(mt) = &manifest.media_type {
@@ -523,7 +526,7 @@ impl Verifier<'_> {
             .config_blob()
             .and_then(|c| Some((&c.bytes, c.config.as_ref()?)))
         else {
-            return self.unread(&config_digest, Part::Config);
+            return self.unread(&manifest.config, Part::Config);
         };
         // A config shared by many manifests is checked once.
         if self.configs_checked.insert(config_digest) {

@@ -18,6 +18,7 @@ use crate::digest::{Digest, HashingWriter};
 use crate::error::{Error, Result};
 use crate::events::{Events, EventsExt};
 use crate::json::canonical;
+use crate::layout::limits::MAX_BLOBS;
 use crate::layout::{
     LayoutWriter, OutputFormat, PackageReader, MAX_ENTRIES, MAX_IMAGES_BYTES, MAX_JSON_BLOB,
 };
@@ -121,6 +122,9 @@ pub(crate) struct ImageWriter<'a> {
     cache: LayerCache,
     /// Manifest and config bytes written into each output (see [`ImageWriter::keep_json`]).
     kept_bytes: Vec<u64>,
+    /// Config and layer descriptors the images of each output list (see
+    /// [`ImageWriter::count_blobs`]).
+    listed_blobs: Vec<usize>,
     compression: Compression,
     jobs: usize,
     events: &'a dyn Events,
@@ -142,6 +146,7 @@ impl<'a> ImageWriter<'a> {
             .collect::<Result<Vec<_>>>()?;
         Ok(ImageWriter {
             kept_bytes: vec![0; writers.len()],
+            listed_blobs: vec![0; writers.len()],
             writers,
             cache: LayerCache::default(),
             compression,
@@ -328,6 +333,20 @@ impl<'a> ImageWriter<'a> {
         Ok(())
     }
 
+    /// Count the config and `layers` of one more image of output `out`: a reader accepts at
+    /// most [`MAX_BLOBS`] of them over all its images (a layer every image shares counts once
+    /// per image).
+    fn count_blobs(&mut self, out: usize, layers: usize) -> Result<()> {
+        self.listed_blobs[out] = self.listed_blobs[out].saturating_add(1 + layers);
+        if self.listed_blobs[out] > MAX_BLOBS {
+            return Err(Error::other(format!(
+                "{}: the package's images would list more than the {MAX_BLOBS} configs and layers a package reader accepts (each image counts its own)",
+                self.writers[out].dest().display()
+            )));
+        }
+        Ok(())
+    }
+
     /// Output `out` must stay within the files a package reader accepts: the archive holds the
     /// blobs plus `blobs/`, `blobs/sha256/`, `oci-layout`, `index.json` and at most one image
     /// index.
@@ -399,6 +418,7 @@ impl<'a> ImageWriter<'a> {
         };
         let manifest_bytes = canonical(&manifest);
         too_large("image manifest", manifest_bytes.len() as u64)?;
+        self.count_blobs(out, manifest.layers.len())?;
         self.keep_json(
             out,
             (config_bytes.len() + manifest_bytes.len()) as u64,

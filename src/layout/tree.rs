@@ -299,8 +299,10 @@ pub(crate) struct Walker<'a> {
     nodes: HashMap<(Digest, Part), Arc<TreeNode>>,
     configs: HashMap<Digest, Arc<ConfigBlob>>,
     budget: Budget,
-    /// Under [`OnFailure::Record`]: what could not be read, by digest and part.
-    failures: HashMap<(Digest, Part), Failure>,
+    /// Under [`OnFailure::Record`]: what could not be read, by digest, part and the size the
+    /// listing gave (a listing that lies about its size fails on its own: another listing of
+    /// the same blob with its true size is still read).
+    failures: HashMap<(Digest, Part, u64), Failure>,
     /// Under [`OnFailure::Record`]: the limit that ended the reading.
     halted: Option<Exceeded>,
     /// Under [`OnFailure::Record`]: the list whose entries were cut short by the descriptor
@@ -329,9 +331,10 @@ impl<'a> Walker<'a> {
         self.cut_short == Some(parent.copied())
     }
 
-    /// Under [`OnFailure::Record`], why `part` of `digest` could not be read (or was cut off).
-    pub(crate) fn failure(&self, digest: &Digest, part: Part) -> Option<&Failure> {
-        self.failures.get(&(*digest, part))
+    /// Under [`OnFailure::Record`], why `part` listed as `desc` could not be read (or was cut
+    /// off).
+    pub(crate) fn failure(&self, desc: &Descriptor, part: Part) -> Option<&Failure> {
+        self.failures.get(&(desc.digest, part, desc.size))
     }
 
     /// Under [`OnFailure::Record`], the limit that ended the reading, if one did.
@@ -343,8 +346,9 @@ impl<'a> Walker<'a> {
         self.policy.failures == OnFailure::Record
     }
 
-    /// Under [`OnFailure::Record`], keeps `e` for `part` of `digest` instead of returning it.
-    fn record(&mut self, digest: Digest, part: Part, e: Error) -> Result<()> {
+    /// Under [`OnFailure::Record`], keeps `e` for `part` listed as `desc` instead of returning
+    /// it.
+    fn record(&mut self, desc: &Descriptor, part: Part, e: Error) -> Result<()> {
         if !self.recording() {
             return Err(e);
         }
@@ -352,7 +356,9 @@ impl<'a> Walker<'a> {
             Some(limit) => Failure::Limit(limit),
             None => Failure::Unreadable(e),
         };
-        self.failures.entry((digest, part)).or_insert(failure);
+        self.failures
+            .entry((desc.digest, part, desc.size))
+            .or_insert(failure);
         Ok(())
     }
 
@@ -367,6 +373,18 @@ impl<'a> Walker<'a> {
             }
             self.invalid(limit.to_string())
         })
+    }
+
+    /// A blob held already, listed again as `desc`: the listing's size must be the blob's (the
+    /// source's own check, which only the first listing met).
+    fn check_size(&self, desc: &Descriptor, held: usize) -> Result<()> {
+        if desc.size == held as u64 {
+            return Ok(());
+        }
+        Err(self.invalid(format!(
+            "blob {} is {held} bytes, descriptor says {}",
+            desc.digest, desc.size
+        )))
     }
 
     fn keep(&mut self, n: u64) -> Result<()> {
@@ -444,18 +462,18 @@ impl<'a> Walker<'a> {
     /// (`None` when nothing could), its failure recorded.
     fn load_child(&mut self, desc: &Descriptor, depth: usize) -> Result<Option<Arc<TreeNode>>> {
         let key = (desc.digest, Part::of_listing(&desc.media_type));
-        if self.recording() && self.failures.contains_key(&key) {
+        if self.recording() && self.failures.contains_key(&(key.0, key.1, desc.size)) {
             // Failed before: read it no more, but count the listing.
             let spent = self.budget.listing();
             return match self.spend(spent) {
                 Ok(()) => Ok(self.nodes.get(&key).cloned()),
-                Err(e) => self.record(desc.digest, key.1, e).map(|()| None),
+                Err(e) => self.record(desc, key.1, e).map(|()| None),
             };
         }
         match self.load(desc, depth) {
             Ok(node) => Ok(Some(node)),
             Err(e) => {
-                self.record(desc.digest, key.1, e)?;
+                self.record(desc, key.1, e)?;
                 Ok(self.nodes.get(&key).cloned())
             }
         }
@@ -471,6 +489,8 @@ impl<'a> Walker<'a> {
         self.spend(spent)?;
         let key = (desc.digest, Part::of_listing(&desc.media_type));
         if let Some(n) = self.nodes.get(&key) {
+            // Read once, but every listing gives its own size, and must give the true one.
+            self.check_size(desc, n.bytes.len())?;
             return Ok(n.clone());
         }
         let bytes = self.source.fetch_verified(desc)?;
@@ -494,7 +514,7 @@ impl<'a> Walker<'a> {
                 Ok(children) => children,
                 // Entries nested too deeply: the index is read, its entries are not.
                 Err(e) if self.recording() => {
-                    self.record(desc.digest, Part::Index, e)?;
+                    self.record(desc, Part::Index, e)?;
                     Vec::new()
                 }
                 Err(e) => return Err(e),
@@ -545,20 +565,27 @@ impl<'a> Walker<'a> {
             Configs::WhenUnplaced if desc.platform.is_none() => false,
             Configs::WhenUnplaced => return Ok(None),
         };
-        let digest = manifest.config.digest;
-        if let Some(c) = self.configs.get(&digest) {
-            return Ok(Some(c.clone()));
+        let listed = &manifest.config;
+        if let Some(c) = self.configs.get(&listed.digest).cloned() {
+            // Shared by many manifests, read once: each of them must give its true size.
+            return match self.check_size(listed, c.bytes.len()) {
+                Ok(()) => Ok(Some(c)),
+                Err(e) => self.record(listed, Part::Config, e).map(|()| None),
+            };
         }
-        if self.failures.contains_key(&(digest, Part::Config)) {
+        if self
+            .failures
+            .contains_key(&(listed.digest, Part::Config, listed.size))
+        {
             return Ok(None);
         }
-        match self.read_config(&manifest.config, strict) {
+        match self.read_config(listed, strict) {
             Ok(c) => {
                 let c = Arc::new(c);
-                self.configs.insert(digest, c.clone());
+                self.configs.insert(listed.digest, c.clone());
                 Ok(Some(c))
             }
-            Err(e) => self.record(digest, Part::Config, e).map(|()| None),
+            Err(e) => self.record(listed, Part::Config, e).map(|()| None),
         }
     }
 
@@ -811,6 +838,24 @@ mod tests {
         assert_eq!(message(e), format!("lists more than {MAX_IMAGES} images"));
     }
 
+    #[test]
+    fn every_listing_of_a_blob_read_once_gives_its_true_size() {
+        let mut b = Blobs::default();
+        let linux = b.image("linux");
+        let mut lying = linux.clone();
+        lying.size += 1;
+        let e = Walker::new(&b, READER)
+            .load_list(&[linux.clone(), lying.clone()], 0, None)
+            .unwrap_err();
+        assert_eq!(
+            message(e),
+            format!(
+                "blob {} is {} bytes, descriptor says {}",
+                linux.digest, linux.size, lying.size
+            )
+        );
+    }
+
     const RECORD: Policy = Policy {
         failures: OnFailure::Record,
         ..READER
@@ -847,10 +892,10 @@ mod tests {
         assert_eq!(children.len(), 5);
         assert!(children[0].node.is_none() && children[2].node.is_none());
         assert!(matches!(
-            w.failure(&missing.digest, Part::Manifest),
+            w.failure(&missing, Part::Manifest),
             Some(Failure::Unreadable(_))
         ));
-        let Some(Failure::Unreadable(e)) = w.failure(&garbage.digest, Part::Manifest) else {
+        let Some(Failure::Unreadable(e)) = w.failure(&garbage, Part::Manifest) else {
             panic!("the garbage manifest is recorded");
         };
         assert!(message_of(e).starts_with(&format!(
@@ -860,7 +905,7 @@ mod tests {
         // The manifest is kept without its config; the config's failure is its own.
         let node = children[3].node.as_ref().unwrap();
         assert!(node.manifest().is_some() && node.config_blob().is_none());
-        assert!(w.failure(&lost_config.digest, Part::Config).is_some());
+        assert!(w.failure(&lost_config, Part::Config).is_some());
         assert_eq!(
             children[4].node.as_ref().unwrap().config().unwrap().os,
             "windows"

@@ -411,7 +411,7 @@ impl<'e> Client<'e> {
                 Err(f) if f.retryable && failures + 1 < self.retry.attempts => {
                     failures += 1;
                     self.note_retry(&format!("{method} {}", shown_path(url)), failures, &f.error);
-                    std::thread::sleep(self.retry.delay(failures, &f));
+                    crate::cancel::sleep(self.retry.delay(failures, &f))?;
                 }
                 Err(f) => return Err(f.error),
             }
@@ -746,7 +746,7 @@ impl<'e> Client<'e> {
                 Err(f) if f.retryable && failures + 1 < self.retry.attempts => {
                     failures += 1;
                     self.note_retry("GET /v2/", failures, &f.error);
-                    std::thread::sleep(self.retry.delay(failures, &f));
+                    crate::cancel::sleep(self.retry.delay(failures, &f)).map_err(Failure::fatal)?;
                 }
                 // Retried here already: callers must not multiply the attempts.
                 Err(f) => return Err(Failure::fatal(f.error)),
@@ -887,7 +887,7 @@ impl<'e> Client<'e> {
                 Err(f) if f.retryable && failures + 1 < self.retry.attempts => {
                     failures += 1;
                     self.note_retry("token request", failures, &f.error);
-                    std::thread::sleep(self.retry.delay(failures, &f));
+                    crate::cancel::sleep(self.retry.delay(failures, &f)).map_err(Failure::fatal)?;
                     realm_url = Url::parse(realm).expect("parsed above");
                 }
                 // Retried here already: the request that needed the token must not retry

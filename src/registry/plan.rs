@@ -143,6 +143,18 @@ impl Plan {
         let mut seen = BTreeSet::new();
         let mut unique = Vec::new();
         for b in blobs {
+            // Each blob is sent once, with the first descriptor listing it: every other one
+            // must give its size too, or a manifest would be pushed that no client can pull.
+            if let Some(stored) = reader.blob_size(&b.digest) {
+                if stored != b.size {
+                    return Err(Error::SizeMismatch {
+                        path: path.to_path_buf(),
+                        digest: b.digest,
+                        expected: b.size,
+                        actual: stored,
+                    });
+                }
+            }
             if !seen.insert(b.digest) {
                 continue;
             }

@@ -462,13 +462,14 @@ fn push_destination(
 /// ignored). `None` when it is `reference`'s own repository. Errors name `from` first, so a
 /// caller can say which option it came from.
 pub fn parse_from(from: &str, reference: &Reference) -> Result<Option<String>> {
+    let shown = super::reference::shown(from);
     let repo = match from.split_once('/') {
         Some((first, rest))
             if first.contains('.') || first.contains(':') || first == "localhost" =>
         {
             if first != reference.registry {
                 return Err(Error::usage(format!(
-                    "{from}: blobs can only be mounted from a repository on {}",
+                    "{shown}: blobs can only be mounted from a repository on {}",
                     reference.registry
                 )));
             }
@@ -478,7 +479,9 @@ pub fn parse_from(from: &str, reference: &Reference) -> Result<Option<String>> {
     };
     let repo = repo.split([':', '@']).next().unwrap_or("").to_string();
     if !reference::valid_repository(&repo) {
-        return Err(Error::usage(format!("{from}: not a valid repository name")));
+        return Err(Error::usage(format!(
+            "{shown}: not a valid repository name"
+        )));
     }
     Ok((repo != reference.repository).then_some(repo))
 }

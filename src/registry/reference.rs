@@ -30,17 +30,21 @@ pub enum Target {
     Digest(Digest),
 }
 
+/// `input` (a reference, or a repository to mount from) as messages may show it: what comes
+/// before an '@' that does not start a digest may be `user:password`, and is never echoed.
+pub(crate) fn shown(input: &str) -> String {
+    match input.split_once('@') {
+        Some((_, after)) if after.parse::<Digest>().is_err() => {
+            format!("...@{}", crate::ui::quote_name(after))
+        }
+        _ => crate::ui::quote_name(input),
+    }
+}
+
 impl Reference {
     /// Parse `REGISTRY/REPO[:TAG]`, `REGISTRY/REPO@DIGEST` (or `REPO…` for Docker Hub).
     pub fn parse(input: &str) -> Result<Self> {
-        // What comes before an '@' that does not start a digest may be `user:password`: it is
-        // never echoed.
-        let shown = match input.split_once('@') {
-            Some((_, after)) if after.parse::<Digest>().is_err() => {
-                format!("...@{}", crate::ui::quote_name(after))
-            }
-            _ => crate::ui::quote_name(input),
-        };
+        let shown = shown(input);
         let bad = |why: &str| Error::usage(format!("invalid reference '{shown}': {why}"));
         if input.is_empty() {
             return Err(bad("empty"));

@@ -90,7 +90,7 @@ pub fn push_blob(
             Err(f) if f.retryable && failures + 1 < client.retry.attempts => {
                 failures += 1;
                 client.note_retry(&format!("upload of {digest}"), failures, &f.error);
-                std::thread::sleep(client.retry.delay(failures, &f));
+                crate::cancel::sleep(client.retry.delay(failures, &f))?;
             }
             Err(f) => return Err(f.error),
         }

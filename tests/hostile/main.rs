@@ -7,6 +7,9 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod attack11_dependency_layers;
+mod attack11_secrets;
+mod attack11_walker;
 mod attack_content_bounds;
 mod attack_content_index;
 mod attack_content_json_keys;

@@ -8,6 +8,7 @@
 mod support;
 
 mod api_cancel;
+mod attack11_reader_limits;
 mod composite;
 mod config_descriptor;
 mod config_targets;

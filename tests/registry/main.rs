@@ -7,6 +7,8 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod attack11_cancel_retry;
+mod attack11_push_sizes;
 mod attack_registry_push;
 mod attack_registry_refs;
 mod attack_registry_tls;
