@@ -186,15 +186,22 @@ impl LayoutWriter {
                 .map_err(|e| Error::io(source_name, e))?;
             Ok(())
         })?;
-        if got.digest != desc.digest || got.size != desc.size {
+        if got.size != desc.size {
             self.forget(&got.digest);
-            return Err(Error::invalid(
-                source_name,
-                format!(
-                    "blob {} has digest {} and size {} (expected size {})",
-                    desc.digest, got.digest, got.size, desc.size
-                ),
-            ));
+            return Err(Error::SizeMismatch {
+                path: source_name.to_path_buf(),
+                digest: desc.digest,
+                expected: desc.size,
+                actual: got.size,
+            });
+        }
+        if got.digest != desc.digest {
+            self.forget(&got.digest);
+            return Err(Error::DigestMismatch {
+                path: source_name.to_path_buf(),
+                expected: desc.digest,
+                actual: got.digest,
+            });
         }
         Ok(())
     }
