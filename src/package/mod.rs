@@ -153,6 +153,57 @@ pub fn package_buildpack(opts: &PackageOptions, events: &dyn Events) -> Result<P
     Ok(report)
 }
 
+/// The most `[[dependencies]]` one package takes (Paketo's largest composite has 26): each is
+/// opened, and its images held in memory, while the package is written.
+const MAX_DEPENDENCIES: usize = 256;
+
+fn check_dependency_count(opts: &PackageOptions, base_dir: &Path, count: usize) -> Result<()> {
+    if count <= MAX_DEPENDENCIES {
+        return Ok(());
+    }
+    let config = opts
+        .config
+        .clone()
+        .unwrap_or_else(|| base_dir.join("package.toml"));
+    Err(Error::invalid(
+        config,
+        format!("lists {count} dependencies; at most {MAX_DEPENDENCIES} are packaged"),
+    ))
+}
+
+/// The manifest and config bytes the dependency packages hold together: each package's reader
+/// bounds its own, and this bounds their sum, so that listing one package many times cannot
+/// multiply what is held.
+#[derive(Default)]
+struct DependencyBudget {
+    bytes: u64,
+}
+
+impl DependencyBudget {
+    fn add(&mut self, dependency: &Dependency, location: &Path) -> Result<()> {
+        let Dependency::Package { images, .. } = dependency else {
+            return Ok(());
+        };
+        for image in images {
+            let manifest = image.descriptor.size;
+            self.bytes = self
+                .bytes
+                .saturating_add(manifest)
+                .saturating_add(image.config_bytes.len() as u64);
+        }
+        if self.bytes > crate::layout::MAX_IMAGES_BYTES {
+            return Err(Error::invalid(
+                location,
+                format!(
+                    "the dependency packages hold more than {} MiB of manifests and configs together",
+                    crate::layout::MAX_IMAGES_BYTES >> 20
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// [`package_buildpack`] reporting to `events`, which keeps the warnings.
 fn package_with(opts: &PackageOptions, events: &dyn Events) -> Result<PackageReport> {
     if opts.config.is_some() && opts.path.is_some() {
@@ -179,10 +230,13 @@ fn package_with(opts: &PackageOptions, events: &dyn Events) -> Result<PackageRep
         role: "the buildpack",
         tree_dir: main.is_directory(),
     });
+    check_dependency_count(opts, &base_dir, dependency_paths.len())?;
+    let mut held = DependencyBudget::default();
     let dependencies = dependency_paths
         .iter()
         .map(|location| {
             let dependency = sources::load_dependency(location, events)?;
+            held.add(&dependency, location)?;
             let tree_dir = matches!(&dependency, Dependency::Tree(t) if t.is_directory());
             inputs.push(Input {
                 path: location.clone(),

@@ -20,6 +20,7 @@ mod leftovers_gzip;
 mod leftovers_signals;
 mod leftovers_windows_names;
 mod leftovers_windows_verify;
+mod limits_dependencies;
 mod merge_composite;
 mod merge_invariant;
 mod merge_readers;
