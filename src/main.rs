@@ -408,17 +408,7 @@ fn run_merge(args: MergeArgs, ui: &Printer, cancel: &Cancel) -> Result<(), Error
 
 fn run_split(args: SplitArgs, ui: &Printer, cancel: &Cancel) -> Result<(), Error> {
     let mut opts = cnbpkg::split::SplitOptions::new(args.package);
-    opts.platforms = args
-        .platforms
-        .iter()
-        .map(|p| {
-            cnbpkg::cnb::PlatformFilter::parse(p).map_err(|_| {
-                Error::usage(format!(
-                    "invalid --platform '{p}': expected os[/arch[/variant]]"
-                ))
-            })
-        })
-        .collect::<Result<_, _>>()?;
+    opts.platforms = parse_platform_flags(&args.platforms)?;
     opts.output_dir = args.output_dir;
     opts.cancel = cancel.clone();
     let report = cnbpkg::split::split(&opts, ui)?;
@@ -431,6 +421,20 @@ fn run_split(args: SplitArgs, ui: &Printer, cancel: &Cancel) -> Result<(), Error
         }
     }
     Ok(())
+}
+
+/// `--platform` values (`os[/arch[/variant]]`), for `push` and `split`.
+fn parse_platform_flags(values: &[String]) -> Result<Vec<cnbpkg::cnb::PlatformFilter>, Error> {
+    values
+        .iter()
+        .map(|p| {
+            cnbpkg::cnb::PlatformFilter::parse(p).map_err(|_| {
+                Error::usage(format!(
+                    "invalid --platform '{p}': expected os[/arch[/variant]]"
+                ))
+            })
+        })
+        .collect()
 }
 
 /// `--target` values in pack's grammar: each value is a comma-separated list (pflag's
@@ -638,16 +642,7 @@ fn check_push_flags(args: &PushArgs) -> Result<Vec<cnbpkg::cnb::PlatformFilter>,
             e => e,
         })?;
     }
-    args.platforms
-        .iter()
-        .map(|p| {
-            cnbpkg::cnb::PlatformFilter::parse(p).map_err(|_| {
-                Error::usage(format!(
-                    "invalid --platform '{p}': expected os[/arch[/variant]]"
-                ))
-            })
-        })
-        .collect()
+    parse_platform_flags(&args.platforms)
 }
 
 /// Packaging's typed failures in the CLI's words, naming the flags.
