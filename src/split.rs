@@ -93,6 +93,9 @@ fn split_checked(opts: &SplitOptions, events: &dyn Events) -> Result<SplitReport
             "has an image that names no platform, so no split package could be named after it; nothing was written",
         ));
     }
+    for t in &targets {
+        check_nameable(path, t)?;
+    }
     target::validate_unique(&targets)?;
     let outputs: Vec<PathBuf> = targets
         .iter()
@@ -207,4 +210,26 @@ fn output_base(package: &Path, output_dir: Option<&Path>) -> Result<PathBuf> {
         )));
     }
     Ok(dir.join(name))
+}
+
+/// The platform values of a hostile package's index become file names: they must be what a
+/// `--target` could say (no control characters or path separators), as `--split` names only
+/// such targets.
+fn check_nameable(path: &Path, t: &ExpandedTarget) -> Result<()> {
+    let as_target = target::Target {
+        os: t.os.clone(),
+        arch: t.arch.clone(),
+        variant: t.variant.clone(),
+        distros: t.distro.iter().cloned().collect(),
+        path: None,
+    };
+    target::check_configured_target(&as_target).map_err(|e| {
+        Error::invalid(
+            path,
+            format!(
+                "its image for {} cannot name a split package: {e}; nothing was written",
+                t.display()
+            ),
+        )
+    })
 }

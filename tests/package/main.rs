@@ -8,6 +8,7 @@
 mod support;
 
 mod api_cancel;
+mod attack12_split_names;
 mod composite;
 mod config_descriptor;
 mod config_targets;
