@@ -1,7 +1,7 @@
 //! `split`: one single-platform package per platform of a package, named as `--split` names
 //! them, each holding the very manifest (same digest) the package's index lists.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -96,11 +96,11 @@ fn split_checked(opts: &SplitOptions, events: &dyn Events) -> Result<SplitReport
     for t in &targets {
         check_nameable(path, t)?;
     }
-    target::validate_unique(&targets)?;
     let outputs: Vec<PathBuf> = targets
         .iter()
         .map(|t| target::split_output_path(&base, t))
         .collect();
+    check_distinct_names(path, &parts, &outputs)?;
     let input = [crate::package::outputs::Input {
         path: path.clone(),
         role: "the package",
@@ -232,4 +232,29 @@ fn check_nameable(path: &Path, t: &ExpandedTarget) -> Result<()> {
             ),
         )
     })
+}
+
+/// No two outputs get one name (compared without regard to case, for case-insensitive file
+/// systems): images that differ only in what no name says (os.version, case) cannot be split.
+fn check_distinct_names(path: &Path, parts: &[Part<'_>], outputs: &[PathBuf]) -> Result<()> {
+    let shown = |p: &Part<'_>| match p.image.platform().os_version {
+        v if v.is_empty() => p.target.display(),
+        v => format!("{} (os.version {v})", p.target.display()),
+    };
+    let mut seen: BTreeMap<String, &Part<'_>> = BTreeMap::new();
+    for (part, out) in parts.iter().zip(outputs) {
+        let name = out.to_string_lossy().to_lowercase();
+        if let Some(prev) = seen.insert(name, part) {
+            return Err(Error::invalid(
+                path,
+                format!(
+                    "its images for '{}' and '{}' would both be written as {}: no split package name tells them apart; nothing was written",
+                    shown(prev),
+                    shown(part),
+                    out.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }

@@ -65,3 +65,76 @@ fn split_refuses_platform_values_no_target_could_name() {
         assert_eq!(list(d.path()), ["out", "pkg"]);
     }
 }
+
+/// A verified layout listing two Windows images that differ only by `os.version` (no distro
+/// annotations, as a tool that drops them would write): the index cnbpkg writes, flattened.
+fn windows_by_os_version_only(dir: &Path) -> std::path::PathBuf {
+    let bp = dir.join("bp");
+    minimal_buildpack(&bp, "examples/win", "0.1.0", "");
+    for name in ["build", "detect"] {
+        fs::remove_file(bp.join("bin").join(name)).unwrap();
+        write_file(&bp.join(format!("bin/{name}.bat")), "@echo off\r\n", 0o755);
+    }
+    let out = dir.join("win");
+    ok(cnbpkg([
+        "buildpack",
+        "package",
+        out.to_str().unwrap(),
+        "--format",
+        "layout",
+        "--path",
+        bp.to_str().unwrap(),
+        "--target",
+        "windows/amd64:windows@10.0.17763",
+        "--target",
+        "windows/amd64:windows@10.0.20348",
+    ]));
+    let top_path = out.join("index.json");
+    let mut top: serde_json::Value = serde_json::from_slice(&fs::read(&top_path).unwrap()).unwrap();
+    let nested = top["manifests"][0]["digest"].as_str().unwrap().to_string();
+    let nested_path = out
+        .join("blobs/sha256")
+        .join(nested.trim_start_matches("sha256:"));
+    let mut inner: serde_json::Value =
+        serde_json::from_slice(&fs::read(&nested_path).unwrap()).unwrap();
+    for m in inner["manifests"].as_array_mut().unwrap() {
+        m.as_object_mut().unwrap().remove("annotations");
+    }
+    top["manifests"] = inner["manifests"].clone();
+    fs::write(&top_path, serde_json::to_vec(&top).unwrap()).unwrap();
+    fs::remove_file(&nested_path).unwrap();
+    ok(cnbpkg(["verify", out.to_str().unwrap()]));
+    out
+}
+
+#[test]
+fn split_refuses_images_one_name_cannot_tell_apart_naming_the_package() {
+    let d = tempfile::tempdir().unwrap();
+    let pkg = windows_by_os_version_only(d.path());
+    let outdir = d.path().join("out");
+    fs::create_dir(&outdir).unwrap();
+    let e = fails(
+        cnbpkg([
+            "split",
+            pkg.to_str().unwrap(),
+            "--output-dir",
+            outdir.to_str().unwrap(),
+        ]),
+        1,
+    );
+    assert!(
+        e.contains(&format!("error: {}:", pkg.display()))
+            && e.contains("os.version 10.0.17763")
+            && e.contains("os.version 10.0.20348")
+            && e.contains("nothing was written"),
+        "{e}"
+    );
+    assert!(list(&outdir).is_empty());
+    // merge keeps the two images apart (their os.version differs), as the package holds them.
+    let merged = d.path().join("merged.cnb");
+    ok(cnbpkg([
+        "merge",
+        merged.to_str().unwrap(),
+        pkg.to_str().unwrap(),
+    ]));
+}
