@@ -203,12 +203,8 @@ fn output_base(package: &Path, output_dir: Option<&Path>) -> Result<PathBuf> {
     let name = package
         .file_name()
         .ok_or_else(|| Error::usage(format!("{}: not a package name", package.display())))?;
-    if !dir.is_dir() {
-        return Err(Error::usage(format!(
-            "--output-dir {}: no such directory",
-            dir.display()
-        )));
-    }
+    // A file or a missing directory fails as a `--split` output placed there does.
+    std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     Ok(dir.join(name))
 }
 

@@ -9,6 +9,7 @@ mod support;
 
 mod api_cancel;
 mod attack12_split_names;
+mod attack12_split_output_dir;
 mod composite;
 mod config_descriptor;
 mod config_targets;
