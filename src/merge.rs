@@ -156,6 +156,8 @@ pub(crate) fn open_package(
     cancel: &Cancel,
     events: &dyn Events,
 ) -> Result<OpenedPackage> {
+    // A path that is not there is that, not a package failing verification.
+    std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     let opts = crate::verify::VerifyOptions {
         cancel: cancel.clone(),
         ..Default::default()
