@@ -145,6 +145,8 @@ pub(crate) struct OpenedPackage {
     pub(crate) reader: PackageReader,
     /// The buildpack `id@version` of its metadata label.
     pub(crate) buildpack: String,
+    /// The buildpack id and version, compared as a pair.
+    key: BuildpackKey,
     /// Its images, in index order.
     pub(crate) images: Vec<ListedImage>,
 }
@@ -185,12 +187,12 @@ pub(crate) fn open_package(
         ),
     );
     let reader = PackageReader::open(path)?;
-    let mut buildpack: Option<String> = None;
+    let mut buildpack: Option<BuildpackKey> = None;
     let mut images = Vec::new();
     for image in reader.images()? {
         let mut descriptor = image.descriptor.clone();
         let platform_shown = crate::cnb::platform_name(&image.platform(), &descriptor.annotations);
-        let this = image_buildpack(&image.config).ok_or_else(|| {
+        let this = image_buildpack_key(&image.config).ok_or_else(|| {
             Error::invalid(
                 path,
                 format!(
@@ -202,7 +204,10 @@ pub(crate) fn open_package(
             Some(b) if *b != this => {
                 return Err(Error::invalid(
                     path,
-                    format!("holds images of two buildpacks, {b} and {this}"),
+                    format!(
+                        "holds images of two buildpacks, {}@{} and {}@{}",
+                        b.0, b.1, this.0, this.1
+                    ),
                 ))
             }
             Some(_) => {}
@@ -231,22 +236,31 @@ pub(crate) fn open_package(
             served,
         });
     }
-    let buildpack =
+    let key =
         buildpack.ok_or_else(|| Error::invalid(path, "holds no image: not a buildpack package"))?;
     Ok(OpenedPackage {
         path: path.to_path_buf(),
         reader,
-        buildpack,
+        buildpack: format!("{}@{}", key.0, key.1),
+        key,
         images,
     })
 }
 
 /// The `id@version` of an image's metadata label.
 pub(crate) fn image_buildpack(config: &ImageConfig) -> Option<String> {
+    image_buildpack_key(config).map(|(id, version)| format!("{id}@{version}"))
+}
+
+/// A buildpack's id and version.
+pub(crate) type BuildpackKey = (String, String);
+
+/// The id and version of an image's metadata label, to compare buildpacks by: as a pair, for
+/// a label's id or version may hold an `@` (`x/y@1` `0` and `x/y` `1@0` read alike joined).
+pub(crate) fn image_buildpack_key(config: &ImageConfig) -> Option<BuildpackKey> {
     let label = config.labels().get(LABEL_METADATA)?;
     let metadata = PackageMetadata::parse(label).ok()?;
-    (!metadata.info.id.is_empty())
-        .then(|| format!("{}@{}", metadata.info.id, metadata.info.version))
+    (!metadata.info.id.is_empty()).then_some((metadata.info.id, metadata.info.version))
 }
 
 /// Copy one image of `from` into output `out` of `writer`, layers base first, then the config,
@@ -509,11 +523,18 @@ fn check_index_size(output: &Path, entries: &[Descriptor]) -> Result<()> {
 fn check_one_buildpack(packages: &[OpenedPackage]) -> Result<()> {
     let first = &packages[0];
     for p in &packages[1..] {
-        if p.buildpack != first.buildpack {
-            let (a, b) = (&first.buildpack, &p.buildpack);
-            let what = match (a.split_once('@'), b.split_once('@')) {
-                (Some((ia, _)), Some((ib, _))) if ia == ib => "versions",
-                _ => "buildpacks",
+        if p.key != first.key {
+            // Joined alike, they are told apart by their parts.
+            let (a, b) = if p.buildpack == first.buildpack {
+                let parts = |(id, v): &(String, String)| format!("id '{id}' version '{v}'");
+                (parts(&first.key), parts(&p.key))
+            } else {
+                (first.buildpack.clone(), p.buildpack.clone())
+            };
+            let what = if p.key.0 == first.key.0 {
+                "versions"
+            } else {
+                "buildpacks"
             };
             return Err(Error::other(format!(
                 "{} holds {a} and {} holds {b}: different {what}; merge joins packages of one buildpack (same id and version); nothing was written",
