@@ -61,6 +61,7 @@ pub struct MergeReport {
     /// The buildpack `id@version`.
     pub buildpack: String,
     /// The packages merged, in order.
+    #[serde(serialize_with = "crate::json::lossy_paths")]
     pub inputs: Vec<PathBuf>,
     /// The package written (its images in index order).
     pub output: OutputReport,

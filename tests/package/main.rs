@@ -10,6 +10,7 @@ mod support;
 mod api_cancel;
 mod attack12_buildpack_names;
 mod attack12_inputs;
+mod attack12_json_paths;
 mod attack12_split_names;
 mod attack12_split_output_dir;
 mod composite;
