@@ -14,7 +14,7 @@ use crate::events::{Events, EventsExt};
 use crate::image::{index_entries, ImageWriter};
 use crate::layout::OutputFormat;
 use crate::merge::{copy_image, open_package, output_report, written_images, ListedImage};
-use crate::package::OutputReport;
+use crate::package::{OutputReport, MAX_PACKAGED_TARGETS};
 use crate::target::{self, Distro, ExpandedTarget};
 use crate::ui::human_size;
 
@@ -86,6 +86,16 @@ fn split_checked(opts: &SplitOptions, events: &dyn Events) -> Result<SplitReport
     let base = output_base(path, opts.output_dir.as_deref())?;
     let package = open_package(path, &opts.cancel, events)?;
     let parts = chosen_parts(path, &package.images, &opts.platforms)?;
+    // An index entry may claim any number of distros, each one more package written.
+    if parts.len() > MAX_PACKAGED_TARGETS {
+        return Err(Error::invalid(
+            path,
+            format!(
+                "would be split into {} packages (platforms times distros), more than the {MAX_PACKAGED_TARGETS} cnbpkg writes at once; nothing was written",
+                parts.len()
+            ),
+        ));
+    }
     let targets: Vec<ExpandedTarget> = parts.iter().map(|p| p.target.clone()).collect();
     if targets.iter().any(|t| target::split_suffix(t).is_empty()) {
         return Err(Error::invalid(

@@ -138,3 +138,36 @@ fn split_refuses_images_one_name_cannot_tell_apart_naming_the_package() {
         pkg.to_str().unwrap(),
     ]));
 }
+
+/// An index entry may claim any number of distros (`io.buildpacks.base.distros`): split would
+/// write one package, layers and all, per distro. It writes at most what `package --split`
+/// writes at once.
+#[test]
+fn split_writes_at_most_the_packages_package_split_writes_at_once() {
+    let d = tempfile::tempdir().unwrap();
+    let pkg = package_with_distro(d.path(), "ubuntu", "1");
+    let index_path = pkg.join("index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&fs::read(&index_path).unwrap()).unwrap();
+    let many: Vec<String> = (0..1025).map(|i| format!("d{i}@1")).collect();
+    index["manifests"][0]["annotations"] =
+        serde_json::json!({ "io.buildpacks.base.distros": many.join(";") });
+    fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+    ok(cnbpkg(["verify", pkg.to_str().unwrap()]));
+    let outdir = d.path().join("out");
+    fs::create_dir(&outdir).unwrap();
+    let e = fails(
+        cnbpkg([
+            "split",
+            pkg.to_str().unwrap(),
+            "--output-dir",
+            outdir.to_str().unwrap(),
+        ]),
+        1,
+    );
+    assert!(
+        e.contains(&pkg.display().to_string()) && e.contains("1025") && e.contains("1024"),
+        "{e}"
+    );
+    assert!(list(&outdir).is_empty(), "nothing written");
+}
