@@ -23,7 +23,7 @@ use crate::image::{
 };
 use crate::layout::{OutputFormat, PackageReader, MAX_IMAGES, MAX_IMAGES_BYTES, MAX_JSON_BLOB};
 use crate::oci::{self, Descriptor, ImageConfig, Manifest};
-use crate::package::OutputReport;
+use crate::package::{OutputReport, MAX_PACKAGED_TARGETS};
 use crate::target::{Distro, ExpandedTarget};
 use crate::ui::human_size;
 
@@ -474,12 +474,15 @@ fn merge_checked(opts: &MergeOptions, events: &dyn Events) -> Result<MergeReport
 #[derive(Default)]
 struct Held {
     images: usize,
+    /// Platforms (platforms times distros): an index entry may claim any number of distros.
+    platforms: usize,
     json_bytes: u64,
 }
 
 impl Held {
     fn add(&mut self, package: &OpenedPackage) -> Result<()> {
         self.images += package.images.len();
+        self.platforms += package.images.iter().map(|i| i.served.len()).sum::<usize>();
         self.json_bytes += package
             .images
             .iter()
@@ -490,6 +493,15 @@ impl Held {
                 &package.path,
                 format!(
                     "with the packages before it, the merged package would list more than {MAX_IMAGES} images, more than a package reader accepts; nothing was written"
+                ),
+            ));
+        }
+        if self.platforms > MAX_PACKAGED_TARGETS {
+            return Err(Error::invalid(
+                &package.path,
+                format!(
+                    "with the packages before it, the merged package would serve {} platforms (platforms times distros), more than the {MAX_PACKAGED_TARGETS} cnbpkg packages at once; nothing was written",
+                    self.platforms
                 ),
             ));
         }

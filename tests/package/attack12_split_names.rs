@@ -170,4 +170,15 @@ fn split_writes_at_most_the_packages_package_split_writes_at_once() {
         "{e}"
     );
     assert!(list(&outdir).is_empty(), "nothing written");
+    // merge lists no more platforms than package writes at once either.
+    let merged = outdir.join("merged.cnb");
+    let e = fails(
+        cnbpkg(["merge", merged.to_str().unwrap(), pkg.to_str().unwrap()]),
+        1,
+    );
+    assert!(
+        e.contains(&pkg.display().to_string()) && e.contains("1024"),
+        "{e}"
+    );
+    assert!(list(&outdir).is_empty(), "nothing written");
 }
