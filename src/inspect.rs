@@ -22,6 +22,7 @@ use crate::ui::human_size;
 #[non_exhaustive]
 pub struct InspectReport {
     /// The package inspected.
+    #[serde(serialize_with = "crate::json::lossy_path")]
     pub path: PathBuf,
     /// What `index.json` points at: its digest and media type.
     pub digest: Digest,

@@ -2,6 +2,7 @@
 //! compatible output for the buildpack labels (which must match pack byte for byte).
 
 use std::io;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use serde_json::ser::{CharEscape, CompactFormatter, Formatter};
@@ -82,6 +83,20 @@ impl Formatter for GoFormatter {
     fn begin_array<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
         CompactFormatter.begin_array(w)
     }
+}
+
+/// A path in a report, as the terminal shows it: JSON strings are UTF-8, a path need not be
+/// (any byte but `/` and NUL names a file), and a report must print whatever the path.
+pub(crate) fn lossy_path<S: serde::Serializer>(path: &Path, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&path.to_string_lossy())
+}
+
+/// [`lossy_path`] for each path of a list.
+pub(crate) fn lossy_paths<S: serde::Serializer>(
+    paths: &[PathBuf],
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_seq(paths.iter().map(|p| p.to_string_lossy()))
 }
 
 #[cfg(test)]

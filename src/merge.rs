@@ -23,7 +23,7 @@ use crate::image::{
 };
 use crate::layout::{OutputFormat, PackageReader, MAX_IMAGES, MAX_IMAGES_BYTES, MAX_JSON_BLOB};
 use crate::oci::{self, Descriptor, ImageConfig, Manifest};
-use crate::package::OutputReport;
+use crate::package::{OutputReport, MAX_PACKAGED_TARGETS};
 use crate::target::{Distro, ExpandedTarget};
 use crate::ui::human_size;
 
@@ -61,6 +61,7 @@ pub struct MergeReport {
     /// The buildpack `id@version`.
     pub buildpack: String,
     /// The packages merged, in order.
+    #[serde(serialize_with = "crate::json::lossy_paths")]
     pub inputs: Vec<PathBuf>,
     /// The package written (its images in index order).
     pub output: OutputReport,
@@ -145,6 +146,8 @@ pub(crate) struct OpenedPackage {
     pub(crate) reader: PackageReader,
     /// The buildpack `id@version` of its metadata label.
     pub(crate) buildpack: String,
+    /// The buildpack id and version, compared as a pair.
+    key: BuildpackKey,
     /// Its images, in index order.
     pub(crate) images: Vec<ListedImage>,
 }
@@ -156,6 +159,8 @@ pub(crate) fn open_package(
     cancel: &Cancel,
     events: &dyn Events,
 ) -> Result<OpenedPackage> {
+    // A path that is not there is that, not a package failing verification.
+    std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     let opts = crate::verify::VerifyOptions {
         cancel: cancel.clone(),
         ..Default::default()
@@ -183,12 +188,12 @@ pub(crate) fn open_package(
         ),
     );
     let reader = PackageReader::open(path)?;
-    let mut buildpack: Option<String> = None;
+    let mut buildpack: Option<BuildpackKey> = None;
     let mut images = Vec::new();
     for image in reader.images()? {
         let mut descriptor = image.descriptor.clone();
         let platform_shown = crate::cnb::platform_name(&image.platform(), &descriptor.annotations);
-        let this = image_buildpack(&image.config).ok_or_else(|| {
+        let this = image_buildpack_key(&image.config).ok_or_else(|| {
             Error::invalid(
                 path,
                 format!(
@@ -200,7 +205,10 @@ pub(crate) fn open_package(
             Some(b) if *b != this => {
                 return Err(Error::invalid(
                     path,
-                    format!("holds images of two buildpacks, {b} and {this}"),
+                    format!(
+                        "holds images of two buildpacks, {}@{} and {}@{}",
+                        b.0, b.1, this.0, this.1
+                    ),
                 ))
             }
             Some(_) => {}
@@ -229,22 +237,31 @@ pub(crate) fn open_package(
             served,
         });
     }
-    let buildpack =
+    let key =
         buildpack.ok_or_else(|| Error::invalid(path, "holds no image: not a buildpack package"))?;
     Ok(OpenedPackage {
         path: path.to_path_buf(),
         reader,
-        buildpack,
+        buildpack: format!("{}@{}", key.0, key.1),
+        key,
         images,
     })
 }
 
 /// The `id@version` of an image's metadata label.
 pub(crate) fn image_buildpack(config: &ImageConfig) -> Option<String> {
+    image_buildpack_key(config).map(|(id, version)| format!("{id}@{version}"))
+}
+
+/// A buildpack's id and version.
+pub(crate) type BuildpackKey = (String, String);
+
+/// The id and version of an image's metadata label, to compare buildpacks by: as a pair, for
+/// a label's id or version may hold an `@` (`x/y@1` `0` and `x/y` `1@0` read alike joined).
+pub(crate) fn image_buildpack_key(config: &ImageConfig) -> Option<BuildpackKey> {
     let label = config.labels().get(LABEL_METADATA)?;
     let metadata = PackageMetadata::parse(label).ok()?;
-    (!metadata.info.id.is_empty())
-        .then(|| format!("{}@{}", metadata.info.id, metadata.info.version))
+    (!metadata.info.id.is_empty()).then_some((metadata.info.id, metadata.info.version))
 }
 
 /// Copy one image of `from` into output `out` of `writer`, layers base first, then the config,
@@ -457,12 +474,15 @@ fn merge_checked(opts: &MergeOptions, events: &dyn Events) -> Result<MergeReport
 #[derive(Default)]
 struct Held {
     images: usize,
+    /// Platforms (platforms times distros): an index entry may claim any number of distros.
+    platforms: usize,
     json_bytes: u64,
 }
 
 impl Held {
     fn add(&mut self, package: &OpenedPackage) -> Result<()> {
         self.images += package.images.len();
+        self.platforms += package.images.iter().map(|i| i.served.len()).sum::<usize>();
         self.json_bytes += package
             .images
             .iter()
@@ -473,6 +493,15 @@ impl Held {
                 &package.path,
                 format!(
                     "with the packages before it, the merged package would list more than {MAX_IMAGES} images, more than a package reader accepts; nothing was written"
+                ),
+            ));
+        }
+        if self.platforms > MAX_PACKAGED_TARGETS {
+            return Err(Error::invalid(
+                &package.path,
+                format!(
+                    "with the packages before it, the merged package would serve {} platforms (platforms times distros), more than the {MAX_PACKAGED_TARGETS} cnbpkg packages at once; nothing was written",
+                    self.platforms
                 ),
             ));
         }
@@ -507,11 +536,18 @@ fn check_index_size(output: &Path, entries: &[Descriptor]) -> Result<()> {
 fn check_one_buildpack(packages: &[OpenedPackage]) -> Result<()> {
     let first = &packages[0];
     for p in &packages[1..] {
-        if p.buildpack != first.buildpack {
-            let (a, b) = (&first.buildpack, &p.buildpack);
-            let what = match (a.split_once('@'), b.split_once('@')) {
-                (Some((ia, _)), Some((ib, _))) if ia == ib => "versions",
-                _ => "buildpacks",
+        if p.key != first.key {
+            // Joined alike, they are told apart by their parts.
+            let (a, b) = if p.buildpack == first.buildpack {
+                let parts = |(id, v): &(String, String)| format!("id '{id}' version '{v}'");
+                (parts(&first.key), parts(&p.key))
+            } else {
+                (first.buildpack.clone(), p.buildpack.clone())
+            };
+            let what = if p.key.0 == first.key.0 {
+                "versions"
+            } else {
+                "buildpacks"
             };
             return Err(Error::other(format!(
                 "{} holds {a} and {} holds {b}: different {what}; merge joins packages of one buildpack (same id and version); nothing was written",

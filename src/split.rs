@@ -1,7 +1,7 @@
 //! `split`: one single-platform package per platform of a package, named as `--split` names
 //! them, each holding the very manifest (same digest) the package's index lists.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -14,7 +14,7 @@ use crate::events::{Events, EventsExt};
 use crate::image::{index_entries, ImageWriter};
 use crate::layout::OutputFormat;
 use crate::merge::{copy_image, open_package, output_report, written_images, ListedImage};
-use crate::package::OutputReport;
+use crate::package::{OutputReport, MAX_PACKAGED_TARGETS};
 use crate::target::{self, Distro, ExpandedTarget};
 use crate::ui::human_size;
 
@@ -86,6 +86,16 @@ fn split_checked(opts: &SplitOptions, events: &dyn Events) -> Result<SplitReport
     let base = output_base(path, opts.output_dir.as_deref())?;
     let package = open_package(path, &opts.cancel, events)?;
     let parts = chosen_parts(path, &package.images, &opts.platforms)?;
+    // An index entry may claim any number of distros, each one more package written.
+    if parts.len() > MAX_PACKAGED_TARGETS {
+        return Err(Error::invalid(
+            path,
+            format!(
+                "would be split into {} packages (platforms times distros), more than the {MAX_PACKAGED_TARGETS} cnbpkg writes at once; nothing was written",
+                parts.len()
+            ),
+        ));
+    }
     let targets: Vec<ExpandedTarget> = parts.iter().map(|p| p.target.clone()).collect();
     if targets.iter().any(|t| target::split_suffix(t).is_empty()) {
         return Err(Error::invalid(
@@ -93,11 +103,14 @@ fn split_checked(opts: &SplitOptions, events: &dyn Events) -> Result<SplitReport
             "has an image that names no platform, so no split package could be named after it; nothing was written",
         ));
     }
-    target::validate_unique(&targets)?;
+    for t in &targets {
+        check_nameable(path, t)?;
+    }
     let outputs: Vec<PathBuf> = targets
         .iter()
         .map(|t| target::split_output_path(&base, t))
         .collect();
+    check_distinct_names(path, &parts, &outputs)?;
     let input = [crate::package::outputs::Input {
         path: path.clone(),
         role: "the package",
@@ -200,11 +213,54 @@ fn output_base(package: &Path, output_dir: Option<&Path>) -> Result<PathBuf> {
     let name = package
         .file_name()
         .ok_or_else(|| Error::usage(format!("{}: not a package name", package.display())))?;
-    if !dir.is_dir() {
-        return Err(Error::usage(format!(
-            "--output-dir {}: no such directory",
-            dir.display()
-        )));
-    }
+    // A file or a missing directory fails as a `--split` output placed there does.
+    std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     Ok(dir.join(name))
+}
+
+/// The platform values of a hostile package's index become file names: they must be what a
+/// `--target` could say (no control characters or path separators), as `--split` names only
+/// such targets.
+fn check_nameable(path: &Path, t: &ExpandedTarget) -> Result<()> {
+    let as_target = target::Target {
+        os: t.os.clone(),
+        arch: t.arch.clone(),
+        variant: t.variant.clone(),
+        distros: t.distro.iter().cloned().collect(),
+        path: None,
+    };
+    target::check_configured_target(&as_target).map_err(|e| {
+        Error::invalid(
+            path,
+            format!(
+                "its image for {} cannot name a split package: {e}; nothing was written",
+                t.display()
+            ),
+        )
+    })
+}
+
+/// No two outputs get one name (compared without regard to case, for case-insensitive file
+/// systems): images that differ only in what no name says (os.version, case) cannot be split.
+fn check_distinct_names(path: &Path, parts: &[Part<'_>], outputs: &[PathBuf]) -> Result<()> {
+    let shown = |p: &Part<'_>| match p.image.platform().os_version {
+        v if v.is_empty() => p.target.display(),
+        v => format!("{} (os.version {v})", p.target.display()),
+    };
+    let mut seen: BTreeMap<String, &Part<'_>> = BTreeMap::new();
+    for (part, out) in parts.iter().zip(outputs) {
+        let name = out.to_string_lossy().to_lowercase();
+        if let Some(prev) = seen.insert(name, part) {
+            return Err(Error::invalid(
+                path,
+                format!(
+                    "its images for '{}' and '{}' would both be written as {}: no split package name tells them apart; nothing was written",
+                    shown(prev),
+                    shown(part),
+                    out.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }

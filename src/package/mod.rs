@@ -14,6 +14,7 @@ mod sources;
 mod targets;
 
 pub use sources::resolve_uri;
+pub(crate) use targets::MAX_PACKAGED_TARGETS;
 
 use crate::cancel::Cancel;
 use crate::compress::{self, Compression};

@@ -61,6 +61,7 @@ impl Events for WarningsOnce<'_> {
 #[non_exhaustive]
 pub struct OutputReport {
     /// Where it was written.
+    #[serde(serialize_with = "crate::json::lossy_path")]
     pub path: PathBuf,
     /// The digest `index.json` points at (the image index or the single manifest).
     pub digest: Digest,

@@ -302,11 +302,11 @@ fn package_parts(dep: &Dependency) -> Option<(&[ImageRef], &std::path::Path)> {
 /// with every other of the same buildpack (`id@version` of its metadata label), each tree on
 /// its own.
 fn package_groups(deps: &[Dependency]) -> Vec<Vec<usize>> {
-    let mut groups: Vec<(Option<String>, Vec<usize>)> = Vec::new();
+    let mut groups: Vec<(Option<crate::merge::BuildpackKey>, Vec<usize>)> = Vec::new();
     for (i, dep) in deps.iter().enumerate() {
         let key = package_parts(dep)
             .and_then(|(images, _)| images.first())
-            .and_then(|image| crate::merge::image_buildpack(&image.config));
+            .and_then(|image| crate::merge::image_buildpack_key(&image.config));
         match groups.iter_mut().find(|(k, _)| key.is_some() && *k == key) {
             Some((_, members)) => members.push(i),
             None => groups.push((key, vec![i])),

@@ -22,7 +22,7 @@ const PLATFORM_OS_DEPRECATED_COMPOSITE: &str = "'platform.os' field in package.t
 const PLATFORM_OS_WITH_TARGET_COMPOSITE: &str = "'platform.os' and '--target' flag can not be used in conjunction, please remove 'platform.os' from package.toml, use new '--target' flag or [[targets]] in package.toml to set the platforms of a composite buildpack";
 
 /// The most targets (after distro expansion) packaged in one run.
-const MAX_PACKAGED_TARGETS: usize = 1024;
+pub(crate) const MAX_PACKAGED_TARGETS: usize = 1024;
 
 /// The targets to build: `--target` values, else the configuration's (buildpack.toml, or
 /// package.toml for a composite), else one default target.

@@ -9,6 +9,11 @@ mod support;
 
 mod api_cancel;
 mod attack11_reader_limits;
+mod attack12_buildpack_names;
+mod attack12_inputs;
+mod attack12_json_paths;
+mod attack12_split_names;
+mod attack12_split_output_dir;
 mod composite;
 mod config_descriptor;
 mod config_targets;
