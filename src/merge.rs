@@ -26,6 +26,7 @@ use crate::oci::{self, Descriptor, ImageConfig, Manifest};
 use crate::package::{OutputReport, MAX_PACKAGED_TARGETS};
 use crate::target::{Distro, ExpandedTarget};
 use crate::ui::human_size;
+use crate::verify::{VerifyOptions, VerifyReport};
 
 /// What to merge, and into what. Made with [`MergeOptions::new`], then set field by field.
 #[derive(Debug, Clone)]
@@ -159,13 +160,24 @@ pub(crate) fn open_package(
     cancel: &Cancel,
     events: &dyn Events,
 ) -> Result<OpenedPackage> {
+    let (reader, verified) = open_verified(path, cancel)?;
+    list_package(path, reader, &verified, events)
+}
+
+/// A package opened and verified.
+type Verified = (PackageReader, VerifyReport);
+
+/// Open `path` and verify it through that one reader (so what is listed and copied next is
+/// what was verified); refused unless it passes.
+fn open_verified(path: &Path, cancel: &Cancel) -> Result<Verified> {
     // A path that is not there is that, not a package failing verification.
     std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-    let opts = crate::verify::VerifyOptions {
+    let reader = PackageReader::open(path)?;
+    let opts = VerifyOptions {
         cancel: cancel.clone(),
         ..Default::default()
     };
-    let verified = crate::verify::verify_with(path, &opts)?;
+    let verified = crate::verify::verify_reader(&reader, &opts)?;
     if !verified.is_ok() {
         return Err(Error::invalid(
             path,
@@ -177,6 +189,46 @@ pub(crate) fn open_package(
             ),
         ));
     }
+    Ok((reader, verified))
+}
+
+/// Every input opened and verified, on all cores (verifying reads and decompresses every
+/// layer), the results in input order: the first failing input in that order is reported.
+fn open_all_verified(inputs: &[PathBuf], cancel: &Cancel) -> Vec<Result<Verified>> {
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(inputs.len())
+        .max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<Result<Verified>>>> =
+        inputs.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(path) = inputs.get(i) else { break };
+                let opened = open_verified(path, cancel);
+                *results[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(opened);
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|r| {
+            r.into_inner()
+                .unwrap_or_else(|p| p.into_inner())
+                .unwrap_or(Err(Error::Interrupted))
+        })
+        .collect()
+}
+
+/// The images of a verified package, refused unless all are of one buildpack.
+fn list_package(
+    path: &Path,
+    reader: PackageReader,
+    verified: &VerifyReport,
+    events: &dyn Events,
+) -> Result<OpenedPackage> {
     events.status(
         "Verified",
         &format!(
@@ -187,7 +239,6 @@ pub(crate) fn open_package(
             human_size(verified.bytes)
         ),
     );
-    let reader = PackageReader::open(path)?;
     let mut buildpack: Option<BuildpackKey> = None;
     let mut images = Vec::new();
     for image in reader.images()? {
@@ -390,8 +441,10 @@ fn merge_checked(opts: &MergeOptions, events: &dyn Events) -> Result<MergeReport
     crate::layout::writer::check_destination(&output, opts.format)?;
     let mut packages = Vec::new();
     let mut held = Held::default();
-    for path in &opts.inputs {
-        let package = open_package(path, &opts.cancel, events)?;
+    let opened = open_all_verified(&opts.inputs, &opts.cancel);
+    for (path, opened) in opts.inputs.iter().zip(opened) {
+        let (reader, verified) = opened?;
+        let package = list_package(path, reader, &verified, events)?;
         held.add(&package)?;
         packages.push(package);
     }

@@ -120,12 +120,34 @@ fn verify_checked(path: &Path, opts: &VerifyOptions) -> Result<VerifyReport> {
             return Ok(report);
         }
     };
+    check_reader(&reader, report, opts)
+}
+
+/// Verify a package already open, with `opts.cancel` current: what a command that goes on to
+/// read the package calls, so that what it reads is what was verified (a layout's
+/// `index.json` is covered by no digest and could change between two opens).
+pub(crate) fn verify_reader(reader: &PackageReader, opts: &VerifyOptions) -> Result<VerifyReport> {
+    let report = opts
+        .cancel
+        .scope(|| check_reader(reader, VerifyReport::default(), opts))?;
+    if opts.cancel.is_cancelled() {
+        return Err(Error::Interrupted);
+    }
+    Ok(report)
+}
+
+/// Every check on an open package, into `report`.
+fn check_reader(
+    reader: &PackageReader,
+    report: VerifyReport,
+    opts: &VerifyOptions,
+) -> Result<VerifyReport> {
     // Read the tree once, every failure recorded where it is met; verify reports them in
     // listing order with its own checks.
-    let mut walker = Walker::new(&reader, WALK);
+    let mut walker = Walker::new(reader, WALK);
     let top = walker.load_list(&reader.index().manifests, 0, None);
     let mut v = Verifier {
-        reader: &reader,
+        reader,
         report,
         referenced: BTreeSet::new(),
         layers: BTreeMap::new(),
