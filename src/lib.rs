@@ -9,11 +9,11 @@
 //! Each operation takes its options (with a [`cancel::Cancel`] token) and an
 //! [`events::Events`] sink, and returns a serializable report or an [`Error`]:
 //! [`package::package_buildpack`], [`merge::merge`], [`split::split`],
-//! [`verify::verify_with`], [`inspect::inspect`], [`registry::push`]. Their vocabulary: [`target`] (platform targets as `--target` writes
-//! them), [`descriptor`] (`buildpack.toml`, `package.toml`), [`cnb`] (labels, module
-//! directories, platform matching), [`oci`] and [`digest`] (image-spec types),
-//! [`layout::PackageReader`] (reads any `.cnb` file or layout directory). [`ui::Printer`] is
-//! the terminal sink the CLI uses.
+//! [`verify::verify_with`], [`inspect::inspect`], [`registry::push`]. Their vocabulary:
+//! [`target`] (platform targets as `--target` writes them), [`descriptor`] (`buildpack.toml`,
+//! `package.toml`), [`cnb`] (labels, module directories, platform matching), [`oci`] and
+//! [`digest`] (image-spec types), [`layout::PackageReader`] (reads any `.cnb` file or layout
+//! directory). [`ui::Printer`] is the terminal sink the CLI uses.
 //!
 //! # Inside
 //!
@@ -22,8 +22,9 @@
 //! `digest`) → images (`image`: the build-once layer cache and the image writer) → layout
 //! (`layout`: blob store, archive, reader, and `layout::tree`, the one walk over image
 //! trees with one set of limits) → archive, committed all or none by `atomic`. `package`
-//! orchestrates; `verify` and `inspect` read finished layouts through the tree; `registry`
-//! (one client: auth, TLS, retries; `push` beside it) copies them to registries.
+//! orchestrates; `merge` and `split` copy images between packages through `image`; `verify`
+//! and `inspect` read finished layouts through the tree; `registry` (one client: auth, TLS,
+//! retries; `push` beside it) copies them to registries.
 
 // The library's API: what a release pipeline (or libcnb-cargo) calls.
 pub mod cancel;
