@@ -240,6 +240,22 @@ pub(crate) fn platform_fit(
     Some(score)
 }
 
+/// The `id@version` of an image's metadata label.
+pub(crate) fn image_buildpack(config: &crate::oci::ImageConfig) -> Option<String> {
+    image_buildpack_key(config).map(|(id, version)| format!("{id}@{version}"))
+}
+
+/// A buildpack's id and version.
+pub(crate) type BuildpackKey = (String, String);
+
+/// The id and version of an image's metadata label, to compare buildpacks by: as a pair, for
+/// a label's id or version may hold an `@` (`x/y@1` `0` and `x/y` `1@0` read alike joined).
+pub(crate) fn image_buildpack_key(config: &crate::oci::ImageConfig) -> Option<BuildpackKey> {
+    let label = config.labels().get(LABEL_METADATA)?;
+    let metadata = PackageMetadata::parse(label).ok()?;
+    (!metadata.info.id.is_empty()).then_some((metadata.info.id, metadata.info.version))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,8 +11,8 @@ use serde::Serialize;
 
 use crate::cancel::Cancel;
 use crate::cnb::{
-    annotated_distros, LayersLabel, PackageMetadata, ANNOTATION_DISTROS, ANNOTATION_DISTRO_NAME,
-    ANNOTATION_DISTRO_VERSION, LABEL_LAYERS, LABEL_METADATA,
+    annotated_distros, image_buildpack_key, BuildpackKey, LayersLabel, ANNOTATION_DISTROS,
+    ANNOTATION_DISTRO_NAME, ANNOTATION_DISTRO_VERSION, LABEL_LAYERS, LABEL_METADATA,
 };
 use crate::compress::Compression;
 use crate::digest::Digest;
@@ -297,22 +297,6 @@ fn list_package(
         key,
         images,
     })
-}
-
-/// The `id@version` of an image's metadata label.
-pub(crate) fn image_buildpack(config: &ImageConfig) -> Option<String> {
-    image_buildpack_key(config).map(|(id, version)| format!("{id}@{version}"))
-}
-
-/// A buildpack's id and version.
-pub(crate) type BuildpackKey = (String, String);
-
-/// The id and version of an image's metadata label, to compare buildpacks by: as a pair, for
-/// a label's id or version may hold an `@` (`x/y@1` `0` and `x/y` `1@0` read alike joined).
-pub(crate) fn image_buildpack_key(config: &ImageConfig) -> Option<BuildpackKey> {
-    let label = config.labels().get(LABEL_METADATA)?;
-    let metadata = PackageMetadata::parse(label).ok()?;
-    (!metadata.info.id.is_empty()).then_some((metadata.info.id, metadata.info.version))
 }
 
 /// Copy one image of `from` into output `out` of `writer`, layers base first, then the config,

@@ -302,11 +302,11 @@ fn package_parts(dep: &Dependency) -> Option<(&[ImageRef], &std::path::Path)> {
 /// with every other of the same buildpack (`id@version` of its metadata label), each tree on
 /// its own.
 fn package_groups(deps: &[Dependency]) -> Vec<Vec<usize>> {
-    let mut groups: Vec<(Option<crate::merge::BuildpackKey>, Vec<usize>)> = Vec::new();
+    let mut groups: Vec<(Option<crate::cnb::BuildpackKey>, Vec<usize>)> = Vec::new();
     for (i, dep) in deps.iter().enumerate() {
         let key = package_parts(dep)
             .and_then(|(images, _)| images.first())
-            .and_then(|image| crate::merge::image_buildpack_key(&image.config));
+            .and_then(|image| crate::cnb::image_buildpack_key(&image.config));
         match groups.iter_mut().find(|(k, _)| key.is_some() && *k == key) {
             Some((_, members)) => members.push(i),
             None => groups.push((key, vec![i])),
@@ -339,7 +339,7 @@ fn check_disjoint(deps: &[Dependency], group: &[usize]) -> Result<()> {
                     .iter()
                     .find(|b| serves_same(a, b) && b.descriptor.digest != a.descriptor.digest)
                 {
-                    let buildpack = crate::merge::image_buildpack(&a.config).unwrap_or_default();
+                    let buildpack = crate::cnb::image_buildpack(&a.config).unwrap_or_default();
                     return Err(Error::other(format!(
                         "dependencies {} and {} are packages of {buildpack}, and both hold an image for {}, with different content (one package per platform is needed)",
                         origin_i.display(),
