@@ -40,6 +40,7 @@ pub mod oci;
 pub mod package;
 pub mod registry;
 pub mod split;
+pub mod store;
 pub mod target;
 pub mod ui;
 pub mod verify;
