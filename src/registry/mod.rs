@@ -56,6 +56,7 @@ pub(crate) mod auth;
 pub(crate) mod certs;
 pub(crate) mod client;
 mod plan;
+mod pull;
 mod push;
 pub(crate) mod read;
 pub mod reference;
@@ -66,6 +67,7 @@ pub(crate) mod upload;
 pub use self::auth::default_credential_files;
 pub use self::certs::default_certs_d;
 pub use self::client::Deadlines;
+pub use self::pull::{pull, pull_with, PullOptions, PullReport, PulledImage, PulledManifest};
 pub use self::push::{
     parse_from, push, push_with, PushOptions, PushReport, PushSettings, PushedManifest,
     DEFAULT_JOBS, MAX_JOBS, REQUEST_TIMEOUT_ENV, RETRY_BACKOFF_ENV,
