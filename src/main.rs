@@ -624,7 +624,11 @@ fn run_pull(args: PullArgs, ui: &Printer, cancel: &Cancel) -> Result<(), Error> 
         format!(
             "{} {} in {} ({} blobs downloaded, {} already present, {} received)",
             report.images.len(),
-            if report.images.len() == 1 { "image" } else { "images" },
+            if report.images.len() == 1 {
+                "image"
+            } else {
+                "images"
+            },
             report.store.display(),
             report.downloaded,
             report.present,

@@ -32,7 +32,10 @@ pub fn default_store() -> Result<PathBuf> {
     if let Some(p) = var(STORE_ENV) {
         return Ok(PathBuf::from(p));
     }
-    if let Some(p) = var("XDG_CACHE_HOME").map(PathBuf::from).filter(|p| p.is_absolute()) {
+    if let Some(p) = var("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+    {
         return Ok(p.join("cnbpkg").join("store"));
     }
     match var("HOME") {
@@ -166,7 +169,9 @@ impl Store {
             .manifests
             .retain(|d| d.annotations.get(REF_NAME).is_none_or(|n| n != name));
         let mut entry = desc.clone();
-        entry.annotations.insert(REF_NAME.to_string(), name.to_string());
+        entry
+            .annotations
+            .insert(REF_NAME.to_string(), name.to_string());
         index.manifests.push(entry);
         let bytes = serde_json::to_vec(&index)
             .map_err(|e| Error::other(format!("cannot write the store's index.json: {e}")))?;

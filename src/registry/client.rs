@@ -653,8 +653,14 @@ impl<'e> Client<'e> {
         loop {
             let (authz, generation) = self.authorization()?;
             let authz = authz.filter(|_| same_origin(url, &self.base));
-            let mut opened =
-                self.open(Method::GET, url, headers, authz.as_deref(), &mut Body::None, len)?;
+            let mut opened = self.open(
+                Method::GET,
+                url,
+                headers,
+                authz.as_deref(),
+                &mut Body::None,
+                len,
+            )?;
             if opened.status == 200 {
                 let head = Resp {
                     status: 200,

@@ -268,7 +268,11 @@ fn pull_one(
     // Children before parents: a manifest is stored only once everything it lists is.
     store_nodes(store, &plan.top, &mut BTreeSet::new())?;
     store.set_ref(&name, &descriptor_of(&plan.top))?;
-    let kind = if plan.top.is_index { "index" } else { "manifest" };
+    let kind = if plan.top.is_index {
+        "index"
+    } else {
+        "manifest"
+    };
     events.status("Pulled", &format!("{kind} {} as {name}", plan.top.digest));
     Ok(PulledImage {
         reference: name,

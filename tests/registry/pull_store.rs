@@ -91,7 +91,11 @@ fn an_index_is_stored_byte_for_byte_and_a_second_pull_downloads_nothing() {
     let again = pull(&store, &[&reference]);
     assert_eq!(again["downloaded"], 0, "{again}");
     assert_eq!(again["present"], 5, "{again}");
-    assert_eq!(blob_gets(&reg, "bp/multi"), before, "no blob is fetched again");
+    assert_eq!(
+        blob_gets(&reg, "bp/multi"),
+        before,
+        "no blob is fetched again"
+    );
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(store.join("index.json")).unwrap()).unwrap();
     assert_eq!(index["manifests"].as_array().unwrap().len(), 1, "{index}");
@@ -126,7 +130,10 @@ fn docker_media_types_are_kept_and_platforms_subset() {
     );
     let blob = store.join(format!(
         "blobs/sha256/{}",
-        entry["digest"].as_str().unwrap().trim_start_matches("sha256:")
+        entry["digest"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("sha256:")
     ));
     assert_eq!(std::fs::read(blob).unwrap(), served);
     // One platform of an index: that platform's own manifest, as the registry lists it.
