@@ -53,15 +53,41 @@ pub struct Store {
 }
 
 impl Store {
-    /// Open the store at `root`, creating it (an empty layout) when it does not exist.
+    /// Open the store at `root`, creating it (an empty layout) when it does not exist. A
+    /// directory that holds other things and no `oci-layout` is refused: it is not a store,
+    /// and filling it would mix images into someone's files.
     pub fn open_or_create(root: &Path) -> Result<Self> {
+        if !root.join("oci-layout").exists() {
+            let occupied = match fs::read_dir(root) {
+                // What another process creating the store at the same moment has made so far
+                // does not count.
+                Ok(entries) => entries.filter_map(|e| e.ok()).any(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    !matches!(name.as_str(), "blobs" | "index.json.lock" | "oci-layout")
+                        && !crate::atomic::is_temp_of("oci-layout", &name)
+                }),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+                Err(e) => return Err(Error::io(root, e)),
+            };
+            // Looked at again: another process may have finished creating it meanwhile.
+            if occupied && !root.join("oci-layout").exists() {
+                return Err(Error::invalid(
+                    root,
+                    "is not an image store (a directory with other files and no oci-layout)",
+                ));
+            }
+        }
         fs::create_dir_all(root.join("blobs").join("sha256")).at(root)?;
         let store = Store {
             root: root.to_path_buf(),
         };
         let layout = root.join("oci-layout");
         if !layout.exists() {
-            store.write_small(&layout, OCI_LAYOUT)?;
+            match store.write_small(&layout, OCI_LAYOUT) {
+                // Another process creating the store wrote it first.
+                Err(_) if layout.is_file() => {}
+                r => r?,
+            }
         }
         Ok(store)
     }
@@ -113,7 +139,11 @@ impl Store {
                 actual: len,
             });
         }
-        file.commit()
+        match file.commit() {
+            // Another writer put the same content there first (its name is its digest).
+            Err(e) if !self.has_blob(desc)? => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// Write a blob held in memory (a manifest or index), after checking its digest.
@@ -261,6 +291,11 @@ mod tests {
         store.set_ref("r.example/a:1", &d).unwrap();
         assert_eq!(store.entries().unwrap().len(), 2);
         assert!(store.lookup("r.example/a:2").unwrap().is_some());
+        let other = dir.path().join("other");
+        fs::create_dir_all(&other).unwrap();
+        fs::write(other.join("notes.txt"), "mine").unwrap();
+        assert!(Store::open_or_create(&other).is_err());
+        assert!(Store::open_or_create(store.root()).is_ok());
         let blobs: Vec<_> = fs::read_dir(store.root().join("blobs/sha256"))
             .unwrap()
             .collect();

@@ -50,7 +50,10 @@
 //! redirects, credential scoping) for every command that talks to a registry; `stream` holds
 //! what uploads and downloads share (digest verified while streaming, transfer progress);
 //! `read` asks what a repository holds (HEAD) and checks the digests a registry names;
-//! `upload` writes blobs and manifests; `push` is the push flow; `plan` what a push copies.
+//! `upload` writes blobs and manifests; `push` is the push flow; `plan` what a push or a pull
+//! copies; `pull` is the pull flow ([`pull`]: the same client, settings and events, images
+//! copied byte for byte into [`crate::store`], each blob streamed to disk and verified before
+//! it is renamed into place).
 
 pub(crate) mod auth;
 pub(crate) mod certs;

@@ -179,3 +179,42 @@ fn the_default_store_is_under_the_cache_directory() {
     assert!(r.ok(), "{r}");
     assert!(other.join("index.json").is_file());
 }
+
+#[test]
+fn two_processes_pulling_into_one_store_keep_both_references() {
+    let reg = Registry::start_plain();
+    let tmp = tempfile::tempdir().unwrap();
+    let pkg = packages::multi(tmp.path(), "pkg", 47, 300_000);
+    let first = format!("{}/bp/multi:1", reg.host());
+    let second = format!("{}/bp/other:1", reg.host());
+    skopeo_put(&pkg, &first, &["--all", "--preserve-digests"]);
+    skopeo_put(&pkg, &second, &["--all", "--preserve-digests"]);
+    let store = tmp.path().join("store");
+    let store_arg = store.to_str().unwrap();
+    // Both start on an empty store and download the same blobs at once.
+    let children: Vec<_> = [&first, &second]
+        .iter()
+        .map(|r| {
+            child::spawn(
+                ["pull", "--insecure", "--store", store_arg, r.as_str()],
+                &child::fresh_home(),
+                &[],
+            )
+        })
+        .collect();
+    for c in children {
+        let r = child::finish(c);
+        assert!(r.ok(), "{r}");
+    }
+    let served = skopeo_raw(&first);
+    assert_eq!(skopeo_store_raw(&store, &first), served);
+    assert_eq!(skopeo_store_raw(&store, &second), served);
+    for entry in std::fs::read_dir(store.join("blobs/sha256")).unwrap() {
+        let entry = entry.unwrap();
+        let bytes = std::fs::read(entry.path()).unwrap();
+        assert_eq!(
+            Digest::of(&bytes).hex(),
+            entry.file_name().into_string().unwrap()
+        );
+    }
+}
