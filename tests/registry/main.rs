@@ -14,6 +14,7 @@ mod attack_registry_refs;
 mod attack_registry_tls;
 mod flags_messages;
 mod index_push;
+mod pull_auth;
 mod pull_hostile;
 mod pull_store;
 mod push_cli;
