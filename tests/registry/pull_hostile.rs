@@ -233,3 +233,67 @@ fn concurrent_pulls_into_one_store_keep_every_reference() {
     assert!(entries.iter().all(|e| e.digest == top));
     assert_blobs_intact(store.root());
 }
+
+#[test]
+fn a_blob_redirected_to_another_host_gets_no_credentials() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = image(tmp.path());
+    let top = Digest::of(&img.manifest);
+    let blobs = img.blobs.clone();
+    // The storage host: serves any blob, asks for nothing.
+    let storage = Server::start(Arc::new(move |seen| {
+        for (d, bytes) in &blobs {
+            if seen.path == format!("/storage/{d}") {
+                return reply("200 OK", &[], bytes);
+            }
+        }
+        reply("404 Not Found", &[], b"")
+    }));
+    let storage_port = storage.port;
+    let (manifest, media_type) = (img.manifest.clone(), img.media_type.clone());
+    // The registry: basic auth, blobs redirected to the storage host.
+    let registry = Server::start(Arc::new(move |seen| {
+        if !seen.headers.contains_key("authorization") {
+            return reply(
+                "401 Unauthorized",
+                &[("WWW-Authenticate", "Basic realm=\"test\"")],
+                b"",
+            );
+        }
+        let path = seen.path.as_str();
+        if path == "/v2/" {
+            return reply("200 OK", &[], b"{}");
+        }
+        if path.starts_with("/v2/x/y/manifests/") {
+            return reply("200 OK", &[("Content-Type", &media_type)], &manifest);
+        }
+        if let Some(d) = path.strip_prefix("/v2/x/y/blobs/") {
+            let to = format!("http://127.0.0.1:{storage_port}/storage/{d}");
+            return reply("307 Temporary Redirect", &[("Location", &to)], b"");
+        }
+        reply("404 Not Found", &[], b"")
+    }));
+    let store = tmp.path().join("store");
+    let mut opts =
+        cnbpkg::registry::PullOptions::new([format!("127.0.0.1:{}/x/y:1", registry.port)]);
+    opts.insecure = true;
+    opts.store = Some(store.clone());
+    opts.username = Some("u".into());
+    opts.password = Some("p-secret".into());
+    let report = cnbpkg::registry::pull_with(
+        &opts,
+        &crate::support::settings(),
+        &cnbpkg::events::NoEvents,
+    )
+    .unwrap();
+    assert_eq!(report.images[0].digest, top);
+    let at_storage = storage.seen();
+    assert_eq!(at_storage.len(), 3, "config and two layers");
+    assert!(
+        at_storage
+            .iter()
+            .all(|s| !s.headers.contains_key("authorization")),
+        "credentials followed a redirect to another host"
+    );
+    assert_blobs_intact(&store);
+}
