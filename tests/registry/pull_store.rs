@@ -218,3 +218,34 @@ fn two_processes_pulling_into_one_store_keep_both_references() {
         );
     }
 }
+
+#[test]
+fn usage_errors_name_the_flag_and_exit_2() {
+    let home = child::fresh_home();
+    let fails = |args: &[&str], code: i32| {
+        let r = child::run(args, &home, &[], None);
+        assert_eq!(r.code(), Some(code), "{r}");
+        r.error_line().to_string()
+    };
+    let e = fails(&["pull", "--jobs", "0", "127.0.0.1:1/a:1"], 2);
+    assert!(e.contains("--jobs"), "{e}");
+    let e = fails(&["pull", "--platform", "a/b/c/d", "127.0.0.1:1/a:1"], 2);
+    assert!(e.contains("--platform"), "{e}");
+    let e = fails(&["pull", "127.0.0.1:1/a:bad:tag:"], 2);
+    assert!(e.contains("invalid reference"), "{e}");
+    // A directory that is not a store is never filled.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("mine.txt"), "x").unwrap();
+    let e = fails(
+        &[
+            "pull",
+            "--insecure",
+            "--store",
+            dir.path().to_str().unwrap(),
+            "127.0.0.1:1/a:1",
+        ],
+        1,
+    );
+    assert!(e.contains("is not an image store"), "{e}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
