@@ -76,7 +76,8 @@ pub struct PullReport {
     pub downloaded: usize,
     /// Blobs the store held already (not downloaded).
     pub present: usize,
-    /// Blob bytes received (manifests not counted; retried downloads count again).
+    /// Blob bytes streamed into the store (manifests and the configs read with them not
+    /// counted; retried downloads count again).
     pub bytes_received: u64,
     /// The warnings given while pulling (also sent as [`crate::events::Event::Warning`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
