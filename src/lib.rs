@@ -9,7 +9,8 @@
 //! Each operation takes its options (with a [`cancel::Cancel`] token) and an
 //! [`events::Events`] sink, and returns a serializable report or an [`Error`]:
 //! [`package::package_buildpack`], [`merge::merge`], [`split::split`],
-//! [`verify::verify_with`], [`inspect::inspect`], [`registry::push`]. Their vocabulary:
+//! [`verify::verify_with`], [`inspect::inspect`], [`registry::push`], [`registry::pull`] (into
+//! the [`store`]). Their vocabulary:
 //! [`target`] (platform targets as `--target` writes them), [`descriptor`] (`buildpack.toml`,
 //! `package.toml`), [`cnb`] (labels, module directories, platform matching), [`oci`] and
 //! [`digest`] (image-spec types), [`layout::PackageReader`] (reads any `.cnb` file or layout
@@ -24,7 +25,8 @@
 //! trees with one set of limits) → archive, committed all or none by `atomic`. `package`
 //! orchestrates; `merge` and `split` copy images between packages through `image`; `verify`
 //! and `inspect` read finished layouts through the tree; `registry` (one client: auth, TLS,
-//! retries; `push` beside it) copies them to registries.
+//! retries; `push` and `pull` beside it) copies them to registries and registry images into
+//! `store`, the local image store.
 
 // The library's API: what a release pipeline (or libcnb-cargo) calls.
 pub mod cancel;
@@ -40,6 +42,7 @@ pub mod oci;
 pub mod package;
 pub mod registry;
 pub mod split;
+pub mod store;
 pub mod target;
 pub mod ui;
 pub mod verify;

@@ -40,6 +40,8 @@ enum Command {
     Verify(VerifyArgs),
     /// Copy a finished package into an OCI registry (image index for several platforms).
     Push(PushArgs),
+    /// Copy registry images (all platforms, byte for byte, every digest verified) into the local store.
+    Pull(PullArgs),
     /// Join packages of one buildpack (one per platform, or several) into one multi-platform package.
     Merge(MergeArgs),
     /// Write one single-platform package per platform of a package.
@@ -120,6 +122,46 @@ struct PushArgs {
     #[arg(long, requires = "username")]
     password_stdin: bool,
     /// Parallel blob uploads, 1 to 32 (each is a thread with its own connection).
+    #[arg(short, long, value_name = "N", default_value_t = cnbpkg::registry::DEFAULT_JOBS)]
+    jobs: usize,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args)]
+#[command(after_help = "\
+The store is an OCI image layout whose index.json names each image by its full reference \
+(org.opencontainers.image.ref.name), as skopeo's oci:DIR:REF does: $CNBPKG_STORE, else \
+$XDG_CACHE_HOME/cnbpkg/store, else ~/.cache/cnbpkg/store. Blobs it holds already are not \
+downloaded again; a reference is named only once everything it needs is stored and verified.
+
+Requests, retries, credentials and certificates work as for push (see push --help). One \
+--platform stores that platform's manifest under the reference; several get a new index.")]
+struct PullArgs {
+    /// REGISTRY/REPO[:TAG] (tag "latest" when omitted) or REGISTRY/REPO@DIGEST; Docker Hub
+    /// names may be short (paketobuildpacks/go:1).
+    #[arg(required = true, value_name = "REFERENCE")]
+    references: Vec<String>,
+    /// The store to fill (default: $CNBPKG_STORE, else $XDG_CACHE_HOME/cnbpkg/store).
+    #[arg(long, value_name = "DIR")]
+    store: Option<PathBuf>,
+    /// Pull only these platforms (os[/arch[/variant]]); repeatable.
+    #[arg(long = "platform", value_name = "T")]
+    platforms: Vec<String>,
+    /// Use plain HTTP (for a local registry).
+    #[arg(long)]
+    insecure: bool,
+    /// Trust the CA certificates in this PEM file (in addition to the system's).
+    #[arg(long, value_name = "PEM")]
+    ca_cert: Option<PathBuf>,
+    /// User name for the first reference's registry (the password is read from standard input
+    /// with --password-stdin).
+    #[arg(short, long, requires = "password_stdin")]
+    username: Option<String>,
+    /// Read the password or token from standard input.
+    #[arg(long, requires = "username")]
+    password_stdin: bool,
+    /// Parallel blob downloads, 1 to 32 (each is a thread with its own connection).
     #[arg(short, long, value_name = "N", default_value_t = cnbpkg::registry::DEFAULT_JOBS)]
     jobs: usize,
     #[command(flatten)]
@@ -297,6 +339,10 @@ fn main() -> ExitCode {
         Command::Push(args) => {
             let ui = printer(&args.common);
             (run_push(args, &ui, &token), ui)
+        }
+        Command::Pull(args) => {
+            let ui = printer(&args.common);
+            (run_pull(args, &ui, &token), ui)
         }
         Command::Merge(args) => {
             let ui = printer(&args.common);
@@ -521,35 +567,117 @@ fn run_verify(args: VerifyArgs, ui: &Printer, cancel: &Cancel) -> Result<(), Err
     }
 }
 
-fn run_push(args: PushArgs, ui: &Printer, cancel: &Cancel) -> Result<(), Error> {
-    let password = if args.password_stdin {
-        // One line, bounded: standard input may be an endless stream given by mistake.
-        const MAX_PASSWORD: u64 = 64 << 10;
-        let mut line = Vec::new();
-        std::io::BufRead::read_until(
-            &mut std::io::Read::take(std::io::stdin().lock(), MAX_PASSWORD + 1),
-            b'\n',
-            &mut line,
-        )
-        .map_err(|e| Error::other(format!("reading the password from standard input: {e}")))?;
-        if line.len() as u64 > MAX_PASSWORD {
-            return Err(Error::other(format!(
-                "the password on standard input is longer than {} KiB",
-                MAX_PASSWORD >> 10
-            )));
-        }
-        let line = String::from_utf8(line)
-            .map_err(|_| Error::other("the password on standard input is not valid UTF-8"))?;
-        Some(line.trim_end_matches(['\r', '\n']).to_string())
-    } else {
-        None
-    };
-    if !(1..=cnbpkg::registry::MAX_JOBS).contains(&args.jobs) {
+/// The password given on standard input: one line, bounded (standard input may be an endless
+/// stream given by mistake).
+fn read_password_stdin() -> Result<String, Error> {
+    const MAX_PASSWORD: u64 = 64 << 10;
+    let mut line = Vec::new();
+    std::io::BufRead::read_until(
+        &mut std::io::Read::take(std::io::stdin().lock(), MAX_PASSWORD + 1),
+        b'\n',
+        &mut line,
+    )
+    .map_err(|e| Error::other(format!("reading the password from standard input: {e}")))?;
+    if line.len() as u64 > MAX_PASSWORD {
+        return Err(Error::other(format!(
+            "the password on standard input is longer than {} KiB",
+            MAX_PASSWORD >> 10
+        )));
+    }
+    let line = String::from_utf8(line)
+        .map_err(|_| Error::other("the password on standard input is not valid UTF-8"))?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}
+
+fn check_jobs(jobs: usize) -> Result<(), Error> {
+    if !(1..=cnbpkg::registry::MAX_JOBS).contains(&jobs) {
         return Err(Error::usage(format!(
             "--jobs must be a number from 1 to {}",
             cnbpkg::registry::MAX_JOBS
         )));
     }
+    Ok(())
+}
+
+fn run_pull(args: PullArgs, ui: &Printer, cancel: &Cancel) -> Result<(), Error> {
+    let password = if args.password_stdin {
+        Some(read_password_stdin()?)
+    } else {
+        None
+    };
+    check_jobs(args.jobs)?;
+    for r in &args.references {
+        cnbpkg::registry::reference::Reference::parse(r)?;
+    }
+    let mut opts = cnbpkg::registry::PullOptions::new(args.references);
+    opts.platforms = parse_platform_flags(&args.platforms)?;
+    opts.store = args.store;
+    opts.insecure = args.insecure;
+    opts.ca_cert = args.ca_cert;
+    opts.username = args.username;
+    opts.password = password;
+    opts.jobs = args.jobs;
+    opts.cancel = cancel.clone();
+    let report = cnbpkg::registry::pull(&opts, ui).map_err(pull_error)?;
+    ui.status(
+        "Stored",
+        format!(
+            "{} {} in {} ({} blobs downloaded, {} already present, {} received)",
+            report.images.len(),
+            if report.images.len() == 1 {
+                "image"
+            } else {
+                "images"
+            },
+            report.store.display(),
+            report.downloaded,
+            report.present,
+            cnbpkg::ui::human_size(report.bytes_received)
+        ),
+    );
+    let mut out = std::io::stdout().lock();
+    if args.common.json {
+        let value = serde_json::to_value(&report).expect("the report serializes");
+        print_json(&mut out, &value);
+    } else {
+        for image in &report.images {
+            let _ = writeln!(out, "{}@{}", image.reference, image.digest);
+        }
+    }
+    Ok(())
+}
+
+/// A pull's typed failures in the CLI's words (the rest as for push).
+fn pull_error(e: Error) -> Error {
+    match e {
+        Error::DigestMismatch {
+            path,
+            expected,
+            actual,
+        } => Error::other(format!(
+            "{}: the registry served content hashing to {actual} for blob {expected}; nothing was stored under the reference",
+            path.display()
+        )),
+        Error::SizeMismatch {
+            path,
+            digest,
+            expected,
+            actual,
+        } => Error::other(format!(
+            "{}: the registry served {actual} bytes for blob {digest}, its descriptor says {expected}; nothing was stored under the reference",
+            path.display()
+        )),
+        e => push_error(e),
+    }
+}
+
+fn run_push(args: PushArgs, ui: &Printer, cancel: &Cancel) -> Result<(), Error> {
+    let password = if args.password_stdin {
+        Some(read_password_stdin()?)
+    } else {
+        None
+    };
+    check_jobs(args.jobs)?;
     // Checked (a temporary file made and removed again) before anything is sent; written only
     // at the end. Nothing stays registered for removal meanwhile: a pending output makes an
     // interrupt wait for the work to stop, and the push has no such checks.

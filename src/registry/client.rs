@@ -146,6 +146,14 @@ impl Resp {
     }
 }
 
+/// An answer whose body is not read yet.
+struct Opened {
+    status: u16,
+    headers: HeaderMap,
+    from_registry: bool,
+    response: http::Response<ureq::Body>,
+}
+
 /// A request body.
 pub enum Body<'a> {
     /// No body.
@@ -181,7 +189,6 @@ struct AuthCell {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access<'a> {
     /// Read the repository (`pull`): manifests and blobs by GET and HEAD.
-    #[allow(dead_code)] // for the coming `pull`
     Pull,
     /// Write the repository (`pull,push`), and read `mount_from` (a repository of the same
     /// registry that blobs are mounted from) when it is another one.
@@ -482,6 +489,22 @@ impl<'e> Client<'e> {
         authz: Option<&str>,
         body: &mut Body<'_>,
     ) -> Result<Resp, Failure> {
+        let opened = self.open(method.clone(), url, headers, authz, body, None)?;
+        self.read_answer(&method, url, opened)
+    }
+
+    /// One HTTP exchange up to the response headers, its body not read yet (see [`Self::exchange`]).
+    /// `download_len`: the length of a body to be downloaded, which sets the deadline as for
+    /// an upload of that size.
+    fn open(
+        &self,
+        method: Method,
+        url: &Url,
+        headers: &[(&str, &str)],
+        authz: Option<&str>,
+        body: &mut Body<'_>,
+        download_len: Option<u64>,
+    ) -> Result<Opened, Failure> {
         Self::check_cancelled()?;
         let mut builder = http::Request::builder()
             .method(method.clone())
@@ -494,7 +517,7 @@ impl<'e> Client<'e> {
         }
         let stream_len = match body {
             Body::Stream(_, len) => Some(*len),
-            _ => None,
+            _ => download_len,
         };
         let deadline = self.deadlines.for_body(stream_len);
         // A PUT, POST or PATCH answered with a redirect must not be replayed as a GET and
@@ -520,40 +543,41 @@ impl<'e> Client<'e> {
         let result = result.map_err(|e| {
             Failure::fatal(Error::other(format!("{}: bad request: {e}", self.registry)))
         })?;
-        let mut response = match result {
+        let response = match result {
             Ok(r) => r,
             Err(e) => return Err(self.transport_failure(&method, url, e)),
         };
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
         let from_registry = {
             use ureq::ResponseExt as _;
             Url::parse(&response.get_uri().to_string())
                 .is_ok_and(|answered| same_origin(&answered, &self.base))
         };
+        Ok(Opened {
+            status: response.status().as_u16(),
+            headers: response.headers().clone(),
+            from_registry,
+            response,
+        })
+    }
+
+    /// The answer with its body read (at most [`MAX_RESPONSE_BODY`]); transient statuses
+    /// become retryable failures.
+    fn read_answer(&self, method: &Method, url: &Url, opened: Opened) -> Result<Resp, Failure> {
+        let Opened {
+            status,
+            headers,
+            from_registry,
+            mut response,
+        } = opened;
         let mut body = Vec::new();
-        if method != Method::HEAD {
+        if *method != Method::HEAD {
             let read = response
                 .body_mut()
                 .as_reader()
                 .take(MAX_RESPONSE_BODY)
                 .read_to_end(&mut body);
             if let Err(e) = read {
-                if let Some(f) = timeout_in(&e) {
-                    return Err(Failure::transient(Error::other(format!(
-                        "{}: {} timed out ({f}) while answering {method} {}",
-                        self.registry,
-                        host_port(url),
-                        shown_path(url)
-                    ))));
-                }
-                return Err(Failure::transient(Error::other(format!(
-                    "{}: connection to {} dropped while reading the response to {method} {}: {}",
-                    self.registry,
-                    host_port(url),
-                    shown_path(url),
-                    crate::ui::sanitize(&e.to_string(), 200)
-                ))));
+                return Err(self.body_failure(method, url, &e));
             }
         }
         let resp = Resp {
@@ -563,11 +587,100 @@ impl<'e> Client<'e> {
             from_registry,
         };
         if matches!(status, 408 | 429) || (500..600).contains(&status) && status != 501 {
-            let mut failure = Failure::transient(self.status_error(&method, url, &resp));
+            let mut failure = Failure::transient(self.status_error(method, url, &resp));
             failure.retry_after = resp.header("retry-after").and_then(parse_retry_after);
             return Err(failure);
         }
         Ok(resp)
+    }
+
+    /// A response body that could not be read: a deadline or a dropped connection, both
+    /// worth another attempt.
+    pub fn body_failure(&self, method: &Method, url: &Url, e: &std::io::Error) -> Failure {
+        if let Some(f) = timeout_in(e) {
+            return Failure::transient(Error::other(format!(
+                "{}: {} timed out ({f}) while answering {method} {}",
+                self.registry,
+                host_port(url),
+                shown_path(url)
+            )));
+        }
+        Failure::transient(Error::other(format!(
+            "{}: connection to {} dropped while reading the response to {method} {}: {}",
+            self.registry,
+            host_port(url),
+            shown_path(url),
+            crate::ui::sanitize(&e.to_string(), 200)
+        )))
+    }
+
+    /// GET `url` and hand a 200 answer's headers and body to `consume`, which streams it
+    /// (nothing is held in memory here). `len` is the body's expected length, when known: it
+    /// sets the deadline as for an upload of that size. Authentication, redirects (a few,
+    /// never with credentials to another host), deadlines and retries are those of
+    /// [`Self::send`]: a transient failure, or one `consume` reports as transient (a body cut
+    /// short), starts the GET again from its first byte.
+    pub fn get_streamed<T>(
+        &self,
+        url: &Url,
+        headers: &[(&str, &str)],
+        len: Option<u64>,
+        mut consume: impl FnMut(&Resp, &mut dyn Read) -> Result<T, Failure>,
+    ) -> Result<T> {
+        let mut failures = 0;
+        loop {
+            match self.get_streamed_once(url, headers, len, &mut consume) {
+                Ok(t) => return Ok(t),
+                Err(f) if f.retryable && failures + 1 < self.retry.attempts => {
+                    failures += 1;
+                    self.note_retry(&format!("GET {}", shown_path(url)), failures, &f.error);
+                    crate::cancel::sleep(self.retry.delay(failures, &f))?;
+                }
+                Err(f) => return Err(f.error),
+            }
+        }
+    }
+
+    /// One streamed GET with authentication (a 401 refreshes credentials and asks again once).
+    fn get_streamed_once<T>(
+        &self,
+        url: &Url,
+        headers: &[(&str, &str)],
+        len: Option<u64>,
+        consume: &mut impl FnMut(&Resp, &mut dyn Read) -> Result<T, Failure>,
+    ) -> Result<T, Failure> {
+        let mut refreshed = false;
+        loop {
+            let (authz, generation) = self.authorization()?;
+            let authz = authz.filter(|_| same_origin(url, &self.base));
+            let mut opened = self.open(
+                Method::GET,
+                url,
+                headers,
+                authz.as_deref(),
+                &mut Body::None,
+                len,
+            )?;
+            if opened.status == 200 {
+                let head = Resp {
+                    status: 200,
+                    headers: std::mem::take(&mut opened.headers),
+                    body: Vec::new(),
+                    from_registry: opened.from_registry,
+                };
+                let mut reader = opened.response.body_mut().as_reader();
+                return consume(&head, &mut reader);
+            }
+            let resp = self.read_answer(&Method::GET, url, opened)?;
+            if resp.status != 401 {
+                return Err(Failure::fatal(self.status_error(&Method::GET, url, &resp)));
+            }
+            if refreshed || !same_origin(url, &self.base) || !resp.from_registry {
+                return Err(Failure::fatal(self.auth_failed(&resp)));
+            }
+            self.refresh(generation, &resp)?;
+            refreshed = true;
+        }
     }
 
     fn run<S: ureq::AsSendBody>(

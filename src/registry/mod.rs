@@ -50,12 +50,16 @@
 //! redirects, credential scoping) for every command that talks to a registry; `stream` holds
 //! what uploads and downloads share (digest verified while streaming, transfer progress);
 //! `read` asks what a repository holds (HEAD) and checks the digests a registry names;
-//! `upload` writes blobs and manifests; `push` is the push flow; `plan` what a push copies.
+//! `upload` writes blobs and manifests; `push` is the push flow; `plan` what a push or a pull
+//! copies; `pull` is the pull flow ([`pull`]: the same client, settings and events, images
+//! copied byte for byte into [`crate::store`], each blob streamed to disk and verified before
+//! it is renamed into place).
 
 pub(crate) mod auth;
 pub(crate) mod certs;
 pub(crate) mod client;
 mod plan;
+mod pull;
 mod push;
 pub(crate) mod read;
 pub mod reference;
@@ -66,6 +70,7 @@ pub(crate) mod upload;
 pub use self::auth::default_credential_files;
 pub use self::certs::default_certs_d;
 pub use self::client::Deadlines;
+pub use self::pull::{pull, pull_with, PullOptions, PullReport, PulledImage, PulledManifest};
 pub use self::push::{
     parse_from, push, push_with, PushOptions, PushReport, PushSettings, PushedManifest,
     DEFAULT_JOBS, MAX_JOBS, REQUEST_TIMEOUT_ENV, RETRY_BACKOFF_ENV,

@@ -1,4 +1,4 @@
-//! What a push copies: the package's index tree read once, platforms chosen, blobs listed.
+//! What a push or a pull copies: an image tree read once, platforms chosen, blobs listed.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -8,7 +8,9 @@ use crate::cnb::PlatformFilter;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::json::canonical;
-use crate::layout::tree::{Configs, OnFailure, Others, Policy, Style, TreeNode, Walker};
+use crate::layout::tree::{
+    BlobSource, Configs, OnFailure, Others, Policy, Style, TreeNode, Walker,
+};
 use crate::layout::PackageReader;
 use crate::oci::{self, Descriptor, Index, Manifest, Platform};
 
@@ -47,9 +49,30 @@ impl Plan {
         filters: &[PlatformFilter],
         target: &Target,
     ) -> Result<Plan> {
-        let tops: Vec<&Descriptor> = reader
-            .index()
-            .manifests
+        Plan::build_from(
+            reader,
+            &reader.index().manifests,
+            Some(reader),
+            path,
+            filters,
+            target,
+        )
+    }
+
+    /// The plan of the images `listed` (a layout's `index.json` entries, or the one manifest
+    /// or index a registry serves at a tag) read through `source`. `local` is the package the
+    /// blobs come from, when they come from one (its stored sizes are checked against every
+    /// listing; a foreign layer it lacks is left out); without one, every listing of a blob must
+    /// give the same size, and foreign layers are left out.
+    pub(super) fn build_from(
+        source: &dyn BlobSource,
+        listed: &[Descriptor],
+        local: Option<&PackageReader>,
+        path: &Path,
+        filters: &[PlatformFilter],
+        target: &Target,
+    ) -> Result<Plan> {
+        let tops: Vec<&Descriptor> = listed
             .iter()
             .filter(|d| {
                 d.media_type.is_empty()
@@ -59,7 +82,7 @@ impl Plan {
             .collect();
         let mut loader = Loader {
             walker: Walker::new(
-                reader,
+                source,
                 Policy {
                     others: Others::Refuse,
                     configs: Configs::WhenUnplaced,
@@ -140,12 +163,16 @@ impl Plan {
                 )));
             }
         }
-        let mut seen = BTreeSet::new();
+        let mut seen: HashMap<Digest, u64> = HashMap::new();
         let mut unique = Vec::new();
         for b in blobs {
             // Each blob is sent once, with the first descriptor listing it: every other one
             // must give its size too, or a manifest would be pushed that no client can pull.
-            if let Some(stored) = reader.blob_size(&b.digest) {
+            let known = match local {
+                Some(reader) => reader.blob_size(&b.digest),
+                None => seen.get(&b.digest).copied(),
+            };
+            if let Some(stored) = known {
                 if stored != b.size {
                     return Err(Error::SizeMismatch {
                         path: path.to_path_buf(),
@@ -155,10 +182,10 @@ impl Plan {
                     });
                 }
             }
-            if !seen.insert(b.digest) {
+            if seen.insert(b.digest, b.size).is_some() {
                 continue;
             }
-            if !b.urls.is_empty() && !reader.has_blob(&b.digest) {
+            if !b.urls.is_empty() && !local.is_some_and(|r| r.has_blob(&b.digest)) {
                 // A foreign (non-distributable) layer that lives at its URLs.
                 continue;
             }

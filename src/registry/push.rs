@@ -160,7 +160,7 @@ pub const RETRY_BACKOFF_ENV: &str = "CNBPKG_RETRY_BACKOFF_MS";
 
 impl PushSettings {
     /// How the client for each registry connects and retries under these settings.
-    fn connection<'a>(&self, transport: &'a Transport<'a>) -> Connection<'a> {
+    pub(super) fn connection<'a>(&self, transport: &'a Transport<'a>) -> Connection<'a> {
         Connection {
             transport,
             retry: RetryPolicy {
@@ -622,7 +622,7 @@ fn one_blob(
     )
 }
 
-fn human_size(n: u64) -> String {
+pub(super) fn human_size(n: u64) -> String {
     const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
     if n < 1024 {
         return format!("{n} B");
