@@ -58,6 +58,7 @@
 pub(crate) mod auth;
 pub(crate) mod certs;
 pub(crate) mod client;
+mod parallel;
 mod plan;
 mod pull;
 mod push;

@@ -5,7 +5,7 @@ use std::cell::Cell;
 use std::collections::{BTreeSet, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::cancel::Cancel;
@@ -20,7 +20,7 @@ use crate::store::Store;
 use super::auth::{self, Credential, Secret};
 use super::client::{Access, Client, Failure, Transport};
 use super::plan::{descriptor_of, Node, Plan};
-use super::push::{human_size, PushSettings, DEFAULT_JOBS, MAX_JOBS};
+use super::push::{human_size, PushSettings};
 use super::read::{self, Fetched};
 use super::reference::{self, Reference, Target};
 use super::stream::{Counting, Progress, Verdict, Verified};
@@ -47,7 +47,7 @@ pub struct PullOptions {
     pub username: Option<String>,
     /// Password or access token (never printed).
     pub password: Option<String>,
-    /// Parallel blob downloads; 0 means [`DEFAULT_JOBS`].
+    /// Parallel blob downloads; 0 means [`DEFAULT_JOBS`](super::DEFAULT_JOBS).
     pub jobs: usize,
     /// Stops the pull before its next request once cancelled (what was stored stays stored).
     pub cancel: Cancel,
@@ -437,7 +437,7 @@ struct Counts {
     received: u64,
 }
 
-/// Every blob not in the store yet, downloaded into it `jobs` at a time ([`DEFAULT_JOBS`]
+/// Every blob not in the store yet, downloaded into it `jobs` at a time ([`DEFAULT_JOBS`](super::DEFAULT_JOBS)
 /// when 0); `held` are blobs read already (configs). The first failure stops the other
 /// threads before their next blob.
 fn download_blobs(
@@ -448,50 +448,18 @@ fn download_blobs(
     origin: &Path,
     jobs: usize,
 ) -> Result<Counts> {
-    let jobs = match jobs {
-        0 => DEFAULT_JOBS,
-        n => n,
-    }
-    .clamp(1, MAX_JOBS)
-    .min(blobs.len().max(1));
-    let next = AtomicUsize::new(0);
-    let abort = AtomicBool::new(false);
     let received = AtomicU64::new(0);
     let counts = Mutex::new(Counts::default());
-    let first_error = Mutex::new(None);
-    let token = crate::cancel::current();
-    std::thread::scope(|scope| {
-        for _ in 0..jobs {
-            scope.spawn(|| {
-                token.scope(|| {
-                    while !abort.load(Ordering::Relaxed) {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(desc) = blobs.get(i) else { break };
-                        match one_blob(client, store, desc, held, origin, &received) {
-                            Ok(downloaded) => {
-                                let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
-                                if downloaded {
-                                    c.downloaded += 1;
-                                } else {
-                                    c.present += 1;
-                                }
-                            }
-                            Err(e) => {
-                                abort.store(true, Ordering::Relaxed);
-                                first_error
-                                    .lock()
-                                    .unwrap_or_else(|p| p.into_inner())
-                                    .get_or_insert(e);
-                            }
-                        }
-                    }
-                })
-            });
+    super::parallel::for_each_blob(blobs, jobs, |desc| {
+        let downloaded = one_blob(client, store, desc, held, origin, &received)?;
+        let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
+        if downloaded {
+            c.downloaded += 1;
+        } else {
+            c.present += 1;
         }
-    });
-    if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        return Err(e);
-    }
+        Ok(())
+    })?;
     let mut counts = counts.into_inner().unwrap_or_else(|p| p.into_inner());
     counts.received = received.load(Ordering::Relaxed);
     Ok(counts)

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -534,52 +534,19 @@ fn upload_blobs(
     tuning: &UploadTuning,
     jobs: usize,
 ) -> Result<Counts> {
-    let jobs = match jobs {
-        0 => DEFAULT_JOBS,
-        n => n,
-    }
-    .clamp(1, MAX_JOBS)
-    .min(blobs.len().max(1));
-    let next = AtomicUsize::new(0);
-    let abort = AtomicBool::new(false);
     let sent = AtomicU64::new(0);
     let counts = Mutex::new(Counts::default());
-    let first_error = Mutex::new(None);
-    // The upload threads belong to this operation: they see its cancellation.
-    let token = crate::cancel::current();
-    std::thread::scope(|scope| {
-        for _ in 0..jobs {
-            scope.spawn(|| {
-                token.scope(|| {
-                    while !abort.load(Ordering::Relaxed) {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(desc) = blobs.get(i) else { break };
-                        match one_blob(client, reader, desc, from, tuning, &sent) {
-                            Ok(outcome) => {
-                                announce(client.events(), desc, outcome, from);
-                                let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
-                                match outcome {
-                                    BlobOutcome::Exists => c.skipped += 1,
-                                    BlobOutcome::Mounted => c.mounted += 1,
-                                    BlobOutcome::Uploaded => c.uploaded += 1,
-                                }
-                            }
-                            Err(e) => {
-                                abort.store(true, Ordering::Relaxed);
-                                first_error
-                                    .lock()
-                                    .unwrap_or_else(|p| p.into_inner())
-                                    .get_or_insert(e);
-                            }
-                        }
-                    }
-                })
-            });
+    super::parallel::for_each_blob(blobs, jobs, |desc| {
+        let outcome = one_blob(client, reader, desc, from, tuning, &sent)?;
+        announce(client.events(), desc, outcome, from);
+        let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
+        match outcome {
+            BlobOutcome::Exists => c.skipped += 1,
+            BlobOutcome::Mounted => c.mounted += 1,
+            BlobOutcome::Uploaded => c.uploaded += 1,
         }
-    });
-    if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        return Err(e);
-    }
+        Ok(())
+    })?;
     let mut counts = counts.into_inner().unwrap_or_else(|p| p.into_inner());
     counts.bytes_sent = sent.load(Ordering::Relaxed);
     Ok(counts)
