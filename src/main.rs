@@ -108,22 +108,8 @@ struct PushArgs {
     /// Mount blobs from this repository of the same registry instead of uploading them.
     #[arg(long, value_name = "REPO")]
     from: Option<String>,
-    /// Use plain HTTP (for a local registry).
-    #[arg(long)]
-    insecure: bool,
-    /// Trust the CA certificates in this PEM file (in addition to the system's).
-    #[arg(long, value_name = "PEM")]
-    ca_cert: Option<PathBuf>,
-    /// User name for the first reference's registry (the password is read from standard input
-    /// with --password-stdin).
-    #[arg(short, long, requires = "password_stdin")]
-    username: Option<String>,
-    /// Read the password or token from standard input.
-    #[arg(long, requires = "username")]
-    password_stdin: bool,
-    /// Parallel blob uploads, 1 to 32 (each is a thread with its own connection).
-    #[arg(short, long, value_name = "N", default_value_t = cnbpkg::registry::DEFAULT_JOBS)]
-    jobs: usize,
+    #[command(flatten)]
+    registry: RegistryArgs,
     #[command(flatten)]
     common: Common,
 }
@@ -148,6 +134,15 @@ struct PullArgs {
     /// Pull only these platforms (os[/arch[/variant]]); repeatable.
     #[arg(long = "platform", value_name = "T")]
     platforms: Vec<String>,
+    #[command(flatten)]
+    registry: RegistryArgs,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// How `push` and `pull` reach a registry.
+#[derive(Args)]
+struct RegistryArgs {
     /// Use plain HTTP (for a local registry).
     #[arg(long)]
     insecure: bool,
@@ -161,11 +156,23 @@ struct PullArgs {
     /// Read the password or token from standard input.
     #[arg(long, requires = "username")]
     password_stdin: bool,
-    /// Parallel blob downloads, 1 to 32 (each is a thread with its own connection).
+    /// Parallel blob transfers, 1 to 32 (each is a thread with its own connection).
     #[arg(short, long, value_name = "N", default_value_t = cnbpkg::registry::DEFAULT_JOBS)]
     jobs: usize,
-    #[command(flatten)]
-    common: Common,
+}
+
+impl RegistryArgs {
+    /// The password from standard input when `--password-stdin` asks for it, once `--jobs` is
+    /// checked.
+    fn password(&self) -> Result<Option<String>, Error> {
+        let password = if self.password_stdin {
+            Some(read_password_stdin()?)
+        } else {
+            None
+        };
+        check_jobs(self.jobs)?;
+        Ok(password)
+    }
 }
 
 #[derive(Args)]
@@ -600,23 +607,18 @@ fn check_jobs(jobs: usize) -> Result<(), Error> {
 }
 
 fn run_pull(args: PullArgs, ui: &Printer, cancel: &Cancel) -> Result<(), Error> {
-    let password = if args.password_stdin {
-        Some(read_password_stdin()?)
-    } else {
-        None
-    };
-    check_jobs(args.jobs)?;
+    let password = args.registry.password()?;
     for r in &args.references {
         cnbpkg::registry::reference::Reference::parse(r)?;
     }
     let mut opts = cnbpkg::registry::PullOptions::new(args.references);
     opts.platforms = parse_platform_flags(&args.platforms)?;
     opts.store = args.store;
-    opts.insecure = args.insecure;
-    opts.ca_cert = args.ca_cert;
-    opts.username = args.username;
+    opts.insecure = args.registry.insecure;
+    opts.ca_cert = args.registry.ca_cert;
+    opts.username = args.registry.username;
     opts.password = password;
-    opts.jobs = args.jobs;
+    opts.jobs = args.registry.jobs;
     opts.cancel = cancel.clone();
     let report = cnbpkg::registry::pull(&opts, ui).map_err(pull_error)?;
     ui.status(
@@ -672,12 +674,7 @@ fn pull_error(e: Error) -> Error {
 }
 
 fn run_push(args: PushArgs, ui: &Printer, cancel: &Cancel) -> Result<(), Error> {
-    let password = if args.password_stdin {
-        Some(read_password_stdin()?)
-    } else {
-        None
-    };
-    check_jobs(args.jobs)?;
+    let password = args.registry.password()?;
     // Checked (a temporary file made and removed again) before anything is sent; written only
     // at the end. Nothing stays registered for removal meanwhile: a pending output makes an
     // interrupt wait for the work to stop, and the push has no such checks.
@@ -690,7 +687,7 @@ fn run_push(args: PushArgs, ui: &Printer, cancel: &Cancel) -> Result<(), Error> 
         }
         Some(p) => {
             let mut inputs = vec![("the package", args.package.as_path())];
-            if let Some(ca) = &args.ca_cert {
+            if let Some(ca) = &args.registry.ca_cert {
                 inputs.push(("the CA certificate", ca.as_path()));
             }
             check_digest_file(p, &inputs)?;
@@ -707,11 +704,11 @@ fn run_push(args: PushArgs, ui: &Printer, cancel: &Cancel) -> Result<(), Error> 
     opts.tags = args.tags;
     opts.platforms = platforms;
     opts.from = args.from;
-    opts.insecure = args.insecure;
-    opts.ca_cert = args.ca_cert;
-    opts.username = args.username;
+    opts.insecure = args.registry.insecure;
+    opts.ca_cert = args.registry.ca_cert;
+    opts.username = args.registry.username;
     opts.password = password;
-    opts.jobs = args.jobs;
+    opts.jobs = args.registry.jobs;
     opts.cancel = cancel.clone();
     let report = cnbpkg::registry::push(&opts, ui).map_err(push_error)?;
     ui.status(
