@@ -410,6 +410,14 @@ fn merge_checked(opts: &MergeOptions, events: &dyn Events) -> Result<MergeReport
     if opts.inputs.is_empty() {
         return Err(Error::usage("merge needs at least one package"));
     }
+    // Every input serves a platform at least: more than that many are refused before any is
+    // opened (they are all verified, and held, before the merge is written).
+    if opts.inputs.len() > MAX_PACKAGED_TARGETS {
+        return Err(Error::usage(format!(
+            "{} packages given; a merged package serves at most {MAX_PACKAGED_TARGETS} platforms",
+            opts.inputs.len()
+        )));
+    }
     let output = crate::package::outputs::output_path_for(&opts.output, opts.format, events);
     let inputs: Vec<crate::package::outputs::Input> = opts
         .inputs

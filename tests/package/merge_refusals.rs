@@ -198,3 +198,17 @@ fn library_merge_and_split_report_and_stop_when_cancelled() {
         ["Verified", "Verified", "Merging", "Finished"]
     );
 }
+
+#[test]
+fn more_packages_than_platforms_a_package_serves_are_refused_before_any_is_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut args = vec![
+        "merge".to_string(),
+        tmp.path().join("out.cnb").display().to_string(),
+    ];
+    // Paths that do not exist: the count is refused before any of them is opened.
+    args.extend((0..1025).map(|i| tmp.path().join(format!("p{i}.cnb")).display().to_string()));
+    let err = fails(cnbpkg_in(tmp.path(), &args), 2);
+    assert!(err.contains("1025 packages given"), "{err}");
+    assert!(!tmp.path().join("out.cnb").exists());
+}
