@@ -147,7 +147,10 @@ pub fn read(path: &Path) -> Result<BuilderConfig> {
 
 /// [`read`] on text already read; `path` names the file in messages and gives `base_dir`.
 pub fn parse(path: &Path, _text: &str) -> Result<BuilderConfig> {
-    Err(Error::invalid(path, "builder.toml parsing is not implemented yet"))
+    Err(Error::invalid(
+        path,
+        "builder.toml parsing is not implemented yet",
+    ))
 }
 
 impl BuilderConfig {
