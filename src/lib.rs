@@ -29,6 +29,7 @@
 //! `store`, the local image store.
 
 // The library's API: what a release pipeline (or libcnb-cargo) calls.
+pub mod builder;
 pub mod cancel;
 pub mod cnb;
 pub mod descriptor;

@@ -606,19 +606,23 @@ fn same_content(a: &ModulePlan, b: &ModulePlan) -> bool {
     }
 }
 
-/// Merge modules by `id@version`; `modules[0]` is the buildpack being packaged. One module
+/// Merge modules by `id@version`; with `main`, `modules[0]` is the buildpack being packaged. One module
 /// reached through several dependencies is kept once (the last, as pack does); a dependency
 /// with the main buildpack's `id@version`, two different modules with one `id@version`, or two
 /// modules whose ids map to the same layer directory (`a/b` and `a_b`) are errors naming both
 /// sources, since one would silently replace the other. Windows file names ignore case, so for
 /// a Windows image ids differing only in case share a directory too.
-pub(crate) fn dedup_modules(modules: Vec<ModulePlan>, windows: bool) -> Result<Vec<ModulePlan>> {
+pub(crate) fn dedup_modules(
+    modules: Vec<ModulePlan>,
+    windows: bool,
+    main: bool,
+) -> Result<Vec<ModulePlan>> {
     let mut by_key: BTreeMap<String, (usize, ModulePlan)> = BTreeMap::new();
     let mut dirs: BTreeMap<String, String> = BTreeMap::new();
     for (i, m) in modules.into_iter().enumerate() {
         let key = m.key();
         if let Some((first, prev)) = by_key.get(&key) {
-            if *first == 0 {
+            if main && *first == 0 {
                 return Err(Error::other(format!(
                     "dependency {} holds {key}, the id@version of the buildpack being packaged ({})",
                     m.origin.display(),

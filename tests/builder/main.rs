@@ -9,5 +9,6 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod create_basic;
 mod fixtures;
 mod read_builders;

@@ -11,6 +11,7 @@ pub mod builder;
 pub mod child;
 pub mod files;
 pub mod hostile;
+pub mod lifecycle;
 pub mod packages;
 pub mod pki;
 pub mod proxy;
