@@ -10,9 +10,11 @@ fn build_image_is_an_index_skopeo_reads_per_platform() {
     let layout = default_build_image(dir.path());
     let tar = archive(&layout, &dir.path().join("build.tar"));
     for arch in ARCHES {
-        let (manifest, config) = skopeo_platform(&tar, arch);
+        let (_, config) = skopeo_platform(&tar, arch);
+        let image = skopeo_image(&tar, arch);
         assert_eq!(config["architecture"], arch);
-        assert_eq!(manifest["layers"].as_array().unwrap().len(), 1);
+        assert_eq!(image["Architecture"], arch);
+        assert_eq!(image["Layers"].as_array().unwrap().len(), 1);
         let env = env_of(&config);
         assert_eq!(env["CNB_USER_ID"], "1000");
         assert_eq!(env["CNB_GROUP_ID"], "1000");
@@ -22,6 +24,9 @@ fn build_image_is_an_index_skopeo_reads_per_platform() {
             "ubuntu"
         );
     }
+    let raw = skopeo_raw_archive(&tar);
+    assert_eq!(raw["mediaType"], "application/vnd.oci.image.index.v1+json");
+    assert_eq!(raw["manifests"].as_array().unwrap().len(), 2);
     let listed = platform_manifests(&layout);
     assert_eq!(
         listed.iter().map(|(a, _)| a.as_str()).collect::<Vec<_>>(),

@@ -650,21 +650,30 @@ pub fn read_platform(layout: &Path, arch: &str, work: &Path) -> Platform {
     }
 }
 
-/// `skopeo inspect --raw` and `--config` of the `arch` image of an `oci-archive:` builder.
+/// `skopeo inspect --raw` of an `oci-archive:` (what index.json's entry points at).
+pub fn skopeo_raw_archive(archive: &Path) -> Value {
+    let src = format!("oci-archive:{}", archive.display());
+    serde_json::from_str(&tool_ok("skopeo", &["inspect", "--raw", &src])).unwrap()
+}
+
+/// `skopeo inspect` of the image skopeo chooses for `arch` in an `oci-archive:` (its `Digest`,
+/// `Architecture`, `Layers`, `Env`, ...).
+pub fn skopeo_image(archive: &Path, arch: &str) -> Value {
+    let src = format!("oci-archive:{}", archive.display());
+    let flags = ["--override-os", "linux", "--override-arch", arch, "inspect"];
+    let mut args: Vec<&str> = flags.to_vec();
+    args.push(&src);
+    serde_json::from_str(&tool_ok("skopeo", &args)).unwrap()
+}
+
+/// `skopeo inspect --raw` (for a single image its manifest; for several, the index) and
+/// `skopeo inspect --config` (the `arch` image's config) of an `oci-archive:` builder.
 pub fn skopeo_platform(archive: &Path, arch: &str) -> (Value, Value) {
     let src = format!("oci-archive:{}", archive.display());
-    let raw = tool_ok(
-        "skopeo",
-        &[
-            "--override-os",
-            "linux",
-            "--override-arch",
-            arch,
-            "inspect",
-            "--raw",
-            &src,
-        ],
-    );
+    let flags = ["--override-os", "linux", "--override-arch", arch, "inspect"];
+    let mut args: Vec<&str> = flags.to_vec();
+    args.extend(["--raw", &src]);
+    let raw = tool_ok("skopeo", &args);
     let config = tool_ok(
         "skopeo",
         &[
@@ -787,10 +796,12 @@ pub fn link_entry(name: &str, target: &str) -> Entry {
     }
 }
 
-/// An uncompressed tar of `entries`, in order.
+/// An uncompressed tar of `entries`, in order (names written relative: the tar crate refuses a
+/// leading `/`, which readers strip anyway).
 pub fn tar_of(entries: &[Entry]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for e in entries {
+        let name = e.name.trim_start_matches('/');
         let mut h = tar::Header::new_ustar();
         h.set_mode(e.mode);
         h.set_uid(e.owner);
@@ -800,17 +811,17 @@ pub fn tar_of(entries: &[Entry]) -> Vec<u8> {
             (_, Some(target)) => {
                 h.set_entry_type(tar::EntryType::Symlink);
                 h.set_size(0);
-                b.append_link(&mut h, &e.name, target).unwrap();
+                b.append_link(&mut h, name, target).unwrap();
             }
             (Some(body), None) => {
                 h.set_entry_type(tar::EntryType::Regular);
                 h.set_size(body.len() as u64);
-                b.append_data(&mut h, &e.name, &body[..]).unwrap();
+                b.append_data(&mut h, name, &body[..]).unwrap();
             }
             (None, None) => {
                 h.set_entry_type(tar::EntryType::Directory);
                 h.set_size(0);
-                b.append_data(&mut h, &e.name, std::io::empty()).unwrap();
+                b.append_data(&mut h, name, std::io::empty()).unwrap();
             }
         }
     }
