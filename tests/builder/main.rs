@@ -10,5 +10,6 @@
 mod support;
 
 mod create_basic;
+mod create_inputs;
 mod fixtures;
 mod read_builders;
