@@ -10,5 +10,7 @@
 mod support;
 
 mod create_basic;
+mod create_errors;
+mod create_inputs;
 mod fixtures;
 mod read_builders;
