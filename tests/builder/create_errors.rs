@@ -61,7 +61,10 @@ fn refused(dir: &Path, config: &Path, extra: &[&str], expected: &[&str]) {
     let errors: Vec<&&str> = lines.iter().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(errors.len(), 1, "one error line:\n{stderr}");
     let line = *lines.last().unwrap();
-    assert!(line.starts_with("error: "), "the error comes last:\n{stderr}");
+    assert!(
+        line.starts_with("error: "),
+        "the error comes last:\n{stderr}"
+    );
     for e in expected {
         assert!(line.contains(e), "{e:?} missing from: {line}");
     }
@@ -82,7 +85,12 @@ fn a_build_image_without_cnb_user_id_is_refused_with_packs_message() {
     bases[1].gid = Some("staff".into());
     build_image(d, "bad-gid", &bases);
     let cfg = config(d, "bad-gid", EACH, &targets_toml(&ARCHES));
-    refused(d, &cfg, &[], &["'CNB_GROUP_ID'", "staff", "should be an integer"]);
+    refused(
+        d,
+        &cfg,
+        &[],
+        &["'CNB_GROUP_ID'", "staff", "should be an integer"],
+    );
 }
 
 #[test]
@@ -95,7 +103,12 @@ fn a_build_image_of_another_distro_than_the_target_is_refused() {
     refused(d, &cfg, &[], &["22.04", "24.04"]);
     // The same through --target, which replaces the config's targets.
     let cfg = config(d, "build-image", EACH, "");
-    refused(d, &cfg, &["--target", "linux/arm64:debian@12"], &["ubuntu", "debian"]);
+    refused(
+        d,
+        &cfg,
+        &["--target", "linux/arm64:debian@12"],
+        &["ubuntu", "debian"],
+    );
 }
 
 #[test]
@@ -196,7 +209,12 @@ fn a_windows_target_is_refused_as_not_supported() {
     let d = dir.path();
     inputs(d);
     let cfg = config(d, "build-image", EACH, "");
-    refused(d, &cfg, &["--target", "windows/amd64"], &["windows", "not supported"]);
+    refused(
+        d,
+        &cfg,
+        &["--target", "windows/amd64"],
+        &["windows", "not supported"],
+    );
 }
 
 #[test]
@@ -204,7 +222,12 @@ fn a_reference_missing_from_the_store_names_the_pull_command() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     inputs(d);
-    let cfg = config(d, "registry.example.com/acme/build:1", EACH, &targets_toml(&ARCHES));
+    let cfg = config(
+        d,
+        "registry.example.com/acme/build:1",
+        EACH,
+        &targets_toml(&ARCHES),
+    );
     refused(
         d,
         &cfg,

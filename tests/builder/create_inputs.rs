@@ -186,7 +186,10 @@ fn verify_and_inspect_read_a_builder_cnbpkg_made() {
         assert_eq!(b["order"][0][1]["optional"], true);
         assert_eq!(b["distro"], "ubuntu@22.04");
         assert_eq!(b["buildUser"]["uid"], "1000");
-        assert_eq!(b["createdBy"].as_str().unwrap().split(' ').next(), Some("cnbpkg"));
+        assert_eq!(
+            b["createdBy"].as_str().unwrap().split(' ').next(),
+            Some("cnbpkg")
+        );
         let ids: Vec<&str> = img["buildpacks"]
             .as_array()
             .unwrap()

@@ -12,5 +12,6 @@ mod support;
 mod create_basic;
 mod create_errors;
 mod create_inputs;
+mod create_publish;
 mod fixtures;
 mod read_builders;
