@@ -360,12 +360,12 @@ pub(crate) fn check_module(
         crate::descriptor::ModuleKind::Buildpack => "buildpack",
         crate::descriptor::ModuleKind::Extension => "extension",
     };
-    if lifecycle.deprecated.iter().any(|a| *a == d.api) {
+    if lifecycle.deprecated.contains(&d.api) {
         events.warning(&format!(
             "{kind} '{name}' is using deprecated Buildpacks API version {}",
             d.api
         ));
-    } else if !lifecycle.supported.iter().any(|a| *a == d.api) {
+    } else if !lifecycle.supported.contains(&d.api) {
         // pack's exact text (compatibility).
         return Err(Error::other(format!(
             "{kind} '{name}' (Buildpack API {}) is incompatible with lifecycle '{}' (Buildpack API(s) {})",
@@ -392,7 +392,7 @@ pub(crate) fn check_module(
 
 /// pack's `EnsureTargetSupport`: a module declaring targets must have one for the build
 /// image's os and architecture (an empty architecture on either side serves any) and distro.
-fn ensure_target_support(
+pub(crate) fn ensure_target_support(
     d: &BuildpackDescriptor,
     image: &Platform,
     distro: Option<&(String, String)>,

@@ -208,6 +208,20 @@ fn create_with(opts: &BuilderOptions, events: &dyn Events) -> Result<BuilderRepo
         })
         .collect::<Result<Vec<_>>>()?;
     check_flatten_known(opts, &plans)?;
+    for p in &plans {
+        inputs_list.push(Input {
+            path: p.lifecycle.origin.clone(),
+            role: "the lifecycle",
+            tree_dir: false,
+        });
+    }
+    if let Some(store) = &store {
+        inputs_list.push(Input {
+            path: store.path().to_path_buf(),
+            role: "the store",
+            tree_dir: false,
+        });
+    }
 
     let names: Vec<String> = plans
         .iter()
@@ -438,9 +452,22 @@ fn plan_target<'s>(
         distro: None,
         path: None,
     };
+    if base.platform.os == "windows" {
+        return Err(Error::other(format!(
+            "build image {} for target {} is a Windows image: Windows builders are not supported (the lifecycle no longer supports Windows)",
+            build.origin.display(),
+            t.display()
+        )));
+    }
+    let distro = inputs::image_distro(image);
     let mut buildpacks = Vec::new();
     let mut extensions = Vec::new();
     for (i, dep) in dependencies.iter().enumerate() {
+        // A tree's targets are checked with pack's message before its folder is chosen.
+        if let Dependency::Tree(tree) = dep {
+            inputs::ensure_target_support(&tree.descriptor, &base.platform, distro.as_ref())
+                .map_err(|e| Error::other(format!("target {}: {e}", t.display())))?;
+        }
         let modules = select::dependency_modules(dep, i, &selector)?;
         if i >= first_extension {
             extensions.extend(modules);
@@ -478,7 +505,6 @@ fn plan_target<'s>(
         supported: &d.buildpack.supported,
         deprecated: &d.buildpack.deprecated,
     };
-    let distro = inputs::image_distro(image);
     for m in buildpacks.iter().chain(&extensions) {
         inputs::check_module(
             m,

@@ -144,7 +144,10 @@ fn check_config(config: &Value) {
     assert_eq!(metadata["buildpacks"][0]["id"], "acme/a");
     assert_eq!(metadata["images"][0]["image"], "example.com/run:1");
     let order = labels["io.buildpacks.buildpack.order"].as_str().unwrap();
-    assert!(!order.contains("1.0.0"), "the order label is unresolved: {order}");
+    assert!(
+        !order.contains("1.0.0"),
+        "the order label is unresolved: {order}"
+    );
     let layers: Value =
         serde_json::from_str(labels["io.buildpacks.buildpack.layers"].as_str().unwrap()).unwrap();
     let diff_id = layers["acme/a"]["1.0.0"]["layerDiffID"].as_str().unwrap();
@@ -242,7 +245,12 @@ fn two_target_builder_is_an_index_with_the_right_lifecycle_per_platform() {
         let p = read_platform(&out, arch, &work);
         check_tree(&p, arch);
         check_config(&p.config);
-        check_base_layers(&out, &d.join("build-image"), arch, &work.join(format!("cmp-{arch}")));
+        check_base_layers(
+            &out,
+            &d.join("build-image"),
+            arch,
+            &work.join(format!("cmp-{arch}")),
+        );
         let layers = p.manifest["layers"].as_array().unwrap().clone();
         non_base.push(layers[1..].to_vec());
     }
@@ -288,7 +296,13 @@ fn a_target_the_build_image_lacks_is_refused_naming_what_it_has() {
         ]),
         1,
     );
-    assert!(err.contains("has no image for target linux/ppc64le"), "{err}");
-    assert!(err.contains("linux/amd64") && err.contains("linux/arm64"), "{err}");
+    assert!(
+        err.contains("has no image for target linux/ppc64le"),
+        "{err}"
+    );
+    assert!(
+        err.contains("linux/amd64") && err.contains("linux/arm64"),
+        "{err}"
+    );
     assert!(!out.exists());
 }

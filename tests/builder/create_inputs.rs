@@ -1,204 +1,304 @@
-//! `builder create` from inputs of every other kind: a build image given as an archive, a
-//! lifecycle image (layout directory and archive) serving one platform per target, a buildpack
-//! directory with RFC 0128 platform folders and a multi-platform `.cnb`; the builder read back by
-//! umoci per platform, then by cnbpkg's own `verify` and `inspect`.
+//! `builder create` inputs: buildpacks from a multi-platform `.cnb` keep their layers' bytes
+//! and diffIDs per platform, the build image and run images from a store, `--flatten` groups,
+//! `--label`, and the refusals (build user, distro, Buildpack API, targets, Windows, unknown
+//! `--flatten`), each leaving nothing behind.
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::support::builder::*;
-use crate::support::child::{cnbpkg, ok};
+use crate::support::child::{cnbpkg, fails, ok};
+use crate::support::lifecycle::lifecycle_tgz;
 
-/// The inputs in `dir`: `build.tar`, `lifecycle-image/` and `lifecycle.tar`, `bp-multi/`
-/// (`examples/hello-multi@0.1.0`, platform folders) and `multi.cnb` (`acme/cnb@2.0.0`, both
-/// platforms); a builder.toml with `lifecycle` as its lifecycle uri.
-fn inputs(dir: &Path, lifecycle: &str) -> std::path::PathBuf {
-    let build = default_build_image(dir);
-    archive(&build, &dir.join("build.tar"));
-    let lc = lifecycle_image(dir, "lifecycle-image", &ARCHES, &[]);
-    archive(&lc, &dir.join("lifecycle.tar"));
-    platform_folder_buildpack(dir, "bp-multi");
-    multi_platform_cnb(dir, "multi", "acme/cnb", "2.0.0");
-    write_builder_toml(
-        dir,
-        &format!(
-            r#"description = "inputs of every kind"
+const TWO_TARGETS: &str = "\n[[targets]]\nos = \"linux\"\narch = \"amd64\"\n\n[[targets]]\nos = \"linux\"\narch = \"arm64\"\n";
 
-[[buildpacks]]
-uri = "bp-multi"
-
-[[buildpacks]]
-uri = "multi.cnb"
-
-[[order]]
-[[order.group]]
-id = "examples/hello-multi"
-
-[[order.group]]
-id = "acme/cnb"
-version = "2.0.0"
-optional = true
-
-[build]
-image = "build.tar"
-
-[[run.images]]
-image = "example.com/run:2"
-mirrors = ["mirror-a.example.com/run:2", "mirror-b.example.com/run:2"]
-
-[lifecycle]
-uri = "{lifecycle}"
-{}"#,
-            targets_toml(&ARCHES)
-        ),
-    )
+/// builder.toml in `dir` with `buildpacks` (uris), one order group of `order` ids, build image
+/// `build`, and `extra` appended.
+fn config(dir: &Path, build: &str, buildpacks: &[&str], order: &[&str], extra: &str) -> PathBuf {
+    let mut text = String::new();
+    for b in buildpacks {
+        text.push_str(&format!("[[buildpacks]]\nuri = \"{b}\"\n\n"));
+    }
+    text.push_str("[[order]]\n");
+    for id in order {
+        text.push_str(&format!("[[order.group]]\nid = \"{id}\"\n"));
+    }
+    text.push_str(&format!(
+        "\n[build]\nimage = \"{build}\"\n\n[[run.images]]\nimage = \"example.com/run:1\"\n\n[lifecycle]\nuri = \"lifecycle-v0.20.5+linux.{{arch}}.tgz\"\n{extra}"
+    ));
+    let path = dir.join("builder.toml");
+    fs::write(&path, text).unwrap();
+    path
 }
 
-/// The `acme/cnb` layer of the package's `arch` image: (blob digest, diffID).
-fn package_layer(package_layout: &Path, arch: &str) -> (String, String) {
-    let work = tempfile::tempdir().unwrap();
-    let p = read_platform(package_layout, arch, work.path());
-    let layers = p.label_json("io.buildpacks.buildpack.layers");
-    let diff_id = layers["acme/cnb"]["2.0.0"]["layerDiffID"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let pos = p.diff_ids().iter().position(|d| *d == diff_id).unwrap();
-    (p.layer_digests()[pos].clone(), diff_id)
+fn lifecycles(dir: &Path) {
+    for arch in ARCHES {
+        lifecycle_tgz(dir, arch, "0.20.5");
+    }
 }
 
-fn check_platform(p: &Platform, arch: &str, package: (String, String)) {
-    let root = &p.rootfs;
-    let lifecycle = fs::read(root.join("cnb/lifecycle/lifecycle")).unwrap();
-    assert_eq!(elf_machine(&lifecycle), e_machine_of(arch), "{arch}");
-    for bin in LIFECYCLE_BINARIES {
-        assert!(
-            fs::symlink_metadata(root.join("cnb/lifecycle").join(bin)).is_ok(),
-            "{arch}: {bin}"
-        );
-    }
-    assert!(!root.join("cnb/lifecycle/lifecycle.toml").exists());
-    assert_eq!(
-        fs::read_link(root.join("lifecycle")).unwrap(),
-        Path::new("/cnb/lifecycle")
-    );
-    // The platform folder of this target, not the other's.
-    let sample = crate::support::files::sample("hello-multi");
-    let bp = root.join("cnb/buildpacks/examples_hello-multi/0.1.0");
-    assert_eq!(
-        fs::read(bp.join("bin/build")).unwrap(),
-        fs::read(sample.join(format!("linux/{arch}/bin/build"))).unwrap(),
-        "{arch}"
-    );
-    assert!(bp.join("buildpack.toml").is_file());
-    assert!(root
-        .join("cnb/buildpacks/acme_cnb/2.0.0/buildpack.toml")
-        .is_file());
-    // The package's layer, byte for byte, with its diffID.
-    let (digest, diff_id) = package;
-    assert!(p.layer_digests().contains(&digest), "{arch}: {digest}");
-    let layers = p.label_json("io.buildpacks.buildpack.layers");
-    assert_eq!(layers["acme/cnb"]["2.0.0"]["layerDiffID"], diff_id.as_str());
-    let hello = layers["examples/hello-multi"]["0.1.0"]["layerDiffID"]
-        .as_str()
-        .unwrap();
-    assert!(p.diff_ids().iter().any(|d| d == hello));
-    let order = fs::read_to_string(root.join("cnb/order.toml")).unwrap();
-    assert!(order.contains("id = \"examples/hello-multi\""), "{order}");
-    assert!(order.contains("version = \"0.1.0\""), "resolved: {order}");
-    assert!(order.contains("optional = true"), "{order}");
-    let run = fs::read_to_string(root.join("cnb/run.toml")).unwrap();
-    for image in [
-        "example.com/run:2",
-        "mirror-a.example.com/run:2",
-        "mirror-b.example.com/run:2",
-    ] {
-        assert!(run.contains(image), "{run}");
-    }
-    let stack = fs::read_to_string(root.join("cnb/stack.toml")).unwrap();
-    assert!(stack.contains("image = \"example.com/run:2\""), "{stack}");
-    let metadata = p.label_json("io.buildpacks.builder.metadata");
-    assert_eq!(metadata["lifecycle"]["version"], "0.20.5");
-    assert_eq!(
-        metadata["lifecycle"]["apis"]["platform"]["supported"]
-            .as_array()
-            .unwrap()
-            .last()
-            .unwrap(),
-        "0.15"
-    );
-    assert_eq!(metadata["createdBy"]["name"], "cnbpkg");
-    assert_eq!(p.config["architecture"], arch);
-    assert_eq!(p.config["config"]["WorkingDir"], "/layers");
-    assert_eq!(env_of(&p.config)["CNB_GROUP_ID"], "1000");
+fn run(config: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args: Vec<String> = vec![
+        "builder".into(),
+        "create".into(),
+        out.display().to_string(),
+        "--config".into(),
+        config.display().to_string(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    cnbpkg(&args)
 }
 
 #[test]
-fn lifecycle_image_platform_folders_and_multi_platform_cnb_per_platform() {
+fn buildpacks_from_a_multi_platform_cnb_keep_their_layers_per_platform() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
+    default_build_image(d);
+    lifecycles(d);
+    let cnb = multi_platform_cnb(d, "pkg", "acme/p", "2.0.0");
+    simple_buildpack(
+        d,
+        "bp",
+        "acme/a",
+        "1.0.0",
+        "0.10",
+        &["linux/amd64", "linux/arm64"],
+    );
+    let cfg = config(
+        d,
+        "build-image",
+        &["pkg.cnb", "bp"],
+        &["acme/p", "acme/a"],
+        TWO_TARGETS,
+    );
+    let out = d.join("builder");
+    ok(run(
+        &cfg,
+        &out,
+        &["--format", "layout", "--label", "org.example.k=v"],
+    ));
+    let pkg = as_layout(&cnb, &d.join("pkg-layout"));
     let work = d.join("work");
-    let config = inputs(d, "lifecycle.tar");
-    let package = as_layout(&d.join("multi.cnb"), &work.join("pkg"));
-    let text = fs::read_to_string(&config).unwrap();
-    for lifecycle in ["lifecycle.tar", "lifecycle-image"] {
-        write_builder_toml(d, &text.replace("lifecycle.tar", lifecycle));
-        let out = d.join(format!("builder-{lifecycle}.cnb"));
-        ok(create(&config, &out, &[]));
-        let layout = as_layout(&out, &work.join(lifecycle));
-        for arch in ARCHES {
-            let p = read_platform(&layout, arch, &work.join(lifecycle));
-            let pkg = package_layer(&package, arch);
-            check_platform(&p, arch, pkg);
-        }
+    for arch in ARCHES {
+        let package = read_platform(&pkg, arch, &work.join("pkg"));
+        let built = read_platform(&out, arch, &work.join("built"));
+        let pkg_layer = &package.manifest["layers"][0];
+        let pkg_diff = &package.config["rootfs"]["diff_ids"][0];
+        let layers = built.manifest["layers"].as_array().unwrap();
+        let at = layers
+            .iter()
+            .position(|l| l["digest"] == pkg_layer["digest"])
+            .unwrap_or_else(|| panic!("{arch}: the package's layer is copied as it is"));
+        assert_eq!(&built.config["rootfs"]["diff_ids"][at], pkg_diff);
+        let label = built.label_json("io.buildpacks.buildpack.layers");
+        assert_eq!(&label["acme/p"]["2.0.0"]["layerDiffID"], pkg_diff);
+        assert_eq!(built.label("org.example.k"), "v");
+        assert!(built
+            .rootfs
+            .join("cnb/buildpacks/acme_p/2.0.0/buildpack.toml")
+            .is_file());
+        // Sorted by id@version: acme/a before acme/p.
+        let a_diff = &label["acme/a"]["1.0.0"]["layerDiffID"];
+        let ids = built.config["rootfs"]["diff_ids"].as_array().unwrap();
+        let pos = |d: &Value| ids.iter().position(|x| x == d).unwrap();
+        assert!(pos(a_diff) < pos(pkg_diff));
     }
 }
 
 #[test]
-fn verify_and_inspect_read_a_builder_cnbpkg_made() {
+fn flatten_puts_a_group_into_one_layer() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let config = inputs(d, "lifecycle.tar");
-    let out = d.join("builder.cnb");
-    ok(create(&config, &out, &[]));
-    let report = cnbpkg::verify::verify(&out).unwrap();
-    assert!(report.is_ok(), "{:#?}", report.defects);
-    assert_eq!(report.platforms, ["linux/amd64", "linux/arm64"]);
-    ok(cnbpkg(["verify".as_ref(), out.as_os_str()]));
-
-    let json: Value = serde_json::from_str(&ok(cnbpkg([
-        "inspect".as_ref(),
-        out.as_os_str(),
-        "--json".as_ref(),
-    ])))
-    .unwrap();
-    assert_eq!(json["builder"], true);
-    for (img, arch) in json["images"].as_array().unwrap().iter().zip(ARCHES) {
-        assert_eq!(img["platform"]["architecture"], arch);
-        let b = &img["builder"];
-        assert_eq!(b["lifecycle"]["version"], "0.20.5");
-        assert_eq!(b["lifecycle"]["buildpackApis"][0], "0.7");
-        assert_eq!(b["runImages"][0]["image"], "example.com/run:2");
-        assert_eq!(b["runImages"][0]["mirrors"].as_array().unwrap().len(), 2);
-        assert_eq!(b["order"][0][0]["id"], "examples/hello-multi");
-        assert_eq!(b["order"][0][1]["optional"], true);
-        assert_eq!(b["distro"], "ubuntu@22.04");
-        assert_eq!(b["buildUser"]["uid"], "1000");
-        assert_eq!(
-            b["createdBy"].as_str().unwrap().split(' ').next(),
-            Some("cnbpkg")
+    default_build_image(d);
+    lifecycles(d);
+    for (name, id) in [("a", "acme/a"), ("b", "acme/b"), ("c", "acme/c")] {
+        simple_buildpack(
+            d,
+            name,
+            id,
+            "1.0.0",
+            "0.10",
+            &["linux/amd64", "linux/arm64"],
         );
-        let ids: Vec<&str> = img["buildpacks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|b| b["id"].as_str().unwrap())
-            .collect();
-        assert_eq!(ids, ["acme/cnb", "examples/hello-multi"]);
     }
-    let text = ok(cnbpkg(["inspect".as_ref(), out.as_os_str()]));
-    assert!(text.starts_with("Builder:"), "{text}");
-    assert!(text.contains("lifecycle    0.20.5"), "{text}");
+    let cfg = config(
+        d,
+        "build-image",
+        &["a", "b", "c"],
+        &["acme/a", "acme/b", "acme/c"],
+        "",
+    );
+    let out = d.join("builder");
+    ok(run(
+        &cfg,
+        &out,
+        &[
+            "--format",
+            "layout",
+            "-t",
+            "linux/arm64",
+            "--flatten",
+            "acme/c@1.0.0,acme/a@1.0.0",
+        ],
+    ));
+    let p = read_platform(&out, "arm64", &d.join("work"));
+    let label = p.label_json("io.buildpacks.buildpack.layers");
+    let a = &label["acme/a"]["1.0.0"]["layerDiffID"];
+    assert_eq!(a, &label["acme/c"]["1.0.0"]["layerDiffID"]);
+    assert_ne!(a, &label["acme/b"]["1.0.0"]["layerDiffID"]);
+    let ids = p.config["rootfs"]["diff_ids"].as_array().unwrap();
+    let pos = |d: &Value| ids.iter().position(|x| x == d).unwrap();
+    assert!(
+        pos(a) < pos(&label["acme/b"]["1.0.0"]["layerDiffID"]),
+        "groups first"
+    );
+    for id in ["acme_a", "acme_b", "acme_c"] {
+        assert!(p
+            .rootfs
+            .join(format!("cnb/buildpacks/{id}/1.0.0/bin/build"))
+            .is_file());
+    }
+    // A value naming no buildpack of the builder is a usage error.
+    let e = fails(
+        run(
+            &cfg,
+            &d.join("x"),
+            &["-t", "linux/arm64", "--flatten", "acme/z@1"],
+        ),
+        2,
+    );
+    assert!(e.contains("acme/z@1"), "{e}");
+    assert!(!d.join("x").exists());
+}
+
+/// A store holding `images`: (reference, layout whose index.json's single entry it names).
+fn store(dir: &Path, images: &[(&str, &Path)]) -> PathBuf {
+    let store = dir.join("store");
+    fs::create_dir_all(store.join("blobs/sha256")).unwrap();
+    fs::write(
+        store.join("oci-layout"),
+        "{\"imageLayoutVersion\":\"1.0.0\"}",
+    )
+    .unwrap();
+    let mut manifests = Vec::new();
+    for (reference, layout) in images {
+        for e in fs::read_dir(layout.join("blobs/sha256")).unwrap() {
+            let e = e.unwrap();
+            let to = store.join("blobs/sha256").join(e.file_name());
+            if !to.exists() {
+                fs::copy(e.path(), to).unwrap();
+            }
+        }
+        let index: Value =
+            serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+        let mut entry = index["manifests"][0].clone();
+        entry["annotations"] = json!({ "org.opencontainers.image.ref.name": reference });
+        manifests.push(entry);
+    }
+    fs::write(
+        store.join("index.json"),
+        serde_json::to_vec(&json!({"schemaVersion": 2, "manifests": manifests})).unwrap(),
+    )
+    .unwrap();
+    store
+}
+
+#[test]
+fn build_and_run_images_from_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let build = default_build_image(d);
+    let run_one = build_image(d, "run-one", &[BaseImage::new("amd64")]);
+    lifecycles(d);
+    simple_buildpack(d, "bp", "acme/a", "1.0.0", "0.10", &[]);
+    let s = store(
+        d,
+        &[
+            ("example.com/build:1", &build),
+            ("example.com/run:1", &run_one),
+        ],
+    );
+    let cfg = config(d, "example.com/build:1", &["bp"], &["acme/a"], "");
+    let out = d.join("one.cnb");
+    let store_arg = s.display().to_string();
+    ok(run(
+        &cfg,
+        &out,
+        &["-t", "linux/amd64", "--store", &store_arg],
+    ));
+    let (_, c) = skopeo_platform(&out, "amd64");
+    assert_eq!(c["config"]["WorkingDir"], "/layers");
+    // The run image the store holds has no arm64 image.
+    let e = fails(
+        run(
+            &cfg,
+            &d.join("two.cnb"),
+            &["-t", "linux/arm64", "--store", &store_arg],
+        ),
+        1,
+    );
+    assert!(
+        e.contains("run image example.com/run:1 has no image for target linux/arm64"),
+        "{e}"
+    );
+    assert!(!d.join("two.cnb").exists());
+    // A build image neither on disk nor in the store.
+    let cfg = config(d, "example.com/other:1", &["bp"], &["acme/a"], "");
+    let e = fails(run(&cfg, &d.join("three.cnb"), &["--store", &store_arg]), 1);
+    assert!(e.contains("example.com/other:1"), "{e}");
+    assert!(e.contains("cnbpkg pull"), "{e}");
+}
+
+#[test]
+fn refusals_leave_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    lifecycles(d);
+    let mut no_uid = BaseImage::new("amd64");
+    no_uid.uid = None;
+    build_image(d, "no-uid", &[no_uid]);
+    let mut bad_gid = BaseImage::new("amd64");
+    bad_gid.gid = Some("abc".into());
+    build_image(d, "bad-gid", &[bad_gid]);
+    default_build_image(d);
+    simple_buildpack(d, "bp", "acme/a", "1.0.0", "0.10", &[]);
+    simple_buildpack(d, "old", "acme/old", "1.0.0", "0.2", &[]);
+    simple_buildpack(d, "armonly", "acme/arm", "1.0.0", "0.10", &["linux/arm64"]);
+    type Row<'a> = (&'a str, &'a [&'a str], &'a [&'a str], &'a str, i32);
+    let table: &[Row<'_>] = &[
+        ("no-uid", &["bp"], &[], "image", 1),
+        ("bad-gid", &["bp"], &[], "failed to parse 'CNB_GROUP_ID', value 'abc' should be an integer", 1),
+        ("build-image", &["bp"], &["-t", "linux/amd64:debian@12"], "none of the target's distros", 1),
+        ("build-image", &["old"], &["-t", "linux/amd64"], "(Buildpack API 0.2) is incompatible with lifecycle '0.20.5'", 1),
+        ("build-image", &["armonly"], &["-t", "linux/amd64"], "unable to satisfy target os/arch constraints; build image: {\"os\":\"linux\",\"arch\":\"amd64\"", 1),
+        ("build-image", &["bp"], &["-t", "windows/amd64"], "Windows builders are not supported", 1),
+        ("build-image", &["bp"], &[], "has several platforms", 2),
+    ];
+    for (build, buildpacks, flags, expected, code) in table {
+        let ids: Vec<String> = buildpacks
+            .iter()
+            .map(|b| match *b {
+                "old" => "acme/old".to_string(),
+                "armonly" => "acme/arm".to_string(),
+                _ => "acme/a".to_string(),
+            })
+            .collect();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let cfg = config(d, build, buildpacks, &ids, "");
+        let out = d.join("out.cnb");
+        let e = fails(run(&cfg, &out, flags), *code);
+        assert!(e.contains(expected), "{build} {flags:?}: {e}");
+        assert!(!out.exists(), "{build} {flags:?}");
+        let leftovers: Vec<String> = tree(d)
+            .into_iter()
+            .filter(|n| n.starts_with("out") || n.contains(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+    // The first row's message is pack's.
+    let cfg = config(d, "no-uid", &["bp"], &["acme/a"], "");
+    let e = fails(run(&cfg, &d.join("out.cnb"), &[]), 1);
+    assert!(e.contains("missing required env var 'CNB_USER_ID'"), "{e}");
 }

@@ -13,5 +13,6 @@ mod create_basic;
 mod create_errors;
 mod create_inputs;
 mod create_publish;
+mod create_sources;
 mod fixtures;
 mod read_builders;
