@@ -10,6 +10,9 @@
 mod support;
 
 mod create_basic;
+mod create_errors;
 mod create_inputs;
+mod create_publish;
+mod create_sources;
 mod fixtures;
 mod read_builders;

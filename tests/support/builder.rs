@@ -1006,3 +1006,59 @@ pub fn builder_shaped(dir: &Path, name: &str, flaw: Flaw) -> PathBuf {
         .unwrap();
     w.finish(&Index::new(vec![index_desc])).unwrap()
 }
+
+// ---------------------------------------------------------------------------------------------
+// Running `builder create`
+
+/// The arguments of `cnbpkg builder create OUT --config CONFIG EXTRA...`.
+pub fn create_args(config: &Path, out: &Path, extra: &[&str]) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "builder".into(),
+        "create".into(),
+        out.into(),
+        "--config".into(),
+        config.into(),
+    ];
+    args.extend(extra.iter().map(std::ffi::OsString::from));
+    args
+}
+
+/// Run `cnbpkg builder create OUT --config CONFIG EXTRA...` (isolated, bounded).
+pub fn create(config: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    super::child::cnbpkg(create_args(config, out, extra))
+}
+
+/// Like [`create`], the child started with umask `mask` (the test process keeps its own).
+pub fn create_with_umask(
+    config: &Path,
+    out: &Path,
+    extra: &[&str],
+    mask: libc::mode_t,
+) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = super::child::cnbpkg_command();
+    cmd.args(create_args(config, out, extra));
+    // SAFETY: umask is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::umask(mask);
+            Ok(())
+        });
+    }
+    super::child::output(&mut cmd)
+}
+
+/// Write `dir/builder.toml`.
+pub fn write_builder_toml(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("builder.toml");
+    fs::write(&path, text).unwrap();
+    path
+}
+
+/// `[[targets]]` tables for `linux/<arch>` of each of `arches`.
+pub fn targets_toml(arches: &[&str]) -> String {
+    arches
+        .iter()
+        .map(|a| format!("\n[[targets]]\nos = \"linux\"\narch = \"{a}\"\n"))
+        .collect()
+}
