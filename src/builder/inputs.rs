@@ -354,6 +354,62 @@ pub(crate) fn check_declared(m: &LoadedModule, dep: &Dependency) -> Result<()> {
     Ok(())
 }
 
+/// What the build image offers a buildpack's `[[stacks]]`: its `io.buildpacks.stack.id` and
+/// `io.buildpacks.stack.mixins`.
+pub(crate) struct ImageStack {
+    pub(crate) id: String,
+    pub(crate) mixins: Vec<String>,
+}
+
+impl ImageStack {
+    /// The stack of `image` (its labels; none: an empty id and no mixins).
+    pub(crate) fn of(image: &ImageRef) -> ImageStack {
+        let labels = image.config.labels();
+        ImageStack {
+            id: labels.get(LABEL_STACK_ID).cloned().unwrap_or_default(),
+            mixins: labels
+                .get(crate::builder::labels::LABEL_MIXINS)
+                .and_then(|m| serde_json::from_str::<Option<Vec<String>>>(m).ok())
+                .flatten()
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// The build image's stack id label.
+const LABEL_STACK_ID: &str = "io.buildpacks.stack.id";
+
+/// pack's `EnsureStackSupport` at builder creation: a buildpack declaring stacks must name the
+/// build image's (or `*`), and the image must provide its mixins (`run:` ones are not checked).
+fn ensure_stack_support(d: &BuildpackDescriptor, stack: &ImageStack) -> Result<()> {
+    if d.stacks.is_empty() {
+        return Ok(());
+    }
+    let name = d.info.full_name();
+    let Some(found) = d.stacks.iter().find(|s| s.id == stack.id || s.id == "*") else {
+        // pack's exact text (compatibility).
+        return Err(Error::other(format!(
+            "buildpack '{name}' does not support stack '{}'",
+            stack.id
+        )));
+    };
+    let mut missing: Vec<&str> = found
+        .mixins
+        .iter()
+        .filter(|m| !m.starts_with("run:") && !stack.mixins.contains(m))
+        .map(String::as_str)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    missing.sort_unstable();
+    missing.dedup();
+    Err(Error::other(format!(
+        "buildpack '{name}' requires missing mixin(s): {}",
+        missing.join(", ")
+    )))
+}
+
 /// The lifecycle's Buildpack APIs, for [`check_module`].
 pub(crate) struct LifecycleApis<'a> {
     pub(crate) version: &'a str,
@@ -361,15 +417,22 @@ pub(crate) struct LifecycleApis<'a> {
     pub(crate) deprecated: &'a [String],
 }
 
+/// The build image as [`check_module`] sees it.
+pub(crate) struct ImageFacts<'a> {
+    pub(crate) platform: &'a Platform,
+    pub(crate) distro: Option<&'a (String, String)>,
+    pub(crate) stack: &'a ImageStack,
+}
+
 /// pack's checks of one module against the builder (`validateBuildpacks`): its Buildpack API
-/// among the lifecycle's, a composite's group members on the builder, and its targets
-/// supporting the build image (`EnsureTargetSupport`). Deprecated APIs warn.
+/// among the lifecycle's, a composite's group members on the builder, and otherwise its stacks
+/// and mixins (`EnsureStackSupport`) and targets (`EnsureTargetSupport`) supported by the
+/// build image. Deprecated APIs warn.
 pub(crate) fn check_module(
     module: &ModulePlan,
     on_builder: &BTreeSet<String>,
     lifecycle: &LifecycleApis<'_>,
-    image: &Platform,
-    distro: Option<&(String, String)>,
+    image: &ImageFacts<'_>,
     events: &dyn Events,
 ) -> Result<()> {
     let d = &module.descriptor;
@@ -405,7 +468,11 @@ pub(crate) fn check_module(
         }
         return Ok(());
     }
-    ensure_target_support(d, image, distro)
+    if d.kind == crate::descriptor::ModuleKind::Extension {
+        return Ok(());
+    }
+    ensure_stack_support(d, image.stack)?;
+    ensure_target_support(d, image.platform, image.distro)
 }
 
 /// pack's `EnsureTargetSupport`: a module declaring targets must have one for the build
@@ -462,4 +529,118 @@ pub(crate) fn ensure_target_support(
         d.info.full_name(),
         crate::json::go_marshal(&d.targets)
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::descriptor::Stack;
+
+    fn descriptor(targets: &[(&str, &str)], stacks: &[(&str, &[&str])]) -> BuildpackDescriptor {
+        let mut d = BuildpackDescriptor::default();
+        d.info.id = "acme/a".into();
+        d.info.version = "1".into();
+        d.targets = targets
+            .iter()
+            .map(|(os, arch)| crate::target::Target {
+                os: os.to_string(),
+                arch: arch.to_string(),
+                ..Default::default()
+            })
+            .collect();
+        d.stacks = stacks
+            .iter()
+            .map(|(id, mixins)| Stack {
+                id: id.to_string(),
+                mixins: mixins.iter().map(|m| m.to_string()).collect(),
+            })
+            .collect();
+        d
+    }
+
+    fn platform(arch: &str) -> Platform {
+        Platform {
+            os: "linux".into(),
+            architecture: arch.into(),
+            ..Default::default()
+        }
+    }
+
+    /// pack's `EnsureTargetSupport`: no targets serve all; os must match, an empty arch on
+    /// either side serves any; the message is pack's.
+    #[test]
+    fn target_support_table() {
+        let table: &[(&[(&str, &str)], &str, bool)] = &[
+            (&[], "arm64", true),
+            (&[("linux", "amd64")], "amd64", true),
+            (&[("linux", "")], "arm64", true),
+            (&[("linux", "amd64")], "", true),
+            (&[("linux", "amd64")], "arm64", false),
+            (&[("windows", "amd64")], "amd64", false),
+        ];
+        for (targets, arch, fits) in table {
+            let got = ensure_target_support(&descriptor(targets, &[]), &platform(arch), None);
+            assert_eq!(got.is_ok(), *fits, "{targets:?} on {arch}");
+        }
+        let e = ensure_target_support(
+            &descriptor(&[("linux", "arm64")], &[]),
+            &platform("amd64"),
+            Some(&("ubuntu".into(), "22.04".into())),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("unable to satisfy target os/arch constraints; build image: {\"os\":\"linux\",\"arch\":\"amd64\",\"distribution\":{\"name\":\"ubuntu\",\"version\":\"22.04\"}}, buildpack 'acme/a@1': [{\"os\":\"linux\",\"arch\":\"arm64\"}]"),
+            "{e}"
+        );
+    }
+
+    /// pack's `EnsureStackSupport`: the image's stack (or `*`), its mixins present (`run:`
+    /// ones ignored), with pack's messages.
+    #[test]
+    fn stack_support_table() {
+        let image = ImageStack {
+            id: "io.x".into(),
+            mixins: vec!["a".into(), "build:b".into()],
+        };
+        let table: &[(&[(&str, &[&str])], Option<&str>)] = &[
+            (&[], None),
+            (&[("io.x", &["a", "run:z"])], None),
+            (&[("*", &["build:b"])], None),
+            (
+                &[("io.y", &[])],
+                Some("buildpack 'acme/a@1' does not support stack 'io.x'"),
+            ),
+            (
+                &[("io.x", &["c", "a", "build:d"])],
+                Some("buildpack 'acme/a@1' requires missing mixin(s): build:d, c"),
+            ),
+        ];
+        for (stacks, expected) in table {
+            let got = ensure_stack_support(&descriptor(&[], stacks), &image);
+            match expected {
+                None => assert!(got.is_ok(), "{stacks:?}: {got:?}"),
+                Some(m) => assert_eq!(got.unwrap_err().to_string(), *m, "{stacks:?}"),
+            }
+        }
+    }
+
+    /// Names meant as paths are not references.
+    #[test]
+    fn path_like_names() {
+        for name in [
+            "./x",
+            "../x",
+            "/x",
+            "file:///x",
+            "x.cnb",
+            "x.tgz",
+            "a/b.tar",
+        ] {
+            assert!(looks_like_path(name), "{name}");
+        }
+        for name in ["example.com/run:1", "paketobuildpacks/go", "docker://x/y:1"] {
+            assert!(!looks_like_path(name), "{name}");
+        }
+    }
 }

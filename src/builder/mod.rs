@@ -509,16 +509,15 @@ fn plan_target<'s>(
         supported: &d.buildpack.supported,
         deprecated: &d.buildpack.deprecated,
     };
+    let stack = inputs::ImageStack::of(image);
+    let facts = inputs::ImageFacts {
+        platform: &base.platform,
+        distro: distro.as_ref(),
+        stack: &stack,
+    };
     for m in buildpacks.iter().chain(&extensions) {
-        inputs::check_module(
-            m,
-            &on_builder,
-            &apis,
-            &base.platform,
-            distro.as_ref(),
-            events,
-        )
-        .map_err(|e| Error::other(format!("target {}: {e}", t.display())))?;
+        inputs::check_module(m, &on_builder, &apis, &facts, events)
+            .map_err(|e| Error::other(format!("target {}: {e}", t.display())))?;
     }
     let available = |mods: &[ModulePlan]| -> Vec<(String, String)> {
         mods.iter()
