@@ -646,6 +646,7 @@ fn write_builder_image(
     ));
 
     // Buildpacks: --flatten groups first, one layer each, then the others by id@version.
+    let module_layers_from = layers.len();
     let mut buildpack_label = LayersLabel::new();
     let mut extension_label = LayersLabel::new();
     let mut flattened: BTreeSet<String> = BTreeSet::new();
@@ -687,6 +688,10 @@ fn write_builder_image(
         record(&mut extension_label, m, &built);
         push_once(&mut layers, m.key(), built);
     }
+
+    // Executables of buildpacks built for another architecture are warned about, as packaging
+    // does (the build image's own files are its business).
+    ctx.check_executables(target, &layers[module_layers_from..])?;
 
     // The single-file layers and the env layers.
     let stack_run = match &cfg.stack {
