@@ -194,6 +194,10 @@ pub(crate) fn serves(source: &ImageSource, t: &Target) -> bool {
 pub(crate) struct BuildImage {
     /// The `config` object of its config.
     pub(crate) runtime: serde_json::Map<String, serde_json::Value>,
+    /// Its config's other top-level fields (`author`, ...), which the builder keeps; those the
+    /// image writer sets, and the build container's (`container`, `container_config`, which
+    /// imgutil clears), left out.
+    pub(crate) other: serde_json::Map<String, serde_json::Value>,
     /// Its platform.
     pub(crate) platform: Platform,
     /// `CNB_USER_ID`.
@@ -237,7 +241,27 @@ pub(crate) fn build_image(source: &ImageSource, image: &ImageRef) -> Result<Buil
             ))
         })
     };
+    let mut other = match config {
+        serde_json::Value::Object(m) => m,
+        _ => return Err(bad("the image config is not an object")),
+    };
+    for key in [
+        "architecture",
+        "os",
+        "os.version",
+        "os.features",
+        "variant",
+        "rootfs",
+        "history",
+        "created",
+        "config",
+        "container",
+        "container_config",
+    ] {
+        other.remove(key);
+    }
     Ok(BuildImage {
+        other,
         uid: id("CNB_USER_ID")?,
         gid: id("CNB_GROUP_ID")?,
         runtime,

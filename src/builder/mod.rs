@@ -372,8 +372,8 @@ fn builder_targets(
     Ok(targets)
 }
 
-/// The run images are recorded by name; those the store holds must have an image for every
-/// target. When the store holds none of them (or there is no store), that is said once.
+/// The run images (and their mirrors) are recorded by name; those the store holds must have an
+/// image for every target. Those it does not hold (or with no store) are named once.
 fn check_run_images(
     cfg: &config::BuilderConfig,
     targets: &[Target],
@@ -381,13 +381,17 @@ fn check_run_images(
     events: &dyn Events,
 ) -> Result<()> {
     let mut unchecked = Vec::new();
-    for run in &cfg.run_images {
+    let names = cfg
+        .run_images
+        .iter()
+        .flat_map(|r| std::iter::once(&r.image).chain(&r.mirrors));
+    for name in names {
         let found = match store {
-            Some(s) => s.lookup(&run.image)?,
+            Some(s) => s.lookup(name)?,
             None => None,
         };
         let Some(source) = found else {
-            unchecked.push(run.image.clone());
+            unchecked.push(name.clone());
             continue;
         };
         for t in targets {
@@ -398,8 +402,7 @@ fn check_run_images(
                     .map(|i| crate::cnb::platform_name(&i.platform(), &i.descriptor.annotations))
                     .collect();
                 return Err(Error::other(format!(
-                    "run image {} has no image for target {} (it has {})",
-                    run.image,
+                    "run image {name} has no image for target {} (it has {})",
                     t.display(),
                     have.join(", ")
                 )));
@@ -828,6 +831,7 @@ fn write_builder_image(
     let base = BaseConfig {
         runtime,
         os_features: image.config.os_features.clone(),
+        other: plan.base.other.clone(),
     };
     ctx.images.write_image_on(
         out_idx,
