@@ -394,6 +394,18 @@ fn check_run_images(
             unchecked.push(name.clone());
             continue;
         };
+        if let Some(config_stack) = cfg.stack.as_ref().filter(|s| !s.id.is_empty()) {
+            for image in &source.images {
+                let id = inputs::ImageStack::of(image).id;
+                if id != config_stack.id {
+                    // pack's exact text (compatibility).
+                    return Err(Error::other(format!(
+                        "stack '{}' from builder config is incompatible with stack '{id}' from run image '{name}'",
+                        config_stack.id
+                    )));
+                }
+            }
+        }
         for t in targets {
             if !inputs::serves(&source, t) {
                 let have: Vec<String> = source
@@ -513,6 +525,15 @@ fn plan_target<'s>(
         deprecated: &d.buildpack.deprecated,
     };
     let stack = inputs::ImageStack::of(image);
+    if let Some(config_stack) = cfg.stack.as_ref().filter(|s| !s.id.is_empty()) {
+        if config_stack.id != stack.id {
+            // pack's exact text (compatibility).
+            return Err(Error::other(format!(
+                "stack '{}' from builder config is incompatible with stack '{}' from build image",
+                config_stack.id, stack.id
+            )));
+        }
+    }
     let facts = inputs::ImageFacts {
         platform: &base.platform,
         distro: distro.as_ref(),
