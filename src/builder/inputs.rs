@@ -6,6 +6,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use super::config::ModuleSource;
 use crate::cnb::{platform_fit, platform_name, PlatformRequest};
 use crate::descriptor::BuildpackDescriptor;
 use crate::error::{Error, Result};
@@ -303,15 +304,6 @@ pub(crate) fn check_distro(source: &ImageSource, image: &ImageRef, t: &Target) -
     )))
 }
 
-/// A buildpack or extension source of builder.toml, loaded once for every target.
-pub(crate) struct LoadedModule {
-    /// The URI as written.
-    pub(crate) uri: String,
-    /// `id` and `version` builder.toml gives it, which must be the module's.
-    pub(crate) id: Option<String>,
-    pub(crate) version: Option<String>,
-}
-
 /// Load a module source: a directory, `.tgz`, `.cnb` or layout (relative to builder.toml) as
 /// packaging loads dependencies, or a `docker://` (or bare) reference from the store.
 pub(crate) fn load_module(
@@ -355,7 +347,7 @@ fn main_module_of(dep: &Dependency) -> Option<(String, String)> {
 }
 
 /// `id` and `version` given in builder.toml must be the module's (pack's messages).
-pub(crate) fn check_declared(m: &LoadedModule, dep: &Dependency) -> Result<()> {
+pub(crate) fn check_declared(m: &ModuleSource, dep: &Dependency) -> Result<()> {
     let Some((id, version)) = main_module_of(dep) else {
         return Ok(());
     };
@@ -594,7 +586,8 @@ mod tests {
     /// either side serves any; the message is pack's.
     #[test]
     fn target_support_table() {
-        let table: &[(&[(&str, &str)], &str, bool)] = &[
+        type Row<'a> = (&'a [(&'a str, &'a str)], &'a str, bool);
+        let table: &[Row<'_>] = &[
             (&[], "arm64", true),
             (&[("linux", "amd64")], "amd64", true),
             (&[("linux", "")], "arm64", true),
@@ -627,7 +620,8 @@ mod tests {
             id: "io.x".into(),
             mixins: vec!["a".into(), "build:b".into()],
         };
-        let table: &[(&[(&str, &[&str])], Option<&str>)] = &[
+        type Row<'a> = (&'a [(&'a str, &'a [&'a str])], Option<&'a str>);
+        let table: &[Row<'_>] = &[
             (&[], None),
             (&[("io.x", &["a", "run:z"])], None),
             (&[("*", &["build:b"])], None),
