@@ -224,15 +224,68 @@ fn from_path(path: &Path, platform: &oci::Platform) -> Result<Lifecycle> {
             return from_image(&reader, path, false, &path.display().to_string(), platform);
         }
     }
+    let key = TarballKey::of(path, &meta);
+    if let Some(known) = checked_tarballs()
+        .lock()
+        .ok()
+        .and_then(|m| m.iter().find(|(k, _)| *k == key).map(|(_, l)| l.clone()))
+    {
+        return Ok(known);
+    }
     let (found, digest) = read_tarball(path, None)?;
-    finish(
+    let lifecycle = finish(
         path,
         found,
         Source::Tarball {
             path: path.to_path_buf(),
             digest,
         },
-    )
+    )?;
+    if let Ok(mut m) = checked_tarballs().lock() {
+        if m.len() >= MAX_REMEMBERED {
+            m.remove(0);
+        }
+        m.push((key, lifecycle.clone()));
+    }
+    Ok(lifecycle)
+}
+
+/// How many checked `.tgz` files are remembered.
+const MAX_REMEMBERED: usize = 16;
+
+/// A `.tgz` as the file system describes it: the same path and the same file, unchanged
+/// (inode, size, modification and change times).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct TarballKey {
+    path: PathBuf,
+    stat: [i64; 7],
+}
+
+impl TarballKey {
+    fn of(path: &Path, meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        TarballKey {
+            path: path.to_path_buf(),
+            stat: [
+                meta.dev() as i64,
+                meta.ino() as i64,
+                meta.size() as i64,
+                meta.mtime(),
+                meta.mtime_nsec(),
+                meta.ctime(),
+                meta.ctime_nsec(),
+            ],
+        }
+    }
+}
+
+/// The `.tgz` files checked in this process: one that serves several targets (a target per
+/// distro, say) is read once to check it and once to write its layer, not once per target.
+/// The write still checks the bytes are the ones checked.
+fn checked_tarballs() -> &'static std::sync::Mutex<Vec<(TarballKey, Lifecycle)>> {
+    static CHECKED: std::sync::OnceLock<std::sync::Mutex<Vec<(TarballKey, Lifecycle)>>> =
+        std::sync::OnceLock::new();
+    CHECKED.get_or_init(Default::default)
 }
 
 /// `reference` from the store, one platform per target.
