@@ -405,9 +405,8 @@ fn module_sources(
         let (uri, from_image_key) = if !uri.is_empty() {
             (uri, false)
         } else if !image.is_empty() {
-            if !warnings.iter().any(|w| w == IMAGE_KEY_DEPRECATED) {
-                warnings.push(IMAGE_KEY_DEPRECATED.to_string());
-            }
+            // pack warns as it downloads each such module.
+            warnings.push(IMAGE_KEY_DEPRECATED.to_string());
             (format!("docker://{image}"), true)
         } else {
             return Err(Error::invalid(
