@@ -742,6 +742,11 @@ impl BuilderConfig {
             .collect())
     }
 
+    /// Whether the builder has image extensions (`[[extensions]]` or `[[order-extensions]]`).
+    pub fn has_extensions(&self) -> bool {
+        !self.extensions.is_empty() || !self.order_extensions.is_empty()
+    }
+
     /// Replace the targets with `targets` (the `--target` values: pack replaces, never merges).
     /// Windows targets are refused: the lifecycle no longer publishes Windows builds.
     pub fn set_targets(&mut self, targets: Vec<Target>) -> Result<()> {

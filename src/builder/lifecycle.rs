@@ -647,6 +647,25 @@ pub fn metadata_json(d: &LifecycleDescriptor) -> String {
     })
 }
 
+/// pack's `validateLifecycleVersion`: a builder with extensions (`has_extensions`: any
+/// `[[extensions]]` or `[[order-extensions]]`) needs a lifecycle whose latest Platform API is
+/// 0.13 or later (pack allows older ones only in its experimental mode).
+pub fn check_extensions_supported(d: &LifecycleDescriptor, has_extensions: bool) -> Result<()> {
+    let key = |v: &String| {
+        let (a, b) = v.split_once('.').unwrap_or((v, "0"));
+        (a.parse::<u64>().unwrap_or(0), b.parse::<u64>().unwrap_or(0))
+    };
+    let Some(latest) = d.platform.supported.iter().max_by_key(|v| key(v)) else {
+        return Ok(());
+    };
+    if has_extensions && key(latest) < (0, 13) {
+        return Err(Error::other(format!(
+            "builder config contains image extensions, but the lifecycle Platform API version ({latest}) is older than 0.13; support for image extensions with Platform API < 0.13 is currently experimental"
+        )));
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // Reading the entries (both reads)
 
