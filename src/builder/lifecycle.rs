@@ -148,6 +148,11 @@ pub fn lifecycle_for(
             )))
         }
     }
+    if platform.architecture.is_empty() {
+        return Err(Error::other(format!(
+            "target {target}: no architecture, so no lifecycle can be chosen for it"
+        )));
+    }
     let version_ref = |v: &str| format!("{IMAGE_REPOSITORY}:{v}");
     let lifecycle = match spec {
         LifecycleSpec::Default => from_store(&version_ref(DEFAULT_VERSION), platform, store, true)?,
@@ -409,7 +414,9 @@ fn finish(origin: &Path, found: Found, source: Source) -> Result<Lifecycle> {
     };
     let descriptor = parse_descriptor(&text).map_err(invalid)?;
     for b in REQUIRED_BINARIES {
-        if !found.kinds.contains_key(b) && !found.kinds.contains_key(&format!("{b}.exe")) {
+        // A directory of that name is no binary (pack counts any entry).
+        let binary = |n: &str| found.kinds.get(n).is_some_and(|k| *k != Kind::Dir);
+        if !binary(b) && !binary(&format!("{b}.exe")) {
             return Err(invalid(format!(
                 "validating binaries: did not find '{b}' in tar"
             )));
@@ -1483,6 +1490,23 @@ mod tests {
             m.ends_with("invalid lifecycle: validating binaries: did not find 'creator' in tar"),
             "{m}"
         );
+        let mut dir_creator = without("lifecycle/creator");
+        dir_creator.push(("lifecycle/creator/".into(), E::Dir));
+        write_tgz(dir.path(), "dirs.tgz", &dir_creator);
+        let m = error(lifecycle_for(
+            &uri("dirs.tgz"),
+            dir.path(),
+            &platform("amd64"),
+            None,
+        ));
+        assert!(m.contains("did not find 'creator'"), "{m}");
+        let m = error(lifecycle_for(
+            &uri("a.tgz"),
+            dir.path(),
+            &platform(""),
+            None,
+        ));
+        assert!(m.contains("no architecture"), "{m}");
         write_tgz(dir.path(), "b.tgz", &without("lifecycle.toml"));
         let m = error(lifecycle_for(
             &uri("b.tgz"),
