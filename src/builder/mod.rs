@@ -1,4 +1,882 @@
-//! Builders (`builder create`): `builder.toml` as pack reads it, the lifecycle per platform.
+//! Building builders (`builder create`), the flow: builder.toml → inputs per target (build
+//! image, lifecycle, buildpacks) → one image per target on its build image, in pack's layer
+//! sequence with pack's labels → outputs put in place together.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::path::PathBuf;
+
+use serde::Serialize;
 
 pub mod config;
+mod inputs;
+mod labels;
+mod layers;
 pub mod lifecycle;
+
+use crate::cancel::Cancel;
+use crate::compress::{self, Compression};
+use crate::descriptor::{LayersLabel, ModuleKind};
+use crate::error::{Error, Result};
+use crate::events::{Events, EventsExt};
+use crate::image::{index_entries, BaseConfig, BuiltLayer, ImageSpec, ImageWriter, LayerKey};
+use crate::image::{FinishedOutput, LayerExecutables, WrittenImage};
+use crate::layout::OutputFormat;
+use crate::oci::RuntimeConfig;
+use crate::package::layers::BuildContext;
+use crate::package::outputs::{check_output_against_inputs, Input};
+use crate::package::select::{self, ModulePlan};
+use crate::package::sources::Dependency;
+use crate::package::{ModuleId, OutputReport, PackageOptions};
+use crate::source::Exclusions;
+use crate::target::{ExpandedTarget, Target};
+use crate::ui::human_size;
+use inputs::{ImageSource, ImageStore, LifecycleApis, LoadedModule};
+
+/// What builder to create and how. Made with [`BuilderOptions::new`] (or `Default`), then set
+/// field by field.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct BuilderOptions {
+    /// The output: a file (a tar of an OCI layout, any name) or, with
+    /// [`OutputFormat::Layout`], a directory.
+    pub output: PathBuf,
+    /// `builder.toml`.
+    pub config: PathBuf,
+    /// Targets that replace those of builder.toml (none: builder.toml's).
+    pub targets: Vec<Target>,
+    /// Warnings about how [`BuilderOptions::targets`] were given, reported among the others.
+    pub target_warnings: Vec<String>,
+    /// File or layout directory.
+    pub format: OutputFormat,
+    /// One single-platform output per target instead of one multi-platform output.
+    pub split: bool,
+    /// Compression of the layers the builder adds (the build image's are copied as they are).
+    pub compression: Compression,
+    /// Buildpacks put together into one layer, a layer per group (`--flatten`).
+    pub flatten: Vec<Vec<ModuleId>>,
+    /// Extra labels for every image config (the builder's labels win on a clash).
+    pub labels: BTreeMap<String, String>,
+    /// The store references are looked up in (default: the default store, when it exists).
+    pub store: Option<PathBuf>,
+    /// Threads for compression.
+    pub jobs: usize,
+    /// Stops the work at its next step once cancelled; nothing is left behind.
+    pub cancel: Cancel,
+}
+
+impl Default for BuilderOptions {
+    fn default() -> Self {
+        BuilderOptions::new("builder.cnb", "builder.toml")
+    }
+}
+
+impl BuilderOptions {
+    /// Options for creating the builder `config` describes into `output`, with the defaults.
+    pub fn new(output: impl Into<PathBuf>, config: impl Into<PathBuf>) -> Self {
+        BuilderOptions {
+            output: output.into(),
+            config: config.into(),
+            targets: Vec::new(),
+            target_warnings: Vec::new(),
+            format: OutputFormat::File,
+            split: false,
+            compression: Compression::DEFAULT,
+            flatten: Vec::new(),
+            labels: BTreeMap::new(),
+            store: None,
+            jobs: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+                .min(compress::MAX_THREADS),
+            cancel: Cancel::new(),
+        }
+    }
+}
+
+/// What [`create_builder`] wrote.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct BuilderReport {
+    /// builder.toml's description.
+    pub description: String,
+    /// The outputs, each with its images (one per target).
+    pub outputs: Vec<OutputReport>,
+    /// The lifecycle version of each target's image, by target.
+    pub lifecycles: BTreeMap<String, String>,
+    /// The warnings given, each once.
+    pub warnings: Vec<String>,
+}
+
+/// Create the builder `opts` describes; progress and warnings go to `events` (the warnings
+/// are in the report too).
+pub fn create_builder(opts: &BuilderOptions, events: &dyn Events) -> Result<BuilderReport> {
+    let collected = crate::package::WarningsOnce::new(events);
+    let mut report = opts
+        .cancel
+        .scope(|| create_with(opts, &collected))
+        .map_err(|e| {
+            if opts.cancel.is_cancelled() {
+                Error::Interrupted
+            } else {
+                e
+            }
+        })?;
+    report.warnings = collected.into_warnings();
+    Ok(report)
+}
+
+/// One target's inputs, chosen before anything is written.
+struct TargetPlan<'s> {
+    target: Target,
+    /// The build image serving it.
+    image: &'s crate::layout::ImageRef,
+    base: inputs::BuildImage,
+    lifecycle: lifecycle::Lifecycle,
+    /// Buildpacks sorted by `id@version`.
+    buildpacks: Vec<ModulePlan>,
+    /// Extensions sorted by `id@version`.
+    extensions: Vec<ModulePlan>,
+    order_toml: Vec<u8>,
+    system_toml: Option<Vec<u8>>,
+}
+
+fn create_with(opts: &BuilderOptions, events: &dyn Events) -> Result<BuilderReport> {
+    let cfg = config::read(&opts.config)?;
+    cfg.warnings.iter().for_each(|w| events.warning(w));
+    opts.target_warnings.iter().for_each(|w| events.warning(w));
+    let store = ImageStore::open(opts.store.as_deref())?;
+    let base_dir = cfg.base_dir.clone();
+
+    let build = inputs::open_image(&cfg.build_image, &base_dir, store.as_ref(), "build image")?;
+    let targets = builder_targets(opts, &cfg, &build)?;
+
+    let mut inputs_list = vec![
+        Input {
+            path: opts.config.clone(),
+            role: "builder.toml",
+            tree_dir: false,
+        },
+        Input {
+            path: build.origin.clone(),
+            role: "the build image",
+            tree_dir: false,
+        },
+    ];
+    let load = |sources: &[config::ModuleSource], inputs_list: &mut Vec<Input>| {
+        sources
+            .iter()
+            .map(|s| {
+                let m = LoadedModule {
+                    uri: s.uri.clone(),
+                    id: s.id.clone(),
+                    version: s.version.clone(),
+                };
+                let dep = inputs::load_module(&s.uri, &base_dir, store.as_ref(), events)?;
+                inputs::check_declared(&m, &dep)?;
+                let (path, tree_dir) = match &dep {
+                    Dependency::Tree(t) => (t.origin.clone(), t.is_directory()),
+                    Dependency::Package { origin, .. } => (origin.clone(), false),
+                };
+                inputs_list.push(Input {
+                    path,
+                    role: "a buildpack",
+                    tree_dir,
+                });
+                Ok(dep)
+            })
+            .collect::<Result<Vec<Dependency>>>()
+    };
+    let mut dependencies = load(&cfg.buildpacks, &mut inputs_list)?;
+    let first_extension = dependencies.len();
+    dependencies.extend(load(&cfg.extensions, &mut inputs_list)?);
+
+    check_run_images(&cfg, &targets, store.as_ref(), events)?;
+
+    let plans = targets
+        .iter()
+        .map(|t| {
+            plan_target(
+                &cfg,
+                t,
+                &build,
+                &dependencies,
+                first_extension,
+                store.as_ref().map(|s| s.path()),
+                events,
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    check_flatten_known(opts, &plans)?;
+    for p in &plans {
+        inputs_list.push(Input {
+            path: p.lifecycle.origin.clone(),
+            role: "the lifecycle",
+            tree_dir: false,
+        });
+    }
+    if let Some(store) = &store {
+        inputs_list.push(Input {
+            path: store.path().to_path_buf(),
+            role: "the store",
+            tree_dir: false,
+        });
+    }
+
+    let names: Vec<String> = plans
+        .iter()
+        .map(|p| format!("'{}'", p.target.display()))
+        .collect();
+    events.status(
+        "Creating",
+        &format!("builder {} for {}", opts.config.display(), names.join(", ")),
+    );
+
+    // The outputs: one, or one per target with --split (named as package --split names them).
+    let expanded: Vec<ExpandedTarget> = plans.iter().map(|p| image_target(&p.base)).collect();
+    let refs: Vec<&ExpandedTarget> = expanded.iter().collect();
+    let outputs = crate::package::outputs::outputs_of(&opts.output, opts.split, &refs);
+    let mut exclusions = Exclusions::default();
+    exclusions.add_scratch_dirs();
+    for (path, _) in &outputs {
+        check_output_against_inputs(path, opts.format, &inputs_list)?;
+        exclusions.add_output(path);
+    }
+    let paths: Vec<PathBuf> = outputs.iter().map(|(p, _)| p.clone()).collect();
+    let images = ImageWriter::create(&paths, opts.format, opts.compression, opts.jobs, events)?;
+    let mut package_opts = PackageOptions::new(&opts.output);
+    package_opts.compression = opts.compression;
+    let mut ctx = BuildContext {
+        opts: &package_opts,
+        events,
+        dependencies: &dependencies,
+        images,
+        checked_executables: HashSet::new(),
+        exclusions,
+    };
+    let mut written: Vec<Vec<WrittenImage>> = Vec::new();
+    for (out_idx, (_, members)) in outputs.iter().enumerate() {
+        let mut images = Vec::new();
+        for &i in members {
+            images.push(write_builder_image(
+                &mut ctx,
+                opts,
+                &cfg,
+                &build,
+                &plans[i],
+                &expanded[i],
+                out_idx,
+            )?);
+        }
+        written.push(images);
+    }
+    let entries = written
+        .iter()
+        .map(|images| index_entries(images))
+        .collect::<Result<Vec<_>>>()?;
+    let finished = ctx.images.finish(entries)?;
+    let mut out_reports = Vec::new();
+    for (output, images) in finished.into_iter().zip(written) {
+        let FinishedOutput {
+            path,
+            root,
+            blobs,
+            blob_bytes,
+        } = output;
+        events.status(
+            "Finished",
+            &format!(
+                "{} ({} target{}, {} blobs, {}) {}",
+                path.display(),
+                images.len(),
+                if images.len() == 1 { "" } else { "s" },
+                blobs,
+                human_size(blob_bytes),
+                root.digest
+            ),
+        );
+        out_reports.push(OutputReport {
+            path,
+            digest: root.digest,
+            media_type: root.media_type,
+            blob_bytes,
+            blobs,
+            images: images.into_iter().map(|i| i.report).collect(),
+        });
+    }
+    Ok(BuilderReport {
+        description: cfg.description.clone(),
+        outputs: out_reports,
+        lifecycles: plans
+            .iter()
+            .map(|p| (p.target.display(), p.lifecycle.descriptor.version.clone()))
+            .collect(),
+        warnings: Vec::new(),
+    })
+}
+
+/// The targets: `--target` values, else builder.toml's, else the build image's one platform.
+/// Windows builders are refused (upstream removed Windows support).
+fn builder_targets(
+    opts: &BuilderOptions,
+    cfg: &config::BuilderConfig,
+    build: &ImageSource,
+) -> Result<Vec<Target>> {
+    let mut targets = if opts.targets.is_empty() {
+        cfg.targets.clone()
+    } else {
+        opts.targets.clone()
+    };
+    if targets.is_empty() {
+        match build.images.as_slice() {
+            [one] => {
+                let p = one.platform();
+                targets.push(Target {
+                    os: p.os,
+                    arch: p.architecture,
+                    variant: p.variant,
+                    ..Default::default()
+                });
+            }
+            _ => {
+                return Err(Error::usage(format!(
+                    "build image {} has several platforms ({}); choose with --target or [[targets]] in builder.toml",
+                    build.origin.display(),
+                    build
+                        .images
+                        .iter()
+                        .map(|i| crate::cnb::platform_name(&i.platform(), &i.descriptor.annotations))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )))
+            }
+        }
+    }
+    for t in &targets {
+        if t.os == "windows" {
+            return Err(Error::other(format!(
+                "target {}: Windows builders are not supported (the lifecycle no longer supports Windows)",
+                t.display()
+            )));
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for t in &targets {
+        if !seen.insert(t.display()) {
+            return Err(Error::usage(format!(
+                "target {} is given twice",
+                t.display()
+            )));
+        }
+    }
+    Ok(targets)
+}
+
+/// The run images (and their mirrors) are recorded by name; those the store holds must have an
+/// image for every target. Those it does not hold (or with no store) are named once.
+fn check_run_images(
+    cfg: &config::BuilderConfig,
+    targets: &[Target],
+    store: Option<&ImageStore>,
+    events: &dyn Events,
+) -> Result<()> {
+    let mut unchecked = Vec::new();
+    let names = cfg
+        .run_images
+        .iter()
+        .flat_map(|r| std::iter::once(&r.image).chain(&r.mirrors));
+    for name in names {
+        let found = match store {
+            Some(s) => s.lookup(name)?,
+            None => None,
+        };
+        let Some(source) = found else {
+            unchecked.push(name.clone());
+            continue;
+        };
+        if let Some(config_stack) = cfg.stack.as_ref().filter(|s| !s.id.is_empty()) {
+            for image in &source.images {
+                let id = inputs::ImageStack::of(image).id;
+                if id != config_stack.id {
+                    // pack's exact text (compatibility).
+                    return Err(Error::other(format!(
+                        "stack '{}' from builder config is incompatible with stack '{id}' from run image '{name}'",
+                        config_stack.id
+                    )));
+                }
+            }
+        }
+        for t in targets {
+            if !inputs::serves(&source, t) {
+                let have: Vec<String> = source
+                    .images
+                    .iter()
+                    .map(|i| crate::cnb::platform_name(&i.platform(), &i.descriptor.annotations))
+                    .collect();
+                return Err(Error::other(format!(
+                    "run image {name} has no image for target {} (it has {})",
+                    t.display(),
+                    have.join(", ")
+                )));
+            }
+        }
+    }
+    if !unchecked.is_empty() {
+        events.note(&format!(
+            "run image{} {} not in the store: {} platforms are not checked",
+            if unchecked.len() == 1 { "" } else { "s" },
+            unchecked.join(", "),
+            if unchecked.len() == 1 { "its" } else { "their" }
+        ));
+    }
+    Ok(())
+}
+
+/// The target an image is written for: the build image's platform (its index entry's platform
+/// is its config's, as imgutil writes it), no distro annotation.
+fn image_target(base: &inputs::BuildImage) -> ExpandedTarget {
+    ExpandedTarget {
+        os: base.platform.os.clone(),
+        arch: base.platform.architecture.clone(),
+        variant: base.platform.variant.clone(),
+        distro: None,
+        path: None,
+    }
+}
+
+/// Choose target `t`'s inputs and check them (pack's checks).
+fn plan_target<'s>(
+    cfg: &config::BuilderConfig,
+    t: &Target,
+    build: &'s ImageSource,
+    dependencies: &[Dependency],
+    first_extension: usize,
+    store_dir: Option<&std::path::Path>,
+    events: &dyn Events,
+) -> Result<TargetPlan<'s>> {
+    crate::cancel::check()?;
+    let image = inputs::select_image(build, t, "build image")?;
+    inputs::check_distro(build, image, t)?;
+    let base = inputs::build_image(build, image)?;
+    let lifecycle =
+        lifecycle::lifecycle_for(&cfg.lifecycle, &cfg.base_dir, &base.platform, store_dir)?;
+    let selector = ExpandedTarget {
+        os: base.platform.os.clone(),
+        arch: base.platform.architecture.clone(),
+        variant: base.platform.variant.clone(),
+        distro: None,
+        path: None,
+    };
+    if base.platform.os == "windows" {
+        return Err(Error::other(format!(
+            "build image {} for target {} is a Windows image: Windows builders are not supported (the lifecycle no longer supports Windows)",
+            build.origin.display(),
+            t.display()
+        )));
+    }
+    let distro = inputs::image_distro(image);
+    let mut buildpacks = Vec::new();
+    let mut extensions = Vec::new();
+    for (i, dep) in dependencies.iter().enumerate() {
+        // A tree's targets are checked with pack's message before its folder is chosen.
+        if let Dependency::Tree(tree) = dep {
+            inputs::ensure_target_support(&tree.descriptor, &base.platform, distro.as_ref())
+                .map_err(|e| Error::other(format!("target {}: {e}", t.display())))?;
+        }
+        let modules = if i >= first_extension {
+            select::extension_modules(dep, i, &selector)?
+        } else {
+            select::dependency_modules(dep, i, &selector)?
+        };
+        if i >= first_extension {
+            extensions.extend(modules);
+        } else {
+            buildpacks.extend(modules);
+        }
+    }
+    let buildpacks = select::dedup_modules(buildpacks, false, false)?;
+    let extensions = select::dedup_modules(extensions, false, false)?;
+    if let Some(m) = extensions
+        .iter()
+        .find(|m| m.descriptor.kind != ModuleKind::Extension)
+    {
+        return Err(Error::invalid(
+            &m.origin,
+            format!("{} is listed in [[extensions]] but is a buildpack", m.key()),
+        ));
+    }
+    if let Some(m) = buildpacks
+        .iter()
+        .find(|m| m.descriptor.kind != ModuleKind::Buildpack)
+    {
+        return Err(Error::invalid(
+            &m.origin,
+            format!(
+                "{} is listed in [[buildpacks]] but is an extension",
+                m.key()
+            ),
+        ));
+    }
+    let on_builder: BTreeSet<String> = buildpacks.iter().map(ModulePlan::key).collect();
+    let d = &lifecycle.descriptor;
+    let apis = LifecycleApis {
+        version: &d.version,
+        supported: &d.buildpack.supported,
+        deprecated: &d.buildpack.deprecated,
+    };
+    let stack = inputs::ImageStack::of(image);
+    if let Some(config_stack) = cfg.stack.as_ref().filter(|s| !s.id.is_empty()) {
+        if config_stack.id != stack.id {
+            // pack's exact text (compatibility).
+            return Err(Error::other(format!(
+                "stack '{}' from builder config is incompatible with stack '{}' from build image",
+                config_stack.id, stack.id
+            )));
+        }
+    }
+    let facts = inputs::ImageFacts {
+        platform: &base.platform,
+        distro: distro.as_ref(),
+        stack: &stack,
+    };
+    for m in buildpacks.iter().chain(&extensions) {
+        inputs::check_module(m, &on_builder, &apis, &facts, events)
+            .map_err(|e| Error::other(format!("target {}: {e}", t.display())))?;
+    }
+    let available = |mods: &[ModulePlan]| -> Vec<(String, String)> {
+        mods.iter()
+            .map(|m| {
+                (
+                    m.descriptor.info.id.clone(),
+                    m.descriptor.info.version.clone(),
+                )
+            })
+            .collect()
+    };
+    let order = config::resolve_order(&cfg.order, &available(&buildpacks), ModuleKind::Buildpack)?;
+    let order_extensions = config::resolve_order(
+        &cfg.order_extensions,
+        &available(&extensions),
+        ModuleKind::Extension,
+    )?;
+    let order_toml = config::order_toml(&order, &order_extensions);
+    let system_toml = match &cfg.system {
+        Some(system) => Some(config::system_toml(&config::resolve_system(
+            system,
+            &available(&buildpacks),
+        )?)),
+        None => None,
+    };
+    Ok(TargetPlan {
+        target: t.clone(),
+        image,
+        base,
+        lifecycle,
+        buildpacks,
+        extensions,
+        order_toml,
+        system_toml,
+    })
+}
+
+/// Every `--flatten` value must name a buildpack on the builder, each at most once.
+fn check_flatten_known(opts: &BuilderOptions, plans: &[TargetPlan<'_>]) -> Result<()> {
+    let known: BTreeSet<String> = plans
+        .iter()
+        .flat_map(|p| p.buildpacks.iter().map(ModulePlan::key))
+        .collect();
+    let mut seen = BTreeSet::new();
+    for id in opts.flatten.iter().flatten() {
+        let key = id.to_string();
+        if !known.contains(&key) {
+            return Err(Error::NoSuchBuildpack {
+                requested: vec![key],
+                available: known.into_iter().collect(),
+            });
+        }
+        if !seen.insert(key.clone()) {
+            return Err(Error::usage(format!("--flatten names {key} twice")));
+        }
+    }
+    Ok(())
+}
+
+/// What a builder layer that holds no module is keyed by: its content, so two targets that
+/// need the same one build it once.
+fn content_key(kind: &str, parts: &[&[u8]]) -> LayerKey {
+    let mut framed = Vec::new();
+    for p in parts {
+        framed.extend_from_slice(&(p.len() as u64).to_le_bytes());
+        framed.extend_from_slice(p);
+    }
+    LayerKey::Content(format!("{kind}:{}", crate::digest::Digest::of(&framed)))
+}
+
+/// Write the builder image of one target into output `out_idx`: the build image's layers
+/// byte for byte, then pack's sequence (builder.md §2.2), then the config with pack's labels.
+fn write_builder_image(
+    ctx: &mut BuildContext<'_>,
+    opts: &BuilderOptions,
+    cfg: &config::BuilderConfig,
+    build: &ImageSource,
+    plan: &TargetPlan<'_>,
+    target: &ExpandedTarget,
+    out_idx: usize,
+) -> Result<WrittenImage> {
+    let mut layers: Vec<(String, BuiltLayer)> = Vec::new();
+    let image = plan.image;
+    // The build image's layers, as they are.
+    for (blob, diff_id) in image
+        .manifest
+        .layers
+        .iter()
+        .zip(&image.config.rootfs.diff_ids)
+    {
+        let built =
+            ctx.images
+                .copy_base_layer(&build.reader, &build.origin, blob, *diff_id, out_idx)?;
+        layers.push(("build image".to_string(), built));
+    }
+    if image.manifest.layers.len() != image.config.rootfs.diff_ids.len() {
+        return Err(Error::invalid(
+            &build.origin,
+            "the build image's manifest and config list different numbers of layers",
+        ));
+    }
+    let (uid, gid) = (plan.base.uid, plan.base.gid);
+    let dirs = ctx.images.build_layer(
+        content_key("dirs", &[&uid.to_le_bytes(), &gid.to_le_bytes()]),
+        out_idx,
+        "directories",
+        |w| {
+            layers::write_dirs_layer(w, uid, gid)?;
+            Ok(LayerExecutables::default())
+        },
+    )?;
+    layers.push(("directories".into(), dirs));
+    let lifecycle = &plan.lifecycle;
+    let lifecycle_layer = ctx.images.build_layer(
+        LayerKey::Content(format!("lifecycle:{}", lifecycle.cache_key())),
+        out_idx,
+        &format!("lifecycle {}", lifecycle.descriptor.version),
+        |w| {
+            lifecycle.write_layer(w)?;
+            Ok(LayerExecutables::default())
+        },
+    )?;
+    layers.push((
+        format!("lifecycle {}", lifecycle.descriptor.version),
+        lifecycle_layer,
+    ));
+
+    // Buildpacks: --flatten groups first, one layer each, then the others by id@version.
+    let module_layers_from = layers.len();
+    let mut buildpack_label = LayersLabel::new();
+    let mut extension_label = LayersLabel::new();
+    let mut flattened: BTreeSet<String> = BTreeSet::new();
+    for group in &opts.flatten {
+        let members: Vec<&ModulePlan> = plan
+            .buildpacks
+            .iter()
+            .filter(|m| group.iter().any(|g| g.to_string() == m.key()))
+            .collect();
+        if members.is_empty() {
+            continue;
+        }
+        let built = ctx.flattened_layer(&members, false, out_idx)?;
+        for m in &members {
+            flattened.insert(m.key());
+            record(&mut buildpack_label, m, &built);
+        }
+        push_once(
+            &mut layers,
+            members
+                .iter()
+                .map(|m| m.key())
+                .collect::<Vec<_>>()
+                .join(", "),
+            built,
+        );
+    }
+    for m in plan
+        .buildpacks
+        .iter()
+        .filter(|m| !flattened.contains(&m.key()))
+    {
+        let built = ctx.module_layer(m, false, out_idx)?;
+        record(&mut buildpack_label, m, &built);
+        push_once(&mut layers, m.key(), built);
+    }
+    for m in &plan.extensions {
+        let built = ctx.module_layer(m, false, out_idx)?;
+        record(&mut extension_label, m, &built);
+        push_once(&mut layers, m.key(), built);
+    }
+
+    // Executables of buildpacks built for another architecture are warned about, as packaging
+    // does (the build image's own files are its business).
+    ctx.check_executables(target, &layers[module_layers_from..])?;
+
+    // The single-file layers and the env layers.
+    let stack_run = match &cfg.stack {
+        Some(s) if !s.id.is_empty() => config::RunImage {
+            image: s.run_image.clone(),
+            mirrors: s.run_image_mirrors.clone(),
+        },
+        _ => cfg.run_images[0].clone(),
+    };
+    let mut files: Vec<(&str, String, Vec<u8>)> = vec![(
+        "order.toml",
+        "/cnb/order.toml".into(),
+        plan.order_toml.clone(),
+    )];
+    if let Some(system) = &plan.system_toml {
+        files.push(("system.toml", "/cnb/system.toml".into(), system.clone()));
+    }
+    files.push((
+        "stack.toml",
+        "/cnb/stack.toml".into(),
+        config::stack_toml(&stack_run),
+    ));
+    files.push((
+        "run.toml",
+        "/cnb/run.toml".into(),
+        config::run_toml(&cfg.run_images),
+    ));
+    for (what, name, content) in &files {
+        let built = ctx.images.build_layer(
+            content_key("file", &[name.as_bytes(), content]),
+            out_idx,
+            what,
+            |w| {
+                layers::write_files_layer(w, &[(name.clone(), &content[..])])?;
+                Ok(LayerExecutables::default())
+            },
+        )?;
+        layers.push((what.to_string(), built));
+    }
+    let env_files = cfg.build_env_files()?;
+    if !env_files.is_empty() {
+        let named: Vec<(String, &[u8])> = env_files
+            .iter()
+            .map(|(name, value)| (format!("/cnb/build-config/env/{name}"), &value[..]))
+            .collect();
+        let mut parts: Vec<&[u8]> = Vec::new();
+        for (name, value) in &named {
+            parts.push(name.as_bytes());
+            parts.push(value);
+        }
+        let built = ctx.images.build_layer(
+            content_key("build-config-env", &parts),
+            out_idx,
+            "build-config env",
+            |w| {
+                layers::write_files_layer(w, &named)?;
+                Ok(LayerExecutables::default())
+            },
+        )?;
+        layers.push(("build-config env".into(), built));
+    }
+    let platform_env = ctx.images.build_layer(
+        content_key("platform-env", &[]),
+        out_idx,
+        "platform env",
+        |w| {
+            layers::write_files_layer(w, &[])?;
+            Ok(LayerExecutables::default())
+        },
+    )?;
+    layers.push(("platform env".into(), platform_env));
+
+    // The config: the build image's, with its labels, the options', then the builder's.
+    let mut all_labels = image.config.labels().clone();
+    all_labels.extend(opts.labels.clone());
+    let buildpack_infos: Vec<&crate::descriptor::ModuleInfo> =
+        plan.buildpacks.iter().map(|m| &m.descriptor.info).collect();
+    let extension_infos: Vec<&crate::descriptor::ModuleInfo> =
+        plan.extensions.iter().map(|m| &m.descriptor.info).collect();
+    let no_mirrors: Vec<String> = Vec::new();
+    let stack_meta = match &cfg.stack {
+        Some(s) if !s.id.is_empty() => {
+            labels::RunImageMetadata::new(&s.run_image, &s.run_image_mirrors)
+        }
+        _ => labels::RunImageMetadata::new("", &no_mirrors),
+    };
+    let lifecycle_json = lifecycle::metadata_json(&lifecycle.descriptor);
+    let metadata = labels::metadata_label(&labels::BuilderMetadata {
+        description: &cfg.description,
+        buildpacks: buildpack_infos,
+        extensions: extension_infos,
+        stack_run_image: stack_meta,
+        lifecycle_json: &lifecycle_json,
+        run_images: cfg
+            .run_images
+            .iter()
+            .map(|r| labels::RunImageMetadata::new(&r.image, &r.mirrors))
+            .collect(),
+    });
+    all_labels.insert(labels::LABEL_BUILDER_METADATA.into(), metadata);
+    all_labels.insert(labels::LABEL_ORDER.into(), config::order_label(&cfg.order));
+    all_labels.insert(
+        labels::LABEL_ORDER_EXTENSIONS.into(),
+        config::order_label(&cfg.order_extensions),
+    );
+    all_labels.insert(crate::cnb::LABEL_LAYERS.into(), buildpack_label.to_json());
+    all_labels.insert(
+        crate::cnb::LABEL_EXTENSION_LAYERS.into(),
+        extension_label.to_json(),
+    );
+    if let Some(system) = &cfg.system {
+        all_labels.insert(labels::LABEL_SYSTEM.into(), config::system_label(system));
+    }
+    let mixins = labels::mixins_label(
+        image
+            .config
+            .labels()
+            .get(labels::LABEL_MIXINS)
+            .map(String::as_str),
+    )
+    .ok_or_else(|| {
+        Error::invalid(
+            &build.origin,
+            format!("label '{}' is not a list of strings", labels::LABEL_MIXINS),
+        )
+    })?;
+    all_labels.insert(labels::LABEL_MIXINS.into(), mixins);
+
+    let mut runtime = plan.base.runtime.clone();
+    runtime.insert(
+        "WorkingDir".into(),
+        serde_json::Value::String("/layers".into()),
+    );
+    let base = BaseConfig {
+        runtime,
+        os_features: image.config.os_features.clone(),
+        other: plan.base.other.clone(),
+    };
+    ctx.images.write_image_on(
+        out_idx,
+        ImageSpec {
+            target,
+            layers,
+            config: RuntimeConfig { labels: all_labels },
+            origin: &opts.config,
+            too_large_hint: "shorten the values of builder.toml or the labels",
+        },
+        Some(&base),
+    )
+}
+
+/// A module's entry in a layers label, with the diffID of the layer that holds it.
+fn record(label: &mut LayersLabel, m: &ModulePlan, built: &BuiltLayer) {
+    let mut info = m.label.clone();
+    info.layer_diff_id = built.diff_id.to_string();
+    label.insert_info(&m.descriptor.info.id, &m.descriptor.info.version, info);
+}
+
+/// Several modules of one package layer share it: it is listed once.
+fn push_once(layers: &mut Vec<(String, BuiltLayer)>, what: String, built: BuiltLayer) {
+    if !layers.iter().any(|(_, l)| l.diff_id == built.diff_id) {
+        layers.push((what, built));
+    }
+}

@@ -70,7 +70,7 @@ pub fn resolve_uri(uri: &str, base: &Path) -> Result<PathBuf> {
 }
 
 /// The path a local URI names: `file://` decoded, relative paths joined to `base`.
-fn local_path(uri: &str, base: &Path) -> PathBuf {
+pub(crate) fn local_path(uri: &str, base: &Path) -> PathBuf {
     let path = match uri.strip_prefix("file://") {
         Some(rest) => {
             use std::os::unix::ffi::OsStringExt;
