@@ -102,7 +102,7 @@ pub enum LifecycleSpec {
     /// `version = "X"`: `docker.io/buildpacksio/lifecycle:X` from the store.
     Version(String),
     /// `uri = "..."`: a `.tgz` (with `{arch}` replaced per target), a lifecycle image path, or
-    /// a `docker://` reference.
+    /// a reference in the store (`docker://` or bare, as for the build image).
     Uri(String),
 }
 

@@ -124,8 +124,8 @@ pub fn release_arch(os: &str, arch: &str) -> Option<&'static str> {
 
 /// The lifecycle serving `platform` (os/arch/variant of one target), with pack's messages:
 /// a `.tgz` path or `file://` URI (relative to `base_dir`; `{arch}` replaced by the release's
-/// name of the architecture), a lifecycle image (layout path, or `docker://` reference in the
-/// store), or `version`/default → `docker.io/buildpacksio/lifecycle:X` from the store (`store`:
+/// name of the architecture), a lifecycle image (layout path, or a reference in the store:
+/// `docker://`, or a bare name that is not a file), or `version`/default → `docker.io/buildpacksio/lifecycle:X` from the store (`store`:
 /// a store directory; `None` for the default store). A target no lifecycle serves is an error
 /// naming what there is.
 pub fn lifecycle_for(
@@ -169,10 +169,17 @@ pub fn lifecycle_for(
             from_store(&version_ref(v), platform, store, false)?
         }
         LifecycleSpec::Uri(uri) => {
-            if let Some(reference) = uri.strip_prefix("docker://") {
+            let text = uri_text(uri, platform)?;
+            let path = crate::package::sources::local_path(&text, base_dir);
+            if let Some(reference) = text.strip_prefix("docker://") {
                 from_store(reference, platform, store, false)?
+            } else if path.symlink_metadata().is_ok()
+                || crate::builder::inputs::looks_like_path(&text)
+            {
+                from_path(&path, platform)?
             } else {
-                from_path(&uri_path(uri, base_dir, platform)?, platform)?
+                // A bare name that is no file: a reference, as for the build image.
+                from_store(&text, platform, store, false)?
             }
         }
     };
@@ -188,8 +195,8 @@ pub fn lifecycle_for(
     Ok(lifecycle)
 }
 
-/// The file a `uri` names: `{arch}` replaced, `file://` removed, relative to `base_dir`.
-fn uri_path(uri: &str, base_dir: &Path, platform: &oci::Platform) -> Result<PathBuf> {
+/// A `uri` with `{arch}` replaced by the release's name of the target's architecture.
+fn uri_text(uri: &str, platform: &oci::Platform) -> Result<String> {
     let mut text = uri.to_string();
     if text.contains("{arch}") {
         let Some(name) = release_arch(&platform.os, &platform.architecture) else {
@@ -205,13 +212,7 @@ fn uri_path(uri: &str, base_dir: &Path, platform: &oci::Platform) -> Result<Path
             "[lifecycle] uri {text:?}: lifecycles are read offline; download it and name the file"
         )));
     }
-    let text = text.strip_prefix("file://").unwrap_or(&text);
-    let path = Path::new(text);
-    Ok(if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        base_dir.join(path)
-    })
+    Ok(text)
 }
 
 /// A lifecycle `.tgz`/`.tar`, or a lifecycle image in a layout directory or archive.
@@ -1805,6 +1806,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!(layer_of(&by_ref), layer_of(&arm));
+        let bare = lifecycle_for(
+            &uri("buildpacksio/lifecycle:0.20.5"),
+            dir.path(),
+            &platform("arm64"),
+            Some(&store),
+        )
+        .unwrap();
+        assert_eq!(bare.cache_key(), arm.cache_key());
+        let m = error(lifecycle_for(
+            &uri("missing.tgz"),
+            dir.path(),
+            &platform("arm64"),
+            Some(&store),
+        ));
+        assert!(m.contains("missing.tgz"), "{m}");
         let by_path = lifecycle_for(&uri("store"), dir.path(), &platform("arm64"), None).unwrap();
         assert_eq!(layer_of(&by_path), layer_of(&arm));
         // A platform the image lacks, a version the store lacks.
