@@ -1121,6 +1121,10 @@ uri = "bp"
 id = "a/b"
 version = "1"
 name = "A"
+keywords = ["k"]
+clear-env = true
+[[buildpacks.licenses]]
+type = "MIT"
 [[extensions]]
 image = "ext:1"
 [[order]]
@@ -1165,6 +1169,8 @@ version = "22.04"
         assert_eq!(c.buildpacks[0].id.as_deref(), Some("a/b"));
         assert_eq!(c.buildpacks[0].version.as_deref(), Some("1"));
         assert_eq!(c.buildpacks[0].info.name, "A");
+        assert_eq!(c.buildpacks[0].info.licenses[0].kind, "MIT");
+        assert!(c.buildpacks[0].info.clear_env);
         assert_eq!(c.extensions[0].uri, "docker://ext:1");
         assert!(c.extensions[0].from_image_key);
         assert_eq!(c.warnings, vec![IMAGE_KEY_DEPRECATED.to_string()]);
