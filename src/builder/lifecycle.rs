@@ -219,6 +219,12 @@ fn uri_text(uri: &str, platform: &oci::Platform) -> Result<String> {
 fn from_path(path: &Path, platform: &oci::Platform) -> Result<Lifecycle> {
     let meta = std::fs::metadata(path).at(path)?;
     if meta.is_dir() {
+        if !path.join("index.json").exists() {
+            return Err(Error::invalid(
+                path,
+                "is a directory but not an OCI layout of a lifecycle image; name the lifecycle's release .tgz instead",
+            ));
+        }
         let reader = PackageReader::open(path)?;
         return from_image(&reader, path, false, &path.display().to_string(), platform);
     }
@@ -1549,6 +1555,13 @@ mod tests {
             None,
         ));
         assert!(m.contains("none.tgz"), "{m}");
+        let m = error(lifecycle_for(
+            &uri("./"),
+            dir.path(),
+            &platform("amd64"),
+            None,
+        ));
+        assert!(m.contains("not an OCI layout"), "{m}");
     }
 
     #[test]
