@@ -156,17 +156,19 @@ pub fn lifecycle_for(
     let version_ref = |v: &str| format!("{IMAGE_REPOSITORY}:{v}");
     let lifecycle = match spec {
         LifecycleSpec::Default => from_store(&version_ref(DEFAULT_VERSION), platform, store, true)?,
-        LifecycleSpec::Version(v) => {
+        LifecycleSpec::Version(given) => {
+            // pack names the release by the version as semver prints it (`v0.20` → `0.20.0`).
+            let v = semver_text(given);
             if !v
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
                 || v.len() > 127
             {
                 return Err(Error::other(format!(
-                    "'lifecycle.version' {v:?} cannot be an image tag ({IMAGE_REPOSITORY}:<version>)"
+                    "'lifecycle.version' {given:?} cannot be an image tag ({IMAGE_REPOSITORY}:<version>)"
                 )));
             }
-            from_store(&version_ref(v), platform, store, false)?
+            from_store(&version_ref(&v), platform, store, false)?
         }
         LifecycleSpec::Uri(uri) => {
             let text = uri_text(uri, platform)?;
@@ -193,6 +195,41 @@ pub fn lifecycle_for(
         ));
     }
     Ok(lifecycle)
+}
+
+/// A semver as Masterminds' `Version.String()` prints it: no `v`, three numbers without
+/// leading zeros, then the prerelease and metadata as given. `v` must pass
+/// [`crate::builder::config::is_semver`].
+fn semver_text(v: &str) -> String {
+    let v = v.strip_prefix('v').unwrap_or(v);
+    let (rest, meta) = match v.split_once('+') {
+        Some((r, m)) => (r, Some(m)),
+        None => (v, None),
+    };
+    let (core, pre) = match rest.split_once('-') {
+        Some((c, p)) => (c, Some(p)),
+        None => (rest, None),
+    };
+    let mut nums: Vec<String> = core
+        .split('.')
+        .map(|n| n.trim_start_matches('0'))
+        .map(|n| {
+            if n.is_empty() {
+                "0".to_string()
+            } else {
+                n.to_string()
+            }
+        })
+        .collect();
+    nums.resize(3, "0".to_string());
+    let mut out = nums.join(".");
+    if let Some(p) = pre {
+        out = format!("{out}-{p}");
+    }
+    if let Some(m) = meta {
+        out = format!("{out}+{m}");
+    }
+    out
 }
 
 /// A `uri` with `{arch}` replaced by the release's name of the target's architecture.
@@ -1801,6 +1838,18 @@ mod tests {
             ],
         );
         let spec = LifecycleSpec::Version("0.20.5".into());
+        assert_eq!(semver_text("v0.20"), "0.20.0");
+        assert_eq!(semver_text("00.020.5-rc.1+b"), "0.20.5-rc.1+b");
+        let short = LifecycleSpec::Version("v0.20.5".into());
+        lifecycle_for(&short, dir.path(), &platform("amd64"), Some(&store)).unwrap();
+        let plus = LifecycleSpec::Version("0.20.5+b1".into());
+        let m = error(lifecycle_for(
+            &plus,
+            dir.path(),
+            &platform("amd64"),
+            Some(&store),
+        ));
+        assert!(m.contains("cannot be an image tag"), "{m}");
         let amd = lifecycle_for(&spec, dir.path(), &platform("amd64"), Some(&store)).unwrap();
         let arm = lifecycle_for(&spec, dir.path(), &platform("arm64"), Some(&store)).unwrap();
         assert_eq!((amd.arch.as_str(), arm.arch.as_str()), ("amd64", "arm64"));
