@@ -830,7 +830,10 @@ fn walk(
         }
     };
     let io_bad = |e: io::Error| bad("", &format!("corrupt archive: {e}"));
-    let mut guard = TarGuard::new(tar);
+    let mut guard = TarGuard::new(Bounded {
+        inner: tar,
+        left: MAX_TAR_BYTES,
+    });
     let mut found = Found::default();
     {
         let mut archive = ::tar::Archive::new(&mut guard);
@@ -881,15 +884,15 @@ fn walk(
                     ))
                 }
             };
-            if kind == Kind::File {
-                data = data.saturating_add(entry.size());
-                if data > MAX_DATA {
-                    return Err(bad(
-                        &name,
-                        &format!("takes the archive over {} MiB", MAX_DATA >> 20),
-                    ));
-                }
+            // Whatever the entry (a directory may declare data too), its data is read.
+            data = data.saturating_add(entry.size());
+            if data > MAX_DATA {
+                return Err(bad(
+                    &name,
+                    &format!("takes the archive over {} MiB", MAX_DATA >> 20),
+                ));
             }
+
             let Some(parts) = crate::tar::name_parts(&name, false) else {
                 return Err(bad(&name, "has a '..' path component"));
             };
@@ -931,6 +934,33 @@ fn walk(
         ));
     }
     Ok(found)
+}
+
+/// The most bytes a lifecycle tar may expand to: its data, and room for headers.
+const MAX_TAR_BYTES: u64 = MAX_DATA + (64 << 20);
+
+/// A tar stream cut off with an error past [`MAX_TAR_BYTES`], so that a small compressed file
+/// cannot keep the reader busy with endless headers.
+struct Bounded<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Err(io::Error::other(format!(
+                "the archive expands to more than {} MiB",
+                MAX_TAR_BYTES >> 20
+            )));
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        self.left -= n as u64;
+        Ok(n)
+    }
 }
 
 fn read_descriptor<R: Read>(
@@ -1735,6 +1765,18 @@ mod tests {
         let mut out = Vec::new();
         let m = l.write_layer(&mut out).unwrap_err().to_string();
         assert!(m.contains("changed while cnbpkg was reading it"), "{m}");
+    }
+
+    #[test]
+    fn an_expanding_stream_is_cut_off() {
+        let mut b = Bounded {
+            inner: &[7u8; 10][..],
+            left: 4,
+        };
+        let mut buf = [0u8; 8];
+        assert_eq!(b.read(&mut buf).unwrap(), 4);
+        let e = b.read(&mut buf).unwrap_err().to_string();
+        assert!(e.contains("expands to more than"), "{e}");
     }
 
     #[test]
