@@ -110,7 +110,7 @@ pub(crate) fn open_image(
 
 /// Whether a name that is not on disk was meant as a path, not a reference: `file://`,
 /// absolute or `./`-relative, or a file name a package or archive has.
-fn looks_like_path(name: &str) -> bool {
+pub(crate) fn looks_like_path(name: &str) -> bool {
     name.starts_with("file://")
         || name.starts_with('/')
         || name.starts_with("./")
