@@ -199,8 +199,13 @@ fn an_unknown_builder_toml_key_is_refused_with_packs_message() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     inputs(d);
-    let cfg = config(d, "build-image", EACH, "colour = \"blue\"\n");
-    refused(d, &cfg, &[], &["unknown configuration element(s) 'colour'"]);
+    let cfg = config(d, "build-image", EACH, "");
+    let text = fs::read_to_string(&cfg).unwrap();
+    fs::write(&cfg, format!("colour = \"blue\"\n{text}")).unwrap();
+    refused(d, &cfg, &[], &["unknown configuration element 'colour' in"]);
+    // A key inside a table is named by its path.
+    fs::write(&cfg, format!("{text}shade = \"dark\"\n")).unwrap();
+    refused(d, &cfg, &[], &["unknown configuration element 'lifecycle.shade'"]);
 }
 
 #[test]
