@@ -205,7 +205,12 @@ fn an_unknown_builder_toml_key_is_refused_with_packs_message() {
     refused(d, &cfg, &[], &["unknown configuration element 'colour' in"]);
     // A key inside a table is named by its path.
     fs::write(&cfg, format!("{text}shade = \"dark\"\n")).unwrap();
-    refused(d, &cfg, &[], &["unknown configuration element 'lifecycle.shade'"]);
+    refused(
+        d,
+        &cfg,
+        &[],
+        &["unknown configuration element 'lifecycle.shade'"],
+    );
 }
 
 #[test]
