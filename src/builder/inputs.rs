@@ -87,6 +87,12 @@ pub(crate) fn open_image(
             origin: path,
         });
     }
+    if looks_like_path(name) {
+        return Err(Error::invalid(
+            sources::local_path(name, base_dir),
+            format!("{role} '{name}': no such file or directory"),
+        ));
+    }
     let reference = name.strip_prefix("docker://").unwrap_or(name);
     match store {
         Some(store) => store.lookup(reference)?.ok_or_else(|| {
@@ -99,6 +105,18 @@ pub(crate) fn open_image(
             "{role} '{name}' is neither a file nor a directory, and there is no store to find it in; run `cnbpkg pull {reference}` first"
         ))),
     }
+}
+
+/// Whether a name that is not on disk was meant as a path, not a reference: `file://`,
+/// absolute or `./`-relative, or a file name a package or archive has.
+fn looks_like_path(name: &str) -> bool {
+    name.starts_with("file://")
+        || name.starts_with('/')
+        || name.starts_with("./")
+        || name.starts_with("../")
+        || [".cnb", ".tgz", ".tar", ".tar.gz"]
+            .iter()
+            .any(|ext| name.ends_with(ext))
 }
 
 /// The platforms of an image source, for messages.

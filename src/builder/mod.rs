@@ -468,7 +468,11 @@ fn plan_target<'s>(
             inputs::ensure_target_support(&tree.descriptor, &base.platform, distro.as_ref())
                 .map_err(|e| Error::other(format!("target {}: {e}", t.display())))?;
         }
-        let modules = select::dependency_modules(dep, i, &selector)?;
+        let modules = if i >= first_extension {
+            select::extension_modules(dep, i, &selector)?
+        } else {
+            select::dependency_modules(dep, i, &selector)?
+        };
         if i >= first_extension {
             extensions.extend(modules);
         } else {

@@ -260,7 +260,7 @@ pub(crate) fn dependency_modules(
         }
         Dependency::Package { images, origin, .. } => {
             let image = select_image(images, origin, t)?;
-            package_modules(origin, index, image)
+            package_modules(origin, index, image, ModuleKind::Buildpack)
         }
     }
 }
@@ -283,7 +283,7 @@ pub(crate) fn all_dependency_modules(
                 let Dependency::Package { origin, .. } = &deps[i] else {
                     unreachable!("groups hold packages only")
                 };
-                out.extend(package_modules(origin, i, image)?);
+                out.extend(package_modules(origin, i, image, ModuleKind::Buildpack)?);
             }
         }
     }
@@ -460,17 +460,35 @@ fn select_image<'a>(
     }
 }
 
-/// The modules of one image of a dependency package, from its layers label.
+/// The extensions a package of image extensions (its extension layers label) contributes to
+/// the image for `t`; a tree dependency is chosen as for buildpacks.
+pub(crate) fn extension_modules(
+    dep: &Dependency,
+    index: usize,
+    t: &ExpandedTarget,
+) -> Result<Vec<ModulePlan>> {
+    match dep {
+        Dependency::Tree(_) => dependency_modules(dep, index, t),
+        Dependency::Package { images, origin, .. } => {
+            let image = select_image(images, origin, t)?;
+            package_modules(origin, index, image, ModuleKind::Extension)
+        }
+    }
+}
+
+/// The modules of one image of a dependency package, from its layers label (of `kind`).
 fn package_modules(
     origin: &std::path::Path,
     index: usize,
     image: &ImageRef,
+    kind: ModuleKind,
 ) -> Result<Vec<ModulePlan>> {
     let labels = image.config.labels();
+    let label_name = kind.layers_label();
     let value = labels
-        .get(LABEL_LAYERS)
+        .get(label_name)
         .filter(|v| !v.is_empty())
-        .ok_or_else(|| Error::invalid(origin, format!("label '{LABEL_LAYERS}' not found")))?;
+        .ok_or_else(|| Error::invalid(origin, format!("label '{label_name}' not found")))?;
     let label = LayersLabel::parse(value).map_err(|e| Error::invalid(origin, e.to_string()))?;
     // Ids and versions become paths when the layers are copied or flattened.
     let windows = image.config.os == "windows";
@@ -487,7 +505,7 @@ fn package_modules(
                 .entry(info.layer_diff_id.as_str())
                 .or_default()
                 .insert(
-                    crate::cnb::module_dir(ModuleKind::Buildpack, id, version, windows),
+                    crate::cnb::module_dir(kind, id, version, windows),
                     (id.clone(), version.clone()),
                 );
         }
@@ -529,8 +547,10 @@ fn package_modules(
                     ),
                 ));
             }
+            let mut descriptor = descriptor_from_label(id, version, info);
+            descriptor.kind = kind;
             out.push(ModulePlan {
-                descriptor: descriptor_from_label(id, version, info),
+                descriptor,
                 label: info.clone(),
                 layer: LayerSource::Import {
                     dependency: index,

@@ -302,3 +302,70 @@ fn refusals_leave_nothing_behind() {
     let e = fails(run(&cfg, &d.join("out.cnb"), &[]), 1);
     assert!(e.contains("missing required env var 'CNB_USER_ID'"), "{e}");
 }
+
+/// An image extension directory `dir/name` (`extension.toml`, `bin/detect`, `bin/generate`).
+fn extension(dir: &Path, name: &str, id: &str) -> PathBuf {
+    use crate::support::files::write_file;
+    let to = dir.join(name);
+    write_file(
+        &to.join("extension.toml"),
+        &format!("api = \"0.10\"\n\n[extension]\nid = \"{id}\"\nversion = \"1.0.0\"\n"),
+        0o644,
+    );
+    write_file(&to.join("bin/detect"), "#!/bin/sh\nexit 0\n", 0o755);
+    write_file(&to.join("bin/generate"), "#!/bin/sh\nexit 0\n", 0o755);
+    to
+}
+
+#[test]
+fn extensions_from_a_directory_and_a_package() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    default_build_image(d);
+    lifecycles(d);
+    simple_buildpack(d, "bp", "acme/a", "1.0.0", "0.10", &[]);
+    extension(d, "ext-dir", "acme/ext-dir");
+    let src = extension(d, "ext-src", "acme/ext-pkg");
+    ok(cnbpkg([
+        "buildpack".as_ref(),
+        "package".as_ref(),
+        d.join("ext-pkg.cnb").as_os_str(),
+        "--path".as_ref(),
+        src.as_os_str(),
+        "-t".as_ref(),
+        "linux/amd64".as_ref(),
+        "-t".as_ref(),
+        "linux/arm64".as_ref(),
+    ]));
+    let extra = "\n[[extensions]]\nuri = \"ext-dir\"\n\n[[extensions]]\nuri = \"ext-pkg.cnb\"\n\n[[order-extensions]]\n[[order-extensions.group]]\nid = \"acme/ext-dir\"\n[[order-extensions.group]]\nid = \"acme/ext-pkg\"\n";
+    let cfg = config(d, "build-image", &["bp"], &["acme/a"], extra);
+    let out = d.join("builder");
+    ok(run(
+        &cfg,
+        &out,
+        &["--format", "layout", "-t", "linux/arm64"],
+    ));
+    let p = read_platform(&out, "arm64", &d.join("work"));
+    for id in ["acme_ext-dir", "acme_ext-pkg"] {
+        assert!(
+            p.rootfs
+                .join(format!("cnb/extensions/{id}/1.0.0/extension.toml"))
+                .is_file(),
+            "{id}"
+        );
+    }
+    let label = p.label_json("io.buildpacks.extension.layers");
+    assert!(
+        label["acme/ext-dir"]["1.0.0"]["layerDiffID"].is_string(),
+        "{label}"
+    );
+    assert!(
+        label["acme/ext-pkg"]["1.0.0"]["layerDiffID"].is_string(),
+        "{label}"
+    );
+    let order = fs::read_to_string(p.rootfs.join("cnb/order.toml")).unwrap();
+    assert!(order.contains("[[order-extensions]]"), "{order}");
+    assert_ne!(p.label("io.buildpacks.buildpack.order-extensions"), "null");
+    let metadata = p.label_json("io.buildpacks.builder.metadata");
+    assert_eq!(metadata["extensions"].as_array().unwrap().len(), 2);
+}
