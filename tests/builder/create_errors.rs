@@ -190,7 +190,7 @@ fn a_buildpack_api_the_lifecycle_lacks_is_refused_with_packs_message() {
         d,
         &cfg,
         &[],
-        &["buildpack acme/a@1.0.0 (Buildpack API 0.99) is incompatible with lifecycle"],
+        &["buildpack 'acme/a@1.0.0' (Buildpack API 0.99) is incompatible with lifecycle '0.20.5'"],
     );
 }
 
