@@ -878,3 +878,94 @@ fn order_of(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn an_image_without_builder_metadata_is_no_builder() {
+        assert!(builder_info(&labels(&[(LABEL_METADATA, "{}")]), b"{}").is_none());
+    }
+
+    #[test]
+    fn pack_era_metadata_reads_with_its_fallbacks() {
+        // An older builder: legacy single APIs, the run image only in `stack`, null lists.
+        let meta = r#"{"description":"old","buildpacks":null,"stack":{"runImage":{"image":"r","mirrors":["m"]}},"lifecycle":{"version":"0.9.0","api":{"buildpack":"0.2","platform":"0.3"}},"createdBy":{"name":"Pack CLI","version":"0.20.0"},"images":null}"#;
+        let l = labels(&[
+            (LABEL_BUILDER_METADATA, meta),
+            (LABEL_ORDER, "null"),
+            (LABEL_STACK_ID, "io.buildpacks.stacks.bionic"),
+        ]);
+        let config = br#"{"config":{"User":"cnb","Env":["PATH=/bin","CNB_USER_ID=1000","CNB_GROUP_ID=1001"]}}"#;
+        let b = builder_info(&l, config).unwrap();
+        assert!(b.problems.is_empty(), "{:?}", b.problems);
+        assert_eq!(b.lifecycle.version, "0.9.0");
+        assert_eq!(b.lifecycle.buildpack_apis, ["0.2"]);
+        assert_eq!(b.lifecycle.platform_apis, ["0.3"]);
+        assert_eq!(b.run_images.len(), 1);
+        assert_eq!(b.run_images[0].image, "r");
+        assert_eq!(b.run_images[0].mirrors, ["m"]);
+        assert!(b.order.is_empty());
+        assert_eq!(b.created_by.as_deref(), Some("Pack CLI 0.20.0"));
+        assert_eq!(b.stack_id.as_deref(), Some("io.buildpacks.stacks.bionic"));
+        assert_eq!(b.build_user.user.as_deref(), Some("cnb"));
+        assert_eq!(b.build_user.uid.as_deref(), Some("1000"));
+        assert_eq!(b.build_user.gid.as_deref(), Some("1001"));
+    }
+
+    #[test]
+    fn images_win_over_the_stack_run_image_and_empty_names_are_dropped() {
+        let meta = r#"{"stack":{"runImage":{"image":"old"}},"lifecycle":{"version":"0.20.0","apis":{"buildpack":{"deprecated":null,"supported":["0.10"]},"platform":{"deprecated":["0.3"],"supported":["0.13"]}}},"images":[{"image":""},{"image":"new","mirrors":null}]}"#;
+        let b = builder_info(&labels(&[(LABEL_BUILDER_METADATA, meta)]), b"").unwrap();
+        assert_eq!(b.run_images.len(), 1);
+        assert_eq!(b.run_images[0].image, "new");
+        assert_eq!(b.lifecycle.platform_apis_deprecated, ["0.3"]);
+        assert_eq!(b.lifecycle.buildpack_apis, ["0.10"]);
+        assert_eq!(b.build_user.uid, None);
+    }
+
+    #[test]
+    fn unreadable_labels_are_named_and_the_rest_still_read() {
+        let l = labels(&[
+            (LABEL_BUILDER_METADATA, "[1,2"),
+            (
+                LABEL_ORDER,
+                r#"[{"group":[{"id":"a","version":"1","optional":true},{"id":"b"}]}]"#,
+            ),
+            (LABEL_ORDER_EXTENSIONS, "{"),
+            (LABEL_EXTENSION_LAYERS, "nope"),
+        ]);
+        let b = builder_info(&l, b"").unwrap();
+        assert_eq!(b.problems.len(), 3, "{:?}", b.problems);
+        assert!(b.problems[0].starts_with(LABEL_BUILDER_METADATA));
+        assert_eq!(b.order.len(), 1);
+        let shown: Vec<String> = b.order[0].iter().map(OrderRef::display).collect();
+        assert_eq!(shown, ["a@1 (optional)", "b"]);
+    }
+
+    #[test]
+    fn builder_text_escapes_and_bounds_what_the_labels_say() {
+        let groups: Vec<String> = (0..MAX_LISTED + 5)
+            .map(|i| format!(r#"{{"group":[{{"id":"bp{i}"}}]}}"#))
+            .collect();
+        let order = format!("[{}]", groups.join(","));
+        let meta = r#"{"description":"evil\u001b[31m\nline","lifecycle":{"version":"1"}}"#;
+        let l = labels(&[(LABEL_BUILDER_METADATA, meta), (LABEL_ORDER, &order)]);
+        let b = builder_info(&l, b"").unwrap();
+        let mut s = String::new();
+        render_builder(&mut s, &b);
+        assert!(!s.contains('\u{1b}'), "{s}");
+        assert!(s.contains("description  evil\\x1b[31m\\nline"), "{s}");
+        assert!(s.contains("… and 5 more groups"), "{s}");
+        assert!(!s.contains(&format!("bp{}", MAX_LISTED)), "{s}");
+        assert!(s.contains("buildpack APIs none"), "{s}");
+    }
+}

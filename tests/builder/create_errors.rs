@@ -190,7 +190,7 @@ fn a_buildpack_api_the_lifecycle_lacks_is_refused_with_packs_message() {
         d,
         &cfg,
         &[],
-        &["buildpack acme/a@1.0.0 (Buildpack API 0.99) is incompatible with lifecycle"],
+        &["buildpack 'acme/a@1.0.0' (Buildpack API 0.99) is incompatible with lifecycle '0.20.5'"],
     );
 }
 
@@ -199,8 +199,18 @@ fn an_unknown_builder_toml_key_is_refused_with_packs_message() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     inputs(d);
-    let cfg = config(d, "build-image", EACH, "colour = \"blue\"\n");
-    refused(d, &cfg, &[], &["unknown configuration element(s) 'colour'"]);
+    let cfg = config(d, "build-image", EACH, "");
+    let text = fs::read_to_string(&cfg).unwrap();
+    fs::write(&cfg, format!("colour = \"blue\"\n{text}")).unwrap();
+    refused(d, &cfg, &[], &["unknown configuration element 'colour' in"]);
+    // A key inside a table is named by its path.
+    fs::write(&cfg, format!("{text}shade = \"dark\"\n")).unwrap();
+    refused(
+        d,
+        &cfg,
+        &[],
+        &["unknown configuration element 'lifecycle.shade'"],
+    );
 }
 
 #[test]

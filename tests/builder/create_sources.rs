@@ -1,4 +1,4 @@
-//! `builder create` from inputs of every other kind: a build image given as an archive, a
+//! `builder create` from sources of every other kind: a build image given as an archive, a
 //! lifecycle image (layout directory and archive) serving one platform per target, a buildpack
 //! directory with RFC 0128 platform folders and a multi-platform `.cnb`; the builder read back by
 //! umoci per platform, then by cnbpkg's own `verify` and `inspect`.
