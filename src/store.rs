@@ -117,6 +117,11 @@ impl StoreReader {
         &self.reader
     }
 
+    /// The layout, shared with what outlives this reader (packaging's dependencies).
+    pub(crate) fn shared_reader(&self) -> Arc<PackageReader> {
+        Arc::clone(&self.reader)
+    }
+
     /// The ref names of the store's entries, in `index.json` order.
     pub fn names(&self) -> Vec<&str> {
         self.reader
@@ -212,6 +217,12 @@ impl StoreReader {
         let (index, _) = self.reader.read_json::<Index>(entry, "image index")?;
         Ok(index.manifests.into_iter().find(|d| d.digest == *digest))
     }
+}
+
+/// `reference` as [`StoreReader::resolve`] reports it: normalized as `pull` names it
+/// (`docker.io/library/x:latest`), a tag written before a digest kept.
+pub(crate) fn normalized_reference(reference: &str) -> Result<String> {
+    Wanted::parse(reference).map(|w| w.normalized)
 }
 
 /// A reference as [`StoreReader::resolve`] looks it up.
