@@ -308,7 +308,7 @@ const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 fn refuse_read_only(root: &Path) -> Result<()> {
     match fs::metadata(root) {
         Ok(m) if !m.is_dir() => Err(Error::usage(format!(
-            "{}: is a file, a read-only store (a package or layout archive); pull, store remove and store gc need a store directory",
+            "{}: is a file, which serves only as a read-only store (a package or layout archive); a store that is filled or changed is a directory",
             root.display()
         ))),
         _ => Ok(()),
@@ -384,6 +384,11 @@ impl Download {
     /// The open file.
     pub(crate) fn file(&mut self) -> &mut File {
         &mut self.file
+    }
+
+    /// The file's path, for messages.
+    pub(crate) fn file_path(&self) -> &Path {
+        &self.path
     }
 
     /// Empty the file: the next bytes written are the blob's first.

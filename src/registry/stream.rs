@@ -189,6 +189,12 @@ impl<'a> Progress<'a> {
         self.report(0, false);
     }
 
+    /// A new attempt continues after the `done` bytes held already.
+    pub(crate) fn resume_at(&self, done: u64) {
+        self.done.store(done, Ordering::Relaxed);
+        self.report(done, false);
+    }
+
     /// `n` more bytes moved.
     pub(crate) fn add(&self, n: u64) {
         self.counted.fetch_add(n, Ordering::Relaxed);
