@@ -16,6 +16,7 @@ mod flags_messages;
 mod index_push;
 mod pull_auth;
 mod pull_hostile;
+mod pull_output;
 mod pull_store;
 mod push_cli;
 mod push_faults;
