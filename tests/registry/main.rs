@@ -25,3 +25,4 @@ mod push_tls;
 mod push_token;
 mod registry_hostile;
 mod registry_push;
+mod store_maintenance;
