@@ -17,6 +17,7 @@ mod index_push;
 mod pull_auth;
 mod pull_hostile;
 mod pull_output;
+mod pull_resume;
 mod pull_store;
 mod push_cli;
 mod push_faults;
