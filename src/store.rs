@@ -82,7 +82,7 @@ pub struct StoreReader {
 /// An image found in a store by [`StoreReader::resolve`].
 #[derive(Debug, Clone)]
 #[non_exhaustive]
-pub struct StoredImage {
+pub struct ResolvedImage {
     /// The reference asked for, normalized (`docker.io/library/x:tag`, `REPO@sha256:…`,
     /// `REPO:tag@sha256:…`).
     pub reference: String,
@@ -156,7 +156,7 @@ impl StoreReader {
     /// lists), `REF:TAG@sha256:…` by both, which must agree. `None` when the store does not
     /// hold it; an error when the reference is invalid, tag and digest disagree, or a blob
     /// of the image is missing or damaged.
-    pub fn resolve(&self, reference: &str) -> Result<Option<StoredImage>> {
+    pub fn resolve(&self, reference: &str) -> Result<Option<ResolvedImage>> {
         let wanted = Wanted::parse(reference)?;
         let entries = &self.reader.index().manifests;
         let named = |name: &str| {
@@ -191,7 +191,7 @@ impl StoreReader {
                 format!("{entry_name} ({}) holds no image", descriptor.digest),
             ));
         }
-        Ok(Some(StoredImage {
+        Ok(Some(ResolvedImage {
             reference: wanted.normalized,
             entry_name,
             descriptor,
@@ -329,8 +329,7 @@ impl Store {
                     !matches!(
                         name.as_str(),
                         "blobs" | "index.json.lock" | "oci-layout" | STORE_LOCK | DOWNLOADS
-                    )
-                        && !crate::atomic::is_temp_of("oci-layout", &name)
+                    ) && !crate::atomic::is_temp_of("oci-layout", &name)
                 }),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => false,
                 Err(e) => return Err(Error::io(root, e)),
@@ -964,10 +963,7 @@ struct Reached {
 /// Walk the trees of `entries` in `reader` (the one tree walker, its limits and checks):
 /// every index, manifest, config and layer they list, and every other descriptor an index
 /// lists (artifacts it does not descend into are kept too).
-fn reachable(
-    reader: &crate::layout::PackageReader,
-    entries: &[Descriptor],
-) -> Result<Reached> {
+fn reachable(reader: &crate::layout::PackageReader, entries: &[Descriptor]) -> Result<Reached> {
     use crate::layout::tree::{self, Configs, OnFailure, Others, Policy, Style};
     let policy = Policy {
         others: Others::Skip,

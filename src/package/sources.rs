@@ -10,7 +10,7 @@ use crate::descriptor::{self, BuildpackDescriptor, PackageConfig};
 use crate::error::{Error, IoResultExt, Result};
 use crate::events::{Events, EventsExt};
 use crate::layout::{ImageRef, PackageReader};
-use crate::store::{StoreReader, StoredImage};
+use crate::store::{ResolvedImage, StoreReader};
 
 use super::remote::{self, MissingImage, MissingImages, Remote, RemoteKind, StoreArg};
 
@@ -69,7 +69,7 @@ pub(crate) enum Located {
         /// The URI as written.
         uri: String,
         /// What the store holds under it.
-        image: Box<StoredImage>,
+        image: Box<ResolvedImage>,
         /// The store's layout.
         reader: Arc<PackageReader>,
     },
