@@ -170,7 +170,7 @@ impl StoreReader {
                 Some(entry) => match self.within(entry, digest)? {
                     Some(d) => Some((name.clone(), d)),
                     None => {
-                        return Err(Error::usage(format!(
+                        return Err(Error::other(format!(
                             "{}: the store's {name} is {}, not {digest} (pull the tag again, or name the image by its digest alone)",
                             wanted.normalized, entry.digest
                         )))
