@@ -510,7 +510,7 @@ fn a_damaged_blob_of_the_store_is_named_and_nothing_is_written() {
     perms.set_readonly(false);
     std::fs::set_permissions(&config_blob, perms).unwrap();
     std::fs::write(&config_blob, vec![b' '; second.config.size as usize]).unwrap();
-    let e = fails(cnbpkg_in(d, &args), 1);
+    let e = fails(cnbpkg_in(d, args), 1);
     assert!(
         e.contains(&format!("blob {} has digest", second.config.digest)),
         "{e}"
