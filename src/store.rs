@@ -77,6 +77,8 @@ pub fn default_store() -> Result<PathBuf> {
 pub struct StoreReader {
     path: PathBuf,
     reader: Arc<PackageReader>,
+    /// The store-wide lock, shared, while the store is read: `store gc` waits for it.
+    _lease: Option<StoreLock>,
 }
 
 /// An image found in a store by [`StoreReader::resolve`].
@@ -107,9 +109,12 @@ impl StoreReader {
     /// Open the store at `path`: a store directory (one nothing has been pulled into yet has
     /// no entries) or a `.cnb`/tar of a layout.
     pub fn open(path: &Path) -> Result<StoreReader> {
+        // Taken before index.json is read: no blob it names is collected while it is used.
+        let lease = read_lease(path)?;
         Ok(StoreReader {
             path: path.to_path_buf(),
             reader: Arc::new(PackageReader::open_with(path, true)?),
+            _lease: lease,
         })
     }
 
@@ -236,6 +241,41 @@ impl StoreReader {
         let (index, _) = self.reader.read_json::<Index>(entry, "image index")?;
         Ok(index.manifests.into_iter().find(|d| d.digest == *digest))
     }
+}
+
+/// The shared store-wide lock of a store directory that has one (every store `pull` has
+/// filled); nothing for an archive, or a layout nothing of cnbpkg's has written to (which is
+/// not created: a reader writes nothing).
+fn read_lease(path: &Path) -> Result<Option<StoreLock>> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let lock = path.join(STORE_LOCK);
+    if !fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+        return Ok(None);
+    }
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&lock)
+    {
+        Ok(f) => f,
+        // Another user's store, read with the rights to read its blobs only: no gc of ours.
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied
+            ) =>
+        {
+            return Ok(None)
+        }
+        Err(e) => return Err(Error::io(&lock, e)),
+    };
+    flock_waiting(
+        &file,
+        &lock,
+        libc::LOCK_SH,
+        "a garbage collection (cnbpkg store gc)",
+    )?;
+    Ok(Some(StoreLock { _file: file }))
 }
 
 /// `reference` as [`StoreReader::resolve`] reports it: normalized as `pull` names it
@@ -1217,6 +1257,22 @@ mod tests {
             .unwrap();
         assert_eq!(found.images[0].platform().architecture, "amd64");
         assert!(reader.reader().has_blob(&amd));
+    }
+
+    #[test]
+    fn a_reader_holds_the_store_lock_shared_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = store_with_images(&dir.path().join("s"));
+        // A layout no pull has locked yet: read without a lock file, and none is made.
+        let reader = StoreReader::open(store.root()).unwrap();
+        assert!(!store.root().join(STORE_LOCK).exists());
+        drop(reader);
+        drop(store.lock_shared().unwrap());
+        let reader = StoreReader::open(store.root()).unwrap();
+        let lock = File::open(store.root().join(STORE_LOCK)).unwrap();
+        assert!(!try_lock_exclusive(&lock), "gc must wait for the reader");
+        drop(reader);
+        assert!(try_lock_exclusive(&lock));
     }
 
     #[test]

@@ -256,25 +256,25 @@ fn package_with(opts: &PackageOptions, events: &dyn Events) -> Result<PackageRep
                     });
                     dependency
                 }
-                Located::Stored { uri, image, reader } => {
+                Located::Stored { uri, image, store } => {
                     events.status(
                         "Using",
                         &format!(
                             "{} {} from the store {}",
                             image.reference,
                             image.descriptor.digest,
-                            reader.path().display()
+                            store.path().display()
                         ),
                     );
-                    if !inputs.iter().any(|i| i.path == reader.path()) {
+                    if !inputs.iter().any(|i| i.path == store.path()) {
                         inputs.push(Input {
-                            path: reader.path().to_path_buf(),
+                            path: store.path().to_path_buf(),
                             role: "the store",
                             tree_dir: false,
                         });
                     }
                     Dependency::Package {
-                        reader: reader.clone(),
+                        reader: store.shared_reader(),
                         images: image.images.clone(),
                         origin: PathBuf::from(uri),
                     }
@@ -405,11 +405,11 @@ fn dependency_reports(
                 digest: None,
                 images,
             };
-            if let Located::Stored { image, reader, .. } = location {
+            if let Located::Stored { image, store, .. } = location {
                 report.kind = DependencyKind::Image;
                 report.reference = Some(image.reference.clone());
                 report.entry = Some(image.entry_name.clone());
-                report.store = Some(reader.path().to_path_buf());
+                report.store = Some(store.path().to_path_buf());
                 report.digest = Some(image.descriptor.digest);
             }
             report

@@ -378,6 +378,8 @@ pub(crate) struct MissingImages<'a> {
     pub store: &'a StoreArg,
     /// Whether the store exists.
     pub exists: bool,
+    /// Whether it exists and names no image (a package given as the store, say).
+    pub unnamed: bool,
 }
 
 impl MissingImages<'_> {
@@ -399,6 +401,13 @@ impl MissingImages<'_> {
             if !wanted.contains(&m.reference) {
                 wanted.push(m.reference.clone());
             }
+        }
+        if let (true, Some(p)) = (self.unnamed, self.store.path()) {
+            lines.push(format!(
+                "the store {} names no image (a package is a dependency of its own: uri = \"{}\")",
+                p.display(),
+                p.display()
+            ));
         }
         let them = if wanted.len() == 1 { "it" } else { "them" };
         let place = match self.store.path() {

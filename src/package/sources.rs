@@ -70,8 +70,8 @@ pub(crate) enum Located {
         uri: String,
         /// What the store holds under it.
         image: Box<ResolvedImage>,
-        /// The store's layout.
-        reader: Arc<PackageReader>,
+        /// The store (held while packaging: `store gc` waits for it).
+        store: Arc<StoreReader>,
     },
 }
 
@@ -171,7 +171,8 @@ pub(crate) fn locate(
         Some(path) if path.exists() => Some(StoreReader::open(path)?),
         // Nothing to read; the error says how to fill it.
         Some(_) => None,
-    };
+    }
+    .map(Arc::new);
     let mut missing = Vec::new();
     for (i, uri, reference) in &images {
         let found = match &reader {
@@ -183,10 +184,7 @@ pub(crate) fn locate(
                 located[*i] = Some(Located::Stored {
                     uri: uri.clone(),
                     image: Box::new(image),
-                    reader: reader
-                        .as_ref()
-                        .map(StoreReader::shared_reader)
-                        .expect("found in it"),
+                    store: Arc::clone(reader.as_ref().expect("found in it")),
                 })
             }
             None => missing.push(MissingImage {
@@ -210,6 +208,7 @@ pub(crate) fn locate(
                 all: &all,
                 store: &store_arg,
                 exists: reader.is_some(),
+                unnamed: reader.as_ref().is_some_and(|r| r.names().is_empty()),
             }),
             base,
             config_path.is_some(),

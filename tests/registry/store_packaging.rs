@@ -411,6 +411,44 @@ fn what_the_store_lacks_is_listed_with_one_pull_command() {
     );
     assert!(!stderr.contains(&format!("'{b}' is image")), "{stderr}");
 
+    // One reference's archive is a package that names its image: a dependency of its own,
+    // or a store of that one image.
+    let one = d.join("one.tar");
+    ok(cnbpkg([
+        "pull",
+        "--insecure",
+        "--store",
+        store_arg,
+        "--output",
+        one.to_str().unwrap(),
+        a,
+    ]));
+    let stderr = fails(cnbpkg_in(d, args(&images_only, one.to_str().unwrap())), 1);
+    assert!(
+        stderr.contains("2 buildpacks are not on this machine"),
+        "{stderr}"
+    );
+    let as_package = composite(
+        d,
+        "as-package",
+        &format!(
+            "[[dependencies]]\nuri = {:?}\n[[dependencies]]\nuri = {:?}\n[[dependencies]]\nuri = {:?}\n",
+            one.to_str().unwrap(),
+            cnbs[1].to_str().unwrap(),
+            cnbs[2].to_str().unwrap()
+        ),
+    );
+    ok(cnbpkg_in(d, args(&as_package, store_arg)));
+    // A package naming no image is no store: the error says how to use it.
+    let a_cnb = cnbs[0].to_str().unwrap();
+    let stderr = fails(cnbpkg_in(d, args(&images_only, a_cnb)), 1);
+    assert!(
+        stderr.contains(&format!(
+            "the store {a_cnb} names no image (a package is a dependency of its own: uri = \"{a_cnb}\")"
+        )),
+        "{stderr}"
+    );
+
     // The advised command, run (plain HTTP to the local registry needs --insecure), fills the
     // store; the images then package with the registry stopped.
     let command = stderr_command(&fails(cnbpkg_in(d, args(&images_only, store_arg)), 1));
