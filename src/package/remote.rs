@@ -600,6 +600,63 @@ mod tests {
     }
 
     #[test]
+    fn missing_images_are_fetched_by_one_command() {
+        let missing = [
+            MissingImage {
+                uri: "docker://r.io/a:1".into(),
+                reference: "r.io/a:1".into(),
+            },
+            MissingImage {
+                uri: "busybox".into(),
+                reference: "docker.io/library/busybox:latest".into(),
+            },
+            MissingImage {
+                uri: "r.io/a:1".into(),
+                reference: "r.io/a:1".into(),
+            },
+        ];
+        let all = [
+            "r.io/a:1".to_string(),
+            "docker.io/library/busybox:latest".into(),
+        ];
+        let details = |store: &StoreArg, exists: bool| {
+            MissingImages {
+                missing: &missing,
+                all: &all,
+                store,
+                exists,
+                unnamed: false,
+            }
+            .details()
+        };
+        let dir = details(&StoreArg::Dir(PathBuf::from("my store")), true);
+        assert_eq!(dir.len(), 4, "{dir:?}");
+        assert_eq!(
+            dir[1],
+            "dependency 'busybox' is image docker.io/library/busybox:latest, not in the store"
+        );
+        assert_eq!(
+            dir[3],
+            "fetch them with `cnbpkg pull --store 'my store' r.io/a:1 docker.io/library/busybox:latest` (the store is my store), then package again"
+        );
+        let default = details(&StoreArg::Default(Some(PathBuf::from("/c/store"))), false);
+        assert!(
+            default[3].starts_with("fetch them with `cnbpkg pull r.io/a:1 docker.io"),
+            "{default:?}"
+        );
+        assert!(
+            default[3].contains("(the store /c/store does not exist yet)"),
+            "{default:?}"
+        );
+        let archive = details(&StoreArg::Archive(PathBuf::from("d.tar")), true);
+        assert!(
+            archive[3]
+                .contains("`cnbpkg pull --output d.tar r.io/a:1 docker.io/library/busybox:latest`"),
+            "{archive:?}"
+        );
+    }
+
+    #[test]
     fn file_names() {
         assert_eq!(
             image_file("gcr.io/paketo-buildpacks/node-engine:1.2.3"),
