@@ -221,7 +221,24 @@ impl StoreReader {
                 return Ok(Some((name.to_string(), (*entry).clone())));
             }
         }
+        // Each index read once, and all of them within the bound the walker keeps: a hostile
+        // index.json may list one large index many times.
+        let mut seen = std::collections::BTreeSet::new();
+        let mut read = 0u64;
         for (name, entry) in &entries {
+            if !crate::oci::is_index(&entry.media_type) || !seen.insert(entry.digest) {
+                continue;
+            }
+            read = read.saturating_add(entry.size);
+            if read > crate::layout::MAX_IMAGES_BYTES {
+                return Err(Error::invalid(
+                    &self.path,
+                    format!(
+                        "the indexes its entries name hold more than {} MiB; looking up {digest} stopped",
+                        crate::layout::MAX_IMAGES_BYTES >> 20
+                    ),
+                ));
+            }
             if let Some(d) = self.within(entry, digest)? {
                 return Ok(Some((name.to_string(), d)));
             }

@@ -225,6 +225,25 @@ fn references_by_digest_and_a_layout_archive_as_the_store() {
         ),
     );
     let archive = p.archive.to_str().unwrap();
+    // The store is an input: never the output.
+    let before = std::fs::read(&p.archive).unwrap();
+    let e = fails(
+        cnbpkg_in(
+            d,
+            [
+                "buildpack",
+                "package",
+                archive,
+                "--config",
+                pinned.to_str().unwrap(),
+                "--store",
+                archive,
+            ],
+        ),
+        1,
+    );
+    assert!(e.contains("is also an input (the store"), "{e}");
+    assert_eq!(std::fs::read(&p.archive).unwrap(), before);
     let report = package(d, &pinned, "pinned.cnb", &["--store", archive]);
     ok(cnbpkg_in(d, ["verify", "pinned.cnb"]));
     let dep = &report["dependencies"][0];
