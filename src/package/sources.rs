@@ -127,8 +127,83 @@ pub(crate) fn locate(
     config_path: Option<&Path>,
     store: Option<&Path>,
 ) -> Result<(PathBuf, Vec<Located>)> {
+    let Classified {
+        main,
+        mut located,
+        images,
+        remotes,
+    } = classify_all(config, base);
+    let reader = match store {
+        _ if images.is_empty() => None,
+        None => StoreReader::open_default()?,
+        Some(path) if path.exists() => Some(StoreReader::open(path)?),
+        // Nothing to read; the error says how to fill it.
+        Some(_) => None,
+    }
+    .map(Arc::new);
+    let missing = match &reader {
+        Some(r) => resolve_images(r, &images, &mut located)?,
+        None => images.iter().map(|w| w.missing()).collect(),
+    };
+    match (main, located.into_iter().collect::<Option<Vec<_>>>()) {
+        (Some(main), Some(dependencies)) if remotes.is_empty() => Ok((main, dependencies)),
+        _ => {
+            let mut all: Vec<String> = Vec::new();
+            for image in &images {
+                if !all.contains(&image.reference) {
+                    all.push(image.reference.clone());
+                }
+            }
+            let store_arg = StoreArg::of(store);
+            let missing = MissingImages {
+                missing: &missing,
+                all: &all,
+                store: &store_arg,
+                exists: reader.is_some(),
+                unnamed: reader.as_ref().is_some_and(|r| r.names().is_empty()),
+            };
+            Err(remote::remote_error(
+                &remotes,
+                Some(&missing),
+                base,
+                config_path.is_some(),
+                config_path,
+            ))
+        }
+    }
+}
+
+/// package.toml's URIs sorted out: the main buildpack's path, each dependency's path (`None`
+/// for an image or a remote), the image dependencies, and the remotes (errors all).
+struct Classified {
+    main: Option<PathBuf>,
+    located: Vec<Option<Located>>,
+    images: Vec<WantedImage>,
+    remotes: Vec<Remote>,
+}
+
+/// An image dependency, to be read from the store.
+struct WantedImage {
+    /// Its place among the dependencies.
+    index: usize,
+    /// The URI as written.
+    uri: String,
+    /// The reference, normalized.
+    reference: String,
+}
+
+impl WantedImage {
+    fn missing(&self) -> MissingImage {
+        MissingImage {
+            uri: self.uri.clone(),
+            reference: self.reference.clone(),
+        }
+    }
+}
+
+/// Classify every URI of package.toml (pack's rules, see [`remote::classify`]).
+fn classify_all(config: &PackageConfig, base: &Path) -> Classified {
     let mut remotes = Vec::new();
-    let mut images: Vec<(usize, String, String)> = Vec::new();
     let main = match remote::classify(&config.buildpack_uri, base, false) {
         Some(kind) => {
             remotes.push(Remote {
@@ -140,16 +215,21 @@ pub(crate) fn locate(
         }
         None => Some(local_path(&config.buildpack_uri, base)),
     };
-    let mut located: Vec<Option<Located>> = Vec::new();
-    for (i, d) in config.dependencies.iter().enumerate() {
+    let mut located = Vec::new();
+    let mut images = Vec::new();
+    for (index, d) in config.dependencies.iter().enumerate() {
         let kind = match remote::classify(&d.uri, base, true) {
             None => {
                 located.push(Some(Located::Path(local_path(&d.uri, base))));
                 continue;
             }
             Some(RemoteKind::Image(reference)) => match normalized(&reference) {
-                Ok(name) => {
-                    images.push((i, d.uri.clone(), name));
+                Ok(reference) => {
+                    images.push(WantedImage {
+                        index,
+                        uri: d.uri.clone(),
+                        reference,
+                    });
                     located.push(None);
                     continue;
                 }
@@ -164,57 +244,34 @@ pub(crate) fn locate(
         });
         located.push(None);
     }
-    let store_arg = StoreArg::of(store);
-    let reader = match store {
-        _ if images.is_empty() => None,
-        None => StoreReader::open_default()?,
-        Some(path) if path.exists() => Some(StoreReader::open(path)?),
-        // Nothing to read; the error says how to fill it.
-        Some(_) => None,
+    Classified {
+        main,
+        located,
+        images,
+        remotes,
     }
-    .map(Arc::new);
+}
+
+/// Each image dependency the store holds, in its place in `located`; those it lacks.
+fn resolve_images(
+    store: &Arc<StoreReader>,
+    images: &[WantedImage],
+    located: &mut [Option<Located>],
+) -> Result<Vec<MissingImage>> {
     let mut missing = Vec::new();
-    for (i, uri, reference) in &images {
-        let found = match &reader {
-            Some(r) => r.resolve(reference)?,
-            None => None,
-        };
-        match found {
+    for wanted in images {
+        match store.resolve(&wanted.reference)? {
             Some(image) => {
-                located[*i] = Some(Located::Stored {
-                    uri: uri.clone(),
+                located[wanted.index] = Some(Located::Stored {
+                    uri: wanted.uri.clone(),
                     image: Box::new(image),
-                    store: Arc::clone(reader.as_ref().expect("found in it")),
+                    store: Arc::clone(store),
                 })
             }
-            None => missing.push(MissingImage {
-                uri: uri.clone(),
-                reference: reference.clone(),
-            }),
+            None => missing.push(wanted.missing()),
         }
     }
-    let mut all: Vec<String> = Vec::new();
-    for (_, _, reference) in &images {
-        if !all.contains(reference) {
-            all.push(reference.clone());
-        }
-    }
-    match (main, located.into_iter().collect::<Option<Vec<_>>>()) {
-        (Some(main), Some(dependencies)) if remotes.is_empty() => Ok((main, dependencies)),
-        _ => Err(remote::remote_error(
-            &remotes,
-            Some(&MissingImages {
-                missing: &missing,
-                all: &all,
-                store: &store_arg,
-                exists: reader.is_some(),
-                unnamed: reader.as_ref().is_some_and(|r| r.names().is_empty()),
-            }),
-            base,
-            config_path.is_some(),
-            config_path,
-        )),
-    }
+    Ok(missing)
 }
 
 /// An image reference as the store names it (`docker.io/library/x:latest`), or why it is not
