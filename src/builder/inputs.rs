@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::config::ModuleSource;
 use crate::cnb::{platform_fit, platform_name, PlatformRequest};
@@ -42,9 +43,8 @@ impl ImageStore {
         let Some(stored) = self.inner.resolve(reference)? else {
             return Ok(None);
         };
-        let reader = PackageReader::open(self.inner.path())?;
         Ok(Some(ImageSource {
-            reader,
+            reader: self.inner.shared_reader(),
             images: stored.images,
             origin: PathBuf::from(stored.reference),
         }))
@@ -58,7 +58,8 @@ impl ImageStore {
 
 /// An image (one platform or several) and the reader of its blobs.
 pub(crate) struct ImageSource {
-    pub(crate) reader: PackageReader,
+    /// A package's own reader, or the store's (shared by every image read from it).
+    pub(crate) reader: Arc<PackageReader>,
     /// Its images, manifests and configs verified.
     pub(crate) images: Vec<ImageRef>,
     /// What to call it in messages: its path or its reference.
@@ -83,7 +84,7 @@ pub(crate) fn open_image(
         let reader = PackageReader::open(&path)?;
         let images = reader.images()?;
         return Ok(ImageSource {
-            reader,
+            reader: Arc::new(reader),
             images,
             origin: path,
         });
