@@ -31,6 +31,8 @@ impl ImageStore {
     /// The store at `path`, or the default one when it exists; `None` without one.
     pub(crate) fn open(path: Option<&Path>) -> Result<Option<ImageStore>> {
         let inner = match path {
+            // A store not made yet holds nothing (what is missing says how to fill it).
+            Some(p) if !p.exists() => None,
             Some(p) => Some(crate::store::StoreReader::open(p)?),
             None => crate::store::StoreReader::open_default()?,
         };
@@ -303,34 +305,6 @@ pub(crate) fn check_distro(source: &ImageSource, image: &ImageRef, t: &Target) -
         t.display(),
         wanted.join(", ")
     )))
-}
-
-/// Load a module source: a directory, `.tgz`, `.cnb` or layout (relative to builder.toml) as
-/// packaging loads dependencies, or a `docker://` (or bare) reference from the store.
-pub(crate) fn load_module(
-    uri: &str,
-    base_dir: &Path,
-    store: Option<&ImageStore>,
-    events: &dyn Events,
-) -> Result<Dependency> {
-    let path_like = uri.strip_prefix("file://").is_some() || !uri.starts_with("docker://");
-    if path_like {
-        if let Some(path) = local(uri, base_dir) {
-            return sources::load_dependency(&path, events);
-        }
-        if uri.starts_with("urn:cnb:") || uri.starts_with("http://") || uri.starts_with("https://")
-        {
-            return Err(Error::other(format!(
-                "buildpack '{uri}' is not on this machine: cnbpkg builds builders offline; download it and name the file"
-            )));
-        }
-    }
-    let source = open_image(uri, base_dir, store, "buildpack")?;
-    Ok(Dependency::Package {
-        reader: source.reader,
-        images: source.images,
-        origin: source.origin,
-    })
 }
 
 /// The id and version of what a source holds (a tree's descriptor, a package's main

@@ -26,7 +26,7 @@ use crate::oci::RuntimeConfig;
 use crate::package::layers::BuildContext;
 use crate::package::outputs::{check_output_against_inputs, Input};
 use crate::package::select::{self, ModulePlan};
-use crate::package::sources::Dependency;
+use crate::package::sources::{Dependency, Located};
 use crate::package::{ModuleId, OutputReport, PackageOptions};
 use crate::source::Exclusions;
 use crate::target::{ExpandedTarget, Target};
@@ -167,7 +167,7 @@ fn create_with(opts: &BuilderOptions, events: &dyn Events) -> Result<BuilderRepo
     let mut dependencies = load_modules(
         &cfg.buildpacks,
         &cfg,
-        store.as_ref(),
+        opts.store.as_deref(),
         events,
         &mut inputs_list,
     )?;
@@ -175,7 +175,7 @@ fn create_with(opts: &BuilderOptions, events: &dyn Events) -> Result<BuilderRepo
     dependencies.extend(load_modules(
         &cfg.extensions,
         &cfg,
-        store.as_ref(),
+        opts.store.as_deref(),
         events,
         &mut inputs_list,
     )?);
@@ -272,24 +272,41 @@ fn create_with(opts: &BuilderOptions, events: &dyn Events) -> Result<BuilderRepo
     })
 }
 
-/// Load the buildpacks (or extensions) `sources` names, each once for every target, and check
-/// the `id` and `version` builder.toml gives them; each is an input no output may replace.
+/// Load the buildpacks (or extensions) `sources` names, each once for every target, located
+/// as packaging locates dependencies (paths, or images of the store: `store`, else the default
+/// store), and check the `id` and `version` builder.toml gives them; each is an input no
+/// output may replace.
 fn load_modules(
     sources: &[config::ModuleSource],
     cfg: &config::BuilderConfig,
-    store: Option<&ImageStore>,
+    store: Option<&std::path::Path>,
     events: &dyn Events,
     inputs_list: &mut Vec<Input>,
 ) -> Result<Vec<Dependency>> {
+    if sources.is_empty() {
+        return Ok(Vec::new());
+    }
+    let uris = crate::descriptor::PackageConfig {
+        buildpack_uri: ".".into(),
+        dependencies: sources
+            .iter()
+            .map(|s| crate::descriptor::Dependency { uri: module_uri(s) })
+            .collect(),
+        ..Default::default()
+    };
+    let (_, located) =
+        crate::package::sources::locate(&uris, &cfg.base_dir, Some(&cfg.path), store)?;
     sources
         .iter()
-        .map(|s| {
+        .zip(&located)
+        .map(|(s, location)| {
             crate::cancel::check()?;
-            let dep = inputs::load_module(&s.uri, &cfg.base_dir, store, events)?;
+            let dep = location.load(events)?;
             inputs::check_declared(s, &dep)?;
-            let (path, tree_dir) = match &dep {
-                Dependency::Tree(t) => (t.origin.clone(), t.is_directory()),
-                Dependency::Package { origin, .. } => (origin.clone(), false),
+            let tree_dir = matches!(&dep, Dependency::Tree(t) if t.is_directory());
+            let path = match location {
+                Located::Path(p) => p.clone(),
+                Located::Stored { store, .. } => store.path().to_path_buf(),
             };
             inputs_list.push(Input {
                 path,
@@ -299,6 +316,15 @@ fn load_modules(
             Ok(dep)
         })
         .collect()
+}
+
+/// A module's URI: `uri`, or the deprecated `image` key as a `docker://` reference.
+fn module_uri(s: &config::ModuleSource) -> String {
+    if s.from_image_key && !s.uri.starts_with("docker://") {
+        format!("docker://{}", s.uri)
+    } else {
+        s.uri.clone()
+    }
 }
 
 /// Put every output in place (all or none) with its index, and report each.
