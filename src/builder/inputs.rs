@@ -148,28 +148,26 @@ fn request(t: &Target) -> PlatformRequest<'_> {
     }
 }
 
-/// The one image of `source` that serves target `t`; an error naming what it has otherwise.
-pub(crate) fn select_image<'s>(
-    source: &'s ImageSource,
-    t: &Target,
-    role: &str,
-) -> Result<&'s ImageRef> {
+/// The one image of `source` that serves target `t` (its index in `source.images`); an error
+/// naming what it has otherwise.
+pub(crate) fn select_image(source: &ImageSource, t: &Target, role: &str) -> Result<usize> {
     let want = request(t);
-    let mut best: Vec<(u32, &ImageRef)> = source
+    let mut best: Vec<(u32, usize, &ImageRef)> = source
         .images
         .iter()
-        .filter_map(|i| platform_fit(&i.platform(), None, &want).map(|s| (s, i)))
+        .enumerate()
+        .filter_map(|(n, i)| platform_fit(&i.platform(), None, &want).map(|s| (s, n, i)))
         .collect();
-    let top = best.iter().map(|(s, _)| *s).max();
-    best.retain(|(s, _)| Some(*s) == top);
+    let top = best.iter().map(|(s, _, _)| *s).max();
+    best.retain(|(s, _, _)| Some(*s) == top);
     if best
         .windows(2)
-        .all(|w| w[0].1.descriptor.digest == w[1].1.descriptor.digest)
+        .all(|w| w[0].2.descriptor.digest == w[1].2.descriptor.digest)
     {
         best.truncate(1);
     }
     match best.as_slice() {
-        [(_, one)] => Ok(one),
+        [(_, n, _)] => Ok(*n),
         [] => Err(Error::other(format!(
             "{role} {} has no image for target {} (it has {})",
             source.origin.display(),
