@@ -431,8 +431,13 @@ pub(crate) fn check_module(
         crate::descriptor::ModuleKind::Extension => "extension",
     };
     if lifecycle.deprecated.contains(&d.api) {
+        let title = match d.kind {
+            crate::descriptor::ModuleKind::Buildpack => "Buildpack",
+            crate::descriptor::ModuleKind::Extension => "Extension",
+        };
+        // pack's exact text (compatibility).
         events.warning(&format!(
-            "{kind} '{name}' is using deprecated Buildpacks API version {}",
+            "{title} '{name}' is using deprecated Buildpacks API version '{}'",
             d.api
         ));
     } else if !lifecycle.supported.contains(&d.api) {
