@@ -401,3 +401,44 @@ fn extensions_from_a_directory_and_a_package() {
     let metadata = p.label_json("io.buildpacks.builder.metadata");
     assert_eq!(metadata["extensions"].as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn system_buildpacks_get_their_file_and_label() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    default_build_image(d);
+    lifecycles(d);
+    simple_buildpack(d, "bp", "acme/a", "1.0.0", "0.10", &[]);
+    simple_buildpack(d, "pre", "acme/pre", "0.1.0", "0.10", &[]);
+    let extra = "\n[system]\n[[system.pre.buildpacks]]\nid = \"acme/pre\"\n";
+    let cfg = config(d, "build-image", &["bp", "pre"], &["acme/a"], extra);
+    let out = d.join("builder");
+    ok(run(
+        &cfg,
+        &out,
+        &["--format", "layout", "-t", "linux/amd64"],
+    ));
+    let p = read_platform(&out, "amd64", &d.join("work"));
+    let system = fs::read_to_string(p.rootfs.join("cnb/system.toml")).unwrap();
+    assert!(system.contains("[[system.pre.buildpacks]]"), "{system}");
+    assert!(system.contains("version = \"0.1.0\""), "resolved: {system}");
+    let label = p.label_json("io.buildpacks.buildpack.system");
+    assert_eq!(label["pre"]["buildpacks"][0]["id"], "acme/pre", "{label}");
+    assert!(
+        label["pre"]["buildpacks"][0].get("version").is_none(),
+        "unresolved: {label}"
+    );
+    // system.toml comes right after order.toml (pack's sequence).
+    let files: Vec<String> = p
+        .layer_digests()
+        .iter()
+        .map(|digest| {
+            let blob = read_blob(&out, digest);
+            let headers = layer_headers(&blob, "application/vnd.oci.image.layer.v1.tar+gzip");
+            headers.first().map(|h| h.0.clone()).unwrap_or_default()
+        })
+        .collect();
+    let at = |name: &str| files.iter().position(|f| f == name).unwrap();
+    assert_eq!(at("cnb/system.toml"), at("cnb/order.toml") + 1, "{files:?}");
+    assert_eq!(at("cnb/stack.toml"), at("cnb/system.toml") + 1, "{files:?}");
+}
