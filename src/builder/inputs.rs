@@ -1,7 +1,7 @@
 //! A builder's inputs, per target: the build image (a file, a layout or a store reference) and
-//! the image of it that serves the target, its build user and distro, the run images' platforms
-//! when the store holds them, and the buildpacks and extensions (loaded as packaging loads
-//! dependencies) with pack's checks against the target and the lifecycle.
+//! the image of it that serves the target, its build user, distro and stack, the images of the
+//! store, and pack's checks of each buildpack and extension against the build image and the
+//! lifecycle (the modules themselves are loaded and chosen by packaging's machinery).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -151,6 +151,9 @@ struct Planned {
     plans: Vec<TargetPlan>,
     /// What no output may replace.
     inputs: Vec<Input>,
+    /// The stores read from, held (with their shared lock: `store gc` waits) until the outputs
+    /// are written.
+    _stores: (Option<ImageStore>, Vec<Located>),
 }
 
 fn create_with(opts: &BuilderOptions, events: &dyn Events) -> Result<BuilderReport> {
@@ -203,16 +206,20 @@ fn plan(opts: &BuilderOptions, events: &dyn Events) -> Result<Planned> {
         },
     ];
     let store_dir = opts.store.as_deref();
-    let mut dependencies =
-        load_modules(&cfg.buildpacks, &cfg, store_dir, events, &mut inputs_list)?;
+    let mut located = Vec::new();
+    let mut load = |sources| {
+        load_modules(
+            sources,
+            &cfg,
+            store_dir,
+            events,
+            &mut inputs_list,
+            &mut located,
+        )
+    };
+    let mut dependencies = load(&cfg.buildpacks)?;
     let first_extension = dependencies.len();
-    dependencies.extend(load_modules(
-        &cfg.extensions,
-        &cfg,
-        store_dir,
-        events,
-        &mut inputs_list,
-    )?);
+    dependencies.extend(load(&cfg.extensions)?);
     check_run_images(&cfg, &targets, store.as_ref(), events)?;
     let plans = targets
         .iter()
@@ -249,6 +256,7 @@ fn plan(opts: &BuilderOptions, events: &dyn Events) -> Result<Planned> {
         dependencies,
         plans,
         inputs: inputs_list,
+        _stores: (store, located),
     })
 }
 
@@ -305,14 +313,15 @@ fn write(
 
 /// Load the buildpacks (or extensions) `sources` names, each once for every target, located
 /// as packaging locates dependencies (paths, or images of the store: `store`, else the default
-/// store), and check the `id` and `version` builder.toml gives them; each is an input no
-/// output may replace.
+/// store; where each was found is kept in `located_out`, which holds the store), and check the
+/// `id` and `version` builder.toml gives them; each is an input no output may replace.
 fn load_modules(
     sources: &[config::ModuleSource],
     cfg: &config::BuilderConfig,
     store: Option<&std::path::Path>,
     events: &dyn Events,
     inputs_list: &mut Vec<Input>,
+    located_out: &mut Vec<Located>,
 ) -> Result<Vec<Dependency>> {
     if sources.is_empty() {
         return Ok(Vec::new());
@@ -327,7 +336,7 @@ fn load_modules(
     };
     let (_, located) =
         crate::package::sources::locate(&uris, &cfg.base_dir, Some(&cfg.path), store)?;
-    sources
+    let dependencies = sources
         .iter()
         .zip(&located)
         .map(|(s, location)| {
@@ -346,7 +355,9 @@ fn load_modules(
             });
             Ok(dep)
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    located_out.extend(located);
+    Ok(dependencies)
 }
 
 /// A module's URI: `uri`, or the deprecated `image` key as a `docker://` reference.
