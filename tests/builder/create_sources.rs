@@ -130,6 +130,16 @@ fn check_platform(p: &Platform, arch: &str, package: (String, String)) {
         "0.15"
     );
     assert_eq!(metadata["createdBy"]["name"], "cnbpkg");
+    // The build user owns /workspace and /layers (read from the layers: umoci unpacks rootless).
+    let headers = p.headers();
+    for dir in ["workspace", "layers"] {
+        let h = headers
+            .iter()
+            .rev()
+            .find(|h| h.0.trim_end_matches('/') == dir);
+        let h = h.unwrap_or_else(|| panic!("{arch}: no /{dir}"));
+        assert_eq!((h.1, h.2), (1000, 1000), "{arch}: /{dir}");
+    }
     assert_eq!(p.config["architecture"], arch);
     assert_eq!(p.config["config"]["WorkingDir"], "/layers");
     assert_eq!(env_of(&p.config)["CNB_GROUP_ID"], "1000");

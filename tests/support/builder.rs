@@ -747,6 +747,8 @@ pub enum Flaw {
     NoRunImage,
     /// The metadata label is not JSON.
     BadMetadata,
+    /// It also carries a package's metadata label (so it is checked as a package).
+    AlsoAPackage,
 }
 
 /// A tar entry for [`tar_of`]: name, body (`None`: a directory), mode, uid/gid, link target.
@@ -969,6 +971,12 @@ pub fn builder_shaped(dir: &Path, name: &str, flaw: Flaw) -> PathBuf {
             "22.04".to_string(),
         );
         labels.insert("io.buildpacks.stack.mixins".to_string(), "null".to_string());
+        if flaw == Flaw::AlsoAPackage {
+            labels.insert(
+                "io.buildpacks.buildpackage.metadata".to_string(),
+                json!({"id": "example/a", "version": "1.0.0"}).to_string(),
+            );
+        }
         let config = ImageConfig {
             architecture: arch.into(),
             created: Some("1980-01-01T00:00:01Z".into()),
