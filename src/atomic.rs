@@ -263,6 +263,12 @@ fn reap_stale(dir: &Path, pid_of: impl Fn(&str) -> Option<u32>) {
     }
 }
 
+/// Remove the temporary files this module made in `dir` for processes that are gone (what
+/// a new output there does first; a store's garbage collection does it for its blobs).
+pub(crate) fn reap_stale_temps(dir: &Path) {
+    reap_stale(dir, |n| parse_temp_name(n).map(|(_, pid)| pid));
+}
+
 /// Create a new temporary file or directory beside `dest`, locked, registered for removal on
 /// interrupt, after reaping stale ones of dead processes.
 fn create_temp(dest: &Path, dir: bool) -> Result<(PathBuf, File)> {

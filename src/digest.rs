@@ -125,6 +125,11 @@ impl Hasher {
         self.len += data.len() as u64;
     }
 
+    /// The bytes fed so far.
+    pub fn fed(&self) -> u64 {
+        self.len
+    }
+
     /// The digest and byte count.
     pub fn finish(self) -> (Digest, u64) {
         (Digest(self.sha.finalize().into()), self.len)

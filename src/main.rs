@@ -42,6 +42,11 @@ enum Command {
     Push(PushArgs),
     /// Copy registry images (all platforms, byte for byte, every digest verified) into the local store.
     Pull(PullArgs),
+    /// List, remove and garbage-collect the images of the local store.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// Join packages of one buildpack (one per platform, or several) into one multi-platform package.
     Merge(MergeArgs),
     /// Write one single-platform package per platform of a package.
@@ -228,7 +233,13 @@ $XDG_CACHE_HOME/cnbpkg/store, else ~/.cache/cnbpkg/store. Blobs it holds already
 downloaded again; a reference is named only once everything it needs is stored and verified.
 
 Requests, retries, credentials and certificates work as for push (see push --help). One \
---platform stores that platform's manifest under the reference; several get a new index.")]
+--platform stores that platform's manifest under the reference; several get a new index. A \
+download that stops halfway continues where it stopped (a Range request) on the next attempt.
+
+--output FILE also writes the images into one archive, from the store (which is filled as \
+without it, so a second run downloads nothing): one REFERENCE gives a package (readable as a \
+.cnb, by skopeo's oci-archive: and as a dependency), several give a layout whose index.json \
+names each image by its reference (usable as a read-only --store).")]
 struct PullArgs {
     /// REGISTRY/REPO[:TAG] (tag "latest" when omitted) or REGISTRY/REPO@DIGEST; Docker Hub
     /// names may be short (paketobuildpacks/go:1).
@@ -237,6 +248,10 @@ struct PullArgs {
     /// The store to fill (default: $CNBPKG_STORE, else $XDG_CACHE_HOME/cnbpkg/store).
     #[arg(long, value_name = "DIR")]
     store: Option<PathBuf>,
+    /// Also write the images into this archive (a package for one reference, a layout naming
+    /// each for several).
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
     /// Pull only these platforms (os[/arch[/variant]]); repeatable.
     #[arg(long = "platform", value_name = "T")]
     platforms: Vec<String>,
@@ -244,6 +259,34 @@ struct PullArgs {
     registry: RegistryArgs,
     #[command(flatten)]
     common: Common,
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// List the images the store names: reference, digest, media type, platforms, size.
+    List(StoreArgs),
+    /// Remove references from the store (their blobs stay until gc).
+    Remove(StoreRemoveArgs),
+    /// Remove the blobs no reference reaches, and interrupted downloads (waits for running pulls).
+    Gc(StoreArgs),
+}
+
+#[derive(Args)]
+struct StoreArgs {
+    /// The store (default: $CNBPKG_STORE, else $XDG_CACHE_HOME/cnbpkg/store).
+    #[arg(long, value_name = "DIR")]
+    store: Option<PathBuf>,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args)]
+struct StoreRemoveArgs {
+    /// References as pull takes them (normalized: paketobuildpacks/go:1 is docker.io/paketobuildpacks/go:1).
+    #[arg(required = true, value_name = "REFERENCE")]
+    references: Vec<String>,
+    #[command(flatten)]
+    store: StoreArgs,
 }
 
 /// How `push` and `pull` reach a registry.
@@ -348,6 +391,10 @@ struct PackageArgs {
     /// Fail, instead of warning, when an executable is built for another architecture than its target.
     #[arg(long)]
     strict: bool,
+    /// The image store `docker://` dependencies are read from: a store directory or a .cnb/tar
+    /// of a layout (default: $CNBPKG_STORE, else $XDG_CACHE_HOME/cnbpkg/store, when it exists).
+    #[arg(long, value_name = "PATH")]
+    store: Option<PathBuf>,
     /// pack's flag, accepted only to explain that cnbpkg writes files (see `cnbpkg push`).
     #[arg(long, hide = true)]
     publish: bool,
@@ -449,6 +496,14 @@ fn main() -> ExitCode {
             let ui = printer(&args.common);
             (run_pull(args, &ui, &token), ui)
         }
+        Command::Store { command } => {
+            let common = match &command {
+                StoreCommand::List(a) | StoreCommand::Gc(a) => &a.common,
+                StoreCommand::Remove(a) => &a.store.common,
+            };
+            let ui = printer(common);
+            (run_store(command, &ui), ui)
+        }
         Command::Merge(args) => {
             let ui = printer(&args.common);
             (run_merge(args, &ui, &token), ui)
@@ -491,6 +546,7 @@ fn run_package(args: PackageArgs, ui: &Printer, cancel: &Cancel) -> Result<(), E
     opts.path = args.path;
     opts.format = args.output_args.output_format()?;
     opts.split = args.output_args.split;
+    opts.store = args.store;
     opts.strict = args.strict;
     opts.flatten = args.flatten;
     opts.compression = args.output_args.layer_compression(ui);
@@ -775,6 +831,7 @@ fn run_pull(args: PullArgs, ui: &Printer, cancel: &Cancel) -> Result<(), Error> 
     opts.username = args.registry.username;
     opts.password = password;
     opts.jobs = args.registry.jobs;
+    opts.output = args.output;
     opts.cancel = cancel.clone();
     let report = cnbpkg::registry::pull(&opts, ui).map_err(pull_error)?;
     ui.status(
@@ -800,6 +857,91 @@ fn run_pull(args: PullArgs, ui: &Printer, cancel: &Cancel) -> Result<(), Error> 
     } else {
         for image in &report.images {
             let _ = writeln!(out, "{}@{}", image.reference, image.digest);
+        }
+    }
+    Ok(())
+}
+
+fn run_store(command: StoreCommand, ui: &Printer) -> Result<(), Error> {
+    let open = |args: &StoreArgs| -> Result<cnbpkg::store::Store, Error> {
+        let root = match &args.store {
+            Some(p) => p.clone(),
+            None => cnbpkg::store::default_store()?,
+        };
+        cnbpkg::store::Store::open_or_create(&root)
+    };
+    let mut out = std::io::stdout().lock();
+    match command {
+        StoreCommand::List(args) => {
+            let images = open(&args)?.list()?;
+            if args.common.json {
+                print_json(&mut out, &images);
+                return Ok(());
+            }
+            for i in &images {
+                let platforms: Vec<String> = i
+                    .platforms
+                    .iter()
+                    .map(|p| {
+                        [p.os.as_str(), p.architecture.as_str(), p.variant.as_str()]
+                            .iter()
+                            .filter(|s| !s.is_empty())
+                            .copied()
+                            .collect::<Vec<_>>()
+                            .join("/")
+                    })
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "{}\t{}\t{}\t{}\t{}{}",
+                    i.reference,
+                    i.digest,
+                    i.media_type,
+                    if platforms.is_empty() {
+                        "-".to_string()
+                    } else {
+                        platforms.join(",")
+                    },
+                    cnbpkg::ui::human_size(i.size),
+                    i.problem
+                        .as_ref()
+                        .map(|p| format!("\t(unreadable: {p})"))
+                        .unwrap_or_default()
+                );
+            }
+        }
+        StoreCommand::Remove(args) => {
+            let names = args
+                .references
+                .iter()
+                .map(|r| cnbpkg::registry::reference::Reference::parse(r).map(|r| r.to_string()))
+                .collect::<Result<Vec<_>, _>>()?;
+            let store = open(&args.store)?;
+            for d in store.remove_refs(&names)? {
+                let name = d
+                    .annotations
+                    .get(cnbpkg::store::REF_NAME)
+                    .cloned()
+                    .unwrap_or_default();
+                ui.status("Removed", format!("{name} ({})", d.digest));
+            }
+        }
+        StoreCommand::Gc(args) => {
+            let store = open(&args)?;
+            let report = store.gc()?;
+            ui.status(
+                "Collected",
+                format!(
+                    "{} blobs removed ({}), {} kept, {} interrupted downloads removed",
+                    report.removed.len(),
+                    cnbpkg::ui::human_size(report.bytes_removed),
+                    report.kept,
+                    report.downloads_removed
+                ),
+            );
+            if args.common.json {
+                print_json(&mut out, &report);
+            }
         }
     }
     Ok(())

@@ -6,10 +6,29 @@
 //! flushed and renamed: a blob path holds the right bytes or nothing. `index.json` is
 //! rewritten the same way while an exclusive `flock` on `index.json.lock` is held, so two
 //! processes adding references at once never lose one.
+//!
+//! Downloads land in `downloads/<hex>` first, named by the blob's digest and locked by the
+//! process writing them (`flock`): a download that stops halfway (a dropped connection, an
+//! interrupt, a killed process) keeps its bytes there, and the next attempt re-hashes them
+//! and asks the registry only for the rest. Only a file holding the blob's full size and
+//! digest is renamed to `blobs/sha256/<hex>`, so a blob file of the right size is trusted
+//! ([`Store::has_blob`]); whoever reads one out of the store verifies it as it reads.
+//!
+//! # Garbage collection and pulls
+//!
+//! A pull writes blobs first and names its reference last, so for a while its blobs are
+//! reachable from nothing. `store.lock` keeps [`Store::gc`] from removing them: every pull
+//! holds a shared `flock` on it from its first look at the store until its references are
+//! set ([`Store::lock_shared`]); gc takes it exclusively ([`Store::lock_exclusive`]), so it
+//! runs only while no pull is under way and no pull starts while it runs. Removing a
+//! reference needs only `index.json`'s lock: it only makes blobs unreachable. Writers that
+//! do not know the protocol (skopeo filling the store with `oci:DIR:REF`) must not run
+//! during a gc.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write as _};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -58,12 +77,14 @@ pub fn default_store() -> Result<PathBuf> {
 pub struct StoreReader {
     path: PathBuf,
     reader: Arc<PackageReader>,
+    /// The store-wide lock, shared, while the store is read: `store gc` waits for it.
+    _lease: Option<StoreLock>,
 }
 
 /// An image found in a store by [`StoreReader::resolve`].
 #[derive(Debug, Clone)]
 #[non_exhaustive]
-pub struct StoredImage {
+pub struct ResolvedImage {
     /// The reference asked for, normalized (`docker.io/library/x:tag`, `REPO@sha256:…`,
     /// `REPO:tag@sha256:…`).
     pub reference: String,
@@ -88,9 +109,12 @@ impl StoreReader {
     /// Open the store at `path`: a store directory (one nothing has been pulled into yet has
     /// no entries) or a `.cnb`/tar of a layout.
     pub fn open(path: &Path) -> Result<StoreReader> {
+        // Taken before index.json is read: no blob it names is collected while it is used.
+        let lease = read_lease(path)?;
         Ok(StoreReader {
             path: path.to_path_buf(),
             reader: Arc::new(PackageReader::open_with(path, true)?),
+            _lease: lease,
         })
     }
 
@@ -117,6 +141,11 @@ impl StoreReader {
         &self.reader
     }
 
+    /// The layout, shared with what outlives this reader (packaging's dependencies).
+    pub(crate) fn shared_reader(&self) -> Arc<PackageReader> {
+        Arc::clone(&self.reader)
+    }
+
     /// The ref names of the store's entries, in `index.json` order.
     pub fn names(&self) -> Vec<&str> {
         self.reader
@@ -132,7 +161,7 @@ impl StoreReader {
     /// lists), `REF:TAG@sha256:…` by both, which must agree. `None` when the store does not
     /// hold it; an error when the reference is invalid, tag and digest disagree, or a blob
     /// of the image is missing or damaged.
-    pub fn resolve(&self, reference: &str) -> Result<Option<StoredImage>> {
+    pub fn resolve(&self, reference: &str) -> Result<Option<ResolvedImage>> {
         let wanted = Wanted::parse(reference)?;
         let entries = &self.reader.index().manifests;
         let named = |name: &str| {
@@ -146,7 +175,7 @@ impl StoreReader {
                 Some(entry) => match self.within(entry, digest)? {
                     Some(d) => Some((name.clone(), d)),
                     None => {
-                        return Err(Error::usage(format!(
+                        return Err(Error::other(format!(
                             "{}: the store's {name} is {}, not {digest} (pull the tag again, or name the image by its digest alone)",
                             wanted.normalized, entry.digest
                         )))
@@ -167,7 +196,7 @@ impl StoreReader {
                 format!("{entry_name} ({}) holds no image", descriptor.digest),
             ));
         }
-        Ok(Some(StoredImage {
+        Ok(Some(ResolvedImage {
             reference: wanted.normalized,
             entry_name,
             descriptor,
@@ -192,7 +221,24 @@ impl StoreReader {
                 return Ok(Some((name.to_string(), (*entry).clone())));
             }
         }
+        // Each index read once, and all of them within the bound the walker keeps: a hostile
+        // index.json may list one large index many times.
+        let mut seen = std::collections::BTreeSet::new();
+        let mut read = 0u64;
         for (name, entry) in &entries {
+            if !crate::oci::is_index(&entry.media_type) || !seen.insert(entry.digest) {
+                continue;
+            }
+            read = read.saturating_add(entry.size);
+            if read > crate::layout::MAX_IMAGES_BYTES {
+                return Err(Error::invalid(
+                    &self.path,
+                    format!(
+                        "the indexes its entries name hold more than {} MiB; looking up {digest} stopped",
+                        crate::layout::MAX_IMAGES_BYTES >> 20
+                    ),
+                ));
+            }
             if let Some(d) = self.within(entry, digest)? {
                 return Ok(Some((name.to_string(), d)));
             }
@@ -212,6 +258,47 @@ impl StoreReader {
         let (index, _) = self.reader.read_json::<Index>(entry, "image index")?;
         Ok(index.manifests.into_iter().find(|d| d.digest == *digest))
     }
+}
+
+/// The shared store-wide lock of a store directory that has one (every store `pull` has
+/// filled); nothing for an archive, or a layout nothing of cnbpkg's has written to (which is
+/// not created: a reader writes nothing).
+fn read_lease(path: &Path) -> Result<Option<StoreLock>> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let lock = path.join(STORE_LOCK);
+    if !fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+        return Ok(None);
+    }
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&lock)
+    {
+        Ok(f) => f,
+        // Another user's store, read with the rights to read its blobs only: no gc of ours.
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied
+            ) =>
+        {
+            return Ok(None)
+        }
+        Err(e) => return Err(Error::io(&lock, e)),
+    };
+    flock_waiting(
+        &file,
+        &lock,
+        libc::LOCK_SH,
+        "a garbage collection (cnbpkg store gc)",
+    )?;
+    Ok(Some(StoreLock { _file: file }))
+}
+
+/// `reference` as [`StoreReader::resolve`] reports it: normalized as `pull` names it
+/// (`docker.io/library/x:latest`), a tag written before a digest kept.
+pub(crate) fn normalized_reference(reference: &str) -> Result<String> {
+    Wanted::parse(reference).map(|w| w.normalized)
 }
 
 /// A reference as [`StoreReader::resolve`] looks it up.
@@ -289,14 +376,17 @@ impl Store {
     /// directory that holds other things and no `oci-layout` is refused: it is not a store,
     /// and filling it would mix images into someone's files.
     pub fn open_or_create(root: &Path) -> Result<Self> {
+        refuse_read_only(root)?;
         if !root.join("oci-layout").exists() {
             let occupied = match fs::read_dir(root) {
                 // What another process creating the store at the same moment has made so far
                 // does not count.
                 Ok(entries) => entries.filter_map(|e| e.ok()).any(|e| {
                     let name = e.file_name().to_string_lossy().into_owned();
-                    !matches!(name.as_str(), "blobs" | "index.json.lock" | "oci-layout")
-                        && !crate::atomic::is_temp_of("oci-layout", &name)
+                    !matches!(
+                        name.as_str(),
+                        "blobs" | "index.json.lock" | "oci-layout" | STORE_LOCK | DOWNLOADS
+                    ) && !crate::atomic::is_temp_of("oci-layout", &name)
                 }),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => false,
                 Err(e) => return Err(Error::io(root, e)),
@@ -333,22 +423,30 @@ impl Store {
         self.root.join(digest.blob_path())
     }
 
-    /// Whether the store holds `desc`'s blob with its size and digest (a damaged or truncated
-    /// file counts as absent, and is replaced by the next write).
+    /// Whether the store holds `desc`'s blob: a regular file of its size at its digest's name
+    /// (a truncated file, or anything else there, counts as absent and is replaced by the
+    /// next write). Its content is not hashed again: only a verified file is ever renamed to
+    /// that name, and every reader of a stored blob verifies it as it reads.
     pub fn has_blob(&self, desc: &Descriptor) -> Result<bool> {
         let path = self.blob_path(&desc.digest);
-        let file = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
-            Err(e) => return Err(Error::io(&path, e)),
-        };
-        if file.metadata().at(&path)?.len() != desc.size {
+        match fs::symlink_metadata(&path) {
+            Ok(m) => Ok(m.is_file() && m.len() == desc.size),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(Error::io(&path, e)),
+        }
+    }
+
+    /// Whether the store holds `desc`'s blob with its size and digest, read and hashed.
+    pub fn verify_blob(&self, desc: &Descriptor) -> Result<bool> {
+        if !self.has_blob(desc)? {
             return Ok(false);
         }
-        let mut hashing = HashingReader::new(file);
+        let path = self.blob_path(&desc.digest);
+        let file = crate::input::open_walked(&path, None)?;
+        let mut hashing = HashingReader::new(file.take(desc.size.saturating_add(1)));
         io::copy(&mut hashing, &mut io::sink()).at(&path)?;
-        let (_, digest, _) = hashing.finish();
-        Ok(digest == desc.digest)
+        let (_, digest, len) = hashing.finish();
+        Ok(digest == desc.digest && len == desc.size)
     }
 
     /// Write a blob from `content`, which must hold `desc.size` bytes with `desc.digest`:
@@ -359,6 +457,12 @@ impl Store {
         desc: &Descriptor,
         verify: impl FnOnce(&mut File) -> Result<()>,
     ) -> Result<()> {
+        if let Some(mut download) = self.download(desc)? {
+            download.restart()?;
+            verify(download.file())?;
+            return download.commit();
+        }
+        // Another process is downloading this blob: a copy of our own, beside its place.
         let path = self.blob_path(&desc.digest);
         let mut file = AtomicFile::create(&path)?;
         verify(file.file())?;
@@ -373,7 +477,7 @@ impl Store {
         }
         match file.commit() {
             // Another writer put the same content there first (its name is its digest).
-            Err(e) if !self.has_blob(desc)? => Err(e),
+            Err(e) if !self.verify_blob(desc)? => Err(e),
             _ => Ok(()),
         }
     }
@@ -485,6 +589,510 @@ impl Store {
         file.file().write_all(bytes).at(path)?;
         file.commit()
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Maintenance: downloads that resume, the store-wide lock, and `store list|remove|gc`.
+
+/// The store-wide lock file (see the module documentation).
+const STORE_LOCK: &str = "store.lock";
+/// The directory of downloads under way or interrupted, one file per blob, named by its hex.
+const DOWNLOADS: &str = "downloads";
+/// How long a pull or gc waits for the store-wide lock before it gives up.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+/// How often a waiting pull or gc tries the lock again.
+const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// A `.cnb` or tar named as a store is a read-only one: nothing is written into it.
+fn refuse_read_only(root: &Path) -> Result<()> {
+    match fs::metadata(root) {
+        Ok(m) if !m.is_dir() => Err(Error::usage(format!(
+            "{}: is a file, which serves only as a read-only store (a package or layout archive); a store that is filled or changed is a directory",
+            root.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Whether `name` is a blob file name of this store (`<64 lowercase hex digits>`).
+fn is_blob_name(name: &str) -> bool {
+    name.len() == 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// Take `flock` `operation` on `file` without blocking, retrying every [`LOCK_POLL`] for up
+/// to [`LOCK_WAIT`] (an interrupt ends the wait). `what` says who holds it, for the error.
+fn flock_waiting(file: &File, path: &Path, operation: libc::c_int, what: &str) -> Result<()> {
+    let started = std::time::Instant::now();
+    loop {
+        // SAFETY: flock on a descriptor the caller owns; no memory is involved.
+        if unsafe { libc::flock(file.as_raw_fd(), operation | libc::LOCK_NB) } == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EWOULDBLOCK) && e.kind() != io::ErrorKind::Interrupted {
+            return Err(Error::io(path, e));
+        }
+        if started.elapsed() >= LOCK_WAIT {
+            return Err(Error::other(format!(
+                "{}: {what} kept the store busy for {} minutes; try again later",
+                path.display(),
+                LOCK_WAIT.as_secs() / 60
+            )));
+        }
+        crate::cancel::sleep(LOCK_POLL)?;
+    }
+}
+
+/// Try an exclusive `flock` on `file` without waiting.
+fn try_lock_exclusive(file: &File) -> bool {
+    // SAFETY: flock on a descriptor the caller owns; no memory is involved.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
+/// Whether `path` still names the open `file` (not removed or replaced since it was opened).
+fn still_names(path: &Path, file: &File) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    match (fs::symlink_metadata(path), file.metadata()) {
+        (Ok(a), Ok(b)) => a.is_file() && a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// A hold on the store-wide lock (shared by pulls, exclusive for gc), released on drop.
+#[derive(Debug)]
+pub struct StoreLock {
+    _file: File,
+}
+
+/// One blob's file in the store's download area, locked by this process: bytes an earlier
+/// attempt wrote stay there, and [`Download::commit`] renames the complete blob into place.
+/// Dropped uncommitted, the bytes stay for the next attempt to continue from.
+#[derive(Debug)]
+pub(crate) struct Download {
+    path: PathBuf,
+    dest: PathBuf,
+    file: File,
+    size: u64,
+    digest: Digest,
+}
+
+impl Download {
+    /// The open file.
+    pub(crate) fn file(&mut self) -> &mut File {
+        &mut self.file
+    }
+
+    /// The file's path, for messages.
+    pub(crate) fn file_path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Empty the file: the next bytes written are the blob's first.
+    pub(crate) fn restart(&mut self) -> Result<()> {
+        use std::io::Seek as _;
+        self.file.set_len(0).at(&self.path)?;
+        self.file.rewind().at(&self.path)?;
+        Ok(())
+    }
+
+    /// The bytes held so far, hashed again (a file longer than the blob is emptied: it cannot
+    /// be the blob's beginning), with the file positioned after them.
+    pub(crate) fn resume(&mut self) -> Result<crate::digest::Hasher> {
+        use std::io::{Seek as _, SeekFrom};
+        let held = self.file.metadata().at(&self.path)?.len();
+        let mut hasher = crate::digest::Hasher::new();
+        if held > self.size {
+            self.restart()?;
+            return Ok(hasher);
+        }
+        self.file.rewind().at(&self.path)?;
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut reader = (&self.file).take(held);
+        loop {
+            crate::cancel::check()?;
+            let n = reader.read(&mut buf).at(&self.path)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        let at = hasher.fed();
+        self.file.seek(SeekFrom::Start(at)).at(&self.path)?;
+        // Bytes past what could be read (a file shrunk meanwhile) are not kept.
+        self.file.set_len(at).at(&self.path)?;
+        Ok(hasher)
+    }
+
+    /// The file holds the whole blob, verified by the caller: flush it and rename it into
+    /// place. Its size is checked once more here.
+    pub(crate) fn commit(mut self) -> Result<()> {
+        let len = self.file.metadata().at(&self.path)?.len();
+        if len != self.size {
+            // Not the blob: the next attempt starts from the first byte.
+            let _ = self.restart();
+            return Err(Error::SizeMismatch {
+                path: self.path.clone(),
+                digest: self.digest,
+                expected: self.size,
+                actual: len,
+            });
+        }
+        self.file.sync_all().at(&self.path)?;
+        // Renamed while locked and still ours: no other process can have replaced the name.
+        fs::rename(&self.path, &self.dest).at(&self.dest)?;
+        if let Some(dir) = self.dest.parent() {
+            let _ = File::open(dir).and_then(|d| d.sync_all());
+        }
+        Ok(())
+    }
+}
+
+impl Store {
+    /// The store-wide lock, shared: what a pull holds from its first look at the store until
+    /// its references are set, so that [`Store::gc`] never removes a blob it wrote or found.
+    pub fn lock_shared(&self) -> Result<StoreLock> {
+        self.store_lock(libc::LOCK_SH, "a garbage collection (cnbpkg store gc)")
+    }
+
+    /// The store-wide lock, exclusive: held by [`Store::gc`], waiting for running pulls.
+    pub fn lock_exclusive(&self) -> Result<StoreLock> {
+        self.store_lock(libc::LOCK_EX, "a pull (cnbpkg pull)")
+    }
+
+    fn store_lock(&self, operation: libc::c_int, holder: &str) -> Result<StoreLock> {
+        let path = self.root.join(STORE_LOCK);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path)
+            .at(&path)?;
+        flock_waiting(&file, &path, operation, holder)?;
+        Ok(StoreLock { _file: file })
+    }
+
+    /// The download area's file for `desc`, locked; `None` when another process holds it (it
+    /// is downloading the same blob: the caller writes a copy of its own).
+    pub(crate) fn download(&self, desc: &Descriptor) -> Result<Option<Download>> {
+        let dir = self.root.join(DOWNLOADS);
+        match fs::symlink_metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return Err(Error::invalid(
+                    &dir,
+                    "is not a directory; the store keeps its downloads there",
+                ))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::create_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::io(&dir, e)),
+            },
+            Err(e) => return Err(Error::io(&dir, e)),
+        }
+        let path = dir.join(desc.digest.hex());
+        // A few tries: the name may be renamed into place or removed between open and lock.
+        for _ in 0..8 {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+                .open(&path)
+                .at(&path)?;
+            if !file.metadata().at(&path)?.is_file() {
+                return Err(Error::invalid(&path, "is not a regular file"));
+            }
+            if !try_lock_exclusive(&file) {
+                return Ok(None);
+            }
+            if still_names(&path, &file) {
+                return Ok(Some(Download {
+                    path,
+                    dest: self.blob_path(&desc.digest),
+                    file,
+                    size: desc.size,
+                    digest: desc.digest,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Remove the blob of `digest` when its content is not what its name says (a damaged
+    /// file: the next pull downloads it again); `true` when it was removed.
+    pub fn discard_damaged(&self, desc: &Descriptor) -> Result<bool> {
+        if !self.has_blob(desc)? || self.verify_blob(desc)? {
+            return Ok(false);
+        }
+        let path = self.blob_path(&desc.digest);
+        fs::remove_file(&path).at(&path)?;
+        Ok(true)
+    }
+
+    /// Every named image: its reference, digest, media type, platforms and size, in reference
+    /// order. An entry whose tree cannot be read is listed with what its descriptor says and
+    /// the problem.
+    pub fn list(&self) -> Result<Vec<StoredImage>> {
+        let Some(reader) = self.reader()? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for entry in &reader.index().manifests {
+            let reference = entry.annotations.get(REF_NAME).cloned().unwrap_or_default();
+            let mut image = StoredImage {
+                reference,
+                digest: entry.digest,
+                media_type: entry.media_type.clone(),
+                platforms: Vec::new(),
+                size: 0,
+                problem: None,
+            };
+            match reachable(&reader, std::slice::from_ref(entry)) {
+                Ok(tree) => {
+                    image.size = tree.blobs.values().sum();
+                    image.platforms = tree.platforms;
+                }
+                Err(e) => image.problem = Some(e.to_string()),
+            }
+            out.push(image);
+        }
+        out.sort_by(|a, b| a.reference.cmp(&b.reference));
+        Ok(out)
+    }
+
+    /// Remove the entries named `names` (full normalized references) from `index.json`, under
+    /// its lock, all or none: a name the store does not hold is an error naming it, and
+    /// nothing is removed. Blobs stay until [`Store::gc`].
+    pub fn remove_refs(&self, names: &[String]) -> Result<Vec<Descriptor>> {
+        let _lock = self.lock()?;
+        let Some(mut index) = self.read_index()? else {
+            return Err(Error::usage(format!(
+                "{}: the store holds no image named {}",
+                self.root.display(),
+                names.join(", ")
+            )));
+        };
+        let named = |d: &Descriptor, n: &str| d.annotations.get(REF_NAME).is_some_and(|r| r == n);
+        let missing: Vec<&str> = names
+            .iter()
+            .filter(|n| !index.manifests.iter().any(|d| named(d, n)))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::usage(format!(
+                "{}: the store holds no image named {} (cnbpkg store list shows what it holds)",
+                self.root.display(),
+                missing.join(", ")
+            )));
+        }
+        let (removed, kept): (Vec<_>, Vec<_>) = index
+            .manifests
+            .into_iter()
+            .partition(|d| names.iter().any(|n| named(d, n)));
+        index.manifests = kept;
+        let bytes = serde_json::to_vec(&index)
+            .map_err(|e| Error::other(format!("cannot write the store's index.json: {e}")))?;
+        self.write_small(&self.root.join("index.json"), &bytes)?;
+        Ok(removed)
+    }
+
+    /// Remove every blob no entry of `index.json` reaches, the downloads no pull is
+    /// continuing, and the temporary files of processes that are gone, holding the store-wide
+    /// lock exclusively (waiting for running pulls to finish). Only regular files named
+    /// `blobs/sha256/<64 hex digits>` are ever removed as blobs; anything else in the store
+    /// (links, other files, directories) is left alone. An entry whose tree cannot be read
+    /// stops the collection before anything is removed: what it reaches is unknown.
+    pub fn gc(&self) -> Result<GcReport> {
+        let _store = self.lock_exclusive()?;
+        let tree = match self.reader()? {
+            Some(reader) => reachable(&reader, &reader.index().manifests).map_err(|e| {
+                Error::other(format!(
+                    "{e}; nothing was removed (cnbpkg store remove the entry that cannot be read)"
+                ))
+            })?,
+            None => Reached {
+                blobs: Default::default(),
+                platforms: Vec::new(),
+            },
+        };
+        let blobs = self.root.join("blobs").join("sha256");
+        crate::atomic::reap_stale_temps(&blobs);
+        let mut report = GcReport {
+            kept: 0,
+            removed: Vec::new(),
+            bytes_removed: 0,
+            downloads_removed: 0,
+        };
+        let entries = match fs::read_dir(&blobs) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(report),
+            Err(e) => return Err(Error::io(&blobs, e)),
+        };
+        for entry in entries {
+            crate::cancel::check()?;
+            let entry = entry.at(&blobs)?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str().filter(|n| is_blob_name(n)) else {
+                continue;
+            };
+            // The entry's own type: a symlink is not followed, and is not a blob.
+            if !entry.file_type().at(&entry.path())?.is_file() {
+                continue;
+            }
+            let digest: Digest = match format!("sha256:{name}").parse() {
+                Ok(d) => d,
+                Err(_) => continue,
+            };
+            if tree.blobs.contains_key(&digest) {
+                report.kept += 1;
+                continue;
+            }
+            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            match fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    report.removed.push(digest);
+                    report.bytes_removed += size;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(entry.path(), e)),
+            }
+        }
+        report.removed.sort();
+        report.downloads_removed = self.drop_downloads()?;
+        Ok(report)
+    }
+
+    /// The store as a layout reader (the tree walker's source), `None` before anything was
+    /// named in it.
+    fn reader(&self) -> Result<Option<crate::layout::PackageReader>> {
+        if self.read_index()?.is_none() {
+            return Ok(None);
+        }
+        crate::layout::PackageReader::open(&self.root).map(Some)
+    }
+
+    /// Remove the downloads no process holds (every pull is stopped while gc runs).
+    fn drop_downloads(&self) -> Result<usize> {
+        let dir = self.root.join(DOWNLOADS);
+        if !fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+            return Ok(0);
+        }
+        let mut removed = 0;
+        for entry in fs::read_dir(&dir).at(&dir)? {
+            let entry = entry.at(&dir)?;
+            let name = entry.file_name();
+            if !name.to_str().is_some_and(is_blob_name) {
+                continue;
+            }
+            let path = entry.path();
+            let Ok(file) = OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+                .open(&path)
+            else {
+                continue;
+            };
+            if file.metadata().is_ok_and(|m| m.is_file())
+                && try_lock_exclusive(&file)
+                && still_names(&path, &file)
+                && fs::remove_file(&path).is_ok()
+            {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// What a tree of the store reaches: every blob (by digest, with its size) and the platforms
+/// of its images.
+struct Reached {
+    blobs: std::collections::BTreeMap<Digest, u64>,
+    platforms: Vec<crate::oci::Platform>,
+}
+
+/// Walk the trees of `entries` in `reader` (the one tree walker, its limits and checks):
+/// every index, manifest, config and layer they list, and every other descriptor an index
+/// lists (artifacts it does not descend into are kept too).
+fn reachable(reader: &crate::layout::PackageReader, entries: &[Descriptor]) -> Result<Reached> {
+    use crate::layout::tree::{self, Configs, OnFailure, Others, Policy, Style};
+    let policy = Policy {
+        others: Others::Skip,
+        configs: Configs::WhenUnplaced,
+        style: Style::Reader,
+        failures: OnFailure::Stop,
+    };
+    let top = tree::walk(reader, entries, policy)?;
+    let mut reached = Reached {
+        blobs: Default::default(),
+        platforms: Vec::new(),
+    };
+    let mut stack: Vec<&tree::Child> = top.iter().collect();
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(child) = stack.pop() {
+        let d = &child.descriptor;
+        reached.blobs.insert(d.digest, d.size);
+        let Some(node) = &child.node else { continue };
+        if !seen.insert(node.descriptor.digest) {
+            continue;
+        }
+        if let Some(m) = node.manifest() {
+            for blob in std::iter::once(&m.config).chain(&m.layers) {
+                reached.blobs.insert(blob.digest, blob.size);
+            }
+        } else {
+            stack.extend(node.children());
+        }
+    }
+    for (listing, node) in tree::image_listings(&top) {
+        if let Some(p) = node.platform_for(listing) {
+            if !reached.platforms.contains(&p) {
+                reached.platforms.push(p);
+            }
+        }
+    }
+    Ok(reached)
+}
+
+/// One image the store names ([`Store::list`]).
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct StoredImage {
+    /// The full reference it is named by.
+    pub reference: String,
+    /// Digest of its manifest or index.
+    pub digest: Digest,
+    /// Its media type.
+    pub media_type: String,
+    /// The platforms of its images (listed, else their configs'), in listing order.
+    pub platforms: Vec<crate::oci::Platform>,
+    /// The bytes of every distinct blob it reaches (indexes, manifests, configs, layers).
+    pub size: u64,
+    /// Why its tree could not be read, if it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+/// What [`Store::gc`] did.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct GcReport {
+    /// Blobs kept (reached by an entry).
+    pub kept: usize,
+    /// Blobs removed, by digest.
+    pub removed: Vec<Digest>,
+    /// Their bytes.
+    pub bytes_removed: u64,
+    /// Interrupted downloads removed.
+    pub downloads_removed: usize,
 }
 
 #[cfg(test)]
@@ -666,6 +1274,22 @@ mod tests {
             .unwrap();
         assert_eq!(found.images[0].platform().architecture, "amd64");
         assert!(reader.reader().has_blob(&amd));
+    }
+
+    #[test]
+    fn a_reader_holds_the_store_lock_shared_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = store_with_images(&dir.path().join("s"));
+        // A layout no pull has locked yet: read without a lock file, and none is made.
+        let reader = StoreReader::open(store.root()).unwrap();
+        assert!(!store.root().join(STORE_LOCK).exists());
+        drop(reader);
+        drop(store.lock_shared().unwrap());
+        let reader = StoreReader::open(store.root()).unwrap();
+        let lock = File::open(store.root().join(STORE_LOCK)).unwrap();
+        assert!(!try_lock_exclusive(&lock), "gc must wait for the reader");
+        drop(reader);
+        assert!(try_lock_exclusive(&lock));
     }
 
     #[test]

@@ -102,7 +102,7 @@ pub enum LifecycleSpec {
     /// `version = "X"`: `docker.io/buildpacksio/lifecycle:X` from the store.
     Version(String),
     /// `uri = "..."`: a `.tgz` (with `{arch}` replaced per target), a lifecycle image path, or
-    /// a `docker://` reference.
+    /// a reference in the store (`docker://` or bare, as for the build image).
     Uri(String),
 }
 
@@ -405,9 +405,8 @@ fn module_sources(
         let (uri, from_image_key) = if !uri.is_empty() {
             (uri, false)
         } else if !image.is_empty() {
-            if !warnings.iter().any(|w| w == IMAGE_KEY_DEPRECATED) {
-                warnings.push(IMAGE_KEY_DEPRECATED.to_string());
-            }
+            // pack warns as it downloads each such module.
+            warnings.push(IMAGE_KEY_DEPRECATED.to_string());
             (format!("docker://{image}"), true)
         } else {
             return Err(Error::invalid(
@@ -741,6 +740,11 @@ impl BuilderConfig {
             .into_iter()
             .map(|(k, v)| (k, v.into_bytes()))
             .collect())
+    }
+
+    /// Whether the builder has image extensions (`[[extensions]]` or `[[order-extensions]]`).
+    pub fn has_extensions(&self) -> bool {
+        !self.extensions.is_empty() || !self.order_extensions.is_empty()
     }
 
     /// Replace the targets with `targets` (the `--target` values: pack replaces, never merges).
@@ -1117,6 +1121,10 @@ uri = "bp"
 id = "a/b"
 version = "1"
 name = "A"
+keywords = ["k"]
+clear-env = true
+[[buildpacks.licenses]]
+type = "MIT"
 [[extensions]]
 image = "ext:1"
 [[order]]
@@ -1161,6 +1169,8 @@ version = "22.04"
         assert_eq!(c.buildpacks[0].id.as_deref(), Some("a/b"));
         assert_eq!(c.buildpacks[0].version.as_deref(), Some("1"));
         assert_eq!(c.buildpacks[0].info.name, "A");
+        assert_eq!(c.buildpacks[0].info.licenses[0].kind, "MIT");
+        assert!(c.buildpacks[0].info.clear_env);
         assert_eq!(c.extensions[0].uri, "docker://ext:1");
         assert!(c.extensions[0].from_image_key);
         assert_eq!(c.warnings, vec![IMAGE_KEY_DEPRECATED.to_string()]);

@@ -5,7 +5,9 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use super::config::ModuleSource;
 use crate::cnb::{platform_fit, platform_name, PlatformRequest};
 use crate::descriptor::BuildpackDescriptor;
 use crate::error::{Error, Result};
@@ -41,9 +43,8 @@ impl ImageStore {
         let Some(stored) = self.inner.resolve(reference)? else {
             return Ok(None);
         };
-        let reader = PackageReader::open(self.inner.path())?;
         Ok(Some(ImageSource {
-            reader,
+            reader: self.inner.shared_reader(),
             images: stored.images,
             origin: PathBuf::from(stored.reference),
         }))
@@ -57,7 +58,8 @@ impl ImageStore {
 
 /// An image (one platform or several) and the reader of its blobs.
 pub(crate) struct ImageSource {
-    pub(crate) reader: PackageReader,
+    /// A package's own reader, or the store's (shared by every image read from it).
+    pub(crate) reader: Arc<PackageReader>,
     /// Its images, manifests and configs verified.
     pub(crate) images: Vec<ImageRef>,
     /// What to call it in messages: its path or its reference.
@@ -82,7 +84,7 @@ pub(crate) fn open_image(
         let reader = PackageReader::open(&path)?;
         let images = reader.images()?;
         return Ok(ImageSource {
-            reader,
+            reader: Arc::new(reader),
             images,
             origin: path,
         });
@@ -109,7 +111,7 @@ pub(crate) fn open_image(
 
 /// Whether a name that is not on disk was meant as a path, not a reference: `file://`,
 /// absolute or `./`-relative, or a file name a package or archive has.
-fn looks_like_path(name: &str) -> bool {
+pub(crate) fn looks_like_path(name: &str) -> bool {
     name.starts_with("file://")
         || name.starts_with('/')
         || name.starts_with("./")
@@ -194,6 +196,10 @@ pub(crate) fn serves(source: &ImageSource, t: &Target) -> bool {
 pub(crate) struct BuildImage {
     /// The `config` object of its config.
     pub(crate) runtime: serde_json::Map<String, serde_json::Value>,
+    /// Its config's other top-level fields (`author`, ...), which the builder keeps; those the
+    /// image writer sets, and the build container's (`container`, `container_config`, which
+    /// imgutil clears), left out.
+    pub(crate) other: serde_json::Map<String, serde_json::Value>,
     /// Its platform.
     pub(crate) platform: Platform,
     /// `CNB_USER_ID`.
@@ -237,7 +243,27 @@ pub(crate) fn build_image(source: &ImageSource, image: &ImageRef) -> Result<Buil
             ))
         })
     };
+    let mut other = match config {
+        serde_json::Value::Object(m) => m,
+        _ => return Err(bad("the image config is not an object")),
+    };
+    for key in [
+        "architecture",
+        "os",
+        "os.version",
+        "os.features",
+        "variant",
+        "rootfs",
+        "history",
+        "created",
+        "config",
+        "container",
+        "container_config",
+    ] {
+        other.remove(key);
+    }
     Ok(BuildImage {
+        other,
         uid: id("CNB_USER_ID")?,
         gid: id("CNB_GROUP_ID")?,
         runtime,
@@ -277,15 +303,6 @@ pub(crate) fn check_distro(source: &ImageSource, image: &ImageRef, t: &Target) -
         t.display(),
         wanted.join(", ")
     )))
-}
-
-/// A buildpack or extension source of builder.toml, loaded once for every target.
-pub(crate) struct LoadedModule {
-    /// The URI as written.
-    pub(crate) uri: String,
-    /// `id` and `version` builder.toml gives it, which must be the module's.
-    pub(crate) id: Option<String>,
-    pub(crate) version: Option<String>,
 }
 
 /// Load a module source: a directory, `.tgz`, `.cnb` or layout (relative to builder.toml) as
@@ -331,7 +348,7 @@ fn main_module_of(dep: &Dependency) -> Option<(String, String)> {
 }
 
 /// `id` and `version` given in builder.toml must be the module's (pack's messages).
-pub(crate) fn check_declared(m: &LoadedModule, dep: &Dependency) -> Result<()> {
+pub(crate) fn check_declared(m: &ModuleSource, dep: &Dependency) -> Result<()> {
     let Some((id, version)) = main_module_of(dep) else {
         return Ok(());
     };
@@ -354,6 +371,62 @@ pub(crate) fn check_declared(m: &LoadedModule, dep: &Dependency) -> Result<()> {
     Ok(())
 }
 
+/// What the build image offers a buildpack's `[[stacks]]`: its `io.buildpacks.stack.id` and
+/// `io.buildpacks.stack.mixins`.
+pub(crate) struct ImageStack {
+    pub(crate) id: String,
+    pub(crate) mixins: Vec<String>,
+}
+
+impl ImageStack {
+    /// The stack of `image` (its labels; none: an empty id and no mixins).
+    pub(crate) fn of(image: &ImageRef) -> ImageStack {
+        let labels = image.config.labels();
+        ImageStack {
+            id: labels.get(LABEL_STACK_ID).cloned().unwrap_or_default(),
+            mixins: labels
+                .get(crate::builder::labels::LABEL_MIXINS)
+                .and_then(|m| serde_json::from_str::<Option<Vec<String>>>(m).ok())
+                .flatten()
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// The build image's stack id label.
+const LABEL_STACK_ID: &str = "io.buildpacks.stack.id";
+
+/// pack's `EnsureStackSupport` at builder creation: a buildpack declaring stacks must name the
+/// build image's (or `*`), and the image must provide its mixins (`run:` ones are not checked).
+fn ensure_stack_support(d: &BuildpackDescriptor, stack: &ImageStack) -> Result<()> {
+    if d.stacks.is_empty() {
+        return Ok(());
+    }
+    let name = d.info.full_name();
+    let Some(found) = d.stacks.iter().find(|s| s.id == stack.id || s.id == "*") else {
+        // pack's exact text (compatibility).
+        return Err(Error::other(format!(
+            "buildpack '{name}' does not support stack '{}'",
+            stack.id
+        )));
+    };
+    let mut missing: Vec<&str> = found
+        .mixins
+        .iter()
+        .filter(|m| !m.starts_with("run:") && !stack.mixins.contains(m))
+        .map(String::as_str)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    missing.sort_unstable();
+    missing.dedup();
+    Err(Error::other(format!(
+        "buildpack '{name}' requires missing mixin(s): {}",
+        missing.join(", ")
+    )))
+}
+
 /// The lifecycle's Buildpack APIs, for [`check_module`].
 pub(crate) struct LifecycleApis<'a> {
     pub(crate) version: &'a str,
@@ -361,15 +434,22 @@ pub(crate) struct LifecycleApis<'a> {
     pub(crate) deprecated: &'a [String],
 }
 
+/// The build image as [`check_module`] sees it.
+pub(crate) struct ImageFacts<'a> {
+    pub(crate) platform: &'a Platform,
+    pub(crate) distro: Option<&'a (String, String)>,
+    pub(crate) stack: &'a ImageStack,
+}
+
 /// pack's checks of one module against the builder (`validateBuildpacks`): its Buildpack API
-/// among the lifecycle's, a composite's group members on the builder, and its targets
-/// supporting the build image (`EnsureTargetSupport`). Deprecated APIs warn.
+/// among the lifecycle's, a composite's group members on the builder, and otherwise its stacks
+/// and mixins (`EnsureStackSupport`) and targets (`EnsureTargetSupport`) supported by the
+/// build image. Deprecated APIs warn.
 pub(crate) fn check_module(
     module: &ModulePlan,
     on_builder: &BTreeSet<String>,
     lifecycle: &LifecycleApis<'_>,
-    image: &Platform,
-    distro: Option<&(String, String)>,
+    image: &ImageFacts<'_>,
     events: &dyn Events,
 ) -> Result<()> {
     let d = &module.descriptor;
@@ -405,7 +485,11 @@ pub(crate) fn check_module(
         }
         return Ok(());
     }
-    ensure_target_support(d, image, distro)
+    if d.kind == crate::descriptor::ModuleKind::Extension {
+        return Ok(());
+    }
+    ensure_stack_support(d, image.stack)?;
+    ensure_target_support(d, image.platform, image.distro)
 }
 
 /// pack's `EnsureTargetSupport`: a module declaring targets must have one for the build
@@ -462,4 +546,120 @@ pub(crate) fn ensure_target_support(
         d.info.full_name(),
         crate::json::go_marshal(&d.targets)
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::descriptor::Stack;
+
+    fn descriptor(targets: &[(&str, &str)], stacks: &[(&str, &[&str])]) -> BuildpackDescriptor {
+        let mut d = BuildpackDescriptor::default();
+        d.info.id = "acme/a".into();
+        d.info.version = "1".into();
+        d.targets = targets
+            .iter()
+            .map(|(os, arch)| crate::target::Target {
+                os: os.to_string(),
+                arch: arch.to_string(),
+                ..Default::default()
+            })
+            .collect();
+        d.stacks = stacks
+            .iter()
+            .map(|(id, mixins)| Stack {
+                id: id.to_string(),
+                mixins: mixins.iter().map(|m| m.to_string()).collect(),
+            })
+            .collect();
+        d
+    }
+
+    fn platform(arch: &str) -> Platform {
+        Platform {
+            os: "linux".into(),
+            architecture: arch.into(),
+            ..Default::default()
+        }
+    }
+
+    /// pack's `EnsureTargetSupport`: no targets serve all; os must match, an empty arch on
+    /// either side serves any; the message is pack's.
+    #[test]
+    fn target_support_table() {
+        type Row<'a> = (&'a [(&'a str, &'a str)], &'a str, bool);
+        let table: &[Row<'_>] = &[
+            (&[], "arm64", true),
+            (&[("linux", "amd64")], "amd64", true),
+            (&[("linux", "")], "arm64", true),
+            (&[("linux", "amd64")], "", true),
+            (&[("linux", "amd64")], "arm64", false),
+            (&[("windows", "amd64")], "amd64", false),
+        ];
+        for (targets, arch, fits) in table {
+            let got = ensure_target_support(&descriptor(targets, &[]), &platform(arch), None);
+            assert_eq!(got.is_ok(), *fits, "{targets:?} on {arch}");
+        }
+        let e = ensure_target_support(
+            &descriptor(&[("linux", "arm64")], &[]),
+            &platform("amd64"),
+            Some(&("ubuntu".into(), "22.04".into())),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("unable to satisfy target os/arch constraints; build image: {\"os\":\"linux\",\"arch\":\"amd64\",\"distribution\":{\"name\":\"ubuntu\",\"version\":\"22.04\"}}, buildpack 'acme/a@1': [{\"os\":\"linux\",\"arch\":\"arm64\"}]"),
+            "{e}"
+        );
+    }
+
+    /// pack's `EnsureStackSupport`: the image's stack (or `*`), its mixins present (`run:`
+    /// ones ignored), with pack's messages.
+    #[test]
+    fn stack_support_table() {
+        let image = ImageStack {
+            id: "io.x".into(),
+            mixins: vec!["a".into(), "build:b".into()],
+        };
+        type Row<'a> = (&'a [(&'a str, &'a [&'a str])], Option<&'a str>);
+        let table: &[Row<'_>] = &[
+            (&[], None),
+            (&[("io.x", &["a", "run:z"])], None),
+            (&[("*", &["build:b"])], None),
+            (
+                &[("io.y", &[])],
+                Some("buildpack 'acme/a@1' does not support stack 'io.x'"),
+            ),
+            (
+                &[("io.x", &["c", "a", "build:d"])],
+                Some("buildpack 'acme/a@1' requires missing mixin(s): build:d, c"),
+            ),
+        ];
+        for (stacks, expected) in table {
+            let got = ensure_stack_support(&descriptor(&[], stacks), &image);
+            match expected {
+                None => assert!(got.is_ok(), "{stacks:?}: {got:?}"),
+                Some(m) => assert_eq!(got.unwrap_err().to_string(), *m, "{stacks:?}"),
+            }
+        }
+    }
+
+    /// Names meant as paths are not references.
+    #[test]
+    fn path_like_names() {
+        for name in [
+            "./x",
+            "../x",
+            "/x",
+            "file:///x",
+            "x.cnb",
+            "x.tgz",
+            "a/b.tar",
+        ] {
+            assert!(looks_like_path(name), "{name}");
+        }
+        for name in ["example.com/run:1", "paketobuildpacks/go", "docker://x/y:1"] {
+            assert!(!looks_like_path(name), "{name}");
+        }
+    }
 }

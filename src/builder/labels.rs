@@ -1,11 +1,18 @@
 //! A builder's labels as pack writes them, Go `encoding/json` byte for byte (builder.md §2.5):
-//! `io.buildpacks.builder.metadata` and the mixins label (the order, order-extensions and
-//! system labels come from the configuration's types).
+//! `io.buildpacks.builder.metadata`, the layers labels, the order, order-extensions and system
+//! labels (their JSON from the configuration's types) and the mixins label, over the build
+//! image's labels and `--label` values.
+
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::config::{self, BuilderConfig};
+use super::layers::ModuleLabels;
+use super::lifecycle::LifecycleDescriptor;
 use crate::descriptor::ModuleInfo;
 use crate::json::go_marshal;
+use crate::package::select::ModulePlan;
 
 /// The builder metadata label.
 pub(crate) const LABEL_BUILDER_METADATA: &str = "io.buildpacks.builder.metadata";
@@ -87,6 +94,70 @@ pub(crate) fn metadata_label(m: &BuilderMetadata<'_>) -> String {
             version: env!("CARGO_PKG_VERSION"),
         }),
     )
+}
+
+/// What a builder image's labels are made of.
+pub(crate) struct LabelInputs<'a> {
+    /// The build image's labels (kept).
+    pub(crate) base: &'a BTreeMap<String, String>,
+    /// `--label` values (over the base's).
+    pub(crate) extra: &'a BTreeMap<String, String>,
+    pub(crate) cfg: &'a BuilderConfig,
+    /// The buildpacks and extensions placed, sorted by `id@version`.
+    pub(crate) buildpacks: &'a [ModulePlan],
+    pub(crate) extensions: &'a [ModulePlan],
+    pub(crate) lifecycle: &'a LifecycleDescriptor,
+    /// Their layers labels.
+    pub(crate) module_labels: ModuleLabels,
+}
+
+/// Every label of a builder image: the build image's, then `--label` values, then pack's (which
+/// win). An error (to be named after the build image) when its mixins label is not a list.
+pub(crate) fn builder_labels(
+    i: &LabelInputs<'_>,
+) -> std::result::Result<BTreeMap<String, String>, String> {
+    let cfg = i.cfg;
+    let mut labels = i.base.clone();
+    labels.extend(i.extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let no_mirrors: Vec<String> = Vec::new();
+    let stack_run_image = match &cfg.stack {
+        Some(s) if !s.id.is_empty() => RunImageMetadata::new(&s.run_image, &s.run_image_mirrors),
+        _ => RunImageMetadata::new("", &no_mirrors),
+    };
+    let lifecycle_json = crate::builder::lifecycle::metadata_json(i.lifecycle);
+    let metadata = metadata_label(&BuilderMetadata {
+        description: &cfg.description,
+        buildpacks: i.buildpacks.iter().map(|m| &m.descriptor.info).collect(),
+        extensions: i.extensions.iter().map(|m| &m.descriptor.info).collect(),
+        stack_run_image,
+        lifecycle_json: &lifecycle_json,
+        run_images: cfg
+            .run_images
+            .iter()
+            .map(|r| RunImageMetadata::new(&r.image, &r.mirrors))
+            .collect(),
+    });
+    labels.insert(LABEL_BUILDER_METADATA.into(), metadata);
+    labels.insert(LABEL_ORDER.into(), config::order_label(&cfg.order));
+    labels.insert(
+        LABEL_ORDER_EXTENSIONS.into(),
+        config::order_label(&cfg.order_extensions),
+    );
+    labels.insert(
+        crate::cnb::LABEL_LAYERS.into(),
+        i.module_labels.buildpacks.to_json(),
+    );
+    labels.insert(
+        crate::cnb::LABEL_EXTENSION_LAYERS.into(),
+        i.module_labels.extensions.to_json(),
+    );
+    if let Some(system) = &cfg.system {
+        labels.insert(LABEL_SYSTEM.into(), config::system_label(system));
+    }
+    let mixins = mixins_label(i.base.get(LABEL_MIXINS).map(String::as_str))
+        .ok_or_else(|| format!("label '{LABEL_MIXINS}' is not a list of strings"))?;
+    labels.insert(LABEL_MIXINS.into(), mixins);
+    Ok(labels)
 }
 
 /// `io.buildpacks.stack.mixins`: the build image's mixins marshalled again (`null` when it

@@ -1,11 +1,228 @@
-//! The layers a builder adds that hold no buildpack: its directories, single-file layers
-//! (`order.toml`, `system.toml`, `stack.toml`, `run.toml`), the build-config env files and the
-//! empty platform env layer, each written as pack writes it (builder.md §2.2, §2.3).
+//! The layers of a builder image in pack's order (builder.md §2.2): the build image's, byte
+//! for byte; the directories; the lifecycle; the buildpacks (`--flatten` groups first) and
+//! extensions through packaging's layer machinery; the single-file layers (`order.toml`,
+//! `system.toml`, `stack.toml`, `run.toml`); the build-config env files; the empty platform env
+//! layer. Each is built once for every target and output that needs the same bytes.
 
+use std::collections::BTreeSet;
 use std::io::Write;
 
+use super::inputs::ImageSource;
+use super::lifecycle::Lifecycle;
+use crate::descriptor::LayersLabel;
 use crate::error::{Error, Result};
+use crate::image::{BuiltLayer, LayerExecutables, LayerKey};
+use crate::layout::ImageRef;
+use crate::package::layers::BuildContext;
+use crate::package::select::ModulePlan;
+use crate::package::ModuleId;
 use crate::tar::{Header, TarWriter};
+
+/// The layers labels of the modules placed: buildpacks and extensions.
+pub(crate) struct ModuleLabels {
+    pub(crate) buildpacks: LayersLabel,
+    pub(crate) extensions: LayersLabel,
+}
+
+/// One image's layers so far, in order, each with what it holds (for the report).
+pub(crate) struct Sequence {
+    out: usize,
+    layers: Vec<(String, BuiltLayer)>,
+}
+
+impl Sequence {
+    /// An empty sequence for output `out`.
+    pub(crate) fn new(out: usize) -> Self {
+        Sequence {
+            out,
+            layers: Vec::new(),
+        }
+    }
+
+    /// How many layers there are so far.
+    pub(crate) fn len(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// The layers from the `from`th on.
+    pub(crate) fn since(&self, from: usize) -> &[(String, BuiltLayer)] {
+        &self.layers[from.min(self.layers.len())..]
+    }
+
+    /// The layers, base first.
+    pub(crate) fn into_layers(self) -> Vec<(String, BuiltLayer)> {
+        self.layers
+    }
+
+    /// The build image's layers, copied as they are (digests and sizes checked).
+    pub(crate) fn base(
+        &mut self,
+        ctx: &mut BuildContext<'_>,
+        build: &ImageSource,
+        image: &ImageRef,
+    ) -> Result<()> {
+        let layers = &image.manifest.layers;
+        let diff_ids = &image.config.rootfs.diff_ids;
+        if layers.len() != diff_ids.len() {
+            return Err(Error::invalid(
+                &build.origin,
+                "the build image's manifest and config list different numbers of layers",
+            ));
+        }
+        for (blob, diff_id) in layers.iter().zip(diff_ids) {
+            let built = ctx.images.copy_base_layer(
+                &build.reader,
+                &build.origin,
+                blob,
+                *diff_id,
+                self.out,
+            )?;
+            self.layers.push(("build image".into(), built));
+        }
+        Ok(())
+    }
+
+    /// Build (once) a layer whose bytes `key` decides.
+    fn add(
+        &mut self,
+        ctx: &mut BuildContext<'_>,
+        key: LayerKey,
+        what: &str,
+        write: impl FnOnce(&mut dyn Write) -> Result<()>,
+    ) -> Result<()> {
+        let built = ctx.images.build_layer(key, self.out, what, |w| {
+            write(w)?;
+            Ok(LayerExecutables::default())
+        })?;
+        self.layers.push((what.to_string(), built));
+        Ok(())
+    }
+
+    /// The directories layer, `/workspace` and `/layers` owned by `uid:gid`.
+    pub(crate) fn dirs(&mut self, ctx: &mut BuildContext<'_>, uid: u32, gid: u32) -> Result<()> {
+        let key = content_key("dirs", &[&uid.to_le_bytes(), &gid.to_le_bytes()]);
+        self.add(ctx, key, "directories", |w| write_dirs_layer(w, uid, gid))
+    }
+
+    /// The lifecycle layer.
+    pub(crate) fn lifecycle(&mut self, ctx: &mut BuildContext<'_>, l: &Lifecycle) -> Result<()> {
+        let key = LayerKey::Content(format!("lifecycle:{}", l.cache_key()));
+        let what = format!("lifecycle {}", l.descriptor.version);
+        self.add(ctx, key, &what, |w| l.write_layer(w))
+    }
+
+    /// The buildpack layers (`flatten` groups first, a layer each, then the others by
+    /// `id@version`), then the extension layers; returns their layers labels.
+    pub(crate) fn modules(
+        &mut self,
+        ctx: &mut BuildContext<'_>,
+        flatten: &[Vec<ModuleId>],
+        buildpacks: &[ModulePlan],
+        extensions: &[ModulePlan],
+    ) -> Result<ModuleLabels> {
+        let mut labels = ModuleLabels {
+            buildpacks: LayersLabel::new(),
+            extensions: LayersLabel::new(),
+        };
+        let mut flattened: BTreeSet<String> = BTreeSet::new();
+        for group in flatten {
+            let members: Vec<&ModulePlan> = buildpacks
+                .iter()
+                .filter(|m| group.iter().any(|g| g.to_string() == m.key()))
+                .collect();
+            if members.is_empty() {
+                continue;
+            }
+            let built = ctx.flattened_layer(&members, false, self.out)?;
+            for m in &members {
+                flattened.insert(m.key());
+                record(&mut labels.buildpacks, m, &built);
+            }
+            let what: Vec<String> = members.iter().map(|m| m.key()).collect();
+            self.push_once(what.join(", "), built);
+        }
+        for m in buildpacks.iter().filter(|m| !flattened.contains(&m.key())) {
+            let built = ctx.module_layer(m, false, self.out)?;
+            record(&mut labels.buildpacks, m, &built);
+            self.push_once(m.key(), built);
+        }
+        for m in extensions {
+            let built = ctx.module_layer(m, false, self.out)?;
+            record(&mut labels.extensions, m, &built);
+            self.push_once(m.key(), built);
+        }
+        Ok(labels)
+    }
+
+    /// Several modules of one package layer share it: it is listed once.
+    fn push_once(&mut self, what: String, built: BuiltLayer) {
+        if !self.layers.iter().any(|(_, l)| l.diff_id == built.diff_id) {
+            self.layers.push((what, built));
+        }
+    }
+
+    /// One single-file layer per `(what, name, content)`, in order.
+    pub(crate) fn files(
+        &mut self,
+        ctx: &mut BuildContext<'_>,
+        files: &[(&str, &str, Vec<u8>)],
+    ) -> Result<()> {
+        for (what, name, content) in files {
+            let key = content_key("file", &[name.as_bytes(), content]);
+            self.add(ctx, key, what, |w| {
+                write_files_layer(w, &[(name.to_string(), &content[..])])
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The `/cnb/build-config/env/` layer, when there are env files (sorted by name).
+    pub(crate) fn build_config_env(
+        &mut self,
+        ctx: &mut BuildContext<'_>,
+        env_files: &[(String, Vec<u8>)],
+    ) -> Result<()> {
+        if env_files.is_empty() {
+            return Ok(());
+        }
+        let named: Vec<(String, &[u8])> = env_files
+            .iter()
+            .map(|(name, value)| (format!("/cnb/build-config/env/{name}"), &value[..]))
+            .collect();
+        let parts: Vec<&[u8]> = named
+            .iter()
+            .flat_map(|(name, value)| [name.as_bytes(), *value])
+            .collect();
+        let key = content_key("build-config-env", &parts);
+        self.add(ctx, key, "build-config env", |w| {
+            write_files_layer(w, &named)
+        })
+    }
+
+    /// The empty `/platform/env` layer pack always adds.
+    pub(crate) fn platform_env(&mut self, ctx: &mut BuildContext<'_>) -> Result<()> {
+        let key = content_key("platform-env", &[]);
+        self.add(ctx, key, "platform env", |w| write_files_layer(w, &[]))
+    }
+}
+
+/// A module's entry in a layers label, with the diffID of the layer that holds it.
+fn record(label: &mut LayersLabel, m: &ModulePlan, built: &BuiltLayer) {
+    let mut info = m.label.clone();
+    info.layer_diff_id = built.diff_id.to_string();
+    label.insert_info(&m.descriptor.info.id, &m.descriptor.info.version, info);
+}
+
+/// What a builder layer that holds no module is keyed by: its content, so two targets that
+/// need the same one build it once.
+fn content_key(kind: &str, parts: &[&[u8]]) -> LayerKey {
+    let mut framed = Vec::new();
+    for p in parts {
+        framed.extend_from_slice(&(p.len() as u64).to_le_bytes());
+        framed.extend_from_slice(p);
+    }
+    LayerKey::Content(format!("{kind}:{}", crate::digest::Digest::of(&framed)))
+}
 
 /// The diffID of the empty platform env layer: Go's `tar.Writer.Close()` on no entries, 1024
 /// zero bytes.

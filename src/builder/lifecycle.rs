@@ -124,8 +124,8 @@ pub fn release_arch(os: &str, arch: &str) -> Option<&'static str> {
 
 /// The lifecycle serving `platform` (os/arch/variant of one target), with pack's messages:
 /// a `.tgz` path or `file://` URI (relative to `base_dir`; `{arch}` replaced by the release's
-/// name of the architecture), a lifecycle image (layout path, or `docker://` reference in the
-/// store), or `version`/default → `docker.io/buildpacksio/lifecycle:X` from the store (`store`:
+/// name of the architecture), a lifecycle image (layout path, or a reference in the store:
+/// `docker://`, or a bare name that is not a file), or `version`/default → `docker.io/buildpacksio/lifecycle:X` from the store (`store`:
 /// a store directory; `None` for the default store). A target no lifecycle serves is an error
 /// naming what there is.
 pub fn lifecycle_for(
@@ -148,26 +148,40 @@ pub fn lifecycle_for(
             )))
         }
     }
+    if platform.architecture.is_empty() {
+        return Err(Error::other(format!(
+            "target {target}: no architecture, so no lifecycle can be chosen for it"
+        )));
+    }
     let version_ref = |v: &str| format!("{IMAGE_REPOSITORY}:{v}");
     let lifecycle = match spec {
         LifecycleSpec::Default => from_store(&version_ref(DEFAULT_VERSION), platform, store, true)?,
-        LifecycleSpec::Version(v) => {
+        LifecycleSpec::Version(given) => {
+            // pack names the release by the version as semver prints it (`v0.20` → `0.20.0`).
+            let v = semver_text(given);
             if !v
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
                 || v.len() > 127
             {
                 return Err(Error::other(format!(
-                    "'lifecycle.version' {v:?} cannot be an image tag ({IMAGE_REPOSITORY}:<version>)"
+                    "'lifecycle.version' {given:?} cannot be an image tag ({IMAGE_REPOSITORY}:<version>)"
                 )));
             }
-            from_store(&version_ref(v), platform, store, false)?
+            from_store(&version_ref(&v), platform, store, false)?
         }
         LifecycleSpec::Uri(uri) => {
-            if let Some(reference) = uri.strip_prefix("docker://") {
+            let text = uri_text(uri, platform)?;
+            let path = crate::package::sources::local_path(&text, base_dir);
+            if let Some(reference) = text.strip_prefix("docker://") {
                 from_store(reference, platform, store, false)?
+            } else if path.symlink_metadata().is_ok()
+                || crate::builder::inputs::looks_like_path(&text)
+            {
+                from_path(&path, platform)?
             } else {
-                from_path(&uri_path(uri, base_dir, platform)?, platform)?
+                // A bare name that is no file: a reference, as for the build image.
+                from_store(&text, platform, store, false)?
             }
         }
     };
@@ -183,8 +197,43 @@ pub fn lifecycle_for(
     Ok(lifecycle)
 }
 
-/// The file a `uri` names: `{arch}` replaced, `file://` removed, relative to `base_dir`.
-fn uri_path(uri: &str, base_dir: &Path, platform: &oci::Platform) -> Result<PathBuf> {
+/// A semver as Masterminds' `Version.String()` prints it: no `v`, three numbers without
+/// leading zeros, then the prerelease and metadata as given. `v` must pass
+/// [`crate::builder::config::is_semver`].
+fn semver_text(v: &str) -> String {
+    let v = v.strip_prefix('v').unwrap_or(v);
+    let (rest, meta) = match v.split_once('+') {
+        Some((r, m)) => (r, Some(m)),
+        None => (v, None),
+    };
+    let (core, pre) = match rest.split_once('-') {
+        Some((c, p)) => (c, Some(p)),
+        None => (rest, None),
+    };
+    let mut nums: Vec<String> = core
+        .split('.')
+        .map(|n| n.trim_start_matches('0'))
+        .map(|n| {
+            if n.is_empty() {
+                "0".to_string()
+            } else {
+                n.to_string()
+            }
+        })
+        .collect();
+    nums.resize(3, "0".to_string());
+    let mut out = nums.join(".");
+    if let Some(p) = pre {
+        out = format!("{out}-{p}");
+    }
+    if let Some(m) = meta {
+        out = format!("{out}+{m}");
+    }
+    out
+}
+
+/// A `uri` with `{arch}` replaced by the release's name of the target's architecture.
+fn uri_text(uri: &str, platform: &oci::Platform) -> Result<String> {
     let mut text = uri.to_string();
     if text.contains("{arch}") {
         let Some(name) = release_arch(&platform.os, &platform.architecture) else {
@@ -200,19 +249,19 @@ fn uri_path(uri: &str, base_dir: &Path, platform: &oci::Platform) -> Result<Path
             "[lifecycle] uri {text:?}: lifecycles are read offline; download it and name the file"
         )));
     }
-    let text = text.strip_prefix("file://").unwrap_or(&text);
-    let path = Path::new(text);
-    Ok(if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        base_dir.join(path)
-    })
+    Ok(text)
 }
 
 /// A lifecycle `.tgz`/`.tar`, or a lifecycle image in a layout directory or archive.
 fn from_path(path: &Path, platform: &oci::Platform) -> Result<Lifecycle> {
     let meta = std::fs::metadata(path).at(path)?;
     if meta.is_dir() {
+        if !path.join("index.json").exists() {
+            return Err(Error::invalid(
+                path,
+                "is a directory but not an OCI layout of a lifecycle image; name the lifecycle's release .tgz instead",
+            ));
+        }
         let reader = PackageReader::open(path)?;
         return from_image(&reader, path, false, &path.display().to_string(), platform);
     }
@@ -224,15 +273,68 @@ fn from_path(path: &Path, platform: &oci::Platform) -> Result<Lifecycle> {
             return from_image(&reader, path, false, &path.display().to_string(), platform);
         }
     }
+    let key = TarballKey::of(path, &meta);
+    if let Some(known) = checked_tarballs()
+        .lock()
+        .ok()
+        .and_then(|m| m.iter().find(|(k, _)| *k == key).map(|(_, l)| l.clone()))
+    {
+        return Ok(known);
+    }
     let (found, digest) = read_tarball(path, None)?;
-    finish(
+    let lifecycle = finish(
         path,
         found,
         Source::Tarball {
             path: path.to_path_buf(),
             digest,
         },
-    )
+    )?;
+    if let Ok(mut m) = checked_tarballs().lock() {
+        if m.len() >= MAX_REMEMBERED {
+            m.remove(0);
+        }
+        m.push((key, lifecycle.clone()));
+    }
+    Ok(lifecycle)
+}
+
+/// How many checked `.tgz` files are remembered.
+const MAX_REMEMBERED: usize = 16;
+
+/// A `.tgz` as the file system describes it: the same path and the same file, unchanged
+/// (inode, size, modification and change times).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct TarballKey {
+    path: PathBuf,
+    stat: [i64; 7],
+}
+
+impl TarballKey {
+    fn of(path: &Path, meta: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        TarballKey {
+            path: path.to_path_buf(),
+            stat: [
+                meta.dev() as i64,
+                meta.ino() as i64,
+                meta.size() as i64,
+                meta.mtime(),
+                meta.mtime_nsec(),
+                meta.ctime(),
+                meta.ctime_nsec(),
+            ],
+        }
+    }
+}
+
+/// The `.tgz` files checked in this process: one that serves several targets (a target per
+/// distro, say) is read once to check it and once to write its layer, not once per target.
+/// The write still checks the bytes are the ones checked.
+fn checked_tarballs() -> &'static std::sync::Mutex<Vec<(TarballKey, Lifecycle)>> {
+    static CHECKED: std::sync::OnceLock<std::sync::Mutex<Vec<(TarballKey, Lifecycle)>>> =
+        std::sync::OnceLock::new();
+    CHECKED.get_or_init(Default::default)
 }
 
 /// `reference` from the store, one platform per target.
@@ -356,7 +458,9 @@ fn finish(origin: &Path, found: Found, source: Source) -> Result<Lifecycle> {
     };
     let descriptor = parse_descriptor(&text).map_err(invalid)?;
     for b in REQUIRED_BINARIES {
-        if !found.kinds.contains_key(b) && !found.kinds.contains_key(&format!("{b}.exe")) {
+        // A directory of that name is no binary (pack counts any entry).
+        let binary = |n: &str| found.kinds.get(n).is_some_and(|k| *k != Kind::Dir);
+        if !binary(b) && !binary(&format!("{b}.exe")) {
             return Err(invalid(format!(
                 "validating binaries: did not find '{b}' in tar"
             )));
@@ -594,6 +698,25 @@ pub fn metadata_json(d: &LifecycleDescriptor) -> String {
     })
 }
 
+/// pack's `validateLifecycleVersion`: a builder with extensions (`has_extensions`: any
+/// `[[extensions]]` or `[[order-extensions]]`) needs a lifecycle whose latest Platform API is
+/// 0.13 or later (pack allows older ones only in its experimental mode).
+pub fn check_extensions_supported(d: &LifecycleDescriptor, has_extensions: bool) -> Result<()> {
+    let key = |v: &String| {
+        let (a, b) = v.split_once('.').unwrap_or((v, "0"));
+        (a.parse::<u64>().unwrap_or(0), b.parse::<u64>().unwrap_or(0))
+    };
+    let Some(latest) = d.platform.supported.iter().max_by_key(|v| key(v)) else {
+        return Ok(());
+    };
+    if has_extensions && key(latest) < (0, 13) {
+        return Err(Error::other(format!(
+            "builder config contains image extensions, but the lifecycle Platform API version ({latest}) is older than 0.13; support for image extensions with Platform API < 0.13 is currently experimental"
+        )));
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // Reading the entries (both reads)
 
@@ -707,7 +830,10 @@ fn walk(
         }
     };
     let io_bad = |e: io::Error| bad("", &format!("corrupt archive: {e}"));
-    let mut guard = TarGuard::new(tar);
+    let mut guard = TarGuard::new(Bounded {
+        inner: tar,
+        left: MAX_TAR_BYTES,
+    });
     let mut found = Found::default();
     {
         let mut archive = ::tar::Archive::new(&mut guard);
@@ -758,15 +884,15 @@ fn walk(
                     ))
                 }
             };
-            if kind == Kind::File {
-                data = data.saturating_add(entry.size());
-                if data > MAX_DATA {
-                    return Err(bad(
-                        &name,
-                        &format!("takes the archive over {} MiB", MAX_DATA >> 20),
-                    ));
-                }
+            // Whatever the entry (a directory may declare data too), its data is read.
+            data = data.saturating_add(entry.size());
+            if data > MAX_DATA {
+                return Err(bad(
+                    &name,
+                    &format!("takes the archive over {} MiB", MAX_DATA >> 20),
+                ));
             }
+
             let Some(parts) = crate::tar::name_parts(&name, false) else {
                 return Err(bad(&name, "has a '..' path component"));
             };
@@ -808,6 +934,33 @@ fn walk(
         ));
     }
     Ok(found)
+}
+
+/// The most bytes a lifecycle tar may expand to: its data, and room for headers.
+const MAX_TAR_BYTES: u64 = MAX_DATA + (64 << 20);
+
+/// A tar stream cut off with an error past [`MAX_TAR_BYTES`], so that a small compressed file
+/// cannot keep the reader busy with endless headers.
+struct Bounded<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Err(io::Error::other(format!(
+                "the archive expands to more than {} MiB",
+                MAX_TAR_BYTES >> 20
+            )));
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..want])?;
+        self.left -= n as u64;
+        Ok(n)
+    }
 }
 
 fn read_descriptor<R: Read>(
@@ -1411,6 +1564,23 @@ mod tests {
             m.ends_with("invalid lifecycle: validating binaries: did not find 'creator' in tar"),
             "{m}"
         );
+        let mut dir_creator = without("lifecycle/creator");
+        dir_creator.push(("lifecycle/creator/".into(), E::Dir));
+        write_tgz(dir.path(), "dirs.tgz", &dir_creator);
+        let m = error(lifecycle_for(
+            &uri("dirs.tgz"),
+            dir.path(),
+            &platform("amd64"),
+            None,
+        ));
+        assert!(m.contains("did not find 'creator'"), "{m}");
+        let m = error(lifecycle_for(
+            &uri("a.tgz"),
+            dir.path(),
+            &platform(""),
+            None,
+        ));
+        assert!(m.contains("no architecture"), "{m}");
         write_tgz(dir.path(), "b.tgz", &without("lifecycle.toml"));
         let m = error(lifecycle_for(
             &uri("b.tgz"),
@@ -1452,6 +1622,13 @@ mod tests {
             None,
         ));
         assert!(m.contains("none.tgz"), "{m}");
+        let m = error(lifecycle_for(
+            &uri("./"),
+            dir.path(),
+            &platform("amd64"),
+            None,
+        ));
+        assert!(m.contains("not an OCI layout"), "{m}");
     }
 
     #[test]
@@ -1591,6 +1768,18 @@ mod tests {
     }
 
     #[test]
+    fn an_expanding_stream_is_cut_off() {
+        let mut b = Bounded {
+            inner: &[7u8; 10][..],
+            left: 4,
+        };
+        let mut buf = [0u8; 8];
+        assert_eq!(b.read(&mut buf).unwrap(), 4);
+        let e = b.read(&mut buf).unwrap_err().to_string();
+        assert!(e.contains("expands to more than"), "{e}");
+    }
+
+    #[test]
     fn descriptor_parsing_and_metadata_json() {
         let d = parse_descriptor(TOML).unwrap();
         assert_eq!(
@@ -1691,6 +1880,18 @@ mod tests {
             ],
         );
         let spec = LifecycleSpec::Version("0.20.5".into());
+        assert_eq!(semver_text("v0.20"), "0.20.0");
+        assert_eq!(semver_text("00.020.5-rc.1+b"), "0.20.5-rc.1+b");
+        let short = LifecycleSpec::Version("v0.20.5".into());
+        lifecycle_for(&short, dir.path(), &platform("amd64"), Some(&store)).unwrap();
+        let plus = LifecycleSpec::Version("0.20.5+b1".into());
+        let m = error(lifecycle_for(
+            &plus,
+            dir.path(),
+            &platform("amd64"),
+            Some(&store),
+        ));
+        assert!(m.contains("cannot be an image tag"), "{m}");
         let amd = lifecycle_for(&spec, dir.path(), &platform("amd64"), Some(&store)).unwrap();
         let arm = lifecycle_for(&spec, dir.path(), &platform("arm64"), Some(&store)).unwrap();
         assert_eq!((amd.arch.as_str(), arm.arch.as_str()), ("amd64", "arm64"));
@@ -1709,6 +1910,21 @@ mod tests {
         )
         .unwrap();
         assert_eq!(layer_of(&by_ref), layer_of(&arm));
+        let bare = lifecycle_for(
+            &uri("buildpacksio/lifecycle:0.20.5"),
+            dir.path(),
+            &platform("arm64"),
+            Some(&store),
+        )
+        .unwrap();
+        assert_eq!(bare.cache_key(), arm.cache_key());
+        let m = error(lifecycle_for(
+            &uri("missing.tgz"),
+            dir.path(),
+            &platform("arm64"),
+            Some(&store),
+        ));
+        assert!(m.contains("missing.tgz"), "{m}");
         let by_path = lifecycle_for(&uri("store"), dir.path(), &platform("arm64"), None).unwrap();
         assert_eq!(layer_of(&by_path), layer_of(&arm));
         // A platform the image lacks, a version the store lacks.

@@ -15,11 +15,12 @@ pub mod lifecycle;
 
 use crate::cancel::Cancel;
 use crate::compress::{self, Compression};
-use crate::descriptor::{LayersLabel, ModuleKind};
+use crate::descriptor::ModuleKind;
 use crate::error::{Error, Result};
 use crate::events::{Events, EventsExt};
-use crate::image::{index_entries, BaseConfig, BuiltLayer, ImageSpec, ImageWriter, LayerKey};
-use crate::image::{FinishedOutput, LayerExecutables, WrittenImage};
+use crate::image::{
+    index_entries, BaseConfig, FinishedOutput, ImageSpec, ImageWriter, WrittenImage,
+};
 use crate::layout::OutputFormat;
 use crate::oci::RuntimeConfig;
 use crate::package::layers::BuildContext;
@@ -30,7 +31,7 @@ use crate::package::{ModuleId, OutputReport, PackageOptions};
 use crate::source::Exclusions;
 use crate::target::{ExpandedTarget, Target};
 use crate::ui::human_size;
-use inputs::{ImageSource, ImageStore, LifecycleApis, LoadedModule};
+use inputs::{ImageSource, ImageStore, LifecycleApis};
 
 /// What builder to create and how. Made with [`BuilderOptions::new`] (or `Default`), then set
 /// field by field.
@@ -163,33 +164,21 @@ fn create_with(opts: &BuilderOptions, events: &dyn Events) -> Result<BuilderRepo
             tree_dir: false,
         },
     ];
-    let load = |sources: &[config::ModuleSource], inputs_list: &mut Vec<Input>| {
-        sources
-            .iter()
-            .map(|s| {
-                let m = LoadedModule {
-                    uri: s.uri.clone(),
-                    id: s.id.clone(),
-                    version: s.version.clone(),
-                };
-                let dep = inputs::load_module(&s.uri, &base_dir, store.as_ref(), events)?;
-                inputs::check_declared(&m, &dep)?;
-                let (path, tree_dir) = match &dep {
-                    Dependency::Tree(t) => (t.origin.clone(), t.is_directory()),
-                    Dependency::Package { origin, .. } => (origin.clone(), false),
-                };
-                inputs_list.push(Input {
-                    path,
-                    role: "a buildpack",
-                    tree_dir,
-                });
-                Ok(dep)
-            })
-            .collect::<Result<Vec<Dependency>>>()
-    };
-    let mut dependencies = load(&cfg.buildpacks, &mut inputs_list)?;
+    let mut dependencies = load_modules(
+        &cfg.buildpacks,
+        &cfg,
+        store.as_ref(),
+        events,
+        &mut inputs_list,
+    )?;
     let first_extension = dependencies.len();
-    dependencies.extend(load(&cfg.extensions, &mut inputs_list)?);
+    dependencies.extend(load_modules(
+        &cfg.extensions,
+        &cfg,
+        store.as_ref(),
+        events,
+        &mut inputs_list,
+    )?);
 
     check_run_images(&cfg, &targets, store.as_ref(), events)?;
 
@@ -258,24 +247,72 @@ fn create_with(opts: &BuilderOptions, events: &dyn Events) -> Result<BuilderRepo
     for (out_idx, (_, members)) in outputs.iter().enumerate() {
         let mut images = Vec::new();
         for &i in members {
+            let plan = &plans[i];
             images.push(write_builder_image(
                 &mut ctx,
                 opts,
                 &cfg,
                 &build,
-                &plans[i],
+                plan,
                 &expanded[i],
                 out_idx,
             )?);
         }
         written.push(images);
     }
+    let out_reports = finish(ctx.images, written, events)?;
+    Ok(BuilderReport {
+        description: cfg.description.clone(),
+        outputs: out_reports,
+        lifecycles: plans
+            .iter()
+            .map(|p| (p.target.display(), p.lifecycle.descriptor.version.clone()))
+            .collect(),
+        warnings: Vec::new(),
+    })
+}
+
+/// Load the buildpacks (or extensions) `sources` names, each once for every target, and check
+/// the `id` and `version` builder.toml gives them; each is an input no output may replace.
+fn load_modules(
+    sources: &[config::ModuleSource],
+    cfg: &config::BuilderConfig,
+    store: Option<&ImageStore>,
+    events: &dyn Events,
+    inputs_list: &mut Vec<Input>,
+) -> Result<Vec<Dependency>> {
+    sources
+        .iter()
+        .map(|s| {
+            crate::cancel::check()?;
+            let dep = inputs::load_module(&s.uri, &cfg.base_dir, store, events)?;
+            inputs::check_declared(s, &dep)?;
+            let (path, tree_dir) = match &dep {
+                Dependency::Tree(t) => (t.origin.clone(), t.is_directory()),
+                Dependency::Package { origin, .. } => (origin.clone(), false),
+            };
+            inputs_list.push(Input {
+                path,
+                role: "a buildpack",
+                tree_dir,
+            });
+            Ok(dep)
+        })
+        .collect()
+}
+
+/// Put every output in place (all or none) with its index, and report each.
+fn finish(
+    images: ImageWriter<'_>,
+    written: Vec<Vec<WrittenImage>>,
+    events: &dyn Events,
+) -> Result<Vec<OutputReport>> {
     let entries = written
         .iter()
         .map(|images| index_entries(images))
         .collect::<Result<Vec<_>>>()?;
-    let finished = ctx.images.finish(entries)?;
-    let mut out_reports = Vec::new();
+    let finished = images.finish(entries)?;
+    let mut reports = Vec::new();
     for (output, images) in finished.into_iter().zip(written) {
         let FinishedOutput {
             path,
@@ -295,7 +332,7 @@ fn create_with(opts: &BuilderOptions, events: &dyn Events) -> Result<BuilderRepo
                 root.digest
             ),
         );
-        out_reports.push(OutputReport {
+        reports.push(OutputReport {
             path,
             digest: root.digest,
             media_type: root.media_type,
@@ -304,15 +341,7 @@ fn create_with(opts: &BuilderOptions, events: &dyn Events) -> Result<BuilderRepo
             images: images.into_iter().map(|i| i.report).collect(),
         });
     }
-    Ok(BuilderReport {
-        description: cfg.description.clone(),
-        outputs: out_reports,
-        lifecycles: plans
-            .iter()
-            .map(|p| (p.target.display(), p.lifecycle.descriptor.version.clone()))
-            .collect(),
-        warnings: Vec::new(),
-    })
+    Ok(reports)
 }
 
 /// The targets: `--target` values, else builder.toml's, else the build image's one platform.
@@ -372,8 +401,8 @@ fn builder_targets(
     Ok(targets)
 }
 
-/// The run images are recorded by name; those the store holds must have an image for every
-/// target. When the store holds none of them (or there is no store), that is said once.
+/// The run images (and their mirrors) are recorded by name; those the store holds must have an
+/// image for every target. Those it does not hold (or with no store) are named once.
 fn check_run_images(
     cfg: &config::BuilderConfig,
     targets: &[Target],
@@ -381,15 +410,31 @@ fn check_run_images(
     events: &dyn Events,
 ) -> Result<()> {
     let mut unchecked = Vec::new();
-    for run in &cfg.run_images {
+    let names = cfg
+        .run_images
+        .iter()
+        .flat_map(|r| std::iter::once(&r.image).chain(&r.mirrors));
+    for name in names {
         let found = match store {
-            Some(s) => s.lookup(&run.image)?,
+            Some(s) => s.lookup(name)?,
             None => None,
         };
         let Some(source) = found else {
-            unchecked.push(run.image.clone());
+            unchecked.push(name.clone());
             continue;
         };
+        if let Some(config_stack) = cfg.stack.as_ref().filter(|s| !s.id.is_empty()) {
+            for image in &source.images {
+                let id = inputs::ImageStack::of(image).id;
+                if id != config_stack.id {
+                    // pack's exact text (compatibility).
+                    return Err(Error::other(format!(
+                        "stack '{}' from builder config is incompatible with stack '{id}' from run image '{name}'",
+                        config_stack.id
+                    )));
+                }
+            }
+        }
         for t in targets {
             if !inputs::serves(&source, t) {
                 let have: Vec<String> = source
@@ -398,8 +443,7 @@ fn check_run_images(
                     .map(|i| crate::cnb::platform_name(&i.platform(), &i.descriptor.annotations))
                     .collect();
                 return Err(Error::other(format!(
-                    "run image {} has no image for target {} (it has {})",
-                    run.image,
+                    "run image {name} has no image for target {} (it has {})",
                     t.display(),
                     have.join(", ")
                 )));
@@ -509,16 +553,24 @@ fn plan_target<'s>(
         supported: &d.buildpack.supported,
         deprecated: &d.buildpack.deprecated,
     };
+    let stack = inputs::ImageStack::of(image);
+    if let Some(config_stack) = cfg.stack.as_ref().filter(|s| !s.id.is_empty()) {
+        if config_stack.id != stack.id {
+            // pack's exact text (compatibility).
+            return Err(Error::other(format!(
+                "stack '{}' from builder config is incompatible with stack '{}' from build image",
+                config_stack.id, stack.id
+            )));
+        }
+    }
+    let facts = inputs::ImageFacts {
+        platform: &base.platform,
+        distro: distro.as_ref(),
+        stack: &stack,
+    };
     for m in buildpacks.iter().chain(&extensions) {
-        inputs::check_module(
-            m,
-            &on_builder,
-            &apis,
-            &base.platform,
-            distro.as_ref(),
-            events,
-        )
-        .map_err(|e| Error::other(format!("target {}: {e}", t.display())))?;
+        inputs::check_module(m, &on_builder, &apis, &facts, events)
+            .map_err(|e| Error::other(format!("target {}: {e}", t.display())))?;
     }
     let available = |mods: &[ModulePlan]| -> Vec<(String, String)> {
         mods.iter()
@@ -578,17 +630,6 @@ fn check_flatten_known(opts: &BuilderOptions, plans: &[TargetPlan<'_>]) -> Resul
     Ok(())
 }
 
-/// What a builder layer that holds no module is keyed by: its content, so two targets that
-/// need the same one build it once.
-fn content_key(kind: &str, parts: &[&[u8]]) -> LayerKey {
-    let mut framed = Vec::new();
-    for p in parts {
-        framed.extend_from_slice(&(p.len() as u64).to_le_bytes());
-        framed.extend_from_slice(p);
-    }
-    LayerKey::Content(format!("{kind}:{}", crate::digest::Digest::of(&framed)))
-}
-
 /// Write the builder image of one target into output `out_idx`: the build image's layers
 /// byte for byte, then pack's sequence (builder.md §2.2), then the config with pack's labels.
 fn write_builder_image(
@@ -600,222 +641,43 @@ fn write_builder_image(
     target: &ExpandedTarget,
     out_idx: usize,
 ) -> Result<WrittenImage> {
-    let mut layers: Vec<(String, BuiltLayer)> = Vec::new();
-    let image = plan.image;
-    // The build image's layers, as they are.
-    for (blob, diff_id) in image
-        .manifest
-        .layers
-        .iter()
-        .zip(&image.config.rootfs.diff_ids)
-    {
-        let built =
-            ctx.images
-                .copy_base_layer(&build.reader, &build.origin, blob, *diff_id, out_idx)?;
-        layers.push(("build image".to_string(), built));
-    }
-    if image.manifest.layers.len() != image.config.rootfs.diff_ids.len() {
-        return Err(Error::invalid(
-            &build.origin,
-            "the build image's manifest and config list different numbers of layers",
-        ));
-    }
-    let (uid, gid) = (plan.base.uid, plan.base.gid);
-    let dirs = ctx.images.build_layer(
-        content_key("dirs", &[&uid.to_le_bytes(), &gid.to_le_bytes()]),
-        out_idx,
-        "directories",
-        |w| {
-            layers::write_dirs_layer(w, uid, gid)?;
-            Ok(LayerExecutables::default())
-        },
-    )?;
-    layers.push(("directories".into(), dirs));
-    let lifecycle = &plan.lifecycle;
-    let lifecycle_layer = ctx.images.build_layer(
-        LayerKey::Content(format!("lifecycle:{}", lifecycle.cache_key())),
-        out_idx,
-        &format!("lifecycle {}", lifecycle.descriptor.version),
-        |w| {
-            lifecycle.write_layer(w)?;
-            Ok(LayerExecutables::default())
-        },
-    )?;
-    layers.push((
-        format!("lifecycle {}", lifecycle.descriptor.version),
-        lifecycle_layer,
-    ));
-
-    // Buildpacks: --flatten groups first, one layer each, then the others by id@version.
-    let mut buildpack_label = LayersLabel::new();
-    let mut extension_label = LayersLabel::new();
-    let mut flattened: BTreeSet<String> = BTreeSet::new();
-    for group in &opts.flatten {
-        let members: Vec<&ModulePlan> = plan
-            .buildpacks
-            .iter()
-            .filter(|m| group.iter().any(|g| g.to_string() == m.key()))
-            .collect();
-        if members.is_empty() {
-            continue;
-        }
-        let built = ctx.flattened_layer(&members, false, out_idx)?;
-        for m in &members {
-            flattened.insert(m.key());
-            record(&mut buildpack_label, m, &built);
-        }
-        push_once(
-            &mut layers,
-            members
-                .iter()
-                .map(|m| m.key())
-                .collect::<Vec<_>>()
-                .join(", "),
-            built,
-        );
-    }
-    for m in plan
-        .buildpacks
-        .iter()
-        .filter(|m| !flattened.contains(&m.key()))
-    {
-        let built = ctx.module_layer(m, false, out_idx)?;
-        record(&mut buildpack_label, m, &built);
-        push_once(&mut layers, m.key(), built);
-    }
-    for m in &plan.extensions {
-        let built = ctx.module_layer(m, false, out_idx)?;
-        record(&mut extension_label, m, &built);
-        push_once(&mut layers, m.key(), built);
-    }
-
-    // The single-file layers and the env layers.
-    let stack_run = match &cfg.stack {
-        Some(s) if !s.id.is_empty() => config::RunImage {
-            image: s.run_image.clone(),
-            mirrors: s.run_image_mirrors.clone(),
-        },
-        _ => cfg.run_images[0].clone(),
-    };
-    let mut files: Vec<(&str, String, Vec<u8>)> = vec![(
-        "order.toml",
-        "/cnb/order.toml".into(),
-        plan.order_toml.clone(),
-    )];
+    let mut seq = layers::Sequence::new(out_idx);
+    seq.base(ctx, build, plan.image)?;
+    seq.dirs(ctx, plan.base.uid, plan.base.gid)?;
+    seq.lifecycle(ctx, &plan.lifecycle)?;
+    let modules_from = seq.len();
+    let module_labels = seq.modules(ctx, &opts.flatten, &plan.buildpacks, &plan.extensions)?;
+    // Executables of buildpacks built for another architecture are warned about, as packaging
+    // does (the build image's own files are its business).
+    ctx.check_executables(target, seq.since(modules_from))?;
+    let mut files = vec![("order.toml", "/cnb/order.toml", plan.order_toml.clone())];
     if let Some(system) = &plan.system_toml {
-        files.push(("system.toml", "/cnb/system.toml".into(), system.clone()));
+        files.push(("system.toml", "/cnb/system.toml", system.clone()));
     }
     files.push((
         "stack.toml",
-        "/cnb/stack.toml".into(),
-        config::stack_toml(&stack_run),
+        "/cnb/stack.toml",
+        config::stack_toml(&stack_run_image(cfg)),
     ));
     files.push((
         "run.toml",
-        "/cnb/run.toml".into(),
+        "/cnb/run.toml",
         config::run_toml(&cfg.run_images),
     ));
-    for (what, name, content) in &files {
-        let built = ctx.images.build_layer(
-            content_key("file", &[name.as_bytes(), content]),
-            out_idx,
-            what,
-            |w| {
-                layers::write_files_layer(w, &[(name.clone(), &content[..])])?;
-                Ok(LayerExecutables::default())
-            },
-        )?;
-        layers.push((what.to_string(), built));
-    }
-    let env_files = cfg.build_env_files()?;
-    if !env_files.is_empty() {
-        let named: Vec<(String, &[u8])> = env_files
-            .iter()
-            .map(|(name, value)| (format!("/cnb/build-config/env/{name}"), &value[..]))
-            .collect();
-        let mut parts: Vec<&[u8]> = Vec::new();
-        for (name, value) in &named {
-            parts.push(name.as_bytes());
-            parts.push(value);
-        }
-        let built = ctx.images.build_layer(
-            content_key("build-config-env", &parts),
-            out_idx,
-            "build-config env",
-            |w| {
-                layers::write_files_layer(w, &named)?;
-                Ok(LayerExecutables::default())
-            },
-        )?;
-        layers.push(("build-config env".into(), built));
-    }
-    let platform_env = ctx.images.build_layer(
-        content_key("platform-env", &[]),
-        out_idx,
-        "platform env",
-        |w| {
-            layers::write_files_layer(w, &[])?;
-            Ok(LayerExecutables::default())
-        },
-    )?;
-    layers.push(("platform env".into(), platform_env));
+    seq.files(ctx, &files)?;
+    seq.build_config_env(ctx, &cfg.build_env_files()?)?;
+    seq.platform_env(ctx)?;
 
-    // The config: the build image's, with its labels, the options', then the builder's.
-    let mut all_labels = image.config.labels().clone();
-    all_labels.extend(opts.labels.clone());
-    let buildpack_infos: Vec<&crate::descriptor::ModuleInfo> =
-        plan.buildpacks.iter().map(|m| &m.descriptor.info).collect();
-    let extension_infos: Vec<&crate::descriptor::ModuleInfo> =
-        plan.extensions.iter().map(|m| &m.descriptor.info).collect();
-    let no_mirrors: Vec<String> = Vec::new();
-    let stack_meta = match &cfg.stack {
-        Some(s) if !s.id.is_empty() => {
-            labels::RunImageMetadata::new(&s.run_image, &s.run_image_mirrors)
-        }
-        _ => labels::RunImageMetadata::new("", &no_mirrors),
-    };
-    let lifecycle_json = lifecycle::metadata_json(&lifecycle.descriptor);
-    let metadata = labels::metadata_label(&labels::BuilderMetadata {
-        description: &cfg.description,
-        buildpacks: buildpack_infos,
-        extensions: extension_infos,
-        stack_run_image: stack_meta,
-        lifecycle_json: &lifecycle_json,
-        run_images: cfg
-            .run_images
-            .iter()
-            .map(|r| labels::RunImageMetadata::new(&r.image, &r.mirrors))
-            .collect(),
-    });
-    all_labels.insert(labels::LABEL_BUILDER_METADATA.into(), metadata);
-    all_labels.insert(labels::LABEL_ORDER.into(), config::order_label(&cfg.order));
-    all_labels.insert(
-        labels::LABEL_ORDER_EXTENSIONS.into(),
-        config::order_label(&cfg.order_extensions),
-    );
-    all_labels.insert(crate::cnb::LABEL_LAYERS.into(), buildpack_label.to_json());
-    all_labels.insert(
-        crate::cnb::LABEL_EXTENSION_LAYERS.into(),
-        extension_label.to_json(),
-    );
-    if let Some(system) = &cfg.system {
-        all_labels.insert(labels::LABEL_SYSTEM.into(), config::system_label(system));
-    }
-    let mixins = labels::mixins_label(
-        image
-            .config
-            .labels()
-            .get(labels::LABEL_MIXINS)
-            .map(String::as_str),
-    )
-    .ok_or_else(|| {
-        Error::invalid(
-            &build.origin,
-            format!("label '{}' is not a list of strings", labels::LABEL_MIXINS),
-        )
-    })?;
-    all_labels.insert(labels::LABEL_MIXINS.into(), mixins);
-
+    let labels = labels::builder_labels(&labels::LabelInputs {
+        base: plan.image.config.labels(),
+        extra: &opts.labels,
+        cfg,
+        buildpacks: &plan.buildpacks,
+        extensions: &plan.extensions,
+        lifecycle: &plan.lifecycle.descriptor,
+        module_labels,
+    })
+    .map_err(|m| Error::invalid(&build.origin, m))?;
     let mut runtime = plan.base.runtime.clone();
     runtime.insert(
         "WorkingDir".into(),
@@ -823,14 +685,15 @@ fn write_builder_image(
     );
     let base = BaseConfig {
         runtime,
-        os_features: image.config.os_features.clone(),
+        os_features: plan.image.config.os_features.clone(),
+        other: plan.base.other.clone(),
     };
     ctx.images.write_image_on(
         out_idx,
         ImageSpec {
             target,
-            layers,
-            config: RuntimeConfig { labels: all_labels },
+            layers: seq.into_layers(),
+            config: RuntimeConfig { labels },
             origin: &opts.config,
             too_large_hint: "shorten the values of builder.toml or the labels",
         },
@@ -838,16 +701,13 @@ fn write_builder_image(
     )
 }
 
-/// A module's entry in a layers label, with the diffID of the layer that holds it.
-fn record(label: &mut LayersLabel, m: &ModulePlan, built: &BuiltLayer) {
-    let mut info = m.label.clone();
-    info.layer_diff_id = built.diff_id.to_string();
-    label.insert_info(&m.descriptor.info.id, &m.descriptor.info.version, info);
-}
-
-/// Several modules of one package layer share it: it is listed once.
-fn push_once(layers: &mut Vec<(String, BuiltLayer)>, what: String, built: BuiltLayer) {
-    if !layers.iter().any(|(_, l)| l.diff_id == built.diff_id) {
-        layers.push((what, built));
+/// `/cnb/stack.toml`'s run image: `[stack]`'s when it has an id, else the first run image.
+fn stack_run_image(cfg: &config::BuilderConfig) -> config::RunImage {
+    match &cfg.stack {
+        Some(s) if !s.id.is_empty() => config::RunImage {
+            image: s.run_image.clone(),
+            mirrors: s.run_image_mirrors.clone(),
+        },
+        _ => cfg.run_images.first().cloned().unwrap_or_default(),
     }
 }

@@ -101,6 +101,8 @@ pub(crate) struct BaseConfig {
     pub(crate) runtime: serde_json::Map<String, serde_json::Value>,
     /// The base config's `os.features`.
     pub(crate) os_features: Vec<String>,
+    /// The base config's other top-level fields (`author`, ...), kept as they are.
+    pub(crate) other: serde_json::Map<String, serde_json::Value>,
 }
 
 impl BaseConfig {
@@ -122,6 +124,9 @@ impl BaseConfig {
         let mut value = serde_json::to_value(config).expect("an image config is JSON");
         if let serde_json::Value::Object(map) = &mut value {
             map.insert("config".into(), serde_json::Value::Object(runtime));
+            for (k, v) in &self.other {
+                map.entry(k.clone()).or_insert_with(|| v.clone());
+            }
         }
         value
     }
@@ -758,6 +763,45 @@ mod tests {
                 format!("{} {}", &e.digest.to_string()[7..11], notes.join(","))
             })
             .collect()
+    }
+
+    /// An image on a base keeps the base's runtime settings and other fields; its labels are
+    /// the caller's (the base's own are not added behind its back), and what the writer sets
+    /// (platform, rootfs, history) is never taken from the base.
+    #[test]
+    fn base_config_is_kept_with_the_callers_labels() {
+        let json = |v: serde_json::Value| match v {
+            serde_json::Value::Object(m) => m,
+            _ => unreachable!(),
+        };
+        let base = BaseConfig {
+            runtime: json(serde_json::json!({
+                "Env": ["A=1"], "User": "1000", "Labels": {"old": "1"}, "WorkingDir": "/layers"
+            })),
+            os_features: vec![],
+            other: json(serde_json::json!({"author": "me", "architecture": "s390x"})),
+        };
+        let mut labels = BTreeMap::new();
+        labels.insert("new".to_string(), "2".to_string());
+        let config = ImageConfig {
+            architecture: "amd64".into(),
+            created: Some(CREATED.into()),
+            history: vec![],
+            os: "linux".into(),
+            os_version: String::new(),
+            os_features: vec![],
+            variant: String::new(),
+            rootfs: RootFs {
+                typ: "layers".into(),
+                diff_ids: vec![],
+            },
+            config: Some(RuntimeConfig { labels }),
+        };
+        let got = String::from_utf8(canonical(&base.apply(&config))).unwrap();
+        assert_eq!(
+            got,
+            r#"{"architecture":"amd64","author":"me","config":{"Env":["A=1"],"Labels":{"new":"2"},"User":"1000","WorkingDir":"/layers"},"created":"1980-01-01T00:00:01Z","os":"linux","rootfs":{"diff_ids":[],"type":"layers"}}"#
+        );
     }
 
     /// Images → index entries: identical images of one platform share an entry that lists

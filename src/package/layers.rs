@@ -123,7 +123,7 @@ impl BuildContext<'_> {
     /// another architecture. Entry points (`bin/*`) must always match; other executables only
     /// count when none in the layer matches, since a tree may carry binaries for several
     /// architectures and pick one at run time.
-    fn check_executables(
+    pub(crate) fn check_executables(
         &mut self,
         t: &ExpandedTarget,
         layers: &[(String, BuiltLayer)],

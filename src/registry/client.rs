@@ -625,11 +625,35 @@ impl<'e> Client<'e> {
         url: &Url,
         headers: &[(&str, &str)],
         len: Option<u64>,
+        consume: impl FnMut(&Resp, &mut dyn Read) -> Result<T, Failure>,
+    ) -> Result<T> {
+        self.get_resumable(url, headers, len, || Ok(0), consume)
+    }
+
+    /// [`Self::get_streamed`] for content that may be partly held already: each attempt
+    /// first asks `start` for the offset to continue from, and asks with `Range: bytes=N-`
+    /// when it is not 0. `consume` then gets a 206 answer (the rest: it checks
+    /// `Content-Range`) or a 200 one (the registry ignored the range: the whole body).
+    pub fn get_resumable<T>(
+        &self,
+        url: &Url,
+        headers: &[(&str, &str)],
+        len: Option<u64>,
+        mut start: impl FnMut() -> Result<u64, Failure>,
         mut consume: impl FnMut(&Resp, &mut dyn Read) -> Result<T, Failure>,
     ) -> Result<T> {
         let mut failures = 0;
         loop {
-            match self.get_streamed_once(url, headers, len, &mut consume) {
+            let attempt = start().and_then(|from| {
+                let range = format!("bytes={from}-");
+                let mut ranged = headers.to_vec();
+                if from > 0 {
+                    ranged.push(("Range", range.as_str()));
+                }
+                let left = len.map(|l| l.saturating_sub(from));
+                self.get_streamed_once(url, &ranged, left, from > 0, &mut consume)
+            });
+            match attempt {
                 Ok(t) => return Ok(t),
                 Err(f) if f.retryable && failures + 1 < self.retry.attempts => {
                     failures += 1;
@@ -647,6 +671,7 @@ impl<'e> Client<'e> {
         url: &Url,
         headers: &[(&str, &str)],
         len: Option<u64>,
+        ranged: bool,
         consume: &mut impl FnMut(&Resp, &mut dyn Read) -> Result<T, Failure>,
     ) -> Result<T, Failure> {
         let mut refreshed = false;
@@ -661,9 +686,9 @@ impl<'e> Client<'e> {
                 &mut Body::None,
                 len,
             )?;
-            if opened.status == 200 {
+            if opened.status == 200 || (ranged && opened.status == 206) {
                 let head = Resp {
-                    status: 200,
+                    status: opened.status,
                     headers: std::mem::take(&mut opened.headers),
                     body: Vec::new(),
                     from_registry: opened.from_registry,

@@ -1,5 +1,12 @@
 //! The pull flow: images and indexes copied byte for byte from registries into the store,
-//! every digest and size verified while streaming.
+//! every digest and size verified while streaming, and with `--output` from the store into one
+//! archive.
+//!
+//! A blob download that stops halfway keeps its bytes in the store's download area; the next
+//! attempt (a retry, or the next pull) hashes them again and asks for the rest with a `Range`
+//! request. A registry that answers with the whole blob (200) instead of the rest (206) is
+//! read from the first byte again. Only the complete blob, its size and digest verified, is
+//! renamed into place.
 
 use std::cell::Cell;
 use std::collections::{BTreeSet, HashMap};
@@ -49,6 +56,11 @@ pub struct PullOptions {
     pub password: Option<String>,
     /// Parallel blob downloads; 0 means [`DEFAULT_JOBS`](super::DEFAULT_JOBS).
     pub jobs: usize,
+    /// Also write the images pulled into this archive, once all are stored: with one
+    /// reference a package-shaped file (`index.json` listing its manifest or index, readable as
+    /// a `.cnb`), with several a layout whose `index.json` names each by its reference. The
+    /// store is filled (and read from) as without it.
+    pub output: Option<PathBuf>,
     /// Stops the pull before its next request once cancelled (what was stored stays stored).
     pub cancel: Cancel,
 }
@@ -79,6 +91,9 @@ pub struct PullReport {
     /// Blob bytes streamed into the store (manifests and the configs read with them not
     /// counted; retried downloads count again).
     pub bytes_received: u64,
+    /// The archive written (`--output`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<PathBuf>,
     /// The warnings given while pulling (also sent as [`crate::events::Event::Warning`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
@@ -161,15 +176,23 @@ fn pull_checked(
         Some(p) => p.clone(),
         None => crate::store::default_store()?,
     };
+    if let Some(out) = &opts.output {
+        check_output(out, &root)?;
+    }
     let store = Store::open_or_create(&root)?;
+    // Held until every reference is set (and the archive written): no gc removes what this
+    // pull stores before it is named.
+    let _lease = store.lock_shared()?;
     let mut report = PullReport {
         store: root,
+        output: None,
         images: Vec::new(),
         downloaded: 0,
         present: 0,
         bytes_received: 0,
         warnings: Vec::new(),
     };
+    let mut trees = Vec::new();
     let mut credentials = auth::Credentials::new(
         credential.map(|c| (references[0].registry.clone(), c)),
         settings.credential_files.clone(),
@@ -198,10 +221,116 @@ fn pull_checked(
             events,
         )?;
         client.connect()?;
-        let image = pull_one(&client, &store, reference, opts, &mut report)?;
+        let (image, tree) = pull_one(&client, &store, reference, opts, &mut report)?;
         report.images.push(image);
+        trees.push(tree);
+    }
+    if let Some(out) = &opts.output {
+        report.output = Some(write_output(&store, &trees, out, events)?);
     }
     Ok(report)
+}
+
+/// What an archive needs of one pulled image: its name, the descriptor `index.json` lists it
+/// with, its manifests and indexes (held), and its other blobs (in the store).
+struct PulledTree {
+    name: String,
+    entry: Descriptor,
+    top: Arc<Node>,
+    blobs: Vec<Descriptor>,
+}
+
+/// `--output` must name a file outside the store (the store holds only its own files).
+fn check_output(out: &Path, store: &Path) -> Result<()> {
+    let canonical = |p: &Path| {
+        std::fs::canonicalize(p).ok().or_else(|| {
+            let dir = std::fs::canonicalize(crate::atomic::parent_of(p)).ok()?;
+            Some(dir.join(p.file_name()?))
+        })
+    };
+    if let (Some(o), Some(s)) = (canonical(out), canonical(store)) {
+        if o.starts_with(&s) {
+            return Err(Error::usage(format!(
+                "--output {}: lies inside the store {}; write the archive somewhere else",
+                out.display(),
+                store.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Write the pulled images from the store into one archive at `out` (atomic; blobs in digest
+/// order, each once, verified as they are copied): one image as a package (`index.json`
+/// listing its manifest or index, named by its reference), several as a layout naming each.
+fn write_output(
+    store: &Store,
+    trees: &[PulledTree],
+    out: &Path,
+    events: &dyn Events,
+) -> Result<PathBuf> {
+    use crate::layout::{LayoutWriter, OutputFormat};
+    use std::collections::BTreeMap;
+    // Manifests and indexes are held in memory (bounded by the walk's limits); the other
+    // blobs are streamed from the store.
+    let mut held: BTreeMap<Digest, (Descriptor, &[u8])> = BTreeMap::new();
+    let mut stored: BTreeMap<Digest, &Descriptor> = BTreeMap::new();
+    let mut entries: BTreeMap<&str, Descriptor> = BTreeMap::new();
+    for tree in trees {
+        let mut stack = vec![&tree.top];
+        while let Some(node) = stack.pop() {
+            let desc = descriptor_of(node);
+            if held.insert(node.digest, (desc, &node.bytes)).is_none() {
+                stack.extend(&node.children);
+            }
+        }
+        for b in &tree.blobs {
+            stored.entry(b.digest).or_insert(b);
+        }
+        entries.insert(&tree.name, tree.entry.clone());
+    }
+    let mut blobs: BTreeMap<Digest, Blob<'_>> = BTreeMap::new();
+    for (d, (desc, bytes)) in &held {
+        blobs.insert(*d, Blob::Held(desc, bytes));
+    }
+    for (d, desc) in stored {
+        blobs.entry(d).or_insert(Blob::Stored(desc));
+    }
+    events.status(
+        "Writing",
+        &format!("{} ({} blobs)", out.display(), blobs.len()),
+    );
+    let mut writer = LayoutWriter::create(out, OutputFormat::File)?;
+    for blob in blobs.values() {
+        crate::cancel::check()?;
+        match blob {
+            Blob::Held(desc, bytes) => writer.copy_blob(desc, &mut &bytes[..], out)?,
+            Blob::Stored(desc) => {
+                let path = store.root().join(desc.digest.blob_path());
+                let mut file = crate::input::open_walked(&path, None)?;
+                if let Err(e) = writer.copy_blob(desc, &mut file, &path) {
+                    if store.discard_damaged(desc).unwrap_or(false) {
+                        return Err(Error::other(format!(
+                            "{}: the stored blob {} was damaged and is removed; pull again to download it ({e})",
+                            store.root().display(),
+                            desc.digest
+                        )));
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+    let index = crate::oci::Index::new(entries.into_values().collect());
+    let dest = writer.finish(&index)?;
+    events.status("Wrote", &dest.display().to_string());
+    Ok(dest)
+}
+
+/// One blob of an archive: held in memory, or read from the store.
+enum Blob<'a> {
+    Held(&'a Descriptor, &'a [u8]),
+    Stored(&'a Descriptor),
 }
 
 /// One reference: its tree read and verified, its blobs downloaded, its manifests stored,
@@ -212,7 +341,7 @@ fn pull_one(
     reference: &Reference,
     opts: &PullOptions,
     report: &mut PullReport,
-) -> Result<PulledImage> {
+) -> Result<(PulledImage, PulledTree)> {
     let name = reference.to_string();
     let events = client.events();
     let top = read::fetch_manifest(client, &reference.target)?;
@@ -268,15 +397,16 @@ fn pull_one(
     report.bytes_received += counts.received;
     // Children before parents: a manifest is stored only once everything it lists is.
     store_nodes(store, &plan.top, &mut BTreeSet::new())?;
-    store.set_ref(&name, &descriptor_of(&plan.top))?;
+    let entry = descriptor_of(&plan.top);
+    store.set_ref(&name, &entry)?;
     let kind = if plan.top.is_index {
         "index"
     } else {
         "manifest"
     };
     events.status("Pulled", &format!("{kind} {} as {name}", plan.top.digest));
-    Ok(PulledImage {
-        reference: name,
+    let image = PulledImage {
+        reference: name.clone(),
         digest: plan.top.digest,
         media_type: plan.top.media_type.clone(),
         manifests: plan
@@ -287,7 +417,26 @@ fn pull_one(
                 digest: l.digest,
             })
             .collect(),
-    })
+    };
+    let mut entry = entry;
+    if entry.platform.is_none() && !plan.top.is_index {
+        // A package lists its one manifest with its platform, as `buildpack package` does.
+        entry.platform = plan
+            .leaves
+            .first()
+            .and_then(|l| l.platform.clone())
+            .filter(|p| !p.architecture.is_empty());
+    }
+    entry
+        .annotations
+        .insert(crate::store::REF_NAME.to_string(), name.clone());
+    let tree = PulledTree {
+        name,
+        entry,
+        top: plan.top.clone(),
+        blobs: plan.blobs.clone(),
+    };
+    Ok((image, tree))
 }
 
 /// Every manifest and index of the tree into the store, children first, each once.
@@ -347,6 +496,8 @@ impl RegistryBlobs<'_> {
             if Digest::of(&bytes) == desc.digest {
                 return self.size_checked(desc, bytes);
             }
+            // Damaged in the store: fetched again below, and stored again by the download.
+            self.store.discard_damaged(desc)?;
         }
         if oci::is_manifest(&desc.media_type) || oci::is_index(&desc.media_type) {
             let fetched = read::fetch_manifest(self.client, &Target::Digest(desc.digest))?;
@@ -430,6 +581,114 @@ fn download<W: io::Write>(
     })
 }
 
+/// GET blob `desc` into the store's download file `partial`, continuing after the bytes it
+/// holds (each attempt hashes them again and asks for the rest with `Range`), verified as a
+/// whole while streaming. A 200 answer to a range request is the whole blob: the file is
+/// emptied and written from the first byte. Content that turns out not to be the blob empties
+/// the file, so nothing wrong is continued from.
+fn download_resuming(
+    client: &Client,
+    desc: &Descriptor,
+    origin: &Path,
+    progress: &Progress<'_>,
+    partial: &mut crate::store::Download,
+) -> Result<()> {
+    use std::cell::RefCell;
+    let url = client.url(&format!("blobs/{}", desc.digest));
+    let partial = RefCell::new(partial);
+    let prefix = RefCell::new(crate::digest::Hasher::new());
+    let start = || -> std::result::Result<u64, Failure> {
+        let hasher = partial.borrow_mut().resume().map_err(Failure::from)?;
+        let from = hasher.fed();
+        progress.resume_at(from);
+        *prefix.borrow_mut() = hasher;
+        Ok(from)
+    };
+    client.get_resumable(&url, &[], Some(desc.size), start, |resp, body| {
+        read::check_digest(client, resp, &desc.digest)?;
+        let mut partial = partial.borrow_mut();
+        let mut hasher = std::mem::take(&mut *prefix.borrow_mut());
+        let from = hasher.fed();
+        if resp.status == 206 {
+            if !range_continues(resp.header("content-range"), from, desc.size) {
+                partial.restart()?;
+                return Err(Failure::transient(Error::other(format!(
+                    "{}: the registry answered the range request for {} with another range ({})",
+                    client.registry,
+                    desc.digest,
+                    crate::ui::sanitize(resp.header("content-range").unwrap_or("none"), 80)
+                ))));
+            }
+        } else if from > 0 {
+            // The whole blob, not the rest: written from its first byte.
+            partial.restart()?;
+            hasher = crate::digest::Hasher::new();
+            progress.restart();
+        }
+        let verdict = Verdict::default();
+        let mut v = Verified::resumed(
+            Counting::new(body, progress),
+            desc.size,
+            desc.digest,
+            &verdict,
+            hasher,
+        );
+        let path = partial.file_path().to_path_buf();
+        let mut w = io::BufWriter::with_capacity(1 << 20, partial.file());
+        let copied = io::copy(&mut v, &mut w);
+        // What arrived is kept for the next attempt (its digest is checked with the rest).
+        let flushed = io::Write::flush(&mut w);
+        drop(w);
+        if let Err(e) = flushed {
+            return Err(Failure::from(Error::io(&path, e)));
+        }
+        match copied.map(|_| v.finish(origin)) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(Error::SizeMismatch {
+                expected, actual, ..
+            })) if actual < expected => Err(Failure::transient(Error::other(format!(
+                "{}: the download of {} ended after {actual} of {expected} bytes",
+                client.registry, desc.digest
+            )))),
+            Ok(Err(e)) => {
+                partial.restart()?;
+                Err(Failure::from(e))
+            }
+            Err(_) if verdict.mismatch().is_some() => {
+                partial.restart()?;
+                Err(Failure::from(Error::DigestMismatch {
+                    path: origin.to_path_buf(),
+                    expected: desc.digest,
+                    actual: verdict.mismatch().expect("checked"),
+                }))
+            }
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                partial.restart()?;
+                Err(Failure::from(Error::io(origin, e)))
+            }
+            Err(e) => Err(client.body_failure(&ureq::http::Method::GET, &url, &e)),
+        }
+    })
+}
+
+/// Whether a 206 answer's `Content-Range` (`bytes FROM-LAST/SIZE`) is the rest of a blob of
+/// `size` bytes after `from` (the size may be `*`).
+fn range_continues(header: Option<&str>, from: u64, size: u64) -> bool {
+    let Some(range) = header.and_then(|h| h.trim().strip_prefix("bytes ")) else {
+        return false;
+    };
+    let Some((span, total)) = range.split_once('/') else {
+        return false;
+    };
+    let Some((first, last)) = span.split_once('-') else {
+        return false;
+    };
+    let number = |s: &str| s.trim().parse::<u64>().ok();
+    number(first) == Some(from)
+        && number(last) == size.checked_sub(1)
+        && (total.trim() == "*" || number(total) == Some(size))
+}
+
 #[derive(Debug, Default)]
 struct Counts {
     downloaded: usize,
@@ -484,15 +743,21 @@ fn one_blob(
         store.write_blob_bytes(&desc.digest, bytes)?;
     } else {
         let progress = Progress::start(events, &desc.digest, Some(desc.size), received);
-        store.write_blob(desc, |file| {
-            use std::io::Seek as _;
-            let path = store.root().join(desc.digest.blob_path());
-            download(client, desc, origin, Some(&progress), file, |f| {
-                // Each attempt writes the blob from its first byte.
-                f.set_len(0).map_err(|e| Error::io(&path, e))?;
-                f.rewind().map_err(|e| Error::io(&path, e))
-            })
-        })?;
+        if let Some(mut partial) = store.download(desc)? {
+            download_resuming(client, desc, origin, &progress, &mut partial)?;
+            partial.commit()?;
+        } else {
+            // Another process is downloading it: a copy of our own, from the first byte.
+            store.write_blob(desc, |file| {
+                use std::io::Seek as _;
+                let path = store.root().join(desc.digest.blob_path());
+                download(client, desc, origin, Some(&progress), file, |f| {
+                    // Each attempt writes the blob from its first byte.
+                    f.set_len(0).map_err(|e| Error::io(&path, e))?;
+                    f.rewind().map_err(|e| Error::io(&path, e))
+                })
+            })?;
+        }
     }
     events.status("Downloaded", &format!("{} ({size})", desc.digest));
     Ok(true)

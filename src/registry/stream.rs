@@ -54,6 +54,27 @@ impl<R: Read> Verified<R> {
         }
     }
 
+    /// The rest of content of `len` bytes with digest `expected`, whose first bytes went
+    /// through `prefix` already (a download resumed where an earlier one stopped): the stream
+    /// holds the other `len - prefix length` bytes, and the digest covers all of them.
+    pub(crate) fn resumed(
+        inner: R,
+        len: u64,
+        expected: Digest,
+        verdict: &Verdict,
+        prefix: Hasher,
+    ) -> Self {
+        let done = prefix.fed();
+        Verified {
+            inner,
+            hasher: Some(prefix),
+            len,
+            left: len.saturating_sub(done),
+            expected,
+            verdict: verdict.clone(),
+        }
+    }
+
     /// The length the stream is expected to have.
     pub(crate) fn len(&self) -> u64 {
         self.len
@@ -166,6 +187,12 @@ impl<'a> Progress<'a> {
     pub(crate) fn restart(&self) {
         self.done.store(0, Ordering::Relaxed);
         self.report(0, false);
+    }
+
+    /// A new attempt continues after the `done` bytes held already.
+    pub(crate) fn resume_at(&self, done: u64) {
+        self.done.store(done, Ordering::Relaxed);
+        self.report(done, false);
     }
 
     /// `n` more bytes moved.

@@ -297,6 +297,19 @@ fn refusals_leave_nothing_behind() {
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
     }
+    // A [stack] id the build image does not carry (pack's message).
+    let cfg = config(
+        d,
+        "build-image",
+        &["bp"],
+        &["acme/a"],
+        "\n[stack]\nid = \"io.example.stack\"\nbuild-image = \"build-image\"\nrun-image = \"example.com/run:1\"\n",
+    );
+    let e = fails(run(&cfg, &d.join("out.cnb"), &["-t", "linux/amd64"]), 1);
+    assert!(
+        e.contains("stack 'io.example.stack' from builder config is incompatible with stack '' from build image"),
+        "{e}"
+    );
     // The first row's message is pack's.
     let cfg = config(d, "no-uid", &["bp"], &["acme/a"], "");
     let e = fails(run(&cfg, &d.join("out.cnb"), &[]), 1);
