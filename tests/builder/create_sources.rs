@@ -212,3 +212,39 @@ fn verify_and_inspect_read_a_builder_cnbpkg_made() {
     assert!(text.starts_with("Builder:"), "{text}");
     assert!(text.contains("lifecycle    0.20.5"), "{text}");
 }
+
+#[test]
+fn verify_and_inspect_read_a_builder_with_extensions() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let config = inputs(d, "lifecycle.tar");
+    extension_dir(d, "ext", "acme/ext");
+    let text = fs::read_to_string(&config).unwrap();
+    let extra = "\n[[extensions]]\nuri = \"ext\"\n\n[[order-extensions]]\n[[order-extensions.group]]\nid = \"acme/ext\"\n";
+    write_builder_toml(d, &format!("{text}{extra}"));
+    let out = d.join("builder.cnb");
+    ok(create(&config, &out, &[]));
+    let report = cnbpkg::verify::verify(&out).unwrap();
+    assert!(report.is_ok(), "{:#?}", report.defects);
+    let json: Value = serde_json::from_str(&ok(cnbpkg([
+        "inspect".as_ref(),
+        out.as_os_str(),
+        "--json".as_ref(),
+    ])))
+    .unwrap();
+    for img in json["images"].as_array().unwrap() {
+        let b = &img["builder"];
+        assert_eq!(b["extensions"][0]["id"], "acme/ext", "{b}");
+        assert!(b["extensions"][0]["layerDiffID"].is_string());
+        assert_eq!(b["orderExtensions"][0][0]["id"], "acme/ext");
+    }
+    let text = ok(cnbpkg(["inspect".as_ref(), out.as_os_str()]));
+    assert!(
+        text.contains("order-extensions:\n    1. acme/ext"),
+        "{text}"
+    );
+    assert!(
+        text.contains("extensions:\n    acme/ext@1.0.0  api 0.10"),
+        "{text}"
+    );
+}

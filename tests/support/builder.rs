@@ -443,6 +443,20 @@ pub fn simple_buildpack(
     to
 }
 
+/// An image extension directory `dir/name`: `extension.toml` for `id@1.0.0` (Buildpack API
+/// 0.10), `bin/detect` and `bin/generate`.
+pub fn extension_dir(dir: &Path, name: &str, id: &str) -> PathBuf {
+    let to = dir.join(name);
+    super::files::write_file(
+        &to.join("extension.toml"),
+        &format!("api = \"0.10\"\n\n[extension]\nid = \"{id}\"\nversion = \"1.0.0\"\n"),
+        0o644,
+    );
+    super::files::write_file(&to.join("bin/detect"), "#!/bin/sh\nexit 0\n", 0o755);
+    super::files::write_file(&to.join("bin/generate"), "#!/bin/sh\nexit 0\n", 0o755);
+    to
+}
+
 /// A multi-platform `.cnb` (`cnbpkg buildpack package -t linux/amd64 -t linux/arm64`) of a
 /// buildpack `id@version` for both platforms, at `dir/name.cnb`.
 pub fn multi_platform_cnb(dir: &Path, name: &str, id: &str, version: &str) -> PathBuf {
