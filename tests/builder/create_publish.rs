@@ -145,7 +145,7 @@ fn a_pushed_builder_is_read_back_per_platform() {
         assert_eq!(r["digest"], desc["digest"], "{arch}");
         assert_eq!(r["platform"]["architecture"], arch.as_str());
         let src = format!("docker://{reference}");
-        let config = tool_config(&src, arch);
+        let config = skopeo_inspect(&src, arch, &["--config", "--tls-verify=false"]);
         let file_config = {
             let m = read_blob_json(&layout, desc["digest"].as_str().unwrap());
             read_blob_json(&layout, m["config"]["digest"].as_str().unwrap())
@@ -157,22 +157,4 @@ fn a_pushed_builder_is_read_back_per_platform() {
         assert_eq!(config["architecture"], arch.as_str());
         assert_eq!(config["config"]["WorkingDir"], "/layers");
     }
-}
-
-/// `skopeo inspect --config` of `src`'s `arch` image on a plain-HTTP registry.
-fn tool_config(src: &str, arch: &str) -> serde_json::Value {
-    let out = crate::support::tool_ok(
-        "skopeo",
-        &[
-            "--override-os",
-            "linux",
-            "--override-arch",
-            arch,
-            "inspect",
-            "--config",
-            "--tls-verify=false",
-            src,
-        ],
-    );
-    serde_json::from_str(&out).unwrap()
 }

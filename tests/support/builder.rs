@@ -670,39 +670,28 @@ pub fn skopeo_raw_archive(archive: &Path) -> Value {
     serde_json::from_str(&tool_ok("skopeo", &["inspect", "--raw", &src])).unwrap()
 }
 
+/// `skopeo inspect EXTRA... SRC` for the `linux/<arch>` image of `src` (a transport reference:
+/// `oci-archive:FILE`, `docker://REF`), parsed.
+pub fn skopeo_inspect(src: &str, arch: &str, extra: &[&str]) -> Value {
+    let mut args = vec!["--override-os", "linux", "--override-arch", arch, "inspect"];
+    args.extend(extra);
+    args.push(src);
+    serde_json::from_str(&tool_ok("skopeo", &args)).unwrap()
+}
+
 /// `skopeo inspect` of the image skopeo chooses for `arch` in an `oci-archive:` (its `Digest`,
 /// `Architecture`, `Layers`, `Env`, ...).
 pub fn skopeo_image(archive: &Path, arch: &str) -> Value {
-    let src = format!("oci-archive:{}", archive.display());
-    let flags = ["--override-os", "linux", "--override-arch", arch, "inspect"];
-    let mut args: Vec<&str> = flags.to_vec();
-    args.push(&src);
-    serde_json::from_str(&tool_ok("skopeo", &args)).unwrap()
+    skopeo_inspect(&format!("oci-archive:{}", archive.display()), arch, &[])
 }
 
 /// `skopeo inspect --raw` (for a single image its manifest; for several, the index) and
 /// `skopeo inspect --config` (the `arch` image's config) of an `oci-archive:` builder.
 pub fn skopeo_platform(archive: &Path, arch: &str) -> (Value, Value) {
     let src = format!("oci-archive:{}", archive.display());
-    let flags = ["--override-os", "linux", "--override-arch", arch, "inspect"];
-    let mut args: Vec<&str> = flags.to_vec();
-    args.extend(["--raw", &src]);
-    let raw = tool_ok("skopeo", &args);
-    let config = tool_ok(
-        "skopeo",
-        &[
-            "--override-os",
-            "linux",
-            "--override-arch",
-            arch,
-            "inspect",
-            "--config",
-            &src,
-        ],
-    );
     (
-        serde_json::from_str(&raw).unwrap(),
-        serde_json::from_str(&config).unwrap(),
+        skopeo_inspect(&src, arch, &["--raw"]),
+        skopeo_inspect(&src, arch, &["--config"]),
     )
 }
 
