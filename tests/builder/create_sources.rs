@@ -162,6 +162,23 @@ fn lifecycle_image_platform_folders_and_multi_platform_cnb_per_platform() {
             let p = read_platform(&layout, arch, &work.join(lifecycle));
             let pkg = package_layer(&package, arch);
             check_platform(&p, arch, pkg);
+            // The archived build image's layers come first, the same blobs.
+            let (_, base) = platform_manifests(&d.join("build-image"))
+                .into_iter()
+                .find(|(a, _)| a == arch)
+                .unwrap();
+            let base = read_blob_json(&d.join("build-image"), base["digest"].as_str().unwrap());
+            let base_layers: Vec<&str> = base["layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l["digest"].as_str().unwrap())
+                .collect();
+            assert_eq!(
+                p.layer_digests()[..base_layers.len()],
+                base_layers[..],
+                "{arch}"
+            );
         }
     }
 }
