@@ -31,6 +31,8 @@ impl ImageStore {
     /// The store at `path`, or the default one when it exists; `None` without one.
     pub(crate) fn open(path: Option<&Path>) -> Result<Option<ImageStore>> {
         let inner = match path {
+            // A store not made yet holds nothing (what is missing says how to fill it).
+            Some(p) if !p.exists() => None,
             Some(p) => Some(crate::store::StoreReader::open(p)?),
             None => crate::store::StoreReader::open_default()?,
         };
@@ -146,28 +148,26 @@ fn request(t: &Target) -> PlatformRequest<'_> {
     }
 }
 
-/// The one image of `source` that serves target `t`; an error naming what it has otherwise.
-pub(crate) fn select_image<'s>(
-    source: &'s ImageSource,
-    t: &Target,
-    role: &str,
-) -> Result<&'s ImageRef> {
+/// The one image of `source` that serves target `t` (its index in `source.images`); an error
+/// naming what it has otherwise.
+pub(crate) fn select_image(source: &ImageSource, t: &Target, role: &str) -> Result<usize> {
     let want = request(t);
-    let mut best: Vec<(u32, &ImageRef)> = source
+    let mut best: Vec<(u32, usize, &ImageRef)> = source
         .images
         .iter()
-        .filter_map(|i| platform_fit(&i.platform(), None, &want).map(|s| (s, i)))
+        .enumerate()
+        .filter_map(|(n, i)| platform_fit(&i.platform(), None, &want).map(|s| (s, n, i)))
         .collect();
-    let top = best.iter().map(|(s, _)| *s).max();
-    best.retain(|(s, _)| Some(*s) == top);
+    let top = best.iter().map(|(s, _, _)| *s).max();
+    best.retain(|(s, _, _)| Some(*s) == top);
     if best
         .windows(2)
-        .all(|w| w[0].1.descriptor.digest == w[1].1.descriptor.digest)
+        .all(|w| w[0].2.descriptor.digest == w[1].2.descriptor.digest)
     {
         best.truncate(1);
     }
     match best.as_slice() {
-        [(_, one)] => Ok(one),
+        [(_, n, _)] => Ok(*n),
         [] => Err(Error::other(format!(
             "{role} {} has no image for target {} (it has {})",
             source.origin.display(),
@@ -305,34 +305,6 @@ pub(crate) fn check_distro(source: &ImageSource, image: &ImageRef, t: &Target) -
     )))
 }
 
-/// Load a module source: a directory, `.tgz`, `.cnb` or layout (relative to builder.toml) as
-/// packaging loads dependencies, or a `docker://` (or bare) reference from the store.
-pub(crate) fn load_module(
-    uri: &str,
-    base_dir: &Path,
-    store: Option<&ImageStore>,
-    events: &dyn Events,
-) -> Result<Dependency> {
-    let path_like = uri.strip_prefix("file://").is_some() || !uri.starts_with("docker://");
-    if path_like {
-        if let Some(path) = local(uri, base_dir) {
-            return sources::load_dependency(&path, events);
-        }
-        if uri.starts_with("urn:cnb:") || uri.starts_with("http://") || uri.starts_with("https://")
-        {
-            return Err(Error::other(format!(
-                "buildpack '{uri}' is not on this machine: cnbpkg builds builders offline; download it and name the file"
-            )));
-        }
-    }
-    let source = open_image(uri, base_dir, store, "buildpack")?;
-    Ok(Dependency::Package {
-        reader: source.reader,
-        images: source.images,
-        origin: source.origin,
-    })
-}
-
 /// The id and version of what a source holds (a tree's descriptor, a package's main
 /// buildpack), for the `id`/`version` check.
 fn main_module_of(dep: &Dependency) -> Option<(String, String)> {
@@ -459,8 +431,13 @@ pub(crate) fn check_module(
         crate::descriptor::ModuleKind::Extension => "extension",
     };
     if lifecycle.deprecated.contains(&d.api) {
+        let title = match d.kind {
+            crate::descriptor::ModuleKind::Buildpack => "Buildpack",
+            crate::descriptor::ModuleKind::Extension => "Extension",
+        };
+        // pack's exact text (compatibility).
         events.warning(&format!(
-            "{kind} '{name}' is using deprecated Buildpacks API version {}",
+            "{title} '{name}' is using deprecated Buildpacks API version '{}'",
             d.api
         ));
     } else if !lifecycle.supported.contains(&d.api) {

@@ -26,7 +26,7 @@ use crate::oci::RuntimeConfig;
 use crate::package::layers::BuildContext;
 use crate::package::outputs::{check_output_against_inputs, Input};
 use crate::package::select::{self, ModulePlan};
-use crate::package::sources::Dependency;
+use crate::package::sources::{Dependency, Located};
 use crate::package::{ModuleId, OutputReport, PackageOptions};
 use crate::source::Exclusions;
 use crate::target::{ExpandedTarget, Target};
@@ -128,10 +128,10 @@ pub fn create_builder(opts: &BuilderOptions, events: &dyn Events) -> Result<Buil
 }
 
 /// One target's inputs, chosen before anything is written.
-struct TargetPlan<'s> {
+struct TargetPlan {
     target: Target,
-    /// The build image serving it.
-    image: &'s crate::layout::ImageRef,
+    /// The build image serving it (an index into the build image's images).
+    image: usize,
     base: inputs::BuildImage,
     lifecycle: lifecycle::Lifecycle,
     /// Buildpacks sorted by `id@version`.
@@ -142,16 +142,54 @@ struct TargetPlan<'s> {
     system_toml: Option<Vec<u8>>,
 }
 
+/// Everything a builder is made of, read and checked before anything is written.
+struct Planned {
+    cfg: config::BuilderConfig,
+    build: ImageSource,
+    /// Buildpacks, then extensions (from `first_extension` on).
+    dependencies: Vec<Dependency>,
+    plans: Vec<TargetPlan>,
+    /// What no output may replace.
+    inputs: Vec<Input>,
+}
+
 fn create_with(opts: &BuilderOptions, events: &dyn Events) -> Result<BuilderReport> {
+    let planned = plan(opts, events)?;
+    let names: Vec<String> = planned
+        .plans
+        .iter()
+        .map(|p| format!("'{}'", p.target.display()))
+        .collect();
+    events.status(
+        "Creating",
+        &format!("builder {} for {}", opts.config.display(), names.join(", ")),
+    );
+    let outputs = write(opts, &planned, events)?;
+    Ok(BuilderReport {
+        description: planned.cfg.description.clone(),
+        outputs,
+        lifecycles: planned
+            .plans
+            .iter()
+            .map(|p| (p.target.display(), p.lifecycle.descriptor.version.clone()))
+            .collect(),
+        warnings: Vec::new(),
+    })
+}
+
+/// Read builder.toml and every input, and choose and check each target's.
+fn plan(opts: &BuilderOptions, events: &dyn Events) -> Result<Planned> {
     let cfg = config::read(&opts.config)?;
     cfg.warnings.iter().for_each(|w| events.warning(w));
     opts.target_warnings.iter().for_each(|w| events.warning(w));
     let store = ImageStore::open(opts.store.as_deref())?;
-    let base_dir = cfg.base_dir.clone();
-
-    let build = inputs::open_image(&cfg.build_image, &base_dir, store.as_ref(), "build image")?;
+    let build = inputs::open_image(
+        &cfg.build_image,
+        &cfg.base_dir,
+        store.as_ref(),
+        "build image",
+    )?;
     let targets = builder_targets(opts, &cfg, &build)?;
-
     let mut inputs_list = vec![
         Input {
             path: opts.config.clone(),
@@ -164,24 +202,18 @@ fn create_with(opts: &BuilderOptions, events: &dyn Events) -> Result<BuilderRepo
             tree_dir: false,
         },
     ];
-    let mut dependencies = load_modules(
-        &cfg.buildpacks,
-        &cfg,
-        store.as_ref(),
-        events,
-        &mut inputs_list,
-    )?;
+    let store_dir = opts.store.as_deref();
+    let mut dependencies =
+        load_modules(&cfg.buildpacks, &cfg, store_dir, events, &mut inputs_list)?;
     let first_extension = dependencies.len();
     dependencies.extend(load_modules(
         &cfg.extensions,
         &cfg,
-        store.as_ref(),
+        store_dir,
         events,
         &mut inputs_list,
     )?);
-
     check_run_images(&cfg, &targets, store.as_ref(), events)?;
-
     let plans = targets
         .iter()
         .map(|t| {
@@ -191,7 +223,7 @@ fn create_with(opts: &BuilderOptions, events: &dyn Events) -> Result<BuilderRepo
                 &build,
                 &dependencies,
                 first_extension,
-                store.as_ref().map(|s| s.path()),
+                store_dir,
                 events,
             )
         })
@@ -211,34 +243,44 @@ fn create_with(opts: &BuilderOptions, events: &dyn Events) -> Result<BuilderRepo
             tree_dir: false,
         });
     }
+    Ok(Planned {
+        cfg,
+        build,
+        dependencies,
+        plans,
+        inputs: inputs_list,
+    })
+}
 
-    let names: Vec<String> = plans
+/// Write every target's image into the outputs (one, or one per target with `--split`, named as
+/// package `--split` names them) and put them in place together.
+fn write(
+    opts: &BuilderOptions,
+    planned: &Planned,
+    events: &dyn Events,
+) -> Result<Vec<OutputReport>> {
+    let expanded: Vec<ExpandedTarget> = planned
+        .plans
         .iter()
-        .map(|p| format!("'{}'", p.target.display()))
+        .map(|p| image_target(&p.base))
         .collect();
-    events.status(
-        "Creating",
-        &format!("builder {} for {}", opts.config.display(), names.join(", ")),
-    );
-
-    // The outputs: one, or one per target with --split (named as package --split names them).
-    let expanded: Vec<ExpandedTarget> = plans.iter().map(|p| image_target(&p.base)).collect();
     let refs: Vec<&ExpandedTarget> = expanded.iter().collect();
     let outputs = crate::package::outputs::outputs_of(&opts.output, opts.split, &refs);
     let mut exclusions = Exclusions::default();
     exclusions.add_scratch_dirs();
     for (path, _) in &outputs {
-        check_output_against_inputs(path, opts.format, &inputs_list)?;
+        check_output_against_inputs(path, opts.format, &planned.inputs)?;
         exclusions.add_output(path);
     }
     let paths: Vec<PathBuf> = outputs.iter().map(|(p, _)| p.clone()).collect();
     let images = ImageWriter::create(&paths, opts.format, opts.compression, opts.jobs, events)?;
+    // Module layers are built by packaging's machinery, which needs packaging's options.
     let mut package_opts = PackageOptions::new(&opts.output);
     package_opts.compression = opts.compression;
     let mut ctx = BuildContext {
         opts: &package_opts,
         events,
-        dependencies: &dependencies,
+        dependencies: &planned.dependencies,
         images,
         checked_executables: HashSet::new(),
         exclusions,
@@ -247,49 +289,55 @@ fn create_with(opts: &BuilderOptions, events: &dyn Events) -> Result<BuilderRepo
     for (out_idx, (_, members)) in outputs.iter().enumerate() {
         let mut images = Vec::new();
         for &i in members {
-            let plan = &plans[i];
             images.push(write_builder_image(
                 &mut ctx,
                 opts,
-                &cfg,
-                &build,
-                plan,
+                planned,
+                &planned.plans[i],
                 &expanded[i],
                 out_idx,
             )?);
         }
         written.push(images);
     }
-    let out_reports = finish(ctx.images, written, events)?;
-    Ok(BuilderReport {
-        description: cfg.description.clone(),
-        outputs: out_reports,
-        lifecycles: plans
-            .iter()
-            .map(|p| (p.target.display(), p.lifecycle.descriptor.version.clone()))
-            .collect(),
-        warnings: Vec::new(),
-    })
+    finish(ctx.images, written, events)
 }
 
-/// Load the buildpacks (or extensions) `sources` names, each once for every target, and check
-/// the `id` and `version` builder.toml gives them; each is an input no output may replace.
+/// Load the buildpacks (or extensions) `sources` names, each once for every target, located
+/// as packaging locates dependencies (paths, or images of the store: `store`, else the default
+/// store), and check the `id` and `version` builder.toml gives them; each is an input no
+/// output may replace.
 fn load_modules(
     sources: &[config::ModuleSource],
     cfg: &config::BuilderConfig,
-    store: Option<&ImageStore>,
+    store: Option<&std::path::Path>,
     events: &dyn Events,
     inputs_list: &mut Vec<Input>,
 ) -> Result<Vec<Dependency>> {
+    if sources.is_empty() {
+        return Ok(Vec::new());
+    }
+    let uris = crate::descriptor::PackageConfig {
+        buildpack_uri: ".".into(),
+        dependencies: sources
+            .iter()
+            .map(|s| crate::descriptor::Dependency { uri: module_uri(s) })
+            .collect(),
+        ..Default::default()
+    };
+    let (_, located) =
+        crate::package::sources::locate(&uris, &cfg.base_dir, Some(&cfg.path), store)?;
     sources
         .iter()
-        .map(|s| {
+        .zip(&located)
+        .map(|(s, location)| {
             crate::cancel::check()?;
-            let dep = inputs::load_module(&s.uri, &cfg.base_dir, store, events)?;
+            let dep = location.load(events)?;
             inputs::check_declared(s, &dep)?;
-            let (path, tree_dir) = match &dep {
-                Dependency::Tree(t) => (t.origin.clone(), t.is_directory()),
-                Dependency::Package { origin, .. } => (origin.clone(), false),
+            let tree_dir = matches!(&dep, Dependency::Tree(t) if t.is_directory());
+            let path = match location {
+                Located::Path(p) => p.clone(),
+                Located::Stored { store, .. } => store.path().to_path_buf(),
             };
             inputs_list.push(Input {
                 path,
@@ -299,6 +347,15 @@ fn load_modules(
             Ok(dep)
         })
         .collect()
+}
+
+/// A module's URI: `uri`, or the deprecated `image` key as a `docker://` reference.
+fn module_uri(s: &config::ModuleSource) -> String {
+    if s.from_image_key && !s.uri.starts_with("docker://") {
+        format!("docker://{}", s.uri)
+    } else {
+        s.uri.clone()
+    }
 }
 
 /// Put every output in place (all or none) with its index, and report each.
@@ -474,17 +531,18 @@ fn image_target(base: &inputs::BuildImage) -> ExpandedTarget {
 }
 
 /// Choose target `t`'s inputs and check them (pack's checks).
-fn plan_target<'s>(
+fn plan_target(
     cfg: &config::BuilderConfig,
     t: &Target,
-    build: &'s ImageSource,
+    build: &ImageSource,
     dependencies: &[Dependency],
     first_extension: usize,
     store_dir: Option<&std::path::Path>,
     events: &dyn Events,
-) -> Result<TargetPlan<'s>> {
+) -> Result<TargetPlan> {
     crate::cancel::check()?;
-    let image = inputs::select_image(build, t, "build image")?;
+    let index = inputs::select_image(build, t, "build image")?;
+    let image = &build.images[index];
     inputs::check_distro(build, image, t)?;
     let base = inputs::build_image(build, image)?;
     let lifecycle =
@@ -598,7 +656,7 @@ fn plan_target<'s>(
     };
     Ok(TargetPlan {
         target: t.clone(),
-        image,
+        image: index,
         base,
         lifecycle,
         buildpacks,
@@ -609,7 +667,7 @@ fn plan_target<'s>(
 }
 
 /// Every `--flatten` value must name a buildpack on the builder, each at most once.
-fn check_flatten_known(opts: &BuilderOptions, plans: &[TargetPlan<'_>]) -> Result<()> {
+fn check_flatten_known(opts: &BuilderOptions, plans: &[TargetPlan]) -> Result<()> {
     let known: BTreeSet<String> = plans
         .iter()
         .flat_map(|p| p.buildpacks.iter().map(ModulePlan::key))
@@ -635,14 +693,15 @@ fn check_flatten_known(opts: &BuilderOptions, plans: &[TargetPlan<'_>]) -> Resul
 fn write_builder_image(
     ctx: &mut BuildContext<'_>,
     opts: &BuilderOptions,
-    cfg: &config::BuilderConfig,
-    build: &ImageSource,
-    plan: &TargetPlan<'_>,
+    planned: &Planned,
+    plan: &TargetPlan,
     target: &ExpandedTarget,
     out_idx: usize,
 ) -> Result<WrittenImage> {
+    let (cfg, build) = (&planned.cfg, &planned.build);
     let mut seq = layers::Sequence::new(out_idx);
-    seq.base(ctx, build, plan.image)?;
+    let image = &build.images[plan.image];
+    seq.base(ctx, build, image)?;
     seq.dirs(ctx, plan.base.uid, plan.base.gid)?;
     seq.lifecycle(ctx, &plan.lifecycle)?;
     let modules_from = seq.len();
@@ -669,7 +728,7 @@ fn write_builder_image(
     seq.platform_env(ctx)?;
 
     let labels = labels::builder_labels(&labels::LabelInputs {
-        base: plan.image.config.labels(),
+        base: image.config.labels(),
         extra: &opts.labels,
         cfg,
         buildpacks: &plan.buildpacks,
@@ -685,7 +744,7 @@ fn write_builder_image(
     );
     let base = BaseConfig {
         runtime,
-        os_features: plan.image.config.os_features.clone(),
+        os_features: image.config.os_features.clone(),
         other: plan.base.other.clone(),
     };
     ctx.images.write_image_on(

@@ -213,14 +213,23 @@ fn build_and_run_images_from_the_store() {
     let run_one = build_image(d, "run-one", &[BaseImage::new("amd64")]);
     lifecycles(d);
     simple_buildpack(d, "bp", "acme/a", "1.0.0", "0.10", &[]);
+    let cnb = multi_platform_cnb(d, "pkg", "acme/p", "2.0.0");
+    let pkg = as_layout(&cnb, &d.join("pkg"));
     let s = store(
         d,
         &[
             ("example.com/build:1", &build),
             ("example.com/run:1", &run_one),
+            ("example.com/pkg:2", &pkg),
         ],
     );
-    let cfg = config(d, "example.com/build:1", &["bp"], &["acme/a"], "");
+    let cfg = config(
+        d,
+        "example.com/build:1",
+        &["bp", "docker://example.com/pkg:2"],
+        &["acme/a", "acme/p"],
+        "",
+    );
     let out = d.join("one.cnb");
     let store_arg = s.display().to_string();
     ok(run(
@@ -230,6 +239,16 @@ fn build_and_run_images_from_the_store() {
     ));
     let (_, c) = skopeo_platform(&out, "amd64");
     assert_eq!(c["config"]["WorkingDir"], "/layers");
+    let layers: Value = serde_json::from_str(
+        c["config"]["Labels"]["io.buildpacks.buildpack.layers"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        layers["acme/p"]["2.0.0"]["layerDiffID"].is_string(),
+        "{layers}"
+    );
     // The run image the store holds has no arm64 image.
     let e = fails(
         run(
