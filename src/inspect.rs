@@ -734,12 +734,17 @@ struct UserRuntime {
 }
 
 /// Read what a builder image says of itself from its labels and config bytes (already read and
-/// bounded); `None` when the image is no builder (no builder metadata label). A label that does
-/// not parse is named in [`BuilderInfo::problems`] and the rest still read.
+/// bounded); `None` when the image is no builder: no builder metadata label, or a package's
+/// metadata label as well (an image carrying both is a package, held to a package's rules by
+/// verify: a builder label must not excuse a package's layers from them). A label that does not
+/// parse is named in [`BuilderInfo::problems`] and the rest still read.
 pub(crate) fn builder_info(
     labels: &BTreeMap<String, String>,
     config_bytes: &[u8],
 ) -> Option<BuilderInfo> {
+    if labels.contains_key(LABEL_METADATA) {
+        return None;
+    }
     let raw = labels.get(LABEL_BUILDER_METADATA)?;
     let mut info = BuilderInfo::default();
     let metadata = match serde_json::from_str::<BuilderMetadata>(raw) {
@@ -893,6 +898,10 @@ mod tests {
     #[test]
     fn an_image_without_builder_metadata_is_no_builder() {
         assert!(builder_info(&labels(&[(LABEL_METADATA, "{}")]), b"{}").is_none());
+        // Nor one that also carries a package's label: it stays a package.
+        let both = labels(&[(LABEL_METADATA, "{}"), (LABEL_BUILDER_METADATA, "{}")]);
+        assert!(builder_info(&both, b"{}").is_none());
+        assert!(builder_info(&labels(&[(LABEL_BUILDER_METADATA, "{}")]), b"{}").is_some());
     }
 
     #[test]

@@ -130,6 +130,16 @@ fn check_platform(p: &Platform, arch: &str, package: (String, String)) {
         "0.15"
     );
     assert_eq!(metadata["createdBy"]["name"], "cnbpkg");
+    // The build user owns /workspace and /layers (read from the layers: umoci unpacks rootless).
+    let headers = p.headers();
+    for dir in ["workspace", "layers"] {
+        let h = headers
+            .iter()
+            .rev()
+            .find(|h| h.0.trim_end_matches('/') == dir);
+        let h = h.unwrap_or_else(|| panic!("{arch}: no /{dir}"));
+        assert_eq!((h.1, h.2), (1000, 1000), "{arch}: /{dir}");
+    }
     assert_eq!(p.config["architecture"], arch);
     assert_eq!(p.config["config"]["WorkingDir"], "/layers");
     assert_eq!(env_of(&p.config)["CNB_GROUP_ID"], "1000");
@@ -152,6 +162,23 @@ fn lifecycle_image_platform_folders_and_multi_platform_cnb_per_platform() {
             let p = read_platform(&layout, arch, &work.join(lifecycle));
             let pkg = package_layer(&package, arch);
             check_platform(&p, arch, pkg);
+            // The archived build image's layers come first, the same blobs.
+            let (_, base) = platform_manifests(&d.join("build-image"))
+                .into_iter()
+                .find(|(a, _)| a == arch)
+                .unwrap();
+            let base = read_blob_json(&d.join("build-image"), base["digest"].as_str().unwrap());
+            let base_layers: Vec<&str> = base["layers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l["digest"].as_str().unwrap())
+                .collect();
+            assert_eq!(
+                p.layer_digests()[..base_layers.len()],
+                base_layers[..],
+                "{arch}"
+            );
         }
     }
 }
@@ -201,4 +228,40 @@ fn verify_and_inspect_read_a_builder_cnbpkg_made() {
     let text = ok(cnbpkg(["inspect".as_ref(), out.as_os_str()]));
     assert!(text.starts_with("Builder:"), "{text}");
     assert!(text.contains("lifecycle    0.20.5"), "{text}");
+}
+
+#[test]
+fn verify_and_inspect_read_a_builder_with_extensions() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let config = inputs(d, "lifecycle.tar");
+    extension_dir(d, "ext", "acme/ext");
+    let text = fs::read_to_string(&config).unwrap();
+    let extra = "\n[[extensions]]\nuri = \"ext\"\n\n[[order-extensions]]\n[[order-extensions.group]]\nid = \"acme/ext\"\n";
+    write_builder_toml(d, &format!("{text}{extra}"));
+    let out = d.join("builder.cnb");
+    ok(create(&config, &out, &[]));
+    let report = cnbpkg::verify::verify(&out).unwrap();
+    assert!(report.is_ok(), "{:#?}", report.defects);
+    let json: Value = serde_json::from_str(&ok(cnbpkg([
+        "inspect".as_ref(),
+        out.as_os_str(),
+        "--json".as_ref(),
+    ])))
+    .unwrap();
+    for img in json["images"].as_array().unwrap() {
+        let b = &img["builder"];
+        assert_eq!(b["extensions"][0]["id"], "acme/ext", "{b}");
+        assert!(b["extensions"][0]["layerDiffID"].is_string());
+        assert_eq!(b["orderExtensions"][0][0]["id"], "acme/ext");
+    }
+    let text = ok(cnbpkg(["inspect".as_ref(), out.as_os_str()]));
+    assert!(
+        text.contains("order-extensions:\n    1. acme/ext"),
+        "{text}"
+    );
+    assert!(
+        text.contains("extensions:\n    acme/ext@1.0.0  api 0.10"),
+        "{text}"
+    );
 }

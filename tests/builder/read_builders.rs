@@ -141,3 +141,25 @@ fn inspect_of_a_package_is_unchanged_by_builder_support() {
         assert!(img.get("builder").is_none());
     }
 }
+
+#[test]
+fn a_builder_label_does_not_excuse_a_package_from_placement() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = builder_shaped(dir.path(), "b", Flaw::AlsoAPackage);
+    let report = cnbpkg::verify::verify(&b).unwrap();
+    // The build image's, lifecycle's and config files' layers lie outside any module directory.
+    for entry in [
+        "etc/os-release",
+        "cnb/lifecycle/lifecycle",
+        "cnb/order.toml",
+    ] {
+        assert!(
+            report
+                .defects
+                .iter()
+                .any(|d| d.contains(entry) && d.contains("lies outside /cnb/buildpacks")),
+            "{entry}: {:#?}",
+            report.defects
+        );
+    }
+}

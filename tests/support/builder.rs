@@ -443,6 +443,20 @@ pub fn simple_buildpack(
     to
 }
 
+/// An image extension directory `dir/name`: `extension.toml` for `id@1.0.0` (Buildpack API
+/// 0.10), `bin/detect` and `bin/generate`.
+pub fn extension_dir(dir: &Path, name: &str, id: &str) -> PathBuf {
+    let to = dir.join(name);
+    super::files::write_file(
+        &to.join("extension.toml"),
+        &format!("api = \"0.10\"\n\n[extension]\nid = \"{id}\"\nversion = \"1.0.0\"\n"),
+        0o644,
+    );
+    super::files::write_file(&to.join("bin/detect"), "#!/bin/sh\nexit 0\n", 0o755);
+    super::files::write_file(&to.join("bin/generate"), "#!/bin/sh\nexit 0\n", 0o755);
+    to
+}
+
 /// A multi-platform `.cnb` (`cnbpkg buildpack package -t linux/amd64 -t linux/arm64`) of a
 /// buildpack `id@version` for both platforms, at `dir/name.cnb`.
 pub fn multi_platform_cnb(dir: &Path, name: &str, id: &str, version: &str) -> PathBuf {
@@ -656,39 +670,28 @@ pub fn skopeo_raw_archive(archive: &Path) -> Value {
     serde_json::from_str(&tool_ok("skopeo", &["inspect", "--raw", &src])).unwrap()
 }
 
+/// `skopeo inspect EXTRA... SRC` for the `linux/<arch>` image of `src` (a transport reference:
+/// `oci-archive:FILE`, `docker://REF`), parsed.
+pub fn skopeo_inspect(src: &str, arch: &str, extra: &[&str]) -> Value {
+    let mut args = vec!["--override-os", "linux", "--override-arch", arch, "inspect"];
+    args.extend(extra);
+    args.push(src);
+    serde_json::from_str(&tool_ok("skopeo", &args)).unwrap()
+}
+
 /// `skopeo inspect` of the image skopeo chooses for `arch` in an `oci-archive:` (its `Digest`,
 /// `Architecture`, `Layers`, `Env`, ...).
 pub fn skopeo_image(archive: &Path, arch: &str) -> Value {
-    let src = format!("oci-archive:{}", archive.display());
-    let flags = ["--override-os", "linux", "--override-arch", arch, "inspect"];
-    let mut args: Vec<&str> = flags.to_vec();
-    args.push(&src);
-    serde_json::from_str(&tool_ok("skopeo", &args)).unwrap()
+    skopeo_inspect(&format!("oci-archive:{}", archive.display()), arch, &[])
 }
 
 /// `skopeo inspect --raw` (for a single image its manifest; for several, the index) and
 /// `skopeo inspect --config` (the `arch` image's config) of an `oci-archive:` builder.
 pub fn skopeo_platform(archive: &Path, arch: &str) -> (Value, Value) {
     let src = format!("oci-archive:{}", archive.display());
-    let flags = ["--override-os", "linux", "--override-arch", arch, "inspect"];
-    let mut args: Vec<&str> = flags.to_vec();
-    args.extend(["--raw", &src]);
-    let raw = tool_ok("skopeo", &args);
-    let config = tool_ok(
-        "skopeo",
-        &[
-            "--override-os",
-            "linux",
-            "--override-arch",
-            arch,
-            "inspect",
-            "--config",
-            &src,
-        ],
-    );
     (
-        serde_json::from_str(&raw).unwrap(),
-        serde_json::from_str(&config).unwrap(),
+        skopeo_inspect(&src, arch, &["--raw"]),
+        skopeo_inspect(&src, arch, &["--config"]),
     )
 }
 
@@ -747,6 +750,8 @@ pub enum Flaw {
     NoRunImage,
     /// The metadata label is not JSON.
     BadMetadata,
+    /// It also carries a package's metadata label (so it is checked as a package).
+    AlsoAPackage,
 }
 
 /// A tar entry for [`tar_of`]: name, body (`None`: a directory), mode, uid/gid, link target.
@@ -969,6 +974,12 @@ pub fn builder_shaped(dir: &Path, name: &str, flaw: Flaw) -> PathBuf {
             "22.04".to_string(),
         );
         labels.insert("io.buildpacks.stack.mixins".to_string(), "null".to_string());
+        if flaw == Flaw::AlsoAPackage {
+            labels.insert(
+                "io.buildpacks.buildpackage.metadata".to_string(),
+                json!({"id": "example/a", "version": "1.0.0"}).to_string(),
+            );
+        }
         let config = ImageConfig {
             architecture: arch.into(),
             created: Some("1980-01-01T00:00:01Z".into()),
