@@ -755,6 +755,7 @@ fn write_builder_image(
     );
     let base = BaseConfig {
         runtime,
+        os_version: image.config.os_version.clone(),
         os_features: image.config.os_features.clone(),
         other: plan.base.other.clone(),
     };

@@ -99,6 +99,8 @@ pub(crate) struct ImageSpec<'a> {
 pub(crate) struct BaseConfig {
     /// The base config's `config` object, as read.
     pub(crate) runtime: serde_json::Map<String, serde_json::Value>,
+    /// The base config's `os.version` (also its index entry's, as imgutil gives it).
+    pub(crate) os_version: String,
     /// The base config's `os.features`.
     pub(crate) os_features: Vec<String>,
     /// The base config's other top-level fields (`author`, ...), kept as they are.
@@ -457,7 +459,9 @@ impl<'a> ImageWriter<'a> {
         let too_large = |what: &str, size: u64| {
             check_json_size(spec.origin, t, what, size, spec.too_large_hint)
         };
-        let os_version = if t.os == "windows" {
+        let os_version = if let Some(base) = base.filter(|b| !b.os_version.is_empty()) {
+            base.os_version.clone()
+        } else if t.os == "windows" {
             t.distro
                 .as_ref()
                 .map(|d| d.version.clone())
@@ -778,6 +782,7 @@ mod tests {
             runtime: json(serde_json::json!({
                 "Env": ["A=1"], "User": "1000", "Labels": {"old": "1"}, "WorkingDir": "/layers"
             })),
+            os_version: String::new(),
             os_features: vec![],
             other: json(serde_json::json!({"author": "me", "architecture": "s390x"})),
         };
