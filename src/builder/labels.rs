@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::config::{self, BuilderConfig};
 use super::layers::ModuleLabels;
 use super::lifecycle::LifecycleDescriptor;
-use crate::descriptor::ModuleInfo;
+use crate::descriptor::{LayersLabel, ModuleInfo};
 use crate::json::go_marshal;
 use crate::package::select::ModulePlan;
 
@@ -125,10 +125,12 @@ pub(crate) fn builder_labels(
         _ => RunImageMetadata::new("", &no_mirrors),
     };
     let lifecycle_json = crate::builder::lifecycle::metadata_json(i.lifecycle);
+    // A build image that is a builder already keeps the modules it has, as pack extends one.
+    let (base_buildpacks, base_extensions) = base_metadata_modules(i.base);
     let metadata = metadata_label(&BuilderMetadata {
         description: &cfg.description,
-        buildpacks: i.buildpacks.iter().map(|m| &m.descriptor.info).collect(),
-        extensions: i.extensions.iter().map(|m| &m.descriptor.info).collect(),
+        buildpacks: kept_then_added(&base_buildpacks, i.buildpacks),
+        extensions: kept_then_added(&base_extensions, i.extensions),
         stack_run_image,
         lifecycle_json: &lifecycle_json,
         run_images: cfg
@@ -143,14 +145,21 @@ pub(crate) fn builder_labels(
         LABEL_ORDER_EXTENSIONS.into(),
         config::order_label(&cfg.order_extensions),
     );
-    labels.insert(
-        crate::cnb::LABEL_LAYERS.into(),
-        i.module_labels.buildpacks.to_json(),
-    );
-    labels.insert(
-        crate::cnb::LABEL_EXTENSION_LAYERS.into(),
-        i.module_labels.extensions.to_json(),
-    );
+    for (name, added) in [
+        (crate::cnb::LABEL_LAYERS, &i.module_labels.buildpacks),
+        (
+            crate::cnb::LABEL_EXTENSION_LAYERS,
+            &i.module_labels.extensions,
+        ),
+    ] {
+        let mut merged = base_layers(i.base, name);
+        for (id, versions) in &added.0 {
+            for (version, info) in versions {
+                merged.insert_info(id, version, info.clone());
+            }
+        }
+        labels.insert(name.into(), merged.to_json());
+    }
     if let Some(system) = &cfg.system {
         labels.insert(LABEL_SYSTEM.into(), config::system_label(system));
     }
@@ -158,6 +167,46 @@ pub(crate) fn builder_labels(
         .ok_or_else(|| format!("label '{LABEL_MIXINS}' is not a list of strings"))?;
     labels.insert(LABEL_MIXINS.into(), mixins);
     Ok(labels)
+}
+
+/// The modules a build image that is a builder lists in its layers label `name` (none for
+/// another image, or a label that does not parse: the builder's own label replaces it).
+pub(crate) fn base_layers(base: &BTreeMap<String, String>, name: &str) -> LayersLabel {
+    base.get(name)
+        .and_then(|v| LayersLabel::parse(v).ok())
+        .unwrap_or_default()
+}
+
+/// The buildpacks and extensions a base builder's metadata label lists.
+fn base_metadata_modules(base: &BTreeMap<String, String>) -> (Vec<ModuleInfo>, Vec<ModuleInfo>) {
+    #[derive(serde::Deserialize, Default)]
+    struct Modules {
+        #[serde(default)]
+        buildpacks: Option<Vec<ModuleInfo>>,
+        #[serde(default)]
+        extensions: Option<Vec<ModuleInfo>>,
+    }
+    let found: Modules = base
+        .get(LABEL_BUILDER_METADATA)
+        .and_then(|v| serde_json::from_str(v).ok())
+        .unwrap_or_default();
+    (
+        found.buildpacks.unwrap_or_default(),
+        found.extensions.unwrap_or_default(),
+    )
+}
+
+/// The base builder's modules that are not added again, then the added ones.
+fn kept_then_added<'a>(kept: &'a [ModuleInfo], added: &'a [ModulePlan]) -> Vec<&'a ModuleInfo> {
+    let is_added = |k: &ModuleInfo| {
+        added
+            .iter()
+            .any(|m| m.descriptor.info.id == k.id && m.descriptor.info.version == k.version)
+    };
+    kept.iter()
+        .filter(|k| !is_added(k))
+        .chain(added.iter().map(|m| &m.descriptor.info))
+        .collect()
 }
 
 /// `io.buildpacks.stack.mixins`: the build image's mixins marshalled again (`null` when it

@@ -112,13 +112,17 @@ impl Sequence {
     }
 
     /// The buildpack layers (`flatten` groups first, a layer each, then the others by
-    /// `id@version`), then the extension layers; returns their layers labels.
+    /// `id@version`), then the extension layers; returns their layers labels. On a build image
+    /// that is a builder (`on_base`: its layers labels), a module it has already with the same
+    /// layer is not added again, and one it has with another layer is hidden first by a
+    /// whiteout of its folder (pack's way of extending a builder).
     pub(crate) fn modules(
         &mut self,
         ctx: &mut BuildContext<'_>,
         flatten: &[Vec<ModuleId>],
         buildpacks: &[ModulePlan],
         extensions: &[ModulePlan],
+        on_base: &ModuleLabels,
     ) -> Result<ModuleLabels> {
         let mut labels = ModuleLabels {
             buildpacks: LayersLabel::new(),
@@ -142,16 +146,53 @@ impl Sequence {
             self.push_once(what.join(", "), built);
         }
         for m in buildpacks.iter().filter(|m| !flattened.contains(&m.key())) {
-            let built = ctx.module_layer(m, false, self.out)?;
-            record(&mut labels.buildpacks, m, &built);
-            self.push_once(m.key(), built);
+            self.module(ctx, m, &on_base.buildpacks, &mut labels.buildpacks)?;
         }
         for m in extensions {
-            let built = ctx.module_layer(m, false, self.out)?;
-            record(&mut labels.extensions, m, &built);
-            self.push_once(m.key(), built);
+            self.module(ctx, m, &on_base.extensions, &mut labels.extensions)?;
         }
         Ok(labels)
+    }
+
+    /// One module's layer, unless the base has it with that layer; a whiteout first when the
+    /// base has it with another.
+    fn module(
+        &mut self,
+        ctx: &mut BuildContext<'_>,
+        m: &ModulePlan,
+        on_base: &LayersLabel,
+        label: &mut LayersLabel,
+    ) -> Result<()> {
+        let info = &m.descriptor.info;
+        if let Some(base) = on_base.get(&info.id, &info.version) {
+            let same = match &m.layer {
+                crate::package::select::LayerSource::Import { diff_id, .. } => {
+                    base.layer_diff_id == diff_id.to_string()
+                }
+                crate::package::select::LayerSource::Build { .. } => false,
+            };
+            if same {
+                return Ok(());
+            }
+            self.whiteout(ctx, m)?;
+        }
+        let built = ctx.module_layer(m, false, self.out)?;
+        record(label, m, &built);
+        self.push_once(m.key(), built);
+        Ok(())
+    }
+
+    /// pack's whiteout of a module version the base builder has: one file,
+    /// `/cnb/buildpacks/<escaped id>/.wh.<version>`.
+    fn whiteout(&mut self, ctx: &mut BuildContext<'_>, m: &ModulePlan) -> Result<()> {
+        let info = &m.descriptor.info;
+        let dir = crate::cnb::module_id_dir(m.descriptor.kind, &info.id);
+        let name = format!("/{dir}/.wh.{}", info.version);
+        let key = content_key("whiteout", &[name.as_bytes()]);
+        let what = format!("whiteout of {}", m.key());
+        self.add(ctx, key, &what, |w| {
+            write_files_layer(w, &[(name.clone(), &[][..])])
+        })
     }
 
     /// Several modules of one package layer share it: it is listed once.

@@ -716,7 +716,17 @@ fn write_builder_image(
     seq.dirs(ctx, plan.base.uid, plan.base.gid)?;
     seq.lifecycle(ctx, &plan.lifecycle)?;
     let modules_from = seq.len();
-    let module_labels = seq.modules(ctx, &opts.flatten, &plan.buildpacks, &plan.extensions)?;
+    let on_base = layers::ModuleLabels {
+        buildpacks: labels::base_layers(image.config.labels(), crate::cnb::LABEL_LAYERS),
+        extensions: labels::base_layers(image.config.labels(), crate::cnb::LABEL_EXTENSION_LAYERS),
+    };
+    let module_labels = seq.modules(
+        ctx,
+        &opts.flatten,
+        &plan.buildpacks,
+        &plan.extensions,
+        &on_base,
+    )?;
     // Executables of buildpacks built for another architecture are warned about, as packaging
     // does (the build image's own files are its business).
     ctx.check_executables(target, seq.since(modules_from))?;

@@ -442,3 +442,71 @@ fn system_buildpacks_get_their_file_and_label() {
     assert_eq!(at("cnb/system.toml"), at("cnb/order.toml") + 1, "{files:?}");
     assert_eq!(at("cnb/stack.toml"), at("cnb/system.toml") + 1, "{files:?}");
 }
+
+#[test]
+fn a_builder_extends_a_builder_as_pack_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    default_build_image(d);
+    lifecycles(d);
+    let a = simple_buildpack(d, "a", "acme/a", "1.0.0", "0.10", &[]);
+    crate::support::files::write_file(&a.join("old-only"), "old\n", 0o644);
+    multi_platform_cnb(d, "pkg", "acme/p", "2.0.0");
+    let first = d.join("first");
+    let cfg = config(d, "build-image", &["a", "pkg.cnb"], &["acme/a"], "");
+    ok(run(
+        &cfg,
+        &first,
+        &["--format", "layout", "-t", "linux/amd64"],
+    ));
+
+    // The second builder: acme/a changed, acme/p the same package, acme/c new.
+    fs::remove_file(a.join("old-only")).unwrap();
+    crate::support::files::write_file(&a.join("new-only"), "new\n", 0o644);
+    simple_buildpack(d, "c", "acme/c", "1.0.0", "0.10", &[]);
+    let cfg = config(d, "first", &["a", "pkg.cnb", "c"], &["acme/c"], "");
+    let second = d.join("second");
+    ok(run(
+        &cfg,
+        &second,
+        &["--format", "layout", "-t", "linux/amd64"],
+    ));
+
+    let work = d.join("work");
+    let base = read_platform(&first, "amd64", &work.join("1"));
+    let p = read_platform(&second, "amd64", &work.join("2"));
+    let tree = &p.rootfs.join("cnb/buildpacks");
+    assert!(tree.join("acme_a/1.0.0/new-only").is_file());
+    assert!(!tree.join("acme_a/1.0.0/old-only").exists(), "whited out");
+    assert!(tree.join("acme_p/2.0.0/buildpack.toml").is_file());
+    assert!(tree.join("acme_c/1.0.0/buildpack.toml").is_file());
+    // acme/p's layer is the base's: not added again.
+    let base_label = base.label_json("io.buildpacks.buildpack.layers");
+    let label = p.label_json("io.buildpacks.buildpack.layers");
+    let p_diff = &label["acme/p"]["2.0.0"]["layerDiffID"];
+    assert_eq!(p_diff, &base_label["acme/p"]["2.0.0"]["layerDiffID"]);
+    let ids = p.config["rootfs"]["diff_ids"].as_array().unwrap();
+    assert_eq!(ids.iter().filter(|x| *x == p_diff).count(), 1);
+    assert_ne!(
+        label["acme/a"]["1.0.0"]["layerDiffID"],
+        base_label["acme/a"]["1.0.0"]["layerDiffID"]
+    );
+    assert!(label["acme/c"]["1.0.0"]["layerDiffID"].is_string());
+    let metadata = p.label_json("io.buildpacks.builder.metadata");
+    let listed: Vec<String> = metadata["buildpacks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            format!(
+                "{}@{}",
+                b["id"].as_str().unwrap(),
+                b["version"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(listed, ["acme/a@1.0.0", "acme/c@1.0.0", "acme/p@2.0.0"]);
+    // The first builder's layers lead, byte for byte.
+    let base_layers = base.layer_digests();
+    assert_eq!(&p.layer_digests()[..base_layers.len()], &base_layers[..]);
+}
