@@ -615,6 +615,7 @@ fn plan_target(
             ),
         ));
     }
+    warn_extensions_before_platform_0_13(cfg, &lifecycle.descriptor, events);
     let on_builder: BTreeSet<String> = buildpacks.iter().map(ModulePlan::key).collect();
     let d = &lifecycle.descriptor;
     let apis = LifecycleApis {
@@ -675,6 +676,36 @@ fn plan_target(
         order_toml,
         system_toml,
     })
+}
+
+/// Image extensions need Platform API 0.13 (`validateLifecycleVersion`): with a lifecycle whose
+/// newest Platform API is older, pack's words say they are experimental.
+fn warn_extensions_before_platform_0_13(
+    cfg: &config::BuilderConfig,
+    lifecycle: &lifecycle::LifecycleDescriptor,
+    events: &dyn Events,
+) {
+    if cfg.extensions.is_empty() && cfg.order_extensions.is_empty() {
+        return;
+    }
+    let parse = |v: &str| -> Option<(u64, u64)> {
+        let (major, minor) = v.split_once('.')?;
+        Some((major.parse().ok()?, minor.parse().ok()?))
+    };
+    let newest = lifecycle
+        .platform
+        .supported
+        .iter()
+        .chain(&lifecycle.platform.deprecated)
+        .filter_map(|v| parse(v).map(|p| (p, v)))
+        .max();
+    if let Some((at, version)) = newest {
+        if at < (0, 13) {
+            events.warning(&format!(
+                "builder config contains image extensions, but the lifecycle Platform API version ({version}) is older than 0.13; support for image extensions with Platform API < 0.13 is currently experimental"
+            ));
+        }
+    }
 }
 
 /// Every `--flatten` value must name a buildpack on the builder, each at most once.
