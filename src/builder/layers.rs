@@ -154,8 +154,9 @@ impl Sequence {
         Ok(labels)
     }
 
-    /// One module's layer, unless the base has it with that layer; a whiteout first when the
-    /// base has it with another.
+    /// One module's layer, unless the base has it with that layer (built all the same to know:
+    /// the same bytes are the base's blob, stored once); a whiteout first when the base has it
+    /// with another.
     fn module(
         &mut self,
         ctx: &mut BuildContext<'_>,
@@ -164,19 +165,13 @@ impl Sequence {
         label: &mut LayersLabel,
     ) -> Result<()> {
         let info = &m.descriptor.info;
+        let built = ctx.module_layer(m, false, self.out)?;
         if let Some(base) = on_base.get(&info.id, &info.version) {
-            let same = match &m.layer {
-                crate::package::select::LayerSource::Import { diff_id, .. } => {
-                    base.layer_diff_id == diff_id.to_string()
-                }
-                crate::package::select::LayerSource::Build { .. } => false,
-            };
-            if same {
+            if base.layer_diff_id == built.diff_id.to_string() {
                 return Ok(());
             }
             self.whiteout(ctx, m)?;
         }
-        let built = ctx.module_layer(m, false, self.out)?;
         record(label, m, &built);
         self.push_once(m.key(), built);
         Ok(())

@@ -452,8 +452,9 @@ fn a_builder_extends_a_builder_as_pack_does() {
     let a = simple_buildpack(d, "a", "acme/a", "1.0.0", "0.10", &[]);
     crate::support::files::write_file(&a.join("old-only"), "old\n", 0o644);
     multi_platform_cnb(d, "pkg", "acme/p", "2.0.0");
+    simple_buildpack(d, "s", "acme/s", "1.0.0", "0.10", &[]);
     let first = d.join("first");
-    let cfg = config(d, "build-image", &["a", "pkg.cnb"], &["acme/a"], "");
+    let cfg = config(d, "build-image", &["a", "pkg.cnb", "s"], &["acme/a"], "");
     ok(run(
         &cfg,
         &first,
@@ -464,7 +465,7 @@ fn a_builder_extends_a_builder_as_pack_does() {
     fs::remove_file(a.join("old-only")).unwrap();
     crate::support::files::write_file(&a.join("new-only"), "new\n", 0o644);
     simple_buildpack(d, "c", "acme/c", "1.0.0", "0.10", &[]);
-    let cfg = config(d, "first", &["a", "pkg.cnb", "c"], &["acme/c"], "");
+    let cfg = config(d, "first", &["a", "pkg.cnb", "c", "s"], &["acme/c"], "");
     let second = d.join("second");
     ok(run(
         &cfg,
@@ -487,6 +488,24 @@ fn a_builder_extends_a_builder_as_pack_does() {
     assert_eq!(p_diff, &base_label["acme/p"]["2.0.0"]["layerDiffID"]);
     let ids = p.config["rootfs"]["diff_ids"].as_array().unwrap();
     assert_eq!(ids.iter().filter(|x| *x == p_diff).count(), 1);
+    // So is an unchanged directory buildpack's (the same bytes), with no whiteout.
+    let s_diff = &label["acme/s"]["1.0.0"]["layerDiffID"];
+    assert_eq!(s_diff, &base_label["acme/s"]["1.0.0"]["layerDiffID"]);
+    assert_eq!(ids.iter().filter(|x| *x == s_diff).count(), 1);
+    assert!(tree.join("acme_s/1.0.0/bin/build").is_file());
+    let whiteouts: Vec<String> = p
+        .layer_digests()
+        .iter()
+        .flat_map(|digest| {
+            let blob = read_blob(&second, digest);
+            layer_headers(&blob, "application/vnd.oci.image.layer.v1.tar+gzip")
+                .into_iter()
+                .map(|h| h.0)
+                .filter(|n| n.contains(".wh."))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(whiteouts, ["cnb/buildpacks/acme_a/.wh.1.0.0"]);
     assert_ne!(
         label["acme/a"]["1.0.0"]["layerDiffID"],
         base_label["acme/a"]["1.0.0"]["layerDiffID"]
@@ -505,7 +524,15 @@ fn a_builder_extends_a_builder_as_pack_does() {
             )
         })
         .collect();
-    assert_eq!(listed, ["acme/a@1.0.0", "acme/c@1.0.0", "acme/p@2.0.0"]);
+    assert_eq!(
+        listed,
+        [
+            "acme/a@1.0.0",
+            "acme/c@1.0.0",
+            "acme/p@2.0.0",
+            "acme/s@1.0.0"
+        ]
+    );
     // The first builder's layers lead, byte for byte.
     let base_layers = base.layer_digests();
     assert_eq!(&p.layer_digests()[..base_layers.len()], &base_layers[..]);
