@@ -49,6 +49,7 @@ impl ImageStore {
             reader: self.inner.shared_reader(),
             images: stored.images,
             origin: PathBuf::from(stored.reference),
+            digest: Some(stored.descriptor.digest),
         }))
     }
 
@@ -66,6 +67,8 @@ pub(crate) struct ImageSource {
     pub(crate) images: Vec<ImageRef>,
     /// What to call it in messages: its path or its reference.
     pub(crate) origin: PathBuf,
+    /// The digest the store holds it under (`None` for a file or directory).
+    pub(crate) digest: Option<crate::digest::Digest>,
 }
 
 /// Whether `name` names something on disk (relative to `base_dir`), rather than a reference.
@@ -89,6 +92,7 @@ pub(crate) fn open_image(
             reader: Arc::new(reader),
             images,
             origin: path,
+            digest: None,
         });
     }
     if looks_like_path(name) {

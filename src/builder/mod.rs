@@ -192,6 +192,16 @@ fn plan(opts: &BuilderOptions, events: &dyn Events) -> Result<Planned> {
         store.as_ref(),
         "build image",
     )?;
+    if let (Some(digest), Some(store)) = (&build.digest, &store) {
+        events.status(
+            "Using",
+            &format!(
+                "build image {} {digest} from the store {}",
+                build.origin.display(),
+                store.path().display()
+            ),
+        );
+    }
     let targets = builder_targets(opts, &cfg, &build)?;
     let mut inputs_list = vec![
         Input {
