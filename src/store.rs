@@ -151,8 +151,8 @@ impl Store {
     }
 
     /// Write a blob from `content`, which must hold `desc.size` bytes with `desc.digest`:
-    /// `verify` reads it into the temporary file and checks it (returning an error when it is
-    /// not right, and the file is then dropped); only then is it renamed into place.
+    /// `verify` reads it into the (emptied) download file and checks it, returning an error
+    /// when it is not right; only then is it renamed into place.
     pub fn write_blob(
         &self,
         desc: &Descriptor,
@@ -160,7 +160,11 @@ impl Store {
     ) -> Result<()> {
         if let Some(mut download) = self.download(desc)? {
             download.restart()?;
-            verify(download.file())?;
+            if let Err(e) = verify(download.file()) {
+                // Not known to be the blob's beginning: nothing is continued from it.
+                let _ = download.restart();
+                return Err(e);
+            }
             return download.commit();
         }
         // Another process is downloading this blob: a copy of our own, beside its place.

@@ -762,3 +762,29 @@ fn one_blob(
     events.status("Downloaded", &format!("{} ({size})", desc.digest));
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::range_continues;
+
+    /// `Content-Range` of a 206 answer → whether it is the rest of a 100-byte blob after 40.
+    #[test]
+    fn only_the_rest_asked_for_continues_a_download() {
+        let table: &[(Option<&str>, bool)] = &[
+            (Some("bytes 40-99/100"), true),
+            (Some("bytes 40-99/*"), true),
+            (Some(" bytes 40-99/100 "), true),
+            (Some("bytes 0-99/100"), false),
+            (Some("bytes 40-98/100"), false),
+            (Some("bytes 40-99/101"), false),
+            (Some("bytes 40-99"), false),
+            (Some("items 40-99/100"), false),
+            (Some("bytes -40-99/100"), false),
+            (None, false),
+        ];
+        for (header, continues) in table {
+            assert_eq!(range_continues(*header, 40, 100), *continues, "{header:?}");
+        }
+        assert!(!range_continues(Some("bytes 0--1/0"), 0, 0));
+    }
+}
