@@ -86,8 +86,7 @@ impl Store {
                     !matches!(
                         name.as_str(),
                         "blobs" | "index.json.lock" | "oci-layout" | STORE_LOCK | DOWNLOADS
-                    )
-                        && !crate::atomic::is_temp_of("oci-layout", &name)
+                    ) && !crate::atomic::is_temp_of("oci-layout", &name)
                 }),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => false,
                 Err(e) => return Err(Error::io(root, e)),
@@ -725,10 +724,7 @@ struct Reached {
 /// Walk the trees of `entries` in `reader` (the one tree walker, its limits and checks):
 /// every index, manifest, config and layer they list, and every other descriptor an index
 /// lists (artifacts it does not descend into are kept too).
-fn reachable(
-    reader: &crate::layout::PackageReader,
-    entries: &[Descriptor],
-) -> Result<Reached> {
+fn reachable(reader: &crate::layout::PackageReader, entries: &[Descriptor]) -> Result<Reached> {
     use crate::layout::tree::{self, Configs, OnFailure, Others, Policy, Style};
     let policy = Policy {
         others: Others::Skip,

@@ -749,14 +749,14 @@ fn one_blob(
         } else {
             // Another process is downloading it: a copy of our own, from the first byte.
             store.write_blob(desc, |file| {
-            use std::io::Seek as _;
-            let path = store.root().join(desc.digest.blob_path());
-            download(client, desc, origin, Some(&progress), file, |f| {
-                // Each attempt writes the blob from its first byte.
-                f.set_len(0).map_err(|e| Error::io(&path, e))?;
-                f.rewind().map_err(|e| Error::io(&path, e))
-            })
-        })?;
+                use std::io::Seek as _;
+                let path = store.root().join(desc.digest.blob_path());
+                download(client, desc, origin, Some(&progress), file, |f| {
+                    // Each attempt writes the blob from its first byte.
+                    f.set_len(0).map_err(|e| Error::io(&path, e))?;
+                    f.rewind().map_err(|e| Error::io(&path, e))
+                })
+            })?;
         }
     }
     events.status("Downloaded", &format!("{} ({size})", desc.digest));

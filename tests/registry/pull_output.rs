@@ -83,7 +83,10 @@ fn one_multi_platform_reference_gives_a_package_skopeo_and_verify_read() {
 
     let report = pull(&store, &["--output", out.to_str().unwrap(), &reference]);
     assert_eq!(report["output"], out.to_str().unwrap());
-    assert_eq!(report["images"][0]["digest"], Digest::of(&served).to_string());
+    assert_eq!(
+        report["images"][0]["digest"],
+        Digest::of(&served).to_string()
+    );
     // The package's shape: index.json lists the registry's index, byte for byte.
     assert_eq!(skopeo_archive_raw(&out, None), served);
     let reader = PackageReader::open(&out).unwrap();
@@ -100,9 +103,15 @@ fn one_multi_platform_reference_gives_a_package_skopeo_and_verify_read() {
     assert_eq!(files.len(), blobs + 2, "{files:?}");
     // The very bytes `buildpack package` wrote are the blobs (same digests).
     let original = PackageReader::open(&pkg).unwrap().files().unwrap();
-    let original_blobs: Vec<_> = original.keys().filter(|k| k.starts_with("blobs/")).collect();
+    let original_blobs: Vec<_> = original
+        .keys()
+        .filter(|k| k.starts_with("blobs/"))
+        .collect();
     assert_eq!(
-        files.keys().filter(|k| k.starts_with("blobs/")).collect::<Vec<_>>(),
+        files
+            .keys()
+            .filter(|k| k.starts_with("blobs/"))
+            .collect::<Vec<_>>(),
         original_blobs
     );
     ok(cnbpkg([
@@ -161,7 +170,10 @@ fn one_single_platform_reference_is_unpacked_by_umoci() {
     skopeo_put(&pkg, &reference);
     let served = skopeo_raw(&reference);
     let out = p.join("amd-pulled.cnb");
-    pull(&p.join("store"), &["--output", out.to_str().unwrap(), &reference]);
+    pull(
+        &p.join("store"),
+        &["--output", out.to_str().unwrap(), &reference],
+    );
     assert_eq!(skopeo_archive_raw(&out, None), served);
     let entry = PackageReader::open(&out).unwrap().index().manifests[0].clone();
     assert_eq!(entry.platform.as_ref().unwrap().architecture, "amd64");

@@ -122,7 +122,11 @@ fn layer_gets(server: &Server, layer: &Digest) -> Vec<Option<usize>> {
 /// The bytes of the layers other than the largest (the config is read with the manifest, and
 /// not counted as received).
 fn other_layers(img: &Image, size: usize) -> u64 {
-    img.blobs[1..].iter().map(|(_, b)| b.len() as u64).sum::<u64>() - size as u64
+    img.blobs[1..]
+        .iter()
+        .map(|(_, b)| b.len() as u64)
+        .sum::<u64>()
+        - size as u64
 }
 
 fn assert_stored(store: &Path, layer: &Digest) {

@@ -214,7 +214,10 @@ fn gc_running_while_pulls_fill_the_store_loses_nothing() {
             done.store(true, std::sync::atomic::Ordering::Relaxed);
             assert!(r.ok(), "round {round}: {r}");
         });
-        let entry = store.lookup(&reference).unwrap().expect("the reference is named");
+        let entry = store
+            .lookup(&reference)
+            .unwrap()
+            .expect("the reference is named");
         assert_eq!(entry.digest, packages::top(&multi).0.digest);
         let reader = PackageReader::open(&store_path).unwrap();
         let mut found = 0;
