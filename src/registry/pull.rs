@@ -625,6 +625,7 @@ fn download_resuming(
             hasher = crate::digest::Hasher::new();
             progress.restart();
         }
+        let at = hasher.fed();
         let verdict = Verdict::default();
         let mut v = Verified::resumed(
             Counting::new(body, progress),
@@ -634,7 +635,9 @@ fn download_resuming(
             hasher,
         );
         let path = partial.file_path().to_path_buf();
-        let mut w = io::BufWriter::with_capacity(1 << 20, partial.file());
+        // The disk writes while the network delivers: the flush before the rename is short.
+        let early = crate::layout::writer::EarlyWriteback::new(partial.file(), at);
+        let mut w = io::BufWriter::with_capacity(1 << 20, early);
         let copied = io::copy(&mut v, &mut w);
         // What arrived is kept for the next attempt (its digest is checked with the rest).
         let flushed = io::Write::flush(&mut w);
