@@ -595,10 +595,24 @@ fn download_resuming(
 ) -> Result<()> {
     use std::cell::RefCell;
     let url = client.url(&format!("blobs/{}", desc.digest));
+    let held = partial.resume()?;
+    if held.fed() == desc.size {
+        // All of it arrived before (the process stopped before the rename): no request.
+        if held.clone().finish().0 == desc.digest {
+            progress.resume_at(desc.size);
+            return Ok(());
+        }
+        partial.restart()?;
+    }
+    let mut held = Some(held).filter(|h| h.fed() < desc.size);
     let partial = RefCell::new(partial);
     let prefix = RefCell::new(crate::digest::Hasher::new());
     let start = || -> std::result::Result<u64, Failure> {
-        let hasher = partial.borrow_mut().resume().map_err(Failure::from)?;
+        // The first attempt continues from what was hashed above; a retry hashes again.
+        let hasher = match held.take() {
+            Some(h) => h,
+            None => partial.borrow_mut().resume().map_err(Failure::from)?,
+        };
         let from = hasher.fed();
         progress.resume_at(from);
         *prefix.borrow_mut() = hasher;

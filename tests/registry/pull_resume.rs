@@ -197,6 +197,16 @@ fn bytes_an_earlier_pull_left_are_continued_from_or_dropped() {
     assert_eq!(layer_gets(&server, &layer), [None]);
     assert_stored(&store, &layer);
 
+    // All of it, left by a pull killed before the rename: no request for it at all.
+    let store = tmp.path().join("store4");
+    let partial = store.join("downloads").join(layer.hex());
+    std::fs::create_dir_all(partial.parent().unwrap()).unwrap();
+    std::fs::write(&partial, &bytes).unwrap();
+    let server = serve(&img, Serve::Ranges);
+    pull(&server, &store).unwrap();
+    assert_eq!(layer_gets(&server, &layer), []);
+    assert_stored(&store, &layer);
+
     // Wrong bytes of a plausible length: the whole fails its digest, nothing is stored and
     // the bytes are dropped; the next pull starts from the first byte and succeeds.
     let store = tmp.path().join("store3");
