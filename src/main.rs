@@ -707,6 +707,13 @@ fn run_store(command: StoreCommand, ui: &Printer) -> Result<(), Error> {
             Some(p) => p.clone(),
             None => cnbpkg::store::default_store()?,
         };
+        // Looking at a store that does not exist creates none.
+        if !root.exists() && std::fs::symlink_metadata(&root).is_err() {
+            return Err(Error::invalid(
+                &root,
+                "no store there (cnbpkg pull makes and fills one)",
+            ));
+        }
         cnbpkg::store::Store::open_or_create(&root)
     };
     let mut out = std::io::stdout().lock();
