@@ -702,7 +702,7 @@ fn range_continues(header: Option<&str>, from: u64, size: u64) -> bool {
     };
     let number = |s: &str| s.trim().parse::<u64>().ok();
     number(first) == Some(from)
-        && number(last) == size.checked_sub(1)
+        && size.checked_sub(1).is_some_and(|l| number(last) == Some(l))
         && (total.trim() == "*" || number(total) == Some(size))
 }
 
