@@ -815,6 +815,41 @@ mod tests {
         }
     }
 
+    /// One process holds a blob's download file at a time; what it wrote stays for the next
+    /// holder, who continues after it.
+    #[test]
+    fn a_download_is_held_once_and_its_bytes_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_or_create(&dir.path().join("s")).unwrap();
+        let d = desc(b"0123456789");
+        let mut first = store.download(&d).unwrap().expect("free");
+        first.file().write_all(b"0123").unwrap();
+        // Another open file description (another process, as flock sees it) gets none.
+        assert!(store.download(&d).unwrap().is_none());
+        drop(first);
+        let mut again = store.download(&d).unwrap().expect("released");
+        let held = again.resume().unwrap();
+        assert_eq!(held.fed(), 4);
+        again.file().write_all(b"456789").unwrap();
+        again.commit().unwrap();
+        assert!(store.verify_blob(&d).unwrap());
+        assert!(!store.root().join(DOWNLOADS).join(d.digest.hex()).exists());
+    }
+
+    /// gc stops before removing anything when an entry's tree cannot be read.
+    #[test]
+    fn gc_with_an_unreadable_entry_removes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_or_create(&dir.path().join("s")).unwrap();
+        store.write_blob_bytes(&Digest::of(b"{}"), b"{}").unwrap();
+        store.set_ref("r.example/a:1", &desc(b"missing")).unwrap();
+        assert!(store.gc().is_err());
+        assert!(store.root().join(Digest::of(b"{}").blob_path()).exists());
+        store.remove_refs(&["r.example/a:1".to_string()]).unwrap();
+        assert_eq!(store.gc().unwrap().removed, [Digest::of(b"{}")]);
+        assert!(store.remove_refs(&["r.example/a:1".to_string()]).is_err());
+    }
+
     #[test]
     fn blobs_are_verified_and_refs_replaced() {
         let dir = tempfile::tempdir().unwrap();
