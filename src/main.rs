@@ -763,6 +763,7 @@ fn run_store(command: StoreCommand, ui: &Printer) -> Result<(), Error> {
                 .map(|r| cnbpkg::registry::reference::Reference::parse(r).map(|r| r.to_string()))
                 .collect::<Result<Vec<_>, _>>()?;
             let store = open(&args.store)?;
+            let mut removed = Vec::new();
             for d in store.remove_refs(&names)? {
                 let name = d
                     .annotations
@@ -770,6 +771,10 @@ fn run_store(command: StoreCommand, ui: &Printer) -> Result<(), Error> {
                     .cloned()
                     .unwrap_or_default();
                 ui.status("Removed", format!("{name} ({})", d.digest));
+                removed.push(serde_json::json!({ "reference": name, "digest": d.digest }));
+            }
+            if args.store.common.json {
+                print_json(&mut out, &removed);
             }
         }
         StoreCommand::Gc(args) => {

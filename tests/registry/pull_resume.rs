@@ -272,6 +272,10 @@ fn a_pull_killed_mid_blob_is_continued_by_the_next_one() {
     let report = pull(&server, &store).unwrap();
     assert_eq!(report.images[0].digest, Digest::of(&img.manifest));
     let gets = layer_gets(&server, &layer);
-    assert_eq!(gets, [None, Some(held)], "the second pull asks for the rest only");
+    assert_eq!(
+        gets,
+        [None, Some(held)],
+        "the second pull asks for the rest only"
+    );
     assert_stored(&store, &layer);
 }
