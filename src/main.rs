@@ -294,6 +294,10 @@ struct PackageArgs {
     /// Fail, instead of warning, when an executable is built for another architecture than its target.
     #[arg(long)]
     strict: bool,
+    /// The image store `docker://` dependencies are read from: a store directory or a .cnb/tar
+    /// of a layout (default: $CNBPKG_STORE, else $XDG_CACHE_HOME/cnbpkg/store, when it exists).
+    #[arg(long, value_name = "PATH")]
+    store: Option<PathBuf>,
     /// pack's flag, accepted only to explain that cnbpkg writes files (see `cnbpkg push`).
     #[arg(long, hide = true)]
     publish: bool,
@@ -445,6 +449,7 @@ fn run_package(args: PackageArgs, ui: &Printer, cancel: &Cancel) -> Result<(), E
         FormatArg::Image => unreachable!("refused above"),
     };
     opts.split = args.split;
+    opts.store = args.store;
     opts.strict = args.strict;
     opts.flatten = args.flatten;
     opts.compression = match args.compression {

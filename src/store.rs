@@ -30,10 +30,12 @@ use std::io::{self, Read, Write as _};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::atomic::AtomicFile;
 use crate::digest::{Digest, HashingReader};
 use crate::error::{Error, IoResultExt, Result};
+use crate::layout::{ImageRef, PackageReader};
 use crate::oci::{Descriptor, Index, MAX_JSON_BLOB};
 
 /// The environment variable naming the store (before `$XDG_CACHE_HOME/cnbpkg/store`).
@@ -62,6 +64,304 @@ pub fn default_store() -> Result<PathBuf> {
         None => Err(Error::usage(format!(
             "no store: set {STORE_ENV} or HOME, or name one with --store"
         ))),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Reading a store: a store directory, or a `.cnb`/tar of a layout whose entries carry ref
+// names, looked up by reference (what packaging and builders resolve dependencies from).
+// ---------------------------------------------------------------------------------------
+
+/// A store opened for reading: a store directory, or a `.cnb`/tar of a layout (read-only).
+/// Every blob is read through [`PackageReader`], verified.
+pub struct StoreReader {
+    path: PathBuf,
+    reader: Arc<PackageReader>,
+    /// The store-wide lock, shared, while the store is read: `store gc` waits for it.
+    _lease: Option<StoreLock>,
+}
+
+/// An image found in a store by [`StoreReader::resolve`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ResolvedImage {
+    /// The reference asked for, normalized (`docker.io/library/x:tag`, `REPO@sha256:…`,
+    /// `REPO:tag@sha256:…`).
+    pub reference: String,
+    /// The `index.json` entry's ref name the image was found under.
+    pub entry_name: String,
+    /// The entry (an index or a manifest), or the manifest an entry's index lists when the
+    /// reference names that manifest by digest; its digest is verified.
+    pub descriptor: Descriptor,
+    /// Every image under it, with its platform, manifest and config (all verified).
+    pub images: Vec<ImageRef>,
+}
+
+impl std::fmt::Debug for StoreReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreReader")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl StoreReader {
+    /// Open the store at `path`: a store directory (one nothing has been pulled into yet has
+    /// no entries) or a `.cnb`/tar of a layout.
+    pub fn open(path: &Path) -> Result<StoreReader> {
+        // Taken before index.json is read: no blob it names is collected while it is used.
+        let lease = read_lease(path)?;
+        Ok(StoreReader {
+            path: path.to_path_buf(),
+            reader: Arc::new(PackageReader::open_with(path, true)?),
+            _lease: lease,
+        })
+    }
+
+    /// The default store ([`default_store`]) when it exists, else `None`.
+    pub fn open_default() -> Result<Option<StoreReader>> {
+        let Ok(path) = default_store() else {
+            return Ok(None);
+        };
+        match fs::symlink_metadata(&path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(&path, e)),
+            Ok(_) => Self::open(&path).map(Some),
+        }
+    }
+
+    /// Where the store is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The store's layout, for reading blobs (verified with [`PackageReader::read_verified`],
+    /// or streamed with [`PackageReader::open_blob`] and checked by the caller).
+    pub fn reader(&self) -> &PackageReader {
+        &self.reader
+    }
+
+    /// The layout, shared with what outlives this reader (packaging's dependencies).
+    pub(crate) fn shared_reader(&self) -> Arc<PackageReader> {
+        Arc::clone(&self.reader)
+    }
+
+    /// The ref names of the store's entries, in `index.json` order.
+    pub fn names(&self) -> Vec<&str> {
+        self.reader
+            .index()
+            .manifests
+            .iter()
+            .filter_map(|d| d.annotations.get(REF_NAME).map(String::as_str))
+            .collect()
+    }
+
+    /// The image `reference` names: `REF` by its normalized ref name (as `pull` names it),
+    /// `REF@sha256:…` by digest (an entry with that digest, or a manifest an entry's index
+    /// lists), `REF:TAG@sha256:…` by both, which must agree. `None` when the store does not
+    /// hold it; an error when the reference is invalid, tag and digest disagree, or a blob
+    /// of the image is missing or damaged.
+    pub fn resolve(&self, reference: &str) -> Result<Option<ResolvedImage>> {
+        let wanted = Wanted::parse(reference)?;
+        let entries = &self.reader.index().manifests;
+        let named = |name: &str| {
+            entries
+                .iter()
+                .find(|d| d.annotations.get(REF_NAME).is_some_and(|n| n == name))
+        };
+        let found = match (&wanted.tag_name, &wanted.digest) {
+            (Some(name), None) => named(name).map(|d| (name.clone(), d.clone())),
+            (Some(name), Some(digest)) => match named(name) {
+                Some(entry) => match self.within(entry, digest)? {
+                    Some(d) => Some((name.clone(), d)),
+                    None => {
+                        return Err(Error::other(format!(
+                            "{}: the store's {name} is {}, not {digest} (pull the tag again, or name the image by its digest alone)",
+                            wanted.normalized, entry.digest
+                        )))
+                    }
+                },
+                None => self.by_digest(&wanted, digest)?,
+            },
+            (None, Some(digest)) => self.by_digest(&wanted, digest)?,
+            (None, None) => unreachable!("a reference names a tag or a digest"),
+        };
+        let Some((entry_name, descriptor)) = found else {
+            return Ok(None);
+        };
+        let images = self.reader.images_from(std::slice::from_ref(&descriptor))?;
+        if images.is_empty() {
+            return Err(Error::invalid(
+                &self.path,
+                format!("{entry_name} ({}) holds no image", descriptor.digest),
+            ));
+        }
+        Ok(Some(ResolvedImage {
+            reference: wanted.normalized,
+            entry_name,
+            descriptor,
+            images,
+        }))
+    }
+
+    /// The entry with `digest`, or the manifest with `digest` an entry's index lists: an entry
+    /// of the wanted repository first (its name is the better one to report), then any.
+    fn by_digest(&self, wanted: &Wanted, digest: &Digest) -> Result<Option<(String, Descriptor)>> {
+        let mut entries: Vec<(&str, &Descriptor)> = self
+            .reader
+            .index()
+            .manifests
+            .iter()
+            .filter_map(|d| d.annotations.get(REF_NAME).map(|n| (n.as_str(), d)))
+            .collect();
+        // Stable: index.json order within each group.
+        entries.sort_by_key(|(name, _)| !wanted.same_repository(name));
+        for (name, entry) in &entries {
+            if entry.digest == *digest {
+                return Ok(Some((name.to_string(), (*entry).clone())));
+            }
+        }
+        // Each index read once, and all of them within the bound the walker keeps: a hostile
+        // index.json may list one large index many times.
+        let mut seen = std::collections::BTreeSet::new();
+        let mut read = 0u64;
+        for (name, entry) in &entries {
+            if !crate::oci::is_index(&entry.media_type) || !seen.insert(entry.digest) {
+                continue;
+            }
+            read = read.saturating_add(entry.size);
+            if read > crate::layout::MAX_IMAGES_BYTES {
+                return Err(Error::invalid(
+                    &self.path,
+                    format!(
+                        "the indexes its entries name hold more than {} MiB; looking up {digest} stopped",
+                        crate::layout::MAX_IMAGES_BYTES >> 20
+                    ),
+                ));
+            }
+            if let Some(d) = self.within(entry, digest)? {
+                return Ok(Some((name.to_string(), d)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// `entry` itself when it has `digest`, else the manifest with `digest` that `entry` (an
+    /// index) lists; `None` when neither.
+    fn within(&self, entry: &Descriptor, digest: &Digest) -> Result<Option<Descriptor>> {
+        if entry.digest == *digest {
+            return Ok(Some(entry.clone()));
+        }
+        if !crate::oci::is_index(&entry.media_type) {
+            return Ok(None);
+        }
+        let (index, _) = self.reader.read_json::<Index>(entry, "image index")?;
+        Ok(index.manifests.into_iter().find(|d| d.digest == *digest))
+    }
+}
+
+/// The shared store-wide lock of a store directory that has one (every store `pull` has
+/// filled); nothing for an archive, or a layout nothing of cnbpkg's has written to (which is
+/// not created: a reader writes nothing).
+fn read_lease(path: &Path) -> Result<Option<StoreLock>> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let lock = path.join(STORE_LOCK);
+    if !fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+        return Ok(None);
+    }
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(&lock)
+    {
+        Ok(f) => f,
+        // Another user's store, read with the rights to read its blobs only: no gc of ours.
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied
+            ) =>
+        {
+            return Ok(None)
+        }
+        Err(e) => return Err(Error::io(&lock, e)),
+    };
+    flock_waiting(
+        &file,
+        &lock,
+        libc::LOCK_SH,
+        "a garbage collection (cnbpkg store gc)",
+    )?;
+    Ok(Some(StoreLock { _file: file }))
+}
+
+/// `reference` as [`StoreReader::resolve`] reports it: normalized as `pull` names it
+/// (`docker.io/library/x:latest`), a tag written before a digest kept.
+pub(crate) fn normalized_reference(reference: &str) -> Result<String> {
+    Wanted::parse(reference).map(|w| w.normalized)
+}
+
+/// A reference as [`StoreReader::resolve`] looks it up.
+struct Wanted {
+    /// `REGISTRY/REPO`, normalized.
+    repository: String,
+    /// `REGISTRY/REPO:TAG` when a tag is given or implied (no digest: `latest`).
+    tag_name: Option<String>,
+    /// The digest, when given.
+    digest: Option<Digest>,
+    /// The whole reference, normalized.
+    normalized: String,
+}
+
+impl Wanted {
+    fn parse(reference: &str) -> Result<Wanted> {
+        use crate::registry::reference::{Reference, Target};
+        let parsed = Reference::parse(reference)?;
+        let repository = format!("{}/{}", parsed.registry, parsed.repository);
+        Ok(match parsed.target {
+            Target::Tag(tag) => Wanted {
+                tag_name: Some(format!("{repository}:{tag}")),
+                normalized: format!("{repository}:{tag}"),
+                repository,
+                digest: None,
+            },
+            Target::Digest(digest) => {
+                // `Reference::parse` drops a tag written before the digest; it is checked here.
+                let name = reference.split_once('@').map_or(reference, |(n, _)| n);
+                let tag = match name.rsplit_once(':') {
+                    Some((_, tag)) if !tag.contains('/') => Some(tag),
+                    _ => None,
+                };
+                match tag {
+                    Some(tag) => {
+                        if !crate::registry::reference::valid_tag(tag) {
+                            return Err(Error::usage(format!(
+                                "invalid reference '{}': '{tag}' is not a valid tag",
+                                crate::registry::reference::shown(reference)
+                            )));
+                        }
+                        Wanted {
+                            tag_name: Some(format!("{repository}:{tag}")),
+                            normalized: format!("{repository}:{tag}@{digest}"),
+                            repository,
+                            digest: Some(digest),
+                        }
+                    }
+                    None => Wanted {
+                        tag_name: None,
+                        normalized: format!("{repository}@{digest}"),
+                        repository,
+                        digest: Some(digest),
+                    },
+                }
+            }
+        })
+    }
+
+    /// Whether the ref name `name` is of this repository (`REPO:TAG` or `REPO@…`).
+    fn same_repository(&self, name: &str) -> bool {
+        name.strip_prefix(self.repository.as_str())
+            .is_some_and(|rest| rest.starts_with(':') || rest.starts_with('@'))
     }
 }
 
@@ -848,6 +1148,201 @@ mod tests {
         store.remove_refs(&["r.example/a:1".to_string()]).unwrap();
         assert_eq!(store.gc().unwrap().removed, [Digest::of(b"{}")]);
         assert!(store.remove_refs(&["r.example/a:1".to_string()]).is_err());
+    }
+
+    /// A store holding `r.example/a:1` (an index of an amd64 and an arm64 image) and
+    /// `r.example/b:1` (the arm64 image alone); returns the store and the digests
+    /// (index, amd64 manifest, arm64 manifest).
+    fn store_with_images(root: &Path) -> (Store, [Digest; 3]) {
+        let store = Store::open_or_create(root).unwrap();
+        let mut manifests = Vec::new();
+        for arch in ["amd64", "arm64"] {
+            let config = format!(
+                r#"{{"architecture":"{arch}","os":"linux","rootfs":{{"type":"layers","diff_ids":[]}}}}"#
+            );
+            let config_desc = Descriptor::new(
+                "application/vnd.oci.image.config.v1+json",
+                Digest::of(config.as_bytes()),
+                config.len() as u64,
+            );
+            store
+                .write_blob_bytes(&config_desc.digest, config.as_bytes())
+                .unwrap();
+            let manifest = serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": config_desc,
+                "layers": [],
+            })
+            .to_string();
+            let mut d = desc(manifest.as_bytes());
+            store
+                .write_blob_bytes(&d.digest, manifest.as_bytes())
+                .unwrap();
+            d.platform = Some(crate::oci::Platform {
+                architecture: arch.into(),
+                os: "linux".into(),
+                ..Default::default()
+            });
+            manifests.push(d);
+        }
+        let index = serde_json::to_vec(&Index::new(manifests.clone())).unwrap();
+        let index_desc = Descriptor::new(INDEX_MEDIA_TYPE, Digest::of(&index), index.len() as u64);
+        store.write_blob_bytes(&index_desc.digest, &index).unwrap();
+        store.set_ref("r.example/a:1", &index_desc).unwrap();
+        let mut arm = manifests[1].clone();
+        arm.platform = None;
+        store.set_ref("r.example/b:1", &arm).unwrap();
+        (
+            store,
+            [index_desc.digest, manifests[0].digest, manifests[1].digest],
+        )
+    }
+
+    #[test]
+    fn references_resolve_by_name_and_by_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, [index, amd, arm]) = store_with_images(&dir.path().join("s"));
+        let reader = StoreReader::open(store.root()).unwrap();
+        assert_eq!(reader.names(), ["r.example/a:1", "r.example/b:1"]);
+
+        let a = reader.resolve("r.example/a:1").unwrap().unwrap();
+        assert_eq!(a.reference, "r.example/a:1");
+        assert_eq!(a.descriptor.digest, index);
+        let arches: Vec<String> = a.images.iter().map(|i| i.platform().architecture).collect();
+        assert_eq!(arches, ["amd64", "arm64"]);
+        assert!(reader.resolve("r.example/a:2").unwrap().is_none());
+        assert!(reader.resolve("r.example/a").unwrap().is_none(), "latest");
+
+        // By digest: an entry, or a manifest an entry's index lists.
+        let by_index = reader
+            .resolve(&format!("r.example/a@{index}"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(by_index.entry_name, "r.example/a:1");
+        assert_eq!(by_index.images.len(), 2);
+        let by_amd = reader
+            .resolve(&format!("r.example/a@{amd}"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(by_amd.descriptor.digest, amd);
+        assert_eq!(by_amd.images.len(), 1);
+        assert_eq!(by_amd.images[0].platform().architecture, "amd64");
+        // The entry of the repository asked for is preferred.
+        let by_arm = reader
+            .resolve(&format!("r.example/b@{arm}"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(by_arm.entry_name, "r.example/b:1");
+        assert_eq!(by_arm.reference, format!("r.example/b@{arm}"));
+        assert!(reader
+            .resolve(&format!("r.example/a@{}", Digest::of(b"none")))
+            .unwrap()
+            .is_none());
+
+        // Tag and digest must agree.
+        let both = reader
+            .resolve(&format!("r.example/a:1@{amd}"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(both.reference, format!("r.example/a:1@{amd}"));
+        let e = reader
+            .resolve(&format!("r.example/b:1@{amd}"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&arm.to_string()) && e.contains(&amd.to_string()),
+            "{e}"
+        );
+        // An absent tag with a digest found elsewhere: the digest decides.
+        assert!(reader
+            .resolve(&format!("r.example/a:9@{arm}"))
+            .unwrap()
+            .is_some());
+        assert!(reader.resolve("r.example/A:1").is_err());
+    }
+
+    #[test]
+    fn docker_hub_names_are_normalized_and_damage_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, [index, _, arm]) = store_with_images(&dir.path().join("s"));
+        store
+            .set_ref(
+                "docker.io/library/busybox:latest",
+                &store.lookup("r.example/a:1").unwrap().unwrap(),
+            )
+            .unwrap();
+        let reader = StoreReader::open(store.root()).unwrap();
+        for name in [
+            "busybox",
+            "docker.io/busybox:latest",
+            "index.docker.io/library/busybox",
+        ] {
+            let found = reader.resolve(name).unwrap().unwrap();
+            assert_eq!(found.reference, "docker.io/library/busybox:latest");
+            assert_eq!(found.descriptor.digest, index);
+        }
+        // A damaged manifest is named in the error, never used.
+        fs::write(store.root().join(arm.blob_path()), b"{\"schemaVersion\":2}").unwrap();
+        let e = reader.resolve("r.example/b:1").unwrap_err().to_string();
+        assert!(e.contains(&arm.to_string()), "{e}");
+        let e = reader.resolve("busybox").unwrap_err().to_string();
+        assert!(e.contains(&arm.to_string()), "{e}");
+    }
+
+    #[test]
+    fn a_layout_archive_serves_as_a_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, [_, amd, _]) = store_with_images(&dir.path().join("s"));
+        let tar_path = dir.path().join("deps.tar");
+        let mut builder = tar::Builder::new(File::create(&tar_path).unwrap());
+        for name in ["oci-layout", "index.json"] {
+            builder
+                .append_path_with_name(store.root().join(name), name)
+                .unwrap();
+        }
+        builder
+            .append_dir_all("blobs", store.root().join("blobs"))
+            .unwrap();
+        builder.into_inner().unwrap();
+        let reader = StoreReader::open(&tar_path).unwrap();
+        assert_eq!(reader.path(), tar_path);
+        let found = reader
+            .resolve(&format!("r.example/a:1@{amd}"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(found.images[0].platform().architecture, "amd64");
+        assert!(reader.reader().has_blob(&amd));
+    }
+
+    #[test]
+    fn a_reader_holds_the_store_lock_shared_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = store_with_images(&dir.path().join("s"));
+        // A layout no pull has locked yet: read without a lock file, and none is made.
+        let reader = StoreReader::open(store.root()).unwrap();
+        assert!(!store.root().join(STORE_LOCK).exists());
+        drop(reader);
+        drop(store.lock_shared().unwrap());
+        let reader = StoreReader::open(store.root()).unwrap();
+        let lock = File::open(store.root().join(STORE_LOCK)).unwrap();
+        assert!(!try_lock_exclusive(&lock), "gc must wait for the reader");
+        drop(reader);
+        assert!(try_lock_exclusive(&lock));
+    }
+
+    #[test]
+    fn an_empty_or_absent_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_or_create(&dir.path().join("s")).unwrap();
+        let reader = StoreReader::open(store.root()).unwrap();
+        assert!(reader.names().is_empty());
+        assert!(reader.resolve("r.example/a:1").unwrap().is_none());
+        assert!(StoreReader::open(&dir.path().join("none")).is_err());
+        // Not a layout at all.
+        let plain = dir.path().join("plain");
+        fs::create_dir_all(&plain).unwrap();
+        assert!(StoreReader::open(&plain).is_err());
     }
 
     #[test]

@@ -74,6 +74,12 @@ impl ImageRef {
 impl PackageReader {
     /// Open a `.cnb` file or a layout directory and parse its `index.json`.
     pub fn open(path: &Path) -> Result<Self> {
+        Self::open_with(path, false)
+    }
+
+    /// [`Self::open`], reading a layout directory without `index.json` (an image store no
+    /// image has been put into yet) as one with no entries when `empty_ok`.
+    pub(crate) fn open_with(path: &Path, empty_ok: bool) -> Result<Self> {
         let meta = fs::metadata(path).at(path)?;
         let source = if meta.is_dir() {
             if !path.join("oci-layout").is_file() {
@@ -105,6 +111,11 @@ impl PackageReader {
             index: Index::new(vec![]),
             index_bytes: vec![],
         };
+        let no_index = matches!(&reader.source, Source::Dir { root }
+            if fs::symlink_metadata(root.join("index.json")).is_err());
+        if empty_ok && no_index {
+            return Ok(reader);
+        }
         let bytes = reader.read_file("index.json", MAX_JSON_BLOB)?;
         reader.index = serde_json::from_slice(&bytes).map_err(|e| {
             Error::invalid(path, format!("index.json is not a valid image index: {e}"))
@@ -321,13 +332,19 @@ impl PackageReader {
     /// Every image reachable from `index.json`, following nested indexes, in index order:
     /// one per listing of a manifest (each with the descriptor it is listed with).
     pub fn images(&self) -> Result<Vec<ImageRef>> {
+        self.images_from(&self.index.manifests)
+    }
+
+    /// Every image reachable from the descriptors `listed` (some of `index.json`'s entries, or
+    /// a manifest an entry's index lists), as [`Self::images`] finds them below `index.json`.
+    pub fn images_from(&self, listed: &[Descriptor]) -> Result<Vec<ImageRef>> {
         let policy = Policy {
             others: Others::Skip,
             configs: Configs::Always,
             style: Style::Reader,
             failures: OnFailure::Stop,
         };
-        let top = walk(self, &self.index.manifests, policy)?;
+        let top = walk(self, listed, policy)?;
         let mut out: Vec<ImageRef> = Vec::new();
         // Each image holds its own copy of its manifest and config: bound them together.
         let mut kept = 0u64;

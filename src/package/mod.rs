@@ -30,11 +30,11 @@ use layers::BuildContext;
 use outputs::{check_output_against_inputs, output_path, Input};
 use report::WarningsOnce;
 use select::ModulePlan;
-use sources::{Dependency, Tree};
+use sources::{Dependency, Located, Tree};
 use targets::resolve_targets;
 
 pub use crate::image::{ImageReport, LayerReport, CREATED};
-pub use report::{OutputReport, PackageReport};
+pub use report::{DependencyImage, DependencyKind, DependencyReport, OutputReport, PackageReport};
 
 pub use crate::cnb::{
     annotated_distros, ANNOTATION_DISTROS, ANNOTATION_DISTRO_NAME, ANNOTATION_DISTRO_VERSION,
@@ -73,6 +73,10 @@ pub struct PackageOptions {
     /// Fail, instead of warning, when an executable in a layer is built for another
     /// architecture than the target's.
     pub strict: bool,
+    /// The image store `docker://` (and bare image, `image =`) dependencies are read from: a
+    /// store directory or a `.cnb`/tar of a layout; `None` is the default store
+    /// ([`crate::store::default_store`]) when it exists.
+    pub store: Option<PathBuf>,
     /// Stops the packaging at its next step once cancelled; nothing is left behind.
     pub cancel: Cancel,
 }
@@ -93,6 +97,7 @@ impl PackageOptions {
             flatten: false,
             flatten_exclude: Vec::new(),
             cancel: Cancel::new(),
+            store: None,
             strict: false,
             jobs: std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -215,8 +220,12 @@ fn package_with(opts: &PackageOptions, events: &dyn Events) -> Result<PackageRep
     }
     check_flatten_options(opts, events)?;
     let (config, base_dir) = load_config(opts, events)?;
-    let (main_path, dependency_paths) =
-        sources::locate(&config, &base_dir, opts.config.as_deref())?;
+    let (main_path, located) = sources::locate(
+        &config,
+        &base_dir,
+        opts.config.as_deref(),
+        opts.store.as_deref(),
+    )?;
     let main = sources::load_tree(&main_path, events)?;
     let mut inputs: Vec<Input> = Vec::new();
     if let Some(c) = &opts.config {
@@ -231,19 +240,47 @@ fn package_with(opts: &PackageOptions, events: &dyn Events) -> Result<PackageRep
         role: "the buildpack",
         tree_dir: main.is_directory(),
     });
-    check_dependency_count(opts, &base_dir, dependency_paths.len())?;
+    check_dependency_count(opts, &base_dir, located.len())?;
     let mut held = DependencyBudget::default();
-    let dependencies = dependency_paths
+    let dependencies = located
         .iter()
         .map(|location| {
-            let dependency = sources::load_dependency(location, events)?;
-            held.add(&dependency, location)?;
-            let tree_dir = matches!(&dependency, Dependency::Tree(t) if t.is_directory());
-            inputs.push(Input {
-                path: location.clone(),
-                role: "the dependency",
-                tree_dir,
-            });
+            let dependency = match location {
+                Located::Path(path) => {
+                    let dependency = sources::load_dependency(path, events)?;
+                    let tree_dir = matches!(&dependency, Dependency::Tree(t) if t.is_directory());
+                    inputs.push(Input {
+                        path: path.clone(),
+                        role: "the dependency",
+                        tree_dir,
+                    });
+                    dependency
+                }
+                Located::Stored { uri, image, store } => {
+                    events.status(
+                        "Using",
+                        &format!(
+                            "{} {} from the store {}",
+                            image.reference,
+                            image.descriptor.digest,
+                            store.path().display()
+                        ),
+                    );
+                    if !inputs.iter().any(|i| i.path == store.path()) {
+                        inputs.push(Input {
+                            path: store.path().to_path_buf(),
+                            role: "the store",
+                            tree_dir: false,
+                        });
+                    }
+                    Dependency::Package {
+                        reader: store.shared_reader(),
+                        images: image.images.clone(),
+                        origin: PathBuf::from(uri),
+                    }
+                }
+            };
+            held.add(&dependency, location.origin())?;
             Ok(dependency)
         })
         .collect::<Result<Vec<_>>>()?;
@@ -330,8 +367,54 @@ fn package_with(opts: &PackageOptions, events: &dyn Events) -> Result<PackageRep
     Ok(PackageReport {
         buildpack: id_version,
         outputs: out_reports,
+        dependencies: dependency_reports(&config, &located, &dependencies, &plans),
         warnings: Vec::new(),
     })
+}
+
+/// Each dependency as the report lists it: where it came from, and the image each target took.
+fn dependency_reports(
+    config: &PackageConfig,
+    located: &[Located],
+    dependencies: &[Dependency],
+    plans: &[ImagePlan],
+) -> Vec<DependencyReport> {
+    located
+        .iter()
+        .zip(dependencies)
+        .enumerate()
+        .map(|(i, (location, dependency))| {
+            let images = plans
+                .iter()
+                .filter_map(|p| {
+                    p.dependency_images.get(&i).map(|d| DependencyImage {
+                        target: p.target.display(),
+                        manifest: *d,
+                    })
+                })
+                .collect();
+            let mut report = DependencyReport {
+                uri: config.dependencies[i].uri.clone(),
+                kind: match dependency {
+                    Dependency::Tree(_) => DependencyKind::Buildpack,
+                    Dependency::Package { .. } => DependencyKind::Package,
+                },
+                reference: None,
+                entry: None,
+                store: None,
+                digest: None,
+                images,
+            };
+            if let Located::Stored { image, store, .. } = location {
+                report.kind = DependencyKind::Image;
+                report.reference = Some(image.reference.clone());
+                report.entry = Some(image.entry_name.clone());
+                report.store = Some(store.path().to_path_buf());
+                report.digest = Some(image.descriptor.digest);
+            }
+            report
+        })
+        .collect()
 }
 
 /// The first status line: what is packaged for which targets.
@@ -407,15 +490,10 @@ fn load_config(opts: &PackageOptions, events: &dyn Events) -> Result<(PackageCon
         Some(path) => {
             let (config, warnings) = descriptor::read_package_toml(path)?;
             // The `platform.os` advice depends on whether the buildpack is a composite; it is
-            // given once that is known (see `resolve_targets`). pack's advice for `image` keys
-            // (use `docker://`) does not hold here: such dependencies are refused with what to
-            // run instead (see `sources::locate`).
+            // given once that is known (see `resolve_targets`).
             warnings
                 .iter()
-                .filter(|w| {
-                    w.as_str() != descriptor::PLATFORM_OS_DEPRECATED
-                        && w.as_str() != descriptor::IMAGE_KEY_DEPRECATED
-                })
+                .filter(|w| w.as_str() != descriptor::PLATFORM_OS_DEPRECATED)
                 .for_each(|w| events.warning(w));
             // Relative to the current directory, the base is empty rather than `.`, so that paths
             // in messages read as the user wrote them (`../x`, not `./../x`).
@@ -436,11 +514,24 @@ struct ImagePlan {
     modules: Vec<ModulePlan>,
     /// Stacks for the metadata label (`None` for extensions).
     stacks: Option<Vec<descriptor::Stack>>,
+    /// The image (manifest digest) each package dependency (by index) gives this target.
+    dependency_images: BTreeMap<usize, crate::digest::Digest>,
 }
 
 fn plan_image(main: &Tree, dependencies: &[Dependency], t: &ExpandedTarget) -> Result<ImagePlan> {
     let mut modules = vec![select::tree_module(main, t, true)?];
-    modules.extend(select::all_dependency_modules(dependencies, t)?);
+    let from_dependencies = select::all_dependency_modules(dependencies, t)?;
+    // Before duplicates are dropped: what each dependency was chosen to give this target.
+    let dependency_images = from_dependencies
+        .iter()
+        .filter_map(|m| match (&m.layer, m.image) {
+            (select::LayerSource::Import { dependency, .. }, Some(image)) => {
+                Some((*dependency, image))
+            }
+            _ => None,
+        })
+        .collect();
+    modules.extend(from_dependencies);
     let modules = select::dedup_modules(modules, t.os == "windows")?;
     let others: Vec<_> = modules
         .iter()
@@ -453,6 +544,7 @@ fn plan_image(main: &Tree, dependencies: &[Dependency], t: &ExpandedTarget) -> R
         target: t.clone(),
         modules,
         stacks,
+        dependency_images,
     })
 }
 

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 pub(crate) enum RemoteKind {
     /// An image reference (`docker://REF`, `image = "REF"`, or a bare reference).
     Image(String),
+    /// A `docker://` URI that is not a valid image reference (why not).
+    BadImage(String),
     /// A Buildpack Registry id (`urn:cnb:registry:NS/NAME[@VERSION]` or bare `NS/NAME[@VERSION]`).
     Registry(String),
     /// An `http://` or `https://` download.
@@ -309,10 +311,135 @@ fn download_file(url: &str) -> String {
     }
 }
 
+/// The store packaging reads images from, as a `cnbpkg pull` command names it.
+#[derive(Debug, Clone)]
+pub(crate) enum StoreArg {
+    /// The default store (at this path, when there is one to name).
+    Default(Option<PathBuf>),
+    /// A store directory given with `--store` (existing or not).
+    Dir(PathBuf),
+    /// A layout archive given with `--store`: read-only, a new one is made by `pull --output`.
+    Archive(PathBuf),
+}
+
+impl StoreArg {
+    /// The store named by `--store` (`None`: the default one).
+    pub(crate) fn of(store: Option<&Path>) -> StoreArg {
+        match store {
+            None => StoreArg::Default(crate::store::default_store().ok()),
+            Some(p) if p.is_file() => StoreArg::Archive(p.to_path_buf()),
+            Some(p) => StoreArg::Dir(p.to_path_buf()),
+        }
+    }
+
+    /// Where the store is, when it can be named.
+    pub(crate) fn path(&self) -> Option<&Path> {
+        match self {
+            StoreArg::Default(p) => p.as_deref(),
+            StoreArg::Dir(p) | StoreArg::Archive(p) => Some(p),
+        }
+    }
+
+    /// The one `cnbpkg pull` command that puts `references` into this store (for an archive,
+    /// a new archive holding them).
+    fn pull_command(&self, references: &[String]) -> String {
+        let mut words = vec!["cnbpkg".to_string(), "pull".to_string()];
+        match self {
+            StoreArg::Default(_) => {}
+            StoreArg::Dir(p) => {
+                words.push("--store".into());
+                words.push(shell_word(&p.display().to_string()));
+            }
+            StoreArg::Archive(p) => {
+                words.push("--output".into());
+                words.push(shell_word(&p.display().to_string()));
+            }
+        }
+        words.extend(references.iter().map(|r| shell_word(r)));
+        words.join(" ")
+    }
+}
+
+/// An image dependency the store does not hold.
+#[derive(Debug, Clone)]
+pub(crate) struct MissingImage {
+    /// The URI as written.
+    pub uri: String,
+    /// The reference, normalized.
+    pub reference: String,
+}
+
+/// The image dependencies the store does not hold, and every image reference of the package
+/// (an archive store is made anew with all of them).
+#[derive(Debug, Clone)]
+pub(crate) struct MissingImages<'a> {
+    pub missing: &'a [MissingImage],
+    pub all: &'a [String],
+    pub store: &'a StoreArg,
+    /// Whether the store exists.
+    pub exists: bool,
+    /// Whether it exists and names no image (a package given as the store, say).
+    pub unnamed: bool,
+}
+
+impl MissingImages<'_> {
+    /// One line per missing image, then the one command that fetches them all.
+    fn details(&self) -> Vec<String> {
+        let mut lines: Vec<String> = self
+            .missing
+            .iter()
+            .map(|m| {
+                format!(
+                    "dependency '{}' is image {}, not in the store",
+                    shown(&m.uri),
+                    m.reference
+                )
+            })
+            .collect();
+        let mut wanted: Vec<String> = Vec::new();
+        for m in self.missing {
+            if !wanted.contains(&m.reference) {
+                wanted.push(m.reference.clone());
+            }
+        }
+        if let (true, Some(p)) = (self.unnamed, self.store.path()) {
+            lines.push(format!(
+                "the store {} names no image (a package is a dependency of its own: uri = \"{}\")",
+                p.display(),
+                p.display()
+            ));
+        }
+        let them = if wanted.len() == 1 { "it" } else { "them" };
+        let place = match self.store.path() {
+            Some(p) if self.exists => format!(" (the store is {})", p.display()),
+            Some(p) => format!(" (the store {} does not exist yet)", p.display()),
+            None => String::new(),
+        };
+        lines.push(match self.store {
+            StoreArg::Archive(p) => format!(
+                "the store {} is an archive, read-only: make a new one holding every image with `{}` where the registries can be reached, then package again",
+                p.display(),
+                self.store.pull_command(self.all)
+            ),
+            _ => format!(
+                "fetch {them} with `{}`{place}, then package again",
+                self.store.pull_command(&wanted)
+            ),
+        });
+        lines
+    }
+}
+
 /// The one place that says how to fetch a remote buildpack for cnbpkg: the command to run and
 /// the `uri` (or `--path`) to give instead. `base` is the directory relative URIs are resolved
-/// against; `from_config` says whether the URI was read from package.toml.
-pub(crate) fn fetch_instructions(remote: &Remote, base: &Path, from_config: bool) -> String {
+/// against; `from_config` says whether the URI was read from package.toml; `store` is where
+/// `cnbpkg pull` puts images for packaging to find.
+pub(crate) fn fetch_instructions(
+    remote: &Remote,
+    base: &Path,
+    from_config: bool,
+    store: &StoreArg,
+) -> String {
     // Where the fetched file goes, and how to name it instead of the URI.
     let place = |file: &str| -> (String, String) {
         let path: PathBuf = base.join(file);
@@ -334,24 +461,21 @@ pub(crate) fn fetch_instructions(remote: &Remote, base: &Path, from_config: bool
             "{what} is {}; the buildpack itself must be a directory or a .tgz/.tar archive (an image can only be a dependency)",
             if matches!(remote.kind, RemoteKind::Image(_)) { "an image" } else { "a Buildpack Registry id" }
         ),
+        RemoteKind::BadImage(why) => format!("{what} is not a valid image reference: {why}"),
         _ if has_control => format!("{what} names no local file; fetch it into a file and give its path"),
         RemoteKind::Image(reference) => {
             let (path, uri) = place(&image_file(reference));
             format!(
-                "{what} is an image: run `skopeo copy --all {} {}` and give {uri}",
-                shell_word(&format!("docker://{reference}")),
-                shell_word(&format!("oci-archive:{path}")),
+                "{what} is an image: fetch it into the store with `{}` and package again, or into a file with `cnbpkg pull --output {} {}` and give {uri}",
+                store.pull_command(std::slice::from_ref(reference)),
+                shell_word(&path),
+                shell_word(reference),
             )
         }
-        RemoteKind::Registry(id) => {
-            let name = id.split('@').next().unwrap_or(id);
-            let name = name.rsplit('/').next().unwrap_or(name);
-            let (path, uri) = place(&format!("{}.cnb", file_stem(name)));
-            format!(
-                "{what} is a Buildpack Registry id: look up the image it stands for (the registry index at https://github.com/buildpacks/registry-index), run `skopeo copy --all docker://IMAGE {}` and give {uri}",
-                shell_word(&format!("oci-archive:{path}")),
-            )
-        }
+        RemoteKind::Registry(_) => format!(
+            "{what} is a Buildpack Registry id: look up the image it stands for (the registry index at https://github.com/buildpacks/registry-index), run `{}` and give uri = \"docker://IMAGE\"",
+            store.pull_command(&["IMAGE".to_string()]),
+        ),
         RemoteKind::Download(url) => {
             let (path, uri) = place(&download_file(url));
             format!(
@@ -366,28 +490,38 @@ pub(crate) fn fetch_instructions(remote: &Remote, base: &Path, from_config: bool
     }
 }
 
-/// One error for every remote buildpack of a package: what each is and how to fetch it.
+/// One error for every remote buildpack of a package: what each is and how to fetch it, and
+/// for the images the store does not hold, the one command that fetches them all.
 pub(crate) fn remote_error(
     remotes: &[Remote],
+    images: Option<&MissingImages<'_>>,
     base: &Path,
     from_config: bool,
     path: Option<&Path>,
 ) -> crate::error::Error {
-    let headline = if remotes.len() == 1 {
+    let count = remotes.len() + images.map_or(0, |m| m.missing.len());
+    let headline = if count == 1 {
         "a buildpack is not on this machine and cnbpkg never downloads while packaging:".to_string()
     } else {
         format!(
             "{} buildpacks are not on this machine and cnbpkg never downloads while packaging:",
-            remotes.len()
+            count
         )
     };
+    let store = images
+        .map(|m| m.store.clone())
+        .unwrap_or_else(|| StoreArg::of(None));
+    let mut details: Vec<String> = remotes
+        .iter()
+        .map(|r| fetch_instructions(r, base, from_config, &store))
+        .collect();
+    if let Some(images) = images.filter(|m| !m.missing.is_empty()) {
+        details.extend(images.details());
+    }
     crate::error::Error::Listed {
         path: path.map(Path::to_path_buf),
         headline,
-        details: remotes
-            .iter()
-            .map(|r| fetch_instructions(r, base, from_config))
-            .collect(),
+        details,
     }
 }
 
@@ -463,6 +597,63 @@ mod tests {
         // The main buildpack is a path unless it has a scheme.
         assert_eq!(classify("gcr.io/a/b:1", base, false), None);
         assert!(classify("https://x.io/bp.tgz", base, false).is_some());
+    }
+
+    #[test]
+    fn missing_images_are_fetched_by_one_command() {
+        let missing = [
+            MissingImage {
+                uri: "docker://r.io/a:1".into(),
+                reference: "r.io/a:1".into(),
+            },
+            MissingImage {
+                uri: "busybox".into(),
+                reference: "docker.io/library/busybox:latest".into(),
+            },
+            MissingImage {
+                uri: "r.io/a:1".into(),
+                reference: "r.io/a:1".into(),
+            },
+        ];
+        let all = [
+            "r.io/a:1".to_string(),
+            "docker.io/library/busybox:latest".into(),
+        ];
+        let details = |store: &StoreArg, exists: bool| {
+            MissingImages {
+                missing: &missing,
+                all: &all,
+                store,
+                exists,
+                unnamed: false,
+            }
+            .details()
+        };
+        let dir = details(&StoreArg::Dir(PathBuf::from("my store")), true);
+        assert_eq!(dir.len(), 4, "{dir:?}");
+        assert_eq!(
+            dir[1],
+            "dependency 'busybox' is image docker.io/library/busybox:latest, not in the store"
+        );
+        assert_eq!(
+            dir[3],
+            "fetch them with `cnbpkg pull --store 'my store' r.io/a:1 docker.io/library/busybox:latest` (the store is my store), then package again"
+        );
+        let default = details(&StoreArg::Default(Some(PathBuf::from("/c/store"))), false);
+        assert!(
+            default[3].starts_with("fetch them with `cnbpkg pull r.io/a:1 docker.io"),
+            "{default:?}"
+        );
+        assert!(
+            default[3].contains("(the store /c/store does not exist yet)"),
+            "{default:?}"
+        );
+        let archive = details(&StoreArg::Archive(PathBuf::from("d.tar")), true);
+        assert!(
+            archive[3]
+                .contains("`cnbpkg pull --output d.tar r.io/a:1 docker.io/library/busybox:latest`"),
+            "{archive:?}"
+        );
     }
 
     #[test]

@@ -18,8 +18,75 @@ pub struct PackageReport {
     pub buildpack: String,
     /// One entry per written file or directory.
     pub outputs: Vec<OutputReport>,
+    /// Every `[[dependencies]]` entry, in package.toml's order: where it came from and which
+    /// image each target took from it (what a release pins).
+    pub dependencies: Vec<DependencyReport>,
     /// The warnings given while packaging, each once, in order.
     pub warnings: Vec<String>,
+}
+
+/// One dependency of the package.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct DependencyReport {
+    /// The URI as package.toml gives it (`docker://REF` for an `image` key).
+    pub uri: String,
+    /// What it is.
+    pub kind: DependencyKind,
+    /// For an image of the store: the reference, normalized (`docker.io/library/x:1`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// For an image of the store: the ref name of the store entry it was found under.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entry: Option<String>,
+    /// For an image of the store: the store it was read from.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "lossy_optional_path"
+    )]
+    pub store: Option<PathBuf>,
+    /// For an image of the store: the digest of what the reference names (an index or a
+    /// manifest): `REFERENCE@DIGEST` pins it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<Digest>,
+    /// For a package or an image: the manifest each target took from it (none for a target
+    /// another package of the same buildpack served).
+    pub images: Vec<DependencyImage>,
+}
+
+/// What a dependency is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub enum DependencyKind {
+    /// A buildpack directory or `.tgz`/`.tar` archive.
+    Buildpack,
+    /// A `.cnb` file or an OCI layout directory.
+    Package,
+    /// An image of the store (`docker://REF`, a bare reference, `image = "REF"`).
+    Image,
+}
+
+/// The image one target took from a dependency.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct DependencyImage {
+    /// The target, as the output's images name it.
+    pub target: String,
+    /// The manifest's digest.
+    pub manifest: Digest,
+}
+
+fn lossy_optional_path<S: serde::Serializer>(
+    path: &Option<PathBuf>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match path {
+        Some(p) => crate::json::lossy_path(p, s),
+        None => s.serialize_none(),
+    }
 }
 
 /// A sink that passes each warning on only the first time (a buildpack read twice, as the main

@@ -51,6 +51,8 @@ pub(crate) struct ModulePlan {
     pub layer: LayerSource,
     /// The buildpack directory or package it comes from, for messages.
     pub origin: PathBuf,
+    /// The dependency package's image (manifest digest) it comes from, for the report.
+    pub image: Option<Digest>,
 }
 
 impl ModulePlan {
@@ -95,6 +97,7 @@ pub(crate) fn tree_module(
         label: ModuleLayerInfo::from_descriptor(&tree.descriptor, ""),
         layer: LayerSource::Build { root, overlay },
         origin: tree.origin.clone(),
+        image: None,
     })
 }
 
@@ -542,6 +545,7 @@ fn package_modules(
                         .unwrap_or_default(),
                 },
                 origin: origin.to_path_buf(),
+                image: Some(image.descriptor.digest),
             });
         }
     }

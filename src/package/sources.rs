@@ -3,14 +3,16 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::atomic::ScratchDir;
 use crate::descriptor::{self, BuildpackDescriptor, PackageConfig};
 use crate::error::{Error, IoResultExt, Result};
 use crate::events::{Events, EventsExt};
 use crate::layout::{ImageRef, PackageReader};
+use crate::store::{ResolvedImage, StoreReader};
 
-use super::remote::{self, Remote};
+use super::remote::{self, MissingImage, MissingImages, Remote, RemoteKind, StoreArg};
 
 /// A buildpack given as a file tree (a directory, or an extracted archive).
 pub(crate) struct Tree {
@@ -42,16 +44,45 @@ impl Tree {
 }
 
 /// A dependency: a buildpack tree or a finished package.
+// At most a few hundred, held once each: the size of a tree's descriptor does not matter.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Dependency {
     /// A directory or archive holding one buildpack.
     Tree(Tree),
-    /// A `.cnb` file or an OCI layout directory.
+    /// A `.cnb` file or an OCI layout directory, or an image of the store.
     Package {
-        reader: PackageReader,
+        /// The package, or the store (shared by every dependency it holds).
+        reader: Arc<PackageReader>,
         /// Its images, read (and their manifests and configs verified) once.
         images: Vec<ImageRef>,
+        /// The path, or the URI as written for an image of the store.
         origin: PathBuf,
     },
+}
+
+/// Where a dependency comes from, once located.
+pub(crate) enum Located {
+    /// A path on this machine.
+    Path(PathBuf),
+    /// An image of the store.
+    Stored {
+        /// The URI as written.
+        uri: String,
+        /// What the store holds under it.
+        image: Box<ResolvedImage>,
+        /// The store (held while packaging: `store gc` waits for it).
+        store: Arc<StoreReader>,
+    },
+}
+
+impl Located {
+    /// What messages call it: the path, or the URI as written.
+    pub(crate) fn origin(&self) -> &Path {
+        match self {
+            Located::Path(p) => p,
+            Located::Stored { uri, .. } => Path::new(uri.as_str()),
+        }
+    }
 }
 
 /// Turn a dependency URI into a local path: relative paths against `base`, `file://` decoded;
@@ -64,7 +95,7 @@ pub fn resolve_uri(uri: &str, base: &Path) -> Result<PathBuf> {
             kind,
             dependency: true,
         };
-        return Err(remote::remote_error(&[remote], base, true, None));
+        return Err(remote::remote_error(&[remote], None, base, true, None));
     }
     Ok(local_path(uri, base))
 }
@@ -85,41 +116,173 @@ fn local_path(uri: &str, base: &Path) -> PathBuf {
     }
 }
 
-/// The local paths of a package's main buildpack and of its dependencies. Every URI that names
-/// something remote is listed in one error, each with what to run to fetch it; `config` names
-/// package.toml in that error.
+/// The main buildpack's local path and where each dependency comes from: a local path, or
+/// an image of the store (`store`: `--store`, else the default store). Every URI that names
+/// something not on this machine (a Buildpack Registry id, a download, an image the store does
+/// not hold) is listed in one error, with what to run to fetch each (the images with one
+/// `cnbpkg pull`); `config_path` names package.toml in that error.
 pub(crate) fn locate(
     config: &PackageConfig,
     base: &Path,
     config_path: Option<&Path>,
-) -> Result<(PathBuf, Vec<PathBuf>)> {
+    store: Option<&Path>,
+) -> Result<(PathBuf, Vec<Located>)> {
+    let Classified {
+        main,
+        mut located,
+        images,
+        remotes,
+    } = classify_all(config, base);
+    let reader = match store {
+        _ if images.is_empty() => None,
+        None => StoreReader::open_default()?,
+        Some(path) if path.exists() => Some(StoreReader::open(path)?),
+        // Nothing to read; the error says how to fill it.
+        Some(_) => None,
+    }
+    .map(Arc::new);
+    let missing = match &reader {
+        Some(r) => resolve_images(r, &images, &mut located)?,
+        None => images.iter().map(|w| w.missing()).collect(),
+    };
+    match (main, located.into_iter().collect::<Option<Vec<_>>>()) {
+        (Some(main), Some(dependencies)) if remotes.is_empty() => Ok((main, dependencies)),
+        _ => {
+            let mut all: Vec<String> = Vec::new();
+            for image in &images {
+                if !all.contains(&image.reference) {
+                    all.push(image.reference.clone());
+                }
+            }
+            let store_arg = StoreArg::of(store);
+            let missing = MissingImages {
+                missing: &missing,
+                all: &all,
+                store: &store_arg,
+                exists: reader.is_some(),
+                unnamed: reader.as_ref().is_some_and(|r| r.names().is_empty()),
+            };
+            Err(remote::remote_error(
+                &remotes,
+                Some(&missing),
+                base,
+                config_path.is_some(),
+                config_path,
+            ))
+        }
+    }
+}
+
+/// package.toml's URIs sorted out: the main buildpack's path, each dependency's path (`None`
+/// for an image or a remote), the image dependencies, and the remotes (errors all).
+struct Classified {
+    main: Option<PathBuf>,
+    located: Vec<Option<Located>>,
+    images: Vec<WantedImage>,
+    remotes: Vec<Remote>,
+}
+
+/// An image dependency, to be read from the store.
+struct WantedImage {
+    /// Its place among the dependencies.
+    index: usize,
+    /// The URI as written.
+    uri: String,
+    /// The reference, normalized.
+    reference: String,
+}
+
+impl WantedImage {
+    fn missing(&self) -> MissingImage {
+        MissingImage {
+            uri: self.uri.clone(),
+            reference: self.reference.clone(),
+        }
+    }
+}
+
+/// Classify every URI of package.toml (pack's rules, see [`remote::classify`]).
+fn classify_all(config: &PackageConfig, base: &Path) -> Classified {
     let mut remotes = Vec::new();
-    let mut local = |uri: &str, dependency: bool| match remote::classify(uri, base, dependency) {
+    let main = match remote::classify(&config.buildpack_uri, base, false) {
         Some(kind) => {
             remotes.push(Remote {
-                uri: uri.to_string(),
+                uri: config.buildpack_uri.clone(),
                 kind,
-                dependency,
+                dependency: false,
             });
             None
         }
-        None => Some(local_path(uri, base)),
+        None => Some(local_path(&config.buildpack_uri, base)),
     };
-    let main = local(&config.buildpack_uri, false);
-    let dependencies: Vec<Option<PathBuf>> = config
-        .dependencies
-        .iter()
-        .map(|d| local(&d.uri, true))
-        .collect();
-    match (main, dependencies.into_iter().collect::<Option<Vec<_>>>()) {
-        (Some(main), Some(dependencies)) => Ok((main, dependencies)),
-        _ => Err(remote::remote_error(
-            &remotes,
-            base,
-            config_path.is_some(),
-            config_path,
-        )),
+    let mut located = Vec::new();
+    let mut images = Vec::new();
+    for (index, d) in config.dependencies.iter().enumerate() {
+        let kind = match remote::classify(&d.uri, base, true) {
+            None => {
+                located.push(Some(Located::Path(local_path(&d.uri, base))));
+                continue;
+            }
+            Some(RemoteKind::Image(reference)) => match normalized(&reference) {
+                Ok(reference) => {
+                    images.push(WantedImage {
+                        index,
+                        uri: d.uri.clone(),
+                        reference,
+                    });
+                    located.push(None);
+                    continue;
+                }
+                Err(why) => RemoteKind::BadImage(why),
+            },
+            Some(kind) => kind,
+        };
+        remotes.push(Remote {
+            uri: d.uri.clone(),
+            kind,
+            dependency: true,
+        });
+        located.push(None);
     }
+    Classified {
+        main,
+        located,
+        images,
+        remotes,
+    }
+}
+
+/// Each image dependency the store holds, in its place in `located`; those it lacks.
+fn resolve_images(
+    store: &Arc<StoreReader>,
+    images: &[WantedImage],
+    located: &mut [Option<Located>],
+) -> Result<Vec<MissingImage>> {
+    let mut missing = Vec::new();
+    for wanted in images {
+        match store.resolve(&wanted.reference)? {
+            Some(image) => {
+                located[wanted.index] = Some(Located::Stored {
+                    uri: wanted.uri.clone(),
+                    image: Box::new(image),
+                    store: Arc::clone(store),
+                })
+            }
+            None => missing.push(wanted.missing()),
+        }
+    }
+    Ok(missing)
+}
+
+/// An image reference as the store names it (`docker.io/library/x:latest`), or why it is not
+/// a valid one.
+fn normalized(reference: &str) -> std::result::Result<String, String> {
+    crate::store::normalized_reference(reference).map_err(|e| {
+        let text = e.to_string();
+        // "invalid reference 'X': why" → "why": the message names the URI already.
+        text.split_once("': ")
+            .map_or(text.clone(), |(_, why)| why.to_string())
+    })
 }
 
 /// `%XX` escapes decoded to the bytes they name (a file name need not be UTF-8). Works on bytes:
@@ -196,7 +359,7 @@ pub(crate) fn load_dependency(location: &Path, events: &dyn Events) -> Result<De
         let reader = PackageReader::open(location)?;
         let images = reader.images()?;
         Ok(Dependency::Package {
-            reader,
+            reader: Arc::new(reader),
             images,
             origin: location.to_path_buf(),
         })

@@ -25,6 +25,16 @@ fn composite(dir: &Path, deps: &[(&str, &str)], dependency_lines: &str) {
     );
 }
 
+/// `line` with the default store's path (under a fresh home) as `HOME/.cache/cnbpkg/store`.
+fn without_store_path(line: &str) -> String {
+    match (line.find("(the store /"), line.find("/.cache/cnbpkg/store")) {
+        (Some(start), Some(end)) if start < end => {
+            format!("{}(the store HOME{}", &line[..start], &line[end..])
+        }
+        _ => line.to_string(),
+    }
+}
+
 #[test]
 fn every_remote_dependency_is_listed_in_one_error() {
     let d = tempfile::tempdir().unwrap();
@@ -46,17 +56,20 @@ fn every_remote_dependency_is_listed_in_one_error() {
         ),
         1,
     );
-    // Nothing but the error: pack's advice for `image` keys (use docker://) does not apply.
-    let errors: Vec<&str> = stderr.lines().collect();
+    // pack's warning for the `image` key, then one error: the images the store lacks are
+    // fetched by one command (into the default store, which is named).
+    let errors: Vec<String> = stderr.lines().map(without_store_path).collect();
     assert_eq!(
         errors,
         vec![
+            "warning: The 'image' key is deprecated. Use 'uri=\"docker://...\"' instead.",
             "error: package.toml: 5 buildpacks are not on this machine and cnbpkg never downloads while packaging:",
-            "  dependency 'docker://gcr.io/paketo-buildpacks/node-engine:1.2.3' is an image: run `skopeo copy --all docker://gcr.io/paketo-buildpacks/node-engine:1.2.3 oci-archive:node-engine-1.2.3.cnb` and give uri = \"node-engine-1.2.3.cnb\"",
-            "  dependency 'urn:cnb:registry:heroku/procfile@1.0.0' is a Buildpack Registry id: look up the image it stands for (the registry index at https://github.com/buildpacks/registry-index), run `skopeo copy --all docker://IMAGE oci-archive:procfile.cnb` and give uri = \"procfile.cnb\"",
+            "  dependency 'urn:cnb:registry:heroku/procfile@1.0.0' is a Buildpack Registry id: look up the image it stands for (the registry index at https://github.com/buildpacks/registry-index), run `cnbpkg pull IMAGE` and give uri = \"docker://IMAGE\"",
             "  dependency 'https://example.com/dl/bp-1.0.tgz?x=1&y=2' is a download: run `curl -fL -o bp-1.0.tgz 'https://example.com/dl/bp-1.0.tgz?x=1&y=2'` and give uri = \"bp-1.0.tgz\"",
-            "  dependency 'gcr.io/paketo-buildpacks/npm-install:2.0.0' is an image: run `skopeo copy --all docker://gcr.io/paketo-buildpacks/npm-install:2.0.0 oci-archive:npm-install-2.0.0.cnb` and give uri = \"npm-install-2.0.0.cnb\"",
-            "  dependency 'docker://docker.io/acme/yarn:3' is an image: run `skopeo copy --all docker://docker.io/acme/yarn:3 oci-archive:yarn-3.cnb` and give uri = \"yarn-3.cnb\"",
+            "  dependency 'docker://gcr.io/paketo-buildpacks/node-engine:1.2.3' is image gcr.io/paketo-buildpacks/node-engine:1.2.3, not in the store",
+            "  dependency 'gcr.io/paketo-buildpacks/npm-install:2.0.0' is image gcr.io/paketo-buildpacks/npm-install:2.0.0, not in the store",
+            "  dependency 'docker://docker.io/acme/yarn:3' is image docker.io/acme/yarn:3, not in the store",
+            "  fetch them with `cnbpkg pull gcr.io/paketo-buildpacks/node-engine:1.2.3 gcr.io/paketo-buildpacks/npm-install:2.0.0 docker.io/acme/yarn:3` (the store HOME/.cache/cnbpkg/store does not exist yet), then package again",
         ],
         "{stderr}"
     );
@@ -162,50 +175,25 @@ fn fetching_as_advised_gives_a_package() {
         &[("test/dep", "1.0.0")],
         &format!("[[dependencies]]\nuri = \"docker://{reference}\"\n"),
     );
-    let stderr = fails(
-        cnbpkg_in(
-            &work,
-            ["buildpack", "package", "x.cnb", "--config", "package.toml"],
-        ),
-        1,
-    );
-    // Run the advised command (plain HTTP to the local registry needs skopeo's TLS switch).
-    let line = stderr.lines().nth(1).unwrap_or_default();
+    // One home for every step: the advised command fills its default store.
+    let home = child::fresh_home();
+    let in_work =
+        |args: &[&str]| child::output(child::isolated(&home).current_dir(&work).args(args));
+    let package = ["buildpack", "package", "x.cnb", "--config", "package.toml"];
+    let stderr = fails(in_work(&package), 1);
+    // Run the advised command (plain HTTP to the local registry needs --insecure).
+    let line = stderr.lines().last().unwrap_or_default();
     let command = line
         .split('`')
         .nth(1)
         .unwrap_or_else(|| panic!("no command in {stderr}"));
-    let uri = line
-        .rsplit("uri = \"")
-        .next()
-        .and_then(|s| s.strip_suffix('"'))
-        .unwrap_or_else(|| panic!("no uri in {stderr}"));
-    let mut words: Vec<&str> = command.split(' ').collect();
-    assert_eq!(&words[..3], ["skopeo", "copy", "--all"], "{command}");
-    words.insert(2, "--src-tls-verify=false");
-    let out = std::process::Command::new(words[0])
-        .args(&words[1..])
-        .current_dir(&work)
-        .output()
-        .expect("run skopeo");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // Give the file as the uri, as advised: the package builds.
-    let toml = std::fs::read_to_string(work.join("package.toml")).unwrap();
-    std::fs::write(
-        work.join("package.toml"),
-        toml.replace(&format!("docker://{reference}"), uri),
-    )
-    .unwrap();
-    ok(cnbpkg_in(
-        &work,
-        ["buildpack", "package", "x.cnb", "--config", "package.toml"],
-    ));
-    ok(cnbpkg_in(&work, ["verify", "x.cnb"]));
-    let text = ok(cnbpkg_in(&work, ["inspect", "x.cnb"]));
+    let words: Vec<&str> = command.split(' ').collect();
+    assert_eq!(words, ["cnbpkg", "pull", reference.as_str()], "{command}");
+    ok(in_work(&["pull", "--insecure", words[2]]));
+    // The same package.toml now packages, from the store.
+    ok(in_work(&package));
+    ok(in_work(&["verify", "x.cnb"]));
+    let text = ok(in_work(&["inspect", "x.cnb"]));
     assert!(text.contains("Platform linux/amd64\n"), "{text}");
     assert!(text.contains("Platform linux/arm64\n"), "{text}");
 }

@@ -27,3 +27,4 @@ mod push_token;
 mod registry_hostile;
 mod registry_push;
 mod store_maintenance;
+mod store_packaging;
