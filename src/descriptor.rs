@@ -299,7 +299,7 @@ impl BuildpackDescriptor {
 // TOML helpers
 
 /// One-line text of a TOML error, with line and column when known.
-fn toml_error(text: &str, e: &toml::de::Error) -> String {
+pub(crate) fn toml_error(text: &str, e: &toml::de::Error) -> String {
     let msg = e.message().trim().replace('\n', " ");
     match e.span() {
         Some(span) => {
@@ -350,7 +350,7 @@ fn quote_key(k: &str) -> String {
 
 /// How a key path is treated when listing keys pack would not decode.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Class {
+pub(crate) enum Class {
     /// A known table: look at its children.
     Table,
     /// A known value: decoded whole.
@@ -361,7 +361,7 @@ enum Class {
     Unknown,
 }
 
-type Classifier = fn(&[String]) -> Class;
+pub(crate) type Classifier = fn(&[String]) -> Class;
 
 /// Walk a parsed document and return the key paths `classify` does not know, in document order
 /// (the first occurrence of each), formatted as BurntSushi's `Key.String()`.
@@ -419,6 +419,38 @@ fn undecoded_keys(doc: &toml::de::DeTable<'_>, classify: Classifier) -> Vec<Stri
         .collect()
 }
 
+/// pack's error for keys a configuration file (`package.toml`, `builder.toml`) may not have:
+/// `unknown configuration element(s) 'k', ... in '<path>'` (`FormatUndecodedKeys`: a key is
+/// left out when its first part was already listed).
+pub(crate) fn reject_unknown_keys(
+    doc: &toml::de::DeTable<'_>,
+    classify: Classifier,
+    path: &Path,
+) -> Result<()> {
+    let unknown = undecoded_keys(doc, classify);
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let mut listed: Vec<String> = Vec::new();
+    for k in unknown {
+        let parent = k.split('.').next().unwrap_or("").to_string();
+        if !listed.contains(&parent) {
+            listed.push(k);
+        }
+    }
+    let quoted: Vec<String> = listed.iter().map(|k| format!("'{k}'")).collect();
+    let plural = if quoted.len() > 1 {
+        "elements"
+    } else {
+        "element"
+    };
+    Err(Error::other(format!(
+        "unknown configuration {plural} {} in '{}'",
+        quoted.join(", "),
+        path.display()
+    )))
+}
+
 const INFO_KEYS: &[&str] = &[
     "id",
     "name",
@@ -432,7 +464,7 @@ const INFO_KEYS: &[&str] = &[
 ];
 
 /// Classify a path below a ModuleInfo table (`rest` excludes the table itself).
-fn classify_info(rest: &[String], with_optional: bool) -> Class {
+pub(crate) fn classify_info(rest: &[String], with_optional: bool) -> Class {
     match rest {
         [k] if k == "licenses" => Class::Table,
         [k] if INFO_KEYS.contains(&k.as_str()) => Class::Leaf,
@@ -442,7 +474,7 @@ fn classify_info(rest: &[String], with_optional: bool) -> Class {
     }
 }
 
-fn classify_targets(rest: &[String], with_path: bool) -> Class {
+pub(crate) fn classify_targets(rest: &[String], with_path: bool) -> Class {
     match rest {
         [] => Class::Table,
         [k] if k == "os" || k == "arch" || k == "variant" => Class::Leaf,
@@ -517,7 +549,7 @@ fn classify_package(path: &[String]) -> Class {
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
-struct RawInfo {
+pub(crate) struct RawInfo {
     id: Option<String>,
     name: Option<String>,
     version: Option<String>,
@@ -531,14 +563,14 @@ struct RawInfo {
 }
 
 #[derive(Deserialize)]
-struct RawLicense {
+pub(crate) struct RawLicense {
     #[serde(rename = "type")]
     kind: Option<String>,
     uri: Option<String>,
 }
 
 impl RawInfo {
-    fn into_info(self) -> (ModuleInfo, bool) {
+    pub(crate) fn into_info(self) -> (ModuleInfo, bool) {
         let mut present = BTreeSet::new();
         let mut mark = |k: &str, yes: bool| {
             if yes {
@@ -585,13 +617,13 @@ struct RawStack {
 }
 
 #[derive(Deserialize)]
-struct RawDistro {
+pub(crate) struct RawDistro {
     name: Option<String>,
     version: Option<String>,
 }
 
 #[derive(Deserialize)]
-struct RawTarget {
+pub(crate) struct RawTarget {
     os: Option<String>,
     arch: Option<String>,
     variant: Option<String>,
@@ -600,7 +632,7 @@ struct RawTarget {
 }
 
 impl RawTarget {
-    fn into_target(self) -> Target {
+    pub(crate) fn into_target(self) -> Target {
         Target {
             os: self.os.unwrap_or_default(),
             arch: self.arch.unwrap_or_default(),
@@ -906,28 +938,7 @@ pub fn parse_package_toml(path: &Path, text: &str) -> Result<(PackageConfig, Vec
     let doc = toml::de::DeTable::parse(text).map_err(|e| decode_err(toml_error(text, &e)))?;
     let raw: RawPackage = toml::from_str(text).map_err(|e| decode_err(toml_error(text, &e)))?;
 
-    let unknown = undecoded_keys(doc.get_ref(), classify_package);
-    if !unknown.is_empty() {
-        // pack's FormatUndecodedKeys: a key is dropped when its first part was already listed.
-        let mut listed: Vec<String> = Vec::new();
-        for k in unknown {
-            let parent = k.split('.').next().unwrap_or("").to_string();
-            if !listed.contains(&parent) {
-                listed.push(k);
-            }
-        }
-        let quoted: Vec<String> = listed.iter().map(|k| format!("'{k}'")).collect();
-        let plural = if quoted.len() > 1 {
-            "elements"
-        } else {
-            "element"
-        };
-        return Err(Error::other(format!(
-            "unknown configuration {plural} {} in '{}'",
-            quoted.join(", "),
-            path.display()
-        )));
-    }
+    reject_unknown_keys(doc.get_ref(), classify_package, path)?;
 
     let bp_uri = raw.buildpack.and_then(|b| b.uri).unwrap_or_default();
     let ext_uri = raw.extension.and_then(|b| b.uri).unwrap_or_default();

@@ -765,7 +765,9 @@ const DERIVED_PAX_KEYS: &[&str] = &[
 ];
 
 /// Our header for an entry read from an existing layer, kept as it was.
-fn copied_header<R: Read>(entry: &mut ::tar::Entry<'_, R>) -> std::result::Result<Header, String> {
+pub(crate) fn copied_header<R: Read>(
+    entry: &mut ::tar::Entry<'_, R>,
+) -> std::result::Result<Header, String> {
     let h = entry.header();
     let typ = match h.entry_type() {
         ::tar::EntryType::Directory => EntryType::Dir,

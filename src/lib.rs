@@ -8,9 +8,9 @@
 //!
 //! Each operation takes its options (with a [`cancel::Cancel`] token) and an
 //! [`events::Events`] sink, and returns a serializable report or an [`Error`]:
-//! [`package::package_buildpack`], [`merge::merge`], [`split::split`],
-//! [`verify::verify_with`], [`inspect::inspect`], [`registry::push`], [`registry::pull`] (into
-//! the [`store`]). Their vocabulary:
+//! [`package::package_buildpack`], [`builder::create_builder`], [`merge::merge`],
+//! [`split::split`], [`verify::verify_with`], [`inspect::inspect`], [`registry::push`],
+//! [`registry::pull`] (into the [`store`]). Their vocabulary:
 //! [`target`] (platform targets as `--target` writes them), [`descriptor`] (`buildpack.toml`,
 //! `package.toml`), [`cnb`] (labels, module directories, platform matching), [`oci`] and
 //! [`digest`] (image-spec types), [`layout::PackageReader`] (reads any `.cnb` file or layout
@@ -23,12 +23,14 @@
 //! `digest`) → images (`image`: the build-once layer cache and the image writer) → layout
 //! (`layout`: blob store, archive, reader, and `layout::tree`, the one walk over image
 //! trees with one set of limits) → archive, committed all or none by `atomic`. `package`
-//! orchestrates; `merge` and `split` copy images between packages through `image`; `verify`
-//! and `inspect` read finished layouts through the tree; `registry` (one client: auth, TLS,
-//! retries; `push` and `pull` beside it) copies them to registries and registry images into
-//! `store`, the local image store.
+//! orchestrates; `builder` builds builders on their build images from the same sources, layer
+//! cache and image writer; `merge` and `split` copy images between packages through `image`;
+//! `verify` and `inspect` read finished layouts through the tree; `registry` (one client: auth,
+//! TLS, retries; `push` and `pull` beside it) copies them to registries and registry images
+//! into `store`, the local image store.
 
 // The library's API: what a release pipeline (or libcnb-cargo) calls.
+pub mod builder;
 pub mod cancel;
 pub mod cnb;
 pub mod descriptor;

@@ -51,6 +51,112 @@ enum Command {
     Merge(MergeArgs),
     /// Write one single-platform package per platform of a package.
     Split(SplitArgs),
+    /// Builder commands.
+    Builder {
+        #[command(subcommand)]
+        command: BuilderCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BuilderCommand {
+    /// Create a builder (one image per target, on its build image) as a file or layout directory.
+    Create(BuilderCreateArgs),
+}
+
+#[derive(Args)]
+struct BuilderCreateArgs {
+    /// Output file (a tar of an OCI layout, any name) or, with --format layout, directory.
+    output: PathBuf,
+    /// Path to builder.toml.
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    targets: TargetArgs,
+    #[command(flatten)]
+    output_args: OutputArgs,
+    /// Put these buildpacks (ID@VERSION, comma-separated) into one layer; repeatable, a layer per value.
+    #[arg(long, value_name = "ID@VERSION[,ID@VERSION...]")]
+    flatten: Vec<String>,
+    #[command(flatten)]
+    labels: LabelArgs,
+    /// The store references are looked up in (default: $CNBPKG_STORE, else $XDG_CACHE_HOME/cnbpkg/store).
+    #[arg(long, value_name = "DIR")]
+    store: Option<PathBuf>,
+    /// Threads for compression, at most 256; more are treated as 256 (default: all cores).
+    #[arg(short, long, value_name = "N")]
+    jobs: Option<u64>,
+    /// pack's flag, accepted only to explain that cnbpkg writes files (see `cnbpkg push`).
+    #[arg(long, hide = true)]
+    publish: bool,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// `--target`, as `buildpack package` and `builder create` take it.
+#[derive(Args)]
+struct TargetArgs {
+    /// Target platform: [os][/arch][/variant][:name@version[;name@version]...]; repeatable and comma-separated.
+    #[arg(short, long = "target", value_name = "T")]
+    targets: Vec<String>,
+}
+
+/// Where and how an output is written, as `buildpack package` and `builder create` take it.
+#[derive(Args)]
+struct OutputArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = FormatArg::File)]
+    format: FormatArg,
+    /// Write one single-platform package per target instead of one multi-platform package.
+    #[arg(long)]
+    split: bool,
+    /// Layer compression.
+    #[arg(long, value_enum, default_value_t = CompressionArg::Gzip)]
+    compression: CompressionArg,
+}
+
+impl OutputArgs {
+    /// The output format (`image` is refused with what to run instead).
+    fn output_format(&self) -> Result<OutputFormat, Error> {
+        match self.format {
+            FormatArg::File => Ok(OutputFormat::File),
+            FormatArg::Layout => Ok(OutputFormat::Layout),
+            FormatArg::Image => Err(publish_hint("--format image")),
+        }
+    }
+
+    /// The layer compression (zstd warned about for files, which pack cannot read).
+    fn layer_compression(&self, ui: &Printer) -> Compression {
+        if matches!(self.compression, CompressionArg::Zstd)
+            && matches!(self.format, FormatArg::File)
+        {
+            ui.warn("zstd layers are not read by pack's .cnb reader; use them with OCI tools that support zstd");
+        }
+        match self.compression {
+            CompressionArg::Gzip => Compression::DEFAULT,
+            CompressionArg::Zstd => {
+                Compression::parse("zstd").expect("zstd is a known compression")
+            }
+            CompressionArg::None => Compression::None,
+        }
+    }
+}
+
+/// `--label`, as `buildpack package` and `builder create` take it.
+#[derive(Args)]
+struct LabelArgs {
+    /// Add a label to every image config (KEY=VALUE); repeatable.
+    #[arg(short, long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+}
+
+/// `--jobs`: at least 1, at most the compression threads there are.
+fn compression_jobs(jobs: Option<u64>) -> Result<Option<usize>, Error> {
+    match jobs {
+        None => Ok(None),
+        Some(0) => Err(Error::usage("--jobs must be at least 1")),
+        Some(j) => Ok(Some(j.min(cnbpkg::MAX_COMPRESSION_THREADS as u64) as usize)),
+    }
 }
 
 #[derive(Args)]
@@ -267,27 +373,18 @@ struct PackageArgs {
     /// Buildpack directory or .tgz/.tar archive, when there is no package.toml (default: current directory).
     #[arg(short, long, value_name = "DIR")]
     path: Option<PathBuf>,
-    /// Target platform: [os][/arch][/variant][:name@version[;name@version]...]; repeatable and comma-separated.
-    #[arg(short, long = "target", value_name = "T")]
-    targets: Vec<String>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = FormatArg::File)]
-    format: FormatArg,
-    /// Write one single-platform package per target instead of one multi-platform package.
-    #[arg(long)]
-    split: bool,
-    /// Layer compression.
-    #[arg(long, value_enum, default_value_t = CompressionArg::Gzip)]
-    compression: CompressionArg,
+    #[command(flatten)]
+    targets: TargetArgs,
+    #[command(flatten)]
+    output_args: OutputArgs,
     /// Put all buildpacks of a composite into one layer.
     #[arg(long)]
     flatten: bool,
     /// Keep this buildpack (ID@VERSION) in its own layer when flattening; repeatable.
     #[arg(long, value_name = "ID@VERSION", requires = "flatten")]
     flatten_exclude: Vec<String>,
-    /// Add a label to every image config (KEY=VALUE); repeatable.
-    #[arg(short, long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
-    labels: Vec<(String, String)>,
+    #[command(flatten)]
+    labels: LabelArgs,
     /// Threads for compression, at most 256; more are treated as 256 (default: all cores).
     #[arg(short, long, value_name = "N")]
     jobs: Option<u64>,
@@ -362,9 +459,10 @@ fn main() -> ExitCode {
     // Only `buildpack package` writes an output that an interrupt leaves unwritten; `inspect`
     // and `verify` write nothing, and an interrupted `push` may have sent blobs already.
     let interrupted: &'static str = match cli.command {
-        Command::Buildpack { .. } | Command::Merge(_) | Command::Split(_) => {
-            "interrupted; no output was written"
-        }
+        Command::Buildpack { .. }
+        | Command::Merge(_)
+        | Command::Split(_)
+        | Command::Builder { .. } => "interrupted; no output was written",
         _ => "interrupted",
     };
     let token = cnbpkg::cancel::Cancel::new();
@@ -414,6 +512,12 @@ fn main() -> ExitCode {
             let ui = printer(&args.common);
             (run_split(args, &ui, &token), ui)
         }
+        Command::Builder {
+            command: BuilderCommand::Create(args),
+        } => {
+            let ui = printer(&args.common);
+            (run_builder_create(args, &ui, &token), ui)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -436,36 +540,19 @@ fn run_package(args: PackageArgs, ui: &Printer, cancel: &Cancel) -> Result<(), E
     if args.publish {
         return Err(publish_hint("--publish"));
     }
-    if matches!(args.format, FormatArg::Image) {
-        return Err(publish_hint("--format image"));
-    }
     let mut opts = PackageOptions::new(args.output);
     opts.cancel = cancel.clone();
     opts.config = args.config;
     opts.path = args.path;
-    opts.format = match args.format {
-        FormatArg::File => OutputFormat::File,
-        FormatArg::Layout => OutputFormat::Layout,
-        FormatArg::Image => unreachable!("refused above"),
-    };
-    opts.split = args.split;
+    opts.format = args.output_args.output_format()?;
+    opts.split = args.output_args.split;
     opts.store = args.store;
     opts.strict = args.strict;
     opts.flatten = args.flatten;
-    opts.compression = match args.compression {
-        CompressionArg::Gzip => Compression::DEFAULT,
-        CompressionArg::Zstd => Compression::parse("zstd").expect("zstd is a known compression"),
-        CompressionArg::None => Compression::None,
-    };
-    if matches!(args.compression, CompressionArg::Zstd) && opts.format == OutputFormat::File {
-        ui.warn("zstd layers are not read by pack's .cnb reader; use them with OCI tools that support zstd");
-    }
-    opts.labels = args.labels.into_iter().collect::<BTreeMap<_, _>>();
-    if let Some(j) = args.jobs {
-        if j == 0 {
-            return Err(Error::usage("--jobs must be at least 1"));
-        }
-        opts.jobs = j.min(cnbpkg::MAX_COMPRESSION_THREADS as u64) as usize;
+    opts.compression = args.output_args.layer_compression(ui);
+    opts.labels = args.labels.labels.into_iter().collect::<BTreeMap<_, _>>();
+    if let Some(j) = compression_jobs(args.jobs)? {
+        opts.jobs = j;
     }
     opts.flatten_exclude = args
         .flatten_exclude
@@ -477,7 +564,7 @@ fn run_package(args: PackageArgs, ui: &Printer, cancel: &Cancel) -> Result<(), E
         })
         .collect::<Result<_, _>>()?;
     let mut target_warnings = Vec::new();
-    let targets = parse_targets(&args.targets, &mut target_warnings);
+    let targets = parse_targets(&args.targets.targets, &mut target_warnings);
     if targets.is_err() {
         // pack prints the warnings it gave before the error.
         target_warnings.iter().for_each(|w| ui.warn(w));
@@ -495,6 +582,75 @@ fn run_package(args: PackageArgs, ui: &Printer, cancel: &Cancel) -> Result<(), E
         }
     }
     Ok(())
+}
+
+fn run_builder_create(args: BuilderCreateArgs, ui: &Printer, cancel: &Cancel) -> Result<(), Error> {
+    if args.publish {
+        return Err(publish_hint("--publish"));
+    }
+    // pack's exact text (compatibility).
+    let config = args
+        .config
+        .ok_or_else(|| Error::usage("Please provide a builder config path, using --config."))?;
+    let mut opts = cnbpkg::builder::BuilderOptions::new(args.output, config);
+    opts.cancel = cancel.clone();
+    opts.format = args.output_args.output_format()?;
+    opts.split = args.output_args.split;
+    opts.compression = args.output_args.layer_compression(ui);
+    opts.labels = args.labels.labels.into_iter().collect::<BTreeMap<_, _>>();
+    opts.store = args.store;
+    if let Some(j) = compression_jobs(args.jobs)? {
+        opts.jobs = j;
+    }
+    opts.flatten = args
+        .flatten
+        .iter()
+        .map(|value| {
+            value
+                .split(',')
+                .map(|one| {
+                    ModuleId::parse(one.trim()).ok_or_else(|| {
+                        // pack's exact text (compatibility).
+                        Error::usage(format!(
+                            "invalid format {one}; please use '<buildpack-id>@<buildpack-version>' to add buildpacks to be flattened"
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .collect::<Result<_, _>>()?;
+    let mut target_warnings = Vec::new();
+    let targets = parse_targets(&args.targets.targets, &mut target_warnings);
+    if targets.is_err() {
+        target_warnings.iter().for_each(|w| ui.warn(w));
+    }
+    opts.targets = targets.map_err(Error::into_failure)?;
+    opts.target_warnings = target_warnings;
+    let report = cnbpkg::builder::create_builder(&opts, ui).map_err(builder_error)?;
+    let mut out = std::io::stdout().lock();
+    if args.common.json {
+        print_json(&mut out, &report);
+    } else {
+        for o in &report.outputs {
+            let _ = writeln!(out, "{}", o.path.display());
+        }
+    }
+    Ok(())
+}
+
+/// A `--flatten` value naming no buildpack of the builder is a misuse of the flag.
+fn builder_error(e: Error) -> Error {
+    match e {
+        Error::NoSuchBuildpack {
+            requested,
+            available,
+        } => Error::usage(format!(
+            "--flatten {}: no such buildpack on the builder; its buildpacks are {}",
+            requested.join(", "),
+            available.join(", ")
+        )),
+        e => e,
+    }
 }
 
 fn run_merge(args: MergeArgs, ui: &Printer, cancel: &Cancel) -> Result<(), Error> {

@@ -1,4 +1,5 @@
-//! `verify`: every check a careful reader makes on a package, reported as one line per defect.
+//! `verify`: every check a careful reader makes on a package or a builder, reported as one line
+//! per defect.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -10,7 +11,9 @@ use crate::cnb::{
 };
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::layout::layers::{read_layer, LayerFacts, MAX_DESCRIPTOR, MAX_VIOLATIONS_PER_LAYER};
+use crate::layout::layers::{
+    read_layer, LayerFacts, LIFECYCLE_BINARIES, MAX_DESCRIPTOR, MAX_VIOLATIONS_PER_LAYER,
+};
 use crate::layout::tree::{
     Budget, Child, Configs, Exceeded, Failure, NodeBody, OnFailure, Others, Part, Policy, Style,
     Walker,
@@ -256,6 +259,17 @@ struct Verifier<'a> {
 }
 
 type HeldPlatform = (Digest, Option<PlatformKey>, Option<target::Distro>);
+
+/// What the layers labels of one image give its layers.
+#[derive(Default)]
+struct Given {
+    /// The module directories each layer (by position) is given.
+    dirs: BTreeMap<usize, BTreeSet<String>>,
+    /// Which module each directory belongs to: ids `a/b` and `a_b` (and, on Windows, ids
+    /// differing in case only) share one, so two layers would fill it together and each could
+    /// place entries through the other's links.
+    owners: BTreeMap<String, String>,
+}
 
 type PlatformKey = (String, String, String, String);
 
@@ -570,9 +584,12 @@ impl Verifier<'_> {
             ));
         }
         let windows = config.os == "windows";
+        // A builder's other layers (its build image's, the lifecycle, order, ...) hold any
+        // files: only the layers its labels give modules are checked for placement, below.
+        let builder = crate::inspect::builder_info(config.labels(), config_bytes);
         for (i, layer) in manifest.layers.iter().enumerate() {
             let facts = self.check_layer(layer, &name);
-            if let Some(f) = &facts {
+            if let (Some(f), None) = (&facts, &builder) {
                 self.check_placement(&name, layer, i, windows, f);
             }
             if let (Some(actual), Some(expected)) =
@@ -586,7 +603,10 @@ impl Verifier<'_> {
                 }
             }
         }
-        self.check_labels(&name, manifest, config);
+        match builder {
+            Some(info) => self.check_builder(&name, manifest, config, &info),
+            None => self.check_labels(&name, manifest, config),
+        }
     }
 
     /// A platform must name its OS and architecture (both REQUIRED by the image spec), and
@@ -846,18 +866,38 @@ impl Verifier<'_> {
             Ok(l) => l,
             Err(e) => return self.defect(format!("{name}: {label_name}: {e}")),
         };
-        let windows = config.os == "windows";
         let kind = if label_name == LABEL_EXTENSION_LAYERS {
             ModuleKind::Extension
         } else {
             ModuleKind::Buildpack
         };
-        // The module directories the label gives each layer (by position).
-        let mut given: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
-        // Which module each directory belongs to: ids `a/b` and `a_b` (and, on Windows, ids
-        // differing in case only) share one, so two layers would fill it together and each
-        // could place entries through the other's links.
-        let mut owners: BTreeMap<String, String> = BTreeMap::new();
+        let mut given = Given::default();
+        self.check_modules(
+            name, manifest, config, label_name, kind, &layers, &mut given,
+        );
+        self.check_stray(name, manifest, &given, Some(label_name));
+    }
+
+    /// Check each module of a layers label (`label_name`, of modules of `kind`) against the
+    /// layer it names: a valid id and version, a layer of this image, holding that module's
+    /// directory and descriptor, no directory shared with another module. Records in `given`
+    /// the directories each layer is given.
+    #[allow(clippy::too_many_arguments)]
+    fn check_modules(
+        &mut self,
+        name: &str,
+        manifest: &Manifest,
+        config: &ImageConfig,
+        label_name: &str,
+        kind: ModuleKind,
+        layers: &LayersLabel,
+        given: &mut Given,
+    ) {
+        let windows = config.os == "windows";
+        let Given {
+            dirs: given,
+            owners,
+        } = given;
         let lookup = LayerLookup::new(config);
         for (id, versions) in &layers.0 {
             for (version, info) in versions {
@@ -924,15 +964,150 @@ impl Verifier<'_> {
                 }
             }
         }
+    }
+
+    /// What reading `layer` showed, when it was read.
+    fn facts_of(&self, layer: &Descriptor) -> Option<&LayerFacts> {
+        let encoding = oci::layer_compression_of(&layer.media_type)?;
+        self.layers.get(&(layer.digest, encoding))
+    }
+
+    /// A builder's invariants: its labels parse (what pack build needs of the metadata: a
+    /// lifecycle version, its APIs, a run image), every module of its layers labels is in the
+    /// layer it names (placed as in a package), every order entry is among those modules, and
+    /// its lifecycle layer (the last with `/cnb/lifecycle` entries) holds the binaries pack
+    /// requires.
+    fn check_builder(
+        &mut self,
+        name: &str,
+        manifest: &Manifest,
+        config: &ImageConfig,
+        info: &crate::inspect::BuilderInfo,
+    ) {
+        use crate::inspect::{LABEL_BUILDER_METADATA, LABEL_ORDER, LABEL_ORDER_EXTENSIONS};
+        for p in &info.problems {
+            self.defect(format!("{name}: {p}"));
+        }
+        let lifecycle = &info.lifecycle;
+        if lifecycle.version.is_empty() {
+            self.defect(format!(
+                "{name}: {LABEL_BUILDER_METADATA}: no lifecycle version"
+            ));
+        }
+        if lifecycle.buildpack_apis.is_empty() {
+            self.defect(format!(
+                "{name}: {LABEL_BUILDER_METADATA}: no supported lifecycle Buildpack APIs"
+            ));
+        }
+        if lifecycle.platform_apis.is_empty() {
+            self.defect(format!(
+                "{name}: {LABEL_BUILDER_METADATA}: no supported lifecycle Platform APIs"
+            ));
+        }
+        if info.run_images.is_empty() {
+            self.defect(format!("{name}: {LABEL_BUILDER_METADATA}: no run image"));
+        }
+        let labels = config.labels();
+        let mut given = Given::default();
+        let mut modules: BTreeMap<&str, LayersLabel> = BTreeMap::new();
+        for (label_name, kind) in [
+            (LABEL_LAYERS, ModuleKind::Buildpack),
+            (LABEL_EXTENSION_LAYERS, ModuleKind::Extension),
+        ] {
+            let parsed = match labels.get(label_name).map(|v| LayersLabel::parse(v)) {
+                Some(Ok(l)) => l,
+                Some(Err(e)) => {
+                    self.defect(format!("{name}: {label_name}: {e}"));
+                    continue;
+                }
+                // pack writes both, `{}` when empty; a missing extensions label is as empty.
+                None if kind == ModuleKind::Extension => LayersLabel::new(),
+                None => {
+                    self.defect(format!("{name}: no {label_name} label"));
+                    continue;
+                }
+            };
+            self.check_modules(
+                name, manifest, config, label_name, kind, &parsed, &mut given,
+            );
+            modules.insert(label_name, parsed);
+        }
+        let windows = config.os == "windows";
+        for (pos, layer) in manifest.layers.iter().enumerate() {
+            if !given.dirs.contains_key(&pos) {
+                continue;
+            }
+            if let Some(facts) = self.facts_of(layer).cloned() {
+                self.check_placement(name, layer, pos, windows, &facts);
+            }
+        }
+        self.check_stray(name, manifest, &given, None);
+        for (label_name, order, layers_label) in [
+            (LABEL_ORDER, &info.order, LABEL_LAYERS),
+            (
+                LABEL_ORDER_EXTENSIONS,
+                &info.order_extensions,
+                LABEL_EXTENSION_LAYERS,
+            ),
+        ] {
+            let Some(held) = modules.get(layers_label) else {
+                continue; // reported above
+            };
+            for entry in order.iter().flatten() {
+                let found = match &entry.version {
+                    Some(v) => held.get(&entry.id, v).is_some(),
+                    None => held.0.get(&entry.id).is_some_and(|v| !v.is_empty()),
+                };
+                if !found {
+                    self.defect(format!(
+                        "{name}: {label_name}: {} is not among the modules of {layers_label}",
+                        entry.display()
+                    ));
+                }
+            }
+        }
+        self.check_lifecycle_layer(name, manifest);
+    }
+
+    /// The last layer with `/cnb/lifecycle` entries must hold every binary pack requires.
+    fn check_lifecycle_layer(&mut self, name: &str, manifest: &Manifest) {
+        let found = manifest.layers.iter().rev().find_map(|l| {
+            let facts = self.facts_of(l)?;
+            Some((l.digest, facts.lifecycle.clone()?))
+        });
+        let Some((digest, held)) = found else {
+            return self.defect(format!("{name}: no layer holds /cnb/lifecycle"));
+        };
+        let missing: Vec<&str> = LIFECYCLE_BINARIES
+            .iter()
+            .copied()
+            .filter(|b| !held.contains(*b))
+            .collect();
+        if !missing.is_empty() {
+            self.defect(format!(
+                "{name}: lifecycle layer {} lacks /cnb/lifecycle/{}",
+                digest.short(),
+                missing.join(", /cnb/lifecycle/")
+            ));
+        }
+    }
+
+    /// Report module directories a layer holds that no label gives it.
+    /// `label_name` is the label that lists them; `None` for a builder, which has one for
+    /// buildpacks and one for extensions.
+    fn check_stray(
+        &mut self,
+        name: &str,
+        manifest: &Manifest,
+        given: &Given,
+        label_name: Option<&str>,
+    ) {
         let empty = BTreeSet::new();
         for (pos, layer) in manifest.layers.iter().enumerate() {
-            let Some(encoding) = oci::layer_compression_of(&layer.media_type) else {
+            let Some(facts) = self.facts_of(layer) else {
                 continue;
             };
-            let Some(facts) = self.layers.get(&(layer.digest, encoding)) else {
-                continue;
-            };
-            let allowed = given.get(&pos).unwrap_or(&empty);
+            let allowed = given.dirs.get(&pos).unwrap_or(&empty);
             let stray: Vec<String> = facts
                 .dirs
                 .iter()
@@ -940,6 +1115,15 @@ impl Verifier<'_> {
                 .cloned()
                 .collect();
             for d in stray {
+                let label_name = label_name.unwrap_or(
+                    if d.trim_start_matches("Files/")
+                        .starts_with("cnb/extensions/")
+                    {
+                        LABEL_EXTENSION_LAYERS
+                    } else {
+                        LABEL_LAYERS
+                    },
+                );
                 self.defect(format!(
                     "{name}: layer {} holds {d}/, which {label_name} does not list for it",
                     layer.digest.short()

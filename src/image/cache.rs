@@ -30,6 +30,8 @@ pub(crate) enum LayerKey {
     },
     /// A layer taken from an existing package: its uncompressed bytes are its diffID.
     Import { diff_id: Digest },
+    /// A layer whose bytes the caller's key decides (a builder's directories, files, lifecycle).
+    Content(String),
 }
 
 /// A layer stored in one of the outputs.

@@ -12,6 +12,7 @@ mod writer;
 pub(crate) use cache::read_layer_blob;
 pub(crate) use cache::{BuiltLayer, LayerExecutables, LayerKey};
 pub(crate) use writer::{
-    check_json_size, index_entries, FinishedOutput, ImageSpec, ImageWriter, LayerBlob, WrittenImage,
+    check_json_size, index_entries, BaseConfig, FinishedOutput, ImageSpec, ImageWriter, LayerBlob,
+    WrittenImage,
 };
 pub use writer::{ImageReport, LayerReport, CREATED};

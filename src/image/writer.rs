@@ -93,6 +93,47 @@ pub(crate) struct ImageSpec<'a> {
     pub(crate) too_large_hint: &'a str,
 }
 
+/// What an image built on another keeps of that image's config: its runtime settings (`Env`,
+/// `User`, `Entrypoint`, `Cmd`, ... as the base gives them, `WorkingDir` as the caller sets it)
+/// and its `os.features`. Its labels are the caller's ([`ImageSpec::config`]).
+pub(crate) struct BaseConfig {
+    /// The base config's `config` object, as read.
+    pub(crate) runtime: serde_json::Map<String, serde_json::Value>,
+    /// The base config's `os.version` (also its index entry's, as imgutil gives it).
+    pub(crate) os_version: String,
+    /// The base config's `os.features`.
+    pub(crate) os_features: Vec<String>,
+    /// The base config's other top-level fields (`author`, ...), kept as they are.
+    pub(crate) other: serde_json::Map<String, serde_json::Value>,
+}
+
+impl BaseConfig {
+    /// `config` with its runtime part replaced by the base's, whose `Labels` are `config`'s.
+    fn apply(&self, config: &ImageConfig) -> serde_json::Value {
+        let mut runtime = self.runtime.clone();
+        let labels = config
+            .config
+            .as_ref()
+            .map(|c| c.labels.clone())
+            .unwrap_or_default();
+        runtime.remove("Labels");
+        if !labels.is_empty() {
+            runtime.insert(
+                "Labels".into(),
+                serde_json::to_value(labels).expect("a map of strings is JSON"),
+            );
+        }
+        let mut value = serde_json::to_value(config).expect("an image config is JSON");
+        if let serde_json::Value::Object(map) = &mut value {
+            map.insert("config".into(), serde_json::Value::Object(runtime));
+            for (k, v) in &self.other {
+                map.entry(k.clone()).or_insert_with(|| v.clone());
+            }
+        }
+        value
+    }
+}
+
 /// An image in an output, with what its index entry needs.
 pub(crate) struct WrittenImage {
     /// The manifest's descriptor with its platform and distro annotations.
@@ -317,6 +358,37 @@ impl<'a> ImageWriter<'a> {
         self.check_entries(out)
     }
 
+    /// Copy a base image's layer into output `out` byte for byte (never recompressed, checked
+    /// against its digest and size; its diffID is the base config's), listed with the OCI media
+    /// type of its compression.
+    pub(crate) fn copy_base_layer(
+        &mut self,
+        reader: &PackageReader,
+        origin: &Path,
+        blob: &Descriptor,
+        diff_id: Digest,
+        out: usize,
+    ) -> Result<BuiltLayer> {
+        check_interrupt()?;
+        let encoding = super::cache::layer_encoding(blob, origin)?;
+        self.copy_blob(reader, origin, blob, out)?;
+        let mut descriptor = blob.clone();
+        descriptor.media_type = match encoding {
+            oci::LayerEncoding::Tar => oci::MEDIA_TYPE_LAYER_TAR,
+            oci::LayerEncoding::Gzip => oci::MEDIA_TYPE_LAYER_GZIP,
+            oci::LayerEncoding::Zstd => oci::MEDIA_TYPE_LAYER_ZSTD,
+        }
+        .to_string();
+        descriptor.platform = None;
+        Ok(BuiltLayer {
+            descriptor,
+            diff_id,
+            uncompressed_size: None,
+            home: out,
+            executables: Default::default(),
+        })
+    }
+
     /// Count `size` bytes of manifests and configs into output `out`: a reader keeps them all
     /// in memory and accepts at most [`MAX_IMAGES_BYTES`]; `origin` is what makes them large.
     fn keep_json(&mut self, out: usize, size: u64, origin: &Path) -> Result<()> {
@@ -371,11 +443,25 @@ impl<'a> ImageWriter<'a> {
     /// platform, `spec.config`) and its manifest, each within what a package reader accepts.
     /// Returns the manifest's descriptor with its platform and distro annotations.
     pub(crate) fn write_image(&mut self, out: usize, spec: ImageSpec<'_>) -> Result<WrittenImage> {
+        self.write_image_on(out, spec, None)
+    }
+
+    /// [`ImageWriter::write_image`] for an image built on `base` (a builder on its build image):
+    /// the config keeps the base's runtime settings and platform details, with the labels of
+    /// `spec.config` and `created` and history normalized, as imgutil saves an image.
+    pub(crate) fn write_image_on(
+        &mut self,
+        out: usize,
+        spec: ImageSpec<'_>,
+        base: Option<&BaseConfig>,
+    ) -> Result<WrittenImage> {
         let t = spec.target;
         let too_large = |what: &str, size: u64| {
             check_json_size(spec.origin, t, what, size, spec.too_large_hint)
         };
-        let os_version = if t.os == "windows" {
+        let os_version = if let Some(base) = base.filter(|b| !b.os_version.is_empty()) {
+            base.os_version.clone()
+        } else if t.os == "windows" {
             t.distro
                 .as_ref()
                 .map(|d| d.version.clone())
@@ -396,7 +482,7 @@ impl<'a> ImageWriter<'a> {
                 .collect(),
             os: t.os.clone(),
             os_version: os_version.clone(),
-            os_features: Vec::new(),
+            os_features: base.map(|b| b.os_features.clone()).unwrap_or_default(),
             variant: t.variant.clone(),
             rootfs: RootFs {
                 typ: "layers".into(),
@@ -404,7 +490,10 @@ impl<'a> ImageWriter<'a> {
             },
             config: Some(spec.config),
         };
-        let config_bytes = canonical(&config);
+        let config_bytes = match base {
+            None => canonical(&config),
+            Some(base) => canonical(&base.apply(&config)),
+        };
         too_large("image config", config_bytes.len() as u64)?;
         let writer = &mut self.writers[out];
         let config_desc = writer.put_bytes(oci::MEDIA_TYPE_CONFIG, &config_bytes)?;
@@ -678,6 +767,46 @@ mod tests {
                 format!("{} {}", &e.digest.to_string()[7..11], notes.join(","))
             })
             .collect()
+    }
+
+    /// An image on a base keeps the base's runtime settings and other fields; its labels are
+    /// the caller's (the base's own are not added behind its back), and what the writer sets
+    /// (platform, rootfs, history) is never taken from the base.
+    #[test]
+    fn base_config_is_kept_with_the_callers_labels() {
+        let json = |v: serde_json::Value| match v {
+            serde_json::Value::Object(m) => m,
+            _ => unreachable!(),
+        };
+        let base = BaseConfig {
+            runtime: json(serde_json::json!({
+                "Env": ["A=1"], "User": "1000", "Labels": {"old": "1"}, "WorkingDir": "/layers"
+            })),
+            os_version: String::new(),
+            os_features: vec![],
+            other: json(serde_json::json!({"author": "me", "architecture": "s390x"})),
+        };
+        let mut labels = BTreeMap::new();
+        labels.insert("new".to_string(), "2".to_string());
+        let config = ImageConfig {
+            architecture: "amd64".into(),
+            created: Some(CREATED.into()),
+            history: vec![],
+            os: "linux".into(),
+            os_version: String::new(),
+            os_features: vec![],
+            variant: String::new(),
+            rootfs: RootFs {
+                typ: "layers".into(),
+                diff_ids: vec![],
+            },
+            config: Some(RuntimeConfig { labels }),
+        };
+        let got = String::from_utf8(canonical(&base.apply(&config))).unwrap();
+        assert_eq!(
+            got,
+            r#"{"architecture":"amd64","author":"me","config":{"Env":["A=1"],"Labels":{"new":"2"},"User":"1000","WorkingDir":"/layers"},"created":"1980-01-01T00:00:01Z","os":"linux","rootfs":{"diff_ids":[],"type":"layers"}}"#
+        );
     }
 
     /// Images → index entries: identical images of one platform share an entry that lists

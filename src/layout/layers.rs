@@ -37,7 +37,16 @@ pub(crate) struct LayerFacts {
     pub(crate) violations: Vec<String>,
     /// How many such entries there were in all.
     pub(crate) violation_count: usize,
+    /// For a layer with entries in `/cnb/lifecycle` (a builder's lifecycle layer): which of the
+    /// lifecycle binaries a builder needs ([`LIFECYCLE_BINARIES`], or their `.exe` forms) it
+    /// holds; `None` for any other layer.
+    pub(crate) lifecycle: Option<BTreeSet<String>>,
 }
+
+/// The lifecycle binaries pack requires of a builder (`validateBinaries`).
+pub(crate) const LIFECYCLE_BINARIES: [&str; 7] = [
+    "analyzer", "builder", "creator", "detector", "exporter", "launcher", "restorer",
+];
 
 /// Read a layer blob once: digest of the stored bytes, diffID of the decompressed tar, and the
 /// module descriptors it holds. Returns (stored digest, facts, stored bytes read).
@@ -98,6 +107,7 @@ pub(crate) fn read_layer_stream(
                 let path = crate::tar::name_parts(&path, false)
                     .map(|parts| parts.join("/"))
                     .unwrap_or_default();
+                note_lifecycle_entry(&path, &mut facts);
                 if let Some(dir) = path
                     .strip_suffix("/buildpack.toml")
                     .or_else(|| path.strip_suffix("/extension.toml"))
@@ -129,6 +139,25 @@ pub(crate) fn read_layer_stream(
     Ok((digest, facts, n))
 }
 
+/// Record an entry of `/cnb/lifecycle` (`name` cleaned, without a leading `/`): the layer is a
+/// lifecycle layer, and which required binary it is, if one (a fixed set: bounded).
+fn note_lifecycle_entry(name: &str, facts: &mut LayerFacts) {
+    let name = name.strip_prefix("Files/").unwrap_or(name);
+    let Some(rest) = name.strip_prefix("cnb/lifecycle") else {
+        return;
+    };
+    let file = match rest.strip_prefix('/') {
+        Some(file) => file,
+        None if rest.is_empty() => "",
+        None => return, // `cnb/lifecycle.toml`, `cnb/lifecycleX`
+    };
+    let found = facts.lifecycle.get_or_insert_with(BTreeSet::new);
+    let bare = file.strip_suffix(".exe").unwrap_or(file);
+    if LIFECYCLE_BINARIES.contains(&bare) {
+        found.insert(bare.to_string());
+    }
+}
+
 fn is_module_dir(dir: &str) -> bool {
     let d = dir.strip_prefix("Files/").unwrap_or(dir);
     let parts: Vec<&str> = d.split('/').collect();
@@ -144,5 +173,34 @@ mod tests {
         assert!(is_module_dir("cnb/buildpacks/a_b/1.0"));
         assert!(is_module_dir("Files/cnb/buildpacks/a/1.0"));
         assert!(!is_module_dir("cnb/buildpacks/a"));
+    }
+
+    #[test]
+    fn lifecycle_entries() {
+        let mut facts = LayerFacts::default();
+        for name in [
+            "cnb/lifecycle.toml",
+            "cnb/lifecycles/detector",
+            "etc/detector",
+        ] {
+            note_lifecycle_entry(name, &mut facts);
+        }
+        assert_eq!(facts.lifecycle, None);
+        for name in [
+            "cnb/lifecycle",
+            "cnb/lifecycle/detector",
+            "Files/cnb/lifecycle/builder.exe",
+            "cnb/lifecycle/lifecycle",
+            "cnb/lifecycle/sub/exporter",
+        ] {
+            note_lifecycle_entry(name, &mut facts);
+        }
+        let found: Vec<&str> = facts
+            .lifecycle
+            .iter()
+            .flatten()
+            .map(|s| s.as_str())
+            .collect();
+        assert_eq!(found, ["builder", "detector"]);
     }
 }

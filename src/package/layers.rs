@@ -28,17 +28,17 @@ fn is_entry_point(path: &str) -> bool {
 }
 
 /// State shared while writing every image of every output.
-pub(super) struct BuildContext<'a> {
-    pub(super) opts: &'a PackageOptions,
-    pub(super) events: &'a dyn Events,
-    pub(super) dependencies: &'a [Dependency],
+pub(crate) struct BuildContext<'a> {
+    pub(crate) opts: &'a PackageOptions,
+    pub(crate) events: &'a dyn Events,
+    pub(crate) dependencies: &'a [Dependency],
     /// Every output's images, and the layers they share.
-    pub(super) images: ImageWriter<'a>,
+    pub(crate) images: ImageWriter<'a>,
     /// (layer, os, arch) whose executables were checked already: a layer shared by several
     /// distros of one platform is reported once.
-    pub(super) checked_executables: HashSet<(Digest, String, &'static str)>,
+    pub(crate) checked_executables: HashSet<(Digest, String, &'static str)>,
     /// The outputs, left out of every walked tree they lie in.
-    pub(super) exclusions: Exclusions,
+    pub(crate) exclusions: Exclusions,
 }
 
 impl BuildContext<'_> {
@@ -123,7 +123,7 @@ impl BuildContext<'_> {
     /// another architecture. Entry points (`bin/*`) must always match; other executables only
     /// count when none in the layer matches, since a tree may carry binaries for several
     /// architectures and pick one at run time.
-    fn check_executables(
+    pub(crate) fn check_executables(
         &mut self,
         t: &ExpandedTarget,
         layers: &[(String, BuiltLayer)],
@@ -196,7 +196,7 @@ impl BuildContext<'_> {
     }
 
     /// The layer of one module: built from its folder, or taken from its dependency package.
-    fn module_layer(
+    pub(crate) fn module_layer(
         &mut self,
         module: &ModulePlan,
         windows: bool,
@@ -229,7 +229,7 @@ impl BuildContext<'_> {
 
     /// One layer holding several modules (`--flatten`): folders walked and dependency layers'
     /// entries copied unchanged, in `id@version` order.
-    fn flattened_layer(
+    pub(crate) fn flattened_layer(
         &mut self,
         modules: &[&ModulePlan],
         windows: bool,

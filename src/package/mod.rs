@@ -4,13 +4,14 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
-mod layers;
+// `builder` builds its buildpack layers and selects its modules as packaging does.
+pub(crate) mod layers;
 // `merge` and `split` name and check their outputs as packaging does.
 pub(crate) mod outputs;
 mod remote;
 mod report;
-mod select;
-mod sources;
+pub(crate) mod select;
+pub(crate) mod sources;
 mod targets;
 
 pub use sources::resolve_uri;
@@ -28,7 +29,7 @@ use crate::target::{ExpandedTarget, Target};
 use crate::ui::human_size;
 use layers::BuildContext;
 use outputs::{check_output_against_inputs, output_path, Input};
-use report::WarningsOnce;
+pub(crate) use report::WarningsOnce;
 use select::ModulePlan;
 use sources::{Dependency, Located, Tree};
 use targets::resolve_targets;
@@ -532,7 +533,7 @@ fn plan_image(main: &Tree, dependencies: &[Dependency], t: &ExpandedTarget) -> R
         })
         .collect();
     modules.extend(from_dependencies);
-    let modules = select::dedup_modules(modules, t.os == "windows")?;
+    let modules = select::dedup_modules(modules, t.os == "windows", true)?;
     let others: Vec<_> = modules
         .iter()
         .filter(|m| m.key() != main.descriptor.info.full_name())

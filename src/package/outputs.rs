@@ -74,7 +74,7 @@ fn canonical_output(output: &Path) -> Option<PathBuf> {
 
 /// The outputs and the images (indexes into `targets`) each holds: one per target with
 /// `--split` and several targets (named by [`target::split_output_path`]), else one with all.
-pub(super) fn outputs_of(
+pub(crate) fn outputs_of(
     output: &Path,
     split: bool,
     targets: &[&ExpandedTarget],

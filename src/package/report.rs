@@ -91,20 +91,20 @@ fn lossy_optional_path<S: serde::Serializer>(
 
 /// A sink that passes each warning on only the first time (a buildpack read twice, as the main
 /// buildpack and as a dependency, warns once) and keeps them for the report.
-pub(super) struct WarningsOnce<'a> {
+pub(crate) struct WarningsOnce<'a> {
     sink: &'a dyn Events,
     seen: Mutex<Vec<String>>,
 }
 
 impl<'a> WarningsOnce<'a> {
-    pub(super) fn new(sink: &'a dyn Events) -> Self {
+    pub(crate) fn new(sink: &'a dyn Events) -> Self {
         WarningsOnce {
             sink,
             seen: Default::default(),
         }
     }
 
-    pub(super) fn into_warnings(self) -> Vec<String> {
+    pub(crate) fn into_warnings(self) -> Vec<String> {
         self.seen.into_inner().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -263,7 +263,7 @@ pub(crate) fn dependency_modules(
         }
         Dependency::Package { images, origin, .. } => {
             let image = select_image(images, origin, t)?;
-            package_modules(origin, index, image)
+            package_modules(origin, index, image, ModuleKind::Buildpack)
         }
     }
 }
@@ -286,7 +286,7 @@ pub(crate) fn all_dependency_modules(
                 let Dependency::Package { origin, .. } = &deps[i] else {
                     unreachable!("groups hold packages only")
                 };
-                out.extend(package_modules(origin, i, image)?);
+                out.extend(package_modules(origin, i, image, ModuleKind::Buildpack)?);
             }
         }
     }
@@ -463,17 +463,35 @@ fn select_image<'a>(
     }
 }
 
-/// The modules of one image of a dependency package, from its layers label.
+/// The extensions a package of image extensions (its extension layers label) contributes to
+/// the image for `t`; a tree dependency is chosen as for buildpacks.
+pub(crate) fn extension_modules(
+    dep: &Dependency,
+    index: usize,
+    t: &ExpandedTarget,
+) -> Result<Vec<ModulePlan>> {
+    match dep {
+        Dependency::Tree(_) => dependency_modules(dep, index, t),
+        Dependency::Package { images, origin, .. } => {
+            let image = select_image(images, origin, t)?;
+            package_modules(origin, index, image, ModuleKind::Extension)
+        }
+    }
+}
+
+/// The modules of one image of a dependency package, from its layers label (of `kind`).
 fn package_modules(
     origin: &std::path::Path,
     index: usize,
     image: &ImageRef,
+    kind: ModuleKind,
 ) -> Result<Vec<ModulePlan>> {
     let labels = image.config.labels();
+    let label_name = kind.layers_label();
     let value = labels
-        .get(LABEL_LAYERS)
+        .get(label_name)
         .filter(|v| !v.is_empty())
-        .ok_or_else(|| Error::invalid(origin, format!("label '{LABEL_LAYERS}' not found")))?;
+        .ok_or_else(|| Error::invalid(origin, format!("label '{label_name}' not found")))?;
     let label = LayersLabel::parse(value).map_err(|e| Error::invalid(origin, e.to_string()))?;
     // Ids and versions become paths when the layers are copied or flattened.
     let windows = image.config.os == "windows";
@@ -490,7 +508,7 @@ fn package_modules(
                 .entry(info.layer_diff_id.as_str())
                 .or_default()
                 .insert(
-                    crate::cnb::module_dir(ModuleKind::Buildpack, id, version, windows),
+                    crate::cnb::module_dir(kind, id, version, windows),
                     (id.clone(), version.clone()),
                 );
         }
@@ -532,8 +550,10 @@ fn package_modules(
                     ),
                 ));
             }
+            let mut descriptor = descriptor_from_label(id, version, info);
+            descriptor.kind = kind;
             out.push(ModulePlan {
-                descriptor: descriptor_from_label(id, version, info),
+                descriptor,
                 label: info.clone(),
                 layer: LayerSource::Import {
                     dependency: index,
@@ -610,19 +630,23 @@ fn same_content(a: &ModulePlan, b: &ModulePlan) -> bool {
     }
 }
 
-/// Merge modules by `id@version`; `modules[0]` is the buildpack being packaged. One module
+/// Merge modules by `id@version`; with `main`, `modules[0]` is the buildpack being packaged. One module
 /// reached through several dependencies is kept once (the last, as pack does); a dependency
 /// with the main buildpack's `id@version`, two different modules with one `id@version`, or two
 /// modules whose ids map to the same layer directory (`a/b` and `a_b`) are errors naming both
 /// sources, since one would silently replace the other. Windows file names ignore case, so for
 /// a Windows image ids differing only in case share a directory too.
-pub(crate) fn dedup_modules(modules: Vec<ModulePlan>, windows: bool) -> Result<Vec<ModulePlan>> {
+pub(crate) fn dedup_modules(
+    modules: Vec<ModulePlan>,
+    windows: bool,
+    main: bool,
+) -> Result<Vec<ModulePlan>> {
     let mut by_key: BTreeMap<String, (usize, ModulePlan)> = BTreeMap::new();
     let mut dirs: BTreeMap<String, String> = BTreeMap::new();
     for (i, m) in modules.into_iter().enumerate() {
         let key = m.key();
         if let Some((first, prev)) = by_key.get(&key) {
-            if *first == 0 {
+            if main && *first == 0 {
                 return Err(Error::other(format!(
                     "dependency {} holds {key}, the id@version of the buildpack being packaged ({})",
                     m.origin.display(),

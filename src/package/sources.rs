@@ -83,6 +83,19 @@ impl Located {
             Located::Stored { uri, .. } => Path::new(uri.as_str()),
         }
     }
+
+    /// Load it: a path as [`load_dependency`] loads it, an image of the store as a package
+    /// read through the store.
+    pub(crate) fn load(&self, events: &dyn Events) -> Result<Dependency> {
+        match self {
+            Located::Path(path) => load_dependency(path, events),
+            Located::Stored { uri, image, store } => Ok(Dependency::Package {
+                reader: store.shared_reader(),
+                images: image.images.clone(),
+                origin: PathBuf::from(uri),
+            }),
+        }
+    }
 }
 
 /// Turn a dependency URI into a local path: relative paths against `base`, `file://` decoded;
@@ -101,7 +114,7 @@ pub fn resolve_uri(uri: &str, base: &Path) -> Result<PathBuf> {
 }
 
 /// The path a local URI names: `file://` decoded, relative paths joined to `base`.
-fn local_path(uri: &str, base: &Path) -> PathBuf {
+pub(crate) fn local_path(uri: &str, base: &Path) -> PathBuf {
     let path = match uri.strip_prefix("file://") {
         Some(rest) => {
             use std::os::unix::ffi::OsStringExt;

@@ -2,13 +2,16 @@
 //! external tools ([`tool`]), with bounded waits ([`wait`]); sample and hand-written buildpack
 //! trees ([`files`]); hand-built, hostile archives ([`rawtar`]); a seeded RNG; test packages,
 //! a real registry, a hostile one, PKI, a token server and fault-injecting proxies for the push
-//! tests; and running a test body in a child process when it needs process-wide state.
+//! tests; builder inputs made by umoci and independent readers of a builder ([`builder`]); and
+//! running a test body in a child process when it needs process-wide state.
 // Each test binary uses its own part of these helpers.
 #![allow(dead_code, unused_imports)]
 
+pub mod builder;
 pub mod child;
 pub mod files;
 pub mod hostile;
+pub mod lifecycle;
 pub mod packages;
 pub mod pki;
 pub mod proxy;

@@ -1,0 +1,219 @@
+//! A builder's labels as pack writes them, Go `encoding/json` byte for byte (builder.md §2.5):
+//! `io.buildpacks.builder.metadata`, the layers labels, the order, order-extensions and system
+//! labels (their JSON from the configuration's types) and the mixins label, over the build
+//! image's labels and `--label` values.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::config::{self, BuilderConfig};
+use super::layers::ModuleLabels;
+use super::lifecycle::LifecycleDescriptor;
+use crate::descriptor::ModuleInfo;
+use crate::json::go_marshal;
+use crate::package::select::ModulePlan;
+
+/// The builder metadata label.
+pub(crate) const LABEL_BUILDER_METADATA: &str = "io.buildpacks.builder.metadata";
+/// The unresolved order.
+pub(crate) const LABEL_ORDER: &str = "io.buildpacks.buildpack.order";
+/// The unresolved extensions order.
+pub(crate) const LABEL_ORDER_EXTENSIONS: &str = "io.buildpacks.buildpack.order-extensions";
+/// The system buildpacks.
+pub(crate) const LABEL_SYSTEM: &str = "io.buildpacks.buildpack.system";
+/// The build image's mixins, set again.
+pub(crate) const LABEL_MIXINS: &str = "io.buildpacks.stack.mixins";
+/// Who made the builder (`createdBy.name`).
+pub(crate) const CREATOR_NAME: &str = "cnbpkg";
+
+/// A run image as the metadata label gives it (pack's `RunImageMetadata`: `mirrors` is `null`
+/// when there are none).
+#[derive(Serialize)]
+pub(crate) struct RunImageMetadata<'a> {
+    pub(crate) image: &'a str,
+    pub(crate) mirrors: Option<&'a [String]>,
+}
+
+impl<'a> RunImageMetadata<'a> {
+    /// `image` with `mirrors` (`null` when empty, as pack's nil slice).
+    pub(crate) fn new(image: &'a str, mirrors: &'a [String]) -> Self {
+        RunImageMetadata {
+            image,
+            mirrors: (!mirrors.is_empty()).then_some(mirrors),
+        }
+    }
+}
+
+/// What the metadata label holds, in pack's field order.
+pub(crate) struct BuilderMetadata<'a> {
+    pub(crate) description: &'a str,
+    /// The buildpacks placed on the builder, sorted by `id@version`.
+    pub(crate) buildpacks: Vec<&'a ModuleInfo>,
+    /// The extensions (`null` when none).
+    pub(crate) extensions: Vec<&'a ModuleInfo>,
+    /// `[stack]`'s run image when `stack.id` is set, else the empty one.
+    pub(crate) stack_run_image: RunImageMetadata<'a>,
+    /// The lifecycle object, already Go JSON.
+    pub(crate) lifecycle_json: &'a str,
+    /// `[[run.images]]`.
+    pub(crate) run_images: Vec<RunImageMetadata<'a>>,
+}
+
+/// `io.buildpacks.builder.metadata`: pack's `Metadata` struct, with `createdBy` naming cnbpkg
+/// and its version.
+pub(crate) fn metadata_label(m: &BuilderMetadata<'_>) -> String {
+    #[derive(Serialize)]
+    struct Stack<'a> {
+        #[serde(rename = "runImage")]
+        run_image: &'a RunImageMetadata<'a>,
+    }
+    #[derive(Serialize)]
+    struct CreatedBy<'a> {
+        name: &'a str,
+        version: &'a str,
+    }
+    let nil_if_empty = |v: &Vec<&ModuleInfo>| (!v.is_empty()).then(|| go_marshal(v));
+    let extensions = nil_if_empty(&m.extensions).unwrap_or_else(|| "null".into());
+    let buildpacks = nil_if_empty(&m.buildpacks).unwrap_or_else(|| "null".into());
+    let images = if m.run_images.is_empty() {
+        "null".to_string()
+    } else {
+        go_marshal(&m.run_images)
+    };
+    // The lifecycle object comes as JSON; the rest is marshalled in pack's field order around it.
+    format!(
+        "{{\"description\":{},\"buildpacks\":{buildpacks},\"extensions\":{extensions},\"stack\":{},\"lifecycle\":{},\"createdBy\":{},\"images\":{images}}}",
+        go_marshal(m.description),
+        go_marshal(&Stack {
+            run_image: &m.stack_run_image
+        }),
+        m.lifecycle_json,
+        go_marshal(&CreatedBy {
+            name: CREATOR_NAME,
+            version: env!("CARGO_PKG_VERSION"),
+        }),
+    )
+}
+
+/// What a builder image's labels are made of.
+pub(crate) struct LabelInputs<'a> {
+    /// The build image's labels (kept).
+    pub(crate) base: &'a BTreeMap<String, String>,
+    /// `--label` values (over the base's).
+    pub(crate) extra: &'a BTreeMap<String, String>,
+    pub(crate) cfg: &'a BuilderConfig,
+    /// The buildpacks and extensions placed, sorted by `id@version`.
+    pub(crate) buildpacks: &'a [ModulePlan],
+    pub(crate) extensions: &'a [ModulePlan],
+    pub(crate) lifecycle: &'a LifecycleDescriptor,
+    /// Their layers labels.
+    pub(crate) module_labels: ModuleLabels,
+}
+
+/// Every label of a builder image: the build image's, then `--label` values, then pack's (which
+/// win). An error (to be named after the build image) when its mixins label is not a list.
+pub(crate) fn builder_labels(
+    i: &LabelInputs<'_>,
+) -> std::result::Result<BTreeMap<String, String>, String> {
+    let cfg = i.cfg;
+    let mut labels = i.base.clone();
+    labels.extend(i.extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let no_mirrors: Vec<String> = Vec::new();
+    let stack_run_image = match &cfg.stack {
+        Some(s) if !s.id.is_empty() => RunImageMetadata::new(&s.run_image, &s.run_image_mirrors),
+        _ => RunImageMetadata::new("", &no_mirrors),
+    };
+    let lifecycle_json = crate::builder::lifecycle::metadata_json(i.lifecycle);
+    let metadata = metadata_label(&BuilderMetadata {
+        description: &cfg.description,
+        buildpacks: i.buildpacks.iter().map(|m| &m.descriptor.info).collect(),
+        extensions: i.extensions.iter().map(|m| &m.descriptor.info).collect(),
+        stack_run_image,
+        lifecycle_json: &lifecycle_json,
+        run_images: cfg
+            .run_images
+            .iter()
+            .map(|r| RunImageMetadata::new(&r.image, &r.mirrors))
+            .collect(),
+    });
+    labels.insert(LABEL_BUILDER_METADATA.into(), metadata);
+    labels.insert(LABEL_ORDER.into(), config::order_label(&cfg.order));
+    labels.insert(
+        LABEL_ORDER_EXTENSIONS.into(),
+        config::order_label(&cfg.order_extensions),
+    );
+    labels.insert(
+        crate::cnb::LABEL_LAYERS.into(),
+        i.module_labels.buildpacks.to_json(),
+    );
+    labels.insert(
+        crate::cnb::LABEL_EXTENSION_LAYERS.into(),
+        i.module_labels.extensions.to_json(),
+    );
+    if let Some(system) = &cfg.system {
+        labels.insert(LABEL_SYSTEM.into(), config::system_label(system));
+    }
+    let mixins = mixins_label(i.base.get(LABEL_MIXINS).map(String::as_str))
+        .ok_or_else(|| format!("label '{LABEL_MIXINS}' is not a list of strings"))?;
+    labels.insert(LABEL_MIXINS.into(), mixins);
+    Ok(labels)
+}
+
+/// `io.buildpacks.stack.mixins`: the build image's mixins marshalled again (`null` when it
+/// has none); `None` when its label is not a list of strings.
+pub(crate) fn mixins_label(build_image_mixins: Option<&str>) -> Option<String> {
+    match build_image_mixins {
+        None => Some("null".into()),
+        Some(text) => {
+            let mixins: Option<Vec<String>> = serde_json::from_str(text).ok()?;
+            Some(go_marshal(&mixins))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The label's shape: pack's field order, nil slices as `null`, HTML characters escaped.
+    #[test]
+    fn metadata_label_bytes() {
+        let mut info = ModuleInfo {
+            id: "acme/a".into(),
+            version: "1.0.0".into(),
+            homepage: "https://x/?a&b".into(),
+            ..Default::default()
+        };
+        info.name = "A".into();
+        let mirrors = vec!["m1".to_string()];
+        let m = BuilderMetadata {
+            description: "d <1>",
+            buildpacks: vec![&info],
+            extensions: vec![],
+            stack_run_image: RunImageMetadata::new("", &[]),
+            lifecycle_json: "{\"version\":\"0.20.5\"}",
+            run_images: vec![RunImageMetadata::new("run", &mirrors)],
+        };
+        let expected = format!(
+            "{{\"description\":\"d \\u003c1\\u003e\",\"buildpacks\":[{{\"id\":\"acme/a\",\"name\":\"A\",\"version\":\"1.0.0\",\"homepage\":\"https://x/?a\\u0026b\"}}],\"extensions\":null,\"stack\":{{\"runImage\":{{\"image\":\"\",\"mirrors\":null}}}},\"lifecycle\":{{\"version\":\"0.20.5\"}},\"createdBy\":{{\"name\":\"cnbpkg\",\"version\":\"{}\"}},\"images\":[{{\"image\":\"run\",\"mirrors\":[\"m1\"]}}]}}",
+            env!("CARGO_PKG_VERSION")
+        );
+        assert_eq!(metadata_label(&m), expected);
+    }
+
+    /// Mixins: `null` without a label, the list marshalled again, `None` for a label that is
+    /// not a list of strings.
+    #[test]
+    fn mixins_table() {
+        let table: &[(Option<&str>, Option<&str>)] = &[
+            (None, Some("null")),
+            (Some("[\"a\", \"build:b\"]"), Some("[\"a\",\"build:b\"]")),
+            (Some("null"), Some("null")),
+            (Some("{}"), None),
+        ];
+        for (input, expected) in table {
+            assert_eq!(mixins_label(*input).as_deref(), *expected, "{input:?}");
+        }
+    }
+}
