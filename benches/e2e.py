@@ -432,7 +432,7 @@ class Registry:
 log:
   level: error
   accesslog:
-    disabled: true
+    disabled: false
 storage:
   filesystem:
     rootdirectory: {self.dir}/storage
@@ -454,6 +454,12 @@ http:
                     self.stop()
                     die(f"docker-registry did not start (log: {self.dir}/registry.log)")
                 time.sleep(0.2)
+
+    def blob_gets(self):
+        """Blob GETs in the access log so far."""
+        self.logf.flush()
+        with open(os.path.join(self.dir, "registry.log"), "rb") as f:
+            return sum(1 for line in f if b'"GET /v2/' in line and b"/blobs/sha256:" in line)
 
     def stop(self):
         if self.proc.poll() is None:
@@ -522,6 +528,80 @@ class CountingProxy:
 # ----------------------------------------------------------------------------------------------
 # Main
 # ----------------------------------------------------------------------------------------------
+
+
+def pull_workloads(cnbpkg, need, o, regs, runner, results, notes, work):
+    """pull, pull-store, pull-again: a two-platform package (the *multi* tree, put into a
+    local docker-registry by skopeo, untimed) pulled by cnbpkg and copied out by skopeo."""
+    p, size, n = need("multi")
+    pkg = o("pull-src.cnb")
+    log("e2e: pull: packaging and uploading the source package (untimed)")
+    subprocess.run([cnbpkg, "buildpack", "package", pkg, "--path", p, "-q",
+                    "-t", "linux/amd64", "-t", "linux/arm64"], check=True)
+    pkg_size = os.path.getsize(pkg)
+    regs["pull"] = Registry(work, "pull")
+    ref = f"127.0.0.1:{regs['pull'].port}/bench/pull:v1"
+    policy = [] if os.path.exists("/etc/containers/policy.json") else ["--insecure-policy"]
+    skopeo = ["skopeo"] + policy + ["copy", "-q", "--all", "--src-tls-verify=false"]
+    subprocess.run(["skopeo"] + policy + ["copy", "-q", "--all", "--preserve-digests",
+                    "--dest-tls-verify=false", f"oci-archive:{pkg}", f"docker://{ref}"],
+                   check=True)
+    store, out = o("pull-store"), o("pull.cnb")
+
+    def drop_store(_r, path):
+        remove(path)
+        remove(store)
+
+    pull = [cnbpkg, "pull", "-q", "--insecure", "--store", store]
+    cmds = [
+        Cmd("cnbpkg pull --output FILE", lambda r: pull + ["--output", out, ref], out=out,
+            after=drop_store),
+        Cmd("skopeo copy --all oci-archive:", lambda r: skopeo + [
+            f"docker://{ref}", f"oci-archive:{o('pull-skopeo.tar')}"], out=o("pull-skopeo.tar")),
+        Cmd("skopeo ... --preserve-digests", lambda r: skopeo + [
+            "--preserve-digests", f"docker://{ref}", f"oci-archive:{o('pull-skopeo-p.tar')}"],
+            out=o("pull-skopeo-p.tar")),
+    ]
+    desc = (f"a {pkg_size / 1e6:.0f} MB two-platform package from a local docker-registry into "
+            "one archive (cnbpkg: a fresh store every run, filled on the way)")
+    log(f"e2e: pull: {desc}")
+    runner.run_pair("pull", cmds)
+    results.append(("pull", desc, cmds))
+
+    cmds = [
+        Cmd("cnbpkg pull (store)", lambda r: pull + [ref], out=store),
+        Cmd("skopeo copy --all oci:DIR", lambda r: skopeo + [
+            f"docker://{ref}", f"oci:{o('pull-skopeo-dir')}:x"], out=o("pull-skopeo-dir")),
+    ]
+    desc = "the same package into an empty store (cnbpkg) or OCI layout directory (skopeo)"
+    log(f"e2e: pull-store: {desc}")
+    runner.run_pair("pull-store", cmds)
+    results.append(("pull-store", desc, cmds))
+
+    again_store, again_dir = o("pull-again-store"), o("pull-again-dir")
+    subprocess.run([cnbpkg, "pull", "-q", "--insecure", "--store", again_store, ref], check=True)
+    subprocess.run(skopeo + [f"docker://{ref}", f"oci:{again_dir}:x"], check=True)
+    gets = {"last": regs["pull"].blob_gets()}
+
+    def count(label):
+        def f(_r, _out):
+            now = regs["pull"].blob_gets()
+            gets[label] = gets.get(label, 0) + now - gets["last"]
+            gets["last"] = now
+        return f
+
+    cmds = [
+        Cmd("cnbpkg pull (again)", lambda r: [cnbpkg, "pull", "-q", "--insecure", "--store",
+                                              again_store, ref], after=count("cnbpkg")),
+        Cmd("skopeo copy oci:DIR (again)", lambda r: skopeo + [
+            f"docker://{ref}", f"oci:{again_dir}:x"], after=count("skopeo")),
+    ]
+    desc = "the same pull again into the filled store / layout directory"
+    log(f"e2e: pull-again: {desc}")
+    runner.run_pair("pull-again", cmds)
+    results.append(("pull-again", desc, cmds))
+    notes.append(f"pull-again: blob GETs in the registry's access log over all repeated "
+                 f"pulls: cnbpkg {gets.get('cnbpkg', 0)}, skopeo {gets.get('skopeo', 0)}")
 
 
 def check_tools(tools):
@@ -812,6 +892,18 @@ def main():
                                  f"(requests included) per push; the package is {pkg_size} bytes")
                 for px in proxies.values():
                     px.close()
+
+        pull_names = ("pull", "pull-store", "pull-again")
+        have_pull = subprocess.run([cnbpkg, "pull", "--help"], stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL).returncode == 0
+        if any(want(n) for n in pull_names):
+            if not have_pull:
+                notes.append("pull: skipped — `cnbpkg pull --help` fails on this binary "
+                             f"(git {rev})")
+            elif time.time() - t_start > args.budget:
+                notes.append(f"pull: skipped, time budget of {args.budget:.0f} s exhausted")
+            else:
+                pull_workloads(cnbpkg, need, o, regs, runner, results, notes, work)
     finally:
         for reg in regs.values():
             reg.stop()

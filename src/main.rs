@@ -868,6 +868,13 @@ fn run_store(command: StoreCommand, ui: &Printer) -> Result<(), Error> {
             Some(p) => p.clone(),
             None => cnbpkg::store::default_store()?,
         };
+        // Looking at a store that does not exist creates none.
+        if !root.exists() && std::fs::symlink_metadata(&root).is_err() {
+            return Err(Error::invalid(
+                &root,
+                "no store there (cnbpkg pull makes and fills one)",
+            ));
+        }
         cnbpkg::store::Store::open_or_create(&root)
     };
     let mut out = std::io::stdout().lock();
@@ -917,6 +924,7 @@ fn run_store(command: StoreCommand, ui: &Printer) -> Result<(), Error> {
                 .map(|r| cnbpkg::registry::reference::Reference::parse(r).map(|r| r.to_string()))
                 .collect::<Result<Vec<_>, _>>()?;
             let store = open(&args.store)?;
+            let mut removed = Vec::new();
             for d in store.remove_refs(&names)? {
                 let name = d
                     .annotations
@@ -924,6 +932,10 @@ fn run_store(command: StoreCommand, ui: &Printer) -> Result<(), Error> {
                     .cloned()
                     .unwrap_or_default();
                 ui.status("Removed", format!("{name} ({})", d.digest));
+                removed.push(serde_json::json!({ "reference": name, "digest": d.digest }));
+            }
+            if args.store.common.json {
+                print_json(&mut out, &removed);
             }
         }
         StoreCommand::Gc(args) => {

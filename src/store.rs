@@ -450,8 +450,8 @@ impl Store {
     }
 
     /// Write a blob from `content`, which must hold `desc.size` bytes with `desc.digest`:
-    /// `verify` reads it into the temporary file and checks it (returning an error when it is
-    /// not right, and the file is then dropped); only then is it renamed into place.
+    /// `verify` reads it into the (emptied) download file and checks it, returning an error
+    /// when it is not right; only then is it renamed into place.
     pub fn write_blob(
         &self,
         desc: &Descriptor,
@@ -459,7 +459,11 @@ impl Store {
     ) -> Result<()> {
         if let Some(mut download) = self.download(desc)? {
             download.restart()?;
-            verify(download.file())?;
+            if let Err(e) = verify(download.file()) {
+                // Not known to be the blob's beginning: nothing is continued from it.
+                let _ = download.restart();
+                return Err(e);
+            }
             return download.commit();
         }
         // Another process is downloading this blob: a copy of our own, beside its place.
@@ -1109,6 +1113,41 @@ mod tests {
             artifact_type: None,
             urls: Vec::new(),
         }
+    }
+
+    /// One process holds a blob's download file at a time; what it wrote stays for the next
+    /// holder, who continues after it.
+    #[test]
+    fn a_download_is_held_once_and_its_bytes_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_or_create(&dir.path().join("s")).unwrap();
+        let d = desc(b"0123456789");
+        let mut first = store.download(&d).unwrap().expect("free");
+        first.file().write_all(b"0123").unwrap();
+        // Another open file description (another process, as flock sees it) gets none.
+        assert!(store.download(&d).unwrap().is_none());
+        drop(first);
+        let mut again = store.download(&d).unwrap().expect("released");
+        let held = again.resume().unwrap();
+        assert_eq!(held.fed(), 4);
+        again.file().write_all(b"456789").unwrap();
+        again.commit().unwrap();
+        assert!(store.verify_blob(&d).unwrap());
+        assert!(!store.root().join(DOWNLOADS).join(d.digest.hex()).exists());
+    }
+
+    /// gc stops before removing anything when an entry's tree cannot be read.
+    #[test]
+    fn gc_with_an_unreadable_entry_removes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_or_create(&dir.path().join("s")).unwrap();
+        store.write_blob_bytes(&Digest::of(b"{}"), b"{}").unwrap();
+        store.set_ref("r.example/a:1", &desc(b"missing")).unwrap();
+        assert!(store.gc().is_err());
+        assert!(store.root().join(Digest::of(b"{}").blob_path()).exists());
+        store.remove_refs(&["r.example/a:1".to_string()]).unwrap();
+        assert_eq!(store.gc().unwrap().removed, [Digest::of(b"{}")]);
+        assert!(store.remove_refs(&["r.example/a:1".to_string()]).is_err());
     }
 
     /// A store holding `r.example/a:1` (an index of an amd64 and an arm64 image) and

@@ -425,7 +425,7 @@ const WRITEBACK_STEP: u64 = 16 << 20;
 /// A file writer that starts the kernel's writeback of what it wrote every
 /// [`WRITEBACK_STEP`] bytes, so the disk works while we compress and the `fsync` that makes
 /// the output durable before it is renamed into place has little left to wait for.
-struct EarlyWriteback<'a> {
+pub(crate) struct EarlyWriteback<'a> {
     file: &'a mut File,
     /// File offset up to which writeback was started.
     started: u64,
@@ -434,7 +434,7 @@ struct EarlyWriteback<'a> {
 }
 
 impl<'a> EarlyWriteback<'a> {
-    fn new(file: &'a mut File, pos: u64) -> Self {
+    pub(crate) fn new(file: &'a mut File, pos: u64) -> Self {
         EarlyWriteback {
             file,
             started: pos,

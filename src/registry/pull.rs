@@ -595,10 +595,24 @@ fn download_resuming(
 ) -> Result<()> {
     use std::cell::RefCell;
     let url = client.url(&format!("blobs/{}", desc.digest));
+    let held = partial.resume()?;
+    if held.fed() == desc.size {
+        // All of it arrived before (the process stopped before the rename): no request.
+        if held.clone().finish().0 == desc.digest {
+            progress.resume_at(desc.size);
+            return Ok(());
+        }
+        partial.restart()?;
+    }
+    let mut held = Some(held).filter(|h| h.fed() < desc.size);
     let partial = RefCell::new(partial);
     let prefix = RefCell::new(crate::digest::Hasher::new());
     let start = || -> std::result::Result<u64, Failure> {
-        let hasher = partial.borrow_mut().resume().map_err(Failure::from)?;
+        // The first attempt continues from what was hashed above; a retry hashes again.
+        let hasher = match held.take() {
+            Some(h) => h,
+            None => partial.borrow_mut().resume().map_err(Failure::from)?,
+        };
         let from = hasher.fed();
         progress.resume_at(from);
         *prefix.borrow_mut() = hasher;
@@ -625,6 +639,7 @@ fn download_resuming(
             hasher = crate::digest::Hasher::new();
             progress.restart();
         }
+        let at = hasher.fed();
         let verdict = Verdict::default();
         let mut v = Verified::resumed(
             Counting::new(body, progress),
@@ -634,7 +649,9 @@ fn download_resuming(
             hasher,
         );
         let path = partial.file_path().to_path_buf();
-        let mut w = io::BufWriter::with_capacity(1 << 20, partial.file());
+        // The disk writes while the network delivers: the flush before the rename is short.
+        let early = crate::layout::writer::EarlyWriteback::new(partial.file(), at);
+        let mut w = io::BufWriter::with_capacity(1 << 20, early);
         let copied = io::copy(&mut v, &mut w);
         // What arrived is kept for the next attempt (its digest is checked with the rest).
         let flushed = io::Write::flush(&mut w);
@@ -685,7 +702,7 @@ fn range_continues(header: Option<&str>, from: u64, size: u64) -> bool {
     };
     let number = |s: &str| s.trim().parse::<u64>().ok();
     number(first) == Some(from)
-        && number(last) == size.checked_sub(1)
+        && size.checked_sub(1).is_some_and(|l| number(last) == Some(l))
         && (total.trim() == "*" || number(total) == Some(size))
 }
 
@@ -761,4 +778,30 @@ fn one_blob(
     }
     events.status("Downloaded", &format!("{} ({size})", desc.digest));
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::range_continues;
+
+    /// `Content-Range` of a 206 answer → whether it is the rest of a 100-byte blob after 40.
+    #[test]
+    fn only_the_rest_asked_for_continues_a_download() {
+        let table: &[(Option<&str>, bool)] = &[
+            (Some("bytes 40-99/100"), true),
+            (Some("bytes 40-99/*"), true),
+            (Some(" bytes 40-99/100 "), true),
+            (Some("bytes 0-99/100"), false),
+            (Some("bytes 40-98/100"), false),
+            (Some("bytes 40-99/101"), false),
+            (Some("bytes 40-99"), false),
+            (Some("items 40-99/100"), false),
+            (Some("bytes -40-99/100"), false),
+            (None, false),
+        ];
+        for (header, continues) in table {
+            assert_eq!(range_continues(*header, 40, 100), *continues, "{header:?}");
+        }
+        assert!(!range_continues(Some("bytes 0--1/0"), 0, 0));
+    }
 }

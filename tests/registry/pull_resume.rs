@@ -12,7 +12,7 @@ use cnbpkg::digest::Digest;
 use cnbpkg::oci::Manifest;
 
 use crate::support::hostile::{reply, Reply, Server};
-use crate::support::packages;
+use crate::support::{child, packages};
 
 /// How the registry answers blob GETs of the largest layer.
 #[derive(Clone, Copy, PartialEq)]
@@ -33,7 +33,13 @@ struct Image {
 }
 
 fn image(dir: &Path) -> Image {
-    let pkg = packages::single(dir, "one", 81, &[2000, 400_000]);
+    image_of(dir, 400_000)
+}
+
+/// A single-platform image with a small layer and one of `size` bytes (before gzip, which
+/// random data does not shrink).
+fn image_of(dir: &Path, size: usize) -> Image {
+    let pkg = packages::single(dir, "one", 81, &[2000, size]);
     let (desc, manifest) = packages::top(&pkg);
     let reader = cnbpkg::layout::PackageReader::open(&pkg).unwrap();
     let m: Manifest = serde_json::from_slice(&manifest).unwrap();
@@ -197,6 +203,16 @@ fn bytes_an_earlier_pull_left_are_continued_from_or_dropped() {
     assert_eq!(layer_gets(&server, &layer), [None]);
     assert_stored(&store, &layer);
 
+    // All of it, left by a pull killed before the rename: no request for it at all.
+    let store = tmp.path().join("store4");
+    let partial = store.join("downloads").join(layer.hex());
+    std::fs::create_dir_all(partial.parent().unwrap()).unwrap();
+    std::fs::write(&partial, &bytes).unwrap();
+    let server = serve(&img, Serve::Ranges);
+    pull(&server, &store).unwrap();
+    assert_eq!(layer_gets(&server, &layer), []);
+    assert_stored(&store, &layer);
+
     // Wrong bytes of a plausible length: the whole fails its digest, nothing is stored and
     // the bytes are dropped; the next pull starts from the first byte and succeeds.
     let store = tmp.path().join("store3");
@@ -212,5 +228,54 @@ fn bytes_an_earlier_pull_left_are_continued_from_or_dropped() {
     assert_eq!(std::fs::metadata(&partial).unwrap().len(), 0);
     pull(&server, &store).unwrap();
     assert_eq!(layer_gets(&server, &layer), [Some(size / 2), None]);
+    assert_stored(&store, &layer);
+}
+
+#[test]
+fn a_pull_killed_mid_blob_is_continued_by_the_next_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = image_of(tmp.path(), 6 << 20);
+    let layer = img.layer.0;
+    // The first GET of the layer sends half of it and then nothing: the pull waits, and is
+    // killed while it waits.
+    let server = serve(&img, Serve::CutOnceThenRanges);
+    let store = tmp.path().join("store");
+    let partial = store.join("downloads").join(layer.hex());
+    let mut pulling = child::spawn(
+        [
+            "pull",
+            "-q",
+            "--insecure",
+            "--store",
+            store.to_str().unwrap(),
+            &format!("127.0.0.1:{}/x/y:1", server.port),
+        ],
+        &child::fresh_home(),
+        &[],
+    );
+    // Bounded: 30 s for the first mebibyte to reach the file (it is written as it arrives).
+    let mut arrived = false;
+    for _ in 0..300 {
+        if std::fs::metadata(&partial).is_ok_and(|m| m.len() >= 1 << 20) {
+            arrived = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Child::kill sends SIGKILL to this child only: no cleanup runs.
+    pulling.kill().unwrap();
+    pulling.wait().unwrap();
+    assert!(arrived, "the download did not reach its file");
+    let held = std::fs::metadata(&partial).unwrap().len() as usize;
+    assert!(!store.join(layer.blob_path()).exists());
+
+    let report = pull(&server, &store).unwrap();
+    assert_eq!(report.images[0].digest, Digest::of(&img.manifest));
+    let gets = layer_gets(&server, &layer);
+    assert_eq!(
+        gets,
+        [None, Some(held)],
+        "the second pull asks for the rest only"
+    );
     assert_stored(&store, &layer);
 }

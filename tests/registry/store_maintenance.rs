@@ -132,7 +132,13 @@ fn list_remove_and_gc_keep_what_is_named_and_touch_nothing_else() {
             .len(),
         2
     );
-    cli_ok(&store, &["store", "remove", &drop]);
+    let removed: serde_json::Value =
+        serde_json::from_str(&cli_ok(&store, &["store", "remove", "--json", &drop])).unwrap();
+    assert_eq!(removed[0]["reference"], drop, "{removed}");
+    assert_eq!(
+        removed[0]["digest"],
+        Digest::of(&skopeo_raw(&drop)).to_string()
+    );
     let gc: serde_json::Value =
         serde_json::from_str(&cli_ok(&store, &["store", "gc", "--json"])).unwrap();
 
