@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::config::{self, BuilderConfig};
+use super::config::{self, BuilderConfig, RunImage};
 use super::layers::ModuleLabels;
 use super::lifecycle::LifecycleDescriptor;
 use crate::descriptor::{LayersLabel, ModuleInfo};
@@ -27,24 +27,6 @@ pub(crate) const LABEL_MIXINS: &str = "io.buildpacks.stack.mixins";
 /// Who made the builder (`createdBy.name`).
 pub(crate) const CREATOR_NAME: &str = "cnbpkg";
 
-/// A run image as the metadata label gives it (pack's `RunImageMetadata`: `mirrors` is `null`
-/// when there are none).
-#[derive(Serialize)]
-pub(crate) struct RunImageMetadata<'a> {
-    pub(crate) image: &'a str,
-    pub(crate) mirrors: Option<&'a [String]>,
-}
-
-impl<'a> RunImageMetadata<'a> {
-    /// `image` with `mirrors` (`null` when empty, as pack's nil slice).
-    pub(crate) fn new(image: &'a str, mirrors: &'a [String]) -> Self {
-        RunImageMetadata {
-            image,
-            mirrors: (!mirrors.is_empty()).then_some(mirrors),
-        }
-    }
-}
-
 /// What the metadata label holds, in pack's field order.
 pub(crate) struct BuilderMetadata<'a> {
     pub(crate) description: &'a str,
@@ -53,11 +35,11 @@ pub(crate) struct BuilderMetadata<'a> {
     /// The extensions (`null` when none).
     pub(crate) extensions: Vec<&'a ModuleInfo>,
     /// `[stack]`'s run image when `stack.id` is set, else the empty one.
-    pub(crate) stack_run_image: RunImageMetadata<'a>,
+    pub(crate) stack_run_image: RunImage,
     /// The lifecycle object, already Go JSON.
     pub(crate) lifecycle_json: &'a str,
     /// `[[run.images]]`.
-    pub(crate) run_images: Vec<RunImageMetadata<'a>>,
+    pub(crate) run_images: &'a [RunImage],
 }
 
 /// `io.buildpacks.builder.metadata`: pack's `Metadata` struct, with `createdBy` naming cnbpkg
@@ -66,7 +48,7 @@ pub(crate) fn metadata_label(m: &BuilderMetadata<'_>) -> String {
     #[derive(Serialize)]
     struct Stack<'a> {
         #[serde(rename = "runImage")]
-        run_image: &'a RunImageMetadata<'a>,
+        run_image: &'a RunImage,
     }
     #[derive(Serialize)]
     struct CreatedBy<'a> {
@@ -76,11 +58,7 @@ pub(crate) fn metadata_label(m: &BuilderMetadata<'_>) -> String {
     let nil_if_empty = |v: &Vec<&ModuleInfo>| (!v.is_empty()).then(|| go_marshal(v));
     let extensions = nil_if_empty(&m.extensions).unwrap_or_else(|| "null".into());
     let buildpacks = nil_if_empty(&m.buildpacks).unwrap_or_else(|| "null".into());
-    let images = if m.run_images.is_empty() {
-        "null".to_string()
-    } else {
-        go_marshal(&m.run_images)
-    };
+    let images = config::run_images_json(m.run_images);
     // The lifecycle object comes as JSON; the rest is marshalled in pack's field order around it.
     format!(
         "{{\"description\":{},\"buildpacks\":{buildpacks},\"extensions\":{extensions},\"stack\":{},\"lifecycle\":{},\"createdBy\":{},\"images\":{images}}}",
@@ -119,10 +97,12 @@ pub(crate) fn builder_labels(
     let cfg = i.cfg;
     let mut labels = i.base.clone();
     labels.extend(i.extra.iter().map(|(k, v)| (k.clone(), v.clone())));
-    let no_mirrors: Vec<String> = Vec::new();
     let stack_run_image = match &cfg.stack {
-        Some(s) if !s.id.is_empty() => RunImageMetadata::new(&s.run_image, &s.run_image_mirrors),
-        _ => RunImageMetadata::new("", &no_mirrors),
+        Some(s) if !s.id.is_empty() => RunImage {
+            image: s.run_image.clone(),
+            mirrors: s.run_image_mirrors.clone(),
+        },
+        _ => RunImage::default(),
     };
     let lifecycle_json = crate::builder::lifecycle::metadata_json(i.lifecycle);
     // A build image that is a builder already keeps the modules it has, as pack extends one.
@@ -133,11 +113,7 @@ pub(crate) fn builder_labels(
         extensions: kept_then_added(&base_extensions, i.extensions),
         stack_run_image,
         lifecycle_json: &lifecycle_json,
-        run_images: cfg
-            .run_images
-            .iter()
-            .map(|r| RunImageMetadata::new(&r.image, &r.mirrors))
-            .collect(),
+        run_images: &cfg.run_images,
     });
     labels.insert(LABEL_BUILDER_METADATA.into(), metadata);
     labels.insert(LABEL_ORDER.into(), config::order_label(&cfg.order));
@@ -235,14 +211,17 @@ mod tests {
             ..Default::default()
         };
         info.name = "A".into();
-        let mirrors = vec!["m1".to_string()];
+        let run = [RunImage {
+            image: "run".into(),
+            mirrors: vec!["m1".to_string()],
+        }];
         let m = BuilderMetadata {
             description: "d <1>",
             buildpacks: vec![&info],
             extensions: vec![],
-            stack_run_image: RunImageMetadata::new("", &[]),
+            stack_run_image: RunImage::default(),
             lifecycle_json: "{\"version\":\"0.20.5\"}",
-            run_images: vec![RunImageMetadata::new("run", &mirrors)],
+            run_images: &run,
         };
         let expected = format!(
             "{{\"description\":\"d \\u003c1\\u003e\",\"buildpacks\":[{{\"id\":\"acme/a\",\"name\":\"A\",\"version\":\"1.0.0\",\"homepage\":\"https://x/?a\\u0026b\"}}],\"extensions\":null,\"stack\":{{\"runImage\":{{\"image\":\"\",\"mirrors\":null}}}},\"lifecycle\":{{\"version\":\"0.20.5\"}},\"createdBy\":{{\"name\":\"cnbpkg\",\"version\":\"{}\"}},\"images\":[{{\"image\":\"run\",\"mirrors\":[\"m1\"]}}]}}",
