@@ -18,9 +18,11 @@ use crate::package::select::ModulePlan;
 use crate::package::sources::{self, Dependency};
 use crate::target::Target;
 
-/// The distro labels of a base image (`lifecycle/platform/run_image.go`).
-const LABEL_DISTRO_NAME: &str = "io.buildpacks.base.distro.name";
-const LABEL_DISTRO_VERSION: &str = "io.buildpacks.base.distro.version";
+// The distro labels of a base image (`lifecycle/platform/run_image.go`) have the names of the
+// index entries' distro annotations.
+use crate::cnb::{
+    ANNOTATION_DISTRO_NAME as LABEL_DISTRO_NAME, ANNOTATION_DISTRO_VERSION as LABEL_DISTRO_VERSION,
+};
 
 /// The local image store, when there is one: where references are looked up.
 pub(crate) struct ImageStore {
