@@ -23,6 +23,19 @@ pub const LABEL_METADATA: &str = crate::descriptor::METADATA_LABEL;
 pub const LABEL_LAYERS: &str = crate::descriptor::BUILDPACK_LAYERS_LABEL;
 /// Label mapping every extension in the package to its layer.
 pub const LABEL_EXTENSION_LAYERS: &str = crate::descriptor::EXTENSION_LAYERS_LABEL;
+/// Label of a builder image: its description, buildpacks, lifecycle, creator and run images
+/// (pack's name and shape). What marks an image as a builder.
+pub const LABEL_BUILDER_METADATA: &str = "io.buildpacks.builder.metadata";
+/// Label of a builder image: its order, as builder.toml writes it (unresolved).
+pub const LABEL_ORDER: &str = "io.buildpacks.buildpack.order";
+/// Label of a builder image: its order of image extensions (unresolved).
+pub const LABEL_ORDER_EXTENSIONS: &str = "io.buildpacks.buildpack.order-extensions";
+/// Label of a builder image: its system buildpacks (unresolved).
+pub const LABEL_SYSTEM: &str = "io.buildpacks.buildpack.system";
+/// Label of a build image (and its builder): the deprecated stack id.
+pub const LABEL_STACK_ID: &str = "io.buildpacks.stack.id";
+/// Label of a build image (and its builder): the deprecated stack's mixins.
+pub const LABEL_MIXINS: &str = "io.buildpacks.stack.mixins";
 /// Descriptor annotation naming a target's distribution (targets that differ only by distro).
 pub const ANNOTATION_DISTRO_NAME: &str = "io.buildpacks.base.distro.name";
 /// Descriptor annotation with a target's distribution version.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::config::ModuleSource;
-use crate::cnb::{platform_fit, platform_name, PlatformRequest};
+use crate::cnb::{platform_fit, platform_name, PlatformRequest, LABEL_STACK_ID};
 use crate::descriptor::BuildpackDescriptor;
 use crate::error::{Error, Result};
 use crate::events::{Events, EventsExt};
@@ -363,16 +363,13 @@ impl ImageStack {
         ImageStack {
             id: labels.get(LABEL_STACK_ID).cloned().unwrap_or_default(),
             mixins: labels
-                .get(crate::builder::labels::LABEL_MIXINS)
+                .get(crate::cnb::LABEL_MIXINS)
                 .and_then(|m| serde_json::from_str::<Option<Vec<String>>>(m).ok())
                 .flatten()
                 .unwrap_or_default(),
         }
     }
 }
-
-/// The build image's stack id label.
-const LABEL_STACK_ID: &str = "io.buildpacks.stack.id";
 
 /// pack's `EnsureStackSupport` at builder creation: a buildpack declaring stacks must name the
 /// build image's (or `*`), and the image must provide its mixins (`run:` ones are not checked).

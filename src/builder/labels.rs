@@ -14,16 +14,9 @@ use crate::descriptor::{LayersLabel, ModuleInfo};
 use crate::json::go_marshal;
 use crate::package::select::ModulePlan;
 
-/// The builder metadata label.
-pub(crate) const LABEL_BUILDER_METADATA: &str = "io.buildpacks.builder.metadata";
-/// The unresolved order.
-pub(crate) const LABEL_ORDER: &str = "io.buildpacks.buildpack.order";
-/// The unresolved extensions order.
-pub(crate) const LABEL_ORDER_EXTENSIONS: &str = "io.buildpacks.buildpack.order-extensions";
-/// The system buildpacks.
-pub(crate) const LABEL_SYSTEM: &str = "io.buildpacks.buildpack.system";
-/// The build image's mixins, set again.
-pub(crate) const LABEL_MIXINS: &str = "io.buildpacks.stack.mixins";
+pub(crate) use crate::cnb::{
+    LABEL_BUILDER_METADATA, LABEL_MIXINS, LABEL_ORDER, LABEL_ORDER_EXTENSIONS, LABEL_SYSTEM,
+};
 /// Who made the builder (`createdBy.name`).
 pub(crate) const CREATOR_NAME: &str = "cnbpkg";
 
