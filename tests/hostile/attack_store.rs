@@ -1,0 +1,74 @@
+//! Hostile image stores: a store's `index.json` and directories are anyone's files. Its ref
+//! names reach the terminal escaped, a name listed for two images is refused rather than one
+//! of them picked, and `store gc` removes nothing through a link.
+
+use std::path::{Path, PathBuf};
+
+use crate::support::*;
+
+/// Package buildpack `id`@`version` into the layout directory `DIR/NAME`.
+fn layout(dir: &Path, name: &str, id: &str, version: &str) -> PathBuf {
+    let src = dir.join("src").join(name);
+    minimal_buildpack(&src, id, version, "");
+    let out = dir.join(name);
+    ok(cnbpkg([
+        "buildpack",
+        "package",
+        out.to_str().unwrap(),
+        "--path",
+        src.to_str().unwrap(),
+        "--format",
+        "layout",
+    ]));
+    out
+}
+
+/// The layout `store`'s index.json, its entries named `names` (one entry per name, each a
+/// copy of the entry `sources[i]`'s layout lists; their blobs copied into `store`).
+fn name_entries(store: &Path, entries: &[(&Path, &str)]) {
+    let mut manifests = Vec::new();
+    for (source, name) in entries {
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(source.join("index.json")).unwrap()).unwrap();
+        let mut entry = index["manifests"][0].clone();
+        entry["annotations"] = serde_json::json!({ "org.opencontainers.image.ref.name": name });
+        manifests.push(entry);
+        if *source != store {
+            copy_tree(&source.join("blobs"), &store.join("blobs"));
+        }
+    }
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": manifests,
+    });
+    std::fs::write(store.join("index.json"), index.to_string()).unwrap();
+}
+
+#[test]
+fn store_list_escapes_hostile_ref_names() {
+    let d = tempfile::tempdir().unwrap();
+    let store = layout(d.path(), "store", "test/a", "1.0.0");
+    let hostile = "r.example/a\u{1b}]0;owned\u{7}\u{1b}[2J\tforged\ncolumn:1";
+    name_entries(&store, &[(&store, hostile)]);
+    let out = cnbpkg(["store", "list", "--store", store.to_str().unwrap()]);
+    let stdout = ok(out);
+    assert!(
+        !stdout.contains('\u{1b}') && !stdout.contains('\u{7}'),
+        "{stdout:?}"
+    );
+    assert_eq!(stdout.lines().count(), 1, "{stdout:?}");
+    let columns: Vec<&str> = stdout.trim_end().split('\t').collect();
+    assert_eq!(columns.len(), 5, "{stdout:?}");
+    assert!(columns[0].starts_with("r.example/a\\x1b]0;owned"), "{stdout:?}");
+    // JSON carries the name as it is.
+    let json = ok(cnbpkg([
+        "store",
+        "list",
+        "--json",
+        "--store",
+        store.to_str().unwrap(),
+    ]));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v[0]["reference"], hostile, "{json}");
+}
