@@ -163,15 +163,9 @@ impl StoreReader {
     /// of the image is missing or damaged.
     pub fn resolve(&self, reference: &str) -> Result<Option<ResolvedImage>> {
         let wanted = Wanted::parse(reference)?;
-        let entries = &self.reader.index().manifests;
-        let named = |name: &str| {
-            entries
-                .iter()
-                .find(|d| d.annotations.get(REF_NAME).is_some_and(|n| n == name))
-        };
         let found = match (&wanted.tag_name, &wanted.digest) {
-            (Some(name), None) => named(name).map(|d| (name.clone(), d.clone())),
-            (Some(name), Some(digest)) => match named(name) {
+            (Some(name), None) => self.named(name)?.map(|d| (name.clone(), d.clone())),
+            (Some(name), Some(digest)) => match self.named(name)? {
                 Some(entry) => match self.within(entry, digest)? {
                     Some(d) => Some((name.clone(), d)),
                     None => {
@@ -202,6 +196,30 @@ impl StoreReader {
             descriptor,
             images,
         }))
+    }
+
+    /// The entry named `name`. A store listing the name for two different images is refused:
+    /// which one it means is unknown (skopeo and `pull` replace a name, never add it twice).
+    fn named(&self, name: &str) -> Result<Option<&Descriptor>> {
+        let mut named = self
+            .reader
+            .index()
+            .manifests
+            .iter()
+            .filter(|d| d.annotations.get(REF_NAME).is_some_and(|n| n == name));
+        let Some(first) = named.next() else {
+            return Ok(None);
+        };
+        if let Some(other) = named.find(|d| d.digest != first.digest) {
+            return Err(Error::invalid(
+                &self.path,
+                format!(
+                    "index.json names {name} for two images, {} and {}; remove the wrong one (cnbpkg store remove {name}, then pull it again)",
+                    first.digest, other.digest
+                ),
+            ));
+        }
+        Ok(Some(first))
     }
 
     /// The entry with `digest`, or the manifest with `digest` an entry's index lists: an entry

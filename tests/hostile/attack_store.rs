@@ -72,3 +72,49 @@ fn store_list_escapes_hostile_ref_names() {
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v[0]["reference"], hostile, "{json}");
 }
+
+#[test]
+fn a_name_listed_for_two_images_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let store = layout(d.path(), "store", "test/a", "1.0.0");
+    let other = layout(d.path(), "other", "test/a", "2.0.0");
+    let name = "r.example/a:1";
+    write_file(
+        &d.path().join("meta/buildpack.toml"),
+        "api = \"0.10\"\n[buildpack]\nid = \"test/meta\"\nversion = \"1.0.0\"\n\n[[order]]\n[[order.group]]\nid = \"test/a\"\nversion = \"1.0.0\"\n",
+        0o644,
+    );
+    write_file(
+        &d.path().join("package.toml"),
+        &format!("[buildpack]\nuri = \"meta\"\n[[dependencies]]\nuri = \"docker://{name}\"\n"),
+        0o644,
+    );
+    let package = |store: &Path| {
+        cnbpkg_in(
+            d.path(),
+            [
+                "buildpack",
+                "package",
+                "o.cnb",
+                "--config",
+                "package.toml",
+                "--store",
+                store.to_str().unwrap(),
+            ],
+        )
+    };
+    // The same image named twice is one image.
+    name_entries(&store, &[(&store, name), (&store, name)]);
+    ok(package(&store));
+    std::fs::remove_file(d.path().join("o.cnb")).unwrap();
+    // Two images under one name: neither is picked, whichever comes first.
+    for order in [[&store, &other], [&other, &store]] {
+        name_entries(&store, &[(order[0], name), (order[1], name)]);
+        let stderr = fails(package(&store), 1);
+        assert!(
+            stderr.contains(&format!("names {name} for two images")),
+            "{stderr}"
+        );
+        assert!(!d.path().join("o.cnb").exists());
+    }
+}
