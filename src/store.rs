@@ -940,6 +940,19 @@ impl Store {
             },
         };
         let blobs = self.root.join("blobs").join("sha256");
+        // Files are removed only from the store's own directories: a link there would have
+        // them removed from wherever it points.
+        for dir in [self.root.join("blobs"), blobs.clone()] {
+            match fs::symlink_metadata(&dir) {
+                Ok(m) if !m.is_dir() => {
+                    return Err(Error::invalid(
+                        &dir,
+                        "is not a directory (a link?); nothing was removed",
+                    ))
+                }
+                _ => {}
+            }
+        }
         crate::atomic::reap_stale_temps(&blobs);
         let mut report = GcReport {
             kept: 0,

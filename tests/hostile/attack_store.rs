@@ -118,3 +118,36 @@ fn a_name_listed_for_two_images_is_refused() {
         assert!(!d.path().join("o.cnb").exists());
     }
 }
+
+#[test]
+fn store_gc_removes_nothing_through_a_linked_blob_directory() {
+    let hex = "a".repeat(64);
+    for linked in ["blobs", "blobs/sha256"] {
+        let d = tempfile::tempdir().unwrap();
+        let store = d.path().join("store");
+        let victim = d.path().join("victim");
+        std::fs::create_dir_all(victim.join("sha256")).unwrap();
+        std::fs::write(victim.join("sha256").join(&hex), b"precious").unwrap();
+        std::fs::write(victim.join(&hex), b"precious").unwrap();
+        std::fs::create_dir_all(&store).unwrap();
+        std::fs::write(
+            store.join("oci-layout"),
+            "{\"imageLayoutVersion\":\"1.0.0\"}",
+        )
+        .unwrap();
+        if linked == "blobs/sha256" {
+            std::fs::create_dir_all(store.join("blobs")).unwrap();
+        }
+        std::os::unix::fs::symlink(&victim, store.join(linked)).unwrap();
+        // Without index.json (nothing named yet) and with an empty one.
+        for index in [None, Some("{\"schemaVersion\":2,\"manifests\":[]}")] {
+            if let Some(text) = index {
+                std::fs::write(store.join("index.json"), text).unwrap();
+            }
+            let stderr = fails(cnbpkg(["store", "gc", "--store", store.to_str().unwrap()]), 1);
+            assert!(stderr.contains(linked), "{linked}: {stderr}");
+            assert!(victim.join("sha256").join(&hex).exists(), "{linked}");
+            assert!(victim.join(&hex).exists(), "{linked}");
+        }
+    }
+}
