@@ -220,6 +220,9 @@ fn package_with(opts: &PackageOptions, events: &dyn Events) -> Result<PackageRep
     }
     check_flatten_options(opts, events)?;
     let (config, base_dir) = load_config(opts, events)?;
+    // Before any is located: a store is read, and every missing one listed, only for a
+    // package that can be made.
+    check_dependency_count(opts, &base_dir, config.dependencies.len())?;
     let (main_path, located) = sources::locate(
         &config,
         &base_dir,
@@ -240,7 +243,6 @@ fn package_with(opts: &PackageOptions, events: &dyn Events) -> Result<PackageRep
         role: "the buildpack",
         tree_dir: main.is_directory(),
     });
-    check_dependency_count(opts, &base_dir, located.len())?;
     let mut held = DependencyBudget::default();
     let dependencies = located
         .iter()

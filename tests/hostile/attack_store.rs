@@ -151,3 +151,47 @@ fn store_gc_removes_nothing_through_a_linked_blob_directory() {
         }
     }
 }
+
+#[test]
+fn too_many_image_dependencies_are_refused_before_any_is_looked_up() {
+    let d = tempfile::tempdir().unwrap();
+    let store = layout(d.path(), "store", "test/a", "1.0.0");
+    name_entries(&store, &[(&store, "r.example/a:1")]);
+    write_file(
+        &d.path().join("meta/buildpack.toml"),
+        "api = \"0.10\"\n[buildpack]\nid = \"test/meta\"\nversion = \"1.0.0\"\n\n[[order]]\n[[order.group]]\nid = \"test/a\"\nversion = \"1.0.0\"\n",
+        0o644,
+    );
+    for present in [false, true] {
+        let dependencies: String = (0..1000)
+            .map(|i| {
+                let name = if present { "a".to_string() } else { format!("d{i}") };
+                format!("[[dependencies]]\nuri = \"docker://r.example/{name}:1\"\n")
+            })
+            .collect();
+        write_file(
+            &d.path().join("package.toml"),
+            &format!("[buildpack]\nuri = \"meta\"\n{dependencies}"),
+            0o644,
+        );
+        let stderr = fails(
+            cnbpkg_in(
+                d.path(),
+                [
+                    "buildpack",
+                    "package",
+                    "o.cnb",
+                    "--config",
+                    "package.toml",
+                    "--store",
+                    store.to_str().unwrap(),
+                ],
+            ),
+            1,
+        );
+        // One line saying why, not a thousand missing images and a pull that cannot help.
+        assert!(stderr.contains("lists 1000 dependencies; at most"), "{stderr}");
+        assert!(stderr.len() < 1024, "{} bytes", stderr.len());
+        assert!(!stderr.contains("Using"), "{stderr}");
+    }
+}
