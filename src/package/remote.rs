@@ -416,6 +416,11 @@ impl MissingImages<'_> {
             None => String::new(),
         };
         lines.push(match self.store {
+            // Not a store at all (a package, say): the new archive must not replace it.
+            StoreArg::Archive(_) if self.unnamed => format!(
+                "fetch {them} into a new archive with `{}` and package with --store IMAGES.tar",
+                StoreArg::Archive(PathBuf::from("IMAGES.tar")).pull_command(&wanted)
+            ),
             StoreArg::Archive(p) => format!(
                 "the store {} is an archive, read-only: make a new one holding every image with `{}` where the registries can be reached, then package again",
                 p.display(),

@@ -195,3 +195,49 @@ fn too_many_image_dependencies_are_refused_before_any_is_looked_up() {
         assert!(!stderr.contains("Using"), "{stderr}");
     }
 }
+
+#[test]
+fn a_package_given_as_the_store_is_never_advised_as_an_output() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src/a");
+    minimal_buildpack(&src, "test/a", "1.0.0", "");
+    ok(cnbpkg_in(
+        d.path(),
+        ["buildpack", "package", "a.cnb", "--path", src.to_str().unwrap()],
+    ));
+    write_file(
+        &d.path().join("meta/buildpack.toml"),
+        "api = \"0.10\"\n[buildpack]\nid = \"test/meta\"\nversion = \"1.0.0\"\n\n[[order]]\n[[order.group]]\nid = \"test/a\"\nversion = \"1.0.0\"\n",
+        0o644,
+    );
+    write_file(
+        &d.path().join("package.toml"),
+        "[buildpack]\nuri = \"meta\"\n[[dependencies]]\nuri = \"docker://r.example/a:1\"\n",
+        0o644,
+    );
+    let stderr = fails(
+        cnbpkg_in(
+            d.path(),
+            [
+                "buildpack",
+                "package",
+                "o.cnb",
+                "--config",
+                "package.toml",
+                "--store",
+                "a.cnb",
+            ],
+        ),
+        1,
+    );
+    assert!(stderr.contains("a.cnb names no image"), "{stderr}");
+    // Running the advised pull would replace the package named as the store.
+    let command = stderr
+        .lines()
+        .filter_map(|l| l.split_once('`').and_then(|(_, r)| r.split_once('`')))
+        .map(|(c, _)| c)
+        .find(|c| c.starts_with("cnbpkg pull"))
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert!(!command.contains("a.cnb"), "{command}");
+    assert!(command.contains("r.example/a:1"), "{command}");
+}
