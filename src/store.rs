@@ -282,27 +282,22 @@ impl StoreReader {
 /// filled); nothing for an archive, or a layout nothing of cnbpkg's has written to (which is
 /// not created: a reader writes nothing).
 fn read_lease(path: &Path) -> Result<Option<StoreLock>> {
-    use std::os::unix::fs::OpenOptionsExt as _;
     let lock = path.join(STORE_LOCK);
     if !fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
         return Ok(None);
     }
-    let file = match OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&lock)
-    {
+    let file = match open_lock_file(&lock, false) {
         Ok(f) => f,
         // Another user's store, read with the rights to read its blobs only: no gc of ours.
-        Err(e)
+        Err(Error::Io { source, .. })
             if matches!(
-                e.kind(),
+                source.kind(),
                 io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied
             ) =>
         {
             return Ok(None)
         }
-        Err(e) => return Err(Error::io(&lock, e)),
+        Err(e) => return Err(e),
     };
     flock_waiting(
         &file,
@@ -311,6 +306,24 @@ fn read_lease(path: &Path) -> Result<Option<StoreLock>> {
         "a garbage collection (cnbpkg store gc)",
     )?;
     Ok(Some(StoreLock { _file: file }))
+}
+
+/// Open the lock file `path` (made when `create`; for writing then, else for reading), never
+/// through a link, and never blocking on what is not a regular file (a FIFO there would hang
+/// every command reading the store).
+fn open_lock_file(path: &Path, create: bool) -> Result<File> {
+    let file = OpenOptions::new()
+        .read(!create)
+        .write(create)
+        .create(create)
+        .truncate(false)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)
+        .at(path)?;
+    if !file.metadata().at(path)?.is_file() {
+        return Err(Error::invalid(path, "is not a regular file; the store locks it"));
+    }
+    Ok(file)
 }
 
 /// `reference` as [`StoreReader::resolve`] reports it: normalized as `pull` names it
@@ -584,12 +597,7 @@ impl Store {
     /// The store's exclusive lock (held by whoever rewrites `index.json`), released on drop.
     fn lock(&self) -> Result<File> {
         let path = self.root.join("index.json.lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .at(&path)?;
+        let file = open_lock_file(&path, true)?;
         loop {
             // SAFETY: flock on a descriptor this function owns; no memory is involved.
             if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
@@ -782,13 +790,7 @@ impl Store {
 
     fn store_lock(&self, operation: libc::c_int, holder: &str) -> Result<StoreLock> {
         let path = self.root.join(STORE_LOCK);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path)
-            .at(&path)?;
+        let file = open_lock_file(&path, true)?;
         flock_waiting(&file, &path, operation, holder)?;
         Ok(StoreLock { _file: file })
     }

@@ -241,3 +241,79 @@ fn a_package_given_as_the_store_is_never_advised_as_an_output() {
     assert!(!command.contains("a.cnb"), "{command}");
     assert!(command.contains("r.example/a:1"), "{command}");
 }
+
+/// Run cnbpkg in `dir`, killed (by its own PID) and failing the test when it hangs.
+fn bounded<I, S>(dir: &Path, args: I) -> std::process::Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    use std::process::Stdio;
+    let child = cnbpkg_command()
+        .current_dir(dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run cnbpkg");
+    crate::support::wait::output(child, std::time::Duration::from_secs(30), "cnbpkg (hung)")
+}
+
+#[test]
+fn lock_files_that_are_fifos_or_links_never_hang_or_are_followed() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let d = tempfile::tempdir().unwrap();
+    let store = layout(d.path(), "store", "test/a", "1.0.0");
+    name_entries(&store, &[(&store, "r.example/a:1")]);
+    write_file(
+        &d.path().join("meta/buildpack.toml"),
+        "api = \"0.10\"\n[buildpack]\nid = \"test/meta\"\nversion = \"1.0.0\"\n\n[[order]]\n[[order.group]]\nid = \"test/a\"\nversion = \"1.0.0\"\n",
+        0o644,
+    );
+    write_file(
+        &d.path().join("package.toml"),
+        "[buildpack]\nuri = \"meta\"\n[[dependencies]]\nuri = \"docker://r.example/a:1\"\n",
+        0o644,
+    );
+    let s = store.to_str().unwrap();
+    let fifo = |path: &Path| {
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+        // SAFETY: mkfifo on a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo");
+    };
+    let package = [
+        "buildpack",
+        "package",
+        "o.cnb",
+        "--config",
+        "package.toml",
+        "--store",
+        s,
+    ];
+    for lock in ["store.lock", "index.json.lock"] {
+        let path = store.join(lock);
+        fifo(&path);
+        let runs: Vec<Vec<&str>> = match lock {
+            "store.lock" => vec![package.to_vec(), vec!["store", "gc", "--store", s]],
+            _ => vec![vec!["store", "remove", "--store", s, "r.example/a:1"]],
+        };
+        for args in runs {
+            let stderr = fails(bounded(d.path(), &args), 1);
+            assert!(stderr.contains(lock), "{args:?}: {stderr}");
+        }
+        assert!(!d.path().join("o.cnb").exists());
+        std::fs::remove_file(&path).unwrap();
+    }
+    // A link is not followed to make or lock a file elsewhere.
+    let outside = d.path().join("outside");
+    std::os::unix::fs::symlink(&outside, store.join("index.json.lock")).unwrap();
+    let args = ["store", "remove", "--store", s, "r.example/a:1"];
+    let stderr = fails(bounded(d.path(), args), 1);
+    assert!(stderr.contains("index.json.lock"), "{stderr}");
+    assert!(std::fs::symlink_metadata(&outside).is_err(), "made through a link");
+    std::fs::remove_file(store.join("index.json.lock")).unwrap();
+    // Nothing in the way: all of them run.
+    ok(bounded(d.path(), package));
+    ok(bounded(d.path(), args));
+}

@@ -10,6 +10,7 @@ mod support;
 mod attack11_cancel_retry;
 mod attack11_push_sizes;
 mod attack_registry_push;
+mod attack_store;
 mod attack_registry_refs;
 mod attack_registry_tls;
 mod flags_messages;
