@@ -126,6 +126,8 @@ impl StoreReader {
         match fs::symlink_metadata(&path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::io(&path, e)),
+            // Made, but nothing pulled into it yet (a pull interrupted at its start).
+            Ok(_) if unfilled(&path) => Ok(None),
             Ok(_) => Self::open(&path).map(Some),
         }
     }
@@ -412,13 +414,9 @@ impl Store {
             let occupied = match fs::read_dir(root) {
                 // What another process creating the store at the same moment has made so far
                 // does not count.
-                Ok(entries) => entries.filter_map(|e| e.ok()).any(|e| {
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    !matches!(
-                        name.as_str(),
-                        "blobs" | "index.json.lock" | "oci-layout" | STORE_LOCK | DOWNLOADS
-                    ) && !crate::atomic::is_temp_of("oci-layout", &name)
-                }),
+                Ok(entries) => entries
+                    .filter_map(|e| e.ok())
+                    .any(|e| !is_store_beginning(&e.file_name().to_string_lossy())),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => false,
                 Err(e) => return Err(Error::io(root, e)),
             };
@@ -628,6 +626,37 @@ const DOWNLOADS: &str = "downloads";
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
 /// How often a waiting pull or gc tries the lock again.
 const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Whether `name`, in a directory without `oci-layout`, is what a store being created (or
+/// whose creation was interrupted) holds already.
+fn is_store_beginning(name: &str) -> bool {
+    matches!(
+        name,
+        "blobs" | "index.json.lock" | "oci-layout" | STORE_LOCK | DOWNLOADS
+    ) || crate::atomic::is_temp_of("oci-layout", name)
+}
+
+/// Whether `path` is a directory a store is to be made in, nothing pulled into it yet: empty,
+/// or holding only what a store's creation makes before `oci-layout` (an interrupted pull).
+pub(crate) fn unfilled(path: &Path) -> bool {
+    if !fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
+        || fs::symlink_metadata(path.join("oci-layout")).is_ok()
+    {
+        return false;
+    }
+    let Ok(entries) = fs::read_dir(path) else {
+        return false;
+    };
+    // A handful of names at most: a directory holding more is something else.
+    let mut seen = 0;
+    for entry in entries {
+        seen += 1;
+        if seen > 64 || !entry.is_ok_and(|e| is_store_beginning(&e.file_name().to_string_lossy())) {
+            return false;
+        }
+    }
+    true
+}
 
 /// A `.cnb` or tar named as a store is a read-only one: nothing is written into it.
 fn refuse_read_only(root: &Path) -> Result<()> {

@@ -412,6 +412,7 @@ impl MissingImages<'_> {
         let them = if wanted.len() == 1 { "it" } else { "them" };
         let place = match self.store.path() {
             Some(p) if self.exists => format!(" (the store is {})", p.display()),
+            Some(p) if p.exists() => format!(" (nothing is in the store {} yet)", p.display()),
             Some(p) => format!(" (the store {} does not exist yet)", p.display()),
             None => String::new(),
         };

@@ -136,7 +136,9 @@ pub(crate) fn locate(
     let reader = match store {
         _ if images.is_empty() => None,
         None => StoreReader::open_default()?,
-        Some(path) if path.exists() => Some(StoreReader::open(path)?),
+        Some(path) if path.exists() && !crate::store::unfilled(path) => {
+            Some(StoreReader::open(path)?)
+        }
         // Nothing to read; the error says how to fill it.
         Some(_) => None,
     }

@@ -317,3 +317,57 @@ fn lock_files_that_are_fifos_or_links_never_hang_or_are_followed() {
     ok(bounded(d.path(), package));
     ok(bounded(d.path(), args));
 }
+
+#[test]
+fn a_store_directory_nothing_was_pulled_into_gets_the_pull_advice() {
+    let d = tempfile::tempdir().unwrap();
+    write_file(
+        &d.path().join("meta/buildpack.toml"),
+        "api = \"0.10\"\n[buildpack]\nid = \"test/meta\"\nversion = \"1.0.0\"\n\n[[order]]\n[[order.group]]\nid = \"test/a\"\nversion = \"1.0.0\"\n",
+        0o644,
+    );
+    write_file(
+        &d.path().join("package.toml"),
+        "[buildpack]\nuri = \"meta\"\n[[dependencies]]\nuri = \"docker://r.example/a:1\"\n",
+        0o644,
+    );
+    let home = crate::support::child::fresh_home();
+    // The default store as `mkdir` leaves it, and as a pull stopped at its start leaves it.
+    let default = home.join(".cache/cnbpkg/store");
+    for made in ["", "blobs/sha256"] {
+        std::fs::create_dir_all(default.join(made)).unwrap();
+        for store in [None, Some(default.to_str().unwrap())] {
+            let mut cmd = crate::support::child::isolated(&home);
+            cmd.current_dir(d.path())
+                .args(["buildpack", "package", "o.cnb", "--config", "package.toml"]);
+            if let Some(s) = store {
+                cmd.args(["--store", s]);
+            }
+            let stderr = fails(crate::support::child::output(&mut cmd), 1);
+            assert!(
+                stderr.contains("is image r.example/a:1, not in the store"),
+                "{stderr}"
+            );
+            assert!(stderr.contains("nothing is in the store"), "{stderr}");
+            assert!(stderr.contains("cnbpkg pull "), "{stderr}");
+        }
+    }
+    // A directory holding other files is no store: said so, never read as an empty one.
+    write_file(&default.join("notes.txt"), "mine", 0o644);
+    let stderr = fails(
+        cnbpkg_in(
+            d.path(),
+            [
+                "buildpack",
+                "package",
+                "o.cnb",
+                "--config",
+                "package.toml",
+                "--store",
+                default.to_str().unwrap(),
+            ],
+        ),
+        1,
+    );
+    assert!(stderr.contains("not an OCI layout"), "{stderr}");
+}
