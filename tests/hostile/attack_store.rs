@@ -60,7 +60,10 @@ fn store_list_escapes_hostile_ref_names() {
     assert_eq!(stdout.lines().count(), 1, "{stdout:?}");
     let columns: Vec<&str> = stdout.trim_end().split('\t').collect();
     assert_eq!(columns.len(), 5, "{stdout:?}");
-    assert!(columns[0].starts_with("r.example/a\\x1b]0;owned"), "{stdout:?}");
+    assert!(
+        columns[0].starts_with("r.example/a\\x1b]0;owned"),
+        "{stdout:?}"
+    );
     // JSON carries the name as it is.
     let json = ok(cnbpkg([
         "store",
@@ -144,7 +147,10 @@ fn store_gc_removes_nothing_through_a_linked_blob_directory() {
             if let Some(text) = index {
                 std::fs::write(store.join("index.json"), text).unwrap();
             }
-            let stderr = fails(cnbpkg(["store", "gc", "--store", store.to_str().unwrap()]), 1);
+            let stderr = fails(
+                cnbpkg(["store", "gc", "--store", store.to_str().unwrap()]),
+                1,
+            );
             assert!(stderr.contains(linked), "{linked}: {stderr}");
             assert!(victim.join("sha256").join(&hex).exists(), "{linked}");
             assert!(victim.join(&hex).exists(), "{linked}");
@@ -165,7 +171,11 @@ fn too_many_image_dependencies_are_refused_before_any_is_looked_up() {
     for present in [false, true] {
         let dependencies: String = (0..1000)
             .map(|i| {
-                let name = if present { "a".to_string() } else { format!("d{i}") };
+                let name = if present {
+                    "a".to_string()
+                } else {
+                    format!("d{i}")
+                };
                 format!("[[dependencies]]\nuri = \"docker://r.example/{name}:1\"\n")
             })
             .collect();
@@ -190,7 +200,10 @@ fn too_many_image_dependencies_are_refused_before_any_is_looked_up() {
             1,
         );
         // One line saying why, not a thousand missing images and a pull that cannot help.
-        assert!(stderr.contains("lists 1000 dependencies; at most"), "{stderr}");
+        assert!(
+            stderr.contains("lists 1000 dependencies; at most"),
+            "{stderr}"
+        );
         assert!(stderr.len() < 1024, "{} bytes", stderr.len());
         assert!(!stderr.contains("Using"), "{stderr}");
     }
@@ -203,7 +216,13 @@ fn a_package_given_as_the_store_is_never_advised_as_an_output() {
     minimal_buildpack(&src, "test/a", "1.0.0", "");
     ok(cnbpkg_in(
         d.path(),
-        ["buildpack", "package", "a.cnb", "--path", src.to_str().unwrap()],
+        [
+            "buildpack",
+            "package",
+            "a.cnb",
+            "--path",
+            src.to_str().unwrap(),
+        ],
     ));
     write_file(
         &d.path().join("meta/buildpack.toml"),
@@ -311,7 +330,10 @@ fn lock_files_that_are_fifos_or_links_never_hang_or_are_followed() {
     let args = ["store", "remove", "--store", s, "r.example/a:1"];
     let stderr = fails(bounded(d.path(), args), 1);
     assert!(stderr.contains("index.json.lock"), "{stderr}");
-    assert!(std::fs::symlink_metadata(&outside).is_err(), "made through a link");
+    assert!(
+        std::fs::symlink_metadata(&outside).is_err(),
+        "made through a link"
+    );
     std::fs::remove_file(store.join("index.json.lock")).unwrap();
     // Nothing in the way: all of them run.
     ok(bounded(d.path(), package));
@@ -338,8 +360,13 @@ fn a_store_directory_nothing_was_pulled_into_gets_the_pull_advice() {
         std::fs::create_dir_all(default.join(made)).unwrap();
         for store in [None, Some(default.to_str().unwrap())] {
             let mut cmd = crate::support::child::isolated(&home);
-            cmd.current_dir(d.path())
-                .args(["buildpack", "package", "o.cnb", "--config", "package.toml"]);
+            cmd.current_dir(d.path()).args([
+                "buildpack",
+                "package",
+                "o.cnb",
+                "--config",
+                "package.toml",
+            ]);
             if let Some(s) = store {
                 cmd.args(["--store", s]);
             }
