@@ -323,7 +323,10 @@ fn open_lock_file(path: &Path, create: bool) -> Result<File> {
         .open(path)
         .at(path)?;
     if !file.metadata().at(path)?.is_file() {
-        return Err(Error::invalid(path, "is not a regular file; the store locks it"));
+        return Err(Error::invalid(
+            path,
+            "is not a regular file; the store locks it",
+        ));
     }
     Ok(file)
 }
