@@ -578,11 +578,19 @@ impl Store {
 
     fn read_index(&self) -> Result<Option<Index>> {
         let path = self.root.join("index.json");
-        let file = match File::open(&path) {
+        // Never through a link, never blocking on a FIFO (as the store's readers open it).
+        let file = match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&path)
+        {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io(&path, e)),
         };
+        if !file.metadata().at(&path)?.is_file() {
+            return Err(Error::invalid(&path, "is not a regular file"));
+        }
         let mut bytes = Vec::new();
         file.take(MAX_JSON_BLOB + 1)
             .read_to_end(&mut bytes)

@@ -398,3 +398,36 @@ fn a_store_directory_nothing_was_pulled_into_gets_the_pull_advice() {
     );
     assert!(stderr.contains("not an OCI layout"), "{stderr}");
 }
+
+#[test]
+fn an_index_json_that_is_a_fifo_or_a_link_never_hangs_the_store_commands() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let d = tempfile::tempdir().unwrap();
+    let store = layout(d.path(), "store", "test/a", "1.0.0");
+    name_entries(&store, &[(&store, "r.example/a:1")]);
+    let index = store.join("index.json");
+    let elsewhere = d.path().join("elsewhere.json");
+    std::fs::rename(&index, &elsewhere).unwrap();
+    let s = store.to_str().unwrap();
+    for kind in ["fifo", "link"] {
+        if kind == "fifo" {
+            let c = std::ffi::CString::new(index.as_os_str().as_bytes()).unwrap();
+            // SAFETY: mkfifo on a NUL-terminated path.
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo");
+        } else {
+            std::os::unix::fs::symlink(&elsewhere, &index).unwrap();
+        }
+        for args in [
+            vec!["store", "list", "--store", s],
+            vec!["store", "gc", "--store", s],
+            vec!["store", "remove", "--store", s, "r.example/a:1"],
+        ] {
+            let stderr = fails(bounded(d.path(), &args), 1);
+            assert!(stderr.contains("index.json"), "{kind} {args:?}: {stderr}");
+        }
+        std::fs::remove_file(&index).unwrap();
+    }
+    // What the link pointed at is untouched.
+    let text = std::fs::read_to_string(&elsewhere).unwrap();
+    assert!(text.contains("r.example/a:1"), "{text}");
+}
