@@ -903,7 +903,12 @@ impl Store {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
+        // Entries listing the same image (under other names) are walked once: a store naming
+        // one large index thousands of times would otherwise be read thousands of times.
+        let mut walked: std::collections::BTreeMap<String, std::result::Result<Reached, String>> =
+            Default::default();
         for entry in &reader.index().manifests {
+            crate::cancel::check()?;
             let reference = entry.annotations.get(REF_NAME).cloned().unwrap_or_default();
             let mut image = StoredImage {
                 reference,
@@ -913,12 +918,18 @@ impl Store {
                 size: 0,
                 problem: None,
             };
-            match reachable(&reader, std::slice::from_ref(entry)) {
+            let mut listed = entry.clone();
+            listed.annotations.clear();
+            let key = serde_json::to_string(&listed).unwrap_or_default();
+            let tree = walked.entry(key).or_insert_with(|| {
+                reachable(&reader, std::slice::from_ref(&listed)).map_err(|e| e.to_string())
+            });
+            match tree {
                 Ok(tree) => {
                     image.size = tree.blobs.values().sum();
-                    image.platforms = tree.platforms;
+                    image.platforms = tree.platforms.clone();
                 }
-                Err(e) => image.problem = Some(e.to_string()),
+                Err(e) => image.problem = Some(e.clone()),
             }
             out.push(image);
         }

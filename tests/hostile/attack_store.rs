@@ -431,3 +431,48 @@ fn an_index_json_that_is_a_fifo_or_a_link_never_hangs_the_store_commands() {
     let text = std::fs::read_to_string(&elsewhere).unwrap();
     assert!(text.contains("r.example/a:1"), "{text}");
 }
+
+#[test]
+fn store_list_reads_an_image_named_thousands_of_times_once() {
+    use cnbpkg::digest::Digest;
+    let d = tempfile::tempdir().unwrap();
+    let store = layout(d.path(), "store", "test/a", "1.0.0");
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store.join("index.json")).unwrap()).unwrap();
+    // An index of 2 MiB (padded with an annotation) listing the package's manifest.
+    let big = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [index["manifests"][0].clone()],
+        "annotations": { "pad": "x".repeat(2 << 20) },
+    })
+    .to_string();
+    let digest = Digest::of(big.as_bytes());
+    std::fs::write(store.join(digest.blob_path()), &big).unwrap();
+    let entries: Vec<serde_json::Value> = (0..20_000)
+        .map(|i| {
+            serde_json::json!({
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "digest": digest.to_string(),
+                "size": big.len(),
+                "annotations": { "org.opencontainers.image.ref.name": format!("r.example/a:{i}") },
+            })
+        })
+        .collect();
+    let text = serde_json::json!({ "schemaVersion": 2, "manifests": entries }).to_string();
+    std::fs::write(store.join("index.json"), text).unwrap();
+    // Without walking each entry again (40 GB of reads) this ends in moments.
+    let out = bounded(
+        d.path(),
+        ["store", "list", "--store", store.to_str().unwrap()],
+    );
+    let stdout = ok(out);
+    assert_eq!(stdout.lines().count(), 20_000);
+    assert!(
+        stdout
+            .lines()
+            .all(|l| l.contains("\tlinux\t") && !l.contains("unreadable")),
+        "{}",
+        stdout.lines().next().unwrap_or_default()
+    );
+}
