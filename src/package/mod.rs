@@ -190,6 +190,11 @@ impl DependencyBudget {
         let Dependency::Package { images, .. } = dependency else {
             return Ok(());
         };
+        self.add_images(images, location)
+    }
+
+    /// Count `images` (of the dependency at `location`) in.
+    fn add_images(&mut self, images: &[crate::layout::ImageRef], location: &Path) -> Result<()> {
         for image in images {
             let manifest = image.descriptor.size;
             self.bytes = self

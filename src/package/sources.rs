@@ -261,9 +261,13 @@ fn resolve_images(
     located: &mut [Option<Located>],
 ) -> Result<Vec<MissingImage>> {
     let mut missing = Vec::new();
+    // Each image's manifests and configs are held from here on: bounded together as they are
+    // read, as packaging bounds its dependency packages (one large image named many times).
+    let mut held = super::DependencyBudget::default();
     for wanted in images {
         match store.resolve(&wanted.reference)? {
             Some(image) => {
+                held.add_images(&image.images, Path::new(&wanted.uri))?;
                 located[wanted.index] = Some(Located::Stored {
                     uri: wanted.uri.clone(),
                     image: Box::new(image),

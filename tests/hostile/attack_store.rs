@@ -476,3 +476,68 @@ fn store_list_reads_an_image_named_thousands_of_times_once() {
         stdout.lines().next().unwrap_or_default()
     );
 }
+
+#[test]
+fn a_large_image_named_many_times_is_bounded_while_the_store_is_read() {
+    use cnbpkg::digest::Digest;
+    let d = tempfile::tempdir().unwrap();
+    let store = layout(d.path(), "store", "test/a", "1.0.0");
+    let read = |path: &Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    };
+    let index = read(&store.join("index.json"));
+    let mut entry = index["manifests"][0].clone();
+    let blob = |digest: &serde_json::Value| {
+        store
+            .join("blobs/sha256")
+            .join(&digest.as_str().unwrap()[7..])
+    };
+    let mut manifest = read(&blob(&entry["digest"]));
+    // The image's config padded to 20 MiB (valid, verified, and held by whoever reads it).
+    let mut config = read(&blob(&manifest["config"]["digest"]));
+    config["pad"] = serde_json::Value::String("x".repeat(20 << 20));
+    let config = config.to_string();
+    let config_digest = Digest::of(config.as_bytes());
+    std::fs::write(store.join(config_digest.blob_path()), &config).unwrap();
+    manifest["config"]["digest"] = config_digest.to_string().into();
+    manifest["config"]["size"] = config.len().into();
+    let manifest = manifest.to_string();
+    let manifest_digest = Digest::of(manifest.as_bytes());
+    std::fs::write(store.join(manifest_digest.blob_path()), &manifest).unwrap();
+    entry["digest"] = manifest_digest.to_string().into();
+    entry["size"] = manifest.len().into();
+    entry["annotations"] =
+        serde_json::json!({ "org.opencontainers.image.ref.name": "r.example/a:1" });
+    let text = serde_json::json!({ "schemaVersion": 2, "manifests": [entry] }).to_string();
+    std::fs::write(store.join("index.json"), text).unwrap();
+    write_file(
+        &d.path().join("meta/buildpack.toml"),
+        "api = \"0.10\"\n[buildpack]\nid = \"test/meta\"\nversion = \"1.0.0\"\n\n[[order]]\n[[order.group]]\nid = \"test/a\"\nversion = \"1.0.0\"\n",
+        0o644,
+    );
+    // Fourteen times (280 MiB held), then an image the store lacks: the bound stops the
+    // reading before the store is read to its end.
+    let mut dependencies = "[[dependencies]]\nuri = \"docker://r.example/a:1\"\n".repeat(14);
+    dependencies.push_str("[[dependencies]]\nuri = \"docker://r.example/missing:1\"\n");
+    write_file(
+        &d.path().join("package.toml"),
+        &format!("[buildpack]\nuri = \"meta\"\n{dependencies}"),
+        0o644,
+    );
+    let args = [
+        "buildpack",
+        "package",
+        "o.cnb",
+        "--config",
+        "package.toml",
+        "--store",
+        store.to_str().unwrap(),
+    ];
+    let stderr = fails(bounded(d.path(), args), 1);
+    assert!(
+        stderr.contains("hold more than 256 MiB of manifests and configs together"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("missing"), "{stderr}");
+    assert!(!d.path().join("o.cnb").exists());
+}
