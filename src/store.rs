@@ -79,6 +79,9 @@ pub struct StoreReader {
     reader: Arc<PackageReader>,
     /// The store-wide lock, shared, while the store is read: `store gc` waits for it.
     _lease: Option<StoreLock>,
+    /// What each index read for a digest lookup lists: every lookup of a package's
+    /// dependencies reads an index once, not once per lookup.
+    listed: std::sync::Mutex<std::collections::BTreeMap<Digest, Arc<Vec<Descriptor>>>>,
 }
 
 /// An image found in a store by [`StoreReader::resolve`].
@@ -115,6 +118,7 @@ impl StoreReader {
             path: path.to_path_buf(),
             reader: Arc::new(PackageReader::open_with(path, true)?),
             _lease: lease,
+            listed: Default::default(),
         })
     }
 
@@ -275,8 +279,23 @@ impl StoreReader {
         if !crate::oci::is_index(&entry.media_type) {
             return Ok(None);
         }
-        let (index, _) = self.reader.read_json::<Index>(entry, "image index")?;
-        Ok(index.manifests.into_iter().find(|d| d.digest == *digest))
+        let cached = self
+            .listed
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&entry.digest).cloned());
+        let manifests = match cached {
+            Some(m) => m,
+            None => {
+                let (index, _) = self.reader.read_json::<Index>(entry, "image index")?;
+                let m = Arc::new(index.manifests);
+                if let Ok(mut listed) = self.listed.lock() {
+                    listed.insert(entry.digest, Arc::clone(&m));
+                }
+                m
+            }
+        };
+        Ok(manifests.iter().find(|d| d.digest == *digest).cloned())
     }
 }
 

@@ -541,3 +541,66 @@ fn a_large_image_named_many_times_is_bounded_while_the_store_is_read() {
     assert!(!stderr.contains("missing"), "{stderr}");
     assert!(!d.path().join("o.cnb").exists());
 }
+
+#[test]
+fn digest_lookups_read_each_index_of_the_store_once() {
+    use cnbpkg::digest::Digest;
+    let d = tempfile::tempdir().unwrap();
+    let store = layout(d.path(), "store", "test/a", "1.0.0");
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store.join("index.json")).unwrap()).unwrap();
+    // Four indexes of 8 MiB (padded), none listing what is looked up.
+    let entries: Vec<serde_json::Value> = (0..4)
+        .map(|i| {
+            let big = serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "manifests": [index["manifests"][0].clone()],
+                "annotations": { "pad": format!("{i}{}", "x".repeat(8 << 20)) },
+            })
+            .to_string();
+            let digest = Digest::of(big.as_bytes());
+            std::fs::write(store.join(digest.blob_path()), &big).unwrap();
+            serde_json::json!({
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "digest": digest.to_string(),
+                "size": big.len(),
+                "annotations": { "org.opencontainers.image.ref.name": format!("r.example/i:{i}") },
+            })
+        })
+        .collect();
+    let text = serde_json::json!({ "schemaVersion": 2, "manifests": entries }).to_string();
+    std::fs::write(store.join("index.json"), text).unwrap();
+    write_file(
+        &d.path().join("meta/buildpack.toml"),
+        "api = \"0.10\"\n[buildpack]\nid = \"test/meta\"\nversion = \"1.0.0\"\n\n[[order]]\n[[order.group]]\nid = \"test/a\"\nversion = \"1.0.0\"\n",
+        0o644,
+    );
+    // 256 references by digests the store lacks: without reading 32 MiB 256 times (8 GB).
+    let dependencies: String = (0..256)
+        .map(|i| {
+            let digest = Digest::of(format!("absent {i}").as_bytes());
+            format!("[[dependencies]]\nuri = \"docker://r.example/a@{digest}\"\n")
+        })
+        .collect();
+    write_file(
+        &d.path().join("package.toml"),
+        &format!("[buildpack]\nuri = \"meta\"\n{dependencies}"),
+        0o644,
+    );
+    let args = [
+        "buildpack",
+        "package",
+        "o.cnb",
+        "--config",
+        "package.toml",
+        "--store",
+        store.to_str().unwrap(),
+    ];
+    let stderr = fails(bounded(d.path(), args), 1);
+    assert!(
+        stderr.contains("256 buildpacks are not on this machine"),
+        "{stderr}"
+    );
+    assert!(!d.path().join("o.cnb").exists());
+}
