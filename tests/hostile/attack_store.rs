@@ -1,6 +1,10 @@
-//! Hostile image stores: a store's `index.json` and directories are anyone's files. Its ref
-//! names reach the terminal escaped, a name listed for two images is refused rather than one
-//! of them picked, and `store gc` removes nothing through a link.
+//! Hostile image stores and package.toml files read against them: a store's `index.json`,
+//! lock files and directories are anyone's files. Its ref names reach the terminal escaped, a
+//! name listed for two images is refused rather than one of them picked, `store gc` removes
+//! nothing through a link, FIFOs and links never hang or redirect a command, a store nothing
+//! was pulled into gets the pull advice, a package given as the store is never advised as an
+//! output, and what a store is made to be read (a large image named many times, many digest
+//! lookups, too many dependencies) stays bounded.
 
 use std::path::{Path, PathBuf};
 
