@@ -1000,17 +1000,29 @@ impl Store {
     /// stops the collection before anything is removed: what it reaches is unknown.
     pub fn gc(&self) -> Result<GcReport> {
         let _store = self.lock_exclusive()?;
-        let tree = match self.reader()? {
-            Some(reader) => reachable(&reader, &reader.index().manifests).map_err(|e| {
-                Error::other(format!(
-                    "{e}; nothing was removed (cnbpkg store remove the entry that cannot be read)"
-                ))
-            })?,
-            None => Reached {
-                blobs: Default::default(),
-                platforms: Vec::new(),
-            },
+        let mut tree = Reached {
+            blobs: Default::default(),
+            platforms: Vec::new(),
         };
+        if let Some(reader) = self.reader()? {
+            // Entry by entry, each within the walker's bounds (as `list` reads them): a store
+            // is many images, not one package, and the limits of one package do not bound it.
+            let mut walked = std::collections::BTreeSet::new();
+            for entry in &reader.index().manifests {
+                crate::cancel::check()?;
+                let mut listed = entry.clone();
+                listed.annotations.clear();
+                if !walked.insert(serde_json::to_string(&listed).unwrap_or_default()) {
+                    continue;
+                }
+                let reached = reachable(&reader, std::slice::from_ref(&listed)).map_err(|e| {
+                    Error::other(format!(
+                        "{e}; nothing was removed (cnbpkg store remove the entry that cannot be read)"
+                    ))
+                })?;
+                tree.blobs.extend(reached.blobs);
+            }
+        }
         let blobs = self.root.join("blobs").join("sha256");
         // Files are removed only from the store's own directories: a link there would have
         // them removed from wherever it points.

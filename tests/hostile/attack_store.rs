@@ -608,3 +608,40 @@ fn digest_lookups_read_each_index_of_the_store_once() {
     );
     assert!(!d.path().join("o.cnb").exists());
 }
+
+#[test]
+fn store_gc_collects_a_store_of_more_images_than_one_package_may_hold() {
+    let d = tempfile::tempdir().unwrap();
+    let store = layout(d.path(), "store", "test/a", "1.0.0");
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store.join("index.json")).unwrap()).unwrap();
+    let entries: Vec<serde_json::Value> = (0..5000)
+        .map(|i| {
+            let mut e = index["manifests"][0].clone();
+            e["annotations"] =
+                serde_json::json!({ "org.opencontainers.image.ref.name": format!("r.example/a:{i}") });
+            e
+        })
+        .collect();
+    let text = serde_json::json!({ "schemaVersion": 2, "manifests": entries }).to_string();
+    std::fs::write(store.join("index.json"), text).unwrap();
+    let kept = list(&store.join("blobs/sha256"));
+    let stray = store.join("blobs/sha256").join("e".repeat(64));
+    std::fs::write(&stray, b"unreferenced").unwrap();
+    let s = store.to_str().unwrap();
+    let report = ok(bounded(d.path(), ["store", "gc", "--json", "--store", s]));
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(
+        report["removed"].as_array().map(Vec::len),
+        Some(1),
+        "{report}"
+    );
+    assert!(!stray.exists());
+    assert_eq!(list(&store.join("blobs/sha256")), kept);
+    assert_eq!(
+        ok(bounded(d.path(), ["store", "list", "--store", s]))
+            .lines()
+            .count(),
+        5000
+    );
+}
