@@ -898,21 +898,24 @@ fn run_store(command: StoreCommand, ui: &Printer) -> Result<(), Error> {
                             .join("/")
                     })
                     .collect();
+                // A store's ref names, media types and platforms are anyone's text: each field
+                // is printed with its controls escaped (a tab in one would forge a column).
+                let show = |s: &str| cnbpkg::ui::printable(s).into_owned();
                 let _ = writeln!(
                     out,
                     "{}\t{}\t{}\t{}\t{}{}",
-                    i.reference,
+                    show(&i.reference),
                     i.digest,
-                    i.media_type,
+                    show(&i.media_type),
                     if platforms.is_empty() {
                         "-".to_string()
                     } else {
-                        platforms.join(",")
+                        show(&platforms.join(","))
                     },
                     cnbpkg::ui::human_size(i.size),
                     i.problem
                         .as_ref()
-                        .map(|p| format!("\t(unreadable: {p})"))
+                        .map(|p| format!("\t(unreadable: {})", show(p)))
                         .unwrap_or_default()
                 );
             }

@@ -79,6 +79,9 @@ pub struct StoreReader {
     reader: Arc<PackageReader>,
     /// The store-wide lock, shared, while the store is read: `store gc` waits for it.
     _lease: Option<StoreLock>,
+    /// What each index read for a digest lookup lists: every lookup of a package's
+    /// dependencies reads an index once, not once per lookup.
+    listed: std::sync::Mutex<std::collections::BTreeMap<Digest, Arc<Vec<Descriptor>>>>,
 }
 
 /// An image found in a store by [`StoreReader::resolve`].
@@ -115,6 +118,7 @@ impl StoreReader {
             path: path.to_path_buf(),
             reader: Arc::new(PackageReader::open_with(path, true)?),
             _lease: lease,
+            listed: Default::default(),
         })
     }
 
@@ -126,6 +130,8 @@ impl StoreReader {
         match fs::symlink_metadata(&path) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Error::io(&path, e)),
+            // Made, but nothing pulled into it yet (a pull interrupted at its start).
+            Ok(_) if unfilled(&path) => Ok(None),
             Ok(_) => Self::open(&path).map(Some),
         }
     }
@@ -163,15 +169,9 @@ impl StoreReader {
     /// of the image is missing or damaged.
     pub fn resolve(&self, reference: &str) -> Result<Option<ResolvedImage>> {
         let wanted = Wanted::parse(reference)?;
-        let entries = &self.reader.index().manifests;
-        let named = |name: &str| {
-            entries
-                .iter()
-                .find(|d| d.annotations.get(REF_NAME).is_some_and(|n| n == name))
-        };
         let found = match (&wanted.tag_name, &wanted.digest) {
-            (Some(name), None) => named(name).map(|d| (name.clone(), d.clone())),
-            (Some(name), Some(digest)) => match named(name) {
+            (Some(name), None) => self.named(name)?.map(|d| (name.clone(), d.clone())),
+            (Some(name), Some(digest)) => match self.named(name)? {
                 Some(entry) => match self.within(entry, digest)? {
                     Some(d) => Some((name.clone(), d)),
                     None => {
@@ -202,6 +202,30 @@ impl StoreReader {
             descriptor,
             images,
         }))
+    }
+
+    /// The entry named `name`. A store listing the name for two different images is refused:
+    /// which one it means is unknown (skopeo and `pull` replace a name, never add it twice).
+    fn named(&self, name: &str) -> Result<Option<&Descriptor>> {
+        let mut named = self
+            .reader
+            .index()
+            .manifests
+            .iter()
+            .filter(|d| d.annotations.get(REF_NAME).is_some_and(|n| n == name));
+        let Some(first) = named.next() else {
+            return Ok(None);
+        };
+        if let Some(other) = named.find(|d| d.digest != first.digest) {
+            return Err(Error::invalid(
+                &self.path,
+                format!(
+                    "index.json names {name} for two images, {} and {}; remove the wrong one (cnbpkg store remove {name}, then pull it again)",
+                    first.digest, other.digest
+                ),
+            ));
+        }
+        Ok(Some(first))
     }
 
     /// The entry with `digest`, or the manifest with `digest` an entry's index lists: an entry
@@ -255,8 +279,23 @@ impl StoreReader {
         if !crate::oci::is_index(&entry.media_type) {
             return Ok(None);
         }
-        let (index, _) = self.reader.read_json::<Index>(entry, "image index")?;
-        Ok(index.manifests.into_iter().find(|d| d.digest == *digest))
+        let cached = self
+            .listed
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&entry.digest).cloned());
+        let manifests = match cached {
+            Some(m) => m,
+            None => {
+                let (index, _) = self.reader.read_json::<Index>(entry, "image index")?;
+                let m = Arc::new(index.manifests);
+                if let Ok(mut listed) = self.listed.lock() {
+                    listed.insert(entry.digest, Arc::clone(&m));
+                }
+                m
+            }
+        };
+        Ok(manifests.iter().find(|d| d.digest == *digest).cloned())
     }
 }
 
@@ -264,27 +303,22 @@ impl StoreReader {
 /// filled); nothing for an archive, or a layout nothing of cnbpkg's has written to (which is
 /// not created: a reader writes nothing).
 fn read_lease(path: &Path) -> Result<Option<StoreLock>> {
-    use std::os::unix::fs::OpenOptionsExt as _;
     let lock = path.join(STORE_LOCK);
     if !fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
         return Ok(None);
     }
-    let file = match OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(&lock)
-    {
+    let file = match open_lock_file(&lock, false) {
         Ok(f) => f,
         // Another user's store, read with the rights to read its blobs only: no gc of ours.
-        Err(e)
+        Err(Error::Io { source, .. })
             if matches!(
-                e.kind(),
+                source.kind(),
                 io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied
             ) =>
         {
             return Ok(None)
         }
-        Err(e) => return Err(Error::io(&lock, e)),
+        Err(e) => return Err(e),
     };
     flock_waiting(
         &file,
@@ -293,6 +327,27 @@ fn read_lease(path: &Path) -> Result<Option<StoreLock>> {
         "a garbage collection (cnbpkg store gc)",
     )?;
     Ok(Some(StoreLock { _file: file }))
+}
+
+/// Open the lock file `path` (made when `create`; for writing then, else for reading), never
+/// through a link, and never blocking on what is not a regular file (a FIFO there would hang
+/// every command reading the store).
+fn open_lock_file(path: &Path, create: bool) -> Result<File> {
+    let file = OpenOptions::new()
+        .read(!create)
+        .write(create)
+        .create(create)
+        .truncate(false)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)
+        .at(path)?;
+    if !file.metadata().at(path)?.is_file() {
+        return Err(Error::invalid(
+            path,
+            "is not a regular file; the store locks it",
+        ));
+    }
+    Ok(file)
 }
 
 /// `reference` as [`StoreReader::resolve`] reports it: normalized as `pull` names it
@@ -381,13 +436,9 @@ impl Store {
             let occupied = match fs::read_dir(root) {
                 // What another process creating the store at the same moment has made so far
                 // does not count.
-                Ok(entries) => entries.filter_map(|e| e.ok()).any(|e| {
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    !matches!(
-                        name.as_str(),
-                        "blobs" | "index.json.lock" | "oci-layout" | STORE_LOCK | DOWNLOADS
-                    ) && !crate::atomic::is_temp_of("oci-layout", &name)
-                }),
+                Ok(entries) => entries
+                    .filter_map(|e| e.ok())
+                    .any(|e| !is_store_beginning(&e.file_name().to_string_lossy())),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => false,
                 Err(e) => return Err(Error::io(root, e)),
             };
@@ -550,11 +601,19 @@ impl Store {
 
     fn read_index(&self) -> Result<Option<Index>> {
         let path = self.root.join("index.json");
-        let file = match File::open(&path) {
+        // Never through a link, never blocking on a FIFO (as the store's readers open it).
+        let file = match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(&path)
+        {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io(&path, e)),
         };
+        if !file.metadata().at(&path)?.is_file() {
+            return Err(Error::invalid(&path, "is not a regular file"));
+        }
         let mut bytes = Vec::new();
         file.take(MAX_JSON_BLOB + 1)
             .read_to_end(&mut bytes)
@@ -570,12 +629,7 @@ impl Store {
     /// The store's exclusive lock (held by whoever rewrites `index.json`), released on drop.
     fn lock(&self) -> Result<File> {
         let path = self.root.join("index.json.lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .at(&path)?;
+        let file = open_lock_file(&path, true)?;
         loop {
             // SAFETY: flock on a descriptor this function owns; no memory is involved.
             if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
@@ -606,6 +660,37 @@ const DOWNLOADS: &str = "downloads";
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
 /// How often a waiting pull or gc tries the lock again.
 const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Whether `name`, in a directory without `oci-layout`, is what a store being created (or
+/// whose creation was interrupted) holds already.
+fn is_store_beginning(name: &str) -> bool {
+    matches!(
+        name,
+        "blobs" | "index.json.lock" | "oci-layout" | STORE_LOCK | DOWNLOADS
+    ) || crate::atomic::is_temp_of("oci-layout", name)
+}
+
+/// Whether `path` is a directory a store is to be made in, nothing pulled into it yet: empty,
+/// or holding only what a store's creation makes before `oci-layout` (an interrupted pull).
+pub(crate) fn unfilled(path: &Path) -> bool {
+    if !fs::symlink_metadata(path).is_ok_and(|m| m.is_dir())
+        || fs::symlink_metadata(path.join("oci-layout")).is_ok()
+    {
+        return false;
+    }
+    let Ok(entries) = fs::read_dir(path) else {
+        return false;
+    };
+    // A handful of names at most: a directory holding more is something else.
+    let mut seen = 0;
+    for entry in entries {
+        seen += 1;
+        if seen > 64 || !entry.is_ok_and(|e| is_store_beginning(&e.file_name().to_string_lossy())) {
+            return false;
+        }
+    }
+    true
+}
 
 /// A `.cnb` or tar named as a store is a read-only one: nothing is written into it.
 fn refuse_read_only(root: &Path) -> Result<()> {
@@ -768,13 +853,7 @@ impl Store {
 
     fn store_lock(&self, operation: libc::c_int, holder: &str) -> Result<StoreLock> {
         let path = self.root.join(STORE_LOCK);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path)
-            .at(&path)?;
+        let file = open_lock_file(&path, true)?;
         flock_waiting(&file, &path, operation, holder)?;
         Ok(StoreLock { _file: file })
     }
@@ -847,7 +926,12 @@ impl Store {
             return Ok(Vec::new());
         };
         let mut out = Vec::new();
+        // Entries listing the same image (under other names) are walked once: a store naming
+        // one large index thousands of times would otherwise be read thousands of times.
+        let mut walked: std::collections::BTreeMap<String, std::result::Result<Reached, String>> =
+            Default::default();
         for entry in &reader.index().manifests {
+            crate::cancel::check()?;
             let reference = entry.annotations.get(REF_NAME).cloned().unwrap_or_default();
             let mut image = StoredImage {
                 reference,
@@ -857,12 +941,18 @@ impl Store {
                 size: 0,
                 problem: None,
             };
-            match reachable(&reader, std::slice::from_ref(entry)) {
+            let mut listed = entry.clone();
+            listed.annotations.clear();
+            let key = serde_json::to_string(&listed).unwrap_or_default();
+            let tree = walked.entry(key).or_insert_with(|| {
+                reachable(&reader, std::slice::from_ref(&listed)).map_err(|e| e.to_string())
+            });
+            match tree {
                 Ok(tree) => {
                     image.size = tree.blobs.values().sum();
-                    image.platforms = tree.platforms;
+                    image.platforms = tree.platforms.clone();
                 }
-                Err(e) => image.problem = Some(e.to_string()),
+                Err(e) => image.problem = Some(e.clone()),
             }
             out.push(image);
         }
@@ -914,18 +1004,43 @@ impl Store {
     /// stops the collection before anything is removed: what it reaches is unknown.
     pub fn gc(&self) -> Result<GcReport> {
         let _store = self.lock_exclusive()?;
-        let tree = match self.reader()? {
-            Some(reader) => reachable(&reader, &reader.index().manifests).map_err(|e| {
-                Error::other(format!(
-                    "{e}; nothing was removed (cnbpkg store remove the entry that cannot be read)"
-                ))
-            })?,
-            None => Reached {
-                blobs: Default::default(),
-                platforms: Vec::new(),
-            },
+        let mut tree = Reached {
+            blobs: Default::default(),
+            platforms: Vec::new(),
         };
+        if let Some(reader) = self.reader()? {
+            // Entry by entry, each within the walker's bounds (as `list` reads them): a store
+            // is many images, not one package, and the limits of one package do not bound it.
+            let mut walked = std::collections::BTreeSet::new();
+            for entry in &reader.index().manifests {
+                crate::cancel::check()?;
+                let mut listed = entry.clone();
+                listed.annotations.clear();
+                if !walked.insert(serde_json::to_string(&listed).unwrap_or_default()) {
+                    continue;
+                }
+                let reached = reachable(&reader, std::slice::from_ref(&listed)).map_err(|e| {
+                    Error::other(format!(
+                        "{e}; nothing was removed (cnbpkg store remove the entry that cannot be read)"
+                    ))
+                })?;
+                tree.blobs.extend(reached.blobs);
+            }
+        }
         let blobs = self.root.join("blobs").join("sha256");
+        // Files are removed only from the store's own directories: a link there would have
+        // them removed from wherever it points.
+        for dir in [self.root.join("blobs"), blobs.clone()] {
+            match fs::symlink_metadata(&dir) {
+                Ok(m) if !m.is_dir() => {
+                    return Err(Error::invalid(
+                        &dir,
+                        "is not a directory (a link?); nothing was removed",
+                    ))
+                }
+                _ => {}
+            }
+        }
         crate::atomic::reap_stale_temps(&blobs);
         let mut report = GcReport {
             kept: 0,

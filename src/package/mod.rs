@@ -191,6 +191,11 @@ impl DependencyBudget {
         let Dependency::Package { images, .. } = dependency else {
             return Ok(());
         };
+        self.add_images(images, location)
+    }
+
+    /// Count `images` (of the dependency at `location`) in.
+    fn add_images(&mut self, images: &[crate::layout::ImageRef], location: &Path) -> Result<()> {
         for image in images {
             let manifest = image.descriptor.size;
             self.bytes = self
@@ -221,6 +226,9 @@ fn package_with(opts: &PackageOptions, events: &dyn Events) -> Result<PackageRep
     }
     check_flatten_options(opts, events)?;
     let (config, base_dir) = load_config(opts, events)?;
+    // Before any is located: a store is read, and every missing one listed, only for a
+    // package that can be made.
+    check_dependency_count(opts, &base_dir, config.dependencies.len())?;
     let (main_path, located) = sources::locate(
         &config,
         &base_dir,
@@ -241,7 +249,6 @@ fn package_with(opts: &PackageOptions, events: &dyn Events) -> Result<PackageRep
         role: "the buildpack",
         tree_dir: main.is_directory(),
     });
-    check_dependency_count(opts, &base_dir, located.len())?;
     let mut held = DependencyBudget::default();
     let dependencies = located
         .iter()

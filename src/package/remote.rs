@@ -412,10 +412,16 @@ impl MissingImages<'_> {
         let them = if wanted.len() == 1 { "it" } else { "them" };
         let place = match self.store.path() {
             Some(p) if self.exists => format!(" (the store is {})", p.display()),
+            Some(p) if p.exists() => format!(" (nothing is in the store {} yet)", p.display()),
             Some(p) => format!(" (the store {} does not exist yet)", p.display()),
             None => String::new(),
         };
         lines.push(match self.store {
+            // Not a store at all (a package, say): the new archive must not replace it.
+            StoreArg::Archive(_) if self.unnamed => format!(
+                "fetch {them} into a new archive with `{}` and package with --store IMAGES.tar",
+                StoreArg::Archive(PathBuf::from("IMAGES.tar")).pull_command(&wanted)
+            ),
             StoreArg::Archive(p) => format!(
                 "the store {} is an archive, read-only: make a new one holding every image with `{}` where the registries can be reached, then package again",
                 p.display(),

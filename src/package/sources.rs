@@ -149,7 +149,9 @@ pub(crate) fn locate(
     let reader = match store {
         _ if images.is_empty() => None,
         None => StoreReader::open_default()?,
-        Some(path) if path.exists() => Some(StoreReader::open(path)?),
+        Some(path) if path.exists() && !crate::store::unfilled(path) => {
+            Some(StoreReader::open(path)?)
+        }
         // Nothing to read; the error says how to fill it.
         Some(_) => None,
     }
@@ -272,9 +274,13 @@ fn resolve_images(
     located: &mut [Option<Located>],
 ) -> Result<Vec<MissingImage>> {
     let mut missing = Vec::new();
+    // Each image's manifests and configs are held from here on: bounded together as they are
+    // read, as packaging bounds its dependency packages (one large image named many times).
+    let mut held = super::DependencyBudget::default();
     for wanted in images {
         match store.resolve(&wanted.reference)? {
             Some(image) => {
+                held.add_images(&image.images, Path::new(&wanted.uri))?;
                 located[wanted.index] = Some(Located::Stored {
                     uri: wanted.uri.clone(),
                     image: Box::new(image),

@@ -16,6 +16,7 @@ mod attack_content_json_keys;
 mod attack_content_links;
 mod attack_files_inputs;
 mod attack_files_outputs;
+mod attack_store;
 mod audit_remote_advice;
 mod hostile_fuzz_regressions;
 mod hostile_inputs;

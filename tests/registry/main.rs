@@ -12,6 +12,7 @@ mod attack11_push_sizes;
 mod attack_registry_push;
 mod attack_registry_refs;
 mod attack_registry_tls;
+mod attack_store;
 mod flags_messages;
 mod index_push;
 mod pull_auth;
