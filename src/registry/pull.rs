@@ -492,7 +492,11 @@ impl RegistryBlobs<'_> {
         }
         if self.store.has_blob(desc)? {
             let path = self.store.root().join(desc.digest.blob_path());
-            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            // Bounded by the listed size: the file may change after the size check above.
+            let mut bytes = Vec::new();
+            let file = crate::input::open_walked(&path, None)?;
+            io::Read::read_to_end(&mut io::Read::take(file, desc.size + 1), &mut bytes)
+                .map_err(|e| Error::io(&path, e))?;
             if Digest::of(&bytes) == desc.digest {
                 return self.size_checked(desc, bytes);
             }
