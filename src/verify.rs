@@ -1103,6 +1103,18 @@ impl Verifier<'_> {
         label_name: Option<&str>,
     ) {
         let empty = BTreeSet::new();
+        // A builder hides a module of its base that it replaces with a whiteout in a later
+        // layer (as pack does): the base's layer may hold it unlisted.
+        let mut hidden_later: Vec<BTreeSet<String>> = vec![BTreeSet::new(); manifest.layers.len()];
+        if label_name.is_none() {
+            let mut hidden = BTreeSet::new();
+            for (pos, layer) in manifest.layers.iter().enumerate().rev() {
+                hidden_later[pos] = hidden.clone();
+                if let Some(facts) = self.facts_of(layer) {
+                    hidden.extend(facts.whiteouts.iter().cloned());
+                }
+            }
+        }
         for (pos, layer) in manifest.layers.iter().enumerate() {
             let Some(facts) = self.facts_of(layer) else {
                 continue;
@@ -1111,7 +1123,7 @@ impl Verifier<'_> {
             let stray: Vec<String> = facts
                 .dirs
                 .iter()
-                .filter(|d| !allowed.contains(*d))
+                .filter(|d| !allowed.contains(*d) && !hidden_later[pos].contains(*d))
                 .cloned()
                 .collect();
             for d in stray {

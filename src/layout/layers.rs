@@ -41,6 +41,10 @@ pub(crate) struct LayerFacts {
     /// lifecycle binaries a builder needs ([`LIFECYCLE_BINARIES`], or their `.exe` forms) it
     /// holds; `None` for any other layer.
     pub(crate) lifecycle: Option<BTreeSet<String>>,
+    /// The module directories this layer hides with an OCI whiteout
+    /// (`cnb/buildpacks/<id>/.wh.<version>`), as a builder does for a module of its base that
+    /// it replaces (the first [`MAX_MODULES_PER_LAYER`]).
+    pub(crate) whiteouts: BTreeSet<String>,
 }
 
 /// The lifecycle binaries pack requires of a builder (`validateBinaries`).
@@ -108,6 +112,11 @@ pub(crate) fn read_layer_stream(
                     .map(|parts| parts.join("/"))
                     .unwrap_or_default();
                 note_lifecycle_entry(&path, &mut facts);
+                if let Some(dir) = whited_out_module(&path) {
+                    if facts.whiteouts.len() < MAX_MODULES_PER_LAYER {
+                        facts.whiteouts.insert(dir);
+                    }
+                }
                 if let Some(dir) = path
                     .strip_suffix("/buildpack.toml")
                     .or_else(|| path.strip_suffix("/extension.toml"))
@@ -202,5 +211,20 @@ mod tests {
             .map(|s| s.as_str())
             .collect();
         assert_eq!(found, ["builder", "detector"]);
+    }
+}
+
+/// The module directory a whiteout entry hides: `cnb/buildpacks/<id>/.wh.<version>` (or under
+/// `cnb/extensions`) names `cnb/buildpacks/<id>/<version>`.
+fn whited_out_module(path: &str) -> Option<String> {
+    let parts: Vec<&str> = path.split('/').collect();
+    match parts.as_slice() {
+        ["cnb", dist @ ("buildpacks" | "extensions"), id, entry] => {
+            let version = entry.strip_prefix(".wh.")?;
+            let hidden = format!("cnb/{dist}/{id}/{version}");
+            (!version.is_empty() && !version.starts_with(".wh.") && is_module_dir(&hidden))
+                .then_some(hidden)
+        }
+        _ => None,
     }
 }

@@ -473,6 +473,12 @@ fn a_builder_extends_a_builder_as_pack_does() {
         &["--format", "layout", "-t", "linux/amd64"],
     ));
 
+    // The base's layer of the replaced module is hidden by the whiteout: verify accepts it.
+    for builder in [&first, &second] {
+        let report = cnbpkg::verify::verify(builder).unwrap();
+        assert!(report.is_ok(), "{:?}", report.defects);
+    }
+
     let work = d.join("work");
     let base = read_platform(&first, "amd64", &work.join("1"));
     let p = read_platform(&second, "amd64", &work.join("2"));
