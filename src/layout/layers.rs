@@ -173,6 +173,21 @@ fn is_module_dir(dir: &str) -> bool {
     parts.len() == 4 && parts[0] == "cnb" && (parts[1] == "buildpacks" || parts[1] == "extensions")
 }
 
+/// The module directory a whiteout entry hides: `cnb/buildpacks/<id>/.wh.<version>` (or under
+/// `cnb/extensions`) names `cnb/buildpacks/<id>/<version>`.
+fn whited_out_module(path: &str) -> Option<String> {
+    let parts: Vec<&str> = path.split('/').collect();
+    match parts.as_slice() {
+        ["cnb", dist @ ("buildpacks" | "extensions"), id, entry] => {
+            let version = entry.strip_prefix(".wh.")?;
+            let hidden = format!("cnb/{dist}/{id}/{version}");
+            (!version.is_empty() && !version.starts_with(".wh.") && is_module_dir(&hidden))
+                .then_some(hidden)
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,20 +226,5 @@ mod tests {
             .map(|s| s.as_str())
             .collect();
         assert_eq!(found, ["builder", "detector"]);
-    }
-}
-
-/// The module directory a whiteout entry hides: `cnb/buildpacks/<id>/.wh.<version>` (or under
-/// `cnb/extensions`) names `cnb/buildpacks/<id>/<version>`.
-fn whited_out_module(path: &str) -> Option<String> {
-    let parts: Vec<&str> = path.split('/').collect();
-    match parts.as_slice() {
-        ["cnb", dist @ ("buildpacks" | "extensions"), id, entry] => {
-            let version = entry.strip_prefix(".wh.")?;
-            let hidden = format!("cnb/{dist}/{id}/{version}");
-            (!version.is_empty() && !version.starts_with(".wh.") && is_module_dir(&hidden))
-                .then_some(hidden)
-        }
-        _ => None,
     }
 }
