@@ -1,5 +1,5 @@
-//! Stage micro-benchmarks: SHA-256, gzip (ours at several levels and thread counts, flate2's
-//! single-threaded `GzEncoder` as the baseline, `gzip` and `pigz` commands as peers) and zstd.
+//! Stage micro-benchmarks: SHA-256, gzip (ours, libdeflate one member per block, at several
+//! levels and thread counts; flate2's single-threaded `GzEncoder` (zlib-rs) as the baseline; `gzip` and `pigz` commands as peers) and zstd.
 //!
 //! Run with `cargo bench --bench stages`. Inputs are built at run time and never stored:
 //! * `binaries`: regular files from `/usr/bin` and `/usr/lib/x86_64-linux-gnu` (or
@@ -282,16 +282,18 @@ fn bench_corpus(corpus: &str, data: &[u8], reps: usize, blocks: bool, levels: &[
         }
     }
     if blocks {
-        for kib in [128usize, 512, 1024] {
-            row(
-                format!("gzip-6 cnbpkg, 2 threads, {kib} KiB blocks"),
-                measure(reps, || {
-                    let mut e = gzip_encoder_with_block_size(6, 2, kib * 1024, Count(0));
-                    feed(&mut e, data);
-                    e.finish().unwrap().0
-                }),
-                true,
-            );
+        for &level in levels {
+            for kib in [256usize, 512, 2048] {
+                row(
+                    format!("gzip-{level} cnbpkg, 2 threads, {kib} KiB blocks"),
+                    measure(reps, || {
+                        let mut e = gzip_encoder_with_block_size(level, 2, kib * 1024, Count(0));
+                        feed(&mut e, data);
+                        e.finish().unwrap().0
+                    }),
+                    true,
+                );
+            }
         }
     }
     for workers in [1usize, 2] {

@@ -21,6 +21,7 @@ mod index_platforms;
 mod leftovers_bounds;
 mod leftovers_distro_keys;
 mod leftovers_entry_points;
+mod gzip_members;
 mod leftovers_gzip;
 mod leftovers_signals;
 mod leftovers_windows_names;
