@@ -25,11 +25,8 @@ fn buildpack(root: &Path) -> Vec<u8> {
     while text.len() < 3 * GZIP_BLOCK_SIZE {
         rng.write_words(&mut text, 1000);
     }
-    write_file(
-        &root.join("data/text.txt"),
-        std::str::from_utf8(&text).unwrap(),
-        0o644,
-    );
+    fs::create_dir_all(root.join("data")).unwrap();
+    fs::write(root.join("data/text.txt"), &text).unwrap();
     fs::write(root.join("data/random.bin"), rng.bytes(GZIP_BLOCK_SIZE + 777)).unwrap();
     for i in 0..300 {
         let mut small = Vec::new();
