@@ -1,15 +1,23 @@
-//! Layer compression: reproducible pigz-style parallel gzip, multi-worker zstd, and pass-through.
+//! Layer compression: reproducible parallel gzip (a series of libdeflate members), multi-worker
+//! zstd, and pass-through.
 //!
 //! Every encoder here produces bytes that depend only on the input bytes, the [`Compression`]
 //! and its level — never on the thread count, timing or machine — so layer digests are
 //! reproducible.
 //!
-//! * **gzip** is one gzip member (readable by every gzip reader, not only multi-member-aware
-//!   ones). The input is cut into fixed [`GZIP_BLOCK_SIZE`] blocks; each block is raw-deflated by
-//!   a fresh compressor primed with the previous 32 KiB of input and ended with a sync flush (the
-//!   last block with a final flush). Worker threads compress blocks; the caller's thread writes
-//!   finished blocks in order, so the output writer need not be `Send`. With one thread the same
-//!   blocks are compressed inline, giving the same bytes.
+//! * **gzip** cuts the input into fixed [`GZIP_BLOCK_SIZE`] blocks and compresses each with
+//!   libdeflate into a gzip member of its own (header, raw deflate, CRC-32, length); the layer is
+//!   the series of members, which RFC 1952 allows and every layer reader reads (Go's
+//!   `compress/gzip` behind pack, the lifecycle, containerd, skopeo and umoci; GNU gzip; Python's
+//!   `gzip` and `tarfile`; eStargz layers rely on it). The header is written here, not by a
+//!   crate's gzip writer, so that it is fixed (mtime 0, OS 255) and so that an incompressible
+//!   block can be stored without searching it for matches. libdeflate compresses a whole buffer
+//!   at once and cannot be primed with the previous block, so a member per block is what lets
+//!   it run on every core; it is faster than zlib at the same output size, which more than pays
+//!   for the 18 bytes and the cold 32 KiB window each member costs. Worker threads compress
+//!   blocks; the caller's thread writes finished members in order, so the output writer need
+//!   not be `Send`. With one thread the same blocks are compressed inline, giving the same
+//!   bytes. The bundled libdeflate's version decides the bytes, so it is pinned.
 //! * **zstd** always runs libzstd's multi-threaded mode with at least one worker: libzstd's
 //!   single-threaded mode (0 workers) emits different bytes, while any number ≥ 1 of workers
 //!   emits the same bytes.
