@@ -39,7 +39,11 @@ use crate::oci::{self, LayerEncoding};
 /// Uncompressed bytes per gzip block, each its own gzip member. Part of the output format:
 /// changing it changes every gzip digest.
 ///
-/// MEASURE-BLOCK
+/// Measured with `CNBPKG_BENCH_BLOCKS=1 cargo bench --bench stages` on 300.6 MB of real
+/// executables and libraries at level 5: compressed/uncompressed 0.3724 with 256 KiB blocks,
+/// 0.3712 with 512 KiB, 0.3707 with 1 MiB, 0.3704 with 2 MiB (zlib-rs level 5 as one stream:
+/// 0.3839). 1 MiB keeps both cores busy on layers of a few MiB and the in-flight memory small
+/// (≈ 2 × threads × 2 MiB); larger blocks gain under 0.1 %.
 pub const GZIP_BLOCK_SIZE: usize = 1024 * 1024;
 
 /// The smallest block size [`gzip_encoder_with_block_size`] takes.
@@ -66,23 +70,25 @@ pub enum Compression {
 pub const ZSTD_DEFAULT_LEVEL: i32 = 3;
 
 impl Compression {
-    /// gzip at level 5, the default for `.cnb` layers.
+    /// gzip at libdeflate level 5, the default for `.cnb` layers.
     ///
-    /// Chosen from whole-process runs against umoci (`umoci init/new/insert`, Go, parallel
-    /// gzip) on the project's 2-vCPU machine, same inputs, medians of 3 alternated runs
-    /// (wall time and layer size as ratios cnbpkg / umoci):
+    /// Chosen by layer size against umoci's (Go, pgzip) on the same trees, and by the CPU time
+    /// of the compressor alone (`cargo bench --bench stages`, one thread, MB/s of CPU time),
+    /// on the project's 2-vCPU machine kind:
     ///
-    /// | input | L4 | L5 | L6 |
-    /// |---|---|---|---|
-    /// | 315 MB of real executables (`/usr/bin`) | 0.92× / 0.983 | 0.99× / 0.965 | 1.18× / 0.961 |
-    /// | 288 MB generated mixed binaries (benches/e2e.py) | 0.92× / 1.004 | 0.97× / 1.003 | 0.99× / 1.003 |
-    /// | 40 000 generated source files, 197 MB | 0.68× / 1.006 | 0.75× / 0.970 | 0.92× / 0.956 |
+    /// | input | L3 | L4 | L5 | L6 |
+    /// |---|---|---|---|---|
+    /// | 300.6 MB of real executables and libraries: size × umoci | 0.961 | 0.956 | 0.937 | 0.931 |
+    /// | the same: compressor MB/s (CPU) | 90 | 87 | 77 | 66 |
+    /// | 201.9 MB of real source text (crate sources): size × umoci | 1.015 | 0.994 | 0.962 | 0.948 |
+    /// | 40 000 generated source files (benches/e2e.py): size × umoci | – | 1.016 | 1.000 | – |
     ///
-    /// Level 5 is the one level that is faster than umoci everywhere while its output stays
-    /// smaller on real binaries and on text (the generated mixed binaries come out 0.3 % larger
-    /// at every level). Incompressible blocks are stored whatever the level (see
-    /// `INCOMPRESSIBLE_BITS_PER_BYTE`). `cargo bench --bench stages` has the per-level
-    /// throughput and ratio of the compressor alone; zstd is the choice for speed.
+    /// Level 4 makes text larger than umoci's; level 6 costs 17 % more CPU for 0.6–1.5 %. At
+    /// level 5 a whole packaging run of the real binaries took 0.70× umoci's CPU time (its wall
+    /// time: see benches/README.md). Incompressible blocks are stored whatever the level (see
+    /// `INCOMPRESSIBLE_BITS_PER_BYTE`): on 29.5 MB of `.crate` files (gzip archives) the layer is
+    /// 1.004× umoci's, the tar headers between them being stored too. zstd is the choice for
+    /// speed.
     pub const DEFAULT: Compression = Compression::Gzip { level: 5 };
 
     /// The OCI layer media type for this compression.
@@ -167,7 +173,7 @@ pub fn encoder<W: Write>(c: Compression, threads: usize, out: W) -> Encoder<W> {
         Compression::Gzip { level } => Inner::Gzip(GzipEncoder::new(
             out,
             level.min(MAX_GZIP_LEVEL),
-            threads,
+            threads.min(MAX_GZIP_WORKERS),
             GZIP_BLOCK_SIZE,
         )),
         Compression::Zstd { level } => match zstd_encoder(out, level, threads) {
@@ -195,7 +201,7 @@ pub fn gzip_encoder_with_block_size<W: Write>(
         inner: Inner::Gzip(GzipEncoder::new(
             out,
             level.min(MAX_GZIP_LEVEL),
-            threads.max(1),
+            threads.clamp(1, MAX_GZIP_WORKERS),
             block_size,
         )),
     }
@@ -554,9 +560,13 @@ impl Drop for Pool {
     }
 }
 
-/// Blocks in flight at most, whatever the thread count: bounds memory (each holds its input
-/// and its member) when `--jobs` is large.
-const MAX_BLOCKS_IN_FLIGHT: usize = 16;
+/// gzip worker threads at most, whatever `--jobs` says: each keeps libdeflate compressors
+/// (about 1 MiB) and up to two blocks in flight, so this bounds the memory of one layer
+/// (≈ 8 × (1 + 2 × 2) MiB). The bytes do not depend on it.
+const MAX_GZIP_WORKERS: usize = 8;
+
+/// Blocks in flight at most (each holds its input and its member).
+const MAX_BLOCKS_IN_FLIGHT: usize = 2 * MAX_GZIP_WORKERS;
 
 struct GzipEncoder<W: Write> {
     out: Option<W>,
