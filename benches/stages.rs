@@ -297,12 +297,14 @@ fn bench_corpus(corpus: &str, data: &[u8], reps: usize, blocks: bool, levels: &[
     for &level in levels {
         row(
             format!("gzip-{level} flate2 GzEncoder, 1 thread"),
-            &mut || measure(reps, || {
-                let mut e =
-                    flate2::write::GzEncoder::new(Count(0), flate2::Compression::new(level));
-                feed(&mut e, data);
-                e.finish().unwrap().0
-            }),
+            &mut || {
+                measure(reps, || {
+                    let mut e =
+                        flate2::write::GzEncoder::new(Count(0), flate2::Compression::new(level));
+                    feed(&mut e, data);
+                    e.finish().unwrap().0
+                })
+            },
             true,
         );
     }
@@ -320,11 +322,14 @@ fn bench_corpus(corpus: &str, data: &[u8], reps: usize, blocks: bool, levels: &[
             for kib in [256usize, 512, 2048] {
                 row(
                     format!("gzip-{level} cnbpkg, 2 threads, {kib} KiB blocks"),
-                    &mut || measure(reps, || {
-                        let mut e = gzip_encoder_with_block_size(level, 2, kib * 1024, Count(0));
-                        feed(&mut e, data);
-                        e.finish().unwrap().0
-                    }),
+                    &mut || {
+                        measure(reps, || {
+                            let mut e =
+                                gzip_encoder_with_block_size(level, 2, kib * 1024, Count(0));
+                            feed(&mut e, data);
+                            e.finish().unwrap().0
+                        })
+                    },
                     true,
                 );
             }

@@ -412,7 +412,8 @@ impl Deflaters {
                     .ok()
                     .and_then(|l| libdeflater::CompressionLvl::new(l).ok())
                     .ok_or_else(|| io::Error::other(format!("gzip level {level} out of range")))?;
-                self.by_level.push((level, libdeflater::Compressor::new(lvl)));
+                self.by_level
+                    .push((level, libdeflater::Compressor::new(lvl)));
                 self.by_level.len() - 1
             }
         };
@@ -448,7 +449,10 @@ fn compress_member(deflaters: &mut Deflaters, data: &[u8], level: u32) -> io::Re
     member[..GZIP_HEADER.len()].copy_from_slice(&GZIP_HEADER);
     member[8] = gzip_xfl(level);
     let n = deflater
-        .deflate_compress(data, &mut member[GZIP_HEADER.len()..GZIP_HEADER.len() + bound])
+        .deflate_compress(
+            data,
+            &mut member[GZIP_HEADER.len()..GZIP_HEADER.len() + bound],
+        )
         .map_err(|e| io::Error::other(format!("deflate: {e}")))?;
     member.truncate(GZIP_HEADER.len() + n);
     member.extend_from_slice(&crc32fast::hash(data).to_le_bytes());

@@ -269,8 +269,7 @@ impl<W: Write> LayerBuilder<W> {
                         reader.head
                     }
                     None => {
-                        let file =
-                            crate::input::open_walked(&entry.path, entry.identity.as_ref())?;
+                        let file = crate::input::open_walked(&entry.path, entry.identity.as_ref())?;
                         let mut reader = TrackedReader {
                             inner: file,
                             failed: false,
@@ -437,7 +436,7 @@ impl ReadAhead {
                 read_ahead_size(e).map(|size| AheadFile {
                     index,
                     path: e.path.clone(),
-                    identity: e.identity.clone(),
+                    identity: e.identity,
                     size,
                 })
             })
@@ -505,8 +504,7 @@ fn read_files_ahead(
             };
             while !state.closed
                 && state.files > 0
-                && (state.files >= READ_AHEAD_FILES
-                    || state.bytes + file.size > READ_AHEAD_BYTES)
+                && (state.files >= READ_AHEAD_FILES || state.bytes + file.size > READ_AHEAD_BYTES)
             {
                 state = match budget.changed.wait(state) {
                     Ok(s) => s,

@@ -178,7 +178,10 @@ fn compress_gzip_is_one_member_per_block_with_fixed_headers_and_trailers() {
             assert_eq!(out[end - 8..end - 4], crc32fast::hash(block).to_le_bytes());
             assert_eq!(out[end - 4..end], (block.len() as u32).to_le_bytes());
         }
-        assert!(blocks.next().is_none(), "level {level}: fewer members than blocks");
+        assert!(
+            blocks.next().is_none(),
+            "level {level}: fewer members than blocks"
+        );
     }
 }
 

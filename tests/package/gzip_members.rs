@@ -27,7 +27,11 @@ fn buildpack(root: &Path) -> Vec<u8> {
     }
     fs::create_dir_all(root.join("data")).unwrap();
     fs::write(root.join("data/text.txt"), &text).unwrap();
-    fs::write(root.join("data/random.bin"), rng.bytes(GZIP_BLOCK_SIZE + 777)).unwrap();
+    fs::write(
+        root.join("data/random.bin"),
+        rng.bytes(GZIP_BLOCK_SIZE + 777),
+    )
+    .unwrap();
     for i in 0..300 {
         let mut small = Vec::new();
         rng.write_words(&mut small, 20 + i);
@@ -69,7 +73,10 @@ fn gzip_layers(layout: &Path) -> Vec<(PathBuf, String)> {
         .iter()
         .zip(diff_ids)
         .map(|(l, d)| {
-            assert_eq!(l["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip");
+            assert_eq!(
+                l["mediaType"],
+                "application/vnd.oci.image.layer.v1.tar+gzip"
+            );
             (
                 blob(l["digest"].as_str().unwrap()),
                 d.as_str().unwrap().to_string(),
@@ -97,14 +104,22 @@ fn gzip_layers_are_identical_at_one_and_two_threads_wherever_written() {
     let src = d.path().join("bp");
     buildpack(&src);
     let mut outs = Vec::new();
-    for (dir, jobs) in [("one", "1"), ("two", "2"), ("again", "2"), ("once-more", "1")] {
+    for (dir, jobs) in [
+        ("one", "1"),
+        ("two", "2"),
+        ("again", "2"),
+        ("once-more", "1"),
+    ] {
         let out = d.path().join(dir).join("p.cnb");
         fs::create_dir_all(out.parent().unwrap()).unwrap();
         package(&src, &out, &["--jobs", jobs]);
         outs.push((jobs, fs::read(&out).unwrap()));
     }
     for (jobs, bytes) in &outs[1..] {
-        assert!(*bytes == outs[0].1, "--jobs {jobs} or the output directory changed the bytes");
+        assert!(
+            *bytes == outs[0].1,
+            "--jobs {jobs} or the output directory changed the bytes"
+        );
     }
     for jobs in ["1", "2"] {
         let layout = d.path().join(format!("layout-{jobs}"));
@@ -146,7 +161,10 @@ fn every_reader_reads_multi_member_layers_whole() {
             .unwrap();
         assert!(piped.status.success());
         let hex = &diff_id["sha256:".len()..];
-        assert!(String::from_utf8_lossy(&piped.stdout).starts_with(hex), "gzip -dc of {blob}");
+        assert!(
+            String::from_utf8_lossy(&piped.stdout).starts_with(hex),
+            "gzip -dc of {blob}"
+        );
 
         // Python: tarfile lists and reads every entry; gzip decodes to the diffID.
         let script = "import sys,tarfile,gzip,hashlib\n\
