@@ -1077,6 +1077,62 @@ mod tests {
     }
 
     #[test]
+    fn read_ahead_gives_each_small_file_in_order_within_its_budget() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        std::fs::create_dir(root.join("sub")).unwrap();
+        // 12 files of 1 MiB: more than the byte budget holds at once.
+        for i in 0..12u8 {
+            std::fs::write(root.join(format!("sub/m{i:02}")), vec![i; 1 << 20]).unwrap();
+        }
+        std::fs::write(
+            root.join("big"),
+            vec![7u8; (READ_AHEAD_MAX_FILE + 1) as usize],
+        )
+        .unwrap();
+        std::fs::write(root.join("empty"), b"").unwrap();
+        std::os::unix::fs::symlink("big", root.join("link")).unwrap();
+        let entries = crate::source::walk(root, &[]).unwrap();
+        let mut ahead = ReadAhead::start(&entries).unwrap();
+        let mut read = 0;
+        for (i, e) in entries.iter().enumerate() {
+            let got = ahead.take(i, e).unwrap();
+            {
+                let state = ahead.budget.state.lock().unwrap();
+                assert!(state.bytes <= READ_AHEAD_BYTES && state.files <= READ_AHEAD_FILES);
+            }
+            match (&e.kind, got) {
+                (SourceKind::File { size }, Some(bytes)) if *size <= READ_AHEAD_MAX_FILE => {
+                    assert!(bytes == std::fs::read(&e.path).unwrap(), "{}", e.rel);
+                    read += 1;
+                }
+                (SourceKind::File { .. }, None) => assert_eq!(e.rel, "big"),
+                (_, None) => {}
+                (_, Some(_)) => panic!("{} read ahead", e.rel),
+            }
+        }
+        assert_eq!(read, 13);
+        // A writer that stops early (an error elsewhere) while the reader waits for budget.
+        let ahead = ReadAhead::start(&entries).unwrap();
+        drop(ahead);
+    }
+
+    #[test]
+    fn read_ahead_reports_a_file_changed_after_the_walk_at_its_entry() {
+        let d = tempfile::tempdir().unwrap();
+        for name in ["a", "b", "c"] {
+            std::fs::write(d.path().join(name), name).unwrap();
+        }
+        let entries = crate::source::walk(d.path(), &[]).unwrap();
+        std::fs::write(d.path().join("b"), "grown").unwrap();
+        let mut ahead = ReadAhead::start(&entries).unwrap();
+        assert!(ahead.take(0, &entries[0]).unwrap() == Some(b"a".to_vec()));
+        let err = ahead.take(1, &entries[1]).unwrap_err().to_string();
+        assert!(err.contains("changed size"), "{err}");
+        drop(ahead); // the reading thread stopped at the error: dropping does not hang
+    }
+
+    #[test]
     fn base_layer_matches_fixture() {
         let ours = write_windows_base_layer(Vec::new()).unwrap();
         let fixture = std::fs::read(concat!(
