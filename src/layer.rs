@@ -380,9 +380,9 @@ impl<W: Write> LayerBuilder<W> {
 /// streamed by the writer itself, where the per-file cost is small against the data.
 const READ_AHEAD_MAX_FILE: u64 = 1 << 20;
 /// Bytes of file content read ahead and not yet written, at most.
-const READ_AHEAD_BYTES: u64 = 8 << 20;
+const READ_AHEAD_BYTES: u64 = 4 << 20;
 /// Files read ahead and not yet written, at most (bounds the queue for trees of empty files).
-const READ_AHEAD_FILES: usize = 4096;
+const READ_AHEAD_FILES: usize = 1024;
 
 /// Reads a module's small files on another thread, in walk order, ahead of the tar writer, so
 /// that opening and reading many small files overlaps with writing, hashing and compressing

@@ -301,7 +301,7 @@ fn compress_gzip_memory_is_bounded_while_streaming() {
         let mut rng = Rng::new(13);
         let mut chunk = vec![0u8; 8192];
         let mut fed = 0usize;
-        let bound = (((2 * threads).min(16) + 3) * GZIP_BLOCK_SIZE) as u64;
+        let bound = ((2 * threads.min(4) + 3) * GZIP_BLOCK_SIZE) as u64;
         let mut max_lag = 0u64;
         while fed < TOTAL {
             for b in chunk.iter_mut() {
