@@ -408,6 +408,8 @@ struct BudgetState {
     bytes: u64,
     files: usize,
     closed: bool,
+    /// The reading thread waits for room (only then is it woken: most takes need no syscall).
+    waiting: bool,
 }
 
 /// A file that is read ahead: its place in the walk, where it is, what the walk saw.
@@ -468,12 +470,15 @@ impl ReadAhead {
         if got != index {
             return Err(gone());
         }
-        {
+        let wake = {
             let mut state = self.budget.state.lock().map_err(|_| gone())?;
             state.bytes = state.bytes.saturating_sub(size);
             state.files = state.files.saturating_sub(1);
+            state.waiting
+        };
+        if wake {
+            self.budget.changed.notify_all();
         }
-        self.budget.changed.notify_all();
         content.map(Some)
     }
 }
@@ -506,10 +511,12 @@ fn read_files_ahead(
                 && state.files > 0
                 && (state.files >= READ_AHEAD_FILES || state.bytes + file.size > READ_AHEAD_BYTES)
             {
+                state.waiting = true;
                 state = match budget.changed.wait(state) {
                     Ok(s) => s,
                     Err(_) => return,
                 };
+                state.waiting = false;
             }
             if state.closed {
                 return;
