@@ -343,7 +343,8 @@ impl<R: BufRead> Read for GzipMembers<R> {
 }
 
 /// A reader that decodes `input` compressed as `enc`. gzip input may have several members
-/// (pgzip and other parallel writers produce those); zstd input may have several frames.
+/// (cnbpkg's own layers have one per block; pgzip and other parallel writers produce them too);
+/// zstd input may have several frames.
 pub fn decoder<'a, R: Read + 'a>(enc: LayerEncoding, input: R) -> Box<dyn Read + 'a> {
     match enc {
         LayerEncoding::Tar => Box::new(input),
