@@ -50,7 +50,11 @@ SIZES = {
     "big_bytes": (300 * 1000 * 1000, 30 * 1000 * 1000),
     "small_files": (40000, 4000),
     "huge_bytes": (2 * 1024 * MiB, 256 * MiB),
+    "real_bytes": (300 * 1000 * 1000, 30 * 1000 * 1000),
 }
+
+# Where the real-binaries workload copies executables and libraries from (this machine's own).
+REAL_SOURCES = ("/usr/bin", "/usr/lib/x86_64-linux-gnu", "/usr/lib")
 
 
 def log(msg):
@@ -248,6 +252,34 @@ def gen_huge(root, total):
             n = min(4 * MiB, total - off - n)
             if n > 0:
                 f.write(binary_like(f"huge/bin/{i}", n))
+
+
+def gen_real(root, total):
+    """Real executables and shared libraries of this machine (regular files in sorted path
+    order from REAL_SOURCES) up to `total` bytes: the one workload not generated, so its
+    figures hold for this machine's files only."""
+    write(f"{root}/buildpack.toml", buildpack_toml("bench/real", [("linux", "amd64")]))
+    write(f"{root}/bin/build", BIN_SCRIPT, 0o755)
+    write(f"{root}/bin/detect", BIN_SCRIPT, 0o755)
+    src = next((d for d in REAL_SOURCES[1:] if os.path.isdir(d)), None)
+    files = []
+    for top in (REAL_SOURCES[0], src):
+        for d, _, names in os.walk(top or "/nonexistent"):
+            for n in names:
+                p = os.path.join(d, n)
+                if os.path.isfile(p) and not os.path.islink(p):
+                    files.append(p)
+    left = total
+    for p in sorted(files):
+        if left <= 0:
+            break
+        try:
+            with open(p, "rb") as f:
+                data = f.read(left)
+        except OSError:
+            continue
+        write(f"{root}/sys{p}", data, 0o755)
+        left -= len(data)
 
 
 def ensure_workload(work, name, gen, param):
@@ -684,6 +716,7 @@ def main():
             "multi": (gen_multi, big_n),
             "small": (gen_small, SIZES["small_files"][q]),
             "huge": (gen_huge, SIZES["huge_bytes"][q]),
+            "real": (gen_real, SIZES["real_bytes"][q]),
         }
         gen, param = gens[name]
         p = ensure_workload(work, f"{mode}-{name}", gen, param)
@@ -752,6 +785,16 @@ def main():
                     pipe("tar | pigz -p2 -6 | sha256sum", p, "pigz -p2 -6"),
                 ])
     workloads.append(("big-2t-shared", big2s))
+
+    def real():
+        p, size, n = need("real")
+        return (f"{size / 1e6:.0f} MB in {n} files: this machine's own executables and "
+                "libraries, one target (gzip)", [
+                    cnb("cnbpkg -t linux/amd64", p, T1, o("real.cnb")),
+                    umoci("umoci init/new/insert", [("amd64", p)], o("real-umoci")),
+                    pipe("tar | pigz -p2 -6 | sha256sum", p, "pigz -p2 -6"),
+                ])
+    workloads.append(("real-binaries", real))
 
     def small():
         p, size, n = need("small")

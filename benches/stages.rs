@@ -1,5 +1,5 @@
-//! Stage micro-benchmarks: SHA-256, gzip (ours at several levels and thread counts, flate2's
-//! single-threaded `GzEncoder` as the baseline, `gzip` and `pigz` commands as peers) and zstd.
+//! Stage micro-benchmarks: SHA-256, gzip (ours, libdeflate one member per block, at several
+//! levels and thread counts; flate2's single-threaded `GzEncoder` (zlib-rs) as the baseline; `gzip` and `pigz` commands as peers) and zstd.
 //!
 //! Run with `cargo bench --bench stages`. Inputs are built at run time and never stored:
 //! * `binaries`: regular files from `/usr/bin` and `/usr/lib/x86_64-linux-gnu` (or
@@ -8,8 +8,11 @@
 //!
 //! Environment: `CNBPKG_BENCH_MB` (size of each corpus, default 100), `CNBPKG_BENCH_REPS`
 //! (repetitions, best time wins, default 2), `CNBPKG_BENCH_ONLY` (`binaries` or `text`),
-//! `CNBPKG_BENCH_LEVELS` (gzip levels, default `1,3,6`), `CNBPKG_BENCH_BLOCKS=1` (also sweep gzip block sizes), `CNBPKG_BENCH_FILE` (bench this file
-//! as a further corpus, e.g. an uncompressed layer tar another tool produced).
+//! `CNBPKG_BENCH_LEVELS` (gzip levels, default `1,3,6`), `CNBPKG_BENCH_BLOCKS=1` (also sweep
+//! gzip block sizes), `CNBPKG_BENCH_FILTER` (only the rows whose name contains it, e.g.
+//! `cnbpkg, 2`), `CNBPKG_BENCH_FILE` (bench this file as a further corpus, e.g. an uncompressed
+//! layer tar another tool produced). CPU MB/s (user + system time) is the steadier figure on a
+//! shared machine.
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -177,16 +180,35 @@ fn text(limit: usize) -> Vec<u8> {
     out
 }
 
-/// Best wall time over `reps` runs of `f`, which returns the output size.
-fn measure(reps: usize, mut f: impl FnMut() -> u64) -> (f64, u64) {
+/// CPU seconds (user + system) used so far by this process and its finished children.
+fn cpu_seconds() -> f64 {
+    let mut total = 0.0;
+    for who in [libc::RUSAGE_SELF, libc::RUSAGE_CHILDREN] {
+        // SAFETY: getrusage only writes the struct it is given.
+        let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+        if unsafe { libc::getrusage(who, &mut u) } == 0 {
+            for t in [u.ru_utime, u.ru_stime] {
+                total += t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+            }
+        }
+    }
+    total
+}
+
+/// Best wall time and best CPU time over `reps` runs of `f`, which returns the output size.
+/// CPU time is the steadier figure on a shared machine.
+fn measure(reps: usize, mut f: impl FnMut() -> u64) -> (f64, u64, f64) {
     let mut best = f64::INFINITY;
+    let mut best_cpu = f64::INFINITY;
     let mut size = 0;
     for _ in 0..reps.max(1) {
         let t = Instant::now();
+        let c = cpu_seconds();
         size = f();
         best = best.min(t.elapsed().as_secs_f64());
+        best_cpu = best_cpu.min(cpu_seconds() - c);
     }
-    (best, size)
+    (best, size, best_cpu)
 }
 
 fn ours(c: Compression, threads: usize, data: &[u8]) -> u64 {
@@ -211,6 +233,7 @@ fn command(program: &str, args: &[&str], file: &Path) -> Option<u64> {
 struct Row {
     name: String,
     secs: f64,
+    cpu: f64,
     size: Option<u64>,
 }
 
@@ -219,8 +242,8 @@ fn print_table(corpus: &str, len: usize, rows: &[Row], baseline: &str) {
     let base = rows.iter().find(|r| r.name == baseline);
     println!("\n{corpus}: {mb:.1} MB input; baseline = {baseline}");
     println!(
-        "{:<40} {:>9} {:>7} {:>10} {:>10}",
-        "stage", "MB/s", "ratio", "speed/base", "size/base"
+        "{:<44} {:>9} {:>9} {:>7} {:>10} {:>10}",
+        "stage", "MB/s", "CPU MB/s", "ratio", "speed/base", "size/base"
     );
     for r in rows {
         let speed = mb / r.secs;
@@ -237,38 +260,51 @@ fn print_table(corpus: &str, len: usize, rows: &[Row], baseline: &str) {
             _ => ("-".into(), "-".into()),
         };
         println!(
-            "{:<40} {:>9.1} {:>7} {:>10} {:>10}",
-            r.name, speed, ratio, vs_speed, vs_size
+            "{:<44} {:>9.1} {:>9.1} {:>7} {:>10} {:>10}",
+            r.name,
+            speed,
+            mb / r.cpu,
+            ratio,
+            vs_speed,
+            vs_size
         );
     }
 }
 
 fn bench_corpus(corpus: &str, data: &[u8], reps: usize, blocks: bool, levels: &[u32]) {
+    let filter = std::env::var("CNBPKG_BENCH_FILTER").unwrap_or_default();
     let mut rows = Vec::new();
-    let mut row = |name: String, (secs, size): (f64, u64), has_size: bool| {
+    let mut row = |name: String, f: &mut dyn FnMut() -> (f64, u64, f64), has_size: bool| {
+        if !name.contains(filter.as_str()) {
+            return;
+        }
+        let (secs, size, cpu) = f();
         eprintln!("  {corpus}: {name} done");
         rows.push(Row {
             name,
             secs,
+            cpu,
             size: has_size.then_some(size),
         });
     };
 
     row(
         "sha256 (Digest::of)".into(),
-        measure(reps, || Digest::of(data).bytes()[0] as u64),
+        &mut || measure(reps, || Digest::of(data).bytes()[0] as u64),
         false,
     );
 
     for &level in levels {
         row(
             format!("gzip-{level} flate2 GzEncoder, 1 thread"),
-            measure(reps, || {
-                let mut e =
-                    flate2::write::GzEncoder::new(Count(0), flate2::Compression::new(level));
-                feed(&mut e, data);
-                e.finish().unwrap().0
-            }),
+            &mut || {
+                measure(reps, || {
+                    let mut e =
+                        flate2::write::GzEncoder::new(Count(0), flate2::Compression::new(level));
+                    feed(&mut e, data);
+                    e.finish().unwrap().0
+                })
+            },
             true,
         );
     }
@@ -276,28 +312,33 @@ fn bench_corpus(corpus: &str, data: &[u8], reps: usize, blocks: bool, levels: &[
         for threads in [1usize, 2] {
             row(
                 format!("gzip-{level} cnbpkg, {threads} thread(s)"),
-                measure(reps, || ours(Compression::Gzip { level }, threads, data)),
+                &mut || measure(reps, || ours(Compression::Gzip { level }, threads, data)),
                 true,
             );
         }
     }
     if blocks {
-        for kib in [128usize, 512, 1024] {
-            row(
-                format!("gzip-6 cnbpkg, 2 threads, {kib} KiB blocks"),
-                measure(reps, || {
-                    let mut e = gzip_encoder_with_block_size(6, 2, kib * 1024, Count(0));
-                    feed(&mut e, data);
-                    e.finish().unwrap().0
-                }),
-                true,
-            );
+        for &level in levels {
+            for kib in [256usize, 512, 2048] {
+                row(
+                    format!("gzip-{level} cnbpkg, 2 threads, {kib} KiB blocks"),
+                    &mut || {
+                        measure(reps, || {
+                            let mut e =
+                                gzip_encoder_with_block_size(level, 2, kib * 1024, Count(0));
+                            feed(&mut e, data);
+                            e.finish().unwrap().0
+                        })
+                    },
+                    true,
+                );
+            }
         }
     }
     for workers in [1usize, 2] {
         row(
             format!("zstd-3 cnbpkg, {workers} worker(s)"),
-            measure(reps, || ours(Compression::Zstd { level: 3 }, workers, data)),
+            &mut || measure(reps, || ours(Compression::Zstd { level: 3 }, workers, data)),
             true,
         );
     }
@@ -313,6 +354,10 @@ fn bench_corpus(corpus: &str, data: &[u8], reps: usize, blocks: bool, levels: &[
         ("zstd", &["-3", "-T2", "-c"]),
     ];
     for (program, args) in peers {
+        let name = format!("{program} {} (command)", args.join(" "));
+        if !name.contains(filter.as_str()) {
+            continue;
+        }
         if command(program, &["--version"], tmp.path()).is_none() {
             eprintln!("  {program} not installed; skipped");
             continue;
@@ -325,7 +370,7 @@ fn bench_corpus(corpus: &str, data: &[u8], reps: usize, blocks: bool, levels: &[
             })
         });
         if !failed {
-            row(format!("{program} {} (command)", args.join(" ")), m, true);
+            row(name, &mut || m, true);
         }
     }
     print_table(

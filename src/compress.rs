@@ -1,15 +1,23 @@
-//! Layer compression: reproducible pigz-style parallel gzip, multi-worker zstd, and pass-through.
+//! Layer compression: reproducible parallel gzip (a series of libdeflate members), multi-worker
+//! zstd, and pass-through.
 //!
 //! Every encoder here produces bytes that depend only on the input bytes, the [`Compression`]
 //! and its level — never on the thread count, timing or machine — so layer digests are
 //! reproducible.
 //!
-//! * **gzip** is one gzip member (readable by every gzip reader, not only multi-member-aware
-//!   ones). The input is cut into fixed [`GZIP_BLOCK_SIZE`] blocks; each block is raw-deflated by
-//!   a fresh compressor primed with the previous 32 KiB of input and ended with a sync flush (the
-//!   last block with a final flush). Worker threads compress blocks; the caller's thread writes
-//!   finished blocks in order, so the output writer need not be `Send`. With one thread the same
-//!   blocks are compressed inline, giving the same bytes.
+//! * **gzip** cuts the input into fixed [`GZIP_BLOCK_SIZE`] blocks and compresses each with
+//!   libdeflate into a gzip member of its own (header, raw deflate, CRC-32, length); the layer is
+//!   the series of members, which RFC 1952 allows and every layer reader reads (Go's
+//!   `compress/gzip` behind pack, the lifecycle, containerd, skopeo and umoci; GNU gzip; Python's
+//!   `gzip` and `tarfile`; eStargz layers rely on it). The header is written here, not by a
+//!   crate's gzip writer, so that it is fixed (mtime 0, OS 255) and so that an incompressible
+//!   block can be stored without searching it for matches. libdeflate compresses a whole buffer
+//!   at once and cannot be primed with the previous block, so a member per block is what lets
+//!   it run on every core; it is faster than zlib at the same output size, which more than pays
+//!   for the 18 bytes and the cold 32 KiB window each member costs. Worker threads compress
+//!   blocks; the caller's thread writes finished members in order, so the output writer need
+//!   not be `Send`. With one thread the same blocks are compressed inline, giving the same
+//!   bytes. The bundled libdeflate's version decides the bytes, so it is pinned.
 //! * **zstd** always runs libzstd's multi-threaded mode with at least one worker: libzstd's
 //!   single-threaded mode (0 workers) emits different bytes, while any number ≥ 1 of workers
 //!   emits the same bytes.
@@ -26,29 +34,27 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use flate2::{Compress, FlushCompress, Status};
-
 use crate::oci::{self, LayerEncoding};
 
-/// Uncompressed bytes per parallel gzip block. Part of the output format: changing it changes
-/// every gzip digest.
+/// Uncompressed bytes per gzip block, each its own gzip member. Part of the output format:
+/// changing it changes every gzip digest.
 ///
-/// Measured with `CNBPKG_BENCH_BLOCKS=1 cargo bench --bench stages` (level 6, 2 threads):
-/// 128 KiB to 1 MiB blocks differ by under 0.1 % in size against a single deflate stream
-/// (256 KiB: +0.03–0.04 %), and their throughput differences were within the machine's noise.
-/// 256 KiB keeps both workers busy on small layers (a 1 MiB layer is 4 blocks) and keeps the
-/// in-flight memory small (≈ 2 × threads × 2 × 256 KiB).
-pub const GZIP_BLOCK_SIZE: usize = 256 * 1024;
+/// Measured with `CNBPKG_BENCH_BLOCKS=1 cargo bench --bench stages` on 300.6 MB of real
+/// executables and libraries at level 5: compressed/uncompressed 0.3724 with 256 KiB blocks,
+/// 0.3712 with 512 KiB, 0.3707 with 1 MiB, 0.3704 with 2 MiB (zlib-rs level 5 as one stream:
+/// 0.3839). 1 MiB keeps both cores busy on layers of a few MiB and the in-flight memory small
+/// (≈ 2 × threads × 2 MiB); larger blocks gain under 0.1 %.
+pub const GZIP_BLOCK_SIZE: usize = 1024 * 1024;
 
-/// The deflate window, and so the dictionary carried from one block to the next.
-const WINDOW: usize = 32 * 1024;
+/// The smallest block size [`gzip_encoder_with_block_size`] takes.
+const MIN_BLOCK_SIZE: usize = 4096;
 
 /// A layer compression and its level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Compression {
-    /// gzip (`tar+gzip`); `level` 0–9 (higher values are treated as 9).
+    /// gzip (`tar+gzip`); `level` 0–12 (higher values are treated as 12).
     Gzip {
-        /// zlib compression level, 0 (stored) to 9 (best).
+        /// libdeflate compression level, 0 (stored) to 12 (best).
         level: u32,
     },
     /// zstd (`tar+zstd`); `level` as libzstd takes it (1–19 typical, 3 is zstd's default).
@@ -64,23 +70,25 @@ pub enum Compression {
 pub const ZSTD_DEFAULT_LEVEL: i32 = 3;
 
 impl Compression {
-    /// gzip at level 5, the default for `.cnb` layers.
+    /// gzip at libdeflate level 5, the default for `.cnb` layers.
     ///
-    /// Chosen from whole-process runs against umoci (`umoci init/new/insert`, Go, parallel
-    /// gzip) on the project's 2-vCPU machine, same inputs, medians of 3 alternated runs
-    /// (wall time and layer size as ratios cnbpkg / umoci):
+    /// Chosen by layer size against umoci's (Go, pgzip) on the same trees, and by the CPU time
+    /// of the compressor alone (`cargo bench --bench stages`, one thread, MB/s of CPU time),
+    /// on the project's 2-vCPU machine kind:
     ///
-    /// | input | L4 | L5 | L6 |
-    /// |---|---|---|---|
-    /// | 315 MB of real executables (`/usr/bin`) | 0.92× / 0.983 | 0.99× / 0.965 | 1.18× / 0.961 |
-    /// | 288 MB generated mixed binaries (benches/e2e.py) | 0.92× / 1.004 | 0.97× / 1.003 | 0.99× / 1.003 |
-    /// | 40 000 generated source files, 197 MB | 0.68× / 1.006 | 0.75× / 0.970 | 0.92× / 0.956 |
+    /// | input | L3 | L4 | L5 | L6 |
+    /// |---|---|---|---|---|
+    /// | 300.6 MB of real executables and libraries: size × umoci | 0.961 | 0.956 | 0.937 | 0.931 |
+    /// | the same: compressor MB/s (CPU) | 90 | 87 | 77 | 66 |
+    /// | 201.9 MB of real source text (crate sources): size × umoci | 1.015 | 0.994 | 0.962 | 0.948 |
+    /// | 40 000 generated source files (benches/e2e.py): size × umoci | – | 1.016 | 1.000 | – |
     ///
-    /// Level 5 is the one level that is faster than umoci everywhere while its output stays
-    /// smaller on real binaries and on text (the generated mixed binaries come out 0.3 % larger
-    /// at every level). Incompressible blocks are stored whatever the level (see
-    /// `INCOMPRESSIBLE_BITS_PER_BYTE`). `cargo bench --bench stages` has the per-level
-    /// throughput and ratio of the compressor alone; zstd is the choice for speed.
+    /// Level 4 makes text larger than umoci's; level 6 costs 17 % more CPU for 0.6–1.5 %. At
+    /// level 5 a whole packaging run of the real binaries took 0.70× umoci's CPU time (its wall
+    /// time: see benches/README.md). Incompressible blocks are stored whatever the level (see
+    /// `INCOMPRESSIBLE_BITS_PER_BYTE`): on 29.5 MB of `.crate` files (gzip archives) the layer is
+    /// 1.004× umoci's, the tar headers between them being stored too. zstd is the choice for
+    /// speed.
     pub const DEFAULT: Compression = Compression::Gzip { level: 5 };
 
     /// The OCI layer media type for this compression.
@@ -164,8 +172,8 @@ pub fn encoder<W: Write>(c: Compression, threads: usize, out: W) -> Encoder<W> {
         Compression::None => Inner::Plain(out),
         Compression::Gzip { level } => Inner::Gzip(GzipEncoder::new(
             out,
-            level.min(9),
-            threads,
+            level.min(MAX_GZIP_LEVEL),
+            threads.min(MAX_GZIP_WORKERS),
             GZIP_BLOCK_SIZE,
         )),
         Compression::Zstd { level } => match zstd_encoder(out, level, threads) {
@@ -186,14 +194,14 @@ pub fn gzip_encoder_with_block_size<W: Write>(
     out: W,
 ) -> Encoder<W> {
     assert!(
-        block_size >= WINDOW,
-        "gzip block size must be at least 32 KiB"
+        block_size >= MIN_BLOCK_SIZE,
+        "gzip block size must be at least 4 KiB"
     );
     Encoder {
         inner: Inner::Gzip(GzipEncoder::new(
             out,
-            level.min(9),
-            threads.max(1),
+            level.min(MAX_GZIP_LEVEL),
+            threads.clamp(1, MAX_GZIP_WORKERS),
             block_size,
         )),
     }
@@ -335,7 +343,8 @@ impl<R: BufRead> Read for GzipMembers<R> {
 }
 
 /// A reader that decodes `input` compressed as `enc`. gzip input may have several members
-/// (pgzip and other parallel writers produce those); zstd input may have several frames.
+/// (cnbpkg's own layers have one per block; pgzip and other parallel writers produce them too);
+/// zstd input may have several frames.
 pub fn decoder<'a, R: Read + 'a>(enc: LayerEncoding, input: R) -> Box<dyn Read + 'a> {
     match enc {
         LayerEncoding::Tar => Box::new(input),
@@ -367,84 +376,96 @@ impl Read for ErrorReader {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Parallel gzip
+// Parallel gzip: one member per block
 // ---------------------------------------------------------------------------------------------
 
-/// gzip header: magic, deflate, no flags, mtime 0, XFL (patched), OS 255 ("unknown"), as
-/// flate2's `GzBuilder` writes it.
+/// gzip member header: magic, deflate, no flags, mtime 0, XFL (patched), OS 255 ("unknown"), as
+/// libdeflate's own gzip writer and flate2's `GzBuilder` write it.
 const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 0x08, 0x00, 0, 0, 0, 0, 0x00, 0xff];
 
-/// XFL as zlib and flate2 set it: 2 for the slowest level, 4 for the fastest, else 0.
+/// The highest libdeflate level.
+const MAX_GZIP_LEVEL: u32 = 12;
+
+/// XFL as libdeflate sets it: 4 for the fastest levels, 2 for the slowest, else 0.
 fn gzip_xfl(level: u32) -> u8 {
-    if level >= 9 {
-        2
-    } else if level <= 1 {
+    if level < 2 {
         4
+    } else if level >= 8 {
+        2
     } else {
         0
     }
 }
 
-/// One block's work: compress `data` primed with `dict`.
+/// One libdeflate compressor per level used, kept by one thread for all its blocks (allocating
+/// one costs more than compressing a small block).
+#[derive(Default)]
+struct Deflaters {
+    by_level: Vec<(u32, libdeflater::Compressor)>,
+}
+
+impl Deflaters {
+    fn get(&mut self, level: u32) -> io::Result<&mut libdeflater::Compressor> {
+        let i = match self.by_level.iter().position(|(l, _)| *l == level) {
+            Some(i) => i,
+            None => {
+                let lvl = i32::try_from(level)
+                    .ok()
+                    .and_then(|l| libdeflater::CompressionLvl::new(l).ok())
+                    .ok_or_else(|| io::Error::other(format!("gzip level {level} out of range")))?;
+                self.by_level
+                    .push((level, libdeflater::Compressor::new(lvl)));
+                self.by_level.len() - 1
+            }
+        };
+        Ok(&mut self.by_level[i].1)
+    }
+}
+
+/// One block's work: compress `data` as a complete gzip member.
 struct Job {
-    dict: Vec<u8>,
     data: Vec<u8>,
-    last: bool,
     level: u32,
     reply: SyncSender<io::Result<Done>>,
 }
 
-/// A compressed block: its deflate bytes, and the CRC and length of its input.
+/// A compressed block: a whole gzip member, and the block's input buffer returned for reuse.
 struct Done {
-    deflated: Vec<u8>,
-    crc: crc32fast::Hasher,
-    /// The block's input buffer, returned for reuse.
+    member: Vec<u8>,
     data: Vec<u8>,
 }
 
-/// Raw-deflates one block. Only the input, dictionary, level and `last` decide the bytes.
-fn compress_block(dict: &[u8], data: &[u8], level: u32, last: bool) -> io::Result<Vec<u8>> {
+/// Compresses one block into a complete gzip member (header, raw deflate, CRC-32, length).
+/// Only the input and the level decide the bytes: libdeflate's output does not depend on the
+/// output buffer's size (always its bound here), the thread or the machine.
+fn compress_member(deflaters: &mut Deflaters, data: &[u8], level: u32) -> io::Result<Vec<u8>> {
     #[cfg(test)]
     if data.starts_with(tests::PANIC_MARKER) {
         panic!("injected worker panic");
     }
-    let level = effective_level(data, level);
-    let mut c = Compress::new(flate2::Compression::new(level), false);
-    if !dict.is_empty() {
-        c.set_dictionary(dict)
-            .map_err(|e| io::Error::other(format!("deflate dictionary: {e}")))?;
-    }
-    let flush = if last {
-        FlushCompress::Finish
-    } else {
-        FlushCompress::Sync
-    };
-    let mut out = Vec::with_capacity(data.len() / 2 + 1024);
-    let mut pos = 0usize;
-    loop {
-        if out.capacity() - out.len() < 256 {
-            out.reserve(out.capacity().max(4096));
-        }
-        let before = c.total_in();
-        let status = c
-            .compress_vec(&data[pos..], &mut out, flush)
-            .map_err(|e| io::Error::other(format!("deflate: {e}")))?;
-        pos += (c.total_in() - before) as usize;
-        match status {
-            Status::StreamEnd => break,
-            // A sync flush is complete once all input is consumed and output space is left over.
-            _ if !last && pos == data.len() && out.len() < out.capacity() => break,
-            Status::Ok | Status::BufError => {}
-        }
-    }
-    Ok(out)
+    let effective = effective_level(data, level);
+    let deflater = deflaters.get(effective)?;
+    let bound = deflater.deflate_compress_bound(data.len());
+    let mut member = vec![0u8; GZIP_HEADER.len() + bound + 8];
+    member[..GZIP_HEADER.len()].copy_from_slice(&GZIP_HEADER);
+    member[8] = gzip_xfl(level);
+    let n = deflater
+        .deflate_compress(
+            data,
+            &mut member[GZIP_HEADER.len()..GZIP_HEADER.len() + bound],
+        )
+        .map_err(|e| io::Error::other(format!("deflate: {e}")))?;
+    member.truncate(GZIP_HEADER.len() + n);
+    member.extend_from_slice(&crc32fast::hash(data).to_le_bytes());
+    // ISIZE is the input length modulo 2^32 (a block is far smaller).
+    member.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    Ok(member)
 }
 
 /// Bits per byte above which a block is treated as already compressed (jars, archives, media,
-/// random data). Such blocks do not shrink at any level, but deflate spends most of its time
-/// searching them for matches, and zlib-rs's level 1 (static Huffman codes) even grows them by
-/// ~6%; stored deflate blocks cost 5 bytes per 64 KiB and no time. Decided from the block's
-/// bytes alone, so output stays deterministic.
+/// random data). Such blocks do not shrink at any level, but deflate spends time searching them
+/// for matches; stored deflate blocks cost 5 bytes per 64 KiB and no time. Decided from the
+/// block's bytes alone, so output stays deterministic.
 const INCOMPRESSIBLE_BITS_PER_BYTE: f64 = 7.9;
 
 /// The level to use for one block: `level`, or 0 (stored) for a block that looks incompressible.
@@ -484,19 +505,6 @@ fn order0_entropy(data: &[u8]) -> f64 {
         .sum()
 }
 
-fn run_job(job: Job) -> (SyncSender<io::Result<Done>>, io::Result<Done>) {
-    let result = compress_block(&job.dict, &job.data, job.level, job.last).map(|deflated| {
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(&job.data);
-        Done {
-            deflated,
-            crc,
-            data: job.data,
-        }
-    });
-    (job.reply, result)
-}
-
 /// Worker pool shared by one encoder.
 struct Pool {
     jobs: Option<SyncSender<Job>>,
@@ -527,6 +535,7 @@ impl Pool {
 }
 
 fn worker(rx: &Mutex<Receiver<Job>>, cancel: &AtomicBool) {
+    let mut deflaters = Deflaters::default();
     loop {
         let job = {
             let Ok(guard) = rx.lock() else { return };
@@ -538,8 +547,11 @@ fn worker(rx: &Mutex<Receiver<Job>>, cancel: &AtomicBool) {
         if cancel.load(Ordering::Relaxed) {
             continue; // dropping `job.reply` tells nobody anything: the encoder is gone
         }
-        let (reply, result) = run_job(job);
-        let _ = reply.send(result);
+        let result = compress_member(&mut deflaters, &job.data, job.level).map(|member| Done {
+            member,
+            data: job.data,
+        });
+        let _ = job.reply.send(result);
     }
 }
 
@@ -553,22 +565,29 @@ impl Drop for Pool {
     }
 }
 
+/// gzip worker threads at most, whatever `--jobs` says: each keeps a libdeflate compressor and
+/// up to two blocks in flight (a block's input and its member, ≈ 2 MiB each), so this bounds the
+/// memory of one layer (measured: 20 MiB peak for a whole packaging run with 2 workers, 53 MiB
+/// with 8, against the 64 MiB goal). Four workers compress about 300 MB/s, more than the rest
+/// of the pipeline feeds. The bytes do not depend on it.
+const MAX_GZIP_WORKERS: usize = 4;
+
+/// Blocks in flight at most (each holds its input and its member).
+const MAX_BLOCKS_IN_FLIGHT: usize = 2 * MAX_GZIP_WORKERS;
+
 struct GzipEncoder<W: Write> {
     out: Option<W>,
     level: u32,
     block_size: usize,
     /// Input of the block being filled.
     buf: Vec<u8>,
-    /// The last ≤ 32 KiB of input before `buf`.
-    tail: Vec<u8>,
-    /// CRC of all input whose blocks were written.
-    crc: crc32fast::Hasher,
-    /// Length of all input whose blocks were written.
-    total_in: u64,
-    header_written: bool,
+    /// Whether any member was written (an empty stream still gets one, empty, member).
+    member_written: bool,
     threads: usize,
     /// Worker pool (threads > 1), started on the first full block.
     pool: Option<Pool>,
+    /// Compressors of the caller's thread (threads = 1).
+    inline: Deflaters,
     /// Results of dispatched blocks, in input order.
     pending: VecDeque<Receiver<io::Result<Done>>>,
     /// Spare input buffers.
@@ -584,12 +603,10 @@ impl<W: Write> GzipEncoder<W> {
             level,
             block_size,
             buf: Vec::new(),
-            tail: Vec::with_capacity(WINDOW),
-            crc: crc32fast::Hasher::new(),
-            total_in: 0,
-            header_written: false,
+            member_written: false,
             threads,
             pool: None,
+            inline: Deflaters::default(),
             pending: VecDeque::new(),
             spare: Vec::new(),
             failed: false,
@@ -597,21 +614,11 @@ impl<W: Write> GzipEncoder<W> {
     }
 
     fn max_in_flight(&self) -> usize {
-        2 * self.threads
+        (2 * self.threads).min(MAX_BLOCKS_IN_FLIGHT)
     }
 
     fn out(&mut self) -> &mut W {
         self.out.as_mut().expect("gzip encoder used after finish")
-    }
-
-    fn write_header(&mut self) -> io::Result<()> {
-        if !self.header_written {
-            let mut header = GZIP_HEADER;
-            header[8] = gzip_xfl(self.level);
-            self.out().write_all(&header)?;
-            self.header_written = true;
-        }
-        Ok(())
     }
 
     fn guard<T>(&mut self, r: io::Result<T>) -> io::Result<T> {
@@ -637,7 +644,7 @@ impl<W: Write> GzipEncoder<W> {
             self.buf.extend_from_slice(&data[..take]);
             data = &data[take..];
             if self.buf.len() == self.block_size {
-                let r = self.dispatch(false);
+                let r = self.dispatch();
                 self.guard(r)?;
             }
         }
@@ -645,30 +652,14 @@ impl<W: Write> GzipEncoder<W> {
     }
 
     /// Sends the filled block to a worker (or compresses it inline with one thread).
-    fn dispatch(&mut self, last: bool) -> io::Result<()> {
-        self.write_header()?;
+    fn dispatch(&mut self) -> io::Result<()> {
         let next = self.spare.pop().unwrap_or_default();
         let data = std::mem::replace(&mut self.buf, next);
-        let dict = self.tail.clone();
-        // The next block's dictionary: the last 32 KiB of (tail ++ data).
-        if data.len() >= WINDOW {
-            self.tail.clear();
-            self.tail.extend_from_slice(&data[data.len() - WINDOW..]);
-        } else {
-            self.tail.extend_from_slice(&data);
-            let excess = self.tail.len().saturating_sub(WINDOW);
-            self.tail.drain(..excess);
-        }
+        self.member_written = true;
 
         if self.threads <= 1 {
-            let deflated = compress_block(&dict, &data, self.level, last)?;
-            let mut crc = crc32fast::Hasher::new();
-            crc.update(&data);
-            return self.emit(Done {
-                deflated,
-                crc,
-                data,
-            });
+            let member = compress_member(&mut self.inline, &data, self.level)?;
+            return self.emit(Done { member, data });
         }
 
         if self.pool.is_none() {
@@ -676,9 +667,7 @@ impl<W: Write> GzipEncoder<W> {
         }
         let (reply, result) = mpsc::sync_channel(1);
         let job = Job {
-            dict,
             data,
-            last,
             level: self.level,
             reply,
         };
@@ -731,9 +720,7 @@ impl<W: Write> GzipEncoder<W> {
     }
 
     fn emit(&mut self, done: Done) -> io::Result<()> {
-        self.out().write_all(&done.deflated)?;
-        self.crc.combine(&done.crc);
-        self.total_in += done.data.len() as u64;
+        self.out().write_all(&done.member)?;
         let mut data = done.data;
         data.clear();
         if self.spare.len() < 2 {
@@ -761,14 +748,11 @@ impl<W: Write> GzipEncoder<W> {
     }
 
     fn finish_stream(&mut self) -> io::Result<()> {
-        self.dispatch(true)?;
+        if !self.buf.is_empty() || !self.member_written {
+            self.dispatch()?;
+        }
         self.drain(true)?;
-        let crc = self.crc.clone().finalize();
-        let isize = self.total_in as u32; // ISIZE is the input length modulo 2^32
-        let out = self.out();
-        out.write_all(&crc.to_le_bytes())?;
-        out.write_all(&isize.to_le_bytes())?;
-        out.flush()
+        self.out().flush()
     }
 }
 
@@ -782,6 +766,9 @@ mod tests {
 
     /// A block starting with this makes `compress_block` panic (tests only).
     pub(super) const PANIC_MARKER: &[u8] = b"\0cnbpkg-test: panic in gzip worker\0";
+
+    /// A small block size for tests (many members from little input).
+    const WINDOW: usize = 32 * 1024;
 
     #[test]
     fn compress_worker_panic_is_an_error_not_a_hang() {
@@ -861,9 +848,28 @@ mod tests {
     fn compress_gzip_header_and_empty_stream() {
         let out = gz(b"", 1, GZIP_BLOCK_SIZE);
         assert_eq!(&out[..10], &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
-        // empty final block, CRC 0, ISIZE 0
-        assert_eq!(&out[10..], &[0x03, 0x00, 0, 0, 0, 0, 0, 0, 0, 0]);
+        // one member: an empty final stored block (libdeflate's choice), CRC 0, ISIZE 0
+        assert_eq!(&out[10..], &[1, 0, 0, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0]);
         assert_eq!(gunzip(&out), b"");
+    }
+
+    #[test]
+    fn compress_gzip_writes_one_member_per_block() {
+        let data = sample(3 * WINDOW + 5);
+        let out = gz(&data, 2, WINDOW);
+        // Walk the members by decoding each with a single-member decoder.
+        let mut rest = &out[..];
+        let mut members = 0;
+        let mut back = Vec::new();
+        while !rest.is_empty() {
+            assert_eq!(&rest[..10], &[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
+            let mut d = flate2::bufread::GzDecoder::new(rest);
+            d.read_to_end(&mut back).unwrap();
+            rest = d.into_inner();
+            members += 1;
+        }
+        assert_eq!(members, 4);
+        assert_eq!(back, data);
     }
 
     #[test]

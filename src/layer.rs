@@ -9,6 +9,8 @@
 use std::collections::{BTreeMap, HashSet};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Condvar, Mutex};
 
 use crate::error::{Error, Result};
 use crate::machine::{self, Machine};
@@ -167,8 +169,13 @@ impl<W: Write> LayerBuilder<W> {
             spec.root,
         )?;
         let module = format!("{}@{}", spec.id, spec.version);
-        for entry in &entries {
-            self.add_entry(&base, entry, &module)?;
+        let mut ahead = ReadAhead::start(&entries);
+        for (i, entry) in entries.iter().enumerate() {
+            let preloaded = match &mut ahead {
+                Some(ahead) => ahead.take(i, entry)?,
+                None => None,
+            };
+            self.add_entry(&base, entry, &module, preloaded)?;
         }
         Ok(true)
     }
@@ -234,8 +241,14 @@ impl<W: Write> LayerBuilder<W> {
     }
 
     /// Write one walked entry under `base`; `module` (`id@version`) names it in the record of
-    /// executables.
-    fn add_entry(&mut self, base: &str, entry: &SourceEntry, module: &str) -> Result<()> {
+    /// executables. A file's content is `preloaded` when it was read ahead (see [`ReadAhead`]).
+    fn add_entry(
+        &mut self,
+        base: &str,
+        entry: &SourceEntry,
+        module: &str,
+        preloaded: Option<Vec<u8>>,
+    ) -> Result<()> {
         let (header, source_pax) = entry_header(base, entry);
         if let SourceKind::Symlink { target } = &entry.kind {
             // A link leaving the module directory would let whatever is written through it
@@ -245,16 +258,30 @@ impl<W: Write> LayerBuilder<W> {
         }
         match entry.kind {
             SourceKind::File { .. } => {
-                let file = crate::input::open_walked(&entry.path, entry.identity.as_ref())?;
-                let mut reader = TrackedReader {
-                    inner: file,
-                    failed: false,
-                    head: Vec::new(),
+                let head = match preloaded {
+                    Some(bytes) => {
+                        let mut reader = TrackedReader {
+                            inner: bytes.as_slice(),
+                            failed: false,
+                            head: Vec::new(),
+                        };
+                        self.emit(&header, &mut reader, source_pax, &entry.path)?;
+                        reader.head
+                    }
+                    None => {
+                        let file = crate::input::open_walked(&entry.path, entry.identity.as_ref())?;
+                        let mut reader = TrackedReader {
+                            inner: file,
+                            failed: false,
+                            head: Vec::new(),
+                        };
+                        self.emit(&header, &mut reader, source_pax, &entry.path)?;
+                        reader.head
+                    }
                 };
-                self.emit(&header, &mut reader, source_pax, &entry.path)?;
                 // The file's first bytes went by on their way into the layer: an executable's
                 // header is read from them, never from the file again.
-                if let Some(machine) = machine::machine_of(&reader.head) {
+                if let Some(machine) = machine::machine_of(&head) {
                     self.executables_seen += 1;
                     if self.executables.len() < MAX_RECORDED_EXECUTABLES {
                         self.executables.push(Executable {
@@ -347,6 +374,174 @@ impl<W: Write> LayerBuilder<W> {
         self.written_dirs.insert(header.name.clone());
         Ok(())
     }
+}
+
+/// Files up to this size are read ahead of the tar writer (see [`ReadAhead`]); larger ones are
+/// streamed by the writer itself, where the per-file cost is small against the data.
+const READ_AHEAD_MAX_FILE: u64 = 1 << 20;
+/// Bytes of file content read ahead and not yet written, at most.
+const READ_AHEAD_BYTES: u64 = 4 << 20;
+/// Files read ahead and not yet written, at most (bounds the queue for trees of empty files).
+const READ_AHEAD_FILES: usize = 1024;
+
+/// Reads a module's small files on another thread, in walk order, ahead of the tar writer, so
+/// that opening and reading many small files overlaps with writing, hashing and compressing
+/// the layer. What is read ahead is bounded by [`READ_AHEAD_BYTES`] and [`READ_AHEAD_FILES`];
+/// the layer's bytes are the same as when the writer reads each file itself. A file that cannot
+/// be opened or read gives the error it would give the writer, at the same entry.
+struct ReadAhead {
+    files: Receiver<(usize, Result<Vec<u8>>)>,
+    budget: Arc<Budget>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// What the reading thread may still take: bytes and files in the queue, and whether the
+/// writer is gone.
+#[derive(Default)]
+struct Budget {
+    state: Mutex<BudgetState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct BudgetState {
+    bytes: u64,
+    files: usize,
+    closed: bool,
+    /// The reading thread waits for room (only then is it woken: most takes need no syscall).
+    waiting: bool,
+}
+
+/// A file that is read ahead: its place in the walk, where it is, what the walk saw.
+struct AheadFile {
+    index: usize,
+    path: PathBuf,
+    identity: Option<crate::input::FileIdentity>,
+    size: u64,
+}
+
+fn read_ahead_size(entry: &SourceEntry) -> Option<u64> {
+    match entry.kind {
+        SourceKind::File { size } if size <= READ_AHEAD_MAX_FILE => Some(size),
+        _ => None,
+    }
+}
+
+impl ReadAhead {
+    /// Start reading the small files of `entries`; `None` when there are none (or no thread
+    /// could be started: the writer then reads every file itself).
+    fn start(entries: &[SourceEntry]) -> Option<ReadAhead> {
+        let files: Vec<AheadFile> = entries
+            .iter()
+            .enumerate()
+            .filter_map(|(index, e)| {
+                read_ahead_size(e).map(|size| AheadFile {
+                    index,
+                    path: e.path.clone(),
+                    identity: e.identity,
+                    size,
+                })
+            })
+            .collect();
+        if files.is_empty() {
+            return None;
+        }
+        let (tx, rx) = mpsc::channel();
+        let budget = Arc::new(Budget::default());
+        let shared = Arc::clone(&budget);
+        let thread = std::thread::Builder::new()
+            .name("cnbpkg-read-ahead".into())
+            .spawn(move || read_files_ahead(files, &shared, &tx))
+            .ok()?;
+        Some(ReadAhead {
+            files: rx,
+            budget,
+            thread: Some(thread),
+        })
+    }
+
+    /// The content of entry `index` if it is a file read ahead; waits for it.
+    fn take(&mut self, index: usize, entry: &SourceEntry) -> Result<Option<Vec<u8>>> {
+        let Some(size) = read_ahead_size(entry) else {
+            return Ok(None);
+        };
+        let gone = || Error::other("reading files ahead of the layer writer failed");
+        let (got, content) = self.files.recv().map_err(|_| gone())?;
+        if got != index {
+            return Err(gone());
+        }
+        let wake = {
+            let mut state = self.budget.state.lock().map_err(|_| gone())?;
+            state.bytes = state.bytes.saturating_sub(size);
+            state.files = state.files.saturating_sub(1);
+            state.waiting
+        };
+        if wake {
+            self.budget.changed.notify_all();
+        }
+        content.map(Some)
+    }
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        if let Ok(mut state) = self.budget.state.lock() {
+            state.closed = true;
+        }
+        self.budget.changed.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join(); // it stops at its next file
+        }
+    }
+}
+
+/// The reading thread: each file in order, once the budget has room for it, until the writer
+/// is gone.
+fn read_files_ahead(
+    files: Vec<AheadFile>,
+    budget: &Budget,
+    queue: &mpsc::Sender<(usize, Result<Vec<u8>>)>,
+) {
+    for file in files {
+        {
+            let Ok(mut state) = budget.state.lock() else {
+                return;
+            };
+            while !state.closed
+                && state.files > 0
+                && (state.files >= READ_AHEAD_FILES || state.bytes + file.size > READ_AHEAD_BYTES)
+            {
+                state.waiting = true;
+                state = match budget.changed.wait(state) {
+                    Ok(s) => s,
+                    Err(_) => return,
+                };
+                state.waiting = false;
+            }
+            if state.closed {
+                return;
+            }
+            state.bytes += file.size;
+            state.files += 1;
+        }
+        let content = read_whole(&file);
+        let failed = content.is_err();
+        if queue.send((file.index, content)).is_err() || failed {
+            return; // the writer stops at the first error
+        }
+    }
+}
+
+/// A file's content, one byte more than the walk saw if it grew (so the writer reports the
+/// change as it would when reading the file itself).
+fn read_whole(file: &AheadFile) -> Result<Vec<u8>> {
+    let opened = crate::input::open_walked(&file.path, file.identity.as_ref())?;
+    let mut content = Vec::with_capacity(file.size as usize);
+    opened
+        .take(file.size + 1)
+        .read_to_end(&mut content)
+        .map_err(|e| Error::io(&file.path, e))?;
+    Ok(content)
 }
 
 /// The normalized layer header of a walked entry, and whether pack's intermediate tar of the
@@ -888,6 +1083,62 @@ mod tests {
         assert!(hard("/cnb/buildpacks/b/1/x").is_err());
         assert!(hard("/etc/passwd").is_err());
         assert!(hard("/cnb/buildpacks/a/1/../../b/1/x").is_err());
+    }
+
+    #[test]
+    fn read_ahead_gives_each_small_file_in_order_within_its_budget() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        std::fs::create_dir(root.join("sub")).unwrap();
+        // 12 files of 1 MiB: more than the byte budget holds at once.
+        for i in 0..12u8 {
+            std::fs::write(root.join(format!("sub/m{i:02}")), vec![i; 1 << 20]).unwrap();
+        }
+        std::fs::write(
+            root.join("big"),
+            vec![7u8; (READ_AHEAD_MAX_FILE + 1) as usize],
+        )
+        .unwrap();
+        std::fs::write(root.join("empty"), b"").unwrap();
+        std::os::unix::fs::symlink("big", root.join("link")).unwrap();
+        let entries = crate::source::walk(root, &[]).unwrap();
+        let mut ahead = ReadAhead::start(&entries).unwrap();
+        let mut read = 0;
+        for (i, e) in entries.iter().enumerate() {
+            let got = ahead.take(i, e).unwrap();
+            {
+                let state = ahead.budget.state.lock().unwrap();
+                assert!(state.bytes <= READ_AHEAD_BYTES && state.files <= READ_AHEAD_FILES);
+            }
+            match (&e.kind, got) {
+                (SourceKind::File { size }, Some(bytes)) if *size <= READ_AHEAD_MAX_FILE => {
+                    assert!(bytes == std::fs::read(&e.path).unwrap(), "{}", e.rel);
+                    read += 1;
+                }
+                (SourceKind::File { .. }, None) => assert_eq!(e.rel, "big"),
+                (_, None) => {}
+                (_, Some(_)) => panic!("{} read ahead", e.rel),
+            }
+        }
+        assert_eq!(read, 13);
+        // A writer that stops early (an error elsewhere) while the reader waits for budget.
+        let ahead = ReadAhead::start(&entries).unwrap();
+        drop(ahead);
+    }
+
+    #[test]
+    fn read_ahead_reports_a_file_changed_after_the_walk_at_its_entry() {
+        let d = tempfile::tempdir().unwrap();
+        for name in ["a", "b", "c"] {
+            std::fs::write(d.path().join(name), name).unwrap();
+        }
+        let entries = crate::source::walk(d.path(), &[]).unwrap();
+        std::fs::write(d.path().join("b"), "grown").unwrap();
+        let mut ahead = ReadAhead::start(&entries).unwrap();
+        assert!(ahead.take(0, &entries[0]).unwrap() == Some(b"a".to_vec()));
+        let err = ahead.take(1, &entries[1]).unwrap_err().to_string();
+        assert!(err.contains("changed size"), "{err}");
+        drop(ahead); // the reading thread stopped at the error: dropping does not hang
     }
 
     #[test]

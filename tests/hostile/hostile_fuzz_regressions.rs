@@ -139,7 +139,7 @@ fn layer_encoding(data: &[u8]) -> LayerEncoding {
 fn unpacked(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     match layer_encoding(data) {
-        LayerEncoding::Gzip => flate2::read::GzDecoder::new(data)
+        LayerEncoding::Gzip => flate2::read::MultiGzDecoder::new(data)
             .read_to_end(&mut out)
             .unwrap(),
         LayerEncoding::Zstd => zstd::stream::read::Decoder::new(data)

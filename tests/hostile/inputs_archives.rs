@@ -403,7 +403,7 @@ fn layout_with_layer(dir: &Path, name: &str, layer_tar: impl FnOnce(&[u8]) -> Ve
         .to_string();
 
     let mut old_tar = Vec::new();
-    flate2::read::GzDecoder::new(fs::File::open(blob(&ldigest)).unwrap())
+    flate2::read::MultiGzDecoder::new(fs::File::open(blob(&ldigest)).unwrap())
         .read_to_end(&mut old_tar)
         .unwrap();
     let new_tar = layer_tar(&old_tar);
@@ -535,7 +535,7 @@ fn gzip_layer(layout: &Path) -> Vec<u8> {
     )
     .unwrap();
     let mut t = Vec::new();
-    flate2::read::GzDecoder::new(
+    flate2::read::MultiGzDecoder::new(
         fs::File::open(blob(manifest["layers"][0]["digest"].as_str().unwrap())).unwrap(),
     )
     .read_to_end(&mut t)

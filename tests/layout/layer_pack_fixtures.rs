@@ -54,7 +54,7 @@ fn layers(files: &HashMap<String, Vec<u8>>) -> (Vec<(Vec<u8>, String)>, serde_js
     for (layer, diff_id) in manifest["layers"].as_array().unwrap().iter().zip(diff_ids) {
         let gz = blob(files, layer["digest"].as_str().unwrap());
         let mut tar_bytes = Vec::new();
-        flate2::read::GzDecoder::new(gz)
+        flate2::read::MultiGzDecoder::new(gz)
             .read_to_end(&mut tar_bytes)
             .unwrap();
         out.push((tar_bytes, diff_id.as_str().unwrap().to_string()));

@@ -17,6 +17,7 @@ mod attack12_split_output_dir;
 mod composite;
 mod config_descriptor;
 mod config_targets;
+mod gzip_members;
 mod index_platforms;
 mod leftovers_bounds;
 mod leftovers_distro_keys;

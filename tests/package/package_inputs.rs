@@ -287,7 +287,7 @@ fn tgz_sources_use_platform_folders_too() {
 
 /// Extract `cnb/buildpacks/<id>/<version>/` of a gzip layer into `dest`; returns `id/version`.
 fn extract_module(r: &PackageReader, layer: &cnbpkg::oci::Descriptor, dest: &Path) -> String {
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(
+    let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(
         r.open_blob(&layer.digest).unwrap(),
     ));
     let mut id_dir = String::new();
@@ -408,7 +408,7 @@ fn repackaged_extension_is_byte_identical_to_packs_layer_and_labels() {
     let d = tempfile::tempdir().unwrap();
     let src = d.path().join("src");
     let layer = &img.manifest.layers[0];
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(
+    let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(
         r.open_blob(&layer.digest).unwrap(),
     ));
     for entry in archive.entries().unwrap() {

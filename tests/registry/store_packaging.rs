@@ -526,7 +526,7 @@ fn a_damaged_blob_of_the_store_is_named_and_nothing_is_written() {
     let blob = p.store.join(layer.blob_path());
     let mut tar = Vec::new();
     std::io::Read::read_to_end(
-        &mut flate2::read::GzDecoder::new(std::fs::File::open(&blob).unwrap()),
+        &mut flate2::read::MultiGzDecoder::new(std::fs::File::open(&blob).unwrap()),
         &mut tar,
     )
     .unwrap();

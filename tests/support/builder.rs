@@ -591,7 +591,7 @@ pub fn layer_headers(
     media_type: &str,
 ) -> Vec<(String, u64, u64, u32, Option<String>)> {
     let reader: Box<dyn Read> = if media_type.ends_with("gzip") {
-        Box::new(flate2::read::GzDecoder::new(blob))
+        Box::new(flate2::read::MultiGzDecoder::new(blob))
     } else if media_type.ends_with("zstd") {
         Box::new(zstd::stream::read::Decoder::new(blob).unwrap())
     } else {
