@@ -1138,6 +1138,14 @@ impl Lifecycle {
         Ok(())
     }
 
+    /// The file or directory its bytes are read from (the `.tgz`, the image's layout or
+    /// store): what no output may replace ([`Lifecycle::origin`] is for messages only).
+    pub(crate) fn input_path(&self) -> &Path {
+        match &self.source {
+            Source::Tarball { path, .. } | Source::Image { path, .. } => path,
+        }
+    }
+
     /// A key equal for two targets served by the same lifecycle bytes (the layer is built once):
     /// the digest of the `.tgz`, or of the image layer.
     pub fn cache_key(&self) -> String {

@@ -248,7 +248,7 @@ fn plan(opts: &BuilderOptions, events: &dyn Events) -> Result<Planned> {
     check_flatten_known(opts, &plans)?;
     for p in &plans {
         inputs_list.push(Input {
-            path: p.lifecycle.origin.clone(),
+            path: p.lifecycle.input_path().to_path_buf(),
             role: "the lifecycle",
             tree_dir: false,
         });

@@ -1,0 +1,84 @@
+//! `builder create` against hostile and careless inputs: each test is a defect found by
+//! attacking the real binary, kept as its regression test.
+
+use std::fs;
+use std::path::Path;
+
+use crate::support::builder::*;
+use crate::support::lifecycle::lifecycle_tgz;
+
+fn config(dir: &Path, build: &str, lifecycle: &str, extra: &str) -> std::path::PathBuf {
+    write_builder_toml(
+        dir,
+        &format!(
+            r#"[[buildpacks]]
+uri = "bp"
+
+[[order]]
+[[order.group]]
+id = "acme/a"
+
+[build]
+image = "{build}"
+
+[[run.images]]
+image = "example.com/run:1"
+
+[lifecycle]
+uri = "{lifecycle}"
+{extra}"#
+        ),
+    )
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_lifecycle_image_archive_is_not_replaced_by_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    default_build_image(d);
+    simple_buildpack(d, "bp", "acme/a", "1.0.0", "0.10", &["linux/amd64"]);
+    let layout = lifecycle_image(d, "lc", &["amd64"], &[]);
+    let lc = archive(&layout, &d.join("lc.tar"));
+    let before = fs::read(&lc).unwrap();
+    let cfg = config(d, "build-image", "lc.tar", &targets_toml(&["amd64"]));
+    let out = create(&cfg, &lc, &[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("is also an input"), "{err}");
+    assert_eq!(fs::read(&lc).unwrap(), before, "the lifecycle image is kept");
+}
+
+#[test]
+fn a_corrupt_base_layer_is_a_digest_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let layout = default_build_image(d);
+    simple_buildpack(d, "bp", "acme/a", "1.0.0", "0.10", &["linux/amd64"]);
+    lifecycle_tgz(d, "amd64", "0.20.5");
+    let p = read_platform(&layout, "amd64", &d.join("work"));
+    let digest = p.layer_digests()[0].clone();
+    let blob = layout
+        .join("blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"));
+    let mut bytes = fs::read(&blob).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    fs::write(&blob, bytes).unwrap();
+    let cfg = config(
+        d,
+        "build-image",
+        "lifecycle-v0.20.5+linux.x86-64.tgz",
+        &targets_toml(&["amd64"]),
+    );
+    let out_dir = d.join("out");
+    fs::create_dir(&out_dir).unwrap();
+    let out = create(&cfg, &out_dir.join("b.cnb"), &[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(digest.trim_start_matches("sha256:")), "{err}");
+    assert_eq!(tree(&out_dir), Vec::<String>::new(), "nothing written");
+}
