@@ -80,11 +80,13 @@ fn local(name: &str, base_dir: &Path) -> Option<PathBuf> {
 }
 
 /// Open an image named in builder.toml: a `.cnb`/tar or layout directory (relative to
-/// builder.toml), else a reference looked up in the store. `role` names it in messages.
+/// builder.toml), else a reference looked up in the store (`store`, opened from `store_dir`,
+/// the `--store` given). `role` names it in messages.
 pub(crate) fn open_image(
     name: &str,
     base_dir: &Path,
     store: Option<&ImageStore>,
+    store_dir: Option<&Path>,
     role: &str,
 ) -> Result<ImageSource> {
     if let Some(path) = local(name, base_dir) {
@@ -104,17 +106,24 @@ pub(crate) fn open_image(
         ));
     }
     let reference = name.strip_prefix("docker://").unwrap_or(name);
+    let pull = pull_command(store_dir, reference);
     match store {
         Some(store) => store.lookup(reference)?.ok_or_else(|| {
             Error::other(format!(
-                "{role} '{name}' is neither a file nor a directory, and the store {} does not hold it; run `cnbpkg pull {reference}` first",
+                "{role} '{name}' is neither a file nor a directory, and the store {} does not hold it; run `{pull}` first",
                 store.path().display()
             ))
         }),
         None => Err(Error::other(format!(
-            "{role} '{name}' is neither a file nor a directory, and there is no store to find it in; run `cnbpkg pull {reference}` first"
+            "{role} '{name}' is neither a file nor a directory, and there is no store to find it in; run `{pull}` first"
         ))),
     }
+}
+
+/// The `cnbpkg pull` command that puts `reference` into the store given (`--store`; `None`:
+/// the default store), its words shell-quoted.
+pub(crate) fn pull_command(store_dir: Option<&Path>, reference: &str) -> String {
+    crate::package::StoreArg::of(store_dir).pull_command(&[reference.to_string()])
 }
 
 /// Whether a name that is not on disk was meant as a path, not a reference: `file://`,

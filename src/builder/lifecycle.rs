@@ -345,7 +345,10 @@ fn from_store(
     default: bool,
 ) -> Result<Lifecycle> {
     let platform_text = crate::cnb::platform_name(platform, &Default::default());
-    let pull = format!("cnbpkg pull {reference} --platform {platform_text}");
+    let pull = format!(
+        "{} --platform {platform_text}",
+        crate::builder::inputs::pull_command(store, reference)
+    );
     let why = if default {
         format!(" ([lifecycle] names no version or uri, so pack's default lifecycle {DEFAULT_VERSION} is used)")
     } else {

@@ -190,6 +190,7 @@ fn plan(opts: &BuilderOptions, events: &dyn Events) -> Result<Planned> {
         &cfg.build_image,
         &cfg.base_dir,
         store.as_ref(),
+        opts.store.as_deref(),
         "build image",
     )?;
     if let (Some(digest), Some(store)) = (&build.digest, &store) {

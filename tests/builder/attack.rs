@@ -53,6 +53,42 @@ fn a_lifecycle_image_archive_is_not_replaced_by_the_output() {
 }
 
 #[test]
+fn a_missing_build_image_names_the_store_in_the_pull_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    simple_buildpack(d, "bp", "acme/a", "1.0.0", "0.10", &["linux/amd64"]);
+    lifecycle_tgz(d, "amd64", "0.20.5");
+    let store = d.join("my store");
+    let cfg = config(
+        d,
+        "example.com/build:1",
+        "lifecycle-v0.20.5+linux.x86-64.tgz",
+        &targets_toml(&["amd64"]),
+    );
+    let store_arg = store.to_str().unwrap();
+    let out = create(&cfg, &d.join("b.cnb"), &["--store", store_arg]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let want = format!("cnbpkg pull --store '{store_arg}' example.com/build:1");
+    assert!(err.contains(&want), "{want:?} missing from:\n{err}");
+    assert!(!d.join("b.cnb").exists());
+    // The lifecycle image likewise, its reference quoted for the shell.
+    default_build_image(d);
+    fs::create_dir(&store).unwrap();
+    let cfg = config(
+        d,
+        "build-image",
+        "docker://example.com/lifecycle:1",
+        &targets_toml(&["amd64"]),
+    );
+    let out = create(&cfg, &d.join("b.cnb"), &["--store", store_arg]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&format!("--store '{store_arg}'")), "{err}");
+    assert!(!d.join("b.cnb").exists());
+}
+
+#[test]
 fn a_corrupt_base_layer_is_a_digest_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
