@@ -246,6 +246,7 @@ fn plan(opts: &BuilderOptions, events: &dyn Events) -> Result<Planned> {
             )
         })
         .collect::<Result<Vec<_>>>()?;
+    check_one_target_per_image(&build, &plans)?;
     check_flatten_known(opts, &plans)?;
     for p in &plans {
         inputs_list.push(Input {
@@ -720,6 +721,23 @@ fn warn_extensions_before_platform_0_13(
 }
 
 /// Every `--flatten` value must name a buildpack on the builder, each at most once.
+/// Two targets served by the same build image (`linux/amd64` and `linux/amd64:ubuntu@22.04`,
+/// say) would be two index entries of one platform (or two `--split` outputs of one name).
+fn check_one_target_per_image(build: &ImageSource, plans: &[TargetPlan]) -> Result<()> {
+    let mut served: BTreeMap<usize, &Target> = BTreeMap::new();
+    for p in plans {
+        if let Some(first) = served.insert(p.image, &p.target) {
+            return Err(Error::usage(format!(
+                "targets {} and {} are both served by the same image of build image {}; give one of them",
+                first.display(),
+                p.target.display(),
+                build.origin.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn check_flatten_known(opts: &BuilderOptions, plans: &[TargetPlan]) -> Result<()> {
     let known: BTreeSet<String> = plans
         .iter()

@@ -118,3 +118,31 @@ fn a_corrupt_base_layer_is_a_digest_error_naming_it() {
     assert!(err.contains(digest.trim_start_matches("sha256:")), "{err}");
     assert_eq!(tree(&out_dir), Vec::<String>::new(), "nothing written");
 }
+
+#[test]
+fn two_targets_served_by_one_build_image_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    default_build_image(d);
+    simple_buildpack(d, "bp", "acme/a", "1.0.0", "0.10", &["linux/amd64"]);
+    lifecycle_tgz(d, "amd64", "0.20.5");
+    let cfg = config(d, "build-image", "lifecycle-v0.20.5+linux.x86-64.tgz", "");
+    let out_dir = d.join("out");
+    fs::create_dir(&out_dir).unwrap();
+    for split in [false, true] {
+        let mut args = vec![
+            "--target",
+            "linux/amd64",
+            "--target",
+            "linux/amd64:ubuntu@22.04",
+        ];
+        if split {
+            args.push("--split");
+        }
+        let out = create(&cfg, &out_dir.join("b.cnb"), &args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "split {split}: {err}");
+        assert!(err.contains("both served by the same image"), "{err}");
+        assert_eq!(tree(&out_dir), Vec::<String>::new(), "{err}");
+    }
+}
