@@ -258,6 +258,7 @@ pub(crate) fn build_image(source: &ImageSource, image: &ImageRef) -> Result<Buil
             ))
         })
     };
+    check_platform_agrees(source, image)?;
     let mut other = match config {
         serde_json::Value::Object(m) => m,
         _ => return Err(bad("the image config is not an object")),
@@ -284,6 +285,29 @@ pub(crate) fn build_image(source: &ImageSource, image: &ImageRef) -> Result<Buil
         runtime,
         platform: image.platform(),
     })
+}
+
+/// The platform an index gives an image must be its config's: the builder is made for the one
+/// and holds the other's binaries.
+fn check_platform_agrees(source: &ImageSource, image: &ImageRef) -> Result<()> {
+    let Some(listed) = &image.descriptor.platform else {
+        return Ok(());
+    };
+    let config = image.config.platform();
+    let variants_agree =
+        listed.variant.is_empty() || config.variant.is_empty() || listed.variant == config.variant;
+    if listed.os == config.os && listed.architecture == config.architecture && variants_agree {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        &source.origin,
+        format!(
+            "the build image's index lists an image {} as {}, but its config says {}",
+            image.descriptor.digest,
+            platform_name(listed, &Default::default()),
+            platform_name(&config, &Default::default())
+        ),
+    ))
 }
 
 /// The build image's distro (its `io.buildpacks.base.distro.*` labels), when it names one.

@@ -74,7 +74,6 @@ fn a_missing_build_image_names_the_store_in_the_pull_command() {
     assert!(!d.join("b.cnb").exists());
     // The lifecycle image likewise, its reference quoted for the shell.
     default_build_image(d);
-    fs::create_dir(&store).unwrap();
     let cfg = config(
         d,
         "build-image",
@@ -145,4 +144,65 @@ fn two_targets_served_by_one_build_image_are_refused() {
         assert!(err.contains("both served by the same image"), "{err}");
         assert_eq!(tree(&out_dir), Vec::<String>::new(), "{err}");
     }
+}
+
+/// The default build image's amd64 image as a layout of its own (`dir/name`), its manifest and
+/// config edited by `edit` (manifest, config), index.json listing it with `platform`.
+fn lying_build_image(
+    dir: &Path,
+    name: &str,
+    platform: serde_json::Value,
+    edit: &dyn Fn(&mut serde_json::Value, &mut serde_json::Value),
+) -> std::path::PathBuf {
+    let source = dir.join("build-image");
+    if !source.exists() {
+        default_build_image(dir);
+    }
+    let layout = dir.join(name);
+    crate::support::files::copy_tree(&source, &layout);
+    let (_, desc) = platform_manifests(&layout)
+        .into_iter()
+        .find(|(a, _)| a == "amd64")
+        .unwrap();
+    let mut manifest = read_blob_json(&layout, desc["digest"].as_str().unwrap());
+    let mut config = read_blob_json(&layout, manifest["config"]["digest"].as_str().unwrap());
+    edit(&mut manifest, &mut config);
+    let (cd, cs) = put_blob(&layout, serde_json::to_vec(&config).unwrap());
+    manifest["config"]["digest"] = cd.into();
+    manifest["config"]["size"] = cs.into();
+    let (md, ms) = put_blob(&layout, serde_json::to_vec(&manifest).unwrap());
+    let top = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": md,
+            "size": ms,
+            "platform": platform,
+        }],
+    });
+    fs::write(layout.join("index.json"), serde_json::to_vec(&top).unwrap()).unwrap();
+    layout
+}
+
+fn amd64() -> serde_json::Value {
+    serde_json::json!({"os": "linux", "architecture": "amd64"})
+}
+
+#[test]
+fn a_build_image_listed_as_another_platform_than_its_config_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    simple_buildpack(d, "bp", "acme/a", "1.0.0", "0.10", &["linux/amd64", "linux/arm64"]);
+    lifecycle_tgz(d, "amd64", "0.20.5");
+    lifecycle_tgz(d, "arm64", "0.20.5");
+    let arm64 = serde_json::json!({"os": "linux", "architecture": "arm64"});
+    lying_build_image(d, "lying", arm64, &|_, _| {});
+    let cfg = config(d, "lying", "lifecycle-v0.20.5+linux.{arch}.tgz", "");
+    let out_dir = d.join("out");
+    fs::create_dir(&out_dir).unwrap();
+    let out = create(&cfg, &out_dir.join("b.cnb"), &[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("as linux/arm64, but its config says linux/amd64"), "{err}");
+    assert_eq!(tree(&out_dir), Vec::<String>::new());
 }
