@@ -354,13 +354,16 @@ fn from_store(
     } else {
         String::new()
     };
+    let no_store = || {
+        Error::other(format!(
+            "lifecycle image {reference} is needed{why}, and there is no store; run `{pull}` first, or name a lifecycle .tgz in [lifecycle] uri"
+        ))
+    };
     let reader = match store {
+        // A store not made yet holds nothing (as for the build image).
+        Some(p) if !p.exists() => return Err(no_store()),
         Some(p) => StoreReader::open(p)?,
-        None => StoreReader::open_default()?.ok_or_else(|| {
-            Error::other(format!(
-                "lifecycle image {reference} is needed{why}, and there is no store; run `{pull}` first, or name a lifecycle .tgz in [lifecycle] uri"
-            ))
-        })?,
+        None => StoreReader::open_default()?.ok_or_else(no_store)?,
     };
     let Some(found) = reader.resolve(reference)? else {
         return Err(Error::other(format!(
