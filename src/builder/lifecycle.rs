@@ -472,11 +472,33 @@ fn finish(origin: &Path, found: Found, source: Source) -> Result<Lifecycle> {
             )));
         }
     }
-    for (name, target) in &found.links {
-        let resolved = Path::new(target)
+    let file_of = |p: &str| {
+        Path::new(p)
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_default();
+            .unwrap_or_default()
+    };
+    // Links by the file they are placed as, to the file they name.
+    let link_of: BTreeMap<String, String> = found
+        .links
+        .iter()
+        .map(|(name, target)| (file_of(name), file_of(target)))
+        .collect();
+    for (name, target) in &found.links {
+        // Followed link by link, a link must end at a file (a cycle never does).
+        let mut resolved = file_of(target);
+        let mut hops = 0;
+        while let Some(next) = link_of.get(&resolved).filter(|_| hops <= link_of.len()) {
+            resolved = next.clone();
+            hops += 1;
+        }
+        if link_of.contains_key(&resolved) {
+            return Err(invalid(format!(
+                "'{}' links to '{}', a cycle of links that ends at no file",
+                shown(name),
+                shown(target)
+            )));
+        }
         if !found.kinds.contains_key(&resolved) {
             return Err(invalid(format!(
                 "'{}' links to '{}', which the lifecycle does not hold",

@@ -206,3 +206,28 @@ fn a_build_image_listed_as_another_platform_than_its_config_is_refused() {
     assert!(err.contains("as linux/arm64, but its config says linux/amd64"), "{err}");
     assert_eq!(tree(&out_dir), Vec::<String>::new());
 }
+
+#[test]
+fn a_lifecycle_whose_binaries_are_a_cycle_of_links_is_refused() {
+    use crate::support::lifecycle::{gzip, release_entries, tar_of, ReleaseEntry};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    default_build_image(d);
+    simple_buildpack(d, "bp", "acme/a", "1.0.0", "0.10", &["linux/amd64"]);
+    // The multicall binary a link to `detector`, which links back to it.
+    let mut entries = release_entries("amd64", "0.20.5");
+    for (n, e) in entries.iter_mut() {
+        if n == "lifecycle/lifecycle" {
+            *e = ReleaseEntry::Symlink("detector".into());
+        }
+    }
+    fs::write(d.join("cycle.tgz"), gzip(&tar_of(&entries))).unwrap();
+    let cfg = config(d, "build-image", "cycle.tgz", &targets_toml(&["amd64"]));
+    let out_dir = d.join("out");
+    fs::create_dir(&out_dir).unwrap();
+    let out = create(&cfg, &out_dir.join("b.cnb"), &[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("a cycle of links"), "{err}");
+    assert_eq!(tree(&out_dir), Vec::<String>::new());
+}
