@@ -1985,9 +1985,10 @@ mod tests {
             "{m}"
         );
         assert!(
-            m.contains(
-                "cnbpkg pull docker.io/buildpacksio/lifecycle:0.21.0 --platform linux/amd64"
-            ),
+            m.contains(&format!(
+                "cnbpkg pull --store {} docker.io/buildpacksio/lifecycle:0.21.0 --platform linux/amd64",
+                store.display()
+            )),
             "{m}"
         );
         assert!(m.contains("pack's default lifecycle 0.21.0"), "{m}");
