@@ -231,3 +231,72 @@ fn a_lifecycle_whose_binaries_are_a_cycle_of_links_is_refused() {
     assert!(err.contains("a cycle of links"), "{err}");
     assert_eq!(tree(&out_dir), Vec::<String>::new());
 }
+
+/// Kills the child when a test fails before waiting for it.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_builder_interrupted_while_writing_a_layer_leaves_nothing() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    default_build_image(d);
+    lifecycle_tgz(d, "amd64", "0.20.5");
+    let bp = simple_buildpack(d, "bp", "acme/a", "1.0.0", "0.10", &["linux/amd64"]);
+    // Sparse, quickly made; compressing it takes a while.
+    fs::File::create(bp.join("zeros"))
+        .unwrap()
+        .set_len(512 << 20)
+        .unwrap();
+    let cfg = config(
+        d,
+        "build-image",
+        "lifecycle-v0.20.5+linux.x86-64.tgz",
+        &targets_toml(&["amd64"]),
+    );
+    let out_dir = d.join("out");
+    fs::create_dir(&out_dir).unwrap();
+    for (signal, format) in [(libc::SIGTERM, "file"), (libc::SIGINT, "layout")] {
+        let before = tree(d);
+        let mut cmd = crate::support::child::cnbpkg_command();
+        cmd.args(create_args(
+            &cfg,
+            &out_dir.join("b"),
+            &["--format", format, "-j", "1"],
+        ));
+        let child = cmd
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut child = Running(child);
+        let pid = child.0.id() as i32;
+        let mut lines = std::io::BufReader::new(child.0.stderr.take().unwrap()).lines();
+        // The lifecycle layer is written before the buildpack's: the buildpack's is under way.
+        let mut seen = Vec::new();
+        loop {
+            let Some(Ok(line)) = lines.next() else {
+                panic!("ended before the lifecycle layer: {seen:?}");
+            };
+            let done = line.contains("Built layer lifecycle");
+            seen.push(line);
+            if done {
+                break;
+            }
+        }
+        unsafe {
+            libc::kill(pid, signal);
+        }
+        let rest: Vec<String> = lines.map_while(|l| l.ok()).collect();
+        let status = child.0.wait().unwrap();
+        assert_eq!(status.code(), Some(130), "{signal}: {seen:?} {rest:?}");
+        assert_eq!(tree(d), before, "nothing left behind after signal {signal}");
+    }
+}
