@@ -776,9 +776,18 @@ fn write_builder_image(
     seq.dirs(ctx, plan.base.uid, plan.base.gid)?;
     seq.lifecycle(ctx, &plan.lifecycle)?;
     let modules_from = seq.len();
+    let base_diff_ids = &image.config.rootfs.diff_ids;
     let on_base = layers::ModuleLabels {
-        buildpacks: labels::base_layers(image.config.labels(), crate::cnb::LABEL_LAYERS),
-        extensions: labels::base_layers(image.config.labels(), crate::cnb::LABEL_EXTENSION_LAYERS),
+        buildpacks: labels::base_layers(
+            image.config.labels(),
+            base_diff_ids,
+            crate::cnb::LABEL_LAYERS,
+        ),
+        extensions: labels::base_layers(
+            image.config.labels(),
+            base_diff_ids,
+            crate::cnb::LABEL_EXTENSION_LAYERS,
+        ),
     };
     let module_labels = seq.modules(
         ctx,
@@ -810,6 +819,7 @@ fn write_builder_image(
 
     let labels = labels::builder_labels(&labels::LabelInputs {
         base: image.config.labels(),
+        base_diff_ids,
         extra: &opts.labels,
         cfg,
         buildpacks: &plan.buildpacks,

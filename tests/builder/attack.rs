@@ -49,7 +49,11 @@ fn a_lifecycle_image_archive_is_not_replaced_by_the_output() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("is also an input"), "{err}");
-    assert_eq!(fs::read(&lc).unwrap(), before, "the lifecycle image is kept");
+    assert_eq!(
+        fs::read(&lc).unwrap(),
+        before,
+        "the lifecycle image is kept"
+    );
 }
 
 #[test]
@@ -192,7 +196,14 @@ fn amd64() -> serde_json::Value {
 fn a_build_image_listed_as_another_platform_than_its_config_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    simple_buildpack(d, "bp", "acme/a", "1.0.0", "0.10", &["linux/amd64", "linux/arm64"]);
+    simple_buildpack(
+        d,
+        "bp",
+        "acme/a",
+        "1.0.0",
+        "0.10",
+        &["linux/amd64", "linux/arm64"],
+    );
     lifecycle_tgz(d, "amd64", "0.20.5");
     lifecycle_tgz(d, "arm64", "0.20.5");
     let arm64 = serde_json::json!({"os": "linux", "architecture": "arm64"});
@@ -203,7 +214,10 @@ fn a_build_image_listed_as_another_platform_than_its_config_is_refused() {
     let out = create(&cfg, &out_dir.join("b.cnb"), &[]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("as linux/arm64, but its config says linux/amd64"), "{err}");
+    assert!(
+        err.contains("as linux/arm64, but its config says linux/amd64"),
+        "{err}"
+    );
     assert_eq!(tree(&out_dir), Vec::<String>::new());
 }
 
@@ -299,4 +313,66 @@ fn a_builder_interrupted_while_writing_a_layer_leaves_nothing() {
         assert_eq!(status.code(), Some(130), "{signal}: {seen:?} {rest:?}");
         assert_eq!(tree(d), before, "nothing left behind after signal {signal}");
     }
+}
+
+#[test]
+fn a_file_output_inside_an_input_layout_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let build = default_build_image(d);
+    simple_buildpack(d, "bp", "acme/a", "1.0.0", "0.10", &["linux/amd64"]);
+    lifecycle_tgz(d, "amd64", "0.20.5");
+    let cfg = config(
+        d,
+        "build-image",
+        "lifecycle-v0.20.5+linux.x86-64.tgz",
+        &targets_toml(&["amd64"]),
+    );
+    let index = build.join("index.json");
+    let before = fs::read(&index).unwrap();
+    let out = create(&cfg, &index, &[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(
+        fs::read(&index).unwrap(),
+        before,
+        "the build image is kept: {err}"
+    );
+}
+
+#[test]
+fn a_base_label_claiming_a_layer_the_base_lacks_does_not_drop_the_buildpack() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    default_build_image(d);
+    simple_buildpack(d, "bp", "acme/a", "1.0.0", "0.10", &["linux/amd64"]);
+    lifecycle_tgz(d, "amd64", "0.20.5");
+    let lc = "lifecycle-v0.20.5+linux.x86-64.tgz";
+    let cfg = config(d, "build-image", lc, &targets_toml(&["amd64"]));
+    let first = d.join("first.cnb");
+    assert!(create(&cfg, &first, &[]).status.success());
+    let p = read_platform(&as_layout(&first, &d.join("w1")), "amd64", &d.join("w2"));
+    let label = p.label("io.buildpacks.buildpack.layers");
+    // A build image claiming, in its labels only, to hold that buildpack layer already.
+    lying_build_image(d, "lying", amd64(), &|_, c| {
+        c["config"]["Labels"]["io.buildpacks.buildpack.layers"] = label.clone().into();
+    });
+    let cfg = config(d, "lying", lc, &targets_toml(&["amd64"]));
+    let out = d.join("second.cnb");
+    let o = create(&cfg, &out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = crate::support::child::cnbpkg(["verify".as_ref(), out.as_os_str()]);
+    assert!(
+        v.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&v.stdout),
+        stderr(&v)
+    );
+    let p2 = read_platform(&as_layout(&out, &d.join("w3")), "amd64", &d.join("w4"));
+    assert!(
+        p2.rootfs
+            .join("cnb/buildpacks/acme_a/1.0.0/buildpack.toml")
+            .exists(),
+        "the buildpack is on the builder"
+    );
 }
