@@ -376,3 +376,28 @@ fn a_base_label_claiming_a_layer_the_base_lacks_does_not_drop_the_buildpack() {
         "the buildpack is on the builder"
     );
 }
+
+#[test]
+fn a_builder_on_a_builder_compressed_otherwise_has_no_unreferenced_blob() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    default_build_image(d);
+    simple_buildpack(d, "bp", "acme/a", "1.0.0", "0.10", &["linux/amd64"]);
+    lifecycle_tgz(d, "amd64", "0.20.5");
+    let lc = "lifecycle-v0.20.5+linux.x86-64.tgz";
+    let cfg = config(d, "build-image", lc, &targets_toml(&["amd64"]));
+    let first = d.join("first.cnb");
+    let o = create(&cfg, &first, &["--compression", "zstd"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let cfg = config(d, "first.cnb", lc, &targets_toml(&["amd64"]));
+    let second = d.join("second.cnb");
+    let o = create(&cfg, &second, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = crate::support::child::cnbpkg(["verify".as_ref(), second.as_os_str()]);
+    assert!(
+        v.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&v.stdout),
+        stderr(&v)
+    );
+}
