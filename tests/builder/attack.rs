@@ -401,3 +401,28 @@ fn a_builder_on_a_builder_compressed_otherwise_has_no_unreferenced_blob() {
         stderr(&v)
     );
 }
+
+#[test]
+fn a_build_image_whose_config_lies_about_a_layer_diff_id_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    simple_buildpack(d, "bp", "acme/a", "1.0.0", "0.10", &["linux/amd64"]);
+    lifecycle_tgz(d, "amd64", "0.20.5");
+    let wrong = format!("sha256:{}", "ab".repeat(32));
+    lying_build_image(d, "lying", amd64(), &|_, c| {
+        c["rootfs"]["diff_ids"][0] = wrong.clone().into();
+    });
+    let cfg = config(
+        d,
+        "lying",
+        "lifecycle-v0.20.5+linux.x86-64.tgz",
+        &targets_toml(&["amd64"]),
+    );
+    let out_dir = d.join("out");
+    fs::create_dir(&out_dir).unwrap();
+    let out = create(&cfg, &out_dir.join("b.cnb"), &[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&wrong), "{err}");
+    assert_eq!(tree(&out_dir), Vec::<String>::new());
+}
