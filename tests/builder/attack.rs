@@ -426,3 +426,26 @@ fn a_build_image_whose_config_lies_about_a_layer_diff_id_is_refused() {
     assert!(err.contains(&wrong), "{err}");
     assert_eq!(tree(&out_dir), Vec::<String>::new());
 }
+
+#[test]
+fn a_build_env_name_that_makes_a_whiteout_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    default_build_image(d);
+    simple_buildpack(d, "bp", "acme/a", "1.0.0", "0.10", &["linux/amd64"]);
+    lifecycle_tgz(d, "amd64", "0.20.5");
+    for name in [".wh..wh..opq", ".wh.PATH"] {
+        let env = format!("[[build.env]]\nname = \"{name}\"\nvalue = \"v\"\n");
+        let cfg = config(
+            d,
+            "build-image",
+            "lifecycle-v0.20.5+linux.x86-64.tgz",
+            &format!("{}\n{env}", targets_toml(&["amd64"])),
+        );
+        let out = create(&cfg, &d.join("b.cnb"), &[]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("whiteout"), "{err}");
+        assert!(!d.join("b.cnb").exists());
+    }
+}
