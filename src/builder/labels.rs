@@ -101,8 +101,16 @@ pub(crate) fn builder_labels(
         _ => RunImage::default(),
     };
     let lifecycle_json = crate::builder::lifecycle::metadata_json(i.lifecycle);
-    // A build image that is a builder already keeps the modules it has, as pack extends one.
-    let (base_buildpacks, base_extensions) = base_metadata_modules(i.base);
+    // A build image that is a builder already keeps the modules it has, as pack extends one:
+    // those its layers labels give a layer it holds.
+    let (mut base_buildpacks, mut base_extensions) = base_metadata_modules(i.base);
+    for (kept, name) in [
+        (&mut base_buildpacks, crate::cnb::LABEL_LAYERS),
+        (&mut base_extensions, crate::cnb::LABEL_EXTENSION_LAYERS),
+    ] {
+        let held = base_layers(i.base, i.base_diff_ids, name);
+        kept.retain(|m| held.get(&m.id, &m.version).is_some());
+    }
     let metadata = metadata_label(&BuilderMetadata {
         description: &cfg.description,
         buildpacks: kept_then_added(&base_buildpacks, i.buildpacks),

@@ -375,6 +375,20 @@ fn a_base_label_claiming_a_layer_the_base_lacks_does_not_drop_the_buildpack() {
             .exists(),
         "the buildpack is on the builder"
     );
+    // A module the base's metadata claims, with no layer of the base, is not kept either.
+    let meta = p.label("io.buildpacks.builder.metadata");
+    let claimed = meta.replace("\"acme/a\"", "\"acme/ghost\"");
+    assert_ne!(meta, claimed);
+    lying_build_image(d, "ghost", amd64(), &|_, c| {
+        c["config"]["Labels"]["io.buildpacks.builder.metadata"] = claimed.clone().into();
+    });
+    let cfg = config(d, "ghost", lc, &targets_toml(&["amd64"]));
+    let out = d.join("third.cnb");
+    let o = create(&cfg, &out, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let p3 = read_platform(&as_layout(&out, &d.join("w5")), "amd64", &d.join("w6"));
+    let meta = p3.label("io.buildpacks.builder.metadata");
+    assert!(!meta.contains("acme/ghost"), "{meta}");
 }
 
 #[test]
