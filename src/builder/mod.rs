@@ -720,7 +720,6 @@ fn warn_extensions_before_platform_0_13(
     }
 }
 
-/// Every `--flatten` value must name a buildpack on the builder, each at most once.
 /// Two targets served by the same build image (`linux/amd64` and `linux/amd64:ubuntu@22.04`,
 /// say) would be two index entries of one platform (or two `--split` outputs of one name).
 fn check_one_target_per_image(build: &ImageSource, plans: &[TargetPlan]) -> Result<()> {
@@ -738,6 +737,7 @@ fn check_one_target_per_image(build: &ImageSource, plans: &[TargetPlan]) -> Resu
     Ok(())
 }
 
+/// Every `--flatten` value must name a buildpack on the builder, each at most once.
 fn check_flatten_known(opts: &BuilderOptions, plans: &[TargetPlan]) -> Result<()> {
     let known: BTreeSet<String> = plans
         .iter()
