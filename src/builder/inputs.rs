@@ -3,7 +3,7 @@
 //! store, and pack's checks of each buildpack and extension against the build image and the
 //! lifecycle (the modules themselves are loaded and chosen by packaging's machinery).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -263,7 +263,7 @@ pub(crate) fn build_image(source: &ImageSource, image: &ImageRef) -> Result<Buil
         serde_json::Value::Object(m) => m,
         _ => return Err(bad("the image config is not an object")),
     };
-    for key in [
+    const SET_HERE: [&str; 11] = [
         "architecture",
         "os",
         "os.version",
@@ -275,7 +275,20 @@ pub(crate) fn build_image(source: &ImageSource, image: &ImageRef) -> Result<Buil
         "config",
         "container",
         "container_config",
-    ] {
+    ];
+    // Go readers match keys without regard to case: a kept key that differs from another (or
+    // from one the builder sets) only in case would stand for it.
+    let clash = case_clash(other.keys(), &SET_HERE)
+        .map(|c| (c, ""))
+        .or_else(|| case_clash(runtime.keys(), &["WorkingDir", "Labels"]).map(|c| (c, "config.")));
+    if let Some(((a, b), within)) = clash {
+        return Err(bad(&format!(
+            "the image config's keys '{within}{a}' and '{within}{b}' differ only in case, and Go readers take one for the other",
+            a = crate::ui::quote_name(&a),
+            b = crate::ui::quote_name(&b),
+        )));
+    }
+    for key in SET_HERE {
         other.remove(key);
     }
     Ok(BuildImage {
@@ -285,6 +298,28 @@ pub(crate) fn build_image(source: &ImageSource, image: &ImageRef) -> Result<Buil
         runtime,
         platform: image.platform(),
     })
+}
+
+/// Two of `keys` (or one of them and one of `set`, the keys the builder writes) that differ
+/// only in case.
+fn case_clash<'a>(
+    keys: impl Iterator<Item = &'a String>,
+    set: &[&str],
+) -> Option<(String, String)> {
+    let mut seen: BTreeMap<String, String> = set
+        .iter()
+        .map(|k| (k.to_lowercase(), k.to_string()))
+        .collect();
+    for key in keys {
+        match seen.get(&key.to_lowercase()) {
+            Some(prev) if prev != key => return Some((prev.clone(), key.clone())),
+            Some(_) => {}
+            None => {
+                seen.insert(key.to_lowercase(), key.clone());
+            }
+        }
+    }
+    None
 }
 
 /// The platform an index gives an image must be its config's: the builder is made for the one

@@ -463,3 +463,48 @@ fn a_build_env_name_that_makes_a_whiteout_is_refused() {
         assert!(!d.join("b.cnb").exists());
     }
 }
+
+#[test]
+fn a_build_image_config_key_differing_only_in_case_does_not_reach_the_builder() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    simple_buildpack(d, "bp", "acme/a", "1.0.0", "0.10", &["linux/amd64"]);
+    lifecycle_tgz(d, "amd64", "0.20.5");
+    lying_build_image(d, "cased", amd64(), &|_, c| {
+        // Go's decoder matches keys without regard to case: these would stand for the
+        // builder's own fields.
+        c["Architecture"] = "arm64".into();
+        c["RootFS"] = serde_json::json!({"type": "layers", "diff_ids": []});
+        c["Config"] = serde_json::json!({"User": "root"});
+    });
+    let cfg = config(
+        d,
+        "cased",
+        "lifecycle-v0.20.5+linux.x86-64.tgz",
+        &targets_toml(&["amd64"]),
+    );
+    let out = d.join("b.cnb");
+    let o = create(&cfg, &out, &[]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("differ only in case"), "{err}");
+    assert!(!out.exists());
+    // In the runtime part, against a key the builder sets.
+    lying_build_image(d, "cased-runtime", amd64(), &|_, c| {
+        c["config"]["workingDir"] = "/elsewhere".into();
+    });
+    let cfg = config(
+        d,
+        "cased-runtime",
+        "lifecycle-v0.20.5+linux.x86-64.tgz",
+        &targets_toml(&["amd64"]),
+    );
+    let o = create(&cfg, &out, &[]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("'config.WorkingDir' and 'config.workingDir'"),
+        "{err}"
+    );
+    assert!(!out.exists());
+}
