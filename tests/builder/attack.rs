@@ -508,3 +508,41 @@ fn a_build_image_config_key_differing_only_in_case_does_not_reach_the_builder() 
     );
     assert!(!out.exists());
 }
+
+#[test]
+fn an_output_inside_a_buildpack_directory_is_left_out_of_its_layer() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    default_build_image(d);
+    simple_buildpack(d, "bp", "acme/a", "1.0.0", "0.10", &["linux/amd64"]);
+    lifecycle_tgz(d, "amd64", "0.20.5");
+    let cfg = config(
+        d,
+        "build-image",
+        "lifecycle-v0.20.5+linux.x86-64.tgz",
+        &targets_toml(&["amd64"]),
+    );
+    let outside = d.join("outside.cnb");
+    assert!(create(&cfg, &outside, &[]).status.success());
+    for (out, extra) in [
+        (d.join("bp/inside.cnb"), vec![]),
+        (d.join("bp/layout"), vec!["--format", "layout"]),
+    ] {
+        let o = create(&cfg, &out, &extra);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let a = read_platform(&as_layout(&outside, &d.join("wa")), "amd64", &d.join("wb"));
+        let layout = if out.is_dir() {
+            out.clone()
+        } else {
+            as_layout(&out, &d.join("wc"))
+        };
+        let b = read_platform(&layout, "amd64", &d.join("wd"));
+        assert_eq!(a.layer_digests(), b.layer_digests(), "{}", out.display());
+        for w in ["wa", "wb", "wc", "wd"] {
+            let _ = fs::remove_dir_all(d.join(w));
+        }
+        // Once written, an output is a file of the buildpack like any other.
+        let _ = fs::remove_file(&out);
+        let _ = fs::remove_dir_all(&out);
+    }
+}
