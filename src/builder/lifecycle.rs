@@ -1025,6 +1025,10 @@ fn place<R: Read>(
     if found.kinds.contains_key(file) {
         return Err(format!("is a second '{}' in the lifecycle", shown(file)));
     }
+    if file.starts_with(".wh.") {
+        // In a layer, `.wh.X` is no file: it deletes `X` of the layers below.
+        return Err("is a whiteout ('.wh.' name), which no lifecycle holds".into());
+    }
     let mut header = crate::layer::copied_header(entry)?;
     header.name = format!("{LIFECYCLE_DIR}/{file}");
     header.mode &= 0o777;

@@ -546,3 +546,24 @@ fn an_output_inside_a_buildpack_directory_is_left_out_of_its_layer() {
         let _ = fs::remove_dir_all(&out);
     }
 }
+
+#[test]
+fn a_lifecycle_entry_that_makes_a_whiteout_is_refused() {
+    use crate::support::lifecycle::{gzip, release_entries, tar_of, ReleaseEntry};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    default_build_image(d);
+    simple_buildpack(d, "bp", "acme/a", "1.0.0", "0.10", &["linux/amd64"]);
+    let mut entries = release_entries("amd64", "0.20.5");
+    entries.push((
+        "lifecycle/.wh..wh..opq".into(),
+        ReleaseEntry::File(0o644, Vec::new()),
+    ));
+    fs::write(d.join("wh.tgz"), gzip(&tar_of(&entries))).unwrap();
+    let cfg = config(d, "build-image", "wh.tgz", &targets_toml(&["amd64"]));
+    let out = create(&cfg, &d.join("b.cnb"), &[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("whiteout"), "{err}");
+    assert!(!d.join("b.cnb").exists());
+}
