@@ -606,6 +606,10 @@ fn env_name_problem(name: &str) -> Option<&'static str> {
         Some("contains a NUL character")
     } else if name.chars().any(char::is_control) {
         Some("contains a control character")
+    } else if name.starts_with(".wh.") {
+        // In a layer, `.wh.X` is no file: it deletes `X` (`.wh..wh..opq`, the whole
+        // directory) of the layers below.
+        Some("starts with '.wh.', which makes a whiteout in an image layer")
     } else if name.len() + ".override".len() > MAX_FILE_NAME {
         Some("is too long for a file name")
     } else {

@@ -3,7 +3,7 @@
 //! store, and pack's checks of each buildpack and extension against the build image and the
 //! lifecycle (the modules themselves are loaded and chosen by packaging's machinery).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -80,11 +80,13 @@ fn local(name: &str, base_dir: &Path) -> Option<PathBuf> {
 }
 
 /// Open an image named in builder.toml: a `.cnb`/tar or layout directory (relative to
-/// builder.toml), else a reference looked up in the store. `role` names it in messages.
+/// builder.toml), else a reference looked up in the store (`store`, opened from `store_dir`,
+/// the `--store` given). `role` names it in messages.
 pub(crate) fn open_image(
     name: &str,
     base_dir: &Path,
     store: Option<&ImageStore>,
+    store_dir: Option<&Path>,
     role: &str,
 ) -> Result<ImageSource> {
     if let Some(path) = local(name, base_dir) {
@@ -104,17 +106,24 @@ pub(crate) fn open_image(
         ));
     }
     let reference = name.strip_prefix("docker://").unwrap_or(name);
+    let pull = pull_command(store_dir, reference);
     match store {
         Some(store) => store.lookup(reference)?.ok_or_else(|| {
             Error::other(format!(
-                "{role} '{name}' is neither a file nor a directory, and the store {} does not hold it; run `cnbpkg pull {reference}` first",
+                "{role} '{name}' is neither a file nor a directory, and the store {} does not hold it; run `{pull}` first",
                 store.path().display()
             ))
         }),
         None => Err(Error::other(format!(
-            "{role} '{name}' is neither a file nor a directory, and there is no store to find it in; run `cnbpkg pull {reference}` first"
+            "{role} '{name}' is neither a file nor a directory, and there is no store to find it in; run `{pull}` first"
         ))),
     }
+}
+
+/// The `cnbpkg pull` command that puts `reference` into the store given (`--store`; `None`:
+/// the default store), its words shell-quoted.
+pub(crate) fn pull_command(store_dir: Option<&Path>, reference: &str) -> String {
+    crate::package::StoreArg::of(store_dir).pull_command(&[reference.to_string()])
 }
 
 /// Whether a name that is not on disk was meant as a path, not a reference: `file://`,
@@ -249,11 +258,12 @@ pub(crate) fn build_image(source: &ImageSource, image: &ImageRef) -> Result<Buil
             ))
         })
     };
+    check_platform_agrees(source, image)?;
     let mut other = match config {
         serde_json::Value::Object(m) => m,
         _ => return Err(bad("the image config is not an object")),
     };
-    for key in [
+    const SET_HERE: [&str; 11] = [
         "architecture",
         "os",
         "os.version",
@@ -265,7 +275,20 @@ pub(crate) fn build_image(source: &ImageSource, image: &ImageRef) -> Result<Buil
         "config",
         "container",
         "container_config",
-    ] {
+    ];
+    // Go readers match keys without regard to case: a kept key that differs from another (or
+    // from one the builder sets) only in case would stand for it.
+    let clash = case_clash(other.keys(), &SET_HERE)
+        .map(|c| (c, ""))
+        .or_else(|| case_clash(runtime.keys(), &["WorkingDir", "Labels"]).map(|c| (c, "config.")));
+    if let Some(((a, b), within)) = clash {
+        return Err(bad(&format!(
+            "the image config's keys '{within}{a}' and '{within}{b}' differ only in case, and Go readers take one for the other",
+            a = crate::ui::quote_name(&a),
+            b = crate::ui::quote_name(&b),
+        )));
+    }
+    for key in SET_HERE {
         other.remove(key);
     }
     Ok(BuildImage {
@@ -275,6 +298,51 @@ pub(crate) fn build_image(source: &ImageSource, image: &ImageRef) -> Result<Buil
         runtime,
         platform: image.platform(),
     })
+}
+
+/// Two of `keys` (or one of them and one of `set`, the keys the builder writes) that differ
+/// only in case.
+fn case_clash<'a>(
+    keys: impl Iterator<Item = &'a String>,
+    set: &[&str],
+) -> Option<(String, String)> {
+    let mut seen: BTreeMap<String, String> = set
+        .iter()
+        .map(|k| (k.to_lowercase(), k.to_string()))
+        .collect();
+    for key in keys {
+        match seen.get(&key.to_lowercase()) {
+            Some(prev) if prev != key => return Some((prev.clone(), key.clone())),
+            Some(_) => {}
+            None => {
+                seen.insert(key.to_lowercase(), key.clone());
+            }
+        }
+    }
+    None
+}
+
+/// The platform an index gives an image must be its config's: the builder is made for the one
+/// and holds the other's binaries.
+fn check_platform_agrees(source: &ImageSource, image: &ImageRef) -> Result<()> {
+    let Some(listed) = &image.descriptor.platform else {
+        return Ok(());
+    };
+    let config = image.config.platform();
+    let variants_agree =
+        listed.variant.is_empty() || config.variant.is_empty() || listed.variant == config.variant;
+    if listed.os == config.os && listed.architecture == config.architecture && variants_agree {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        &source.origin,
+        format!(
+            "the build image's index lists an image {} as {}, but its config says {}",
+            image.descriptor.digest,
+            platform_name(listed, &Default::default()),
+            platform_name(&config, &Default::default())
+        ),
+    ))
 }
 
 /// The build image's distro (its `io.buildpacks.base.distro.*` labels), when it names one.

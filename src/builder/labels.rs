@@ -11,6 +11,7 @@ use super::config::{self, BuilderConfig, RunImage};
 use super::layers::ModuleLabels;
 use super::lifecycle::LifecycleDescriptor;
 use crate::descriptor::{LayersLabel, ModuleInfo};
+use crate::digest::Digest;
 use crate::json::go_marshal;
 use crate::package::select::ModulePlan;
 
@@ -71,6 +72,8 @@ pub(crate) fn metadata_label(m: &BuilderMetadata<'_>) -> String {
 pub(crate) struct LabelInputs<'a> {
     /// The build image's labels (kept).
     pub(crate) base: &'a BTreeMap<String, String>,
+    /// The build image's layers (its config's diffIDs).
+    pub(crate) base_diff_ids: &'a [Digest],
     /// `--label` values (over the base's).
     pub(crate) extra: &'a BTreeMap<String, String>,
     pub(crate) cfg: &'a BuilderConfig,
@@ -98,8 +101,16 @@ pub(crate) fn builder_labels(
         _ => RunImage::default(),
     };
     let lifecycle_json = crate::builder::lifecycle::metadata_json(i.lifecycle);
-    // A build image that is a builder already keeps the modules it has, as pack extends one.
-    let (base_buildpacks, base_extensions) = base_metadata_modules(i.base);
+    // A build image that is a builder already keeps the modules it has, as pack extends one:
+    // those its layers labels give a layer it holds.
+    let (mut base_buildpacks, mut base_extensions) = base_metadata_modules(i.base);
+    for (kept, name) in [
+        (&mut base_buildpacks, crate::cnb::LABEL_LAYERS),
+        (&mut base_extensions, crate::cnb::LABEL_EXTENSION_LAYERS),
+    ] {
+        let held = base_layers(i.base, i.base_diff_ids, name);
+        kept.retain(|m| held.get(&m.id, &m.version).is_some());
+    }
     let metadata = metadata_label(&BuilderMetadata {
         description: &cfg.description,
         buildpacks: kept_then_added(&base_buildpacks, i.buildpacks),
@@ -121,7 +132,7 @@ pub(crate) fn builder_labels(
             &i.module_labels.extensions,
         ),
     ] {
-        let mut merged = base_layers(i.base, name);
+        let mut merged = base_layers(i.base, i.base_diff_ids, name);
         for (id, versions) in &added.0 {
             for (version, info) in versions {
                 merged.insert_info(id, version, info.clone());
@@ -139,11 +150,23 @@ pub(crate) fn builder_labels(
 }
 
 /// The modules a build image that is a builder lists in its layers label `name` (none for
-/// another image, or a label that does not parse: the builder's own label replaces it).
-pub(crate) fn base_layers(base: &BTreeMap<String, String>, name: &str) -> LayersLabel {
-    base.get(name)
+/// another image, or a label that does not parse: the builder's own label replaces it), less
+/// those whose layer is none of its `diff_ids`: a label does not make a layer the image lacks.
+pub(crate) fn base_layers(
+    base: &BTreeMap<String, String>,
+    diff_ids: &[Digest],
+    name: &str,
+) -> LayersLabel {
+    let mut label = base
+        .get(name)
         .and_then(|v| LayersLabel::parse(v).ok())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    let held = |diff_id: &str| diff_ids.iter().any(|d| d.to_string() == diff_id);
+    for versions in label.0.values_mut() {
+        versions.retain(|_, info| held(&info.layer_diff_id));
+    }
+    label.0.retain(|_, versions| !versions.is_empty());
+    label
 }
 
 /// The buildpacks and extensions a base builder's metadata label lists.

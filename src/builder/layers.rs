@@ -154,9 +154,9 @@ impl Sequence {
         Ok(labels)
     }
 
-    /// One module's layer, unless the base has it with that layer (built all the same to know:
-    /// the same bytes are the base's blob, stored once); a whiteout first when the base has it
-    /// with another.
+    /// One module's layer, unless the base has it with that layer (its diffID worked out
+    /// without writing it: the base's blob may be compressed otherwise, and a blob written
+    /// would be one no manifest lists); a whiteout first when the base has it with another.
     fn module(
         &mut self,
         ctx: &mut BuildContext<'_>,
@@ -165,13 +165,13 @@ impl Sequence {
         label: &mut LayersLabel,
     ) -> Result<()> {
         let info = &m.descriptor.info;
-        let built = ctx.module_layer(m, false, self.out)?;
         if let Some(base) = on_base.get(&info.id, &info.version) {
-            if base.layer_diff_id == built.diff_id.to_string() {
+            if base.layer_diff_id == ctx.module_diff_id(m, false)?.to_string() {
                 return Ok(());
             }
             self.whiteout(ctx, m)?;
         }
+        let built = ctx.module_layer(m, false, self.out)?;
         record(label, m, &built);
         self.push_once(m.key(), built);
         Ok(())

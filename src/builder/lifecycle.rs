@@ -345,19 +345,25 @@ fn from_store(
     default: bool,
 ) -> Result<Lifecycle> {
     let platform_text = crate::cnb::platform_name(platform, &Default::default());
-    let pull = format!("cnbpkg pull {reference} --platform {platform_text}");
+    let pull = format!(
+        "{} --platform {platform_text}",
+        crate::builder::inputs::pull_command(store, reference)
+    );
     let why = if default {
         format!(" ([lifecycle] names no version or uri, so pack's default lifecycle {DEFAULT_VERSION} is used)")
     } else {
         String::new()
     };
+    let no_store = || {
+        Error::other(format!(
+            "lifecycle image {reference} is needed{why}, and there is no store; run `{pull}` first, or name a lifecycle .tgz in [lifecycle] uri"
+        ))
+    };
     let reader = match store {
+        // A store not made yet holds nothing (as for the build image).
+        Some(p) if !p.exists() => return Err(no_store()),
         Some(p) => StoreReader::open(p)?,
-        None => StoreReader::open_default()?.ok_or_else(|| {
-            Error::other(format!(
-                "lifecycle image {reference} is needed{why}, and there is no store; run `{pull}` first, or name a lifecycle .tgz in [lifecycle] uri"
-            ))
-        })?,
+        None => StoreReader::open_default()?.ok_or_else(no_store)?,
     };
     let Some(found) = reader.resolve(reference)? else {
         return Err(Error::other(format!(
@@ -466,11 +472,33 @@ fn finish(origin: &Path, found: Found, source: Source) -> Result<Lifecycle> {
             )));
         }
     }
-    for (name, target) in &found.links {
-        let resolved = Path::new(target)
+    let file_of = |p: &str| {
+        Path::new(p)
             .file_name()
             .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_default();
+            .unwrap_or_default()
+    };
+    // Links by the file they are placed as, to the file they name.
+    let link_of: BTreeMap<String, String> = found
+        .links
+        .iter()
+        .map(|(name, target)| (file_of(name), file_of(target)))
+        .collect();
+    for (name, target) in &found.links {
+        // Followed link by link, a link must end at a file (a cycle never does).
+        let mut resolved = file_of(target);
+        let mut hops = 0;
+        while let Some(next) = link_of.get(&resolved).filter(|_| hops <= link_of.len()) {
+            resolved = next.clone();
+            hops += 1;
+        }
+        if link_of.contains_key(&resolved) {
+            return Err(invalid(format!(
+                "'{}' links to '{}', a cycle of links that ends at no file",
+                shown(name),
+                shown(target)
+            )));
+        }
         if !found.kinds.contains_key(&resolved) {
             return Err(invalid(format!(
                 "'{}' links to '{}', which the lifecycle does not hold",
@@ -997,6 +1025,10 @@ fn place<R: Read>(
     if found.kinds.contains_key(file) {
         return Err(format!("is a second '{}' in the lifecycle", shown(file)));
     }
+    if file.starts_with(".wh.") {
+        // In a layer, `.wh.X` is no file: it deletes `X` of the layers below.
+        return Err("is a whiteout ('.wh.' name), which no lifecycle holds".into());
+    }
     let mut header = crate::layer::copied_header(entry)?;
     header.name = format!("{LIFECYCLE_DIR}/{file}");
     header.mode &= 0o777;
@@ -1136,6 +1168,14 @@ impl Lifecycle {
         tw.append(&link, &mut io::empty()).map_err(write_err)?;
         tw.finish().map_err(write_err)?;
         Ok(())
+    }
+
+    /// The file or directory its bytes are read from (the `.tgz`, the image's layout or
+    /// store): what no output may replace ([`Lifecycle::origin`] is for messages only).
+    pub(crate) fn input_path(&self) -> &Path {
+        match &self.source {
+            Source::Tarball { path, .. } | Source::Image { path, .. } => path,
+        }
     }
 
     /// A key equal for two targets served by the same lifecycle bytes (the layer is built once):
@@ -1949,9 +1989,10 @@ mod tests {
             "{m}"
         );
         assert!(
-            m.contains(
-                "cnbpkg pull docker.io/buildpacksio/lifecycle:0.21.0 --platform linux/amd64"
-            ),
+            m.contains(&format!(
+                "cnbpkg pull --store {} docker.io/buildpacksio/lifecycle:0.21.0 --platform linux/amd64",
+                store.display()
+            )),
             "{m}"
         );
         assert!(m.contains("pack's default lifecycle 0.21.0"), "{m}");

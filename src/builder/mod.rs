@@ -190,6 +190,7 @@ fn plan(opts: &BuilderOptions, events: &dyn Events) -> Result<Planned> {
         &cfg.build_image,
         &cfg.base_dir,
         store.as_ref(),
+        opts.store.as_deref(),
         "build image",
     )?;
     if let (Some(digest), Some(store)) = (&build.digest, &store) {
@@ -245,10 +246,11 @@ fn plan(opts: &BuilderOptions, events: &dyn Events) -> Result<Planned> {
             )
         })
         .collect::<Result<Vec<_>>>()?;
+    check_one_target_per_image(&build, &plans)?;
     check_flatten_known(opts, &plans)?;
     for p in &plans {
         inputs_list.push(Input {
-            path: p.lifecycle.origin.clone(),
+            path: p.lifecycle.input_path().to_path_buf(),
             role: "the lifecycle",
             tree_dir: false,
         });
@@ -718,6 +720,23 @@ fn warn_extensions_before_platform_0_13(
     }
 }
 
+/// Two targets served by the same build image (`linux/amd64` and `linux/amd64:ubuntu@22.04`,
+/// say) would be two index entries of one platform (or two `--split` outputs of one name).
+fn check_one_target_per_image(build: &ImageSource, plans: &[TargetPlan]) -> Result<()> {
+    let mut served: BTreeMap<usize, &Target> = BTreeMap::new();
+    for p in plans {
+        if let Some(first) = served.insert(p.image, &p.target) {
+            return Err(Error::usage(format!(
+                "targets {} and {} are both served by the same image of build image {}; give one of them",
+                first.display(),
+                p.target.display(),
+                build.origin.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Every `--flatten` value must name a buildpack on the builder, each at most once.
 fn check_flatten_known(opts: &BuilderOptions, plans: &[TargetPlan]) -> Result<()> {
     let known: BTreeSet<String> = plans
@@ -757,9 +776,18 @@ fn write_builder_image(
     seq.dirs(ctx, plan.base.uid, plan.base.gid)?;
     seq.lifecycle(ctx, &plan.lifecycle)?;
     let modules_from = seq.len();
+    let base_diff_ids = &image.config.rootfs.diff_ids;
     let on_base = layers::ModuleLabels {
-        buildpacks: labels::base_layers(image.config.labels(), crate::cnb::LABEL_LAYERS),
-        extensions: labels::base_layers(image.config.labels(), crate::cnb::LABEL_EXTENSION_LAYERS),
+        buildpacks: labels::base_layers(
+            image.config.labels(),
+            base_diff_ids,
+            crate::cnb::LABEL_LAYERS,
+        ),
+        extensions: labels::base_layers(
+            image.config.labels(),
+            base_diff_ids,
+            crate::cnb::LABEL_EXTENSION_LAYERS,
+        ),
     };
     let module_labels = seq.modules(
         ctx,
@@ -791,6 +819,7 @@ fn write_builder_image(
 
     let labels = labels::builder_labels(&labels::LabelInputs {
         base: image.config.labels(),
+        base_diff_ids,
         extra: &opts.labels,
         cfg,
         buildpacks: &plan.buildpacks,

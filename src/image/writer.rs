@@ -358,9 +358,10 @@ impl<'a> ImageWriter<'a> {
         self.check_entries(out)
     }
 
-    /// Copy a base image's layer into output `out` byte for byte (never recompressed, checked
-    /// against its digest and size; its diffID is the base config's), listed with the OCI media
-    /// type of its compression.
+    /// Copy a base image's layer into output `out` byte for byte (never recompressed), in one
+    /// pass that checks it against its digest and size and its decompressed bytes against
+    /// `diff_id` (the base config's, which the builder's config lists), listed with the OCI
+    /// media type of its compression.
     pub(crate) fn copy_base_layer(
         &mut self,
         reader: &PackageReader,
@@ -371,7 +372,21 @@ impl<'a> ImageWriter<'a> {
     ) -> Result<BuiltLayer> {
         check_interrupt()?;
         let encoding = super::cache::layer_encoding(blob, origin)?;
-        self.copy_blob(reader, origin, blob, out)?;
+        if self.writers[out].contains(&blob.digest) {
+            // Stored already, perhaps for an image whose config gives it another diffID.
+            let stream = reader.open_blob(&blob.digest)?;
+            read_layer_blob(stream, blob, diff_id, origin, |_| Ok(()))?;
+        } else {
+            self.writers[out].put_stream(&blob.media_type, |w| {
+                let stream = reader.open_blob(&blob.digest)?;
+                let tee = TeeReader {
+                    inner: stream,
+                    copy: w,
+                };
+                read_layer_blob(tee, blob, diff_id, origin, |_| Ok(()))
+            })?;
+            self.check_entries(out)?;
+        }
         let mut descriptor = blob.clone();
         descriptor.media_type = match encoding {
             oci::LayerEncoding::Tar => oci::MEDIA_TYPE_LAYER_TAR,

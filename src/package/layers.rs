@@ -227,6 +227,24 @@ impl BuildContext<'_> {
         }
     }
 
+    /// The diffID `module`'s layer has, without writing it anywhere: a builder on a builder
+    /// leaves out a module whose layer the base holds already (an unused blob otherwise).
+    pub(crate) fn module_diff_id(&self, module: &ModulePlan, windows: bool) -> Result<Digest> {
+        match &module.layer {
+            LayerSource::Build { root, overlay } => {
+                let overlays = overlays_of(overlay);
+                let spec = layer_spec(module, root, &overlays, windows);
+                let tar = crate::digest::HashingWriter::new(std::io::sink());
+                let mut builder =
+                    layer::LayerBuilder::new(tar, spec.format).excluding(self.exclusions.clone());
+                builder.add_module(&spec)?;
+                let (_, diff_id, _) = builder.finish()?.finish();
+                Ok(diff_id)
+            }
+            LayerSource::Import { diff_id, .. } => Ok(*diff_id),
+        }
+    }
+
     /// One layer holding several modules (`--flatten`): folders walked and dependency layers'
     /// entries copied unchanged, in `id@version` order.
     pub(crate) fn flattened_layer(

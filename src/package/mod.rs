@@ -29,6 +29,7 @@ use crate::target::{ExpandedTarget, Target};
 use crate::ui::human_size;
 use layers::BuildContext;
 use outputs::{check_output_against_inputs, output_path, Input};
+pub(crate) use remote::StoreArg;
 pub(crate) use report::WarningsOnce;
 use select::ModulePlan;
 use sources::{Dependency, Located, Tree};

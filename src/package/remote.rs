@@ -342,7 +342,7 @@ impl StoreArg {
 
     /// The one `cnbpkg pull` command that puts `references` into this store (for an archive,
     /// a new archive holding them).
-    fn pull_command(&self, references: &[String]) -> String {
+    pub(crate) fn pull_command(&self, references: &[String]) -> String {
         let mut words = vec!["cnbpkg".to_string(), "pull".to_string()];
         match self {
             StoreArg::Default(_) => {}

@@ -202,6 +202,7 @@ fn verify_and_inspect_read_a_builder_cnbpkg_made() {
     ])))
     .unwrap();
     assert_eq!(json["builder"], true);
+    assert_eq!(json["images"].as_array().unwrap().len(), ARCHES.len());
     for (img, arch) in json["images"].as_array().unwrap().iter().zip(ARCHES) {
         assert_eq!(img["platform"]["architecture"], arch);
         let b = &img["builder"];
@@ -249,6 +250,7 @@ fn verify_and_inspect_read_a_builder_with_extensions() {
         "--json".as_ref(),
     ])))
     .unwrap();
+    assert_eq!(json["images"].as_array().unwrap().len(), ARCHES.len());
     for img in json["images"].as_array().unwrap() {
         let b = &img["builder"];
         assert_eq!(b["extensions"][0]["id"], "acme/ext", "{b}");

@@ -9,6 +9,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod attack;
 mod create_basic;
 mod create_errors;
 mod create_inputs;

@@ -137,6 +137,7 @@ fn inspect_of_a_package_is_unchanged_by_builder_support() {
     ])))
     .unwrap();
     assert!(json.get("builder").is_none(), "{json}");
+    assert!(!json["images"].as_array().unwrap().is_empty(), "{json}");
     for img in json["images"].as_array().unwrap() {
         assert!(img.get("builder").is_none());
     }
