@@ -10,11 +10,11 @@ use std::time::Duration;
 use crate::digest::Digest;
 use crate::layer::{LayerBuilder, LayerFormat};
 use crate::oci::{self, Descriptor, LayerEncoding};
+use crate::reference::Reference;
 use crate::registry::auth::{self, Challenge, Found};
 use crate::registry::client::{
     self, Access, Client, Connection, Deadlines, Resp, RetryPolicy, Transport,
 };
-use crate::registry::reference::Reference;
 use crate::registry::upload;
 
 /// The module directories a fuzzed dependency layer may fill (the seeds' buildpack, Linux
@@ -199,7 +199,7 @@ pub fn parse_reference(input: &str) -> crate::error::Result<String> {
         "{r} {} {} {}",
         r.api_host(),
         r.hostname(),
-        crate::registry::reference::is_loopback(&r.registry)
+        crate::reference::is_loopback(&r.registry)
     ))
 }
 

@@ -42,6 +42,7 @@ pub mod layout;
 pub mod merge;
 pub mod oci;
 pub mod package;
+pub mod reference;
 pub mod registry;
 pub mod split;
 pub mod store;

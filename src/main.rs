@@ -821,7 +821,7 @@ fn check_jobs(jobs: usize) -> Result<(), Error> {
 fn run_pull(args: PullArgs, ui: &Printer, cancel: &Cancel) -> Result<(), Error> {
     let password = args.registry.password()?;
     for r in &args.references {
-        cnbpkg::registry::reference::Reference::parse(r)?;
+        cnbpkg::reference::Reference::parse(r)?;
     }
     let mut opts = cnbpkg::registry::PullOptions::new(args.references);
     opts.platforms = parse_platform_flags(&args.platforms)?;
@@ -924,7 +924,7 @@ fn run_store(command: StoreCommand, ui: &Printer) -> Result<(), Error> {
             let names = args
                 .references
                 .iter()
-                .map(|r| cnbpkg::registry::reference::Reference::parse(r).map(|r| r.to_string()))
+                .map(|r| cnbpkg::reference::Reference::parse(r).map(|r| r.to_string()))
                 .collect::<Result<Vec<_>, _>>()?;
             let store = open(&args.store)?;
             let mut removed = Vec::new();
@@ -1061,7 +1061,7 @@ fn run_push(args: PushArgs, ui: &Printer, cancel: &Cancel) -> Result<(), Error> 
 /// the order the push reads them: references, `--tag`, `--from`, `--platform`; returns the
 /// platform filters.
 fn check_push_flags(args: &PushArgs) -> Result<Vec<cnbpkg::cnb::PlatformFilter>, Error> {
-    use cnbpkg::registry::reference::{valid_tag, Reference};
+    use cnbpkg::reference::{valid_tag, Reference};
     let mut first = None;
     for r in &args.references {
         let parsed = Reference::parse(r)?;

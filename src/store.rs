@@ -370,7 +370,7 @@ struct Wanted {
 
 impl Wanted {
     fn parse(reference: &str) -> Result<Wanted> {
-        use crate::registry::reference::{Reference, Target};
+        use crate::reference::{Reference, Target};
         let parsed = Reference::parse(reference)?;
         let repository = format!("{}/{}", parsed.registry, parsed.repository);
         Ok(match parsed.target {
@@ -389,10 +389,10 @@ impl Wanted {
                 };
                 match tag {
                     Some(tag) => {
-                        if !crate::registry::reference::valid_tag(tag) {
+                        if !crate::reference::valid_tag(tag) {
                             return Err(Error::usage(format!(
                                 "invalid reference '{}': '{tag}' is not a valid tag",
-                                crate::registry::reference::shown(reference)
+                                crate::reference::shown(reference)
                             )));
                         }
                         Wanted {

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 use crate::events::{Events, EventsExt as _};
 
-use super::reference::DOCKER_HUB;
+use crate::reference::DOCKER_HUB;
 
 /// How long a credential helper may take before it is killed.
 const HELPER_TIMEOUT: Duration = Duration::from_secs(60);

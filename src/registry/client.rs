@@ -14,7 +14,7 @@ use crate::error::{AuthFailure, Error, Result, TlsFailure};
 use crate::events::{Events, EventsExt as _};
 
 use super::auth::{self, Challenge, Credential};
-use super::reference::Reference;
+use crate::reference::Reference;
 
 /// Largest response body we read (error documents, token responses).
 const MAX_RESPONSE_BODY: u64 = 1 << 20;
@@ -964,8 +964,8 @@ impl<'e> Client<'e> {
             && self.base.scheme() == "https"
             // A local plain-HTTP token server is fine beside a local registry only: a remote
             // registry must not aim credentials at a port on this machine.
-            && !(super::reference::is_loopback(&host_port(&realm_url))
-                && super::reference::is_loopback(&host_port(&self.base)))
+            && !(crate::reference::is_loopback(&host_port(&realm_url))
+                && crate::reference::is_loopback(&host_port(&self.base)))
         {
             return Err(Failure::fatal(Error::other(format!(
                 "{}: the registry names a plain-HTTP token server ({}); cnbpkg does not send credentials unencrypted",

@@ -63,7 +63,6 @@ mod plan;
 mod pull;
 mod push;
 pub(crate) mod read;
-pub mod reference;
 pub(crate) mod stream;
 mod tls;
 pub(crate) mod upload;
@@ -71,9 +70,10 @@ pub(crate) mod upload;
 pub use self::auth::default_credential_files;
 pub use self::certs::default_certs_d;
 pub use self::client::Deadlines;
+pub use self::parallel::{DEFAULT_JOBS, MAX_JOBS};
 pub use self::pull::{pull, pull_with, PullOptions, PullReport, PulledImage, PulledManifest};
 pub use self::push::{
     parse_from, push, push_with, PushOptions, PushReport, PushSettings, PushedManifest,
-    DEFAULT_JOBS, MAX_JOBS, REQUEST_TIMEOUT_ENV, RETRY_BACKOFF_ENV,
+    REQUEST_TIMEOUT_ENV, RETRY_BACKOFF_ENV,
 };
 pub(crate) use crate::layout::tree::sniff_media_type;

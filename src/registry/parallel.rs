@@ -7,7 +7,11 @@ use std::sync::Mutex;
 use crate::error::Result;
 use crate::oci::Descriptor;
 
-use super::push::{DEFAULT_JOBS, MAX_JOBS};
+/// Parallel blob transfers when an operation's `jobs` is 0: transfers wait on the network, not
+/// on the CPU, so this is more than the core count but stays polite to registries.
+pub const DEFAULT_JOBS: usize = 4;
+/// The most parallel transfers accepted.
+pub const MAX_JOBS: usize = 32;
 
 /// Run `transfer` on every blob, `jobs` at a time ([`DEFAULT_JOBS`] when 0, at most
 /// [`MAX_JOBS`]); the first error is returned once every thread has stopped.

@@ -14,7 +14,7 @@ use crate::layout::tree::{
 use crate::layout::PackageReader;
 use crate::oci::{self, Descriptor, Index, Manifest, Platform};
 
-use super::reference::Target;
+use crate::reference::Target;
 
 /// A manifest or index to push, with its raw bytes. Nodes are shared by digest: a package
 /// whose nested indexes list the same things many times holds each of them once.

@@ -29,8 +29,8 @@ use super::client::{Access, Client, Failure, Transport};
 use super::plan::{descriptor_of, Node, Plan};
 use super::push::{human_size, PushSettings};
 use super::read::{self, Fetched};
-use super::reference::{self, Reference, Target};
 use super::stream::{Counting, Progress, Verdict, Verified};
+use crate::reference::{self, Reference, Target};
 
 /// What to pull, and into which store. Build with [`PullOptions::new`], then set the fields
 /// wanted.

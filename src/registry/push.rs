@@ -17,16 +17,11 @@ use super::auth::{Credential, Secret};
 use super::client::Deadlines;
 use super::client::{Access, Client, Connection, RetryPolicy, Transport};
 use super::plan::{Node, Plan};
-use super::reference::{Reference, Target};
 use super::upload::{BlobOutcome, UploadTuning};
-use super::{auth, read, reference, upload};
+use super::{auth, read, upload};
 use crate::cnb::PlatformFilter;
-
-/// Parallel blob uploads when [`PushOptions::jobs`] is 0: uploads wait on the network, not on
-/// the CPU, so this is more than the core count but stays polite to registries.
-pub const DEFAULT_JOBS: usize = 4;
-/// The most parallel uploads accepted.
-pub const MAX_JOBS: usize = 32;
+use crate::reference;
+use crate::reference::{Reference, Target};
 
 /// What to push where. Build with [`PushOptions::new`], then set the fields wanted.
 #[derive(Debug, Clone, Default)]
@@ -53,7 +48,7 @@ pub struct PushOptions {
     pub username: Option<String>,
     /// Password or access token (never printed).
     pub password: Option<String>,
-    /// Parallel blob uploads; 0 means [`DEFAULT_JOBS`].
+    /// Parallel blob uploads; 0 means [`DEFAULT_JOBS`](super::DEFAULT_JOBS).
     pub jobs: usize,
     /// Stops the push before its next request once cancelled (what was sent stays sent).
     pub cancel: Cancel,
@@ -462,7 +457,7 @@ fn push_destination(
 /// ignored). `None` when it is `reference`'s own repository. Errors name `from` first, so a
 /// caller can say which option it came from.
 pub fn parse_from(from: &str, reference: &Reference) -> Result<Option<String>> {
-    let shown = super::reference::shown(from);
+    let shown = crate::reference::shown(from);
     let repo = match from.split_once('/') {
         Some((first, rest))
             if first.contains('.') || first.contains(':') || first == "localhost" =>
@@ -523,7 +518,7 @@ struct Counts {
     bytes_sent: u64,
 }
 
-/// HEAD, then mount or upload every blob, `jobs` at a time ([`DEFAULT_JOBS`] when 0); each
+/// HEAD, then mount or upload every blob, `jobs` at a time ([`DEFAULT_JOBS`](super::DEFAULT_JOBS) when 0); each
 /// outcome is reported from the thread that got it, as it comes. The first failure stops
 /// the other threads before their next blob.
 fn upload_blobs(

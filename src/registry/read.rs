@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::oci::MAX_JSON_BLOB;
 
 use super::client::{Client, Failure, Resp};
-use super::reference::Target;
+use crate::reference::Target;
 
 /// A manifest or index as the registry served it, verified.
 #[derive(Debug, Clone)]
