@@ -55,6 +55,22 @@ impl Cancel {
         let _restore = Restore(previous);
         work()
     }
+
+    /// Run an operation in [`Cancel::scope`]: when this token was cancelled, whatever error
+    /// the operation stopped with (a read cut short, a thread's failure) is reported as
+    /// [`Error::Interrupted`](crate::error::Error::Interrupted).
+    pub(crate) fn operation<T>(
+        &self,
+        work: impl FnOnce() -> crate::error::Result<T>,
+    ) -> crate::error::Result<T> {
+        self.scope(work).map_err(|e| {
+            if self.is_cancelled() {
+                crate::error::Error::Interrupted
+            } else {
+                e
+            }
+        })
+    }
 }
 
 thread_local! {

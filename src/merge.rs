@@ -395,15 +395,7 @@ pub(crate) fn output_report(output: FinishedOutput, images: Vec<ImageReport>) ->
 /// written: a package that fails verification, packages of different buildpacks (id or
 /// version), a platform that two packages (or one, twice) hold.
 pub fn merge(opts: &MergeOptions, events: &dyn Events) -> Result<MergeReport> {
-    opts.cancel
-        .scope(|| merge_checked(opts, events))
-        .map_err(|e| {
-            if opts.cancel.is_cancelled() {
-                Error::Interrupted
-            } else {
-                e
-            }
-        })
+    opts.cancel.operation(|| merge_checked(opts, events))
 }
 
 fn merge_checked(opts: &MergeOptions, events: &dyn Events) -> Result<MergeReport> {

@@ -58,15 +58,7 @@ pub struct SplitReport {
 /// Split `opts.package` into one package per platform (one per distro an image serves), all
 /// put in place together once all are complete; progress goes to `events`.
 pub fn split(opts: &SplitOptions, events: &dyn Events) -> Result<SplitReport> {
-    opts.cancel
-        .scope(|| split_checked(opts, events))
-        .map_err(|e| {
-            if opts.cancel.is_cancelled() {
-                Error::Interrupted
-            } else {
-                e
-            }
-        })
+    opts.cancel.operation(|| split_checked(opts, events))
 }
 
 /// One output: an image and the distro it is written for.

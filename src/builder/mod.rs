@@ -113,16 +113,7 @@ pub struct BuilderReport {
 /// are in the report too).
 pub fn create_builder(opts: &BuilderOptions, events: &dyn Events) -> Result<BuilderReport> {
     let collected = crate::package::WarningsOnce::new(events);
-    let mut report = opts
-        .cancel
-        .scope(|| create_with(opts, &collected))
-        .map_err(|e| {
-            if opts.cancel.is_cancelled() {
-                Error::Interrupted
-            } else {
-                e
-            }
-        })?;
+    let mut report = opts.cancel.operation(|| create_with(opts, &collected))?;
     report.warnings = collected.into_warnings();
     Ok(report)
 }

@@ -147,16 +147,7 @@ impl std::fmt::Display for ModuleId {
 /// once, are in the report too).
 pub fn package_buildpack(opts: &PackageOptions, events: &dyn Events) -> Result<PackageReport> {
     let collected = WarningsOnce::new(events);
-    let mut report = opts
-        .cancel
-        .scope(|| package_with(opts, &collected))
-        .map_err(|e| {
-            if opts.cancel.is_cancelled() {
-                Error::Interrupted
-            } else {
-                e
-            }
-        })?;
+    let mut report = opts.cancel.operation(|| package_with(opts, &collected))?;
     report.warnings = collected.into_warnings();
     Ok(report)
 }
