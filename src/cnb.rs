@@ -199,6 +199,18 @@ pub(crate) struct PlatformRequest<'a> {
     pub(crate) blank_serves_any: bool,
 }
 
+/// Of images scored by [`platform_fit`] (`(score, image, its manifest's digest)`), those that
+/// fit best: every one sharing the top score, or one when they are all the same manifest (an
+/// image listed twice is no ambiguity).
+pub(crate) fn best_fits<T>(mut scored: Vec<(u32, T, crate::digest::Digest)>) -> Vec<T> {
+    let top = scored.iter().map(|(s, _, _)| *s).max();
+    scored.retain(|(s, _, _)| Some(*s) == top);
+    if scored.windows(2).all(|w| w[0].2 == w[1].2) {
+        scored.truncate(1);
+    }
+    scored.into_iter().map(|(_, item, _)| item).collect()
+}
+
 /// How well a candidate platform `have` (serving `distros`, `None`: any distro) fits `want`:
 /// `None` when it cannot serve it, else a score that grows with each field the candidate names
 /// and matches (os 8, architecture 4, variant 2, distro 1), so the most specific one wins.

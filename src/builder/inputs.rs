@@ -167,22 +167,16 @@ fn request(t: &Target) -> PlatformRequest<'_> {
 /// naming what it has otherwise.
 pub(crate) fn select_image(source: &ImageSource, t: &Target, role: &str) -> Result<usize> {
     let want = request(t);
-    let mut best: Vec<(u32, usize, &ImageRef)> = source
+    let scored = source
         .images
         .iter()
         .enumerate()
-        .filter_map(|(n, i)| platform_fit(&i.platform(), None, &want).map(|s| (s, n, i)))
+        .filter_map(|(n, i)| {
+            platform_fit(&i.platform(), None, &want).map(|s| (s, n, i.descriptor.digest))
+        })
         .collect();
-    let top = best.iter().map(|(s, _, _)| *s).max();
-    best.retain(|(s, _, _)| Some(*s) == top);
-    if best
-        .windows(2)
-        .all(|w| w[0].2.descriptor.digest == w[1].2.descriptor.digest)
-    {
-        best.truncate(1);
-    }
-    match best.as_slice() {
-        [(_, n, _)] => Ok(*n),
+    match crate::cnb::best_fits(scored).as_slice() {
+        [n] => Ok(*n),
         [] => Err(Error::other(format!(
             "{role} {} has no image for target {} (it has {})",
             source.origin.display(),

@@ -362,7 +362,7 @@ fn select_in_group<'a>(
     group: &[usize],
     t: &ExpandedTarget,
 ) -> Result<(usize, &'a ImageRef)> {
-    let mut best: Vec<(u32, usize, &ImageRef)> = Vec::new();
+    let mut scored: Vec<(u32, (usize, &ImageRef), Digest)> = Vec::new();
     let mut names = Vec::new();
     let mut origins = Vec::new();
     for &i in group {
@@ -374,20 +374,12 @@ fn select_in_group<'a>(
                 &image.descriptor.annotations,
             ));
             if let Some(score) = fit(image, t) {
-                best.push((score, i, image));
+                scored.push((score, (i, image), image.descriptor.digest));
             }
         }
     }
-    let top = best.iter().map(|(s, _, _)| *s).max();
-    best.retain(|(s, _, _)| Some(*s) == top);
-    if best
-        .windows(2)
-        .all(|w| w[0].2.descriptor.digest == w[1].2.descriptor.digest)
-    {
-        best.truncate(1);
-    }
-    match best.as_slice() {
-        [(_, i, image)] => Ok((*i, image)),
+    match crate::cnb::best_fits(scored).as_slice() {
+        [(i, image)] => Ok((*i, image)),
         [] => Err(Error::other(format!(
             "dependencies {} have no image for target {} (they have {})",
             origins.join(", "),
