@@ -573,14 +573,7 @@ fn run_package(args: PackageArgs, ui: &Printer, cancel: &Cancel) -> Result<(), E
     opts.targets = targets.map_err(Error::into_failure)?;
     opts.target_warnings = target_warnings;
     let report = package_buildpack(&opts, ui).map_err(package_error)?;
-    let mut out = std::io::stdout().lock();
-    if args.common.json {
-        print_json(&mut out, &report);
-    } else {
-        for o in &report.outputs {
-            let _ = writeln!(out, "{}", o.path.display());
-        }
-    }
+    print_outputs(args.common.json, &report, &report.outputs);
     Ok(())
 }
 
@@ -627,14 +620,7 @@ fn run_builder_create(args: BuilderCreateArgs, ui: &Printer, cancel: &Cancel) ->
     opts.targets = targets.map_err(Error::into_failure)?;
     opts.target_warnings = target_warnings;
     let report = cnbpkg::builder::create_builder(&opts, ui).map_err(builder_error)?;
-    let mut out = std::io::stdout().lock();
-    if args.common.json {
-        print_json(&mut out, &report);
-    } else {
-        for o in &report.outputs {
-            let _ = writeln!(out, "{}", o.path.display());
-        }
-    }
+    print_outputs(args.common.json, &report, &report.outputs);
     Ok(())
 }
 
@@ -677,14 +663,7 @@ fn run_split(args: SplitArgs, ui: &Printer, cancel: &Cancel) -> Result<(), Error
     opts.output_dir = args.output_dir;
     opts.cancel = cancel.clone();
     let report = cnbpkg::split::split(&opts, ui)?;
-    let mut out = std::io::stdout().lock();
-    if args.common.json {
-        print_json(&mut out, &report);
-    } else {
-        for o in &report.outputs {
-            let _ = writeln!(out, "{}", o.path.display());
-        }
-    }
+    print_outputs(args.common.json, &report, &report.outputs);
     Ok(())
 }
 
@@ -1226,6 +1205,22 @@ fn check_digest_file(path: &Path, inputs: &[(&str, &Path)]) -> Result<(), Error>
 }
 
 /// A report as pretty JSON on stdout (`--json`).
+/// What a command that writes files prints: its report as JSON, or the paths it wrote.
+fn print_outputs(
+    json: bool,
+    report: &impl serde::Serialize,
+    outputs: &[cnbpkg::package::OutputReport],
+) {
+    let mut out = std::io::stdout().lock();
+    if json {
+        print_json(&mut out, report);
+    } else {
+        for o in outputs {
+            let _ = writeln!(out, "{}", o.path.display());
+        }
+    }
+}
+
 fn print_json(out: &mut impl Write, report: &impl serde::Serialize) {
     let _ = writeln!(
         out,
