@@ -171,10 +171,7 @@ impl<W: Write> LayerBuilder<W> {
         let module = format!("{}@{}", spec.id, spec.version);
         let mut ahead = ReadAhead::start(walk)?;
         while let Some(walked) = ahead.next_entry()? {
-            self.add_entry(&base, &walked.entry, &module, walked.content.as_deref())?;
-            if let Some(content) = walked.content {
-                ahead.budget.recycle(content);
-            }
+            self.add_entry(&base, &walked.entry, &module, walked.content)?;
         }
         Ok(true)
     }
@@ -246,7 +243,7 @@ impl<W: Write> LayerBuilder<W> {
         base: &str,
         entry: &SourceEntry,
         module: &str,
-        preloaded: Option<&[u8]>,
+        preloaded: Option<Vec<u8>>,
     ) -> Result<()> {
         let (header, source_pax) = entry_header(base, entry);
         if let SourceKind::Symlink { target } = &entry.kind {
@@ -260,7 +257,7 @@ impl<W: Write> LayerBuilder<W> {
                 let head = match preloaded {
                     Some(bytes) => {
                         let mut reader = TrackedReader {
-                            inner: bytes,
+                            inner: bytes.as_slice(),
                             failed: false,
                             head: Vec::new(),
                         };
@@ -383,13 +380,6 @@ const READ_AHEAD_BYTES: u64 = 4 << 20;
 /// Entries walked ahead and not yet written, at most (bounds the queue for trees of empty
 /// files and directories).
 const READ_AHEAD_ENTRIES: usize = 1024;
-/// Content buffers written out are given back to the reading thread for the next files (an
-/// allocation per file, freed on another thread, costs more than reading a small file), up to
-/// this many, each of at most [`RECYCLED_CAPACITY`] bytes (so that the buffers kept and those
-/// in the queue hold at most 17 MiB beyond the content they carry, whatever the files).
-const RECYCLED_BUFFERS: usize = 64;
-/// The largest buffer kept for reuse.
-const RECYCLED_CAPACITY: usize = 16 << 10;
 
 /// Walks a module's tree and reads its small files on another thread, in walk order, ahead of
 /// the tar writer, so that listing the tree, opening and reading many small files overlap with
@@ -415,8 +405,6 @@ struct Walked {
 struct Budget {
     state: Mutex<BudgetState>,
     changed: Condvar,
-    /// Buffers written out, for the reading thread to fill again.
-    spare: Mutex<Vec<Vec<u8>>>,
 }
 
 #[derive(Default)]
@@ -451,31 +439,6 @@ impl Budget {
         state.bytes += bytes;
         state.entries += 1;
         true
-    }
-
-    /// Keep a written-out content buffer for a later file, if it is small and few are kept.
-    fn recycle(&self, mut buffer: Vec<u8>) {
-        if buffer.capacity() > RECYCLED_CAPACITY {
-            return;
-        }
-        if let Ok(mut spare) = self.spare.lock() {
-            if spare.len() < RECYCLED_BUFFERS {
-                buffer.clear();
-                spare.push(buffer);
-            }
-        }
-    }
-
-    /// An empty buffer with room for `size` bytes, reused when one is kept.
-    fn buffer(&self, size: u64) -> Vec<u8> {
-        let mut buffer = self
-            .spare
-            .lock()
-            .ok()
-            .and_then(|mut spare| spare.pop())
-            .unwrap_or_default();
-        buffer.reserve_exact(size as usize);
-        buffer
     }
 
     /// Give back what one entry of `bytes` took.
@@ -561,7 +524,7 @@ fn walk_and_read<I: Iterator<Item = Result<SourceEntry>>>(
         }
         let walked = item.and_then(|entry| {
             let content = match size {
-                Some(size) => Some(read_whole(&entry, size, budget.buffer(size))?),
+                Some(size) => Some(read_whole(&entry, size)?),
                 None => None,
             };
             Ok(Some(Walked { entry, content }))
@@ -576,9 +539,9 @@ fn walk_and_read<I: Iterator<Item = Result<SourceEntry>>>(
 
 /// A file's content, one byte more than the walk saw if it grew (so the writer reports the
 /// change as it would when reading the file itself).
-/// `content` is an empty buffer with room for `size` bytes.
-fn read_whole(entry: &SourceEntry, size: u64, mut content: Vec<u8>) -> Result<Vec<u8>> {
+fn read_whole(entry: &SourceEntry, size: u64) -> Result<Vec<u8>> {
     let opened = crate::input::open_walked(&entry.path, entry.identity.as_ref())?;
+    let mut content = Vec::with_capacity(size as usize);
     opened
         .take(size + 1)
         .read_to_end(&mut content)
