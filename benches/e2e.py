@@ -802,6 +802,7 @@ def main():
             cnb("cnbpkg -t linux/amd64", p, T1, o("small.cnb")),
             umoci("umoci init/new/insert", [("amd64", p)], o("small-umoci")),
             pipe("tar | gzip -6 | sha256sum", p, "gzip -6"),
+            pipe("tar | pigz -p2 -6 | sha256sum", p, "pigz -p2 -6"),
         ])
     workloads.append(("small-files", small))
 

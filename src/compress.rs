@@ -157,7 +157,7 @@ pub struct Encoder<W: Write> {
 enum Inner<W: Write> {
     Plain(W),
     Gzip(GzipEncoder<W>),
-    Zstd(zstd::stream::write::Encoder<'static, W>),
+    Zstd(ZstdEncoder<W>),
     /// Setting up the zstd context failed; reported on first use.
     Failed(Option<io::Error>),
 }
@@ -177,7 +177,7 @@ pub fn encoder<W: Write>(c: Compression, threads: usize, out: W) -> Encoder<W> {
             GZIP_BLOCK_SIZE,
         )),
         Compression::Zstd { level } => match zstd_encoder(out, level, threads) {
-            Ok(e) => Inner::Zstd(e),
+            Ok(e) => Inner::Zstd(ZstdEncoder::new(e)),
             Err(e) => Inner::Failed(Some(e)),
         },
     };
@@ -235,6 +235,59 @@ fn zstd_encoder<W: Write>(
     Ok(e)
 }
 
+/// Input gathered before it is handed to libzstd: a layer comes as many small writes (a tar
+/// header, a small file, its padding), and each call into libzstd's multi-threaded stream takes
+/// its locks and looks for finished jobs, which cost more than the copy into this buffer.
+/// libzstd cuts jobs by input position, not by call, so the bytes are the same.
+const ZSTD_INPUT_BUFFER: usize = 256 << 10;
+
+/// libzstd's streaming encoder behind an input buffer of [`ZSTD_INPUT_BUFFER`] bytes.
+struct ZstdEncoder<W: Write> {
+    zstd: zstd::stream::write::Encoder<'static, W>,
+    pending: Vec<u8>,
+}
+
+impl<W: Write> ZstdEncoder<W> {
+    fn new(zstd: zstd::stream::write::Encoder<'static, W>) -> Self {
+        ZstdEncoder {
+            zstd,
+            pending: Vec::with_capacity(ZSTD_INPUT_BUFFER),
+        }
+    }
+
+    /// Hand the buffered input to libzstd.
+    fn drain(&mut self) -> io::Result<()> {
+        if !self.pending.is_empty() {
+            self.zstd.write_all(&self.pending)?;
+            self.pending.clear();
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.pending.len() + buf.len() > ZSTD_INPUT_BUFFER {
+            self.drain()?;
+        }
+        if buf.len() >= ZSTD_INPUT_BUFFER {
+            return self.zstd.write(buf);
+        }
+        self.pending.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    /// Hands libzstd what is buffered and flushes the inner writer, without a zstd flush (which
+    /// would end a block early and change the bytes).
+    fn flush(&mut self) -> io::Result<()> {
+        self.drain()?;
+        self.zstd.get_mut().flush()
+    }
+
+    fn finish(mut self) -> io::Result<W> {
+        self.drain()?;
+        self.zstd.finish()
+    }
+}
+
 fn failed_earlier() -> io::Error {
     io::Error::other("the compressor failed earlier")
 }
@@ -262,7 +315,7 @@ impl<W: Write> Encoder<W> {
         match &self.inner {
             Inner::Plain(w) => Some(w),
             Inner::Gzip(g) => g.out.as_ref(),
-            Inner::Zstd(z) => Some(z.get_ref()),
+            Inner::Zstd(z) => Some(z.zstd.get_ref()),
             Inner::Failed(_) => None,
         }
     }
@@ -284,7 +337,7 @@ impl<W: Write> Write for Encoder<W> {
         match &mut self.inner {
             Inner::Plain(w) => w.flush(),
             Inner::Gzip(g) => g.flush(),
-            Inner::Zstd(z) => z.get_mut().flush(),
+            Inner::Zstd(z) => z.flush(),
             Inner::Failed(e) => Err(e.take().unwrap_or_else(failed_earlier)),
         }
     }

@@ -14,7 +14,7 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use crate::error::{Error, Result};
 use crate::machine::{self, Machine};
-use crate::source::{walk_excluding, Exclusions, SourceEntry, SourceKind};
+use crate::source::{Exclusions, SourceEntry, SourceKind, Walk};
 use crate::tar::{
     name_parts, needs_pax, path_clean, EntryType, Header, TarWriter, NORMALIZED_MTIME,
 };
@@ -148,7 +148,7 @@ impl<W: Write> LayerBuilder<W> {
         {
             return Ok(false);
         }
-        let entries = walk_excluding(spec.root, spec.overlays, &self.exclusions)?;
+        let walk = Walk::new(spec.root, spec.overlays, self.exclusions.clone())?;
         let id_dir = path_clean(&format!(
             "/cnb/{}/{}",
             spec.dist_dir,
@@ -169,13 +169,9 @@ impl<W: Write> LayerBuilder<W> {
             spec.root,
         )?;
         let module = format!("{}@{}", spec.id, spec.version);
-        let mut ahead = ReadAhead::start(&entries);
-        for (i, entry) in entries.iter().enumerate() {
-            let preloaded = match &mut ahead {
-                Some(ahead) => ahead.take(i, entry)?,
-                None => None,
-            };
-            self.add_entry(&base, entry, &module, preloaded)?;
+        let mut ahead = ReadAhead::start(walk)?;
+        while let Some(walked) = ahead.next_entry()? {
+            self.add_entry(&base, &walked.entry, &module, walked.content)?;
         }
         Ok(true)
     }
@@ -381,21 +377,29 @@ impl<W: Write> LayerBuilder<W> {
 const READ_AHEAD_MAX_FILE: u64 = 1 << 20;
 /// Bytes of file content read ahead and not yet written, at most.
 const READ_AHEAD_BYTES: u64 = 4 << 20;
-/// Files read ahead and not yet written, at most (bounds the queue for trees of empty files).
-const READ_AHEAD_FILES: usize = 1024;
+/// Entries walked ahead and not yet written, at most (bounds the queue for trees of empty
+/// files and directories).
+const READ_AHEAD_ENTRIES: usize = 1024;
 
-/// Reads a module's small files on another thread, in walk order, ahead of the tar writer, so
-/// that opening and reading many small files overlaps with writing, hashing and compressing
-/// the layer. What is read ahead is bounded by [`READ_AHEAD_BYTES`] and [`READ_AHEAD_FILES`];
-/// the layer's bytes are the same as when the writer reads each file itself. A file that cannot
-/// be opened or read gives the error it would give the writer, at the same entry.
+/// Walks a module's tree and reads its small files on another thread, in walk order, ahead of
+/// the tar writer, so that listing the tree, opening and reading many small files overlap with
+/// writing, hashing and compressing the layer. What is ahead is bounded by [`READ_AHEAD_BYTES`]
+/// and [`READ_AHEAD_ENTRIES`]; the layer's bytes are the same as when the writer walks the tree
+/// and reads each file itself. An error (of the walk, or a file that cannot be opened or read)
+/// comes at the entry where it happened, and nothing after it.
 struct ReadAhead {
-    files: Receiver<(usize, Result<Vec<u8>>)>,
+    queue: Receiver<Result<Option<Walked>>>,
     budget: Arc<Budget>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-/// What the reading thread may still take: bytes and files in the queue, and whether the
+/// One walked entry, with its content if it is a small file.
+struct Walked {
+    entry: SourceEntry,
+    content: Option<Vec<u8>>,
+}
+
+/// What the walking thread may still take: bytes and entries in the queue, and whether the
 /// writer is gone.
 #[derive(Default)]
 struct Budget {
@@ -406,18 +410,54 @@ struct Budget {
 #[derive(Default)]
 struct BudgetState {
     bytes: u64,
-    files: usize,
+    entries: usize,
     closed: bool,
-    /// The reading thread waits for room (only then is it woken: most takes need no syscall).
+    /// The walking thread waits for room (only then is it woken: most takes need no syscall).
     waiting: bool,
 }
 
-/// A file that is read ahead: its place in the walk, where it is, what the walk saw.
-struct AheadFile {
-    index: usize,
-    path: PathBuf,
-    identity: Option<crate::input::FileIdentity>,
-    size: u64,
+impl Budget {
+    /// Wait until one more entry of `bytes` fits; `false` once the writer is gone.
+    fn reserve(&self, bytes: u64) -> bool {
+        let Ok(mut state) = self.state.lock() else {
+            return false;
+        };
+        while !state.closed
+            && state.entries > 0
+            && (state.entries >= READ_AHEAD_ENTRIES || state.bytes + bytes > READ_AHEAD_BYTES)
+        {
+            state.waiting = true;
+            state = match self.changed.wait(state) {
+                Ok(s) => s,
+                Err(_) => return false,
+            };
+            state.waiting = false;
+        }
+        if state.closed {
+            return false;
+        }
+        state.bytes += bytes;
+        state.entries += 1;
+        true
+    }
+
+    /// Give back what one entry of `bytes` took.
+    fn release(&self, bytes: u64) -> Result<()> {
+        let wake = {
+            let mut state = self.state.lock().map_err(|_| read_ahead_failed())?;
+            state.bytes = state.bytes.saturating_sub(bytes);
+            state.entries = state.entries.saturating_sub(1);
+            state.waiting
+        };
+        if wake {
+            self.changed.notify_all();
+        }
+        Ok(())
+    }
+}
+
+fn read_ahead_failed() -> Error {
+    Error::other("walking and reading files ahead of the layer writer failed")
 }
 
 fn read_ahead_size(entry: &SourceEntry) -> Option<u64> {
@@ -428,58 +468,33 @@ fn read_ahead_size(entry: &SourceEntry) -> Option<u64> {
 }
 
 impl ReadAhead {
-    /// Start reading the small files of `entries`; `None` when there are none (or no thread
-    /// could be started: the writer then reads every file itself).
-    fn start(entries: &[SourceEntry]) -> Option<ReadAhead> {
-        let files: Vec<AheadFile> = entries
-            .iter()
-            .enumerate()
-            .filter_map(|(index, e)| {
-                read_ahead_size(e).map(|size| AheadFile {
-                    index,
-                    path: e.path.clone(),
-                    identity: e.identity,
-                    size,
-                })
-            })
-            .collect();
-        if files.is_empty() {
-            return None;
-        }
+    /// Start walking `entries` (a [`crate::source::Walk`]) and reading its small files.
+    fn start<I>(entries: I) -> Result<ReadAhead>
+    where
+        I: Iterator<Item = Result<SourceEntry>> + Send + 'static,
+    {
         let (tx, rx) = mpsc::channel();
         let budget = Arc::new(Budget::default());
         let shared = Arc::clone(&budget);
         let thread = std::thread::Builder::new()
             .name("cnbpkg-read-ahead".into())
-            .spawn(move || read_files_ahead(files, &shared, &tx))
-            .ok()?;
-        Some(ReadAhead {
-            files: rx,
+            .spawn(move || walk_and_read(entries, &shared, &tx))
+            .map_err(|e| Error::other(format!("cannot start a thread to read files: {e}")))?;
+        Ok(ReadAhead {
+            queue: rx,
             budget,
             thread: Some(thread),
         })
     }
 
-    /// The content of entry `index` if it is a file read ahead; waits for it.
-    fn take(&mut self, index: usize, entry: &SourceEntry) -> Result<Option<Vec<u8>>> {
-        let Some(size) = read_ahead_size(entry) else {
-            return Ok(None);
-        };
-        let gone = || Error::other("reading files ahead of the layer writer failed");
-        let (got, content) = self.files.recv().map_err(|_| gone())?;
-        if got != index {
-            return Err(gone());
+    /// The next entry in walk order (with its content if it was read ahead), `None` at the end.
+    fn next_entry(&mut self) -> Result<Option<Walked>> {
+        let walked = self.queue.recv().map_err(|_| read_ahead_failed())??;
+        if let Some(w) = &walked {
+            self.budget
+                .release(read_ahead_size(&w.entry).unwrap_or(0))?;
         }
-        let wake = {
-            let mut state = self.budget.state.lock().map_err(|_| gone())?;
-            state.bytes = state.bytes.saturating_sub(size);
-            state.files = state.files.saturating_sub(1);
-            state.waiting
-        };
-        if wake {
-            self.budget.changed.notify_all();
-        }
-        content.map(Some)
+        Ok(walked)
     }
 }
 
@@ -490,57 +505,47 @@ impl Drop for ReadAhead {
         }
         self.budget.changed.notify_all();
         if let Some(thread) = self.thread.take() {
-            let _ = thread.join(); // it stops at its next file
+            let _ = thread.join(); // it stops at its next entry
         }
     }
 }
 
-/// The reading thread: each file in order, once the budget has room for it, until the writer
-/// is gone.
-fn read_files_ahead(
-    files: Vec<AheadFile>,
+/// The walking thread: each entry in order, once the budget has room for it, until the walk
+/// ends, an error, or the writer is gone.
+fn walk_and_read<I: Iterator<Item = Result<SourceEntry>>>(
+    entries: I,
     budget: &Budget,
-    queue: &mpsc::Sender<(usize, Result<Vec<u8>>)>,
+    queue: &mpsc::Sender<Result<Option<Walked>>>,
 ) {
-    for file in files {
-        {
-            let Ok(mut state) = budget.state.lock() else {
-                return;
-            };
-            while !state.closed
-                && state.files > 0
-                && (state.files >= READ_AHEAD_FILES || state.bytes + file.size > READ_AHEAD_BYTES)
-            {
-                state.waiting = true;
-                state = match budget.changed.wait(state) {
-                    Ok(s) => s,
-                    Err(_) => return,
-                };
-                state.waiting = false;
-            }
-            if state.closed {
-                return;
-            }
-            state.bytes += file.size;
-            state.files += 1;
+    for item in entries {
+        let size = item.as_ref().ok().and_then(read_ahead_size);
+        if !budget.reserve(size.unwrap_or(0)) {
+            return;
         }
-        let content = read_whole(&file);
-        let failed = content.is_err();
-        if queue.send((file.index, content)).is_err() || failed {
+        let walked = item.and_then(|entry| {
+            let content = match size {
+                Some(size) => Some(read_whole(&entry, size)?),
+                None => None,
+            };
+            Ok(Some(Walked { entry, content }))
+        });
+        let failed = walked.is_err();
+        if queue.send(walked).is_err() || failed {
             return; // the writer stops at the first error
         }
     }
+    let _ = queue.send(Ok(None));
 }
 
 /// A file's content, one byte more than the walk saw if it grew (so the writer reports the
 /// change as it would when reading the file itself).
-fn read_whole(file: &AheadFile) -> Result<Vec<u8>> {
-    let opened = crate::input::open_walked(&file.path, file.identity.as_ref())?;
-    let mut content = Vec::with_capacity(file.size as usize);
+fn read_whole(entry: &SourceEntry, size: u64) -> Result<Vec<u8>> {
+    let opened = crate::input::open_walked(&entry.path, entry.identity.as_ref())?;
+    let mut content = Vec::with_capacity(size as usize);
     opened
-        .take(file.size + 1)
+        .take(size + 1)
         .read_to_end(&mut content)
-        .map_err(|e| Error::io(&file.path, e))?;
+        .map_err(|e| Error::io(&entry.path, e))?;
     Ok(content)
 }
 
@@ -1085,8 +1090,23 @@ mod tests {
         assert!(hard("/cnb/buildpacks/a/1/../../b/1/x").is_err());
     }
 
+    /// Everything the writer gets from a read-ahead of `root`, checking the budget at each entry.
+    fn read_ahead_all(root: &Path) -> Result<Vec<(SourceEntry, Option<Vec<u8>>)>> {
+        let walk = Walk::new(root, &[], Exclusions::default())?;
+        let mut ahead = ReadAhead::start(walk)?;
+        let mut got = Vec::new();
+        while let Some(w) = ahead.next_entry()? {
+            {
+                let state = ahead.budget.state.lock().unwrap();
+                assert!(state.bytes <= READ_AHEAD_BYTES && state.entries <= READ_AHEAD_ENTRIES);
+            }
+            got.push((w.entry, w.content));
+        }
+        Ok(got)
+    }
+
     #[test]
-    fn read_ahead_gives_each_small_file_in_order_within_its_budget() {
+    fn read_ahead_gives_each_entry_in_walk_order_within_its_budget() {
         let d = tempfile::tempdir().unwrap();
         let root = d.path();
         std::fs::create_dir(root.join("sub")).unwrap();
@@ -1094,23 +1114,24 @@ mod tests {
         for i in 0..12u8 {
             std::fs::write(root.join(format!("sub/m{i:02}")), vec![i; 1 << 20]).unwrap();
         }
+        // More empty files than the entry budget holds at once.
+        std::fs::create_dir(root.join("empties")).unwrap();
+        for i in 0..(READ_AHEAD_ENTRIES + 10) {
+            std::fs::write(root.join(format!("empties/{i:05}")), b"").unwrap();
+        }
         std::fs::write(
             root.join("big"),
             vec![7u8; (READ_AHEAD_MAX_FILE + 1) as usize],
         )
         .unwrap();
-        std::fs::write(root.join("empty"), b"").unwrap();
         std::os::unix::fs::symlink("big", root.join("link")).unwrap();
-        let entries = crate::source::walk(root, &[]).unwrap();
-        let mut ahead = ReadAhead::start(&entries).unwrap();
+        let got = read_ahead_all(root).unwrap();
+        let walked = crate::source::walk(root, &[]).unwrap();
+        let entries: Vec<&SourceEntry> = got.iter().map(|(e, _)| e).collect();
+        assert!(entries == walked.iter().collect::<Vec<_>>());
         let mut read = 0;
-        for (i, e) in entries.iter().enumerate() {
-            let got = ahead.take(i, e).unwrap();
-            {
-                let state = ahead.budget.state.lock().unwrap();
-                assert!(state.bytes <= READ_AHEAD_BYTES && state.files <= READ_AHEAD_FILES);
-            }
-            match (&e.kind, got) {
+        for (e, content) in got {
+            match (&e.kind, content) {
                 (SourceKind::File { size }, Some(bytes)) if *size <= READ_AHEAD_MAX_FILE => {
                     assert!(bytes == std::fs::read(&e.path).unwrap(), "{}", e.rel);
                     read += 1;
@@ -1120,9 +1141,11 @@ mod tests {
                 (_, Some(_)) => panic!("{} read ahead", e.rel),
             }
         }
-        assert_eq!(read, 13);
-        // A writer that stops early (an error elsewhere) while the reader waits for budget.
-        let ahead = ReadAhead::start(&entries).unwrap();
+        assert_eq!(read, 12 + READ_AHEAD_ENTRIES + 10);
+        // A writer that stops early (an error elsewhere) while the walker waits for budget.
+        let mut ahead =
+            ReadAhead::start(Walk::new(root, &[], Exclusions::default()).unwrap()).unwrap();
+        assert!(ahead.next_entry().unwrap().is_some());
         drop(ahead);
     }
 
@@ -1134,11 +1157,34 @@ mod tests {
         }
         let entries = crate::source::walk(d.path(), &[]).unwrap();
         std::fs::write(d.path().join("b"), "grown").unwrap();
-        let mut ahead = ReadAhead::start(&entries).unwrap();
-        assert!(ahead.take(0, &entries[0]).unwrap() == Some(b"a".to_vec()));
-        let err = ahead.take(1, &entries[1]).unwrap_err().to_string();
+        let mut ahead = ReadAhead::start(entries.into_iter().map(Ok)).unwrap();
+        let first = ahead.next_entry().unwrap().unwrap();
+        assert!(first.content == Some(b"a".to_vec()));
+        let err = ahead.next_entry().err().unwrap().to_string();
         assert!(err.contains("changed size"), "{err}");
-        drop(ahead); // the reading thread stopped at the error: dropping does not hang
+        drop(ahead); // the walking thread stopped at the error: dropping does not hang
+    }
+
+    #[test]
+    fn read_ahead_stops_at_a_walk_error_after_the_entries_before_it() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("a"), "a").unwrap();
+        std::fs::write(d.path().join("c"), "c").unwrap();
+        // The walk fails between the two files (as at a device file): the writer gets the
+        // first, then the error, and never the second.
+        let mut entries = crate::source::walk(d.path(), &[]).unwrap().into_iter();
+        let walked = vec![
+            Ok(entries.next().unwrap()),
+            Err(Error::invalid(
+                d.path().join("b"),
+                "device files cannot be packaged",
+            )),
+            Ok(entries.next().unwrap()),
+        ];
+        let mut ahead = ReadAhead::start(walked.into_iter()).unwrap();
+        assert_eq!(ahead.next_entry().unwrap().unwrap().entry.rel, "a");
+        let err = ahead.next_entry().err().unwrap().to_string();
+        assert!(err.contains("device files"), "{err}");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! first extracted with [`extract_archive`] and then walked like any directory, which gives them
 //! the same normalization (and platform folders) as directory sources.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{self, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::ffi::OsStrExt;
@@ -118,41 +118,100 @@ pub fn walk_excluding(
     overlays: &[(String, PathBuf)],
     exclusions: &Exclusions,
 ) -> Result<Vec<SourceEntry>> {
-    let meta = fs::metadata(root).at(root)?;
-    if !meta.is_dir() {
-        return Err(Error::invalid(root, "not a directory"));
-    }
-    let overlays = group_overlays(overlays)?;
-    let mut hardlinks: HashMap<(u64, u64), String> = HashMap::new();
-    let mut out = Vec::new();
-    // An explicit stack (children pushed in reverse) gives pre-order without recursion, so deep
-    // trees cannot overflow the thread's stack.
-    let mut stack: Vec<(String, Child)> = Vec::new();
-    push_children(&mut stack, root, "", &overlays, exclusions)?;
-    while let Some((rel, child)) = stack.pop() {
-        crate::atomic::check_interrupt()?;
-        let entry = match child {
-            Child::Overlay { file, replaces } => overlay_entry(rel, file, replaces.as_deref())?,
-            Child::Disk(path) => match disk_entry(rel, path, &mut hardlinks)? {
-                Some(e) => e,
-                None => continue,
-            },
-        };
-        if entry.kind == SourceKind::Dir {
-            push_children(&mut stack, &entry.path, &entry.rel, &overlays, exclusions)?;
+    Walk::new(root, overlays, exclusions.clone())?.collect()
+}
+
+/// The entries of [`walk_excluding`], one at a time, so that reading and writing them can start
+/// before the whole tree is listed. Only the directories still to be listed are held: their
+/// pending children, never the entries already given. The first error ends the walk; an overlay
+/// whose directory is missing is the error after the last entry.
+pub struct Walk {
+    root: PathBuf,
+    overlays: BTreeMap<String, BTreeMap<Vec<u8>, PathBuf>>,
+    exclusions: Exclusions,
+    hardlinks: HashMap<(u64, u64), String>,
+    /// Children still to visit, pushed in reverse so that they pop in pre-order; an explicit
+    /// stack, so deep trees cannot overflow the thread's stack.
+    stack: Vec<(String, Child)>,
+    /// Overlay directories (relative, not the root) not yet met in the walk.
+    missing_overlay_dirs: BTreeSet<String>,
+    done: bool,
+}
+
+impl Walk {
+    /// Start walking `root`; the root itself and the overlays are checked here, before any entry.
+    pub fn new(
+        root: &Path,
+        overlays: &[(String, PathBuf)],
+        exclusions: Exclusions,
+    ) -> Result<Walk> {
+        let meta = fs::metadata(root).at(root)?;
+        if !meta.is_dir() {
+            return Err(Error::invalid(root, "not a directory"));
         }
-        out.push(entry);
+        let overlays = group_overlays(overlays)?;
+        let missing_overlay_dirs = overlays
+            .keys()
+            .filter(|dir| !dir.is_empty())
+            .cloned()
+            .collect();
+        let mut stack = Vec::new();
+        push_children(&mut stack, root, "", &overlays, &exclusions)?;
+        Ok(Walk {
+            root: root.to_path_buf(),
+            overlays,
+            exclusions,
+            hardlinks: HashMap::new(),
+            stack,
+            missing_overlay_dirs,
+            done: false,
+        })
     }
-    if let Some((dir, _)) = overlays
-        .iter()
-        .find(|(dir, _)| !dir.is_empty() && !out.iter().any(|e| &e.rel == *dir))
-    {
-        return Err(Error::invalid(
-            root,
-            format!("overlay directory '{dir}' does not exist in the tree"),
-        ));
+
+    /// The next entry, `None` once the tree is done.
+    fn step(&mut self) -> Result<Option<SourceEntry>> {
+        while let Some((rel, child)) = self.stack.pop() {
+            crate::atomic::check_interrupt()?;
+            let entry = match child {
+                Child::Overlay { file, replaces } => overlay_entry(rel, file, replaces.as_deref())?,
+                Child::Disk(path) => match disk_entry(rel, path, &mut self.hardlinks)? {
+                    Some(e) => e,
+                    None => continue,
+                },
+            };
+            if entry.kind == SourceKind::Dir {
+                push_children(
+                    &mut self.stack,
+                    &entry.path,
+                    &entry.rel,
+                    &self.overlays,
+                    &self.exclusions,
+                )?;
+            }
+            self.missing_overlay_dirs.remove(&entry.rel);
+            return Ok(Some(entry));
+        }
+        if let Some(dir) = self.missing_overlay_dirs.first() {
+            return Err(Error::invalid(
+                &self.root,
+                format!("overlay directory '{dir}' does not exist in the tree"),
+            ));
+        }
+        Ok(None)
     }
-    Ok(out)
+}
+
+impl Iterator for Walk {
+    type Item = Result<SourceEntry>;
+
+    fn next(&mut self) -> Option<Result<SourceEntry>> {
+        if self.done {
+            return None;
+        }
+        let next = self.step();
+        self.done = !matches!(next, Ok(Some(_)));
+        next.transpose()
+    }
 }
 
 /// Overlays keyed by parent directory (relative, `""` for the root), then by file name.
@@ -848,6 +907,78 @@ fn resolve_in_tree(seen: &HashMap<String, Extracted>, rel: &str, target: &str) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rels(entries: &[SourceEntry]) -> Vec<&str> {
+        entries.iter().map(|e| e.rel.as_str()).collect()
+    }
+
+    #[test]
+    fn streaming_walk_gives_pre_order_with_overlays_and_exclusions() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("root");
+        for dir in ["b", "b/z", "a.d"] {
+            fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        for file in ["b/z/1", "b/y", "a", "a.d/x", "out.cnb", "c"] {
+            fs::write(root.join(file), file).unwrap();
+        }
+        let extra = d.path().join("extra");
+        fs::write(&extra, "overlay").unwrap();
+        let overlays = vec![
+            ("b/new".to_string(), extra.clone()),
+            ("c".to_string(), extra),
+        ];
+        let mut exclusions = Exclusions::default();
+        exclusions.add_output(&root.join("out.cnb"));
+        let walk = Walk::new(&root, &overlays, exclusions).unwrap();
+        let entries: Vec<SourceEntry> = walk.collect::<Result<_>>().unwrap();
+        // Bytewise order: "a" < "a.d" < "b"; "b/new" < "b/y" < "b/z".
+        assert_eq!(
+            rels(&entries),
+            ["a", "a.d", "a.d/x", "b", "b/new", "b/y", "b/z", "b/z/1", "c"]
+        );
+        assert_eq!(entries[8].kind, SourceKind::File { size: 7 });
+        // Stopping early leaves nothing behind and needs nothing more.
+        let mut walk = Walk::new(&root, &[], Exclusions::default()).unwrap();
+        assert_eq!(walk.next().unwrap().unwrap().rel, "a");
+        drop(walk);
+    }
+
+    #[test]
+    fn streaming_walk_ends_at_its_first_error() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        fs::write(root.join("a"), "a").unwrap();
+        fs::create_dir(root.join("b")).unwrap();
+        fs::write(
+            root.join("b").join(std::ffi::OsStr::from_bytes(b"\xff")),
+            "x",
+        )
+        .unwrap();
+        fs::write(root.join("c"), "c").unwrap();
+        let mut walk = Walk::new(root, &[], Exclusions::default()).unwrap();
+        assert_eq!(walk.next().unwrap().unwrap().rel, "a");
+        let err = walk.next().unwrap().unwrap_err().to_string();
+        assert!(err.contains("not valid UTF-8"), "{err}");
+        assert!(walk.next().is_none(), "nothing after the error");
+
+        // An overlay whose directory is missing: every entry, then the error.
+        let extra = root.join("c");
+        let overlays = vec![("nowhere/x".to_string(), extra)];
+        let ok = tempfile::tempdir().unwrap();
+        fs::write(ok.path().join("f"), "f").unwrap();
+        let items: Vec<Result<SourceEntry>> =
+            Walk::new(ok.path(), &overlays, Exclusions::default())
+                .unwrap()
+                .collect();
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[0].as_ref().unwrap().rel, "f");
+        let err = items[1].as_ref().unwrap_err().to_string();
+        assert!(err.contains("overlay directory 'nowhere'"), "{err}");
+
+        // A root that is not a directory fails before any entry.
+        assert!(Walk::new(&root.join("a"), &[], Exclusions::default()).is_err());
+    }
 
     #[test]
     fn chained_links_that_escape_are_found() {
