@@ -3,6 +3,7 @@
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::str::FromStr;
+use std::sync::mpsc;
 
 use sha2::{Digest as _, Sha256};
 
@@ -176,6 +177,120 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+/// A writer like [`HashingWriter`] that hashes on its own thread, so that the hashing overlaps
+/// the writing to `inner` (a compressor, most often): the bytes are copied into a few reused
+/// blocks that a bounded channel hands to the hashing thread, which ends when the writer drops.
+pub(crate) struct ThreadedHashingWriter<W> {
+    inner: W,
+    block: Vec<u8>,
+    full: Option<mpsc::SyncSender<Vec<u8>>>,
+    free: mpsc::Receiver<Vec<u8>>,
+    blocks: usize,
+    hashing: Option<std::thread::JoinHandle<(Digest, u64)>>,
+}
+
+/// The size of one block handed to the hashing thread.
+const HASH_BLOCK: usize = 256 * 1024;
+/// How many blocks exist at most (the memory bound: `HASH_BLOCKS × HASH_BLOCK`).
+const HASH_BLOCKS: usize = 4;
+
+impl<W: Write> ThreadedHashingWriter<W> {
+    /// Wrap `inner` and start the hashing thread.
+    pub fn new(inner: W) -> io::Result<Self> {
+        let (full, full_rx) = mpsc::sync_channel::<Vec<u8>>(HASH_BLOCKS);
+        let (free_tx, free) = mpsc::channel();
+        let hashing = std::thread::Builder::new()
+            .name("diffid".into())
+            .spawn(move || {
+                let mut hasher = Hasher::new();
+                for mut block in full_rx {
+                    hasher.update(&block);
+                    block.clear();
+                    // The writer may be gone already; the block is then simply dropped.
+                    let _ = free_tx.send(block);
+                }
+                hasher.finish()
+            })?;
+        Ok(ThreadedHashingWriter {
+            inner,
+            block: Vec::with_capacity(HASH_BLOCK),
+            full: Some(full),
+            free,
+            blocks: 1,
+            hashing: Some(hashing),
+        })
+    }
+
+    /// Append `buf` to the current block, handing full blocks to the hashing thread.
+    fn hash(&mut self, mut buf: &[u8]) -> io::Result<()> {
+        while !buf.is_empty() {
+            let room = HASH_BLOCK - self.block.len();
+            let (now, rest) = buf.split_at(room.min(buf.len()));
+            self.block.extend_from_slice(now);
+            buf = rest;
+            if self.block.len() == HASH_BLOCK {
+                self.send_block()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Hand the current block over and take a free one (a new one while fewer than
+    /// `HASH_BLOCKS` exist, else wait for the hashing thread to return one).
+    fn send_block(&mut self) -> io::Result<()> {
+        let gone = || io::Error::other("the hashing thread stopped");
+        let full = std::mem::take(&mut self.block);
+        self.full
+            .as_ref()
+            .ok_or_else(gone)?
+            .send(full)
+            .map_err(|_| gone())?;
+        self.block = match self.free.try_recv() {
+            Ok(block) => block,
+            Err(_) if self.blocks < HASH_BLOCKS => {
+                self.blocks += 1;
+                Vec::with_capacity(HASH_BLOCK)
+            }
+            Err(_) => self.free.recv().map_err(|_| gone())?,
+        };
+        Ok(())
+    }
+
+    /// Unwrap: the inner writer, the digest and the byte count (waits for the hashing thread).
+    pub fn finish(mut self) -> io::Result<(W, Digest, u64)> {
+        let gone = || io::Error::other("the hashing thread stopped");
+        if !self.block.is_empty() {
+            let block = std::mem::take(&mut self.block);
+            self.full
+                .as_ref()
+                .ok_or_else(gone)?
+                .send(block)
+                .map_err(|_| gone())?;
+        }
+        drop(self.full.take());
+        let hashing = self.hashing.take().ok_or_else(gone)?;
+        let (digest, len) = hashing.join().map_err(|_| gone())?;
+        Ok((self.inner, digest, len))
+    }
+}
+
+impl<W: Write> Write for ThreadedHashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash(&buf[..n])?;
+        Ok(n)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.inner.write_all(buf)?;
+        self.hash(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// A reader that hashes and counts everything read through it.
 pub(crate) struct HashingReader<R> {
     inner: R,
@@ -245,5 +360,30 @@ mod tests {
         let mut r = HashingReader::new(&data[..]);
         io::copy(&mut r, &mut io::sink()).unwrap();
         assert_eq!(r.finish().1, d);
+    }
+
+    #[test]
+    fn threaded_hashing_writer_agrees_across_block_edges() {
+        let data: Vec<u8> = (0..(HASH_BLOCK * HASH_BLOCKS * 3 + 12_345))
+            .map(|i| (i * 31 % 251) as u8)
+            .collect();
+        for piece in [1, 512, 4096, HASH_BLOCK - 1, HASH_BLOCK, HASH_BLOCK * 2 + 7] {
+            let mut w = ThreadedHashingWriter::new(Vec::new()).unwrap();
+            for chunk in data.chunks(piece) {
+                w.write_all(chunk).unwrap();
+            }
+            let (out, d, n) = w.finish().unwrap();
+            assert_eq!(out, data, "{piece}");
+            assert_eq!((d, n), (Digest::of(&data), data.len() as u64), "{piece}");
+        }
+        let (_, d, n) = ThreadedHashingWriter::new(io::sink())
+            .unwrap()
+            .finish()
+            .unwrap();
+        assert_eq!((d, n), (Digest::of(b""), 0));
+        // Dropped unfinished (an error mid-layer): the hashing thread ends, nothing hangs.
+        let mut w = ThreadedHashingWriter::new(io::sink()).unwrap();
+        w.write_all(&data).unwrap();
+        drop(w);
     }
 }

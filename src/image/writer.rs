@@ -14,7 +14,7 @@ use super::cache::{
 use crate::atomic::{check_interrupt, Staged};
 use crate::cnb::{ANNOTATION_DISTROS, ANNOTATION_DISTRO_NAME, ANNOTATION_DISTRO_VERSION};
 use crate::compress::{self, Compression};
-use crate::digest::{Digest, HashingWriter};
+use crate::digest::{Digest, HashingWriter, ThreadedHashingWriter};
 use crate::error::{Error, Result};
 use crate::events::{Events, EventsExt};
 use crate::json::canonical;
@@ -215,9 +215,13 @@ impl<'a> ImageWriter<'a> {
         let (descriptor, (diff_id, uncompressed_size, executables)) = self.writers[out]
             .put_stream(compression.media_type(), |w| {
                 let encoder = compress::encoder(compression, jobs, w);
-                let mut tar = HashingWriter::new(encoder);
+                // The diffID is hashed on its own thread, beside the compressor.
+                let mut tar = ThreadedHashingWriter::new(encoder)
+                    .map_err(|e| Error::other(format!("hashing layer {what}: {e}")))?;
                 let executables = write_tar(&mut tar)?;
-                let (encoder, diff_id, size) = tar.finish();
+                let (encoder, diff_id, size) = tar
+                    .finish()
+                    .map_err(|e| Error::other(format!("hashing layer {what}: {e}")))?;
                 encoder
                     .finish()
                     .map_err(|e| Error::other(format!("compressing layer {what}: {e}")))?;
