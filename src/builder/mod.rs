@@ -18,9 +18,7 @@ use crate::compress::{self, Compression};
 use crate::descriptor::ModuleKind;
 use crate::error::{Error, Result};
 use crate::events::{Events, EventsExt};
-use crate::image::{
-    index_entries, BaseConfig, FinishedOutput, ImageSpec, ImageWriter, WrittenImage,
-};
+use crate::image::{BaseConfig, ImageSpec, ImageWriter, WrittenImage};
 use crate::layout::OutputFormat;
 use crate::oci::RuntimeConfig;
 use crate::package::layers::BuildContext;
@@ -30,7 +28,6 @@ use crate::package::sources::{Dependency, Located};
 use crate::package::{ModuleId, OutputReport, PackageOptions};
 use crate::source::Exclusions;
 use crate::target::{ExpandedTarget, Target};
-use crate::ui::human_size;
 use inputs::{ImageSource, ImageStore, LifecycleApis};
 
 /// What builder to create and how. Made with [`BuilderOptions::new`] (or `Default`), then set
@@ -311,7 +308,7 @@ fn write(
         }
         written.push(images);
     }
-    finish(ctx.images, written, events)
+    crate::package::outputs::finish_outputs(ctx.images, written, events)
 }
 
 /// Load the buildpacks (or extensions) `sources` names, each once for every target, located
@@ -370,49 +367,6 @@ fn module_uri(s: &config::ModuleSource) -> String {
     } else {
         s.uri.clone()
     }
-}
-
-/// Put every output in place (all or none) with its index, and report each.
-fn finish(
-    images: ImageWriter<'_>,
-    written: Vec<Vec<WrittenImage>>,
-    events: &dyn Events,
-) -> Result<Vec<OutputReport>> {
-    let entries = written
-        .iter()
-        .map(|images| index_entries(images))
-        .collect::<Result<Vec<_>>>()?;
-    let finished = images.finish(entries)?;
-    let mut reports = Vec::new();
-    for (output, images) in finished.into_iter().zip(written) {
-        let FinishedOutput {
-            path,
-            root,
-            blobs,
-            blob_bytes,
-        } = output;
-        events.status(
-            "Finished",
-            &format!(
-                "{} ({} target{}, {} blobs, {}) {}",
-                path.display(),
-                images.len(),
-                if images.len() == 1 { "" } else { "s" },
-                blobs,
-                human_size(blob_bytes),
-                root.digest
-            ),
-        );
-        reports.push(OutputReport {
-            path,
-            digest: root.digest,
-            media_type: root.media_type,
-            blob_bytes,
-            blobs,
-            images: images.into_iter().map(|i| i.report).collect(),
-        });
-    }
-    Ok(reports)
 }
 
 /// The targets: `--target` values, else builder.toml's, else the build image's one platform.

@@ -22,11 +22,10 @@ use crate::compress::{self, Compression};
 use crate::descriptor::{self, PackageConfig};
 use crate::error::{Error, Result};
 use crate::events::{Events, EventsExt};
-use crate::image::{check_json_size, index_entries, FinishedOutput, ImageWriter, WrittenImage};
+use crate::image::{check_json_size, ImageWriter, WrittenImage};
 use crate::layout::OutputFormat;
 use crate::source::Exclusions;
 use crate::target::{ExpandedTarget, Target};
-use crate::ui::human_size;
 use layers::BuildContext;
 use outputs::{check_output_against_inputs, output_path, Input};
 pub(crate) use remote::StoreArg;
@@ -327,43 +326,7 @@ fn package_with(opts: &PackageOptions, events: &dyn Events) -> Result<PackageRep
         written.push(images);
     }
 
-    // Every output's index is settled before any output is put in place.
-    let entries = written
-        .iter()
-        .map(|images| index_entries(images))
-        .collect::<Result<Vec<_>>>()?;
-    // Every output is complete before any is moved into place, and they are moved all or none.
-    let finished = ctx.images.finish(entries)?;
-    let mut out_reports = Vec::new();
-    for (output, images) in finished.into_iter().zip(written) {
-        let FinishedOutput {
-            path,
-            root,
-            blobs,
-            blob_bytes,
-        } = output;
-        events.status(
-            "Finished",
-            &format!(
-                "{} ({} target{}, {} blob{}, {}) {}",
-                path.display(),
-                images.len(),
-                plural(images.len()),
-                blobs,
-                plural(blobs),
-                human_size(blob_bytes),
-                root.digest
-            ),
-        );
-        out_reports.push(OutputReport {
-            path,
-            digest: root.digest,
-            media_type: root.media_type,
-            blob_bytes,
-            blobs,
-            images: images.into_iter().map(|i| i.report).collect(),
-        });
-    }
+    let out_reports = outputs::finish_outputs(ctx.images, written, events)?;
     Ok(PackageReport {
         buildpack: id_version,
         outputs: out_reports,

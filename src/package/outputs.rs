@@ -1,14 +1,16 @@
-//! Where a package is written: the output names (`.cnb` added, `--split` names) and the rule
-//! that no output replaces or holds an input.
+//! Where a package is written: the output names (`.cnb` added, `--split` names), the rule
+//! that no output replaces or holds an input, and putting the finished outputs in place.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::PackageOptions;
+use super::{plural, OutputReport, PackageOptions};
 use crate::error::{Error, Result};
 use crate::events::{Events, EventsExt};
+use crate::image::{index_entries, FinishedOutput, ImageWriter, WrittenImage};
 use crate::layout::OutputFormat;
 use crate::target::{self, ExpandedTarget};
+use crate::ui::human_size;
 
 /// Something a package is made from, which no output may replace.
 pub(crate) struct Input {
@@ -118,6 +120,51 @@ pub(crate) fn output_path_for(output: &Path, format: OutputFormat, events: &dyn 
     let mut opts = PackageOptions::new(output);
     opts.format = format;
     output_path(&opts, events)
+}
+
+/// Put every output in place with its index (each index settled and every output complete
+/// before any is moved, all or none), and report each.
+pub(crate) fn finish_outputs(
+    images: ImageWriter<'_>,
+    written: Vec<Vec<WrittenImage>>,
+    events: &dyn Events,
+) -> Result<Vec<OutputReport>> {
+    let entries = written
+        .iter()
+        .map(|images| index_entries(images))
+        .collect::<Result<Vec<_>>>()?;
+    let finished = images.finish(entries)?;
+    let mut reports = Vec::new();
+    for (output, images) in finished.into_iter().zip(written) {
+        let FinishedOutput {
+            path,
+            root,
+            blobs,
+            blob_bytes,
+        } = output;
+        events.status(
+            "Finished",
+            &format!(
+                "{} ({} target{}, {} blob{}, {}) {}",
+                path.display(),
+                images.len(),
+                plural(images.len()),
+                blobs,
+                plural(blobs),
+                human_size(blob_bytes),
+                root.digest
+            ),
+        );
+        reports.push(OutputReport {
+            path,
+            digest: root.digest,
+            media_type: root.media_type,
+            blob_bytes,
+            blobs,
+            images: images.into_iter().map(|i| i.report).collect(),
+        });
+    }
+    Ok(reports)
 }
 
 #[cfg(test)]
