@@ -140,14 +140,7 @@ pub fn pull_with(
     events: &dyn Events,
 ) -> Result<PullReport> {
     opts.cancel
-        .scope(|| pull_checked(opts, settings, events))
-        .map_err(|e| {
-            if opts.cancel.is_cancelled() {
-                Error::Interrupted
-            } else {
-                e
-            }
-        })
+        .operation(|| pull_checked(opts, settings, events))
 }
 
 fn pull_checked(

@@ -210,15 +210,7 @@ pub fn push_with(
     events: &dyn Events,
 ) -> Result<PushReport> {
     opts.cancel
-        .scope(|| push_checked(opts, settings, events))
-        // Reads and requests fail once cancelled: say so, not how the first one failed.
-        .map_err(|e| {
-            if opts.cancel.is_cancelled() {
-                Error::Interrupted
-            } else {
-                e
-            }
-        })
+        .operation(|| push_checked(opts, settings, events))
 }
 
 fn push_checked(
