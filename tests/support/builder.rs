@@ -980,35 +980,13 @@ pub fn builder_shaped(dir: &Path, name: &str, flaw: Flaw) -> PathBuf {
                 json!({"id": "example/a", "version": "1.0.0"}).to_string(),
             );
         }
-        let config = ImageConfig {
-            architecture: arch.into(),
-            created: Some("1980-01-01T00:00:01Z".into()),
-            history: vec![],
-            os: "linux".into(),
-            os_version: String::new(),
-            os_features: vec![],
-            variant: String::new(),
-            rootfs: RootFs {
-                typ: "layers".into(),
-                diff_ids,
-            },
-            config: Some(oci::RuntimeConfig { labels }),
-        };
-        let config_desc = w
-            .put_bytes(oci::MEDIA_TYPE_CONFIG, &canonical(&config))
-            .unwrap();
-        let manifest = Manifest {
-            schema_version: 2,
-            media_type: Some(oci::MEDIA_TYPE_MANIFEST.into()),
-            artifact_type: None,
-            config: config_desc,
-            layers: descs,
-            annotations: BTreeMap::new(),
-        };
-        let mut d = w
-            .put_bytes(oci::MEDIA_TYPE_MANIFEST, &canonical(&manifest))
-            .unwrap();
-        d.platform = Some(super::packages::platform("linux", arch));
+        let d = super::packages::put_image(
+            &mut w,
+            &super::packages::platform("linux", arch),
+            descs,
+            diff_ids,
+            labels,
+        );
         listed.push(d);
     }
     let index = Index::new(listed);

@@ -57,6 +57,18 @@ fn image(
     }
     let mut labels = BTreeMap::new();
     labels.insert("io.buildpacks.test".to_string(), label.to_string());
+    put_image(w, platform, descs, diff_ids, labels)
+}
+
+/// Write an image's config and manifest (normalized `created`, no history) for `platform`, over
+/// layers already written: its manifest descriptor, with the platform, for an index.
+pub fn put_image(
+    w: &mut LayoutWriter,
+    platform: &Platform,
+    descs: Vec<Descriptor>,
+    diff_ids: Vec<Digest>,
+    labels: BTreeMap<String, String>,
+) -> Descriptor {
     let config = ImageConfig {
         architecture: platform.architecture.clone(),
         created: Some("1980-01-01T00:00:01Z".into()),
