@@ -180,9 +180,13 @@ impl<W: Write> Write for HashingWriter<W> {
 /// A writer like [`HashingWriter`] that hashes on its own thread, so that the hashing overlaps
 /// the writing to `inner` (a compressor, most often): the bytes are copied into a few reused
 /// blocks that a bounded channel hands to the hashing thread, which ends when the writer drops.
+/// `inner` is given each block as it fills (and what is pending on `flush`), so it sees few,
+/// large writes and the bytes are copied once on their way to both.
 pub(crate) struct ThreadedHashingWriter<W> {
     inner: W,
     block: Vec<u8>,
+    /// How much of `block` has been written to `inner` already (by a flush).
+    forwarded: usize,
     full: Option<mpsc::SyncSender<Vec<u8>>>,
     free: mpsc::Receiver<Vec<u8>>,
     blocks: usize,
@@ -214,6 +218,7 @@ impl<W: Write> ThreadedHashingWriter<W> {
         Ok(ThreadedHashingWriter {
             inner,
             block: Vec::with_capacity(HASH_BLOCK),
+            forwarded: 0,
             full: Some(full),
             free,
             blocks: 1,
@@ -221,8 +226,8 @@ impl<W: Write> ThreadedHashingWriter<W> {
         })
     }
 
-    /// Append `buf` to the current block, handing full blocks to the hashing thread.
-    fn hash(&mut self, mut buf: &[u8]) -> io::Result<()> {
+    /// Append `buf` to the current block, handing full blocks to `inner` and the hashing thread.
+    fn append(&mut self, mut buf: &[u8]) -> io::Result<()> {
         while !buf.is_empty() {
             let room = HASH_BLOCK - self.block.len();
             let (now, rest) = buf.split_at(room.min(buf.len()));
@@ -235,10 +240,19 @@ impl<W: Write> ThreadedHashingWriter<W> {
         Ok(())
     }
 
-    /// Hand the current block over and take a free one (a new one while fewer than
-    /// `HASH_BLOCKS` exist, else wait for the hashing thread to return one).
+    /// Write what `inner` has not been given of the current block.
+    fn forward(&mut self) -> io::Result<()> {
+        self.inner.write_all(&self.block[self.forwarded..])?;
+        self.forwarded = self.block.len();
+        Ok(())
+    }
+
+    /// Hand the current block to `inner` and the hashing thread, and take a free one (a new one
+    /// while fewer than `HASH_BLOCKS` exist, else wait for the hashing thread to return one).
     fn send_block(&mut self) -> io::Result<()> {
         let gone = || io::Error::other("the hashing thread stopped");
+        self.forward()?;
+        self.forwarded = 0;
         let full = std::mem::take(&mut self.block);
         self.full
             .as_ref()
@@ -259,6 +273,7 @@ impl<W: Write> ThreadedHashingWriter<W> {
     /// Unwrap: the inner writer, the digest and the byte count (waits for the hashing thread).
     pub fn finish(mut self) -> io::Result<(W, Digest, u64)> {
         let gone = || io::Error::other("the hashing thread stopped");
+        self.forward()?;
         if !self.block.is_empty() {
             let block = std::mem::take(&mut self.block);
             self.full
@@ -276,17 +291,16 @@ impl<W: Write> ThreadedHashingWriter<W> {
 
 impl<W: Write> Write for ThreadedHashingWriter<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hash(&buf[..n])?;
-        Ok(n)
+        self.append(buf)?;
+        Ok(buf.len())
     }
 
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.inner.write_all(buf)?;
-        self.hash(buf)
+        self.append(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        self.forward()?;
         self.inner.flush()
     }
 }
@@ -381,9 +395,44 @@ mod tests {
             .finish()
             .unwrap();
         assert_eq!((d, n), (Digest::of(b""), 0));
+        // A flush gives `inner` everything written so far, and the bytes stay in order.
+        let mut w = ThreadedHashingWriter::new(Vec::new()).unwrap();
+        let mut written = 0;
+        for (i, chunk) in data.chunks(HASH_BLOCK / 3 + 5).enumerate() {
+            w.write_all(chunk).unwrap();
+            written += chunk.len();
+            if i % 2 == 0 {
+                w.flush().unwrap();
+                assert_eq!(w.inner.len(), written);
+            }
+        }
+        let (out, d, _) = w.finish().unwrap();
+        assert_eq!((out, d), (data.clone(), Digest::of(&data)));
         // Dropped unfinished (an error mid-layer): the hashing thread ends, nothing hangs.
         let mut w = ThreadedHashingWriter::new(io::sink()).unwrap();
         w.write_all(&data).unwrap();
         drop(w);
+    }
+
+    /// An output that fails is reported by the write that fills a block, or by flush or finish.
+    #[test]
+    fn threaded_hashing_writer_reports_its_output_failing() {
+        struct Broken;
+        impl Write for Broken {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::Error::other("disk full"))
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut w = ThreadedHashingWriter::new(Broken).unwrap();
+        assert!(w.write_all(&vec![1u8; HASH_BLOCK]).is_err());
+        let mut w = ThreadedHashingWriter::new(Broken).unwrap();
+        w.write_all(b"abc").unwrap();
+        assert!(w.flush().is_err());
+        let mut w = ThreadedHashingWriter::new(Broken).unwrap();
+        w.write_all(b"abc").unwrap();
+        assert!(w.finish().is_err());
     }
 }

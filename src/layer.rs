@@ -9,11 +9,10 @@
 use std::collections::{BTreeMap, HashSet};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver};
-use std::sync::{Arc, Condvar, Mutex};
 
 use crate::error::{Error, Result};
 use crate::machine::{self, Machine};
+use crate::read_ahead::ReadAhead;
 use crate::source::{Exclusions, SourceEntry, SourceKind, Walk};
 use crate::tar::{
     name_parts, needs_pax, path_clean, EntryType, Header, TarWriter, NORMALIZED_MTIME,
@@ -170,8 +169,8 @@ impl<W: Write> LayerBuilder<W> {
         )?;
         let module = format!("{}@{}", spec.id, spec.version);
         let mut ahead = ReadAhead::start(walk)?;
-        while let Some(walked) = ahead.next_entry()? {
-            self.add_entry(&base, &walked.entry, &module, walked.content)?;
+        while let Some((entry, content)) = ahead.next_entry()? {
+            self.add_entry(&base, entry, &module, content)?;
         }
         Ok(true)
     }
@@ -243,7 +242,7 @@ impl<W: Write> LayerBuilder<W> {
         base: &str,
         entry: &SourceEntry,
         module: &str,
-        preloaded: Option<Vec<u8>>,
+        preloaded: Option<&[u8]>,
     ) -> Result<()> {
         let (header, source_pax) = entry_header(base, entry);
         if let SourceKind::Symlink { target } = &entry.kind {
@@ -254,15 +253,19 @@ impl<W: Write> LayerBuilder<W> {
         }
         match entry.kind {
             SourceKind::File { .. } => {
-                let head = match preloaded {
+                let machine = match preloaded {
+                    Some(bytes) if self.format == LayerFormat::Linux => {
+                        self.emit_bytes(&header, bytes, &entry.path)?;
+                        machine::machine_of(&bytes[..bytes.len().min(machine::HEAD_LEN)])
+                    }
                     Some(bytes) => {
                         let mut reader = TrackedReader {
-                            inner: bytes.as_slice(),
+                            inner: bytes,
                             failed: false,
                             head: Vec::new(),
                         };
                         self.emit(&header, &mut reader, source_pax, &entry.path)?;
-                        reader.head
+                        machine::machine_of(&reader.head)
                     }
                     None => {
                         let file = crate::input::open_walked(&entry.path, entry.identity.as_ref())?;
@@ -272,12 +275,12 @@ impl<W: Write> LayerBuilder<W> {
                             head: Vec::new(),
                         };
                         self.emit(&header, &mut reader, source_pax, &entry.path)?;
-                        reader.head
+                        machine::machine_of(&reader.head)
                     }
                 };
                 // The file's first bytes went by on their way into the layer: an executable's
                 // header is read from them, never from the file again.
-                if let Some(machine) = machine::machine_of(&head) {
+                if let Some(machine) = machine {
                     self.executables_seen += 1;
                     if self.executables.len() < MAX_RECORDED_EXECUTABLES {
                         self.executables.push(Executable {
@@ -291,6 +294,17 @@ impl<W: Write> LayerBuilder<W> {
             }
             _ => self.emit(&header, &mut io::empty(), source_pax, &entry.path),
         }
+    }
+
+    /// Write a Linux layer's file entry whose content is in memory.
+    fn emit_bytes(&mut self, header: &Header, data: &[u8], path: &Path) -> Result<()> {
+        self.tw.append_bytes(header, data).map_err(|e| {
+            if e.kind() == io::ErrorKind::InvalidInput || e.kind() == io::ErrorKind::UnexpectedEof {
+                Error::invalid(path, format!("cannot be written to the layer: {e}"))
+            } else {
+                write_error(e)
+            }
+        })
     }
 
     /// Write a header in the layer's layout. `source_pax` says whether pack's intermediate
@@ -370,183 +384,6 @@ impl<W: Write> LayerBuilder<W> {
         self.written_dirs.insert(header.name.clone());
         Ok(())
     }
-}
-
-/// Files up to this size are read ahead of the tar writer (see [`ReadAhead`]); larger ones are
-/// streamed by the writer itself, where the per-file cost is small against the data.
-const READ_AHEAD_MAX_FILE: u64 = 1 << 20;
-/// Bytes of file content read ahead and not yet written, at most.
-const READ_AHEAD_BYTES: u64 = 4 << 20;
-/// Entries walked ahead and not yet written, at most (bounds the queue for trees of empty
-/// files and directories).
-const READ_AHEAD_ENTRIES: usize = 1024;
-
-/// Walks a module's tree and reads its small files on another thread, in walk order, ahead of
-/// the tar writer, so that listing the tree, opening and reading many small files overlap with
-/// writing, hashing and compressing the layer. What is ahead is bounded by [`READ_AHEAD_BYTES`]
-/// and [`READ_AHEAD_ENTRIES`]; the layer's bytes are the same as when the writer walks the tree
-/// and reads each file itself. An error (of the walk, or a file that cannot be opened or read)
-/// comes at the entry where it happened, and nothing after it.
-struct ReadAhead {
-    queue: Receiver<Result<Option<Walked>>>,
-    budget: Arc<Budget>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-/// One walked entry, with its content if it is a small file.
-struct Walked {
-    entry: SourceEntry,
-    content: Option<Vec<u8>>,
-}
-
-/// What the walking thread may still take: bytes and entries in the queue, and whether the
-/// writer is gone.
-#[derive(Default)]
-struct Budget {
-    state: Mutex<BudgetState>,
-    changed: Condvar,
-}
-
-#[derive(Default)]
-struct BudgetState {
-    bytes: u64,
-    entries: usize,
-    closed: bool,
-    /// The walking thread waits for room (only then is it woken: most takes need no syscall).
-    waiting: bool,
-}
-
-impl Budget {
-    /// Wait until one more entry of `bytes` fits; `false` once the writer is gone.
-    fn reserve(&self, bytes: u64) -> bool {
-        let Ok(mut state) = self.state.lock() else {
-            return false;
-        };
-        while !state.closed
-            && state.entries > 0
-            && (state.entries >= READ_AHEAD_ENTRIES || state.bytes + bytes > READ_AHEAD_BYTES)
-        {
-            state.waiting = true;
-            state = match self.changed.wait(state) {
-                Ok(s) => s,
-                Err(_) => return false,
-            };
-            state.waiting = false;
-        }
-        if state.closed {
-            return false;
-        }
-        state.bytes += bytes;
-        state.entries += 1;
-        true
-    }
-
-    /// Give back what one entry of `bytes` took.
-    fn release(&self, bytes: u64) -> Result<()> {
-        let wake = {
-            let mut state = self.state.lock().map_err(|_| read_ahead_failed())?;
-            state.bytes = state.bytes.saturating_sub(bytes);
-            state.entries = state.entries.saturating_sub(1);
-            state.waiting
-        };
-        if wake {
-            self.changed.notify_all();
-        }
-        Ok(())
-    }
-}
-
-fn read_ahead_failed() -> Error {
-    Error::other("walking and reading files ahead of the layer writer failed")
-}
-
-fn read_ahead_size(entry: &SourceEntry) -> Option<u64> {
-    match entry.kind {
-        SourceKind::File { size } if size <= READ_AHEAD_MAX_FILE => Some(size),
-        _ => None,
-    }
-}
-
-impl ReadAhead {
-    /// Start walking `entries` (a [`crate::source::Walk`]) and reading its small files.
-    fn start<I>(entries: I) -> Result<ReadAhead>
-    where
-        I: Iterator<Item = Result<SourceEntry>> + Send + 'static,
-    {
-        let (tx, rx) = mpsc::channel();
-        let budget = Arc::new(Budget::default());
-        let shared = Arc::clone(&budget);
-        let thread = std::thread::Builder::new()
-            .name("cnbpkg-read-ahead".into())
-            .spawn(move || walk_and_read(entries, &shared, &tx))
-            .map_err(|e| Error::other(format!("cannot start a thread to read files: {e}")))?;
-        Ok(ReadAhead {
-            queue: rx,
-            budget,
-            thread: Some(thread),
-        })
-    }
-
-    /// The next entry in walk order (with its content if it was read ahead), `None` at the end.
-    fn next_entry(&mut self) -> Result<Option<Walked>> {
-        let walked = self.queue.recv().map_err(|_| read_ahead_failed())??;
-        if let Some(w) = &walked {
-            self.budget
-                .release(read_ahead_size(&w.entry).unwrap_or(0))?;
-        }
-        Ok(walked)
-    }
-}
-
-impl Drop for ReadAhead {
-    fn drop(&mut self) {
-        if let Ok(mut state) = self.budget.state.lock() {
-            state.closed = true;
-        }
-        self.budget.changed.notify_all();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join(); // it stops at its next entry
-        }
-    }
-}
-
-/// The walking thread: each entry in order, once the budget has room for it, until the walk
-/// ends, an error, or the writer is gone.
-fn walk_and_read<I: Iterator<Item = Result<SourceEntry>>>(
-    entries: I,
-    budget: &Budget,
-    queue: &mpsc::Sender<Result<Option<Walked>>>,
-) {
-    for item in entries {
-        let size = item.as_ref().ok().and_then(read_ahead_size);
-        if !budget.reserve(size.unwrap_or(0)) {
-            return;
-        }
-        let walked = item.and_then(|entry| {
-            let content = match size {
-                Some(size) => Some(read_whole(&entry, size)?),
-                None => None,
-            };
-            Ok(Some(Walked { entry, content }))
-        });
-        let failed = walked.is_err();
-        if queue.send(walked).is_err() || failed {
-            return; // the writer stops at the first error
-        }
-    }
-    let _ = queue.send(Ok(None));
-}
-
-/// A file's content, one byte more than the walk saw if it grew (so the writer reports the
-/// change as it would when reading the file itself).
-fn read_whole(entry: &SourceEntry, size: u64) -> Result<Vec<u8>> {
-    let opened = crate::input::open_walked(&entry.path, entry.identity.as_ref())?;
-    let mut content = Vec::with_capacity(size as usize);
-    opened
-        .take(size + 1)
-        .read_to_end(&mut content)
-        .map_err(|e| Error::io(&entry.path, e))?;
-    Ok(content)
 }
 
 /// The normalized layer header of a walked entry, and whether pack's intermediate tar of the
@@ -1088,103 +925,6 @@ mod tests {
         assert!(hard("/cnb/buildpacks/b/1/x").is_err());
         assert!(hard("/etc/passwd").is_err());
         assert!(hard("/cnb/buildpacks/a/1/../../b/1/x").is_err());
-    }
-
-    /// Everything the writer gets from a read-ahead of `root`, checking the budget at each entry.
-    fn read_ahead_all(root: &Path) -> Result<Vec<(SourceEntry, Option<Vec<u8>>)>> {
-        let walk = Walk::new(root, &[], Exclusions::default())?;
-        let mut ahead = ReadAhead::start(walk)?;
-        let mut got = Vec::new();
-        while let Some(w) = ahead.next_entry()? {
-            {
-                let state = ahead.budget.state.lock().unwrap();
-                assert!(state.bytes <= READ_AHEAD_BYTES && state.entries <= READ_AHEAD_ENTRIES);
-            }
-            got.push((w.entry, w.content));
-        }
-        Ok(got)
-    }
-
-    #[test]
-    fn read_ahead_gives_each_entry_in_walk_order_within_its_budget() {
-        let d = tempfile::tempdir().unwrap();
-        let root = d.path();
-        std::fs::create_dir(root.join("sub")).unwrap();
-        // 12 files of 1 MiB: more than the byte budget holds at once.
-        for i in 0..12u8 {
-            std::fs::write(root.join(format!("sub/m{i:02}")), vec![i; 1 << 20]).unwrap();
-        }
-        // More empty files than the entry budget holds at once.
-        std::fs::create_dir(root.join("empties")).unwrap();
-        for i in 0..(READ_AHEAD_ENTRIES + 10) {
-            std::fs::write(root.join(format!("empties/{i:05}")), b"").unwrap();
-        }
-        std::fs::write(
-            root.join("big"),
-            vec![7u8; (READ_AHEAD_MAX_FILE + 1) as usize],
-        )
-        .unwrap();
-        std::os::unix::fs::symlink("big", root.join("link")).unwrap();
-        let got = read_ahead_all(root).unwrap();
-        let walked = crate::source::walk(root, &[]).unwrap();
-        let entries: Vec<&SourceEntry> = got.iter().map(|(e, _)| e).collect();
-        assert!(entries == walked.iter().collect::<Vec<_>>());
-        let mut read = 0;
-        for (e, content) in got {
-            match (&e.kind, content) {
-                (SourceKind::File { size }, Some(bytes)) if *size <= READ_AHEAD_MAX_FILE => {
-                    assert!(bytes == std::fs::read(&e.path).unwrap(), "{}", e.rel);
-                    read += 1;
-                }
-                (SourceKind::File { .. }, None) => assert_eq!(e.rel, "big"),
-                (_, None) => {}
-                (_, Some(_)) => panic!("{} read ahead", e.rel),
-            }
-        }
-        assert_eq!(read, 12 + READ_AHEAD_ENTRIES + 10);
-        // A writer that stops early (an error elsewhere) while the walker waits for budget.
-        let mut ahead =
-            ReadAhead::start(Walk::new(root, &[], Exclusions::default()).unwrap()).unwrap();
-        assert!(ahead.next_entry().unwrap().is_some());
-        drop(ahead);
-    }
-
-    #[test]
-    fn read_ahead_reports_a_file_changed_after_the_walk_at_its_entry() {
-        let d = tempfile::tempdir().unwrap();
-        for name in ["a", "b", "c"] {
-            std::fs::write(d.path().join(name), name).unwrap();
-        }
-        let entries = crate::source::walk(d.path(), &[]).unwrap();
-        std::fs::write(d.path().join("b"), "grown").unwrap();
-        let mut ahead = ReadAhead::start(entries.into_iter().map(Ok)).unwrap();
-        let first = ahead.next_entry().unwrap().unwrap();
-        assert!(first.content == Some(b"a".to_vec()));
-        let err = ahead.next_entry().err().unwrap().to_string();
-        assert!(err.contains("changed size"), "{err}");
-        drop(ahead); // the walking thread stopped at the error: dropping does not hang
-    }
-
-    #[test]
-    fn read_ahead_stops_at_a_walk_error_after_the_entries_before_it() {
-        let d = tempfile::tempdir().unwrap();
-        std::fs::write(d.path().join("a"), "a").unwrap();
-        std::fs::write(d.path().join("c"), "c").unwrap();
-        // The walk fails between the two files (as at a device file): the writer gets the
-        // first, then the error, and never the second.
-        let mut entries = crate::source::walk(d.path(), &[]).unwrap().into_iter();
-        let walked = vec![
-            Ok(entries.next().unwrap()),
-            Err(Error::invalid(
-                d.path().join("b"),
-                "device files cannot be packaged",
-            )),
-            Ok(entries.next().unwrap()),
-        ];
-        let mut ahead = ReadAhead::start(walked.into_iter()).unwrap();
-        assert_eq!(ahead.next_entry().unwrap().unwrap().entry.rel, "a");
-        let err = ahead.next_entry().err().unwrap().to_string();
-        assert!(err.contains("device files"), "{err}");
     }
 
     #[test]

@@ -58,6 +58,7 @@ pub(crate) mod input;
 pub(crate) mod json;
 pub(crate) mod layer;
 pub(crate) mod machine;
+pub(crate) mod read_ahead;
 pub(crate) mod source;
 pub(crate) mod tar;
 pub(crate) mod tar_guard;

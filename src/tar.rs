@@ -6,6 +6,7 @@
 //! PAX extended headers named `<dir>/PaxHeaders.0/<base>` only when USTAR cannot hold the header,
 //! and an end of archive of exactly two zero blocks.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 
@@ -142,8 +143,8 @@ pub fn needs_pax(header: &Header) -> bool {
 }
 
 /// How one header is encoded: plain USTAR (with an optional prefix split) or PAX records + header.
-enum Plan {
-    Ustar { prefix: String, name: String },
+enum Plan<'a> {
+    Ustar { prefix: &'a str, name: &'a str },
     Pax { records: BTreeMap<String, String> },
 }
 
@@ -170,23 +171,59 @@ impl<W: Write> TarWriter<W> {
     /// encoded (NUL in a name, an invalid PAX key, a mode over 7 octal digits, data on a
     /// non-file entry).
     pub fn append(&mut self, header: &Header, data: &mut dyn Read) -> io::Result<()> {
+        self.write_header(header)?;
+        if header.typ == EntryType::File {
+            self.copy_data(header.size, data)?;
+        }
+        Ok(())
+    }
+
+    /// [`TarWriter::append`] with the data in memory: written as it is, without the copy
+    /// through the streaming buffer. `data` must be exactly `header.size` bytes (none for
+    /// anything but a file).
+    pub fn append_bytes(&mut self, header: &Header, data: &[u8]) -> io::Result<()> {
+        let expected = if header.typ == EntryType::File {
+            header.size
+        } else {
+            0
+        };
+        if data.len() as u64 != expected {
+            return Err(match (data.len() as u64) < expected {
+                true => io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "data ended {} bytes before the {expected} bytes the header announces",
+                        expected - data.len() as u64
+                    ),
+                ),
+                false => invalid(format!(
+                    "data is longer than the {expected} bytes the header announces"
+                )),
+            });
+        }
+        self.write_header(header)?;
+        if header.typ == EntryType::File {
+            self.out.write_all(data)?;
+            self.pad(header.size)?;
+        }
+        Ok(())
+    }
+
+    /// Validate `header` and write its blocks (PAX records first when it needs them).
+    fn write_header(&mut self, header: &Header) -> io::Result<()> {
         validate(header)?;
         match plan(header) {
             Plan::Ustar { prefix, name } => {
-                let blk = encode_main(header, &name, &prefix);
-                self.out.write_all(&blk)?;
+                let blk = encode_main(header, name, prefix);
+                self.out.write_all(&blk)
             }
             Plan::Pax { records } => {
                 self.write_pax_header(&header.name, &records)?;
                 let name = truncate_field(&to_ascii(&header.name));
                 let blk = encode_main(header, &name, "");
-                self.out.write_all(&blk)?;
+                self.out.write_all(&blk)
             }
         }
-        if header.typ == EntryType::File {
-            self.copy_data(header.size, data)?;
-        }
-        Ok(())
     }
 
     /// Write the end-of-archive marker (two zero blocks, no record padding) and return the output.
@@ -330,7 +367,7 @@ fn validate(h: &Header) -> io::Result<()> {
 
 /// Decide the encoding as Go's `Header.allowedFormats` does: USTAR when every field fits, PAX
 /// (with records for exactly the fields that need them) otherwise.
-fn plan(h: &Header) -> Plan {
+fn plan(h: &Header) -> Plan<'_> {
     let mut records = BTreeMap::new();
     let mut ustar_ok = h.pax.is_empty();
     let mut split = None;
@@ -363,7 +400,7 @@ fn plan(h: &Header) -> Plan {
         records.insert("mtime".to_string(), h.mtime.to_string());
     }
     if ustar_ok {
-        let (prefix, name) = split.unwrap_or_else(|| (String::new(), h.name.clone()));
+        let (prefix, name) = split.unwrap_or(("", h.name.as_str()));
         return Plan::Ustar { prefix, name };
     }
     for (k, v) in &h.pax {
@@ -426,13 +463,19 @@ fn fits_octal(field: (usize, usize), x: i64) -> bool {
 /// Zero-padded octal followed by one NUL; zero when the value does not fit (Go's `formatOctal`).
 fn format_octal(blk: &mut [u8], field: (usize, usize), x: u64) {
     let width = field.1 - field.0 - 1;
-    let x = if fits_octal(field, x.min(i64::MAX as u64) as i64) {
+    let mut x = if fits_octal(field, x.min(i64::MAX as u64) as i64) {
         x
     } else {
         0
     };
-    let s = format!("{x:0width$o}");
-    format_string(blk, field, s.as_bytes());
+    // The digits, zero-padded to the width, then the NUL: what `format!("{x:0width$o}")`
+    // and `format_string` write for a value that fits, without building a string per field.
+    let digits = &mut blk[field.0..field.0 + width];
+    for d in digits.iter_mut().rev() {
+        *d = b'0' + (x & 7) as u8;
+        x >>= 3;
+    }
+    blk[field.0 + width] = 0;
 }
 
 /// Copy `s` into the field, NUL-terminated when shorter; a string cut at the field end loses its
@@ -455,7 +498,7 @@ fn format_string(blk: &mut [u8], field: (usize, usize), s: &[u8]) {
 
 /// Go's `splitUSTARPath`: split a long ASCII name at a `/` so the prefix is ≤155 and the name
 /// ≤100 bytes.
-fn split_ustar_path(name: &str) -> Option<(String, String)> {
+fn split_ustar_path(name: &str) -> Option<(&str, &str)> {
     let bytes = name.as_bytes();
     let mut length = bytes.len();
     if length <= NAME_SIZE || !is_ascii(name) {
@@ -470,16 +513,19 @@ fn split_ustar_path(name: &str) -> Option<(String, String)> {
     if i == 0 || nlen > NAME_SIZE || nlen == 0 || i > PREFIX_SIZE {
         return None;
     }
-    Some((name[..i].to_string(), name[i + 1..].to_string()))
+    Some((&name[..i], &name[i + 1..]))
 }
 
 fn is_ascii(s: &str) -> bool {
     s.is_ascii()
 }
 
-/// Go's `toASCII`: drop every non-ASCII character (and NUL).
-fn to_ascii(s: &str) -> String {
-    s.chars().filter(|&c| c.is_ascii() && c != '\0').collect()
+/// Go's `toASCII`: drop every non-ASCII character (and NUL); most names have none to drop.
+fn to_ascii(s: &str) -> Cow<'_, str> {
+    if s.bytes().all(|b| b.is_ascii() && b != 0) {
+        return Cow::Borrowed(s);
+    }
+    Cow::Owned(s.chars().filter(|&c| c.is_ascii() && c != '\0').collect())
 }
 
 /// Cut to the 100-byte name field (the string is ASCII, so any cut is a char boundary).
@@ -521,6 +567,14 @@ fn path_join(elems: &[&str]) -> String {
 
 /// Go's `path.Clean`: lexical normalization of `.`, `..` and repeated slashes.
 pub(crate) fn path_clean(p: &str) -> String {
+    if is_clean(p) {
+        return p.to_string();
+    }
+    clean_lexically(p)
+}
+
+/// The whole of [`path_clean`], for names that are not clean already.
+fn clean_lexically(p: &str) -> String {
     if p.is_empty() {
         return ".".to_string();
     }
@@ -547,9 +601,142 @@ pub(crate) fn path_clean(p: &str) -> String {
     }
 }
 
+/// Whether [`path_clean`] would return `p` unchanged: `/`, `.`, or parts that are neither
+/// empty, `.` nor `..` (a relative path with `..` takes the long way, which keeps it as Go does).
+fn is_clean(p: &str) -> bool {
+    if p == "/" || p == "." {
+        return true;
+    }
+    let body = p.strip_prefix('/').unwrap_or(p);
+    !body.is_empty()
+        && body
+            .split('/')
+            .all(|part| !part.is_empty() && part != "." && part != "..")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The octal fields are what Go's `formatOctal` writes: `%0*o` of the value, then a NUL.
+    #[test]
+    fn octal_fields_are_zero_padded_digits_and_a_nul() {
+        let mut values = vec![
+            0u64,
+            1,
+            7,
+            8,
+            0o644,
+            0o7777,
+            0o7777777,
+            0o10000000,
+            u64::MAX,
+        ];
+        values.extend((0..64).map(|bit| 1u64 << bit));
+        values.extend((0..64).map(|bit| (1u64 << bit) - 1));
+        for field in [F_MODE, F_SIZE, F_MTIME, (F_CHKSUM.0, F_CHKSUM.1 - 1)] {
+            let width = field.1 - field.0 - 1;
+            for &x in &values {
+                let mut blk = [0xAAu8; BLOCK];
+                format_octal(&mut blk, field, x);
+                let kept = if fits_octal(field, x.min(i64::MAX as u64) as i64) {
+                    x
+                } else {
+                    0
+                };
+                let mut want = format!("{kept:0width$o}").into_bytes();
+                want.push(0);
+                assert_eq!(&blk[field.0..field.1], &want[..], "{x:o} in {field:?}");
+                assert!(blk[..field.0]
+                    .iter()
+                    .chain(&blk[field.1..])
+                    .all(|&b| b == 0xAA));
+            }
+        }
+    }
+
+    /// Data in memory is written as streamed data is, and a length that disagrees with the
+    /// header is refused the same way.
+    #[test]
+    fn in_memory_data_is_written_like_streamed_data() {
+        let long = format!("/x/{}/f", "n".repeat(150));
+        let entries = [
+            (Header::file("/a/b", 0o644, 5), b"hello".to_vec()),
+            (Header::file(long, 0o755, 700), vec![7u8; 700]),
+            (Header::dir("/a"), Vec::new()),
+            (Header::file("/empty", 0o644, 0), Vec::new()),
+        ];
+        let mut from_bytes = TarWriter::new(Vec::new());
+        for (h, data) in &entries {
+            from_bytes.append_bytes(h, data).unwrap();
+        }
+        assert_eq!(from_bytes.finish().unwrap(), write(&entries));
+
+        let mut tw = TarWriter::new(Vec::new());
+        let short = tw
+            .append_bytes(&Header::file("/a", 0o644, 4), b"abc")
+            .unwrap_err();
+        assert_eq!(short.kind(), io::ErrorKind::UnexpectedEof);
+        let long = tw
+            .append_bytes(&Header::file("/a", 0o644, 2), b"abc")
+            .unwrap_err();
+        assert_eq!(long.kind(), io::ErrorKind::InvalidInput);
+        let dir = tw.append_bytes(&Header::dir("/d"), b"x").unwrap_err();
+        assert_eq!(dir.kind(), io::ErrorKind::InvalidInput);
+        assert!(
+            tw.finish().unwrap().iter().all(|&b| b == 0),
+            "nothing but the end marker"
+        );
+    }
+
+    /// The shortcut for names that are clean already gives what the full cleaning gives.
+    #[test]
+    fn clean_names_take_the_shortcut_to_the_same_result() {
+        let mut names: Vec<String> = [
+            "/",
+            ".",
+            "a",
+            "/a",
+            "/a/b",
+            "a/b/c",
+            "/cnb/buildpacks/x/1.0.0/bin/build",
+            "a/",
+            "/a/",
+            "//a",
+            "a//b",
+            "./a",
+            "a/.",
+            "a/./b",
+            "../a",
+            "a/..",
+            "/..",
+            "..",
+            "",
+            "...",
+            "a/.../b",
+            "/.a/b.",
+            "/a/b/../c",
+            "//",
+            "/./",
+            "a/b/",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        // Every name of up to five characters from `a`, `.` and `/`.
+        let mut frontier = vec![String::new()];
+        for _ in 0..5 {
+            frontier = frontier
+                .iter()
+                .flat_map(|p| ["a", ".", "/"].map(|c| format!("{p}{c}")))
+                .collect();
+            names.extend(frontier.iter().cloned());
+        }
+        for p in &names {
+            assert_eq!(path_clean(p), clean_lexically(p), "{p:?}");
+        }
+        assert!(is_clean("/cnb/buildpacks/x/1.0.0/bin/build"));
+    }
 
     fn write(headers: &[(Header, Vec<u8>)]) -> Vec<u8> {
         let mut tw = TarWriter::new(Vec::new());

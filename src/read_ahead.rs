@@ -1,0 +1,344 @@
+//! Walking a module's tree and reading its small files on another thread, ahead of the layer writer.
+//!
+//! Listing a tree, opening and reading many small files costs as much as compressing them, so
+//! it runs beside the writer: [`ReadAhead`] walks the tree on its own thread and hands the
+//! entries over in batches, each with the contents of its small files back to back in one
+//! buffer. Batches go back to the walking thread once written, to be filled again: a tree of
+//! forty thousand files costs a handful of buffers, not forty thousand, and every allocation is
+//! freed by the thread that made it (the allocator's cheap path). What is ahead is bounded by
+//! the number of batches and their size; the layer's bytes are the same as when the writer walks
+//! the tree and reads each file itself. An error (of the walk, or a file that cannot be opened
+//! or read) comes at the entry where it happened, and nothing after it.
+
+use std::io::Read;
+use std::ops::Range;
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+
+use crate::error::{Error, Result};
+use crate::source::{SourceEntry, SourceKind};
+
+/// Files up to this size are read ahead of the tar writer; larger ones are streamed by the
+/// writer itself, where the per-file cost is small against the data.
+pub(crate) const READ_AHEAD_MAX_FILE: u64 = 1 << 20;
+/// A batch is handed over once its contents reach this many bytes (one file may take it to
+/// [`READ_AHEAD_MAX_FILE`] + 1 bytes: a file that grew since the walk is read one byte long).
+const BATCH_BYTES: usize = 512 << 10;
+/// A batch is handed over once it holds this many entries (trees of empty files and
+/// directories fill batches by count).
+const BATCH_ENTRIES: usize = 256;
+/// Batches filled and waiting for the writer. With the one being written and the one being
+/// filled, at most `BATCHES_WAITING + 2` batches exist: about 4 MiB of contents and 1024 entries.
+const BATCHES_WAITING: usize = 2;
+
+/// One walked entry, and where its content is in the batch's buffer if it is a small file.
+struct Walked {
+    entry: SourceEntry,
+    content: Option<Range<usize>>,
+}
+
+/// Entries in walk order, the contents of their small files, and how the walk went on after
+/// them.
+#[derive(Default)]
+struct Batch {
+    entries: Vec<Walked>,
+    data: Vec<u8>,
+    /// The walk ended after these entries.
+    end: bool,
+    /// The walk failed after these entries.
+    error: Option<Error>,
+}
+
+impl Batch {
+    /// An empty batch; its entry list never grows past the bound, so it is made that size.
+    fn new() -> Batch {
+        Batch {
+            entries: Vec::with_capacity(BATCH_ENTRIES),
+            ..Batch::default()
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.entries.len() >= BATCH_ENTRIES || self.data.len() >= BATCH_BYTES
+    }
+
+    /// Whether a small file of `size` bytes should open the next batch instead of joining
+    /// this one.
+    fn lacks_room_for(&self, size: u64) -> bool {
+        !self.entries.is_empty() && self.data.len() as u64 + size > BATCH_BYTES as u64
+    }
+
+    /// Empty it for reuse, keeping its buffers.
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.data.clear();
+        self.end = false;
+        self.error = None;
+    }
+}
+
+/// The writer's side of a walk running ahead on another thread (see the module doc).
+pub(crate) struct ReadAhead {
+    filled: Option<Receiver<Batch>>,
+    written: Sender<Batch>,
+    current: Batch,
+    next: usize,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn read_ahead_failed() -> Error {
+    Error::other("walking and reading files ahead of the layer writer failed")
+}
+
+/// The size of `entry`'s content if it is a small file, read ahead.
+fn read_ahead_size(entry: &SourceEntry) -> Option<u64> {
+    match entry.kind {
+        SourceKind::File { size } if size <= READ_AHEAD_MAX_FILE => Some(size),
+        _ => None,
+    }
+}
+
+impl ReadAhead {
+    /// Start walking `entries` (a [`crate::source::Walk`]) and reading its small files.
+    pub(crate) fn start<I>(entries: I) -> Result<ReadAhead>
+    where
+        I: Iterator<Item = Result<SourceEntry>> + Send + 'static,
+    {
+        let (filled_tx, filled) = mpsc::sync_channel(BATCHES_WAITING);
+        let (written, written_rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("cnbpkg-read-ahead".into())
+            .spawn(move || walk_and_read(entries, &filled_tx, &written_rx))
+            .map_err(|e| Error::other(format!("cannot start a thread to read files: {e}")))?;
+        Ok(ReadAhead {
+            filled: Some(filled),
+            written,
+            current: Batch::default(),
+            next: 0,
+            thread: Some(thread),
+        })
+    }
+
+    /// The next entry in walk order, with its content if it was read ahead; `None` at the end.
+    pub(crate) fn next_entry(&mut self) -> Result<Option<(&SourceEntry, Option<&[u8]>)>> {
+        while self.next == self.current.entries.len() {
+            if let Some(e) = self.current.error.take() {
+                return Err(e);
+            }
+            if self.current.end {
+                return Ok(None);
+            }
+            // Back to the walking thread before the next is taken, so that no more than one
+            // batch is ever on this side. The walking thread may have ended (the next batch is
+            // its last): this one is then dropped here.
+            let _ = self.written.send(std::mem::take(&mut self.current));
+            self.next = 0;
+            let filled = self.filled.as_ref().ok_or_else(read_ahead_failed)?;
+            self.current = filled.recv().map_err(|_| read_ahead_failed())?;
+        }
+        let walked = &self.current.entries[self.next];
+        self.next += 1;
+        let content = walked.content.clone().map(|r| &self.current.data[r]);
+        Ok(Some((&walked.entry, content)))
+    }
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        // Without its receiver the walking thread's next hand-over fails, and it stops there
+        // (a hand-over waiting for room is woken by this too).
+        drop(self.filled.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The walking thread: fills batches with the entries in order and hands them over until the
+/// walk ends, an error, or the writer is gone.
+fn walk_and_read<I: Iterator<Item = Result<SourceEntry>>>(
+    entries: I,
+    filled: &SyncSender<Batch>,
+    written: &Receiver<Batch>,
+) {
+    let fresh = || {
+        let mut batch = written.try_recv().unwrap_or_else(|_| Batch::new());
+        batch.clear();
+        batch
+    };
+    let mut batch = fresh();
+    for item in entries {
+        let entry = match item {
+            Ok(entry) => entry,
+            Err(e) => {
+                batch.error = Some(e);
+                let _ = filled.send(batch);
+                return;
+            }
+        };
+        let size = read_ahead_size(&entry);
+        if size.is_some_and(|size| batch.lacks_room_for(size)) {
+            if filled.send(std::mem::replace(&mut batch, fresh())).is_err() {
+                return;
+            }
+        }
+        let content = match size {
+            Some(size) => match read_into(&entry, size, &mut batch.data) {
+                Ok(range) => Some(range),
+                Err(e) => {
+                    batch.error = Some(e);
+                    let _ = filled.send(batch);
+                    return;
+                }
+            },
+            None => None,
+        };
+        batch.entries.push(Walked { entry, content });
+        if batch.is_full() && filled.send(std::mem::replace(&mut batch, fresh())).is_err() {
+            return;
+        }
+    }
+    batch.end = true;
+    let _ = filled.send(batch);
+}
+
+/// Append a file's content to `data`, one byte more than the walk saw if it grew (so the writer
+/// reports the change as it would when reading the file itself); where it went in `data`.
+fn read_into(entry: &SourceEntry, size: u64, data: &mut Vec<u8>) -> Result<Range<usize>> {
+    let start = data.len();
+    let opened = crate::input::open_walked(&entry.path, entry.identity.as_ref())?;
+    data.reserve(size as usize + 1);
+    let read = opened.take(size + 1).read_to_end(data);
+    if let Err(e) = read {
+        data.truncate(start);
+        return Err(Error::io(&entry.path, e));
+    }
+    Ok(start..data.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::{Exclusions, Walk};
+    use std::path::Path;
+
+    /// Everything the writer gets from a read-ahead of `root`.
+    fn read_ahead_all(root: &Path) -> Result<Vec<(SourceEntry, Option<Vec<u8>>)>> {
+        let walk = Walk::new(root, &[], Exclusions::default())?;
+        let mut ahead = ReadAhead::start(walk)?;
+        let mut got = Vec::new();
+        while let Some((entry, content)) = ahead.next_entry()? {
+            got.push((entry.clone(), content.map(<[u8]>::to_vec)));
+            assert!(ahead.current.data.capacity() <= 2 * (BATCH_BYTES + 1 + (1 << 20)));
+            assert!(ahead.current.entries.len() <= BATCH_ENTRIES);
+        }
+        Ok(got)
+    }
+
+    #[test]
+    fn read_ahead_gives_each_entry_in_walk_order_in_bounded_batches() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        std::fs::create_dir(root.join("sub")).unwrap();
+        // Files of 1 MiB (each a batch of its own) between small ones.
+        for i in 0..12u8 {
+            std::fs::write(root.join(format!("sub/m{i:02}")), vec![i; 1 << 20]).unwrap();
+            std::fs::write(root.join(format!("sub/m{i:02}s")), vec![i; 1000]).unwrap();
+        }
+        // More empty files than a batch holds.
+        std::fs::create_dir(root.join("empties")).unwrap();
+        for i in 0..(4 * BATCH_ENTRIES + 10) {
+            std::fs::write(root.join(format!("empties/{i:05}")), b"").unwrap();
+        }
+        std::fs::write(
+            root.join("big"),
+            vec![7u8; (READ_AHEAD_MAX_FILE + 1) as usize],
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("big", root.join("link")).unwrap();
+        let got = read_ahead_all(root).unwrap();
+        let walked = crate::source::walk(root, &[]).unwrap();
+        let entries: Vec<&SourceEntry> = got.iter().map(|(e, _)| e).collect();
+        assert!(entries == walked.iter().collect::<Vec<_>>());
+        let mut read = 0;
+        for (e, content) in got {
+            match (&e.kind, content) {
+                (SourceKind::File { size }, Some(bytes)) if *size <= READ_AHEAD_MAX_FILE => {
+                    assert!(bytes == std::fs::read(&e.path).unwrap(), "{}", e.rel);
+                    read += 1;
+                }
+                (SourceKind::File { .. }, None) => assert_eq!(e.rel, "big"),
+                (_, None) => {}
+                (_, Some(_)) => panic!("{} read ahead", e.rel),
+            }
+        }
+        assert_eq!(read, 24 + 4 * BATCH_ENTRIES + 10);
+        // A writer that stops early (an error elsewhere) while the walker waits for room.
+        let mut ahead =
+            ReadAhead::start(Walk::new(root, &[], Exclusions::default()).unwrap()).unwrap();
+        assert!(ahead.next_entry().unwrap().is_some());
+        drop(ahead);
+    }
+
+    /// The walking thread makes no more batches than the bound, however long the tree: written
+    /// batches are filled again.
+    #[test]
+    fn read_ahead_reuses_its_batches() {
+        let d = tempfile::tempdir().unwrap();
+        for i in 0..(40 * BATCH_ENTRIES) {
+            std::fs::write(d.path().join(format!("{i:06}")), b"x").unwrap();
+        }
+        let walk = Walk::new(d.path(), &[], Exclusions::default()).unwrap();
+        let mut ahead = ReadAhead::start(walk).unwrap();
+        let mut buffers = std::collections::BTreeSet::new();
+        let mut n = 0;
+        while let Some((_, content)) = ahead.next_entry().unwrap() {
+            assert_eq!(content, Some(&b"x"[..]));
+            buffers.insert(ahead.current.entries.as_ptr() as usize);
+            n += 1;
+        }
+        assert_eq!(n, 40 * BATCH_ENTRIES);
+        assert!(
+            buffers.len() <= BATCHES_WAITING + 2,
+            "{} buffers",
+            buffers.len()
+        );
+    }
+
+    #[test]
+    fn read_ahead_reports_a_file_changed_after_the_walk_at_its_entry() {
+        let d = tempfile::tempdir().unwrap();
+        for name in ["a", "b", "c"] {
+            std::fs::write(d.path().join(name), name).unwrap();
+        }
+        let entries = crate::source::walk(d.path(), &[]).unwrap();
+        std::fs::write(d.path().join("b"), "grown").unwrap();
+        let mut ahead = ReadAhead::start(entries.into_iter().map(Ok)).unwrap();
+        let (_, first) = ahead.next_entry().unwrap().unwrap();
+        assert_eq!(first, Some(&b"a"[..]));
+        let err = ahead.next_entry().err().unwrap().to_string();
+        assert!(err.contains("changed size"), "{err}");
+        drop(ahead); // the walking thread stopped at the error: dropping does not hang
+    }
+
+    #[test]
+    fn read_ahead_stops_at_a_walk_error_after_the_entries_before_it() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("a"), "a").unwrap();
+        std::fs::write(d.path().join("c"), "c").unwrap();
+        // The walk fails between the two files (as at a device file): the writer gets the
+        // first, then the error, and never the second.
+        let mut entries = crate::source::walk(d.path(), &[]).unwrap().into_iter();
+        let walked = vec![
+            Ok(entries.next().unwrap()),
+            Err(Error::invalid(
+                d.path().join("b"),
+                "device files cannot be packaged",
+            )),
+            Ok(entries.next().unwrap()),
+        ];
+        let mut ahead = ReadAhead::start(walked.into_iter()).unwrap();
+        assert_eq!(ahead.next_entry().unwrap().unwrap().0.rel, "a");
+        let err = ahead.next_entry().err().unwrap().to_string();
+        assert!(err.contains("device files"), "{err}");
+    }
+}
