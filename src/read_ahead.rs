@@ -76,6 +76,9 @@ impl Batch {
     }
 }
 
+/// A walked entry, and its content if it is a small file (read ahead).
+pub(crate) type Ahead<'a> = (&'a SourceEntry, Option<&'a [u8]>);
+
 /// The writer's side of a walk running ahead on another thread (see the module doc).
 pub(crate) struct ReadAhead {
     filled: Option<Receiver<Batch>>,
@@ -119,7 +122,7 @@ impl ReadAhead {
     }
 
     /// The next entry in walk order, with its content if it was read ahead; `None` at the end.
-    pub(crate) fn next_entry(&mut self) -> Result<Option<(&SourceEntry, Option<&[u8]>)>> {
+    pub(crate) fn next_entry(&mut self) -> Result<Option<Ahead<'_>>> {
         while self.next == self.current.entries.len() {
             if let Some(e) = self.current.error.take() {
                 return Err(e);
@@ -176,10 +179,10 @@ fn walk_and_read<I: Iterator<Item = Result<SourceEntry>>>(
             }
         };
         let size = read_ahead_size(&entry);
-        if size.is_some_and(|size| batch.lacks_room_for(size)) {
-            if filled.send(std::mem::replace(&mut batch, fresh())).is_err() {
-                return;
-            }
+        if size.is_some_and(|size| batch.lacks_room_for(size))
+            && filled.send(std::mem::replace(&mut batch, fresh())).is_err()
+        {
+            return;
         }
         let content = match size {
             Some(size) => match read_into(&entry, size, &mut batch.data) {
