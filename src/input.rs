@@ -1,7 +1,7 @@
 //! Opening input files without trusting what is at the path: a FIFO must not block us, a device
 //! must not be read, and a file walked earlier must still be the same file when it is read.
 
-use std::fs::{File, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
@@ -51,7 +51,7 @@ fn kind_of(ft: std::fs::FileType) -> &'static str {
 /// regular file. `O_NONBLOCK` makes opening a FIFO return at once instead of waiting for a
 /// writer; the handle's own metadata then decides, so nothing swapped in after a check is read.
 pub fn open_regular(path: &Path) -> Result<File> {
-    open_checked(path, 0)
+    open_checked(path, 0).map(|(file, _)| file)
 }
 
 /// The largest text file (`buildpack.toml`, `package.toml`) read into memory. Real descriptors
@@ -63,7 +63,7 @@ pub const MAX_TEXT_FILE: u64 = 64 << 20;
 /// Read a text file named by the user (or found in an input) after [`open_regular`]'s checks,
 /// at most [`MAX_TEXT_FILE`] bytes; errors name `shown`.
 pub fn read_text(path: &Path, shown: &Path) -> Result<String> {
-    let file = open_checked(path, 0).map_err(|e| rename(e, path, shown))?;
+    let (file, _) = open_checked(path, 0).map_err(|e| rename(e, path, shown))?;
     let mut text = String::new();
     file.take(MAX_TEXT_FILE + 1)
         .read_to_string(&mut text)
@@ -83,7 +83,7 @@ pub fn read_text(path: &Path, shown: &Path) -> Result<String> {
 /// Read a whole (small) file named by the user or found by convention (a CA certificate, a
 /// credentials file) after [`open_regular`]'s checks; more than `limit` bytes is an error.
 pub fn read_bytes(path: &Path, limit: u64) -> Result<Vec<u8>> {
-    let file = open_checked(path, 0)?;
+    let (file, _) = open_checked(path, 0)?;
     let mut bytes = Vec::new();
     file.take(limit.saturating_add(1))
         .read_to_end(&mut bytes)
@@ -102,7 +102,7 @@ pub fn read_bytes(path: &Path, limit: u64) -> Result<Vec<u8>> {
 /// (same device, inode and size, when the walk recorded them); anything else means the tree
 /// changed under us.
 pub fn open_walked(path: &Path, expected: Option<&FileIdentity>) -> Result<File> {
-    let file = open_checked(path, libc::O_NOFOLLOW).map_err(|e| match e {
+    let (file, meta) = open_checked(path, libc::O_NOFOLLOW).map_err(|e| match e {
         Error::Io { source, .. } if source.raw_os_error() == Some(libc::ELOOP) => Error::invalid(
             path,
             "was replaced by a symlink after the tree was read; refusing to follow it",
@@ -116,7 +116,6 @@ pub fn open_walked(path: &Path, expected: Option<&FileIdentity>) -> Result<File>
     let Some(expected) = expected else {
         return Ok(file);
     };
-    let meta = file.metadata().at(path)?;
     let found = FileIdentity::of(&meta);
     if (found.dev, found.ino) != (expected.dev, expected.ino) {
         return Err(Error::invalid(
@@ -136,7 +135,8 @@ pub fn open_walked(path: &Path, expected: Option<&FileIdentity>) -> Result<File>
     Ok(file)
 }
 
-fn open_checked(path: &Path, extra_flags: i32) -> Result<File> {
+/// Open `path` and check it is a regular file; the file and what its handle says of it.
+fn open_checked(path: &Path, extra_flags: i32) -> Result<(File, fs::Metadata)> {
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | extra_flags)
@@ -150,7 +150,7 @@ fn open_checked(path: &Path, extra_flags: i32) -> Result<File> {
             format!("{kind}, not a regular file; only regular files can be read"),
         ));
     }
-    Ok(file)
+    Ok((file, meta))
 }
 
 fn rename(e: Error, from: &Path, to: &Path) -> Error {

@@ -15,7 +15,7 @@ use crate::machine::{self, Machine};
 use crate::read_ahead::ReadAhead;
 use crate::source::{Exclusions, SourceEntry, SourceKind, Walk};
 use crate::tar::{
-    name_parts, needs_pax, path_clean, EntryType, Header, TarWriter, NORMALIZED_MTIME,
+    into_clean, name_parts, needs_pax, path_clean, EntryType, Header, TarWriter, NORMALIZED_MTIME,
 };
 use crate::tar_guard::TarGuard;
 
@@ -389,7 +389,7 @@ impl<W: Write> LayerBuilder<W> {
 /// The normalized layer header of a walked entry, and whether pack's intermediate tar of the
 /// source directory (entry names relative to the root) would have stored it as PAX.
 fn entry_header(base: &str, entry: &SourceEntry) -> (Header, bool) {
-    let name = path_clean(&format!("{base}/{}", entry.rel));
+    let name = into_clean(format!("{base}/{}", entry.rel));
     let mode = calc_file_mode(&entry.rel, &entry.kind, entry.mode);
     let mut header = Header {
         name,

@@ -601,6 +601,14 @@ fn clean_lexically(p: &str) -> String {
     }
 }
 
+/// [`path_clean`] of a name built just now, kept as it is when it is clean already (no copy).
+pub(crate) fn into_clean(p: String) -> String {
+    if is_clean(&p) {
+        return p;
+    }
+    clean_lexically(&p)
+}
+
 /// Whether [`path_clean`] would return `p` unchanged: `/`, `.`, or parts that are neither
 /// empty, `.` nor `..` (a relative path with `..` takes the long way, which keeps it as Go does).
 fn is_clean(p: &str) -> bool {
@@ -734,6 +742,7 @@ mod tests {
         }
         for p in &names {
             assert_eq!(path_clean(p), clean_lexically(p), "{p:?}");
+            assert_eq!(into_clean(p.clone()), clean_lexically(p), "{p:?}");
         }
         assert!(is_clean("/cnb/buildpacks/x/1.0.0/bin/build"));
     }
