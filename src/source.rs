@@ -47,11 +47,53 @@ pub enum SourceKind {
 
 /// What a directory listing slot holds: something on disk, or an overlay file.
 enum Child {
-    Disk(PathBuf),
+    Disk(DiskChild),
     Overlay {
         file: PathBuf,
         replaces: Option<PathBuf>,
     },
+}
+
+/// Directories (counted from the root's children) whose listed entries keep their directory
+/// open, so that each child is looked at relative to its directory instead of by its full path
+/// (which makes the kernel walk every component again, for every entry). A held entry keeps its
+/// directory's handle open until its last pending sibling is visited, so the handles a walk holds
+/// are the directories on the current path with children still pending; deeper than this, a tree
+/// (which may be hostile and thousands of levels deep) is walked by path, so a walk never holds
+/// more than this many handles.
+const MAX_HELD_DIR_DEPTH: usize = 64;
+
+/// A child on disk: its listing entry while its directory is held open, else only its path.
+enum DiskChild {
+    Entry(fs::DirEntry),
+    Path(PathBuf),
+}
+
+impl DiskChild {
+    fn into_path(self) -> PathBuf {
+        match self {
+            DiskChild::Entry(entry) => entry.path(),
+            DiskChild::Path(path) => path,
+        }
+    }
+
+    /// The child's path and its own metadata, never following a symlink; an error names the
+    /// path. A held entry is looked up relative to its open directory (on Linux,
+    /// `DirEntry::metadata` is `statx`/`fstatat` on the directory's descriptor with
+    /// `AT_SYMLINK_NOFOLLOW`), and is dropped here: the last pending sibling closes the directory.
+    fn look(self) -> Result<(PathBuf, fs::Metadata)> {
+        match self {
+            DiskChild::Entry(entry) => {
+                let path = entry.path();
+                let meta = entry.metadata().at(&path)?;
+                Ok((path, meta))
+            }
+            DiskChild::Path(path) => {
+                let meta = fs::symlink_metadata(&path).at(&path)?;
+                Ok((path, meta))
+            }
+        }
+    }
 }
 
 /// List `root`'s entries in Go `filepath.Walk` order (root excluded), with `overlays` —
@@ -135,6 +177,8 @@ pub struct Walk {
     stack: Vec<(String, Child)>,
     /// Overlay directories (relative, not the root) not yet met in the walk.
     missing_overlay_dirs: BTreeSet<String>,
+    /// Directories shallower than this keep their entries (see [`MAX_HELD_DIR_DEPTH`]).
+    held_dir_depth: usize,
     done: bool,
 }
 
@@ -144,6 +188,16 @@ impl Walk {
         root: &Path,
         overlays: &[(String, PathBuf)],
         exclusions: Exclusions,
+    ) -> Result<Walk> {
+        Walk::holding(root, overlays, exclusions, MAX_HELD_DIR_DEPTH)
+    }
+
+    /// [`Walk::new`], keeping entries for directories shallower than `held_dir_depth`.
+    fn holding(
+        root: &Path,
+        overlays: &[(String, PathBuf)],
+        exclusions: Exclusions,
+        held_dir_depth: usize,
     ) -> Result<Walk> {
         let meta = fs::metadata(root).at(root)?;
         if !meta.is_dir() {
@@ -156,7 +210,12 @@ impl Walk {
             .cloned()
             .collect();
         let mut stack = Vec::new();
-        push_children(&mut stack, root, "", &overlays, &exclusions)?;
+        let listing = Listing {
+            dir: root,
+            rel: "",
+            keep_entries: held_dir_depth > 0,
+        };
+        push_children(&mut stack, &listing, &overlays, &exclusions)?;
         Ok(Walk {
             root: root.to_path_buf(),
             overlays,
@@ -164,6 +223,7 @@ impl Walk {
             hardlinks: HashMap::new(),
             stack,
             missing_overlay_dirs,
+            held_dir_depth,
             done: false,
         })
     }
@@ -174,19 +234,19 @@ impl Walk {
             crate::atomic::check_interrupt()?;
             let entry = match child {
                 Child::Overlay { file, replaces } => overlay_entry(rel, file, replaces.as_deref())?,
-                Child::Disk(path) => match disk_entry(rel, path, &mut self.hardlinks)? {
+                Child::Disk(child) => match disk_entry(rel, child, &mut self.hardlinks)? {
                     Some(e) => e,
                     None => continue,
                 },
             };
             if entry.kind == SourceKind::Dir {
-                push_children(
-                    &mut self.stack,
-                    &entry.path,
-                    &entry.rel,
-                    &self.overlays,
-                    &self.exclusions,
-                )?;
+                let depth = entry.rel.bytes().filter(|b| *b == b'/').count() + 1;
+                let listing = Listing {
+                    dir: &entry.path,
+                    rel: &entry.rel,
+                    keep_entries: depth < self.held_dir_depth,
+                };
+                push_children(&mut self.stack, &listing, &self.overlays, &self.exclusions)?;
             }
             self.missing_overlay_dirs.remove(&entry.rel);
             return Ok(Some(entry));
@@ -237,14 +297,24 @@ fn group_overlays(
     Ok(map)
 }
 
-/// Push `dir`'s children (merged with its overlays) so that they pop in bytewise name order.
+/// A directory about to be listed.
+struct Listing<'a> {
+    dir: &'a Path,
+    /// Relative to the walked root, `""` for the root.
+    rel: &'a str,
+    /// Whether its children keep their entries (and so the directory's handle).
+    keep_entries: bool,
+}
+
+/// Push the listing's children (merged with its overlays) so that they pop in bytewise name
+/// order.
 fn push_children(
     stack: &mut Vec<(String, Child)>,
-    dir: &Path,
-    rel: &str,
+    listing: &Listing<'_>,
     overlays: &BTreeMap<String, BTreeMap<Vec<u8>, PathBuf>>,
     exclusions: &Exclusions,
 ) -> Result<()> {
+    let Listing { dir, rel, .. } = *listing;
     let mut names: BTreeMap<Vec<u8>, Child> = BTreeMap::new();
     let dir_id = match exclusions.is_empty() {
         true => None,
@@ -258,15 +328,17 @@ fn push_children(
         if dir_id.is_some_and(|id| exclusions.excludes(id, item.file_name().as_bytes())) {
             continue;
         }
-        names.insert(
-            item.file_name().as_bytes().to_vec(),
-            Child::Disk(item.path()),
-        );
+        let name = item.file_name().as_bytes().to_vec();
+        let child = match listing.keep_entries {
+            true => DiskChild::Entry(item),
+            false => DiskChild::Path(item.path()),
+        };
+        names.insert(name, Child::Disk(child));
     }
     if let Some(extra) = overlays.get(rel) {
         for (name, file) in extra {
             let replaces = match names.remove(name) {
-                Some(Child::Disk(p)) => Some(p),
+                Some(Child::Disk(child)) => Some(child.into_path()),
                 _ => None,
             };
             names.insert(
@@ -323,13 +395,13 @@ fn overlay_entry(rel: String, file: PathBuf, replaces: Option<&Path>) -> Result<
     })
 }
 
-/// The entry for a path on disk, or `None` for sockets and FIFOs.
+/// The entry for a child on disk, or `None` for sockets and FIFOs.
 fn disk_entry(
     rel: String,
-    path: PathBuf,
+    child: DiskChild,
     hardlinks: &mut HashMap<(u64, u64), String>,
 ) -> Result<Option<SourceEntry>> {
-    let meta = fs::symlink_metadata(&path).at(&path)?;
+    let (path, meta) = child.look()?;
     let ft = meta.file_type();
     let mode = meta.mode() & 0o7777;
     let kind = if ft.is_symlink() {
