@@ -261,6 +261,24 @@ impl Walk {
     }
 }
 
+#[cfg(test)]
+impl Walk {
+    /// The directories whose handles the pending children hold open.
+    fn held_dirs(&self) -> usize {
+        let held: BTreeSet<PathBuf> = self
+            .stack
+            .iter()
+            .filter_map(|(_, child)| match child {
+                Child::Disk(DiskChild::Entry(entry)) => {
+                    entry.path().parent().map(Path::to_path_buf)
+                }
+                _ => None,
+            })
+            .collect();
+        held.len()
+    }
+}
+
 impl Iterator for Walk {
     type Item = Result<SourceEntry>;
 
@@ -1050,6 +1068,127 @@ mod tests {
 
         // A root that is not a directory fails before any entry.
         assert!(Walk::new(&root.join("a"), &[], Exclusions::default()).is_err());
+    }
+
+    /// Every entry of a walk that holds entries for directories shallower than `held`.
+    fn walk_holding(root: &Path, overlays: &[(String, PathBuf)], held: usize) -> Vec<SourceEntry> {
+        let mut exclusions = Exclusions::default();
+        exclusions.add_output(&root.join("out.cnb"));
+        Walk::holding(root, overlays, exclusions, held)
+            .unwrap()
+            .collect::<Result<_>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn held_entries_walk_exactly_like_paths() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("root");
+        for dir in ["b/z", "a.d/deep/er", "c"] {
+            fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        for file in ["a", "a.d/x", "b/y", "b/z/1", "a.d/deep/er/f", "out.cnb"] {
+            fs::write(root.join(file), file).unwrap();
+        }
+        fs::set_permissions(root.join("b/y"), fs::Permissions::from_mode(0o750)).unwrap();
+        fs::hard_link(root.join("b/z/1"), root.join("a.d/link")).unwrap();
+        fs::hard_link(root.join("b/z/1"), root.join("c/link")).unwrap();
+        std::os::unix::fs::symlink("../a", root.join("c/to-file")).unwrap();
+        std::os::unix::fs::symlink("b/z", root.join("to-dir")).unwrap();
+        std::os::unix::fs::symlink("nowhere", root.join("c/dangling")).unwrap();
+        let fifo = std::ffi::CString::new(root.join("b/fifo").as_os_str().as_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        let extra = d.path().join("extra");
+        fs::write(&extra, "overlay").unwrap();
+        let overlays = vec![
+            ("b/y".to_string(), extra.clone()),
+            ("a.d/deep/new".to_string(), extra.clone()),
+            ("zz".to_string(), extra),
+        ];
+
+        let by_path = walk_holding(&root, &overlays, 0);
+        assert_eq!(
+            rels(&by_path),
+            [
+                "a",
+                "a.d",
+                "a.d/deep",
+                "a.d/deep/er",
+                "a.d/deep/er/f",
+                "a.d/deep/new",
+                "a.d/link",
+                "a.d/x",
+                "b",
+                "b/y",
+                "b/z",
+                "b/z/1",
+                "c",
+                "c/dangling",
+                "c/link",
+                "c/to-file",
+                "to-dir",
+                "zz"
+            ]
+        );
+        let kind = |rel: &str| &by_path.iter().find(|e| e.rel == rel).unwrap().kind;
+        assert_eq!(kind("a.d/link"), &SourceKind::File { size: 5 });
+        let first = "a.d/link".to_string();
+        assert_eq!(
+            kind("b/z/1"),
+            &SourceKind::Hardlink {
+                first: first.clone()
+            }
+        );
+        assert_eq!(kind("c/link"), &SourceKind::Hardlink { first });
+        let target = "b/z".to_string();
+        assert_eq!(kind("to-dir"), &SourceKind::Symlink { target });
+        let y = by_path.iter().find(|e| e.rel == "b/y").unwrap();
+        assert_eq!(
+            (y.path.as_path(), y.mode),
+            (d.path().join("extra").as_path(), 0o750)
+        );
+        // Held everywhere, held only at the top, and by path give the same entries.
+        assert_eq!(walk_holding(&root, &overlays, MAX_HELD_DIR_DEPTH), by_path);
+        assert_eq!(walk_holding(&root, &overlays, 1), by_path);
+    }
+
+    #[test]
+    fn deep_tree_holds_a_bounded_number_of_directories() {
+        let d = tempfile::tempdir().unwrap();
+        let levels = MAX_HELD_DIR_DEPTH * 3;
+        // Each level has a directory "d" and a file "f" that is still pending while "d" is walked.
+        let mut dir = d.path().to_path_buf();
+        for _ in 0..levels {
+            fs::write(dir.join("f"), "f").unwrap();
+            dir.push("d");
+            fs::create_dir(&dir).unwrap();
+        }
+        let mut walk = Walk::new(d.path(), &[], Exclusions::default()).unwrap();
+        let (mut entries, mut most_held) = (Vec::new(), 0);
+        while let Some(entry) = walk.next() {
+            entries.push(entry.unwrap());
+            most_held = most_held.max(walk.held_dirs());
+        }
+        assert_eq!(most_held, MAX_HELD_DIR_DEPTH);
+        assert_eq!(entries.len(), 2 * levels);
+        assert_eq!(
+            entries[levels - 1].rel,
+            ["d"; 3 * MAX_HELD_DIR_DEPTH].join("/")
+        );
+        assert_eq!(entries, walk_holding(d.path(), &[], 0));
+    }
+
+    #[test]
+    fn held_entry_gone_before_it_is_visited_names_its_path() {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join("a"), "a").unwrap();
+        fs::write(d.path().join("b"), "b").unwrap();
+        let mut walk = Walk::new(d.path(), &[], Exclusions::default()).unwrap();
+        assert_eq!(walk.next().unwrap().unwrap().rel, "a");
+        fs::remove_file(d.path().join("b")).unwrap();
+        let err = walk.next().unwrap().unwrap_err().to_string();
+        let gone = d.path().join("b").display().to_string();
+        assert!(err.starts_with(&format!("{gone}: ")), "{err}");
     }
 
     #[test]
