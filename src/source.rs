@@ -54,13 +54,13 @@ enum Child {
     },
 }
 
-/// Directories (counted from the root's children) whose listed entries keep their directory
-/// open, so that each child is looked at relative to its directory instead of by its full path
-/// (which makes the kernel walk every component again, for every entry). A held entry keeps its
-/// directory's handle open until its last pending sibling is visited, so the handles a walk holds
-/// are the directories on the current path with children still pending; deeper than this, a tree
-/// (which may be hostile and thousands of levels deep) is walked by path, so a walk never holds
-/// more than this many handles.
+/// Directories shallower than this (the root is at depth 0) keep their children's listing
+/// entries, so that each child is looked at relative to its open directory instead of by its
+/// full path, which makes the kernel walk every path component again for every entry. An entry
+/// keeps its directory's handle open until the last pending sibling is visited, so a walk holds
+/// one handle per directory on the current path that still has children pending. A tree (maybe
+/// hostile) can be thousands of levels deep: below this depth its children keep only their paths,
+/// so between two entries a walk never holds more than this many handles.
 const MAX_HELD_DIR_DEPTH: usize = 64;
 
 /// A child on disk: its listing entry while its directory is held open, else only its path.
