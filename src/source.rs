@@ -47,11 +47,53 @@ pub enum SourceKind {
 
 /// What a directory listing slot holds: something on disk, or an overlay file.
 enum Child {
-    Disk(PathBuf),
+    Disk(DiskChild),
     Overlay {
         file: PathBuf,
         replaces: Option<PathBuf>,
     },
+}
+
+/// Directories shallower than this (the root is at depth 0) keep their children's listing
+/// entries, so that each child is looked at relative to its open directory instead of by its
+/// full path, which makes the kernel walk every path component again for every entry. An entry
+/// keeps its directory's handle open until the last pending sibling is visited, so a walk holds
+/// one handle per directory on the current path that still has children pending. A tree (maybe
+/// hostile) can be thousands of levels deep: below this depth its children keep only their paths,
+/// so between two entries a walk never holds more than this many handles.
+const MAX_HELD_DIR_DEPTH: usize = 64;
+
+/// A child on disk: its listing entry while its directory is held open, else only its path.
+enum DiskChild {
+    Entry(fs::DirEntry),
+    Path(PathBuf),
+}
+
+impl DiskChild {
+    fn into_path(self) -> PathBuf {
+        match self {
+            DiskChild::Entry(entry) => entry.path(),
+            DiskChild::Path(path) => path,
+        }
+    }
+
+    /// The child's path and its own metadata, never following a symlink; an error names the
+    /// path. A held entry is looked up relative to its open directory (on Linux,
+    /// `DirEntry::metadata` is `statx`/`fstatat` on the directory's descriptor with
+    /// `AT_SYMLINK_NOFOLLOW`), and is dropped here: the last pending sibling closes the directory.
+    fn look(self) -> Result<(PathBuf, fs::Metadata)> {
+        match self {
+            DiskChild::Entry(entry) => {
+                let path = entry.path();
+                let meta = entry.metadata().at(&path)?;
+                Ok((path, meta))
+            }
+            DiskChild::Path(path) => {
+                let meta = fs::symlink_metadata(&path).at(&path)?;
+                Ok((path, meta))
+            }
+        }
+    }
 }
 
 /// List `root`'s entries in Go `filepath.Walk` order (root excluded), with `overlays` —
@@ -135,6 +177,8 @@ pub struct Walk {
     stack: Vec<(String, Child)>,
     /// Overlay directories (relative, not the root) not yet met in the walk.
     missing_overlay_dirs: BTreeSet<String>,
+    /// Directories shallower than this keep their entries (see [`MAX_HELD_DIR_DEPTH`]).
+    held_dir_depth: usize,
     done: bool,
 }
 
@@ -144,6 +188,16 @@ impl Walk {
         root: &Path,
         overlays: &[(String, PathBuf)],
         exclusions: Exclusions,
+    ) -> Result<Walk> {
+        Walk::holding(root, overlays, exclusions, MAX_HELD_DIR_DEPTH)
+    }
+
+    /// [`Walk::new`], keeping entries for directories shallower than `held_dir_depth`.
+    fn holding(
+        root: &Path,
+        overlays: &[(String, PathBuf)],
+        exclusions: Exclusions,
+        held_dir_depth: usize,
     ) -> Result<Walk> {
         let meta = fs::metadata(root).at(root)?;
         if !meta.is_dir() {
@@ -156,7 +210,12 @@ impl Walk {
             .cloned()
             .collect();
         let mut stack = Vec::new();
-        push_children(&mut stack, root, "", &overlays, &exclusions)?;
+        let listing = Listing {
+            dir: root,
+            rel: "",
+            keep_entries: held_dir_depth > 0,
+        };
+        push_children(&mut stack, &listing, &overlays, &exclusions)?;
         Ok(Walk {
             root: root.to_path_buf(),
             overlays,
@@ -164,6 +223,7 @@ impl Walk {
             hardlinks: HashMap::new(),
             stack,
             missing_overlay_dirs,
+            held_dir_depth,
             done: false,
         })
     }
@@ -174,19 +234,19 @@ impl Walk {
             crate::atomic::check_interrupt()?;
             let entry = match child {
                 Child::Overlay { file, replaces } => overlay_entry(rel, file, replaces.as_deref())?,
-                Child::Disk(path) => match disk_entry(rel, path, &mut self.hardlinks)? {
+                Child::Disk(child) => match disk_entry(rel, child, &mut self.hardlinks)? {
                     Some(e) => e,
                     None => continue,
                 },
             };
             if entry.kind == SourceKind::Dir {
-                push_children(
-                    &mut self.stack,
-                    &entry.path,
-                    &entry.rel,
-                    &self.overlays,
-                    &self.exclusions,
-                )?;
+                let depth = entry.rel.bytes().filter(|b| *b == b'/').count() + 1;
+                let listing = Listing {
+                    dir: &entry.path,
+                    rel: &entry.rel,
+                    keep_entries: depth < self.held_dir_depth,
+                };
+                push_children(&mut self.stack, &listing, &self.overlays, &self.exclusions)?;
             }
             self.missing_overlay_dirs.remove(&entry.rel);
             return Ok(Some(entry));
@@ -198,6 +258,24 @@ impl Walk {
             ));
         }
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+impl Walk {
+    /// The directories whose handles the pending children hold open.
+    fn held_dirs(&self) -> usize {
+        let held: BTreeSet<PathBuf> = self
+            .stack
+            .iter()
+            .filter_map(|(_, child)| match child {
+                Child::Disk(DiskChild::Entry(entry)) => {
+                    entry.path().parent().map(Path::to_path_buf)
+                }
+                _ => None,
+            })
+            .collect();
+        held.len()
     }
 }
 
@@ -237,14 +315,24 @@ fn group_overlays(
     Ok(map)
 }
 
-/// Push `dir`'s children (merged with its overlays) so that they pop in bytewise name order.
+/// A directory about to be listed.
+struct Listing<'a> {
+    dir: &'a Path,
+    /// Relative to the walked root, `""` for the root.
+    rel: &'a str,
+    /// Whether its children keep their entries (and so the directory's handle).
+    keep_entries: bool,
+}
+
+/// Push the listing's children (merged with its overlays) so that they pop in bytewise name
+/// order.
 fn push_children(
     stack: &mut Vec<(String, Child)>,
-    dir: &Path,
-    rel: &str,
+    listing: &Listing<'_>,
     overlays: &BTreeMap<String, BTreeMap<Vec<u8>, PathBuf>>,
     exclusions: &Exclusions,
 ) -> Result<()> {
+    let Listing { dir, rel, .. } = *listing;
     let mut names: BTreeMap<Vec<u8>, Child> = BTreeMap::new();
     let dir_id = match exclusions.is_empty() {
         true => None,
@@ -258,15 +346,17 @@ fn push_children(
         if dir_id.is_some_and(|id| exclusions.excludes(id, item.file_name().as_bytes())) {
             continue;
         }
-        names.insert(
-            item.file_name().as_bytes().to_vec(),
-            Child::Disk(item.path()),
-        );
+        let name = item.file_name().as_bytes().to_vec();
+        let child = match listing.keep_entries {
+            true => DiskChild::Entry(item),
+            false => DiskChild::Path(item.path()),
+        };
+        names.insert(name, Child::Disk(child));
     }
     if let Some(extra) = overlays.get(rel) {
         for (name, file) in extra {
             let replaces = match names.remove(name) {
-                Some(Child::Disk(p)) => Some(p),
+                Some(Child::Disk(child)) => Some(child.into_path()),
                 _ => None,
             };
             names.insert(
@@ -323,13 +413,13 @@ fn overlay_entry(rel: String, file: PathBuf, replaces: Option<&Path>) -> Result<
     })
 }
 
-/// The entry for a path on disk, or `None` for sockets and FIFOs.
+/// The entry for a child on disk, or `None` for sockets and FIFOs.
 fn disk_entry(
     rel: String,
-    path: PathBuf,
+    child: DiskChild,
     hardlinks: &mut HashMap<(u64, u64), String>,
 ) -> Result<Option<SourceEntry>> {
-    let meta = fs::symlink_metadata(&path).at(&path)?;
+    let (path, meta) = child.look()?;
     let ft = meta.file_type();
     let mode = meta.mode() & 0o7777;
     let kind = if ft.is_symlink() {
@@ -978,6 +1068,127 @@ mod tests {
 
         // A root that is not a directory fails before any entry.
         assert!(Walk::new(&root.join("a"), &[], Exclusions::default()).is_err());
+    }
+
+    /// Every entry of a walk that holds entries for directories shallower than `held`.
+    fn walk_holding(root: &Path, overlays: &[(String, PathBuf)], held: usize) -> Vec<SourceEntry> {
+        let mut exclusions = Exclusions::default();
+        exclusions.add_output(&root.join("out.cnb"));
+        Walk::holding(root, overlays, exclusions, held)
+            .unwrap()
+            .collect::<Result<_>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn held_entries_walk_exactly_like_paths() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("root");
+        for dir in ["b/z", "a.d/deep/er", "c"] {
+            fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        for file in ["a", "a.d/x", "b/y", "b/z/1", "a.d/deep/er/f", "out.cnb"] {
+            fs::write(root.join(file), file).unwrap();
+        }
+        fs::set_permissions(root.join("b/y"), fs::Permissions::from_mode(0o750)).unwrap();
+        fs::hard_link(root.join("b/z/1"), root.join("a.d/link")).unwrap();
+        fs::hard_link(root.join("b/z/1"), root.join("c/link")).unwrap();
+        std::os::unix::fs::symlink("../a", root.join("c/to-file")).unwrap();
+        std::os::unix::fs::symlink("b/z", root.join("to-dir")).unwrap();
+        std::os::unix::fs::symlink("nowhere", root.join("c/dangling")).unwrap();
+        let fifo = std::ffi::CString::new(root.join("b/fifo").as_os_str().as_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        let extra = d.path().join("extra");
+        fs::write(&extra, "overlay").unwrap();
+        let overlays = vec![
+            ("b/y".to_string(), extra.clone()),
+            ("a.d/deep/new".to_string(), extra.clone()),
+            ("zz".to_string(), extra),
+        ];
+
+        let by_path = walk_holding(&root, &overlays, 0);
+        assert_eq!(
+            rels(&by_path),
+            [
+                "a",
+                "a.d",
+                "a.d/deep",
+                "a.d/deep/er",
+                "a.d/deep/er/f",
+                "a.d/deep/new",
+                "a.d/link",
+                "a.d/x",
+                "b",
+                "b/y",
+                "b/z",
+                "b/z/1",
+                "c",
+                "c/dangling",
+                "c/link",
+                "c/to-file",
+                "to-dir",
+                "zz"
+            ]
+        );
+        let kind = |rel: &str| &by_path.iter().find(|e| e.rel == rel).unwrap().kind;
+        assert_eq!(kind("a.d/link"), &SourceKind::File { size: 5 });
+        let first = "a.d/link".to_string();
+        assert_eq!(
+            kind("b/z/1"),
+            &SourceKind::Hardlink {
+                first: first.clone()
+            }
+        );
+        assert_eq!(kind("c/link"), &SourceKind::Hardlink { first });
+        let target = "b/z".to_string();
+        assert_eq!(kind("to-dir"), &SourceKind::Symlink { target });
+        let y = by_path.iter().find(|e| e.rel == "b/y").unwrap();
+        assert_eq!(
+            (y.path.as_path(), y.mode),
+            (d.path().join("extra").as_path(), 0o750)
+        );
+        // Held everywhere, held only at the top, and by path give the same entries.
+        assert_eq!(walk_holding(&root, &overlays, MAX_HELD_DIR_DEPTH), by_path);
+        assert_eq!(walk_holding(&root, &overlays, 1), by_path);
+    }
+
+    #[test]
+    fn deep_tree_holds_a_bounded_number_of_directories() {
+        let d = tempfile::tempdir().unwrap();
+        let levels = MAX_HELD_DIR_DEPTH * 3;
+        // Each level has a directory "d" and a file "f" that is still pending while "d" is walked.
+        let mut dir = d.path().to_path_buf();
+        for _ in 0..levels {
+            fs::write(dir.join("f"), "f").unwrap();
+            dir.push("d");
+            fs::create_dir(&dir).unwrap();
+        }
+        let mut walk = Walk::new(d.path(), &[], Exclusions::default()).unwrap();
+        let (mut entries, mut most_held) = (Vec::new(), 0);
+        while let Some(entry) = walk.next() {
+            entries.push(entry.unwrap());
+            most_held = most_held.max(walk.held_dirs());
+        }
+        assert_eq!(most_held, MAX_HELD_DIR_DEPTH);
+        assert_eq!(entries.len(), 2 * levels);
+        assert_eq!(
+            entries[levels - 1].rel,
+            ["d"; 3 * MAX_HELD_DIR_DEPTH].join("/")
+        );
+        assert_eq!(entries, walk_holding(d.path(), &[], 0));
+    }
+
+    #[test]
+    fn held_entry_gone_before_it_is_visited_names_its_path() {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join("a"), "a").unwrap();
+        fs::write(d.path().join("b"), "b").unwrap();
+        let mut walk = Walk::new(d.path(), &[], Exclusions::default()).unwrap();
+        assert_eq!(walk.next().unwrap().unwrap().rel, "a");
+        fs::remove_file(d.path().join("b")).unwrap();
+        let err = walk.next().unwrap().unwrap_err().to_string();
+        let gone = d.path().join("b").display().to_string();
+        assert!(err.starts_with(&format!("{gone}: ")), "{err}");
     }
 
     #[test]
