@@ -439,17 +439,11 @@ fn encode_main(h: &Header, name: &str, prefix: &str) -> [u8; BLOCK] {
 fn set_ustar_magic_and_checksum(blk: &mut [u8; BLOCK]) {
     blk[F_MAGIC.0..F_MAGIC.1].copy_from_slice(b"ustar\0");
     blk[F_VERSION.0..F_VERSION.1].copy_from_slice(b"00");
-    let sum: u64 = blk
-        .iter()
-        .enumerate()
-        .map(|(i, &b)| {
-            if (F_CHKSUM.0..F_CHKSUM.1).contains(&i) {
-                b' ' as u64
-            } else {
-                b as u64
-            }
-        })
-        .sum();
+    // Every byte, with the checksum field's eight counted as spaces (one plain sum, which the
+    // compiler vectorizes, instead of a test per byte).
+    let all: u64 = blk.iter().map(|&b| b as u64).sum();
+    let field: u64 = blk[F_CHKSUM.0..F_CHKSUM.1].iter().map(|&b| b as u64).sum();
+    let sum = all - field + (F_CHKSUM.1 - F_CHKSUM.0) as u64 * b' ' as u64;
     format_octal(blk, (F_CHKSUM.0, F_CHKSUM.1 - 1), sum);
     blk[F_CHKSUM.1 - 1] = b' ';
 }
