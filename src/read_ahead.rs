@@ -41,7 +41,11 @@ struct Walked {
 #[derive(Default)]
 struct Batch {
     entries: Vec<Walked>,
+    /// The contents, in `data[..used]`. The rest was zeroed once when the buffer grew and is
+    /// kept when the batch is reused, so that a batch's memory is zeroed once, not at every
+    /// file read into it.
     data: Vec<u8>,
+    used: usize,
     /// The walk ended after these entries.
     end: bool,
     /// The walk failed after these entries.
@@ -58,19 +62,19 @@ impl Batch {
     }
 
     fn is_full(&self) -> bool {
-        self.entries.len() >= BATCH_ENTRIES || self.data.len() >= BATCH_BYTES
+        self.entries.len() >= BATCH_ENTRIES || self.used >= BATCH_BYTES
     }
 
     /// Whether a small file of `size` bytes should open the next batch instead of joining
     /// this one.
     fn lacks_room_for(&self, size: u64) -> bool {
-        !self.entries.is_empty() && self.data.len() as u64 + size > BATCH_BYTES as u64
+        !self.entries.is_empty() && self.used as u64 + size > BATCH_BYTES as u64
     }
 
     /// Empty it for reuse, keeping its buffers.
     fn clear(&mut self) {
         self.entries.clear();
-        self.data.clear();
+        self.used = 0;
         self.end = false;
         self.error = None;
     }
@@ -185,7 +189,7 @@ fn walk_and_read<I: Iterator<Item = Result<SourceEntry>>>(
             return;
         }
         let content = match size {
-            Some(size) => match read_into(&entry, size, &mut batch.data) {
+            Some(size) => match batch.read_file(&entry, size) {
                 Ok(range) => Some(range),
                 Err(e) => {
                     batch.error = Some(e);
@@ -204,18 +208,37 @@ fn walk_and_read<I: Iterator<Item = Result<SourceEntry>>>(
     let _ = filled.send(batch);
 }
 
-/// Append a file's content to `data`, one byte more than the walk saw if it grew (so the writer
-/// reports the change as it would when reading the file itself); where it went in `data`.
-fn read_into(entry: &SourceEntry, size: u64, data: &mut Vec<u8>) -> Result<Range<usize>> {
-    let start = data.len();
-    let opened = crate::input::open_walked(&entry.path, entry.identity.as_ref())?;
-    data.reserve(size as usize + 1);
-    let read = opened.take(size + 1).read_to_end(data);
-    if let Err(e) = read {
-        data.truncate(start);
-        return Err(Error::io(&entry.path, e));
+impl Batch {
+    /// Append a file's content to the batch; where it went in `data`. The file was just checked
+    /// to be the file the walk saw, at the size it saw (see [`crate::input::open_walked`]), and
+    /// it is read with room for one byte more: a file that grew since comes one byte long, one
+    /// that shrank comes short, and the writer reports either as it would when reading the file
+    /// itself. A read that returns the whole size ends it, without a further read to see the end
+    /// of the file (the file could grow after that read as well as after this one, and a tree of
+    /// forty thousand files is forty thousand reads fewer).
+    fn read_file(&mut self, entry: &SourceEntry, size: u64) -> Result<Range<usize>> {
+        let mut file = crate::input::open_walked(&entry.path, entry.identity.as_ref())?;
+        let start = self.used;
+        let want = size as usize + 1;
+        if self.data.len() < start + want {
+            self.data.resize(start + want, 0);
+        }
+        let room = &mut self.data[start..start + want];
+        let mut got = 0;
+        while got < want {
+            match file.read(&mut room[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io(&entry.path, e)),
+            }
+            if got == want - 1 {
+                break;
+            }
+        }
+        self.used = start + got;
+        Ok(start..self.used)
     }
-    Ok(start..data.len())
 }
 
 #[cfg(test)]
