@@ -1,10 +1,14 @@
 //! Opening input files without trusting what is at the path: a FIFO must not block us, a device
 //! must not be read, and a file walked earlier must still be the same file when it is read.
 
+use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
-use std::io::Read;
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::error::{Error, IoResultExt, Result};
 
@@ -102,7 +106,74 @@ pub fn read_bytes(path: &Path, limit: u64) -> Result<Vec<u8>> {
 /// (same device, inode and size, when the walk recorded them); anything else means the tree
 /// changed under us.
 pub fn open_walked(path: &Path, expected: Option<&FileIdentity>) -> Result<File> {
-    let (file, meta) = open_checked(path, libc::O_NOFOLLOW).map_err(|e| match e {
+    check_walked(open_checked(path, libc::O_NOFOLLOW), path, expected)
+}
+
+/// A directory a walk holds open, in which the files it lists are opened by name
+/// ([`open_walked_in`]): the kernel looks up one name instead of every component of the path
+/// again, and the file opened is the one in that very directory, whatever happens to the path
+/// above it.
+#[derive(Clone, Debug)]
+pub(crate) struct OpenDir(Arc<File>);
+
+impl OpenDir {
+    /// Hold the directory `path` open for lookups only (`O_PATH`: nothing can be read through
+    /// the handle itself); through a symlink only if `follow` (a walk's root, which the walk
+    /// follows too).
+    pub(crate) fn open(path: &Path, follow: bool) -> io::Result<OpenDir> {
+        let nofollow = if follow { 0 } else { libc::O_NOFOLLOW };
+        let dir = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC | nofollow)
+            .open(path)?;
+        Ok(OpenDir(Arc::new(dir)))
+    }
+}
+
+/// [`open_walked`] for the file at `path`, found in `dir`: opened by its last name relative to
+/// the held directory, with the same checks.
+pub(crate) fn open_walked_in(
+    dir: &OpenDir,
+    path: &Path,
+    expected: Option<&FileIdentity>,
+) -> Result<File> {
+    let opened = open_at(dir, path).and_then(|file| {
+        let meta = file.metadata().at(path)?;
+        regular(file, meta, path)
+    });
+    check_walked(opened, path, expected)
+}
+
+/// `openat(dir, <last name of path>, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)`.
+fn open_at(dir: &OpenDir, path: &Path) -> Result<File> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::invalid(path, "has no file name to open"))?;
+    let name = CString::new(name.as_bytes())
+        .map_err(|_| Error::invalid(path, "file name contains NUL"))?;
+    let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
+    loop {
+        // SAFETY: the directory handle is open for the call (the Arc holds it) and `name` is a
+        // NUL-terminated string that outlives it.
+        let fd = unsafe { libc::openat(dir.0.as_raw_fd(), name.as_ptr(), flags) };
+        if fd >= 0 {
+            // SAFETY: `fd` was just returned by openat and is owned by nothing else.
+            return Ok(unsafe { File::from_raw_fd(fd) });
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(Error::io(path, e));
+        }
+    }
+}
+
+/// The checks of [`open_walked`] on a file just opened (or the failure to open it).
+fn check_walked(
+    opened: Result<(File, fs::Metadata)>,
+    path: &Path,
+    expected: Option<&FileIdentity>,
+) -> Result<File> {
+    let (file, meta) = opened.map_err(|e| match e {
         Error::Io { source, .. } if source.raw_os_error() == Some(libc::ELOOP) => Error::invalid(
             path,
             "was replaced by a symlink after the tree was read; refusing to follow it",
@@ -143,6 +214,11 @@ fn open_checked(path: &Path, extra_flags: i32) -> Result<(File, fs::Metadata)> {
         .open(path)
         .at(path)?;
     let meta = file.metadata().at(path)?;
+    regular(file, meta, path)
+}
+
+/// `file` and its metadata if it is a regular file; an error naming `path` otherwise.
+fn regular(file: File, meta: fs::Metadata, path: &Path) -> Result<(File, fs::Metadata)> {
     if !meta.is_file() {
         let kind = kind_of(meta.file_type());
         return Err(Error::invalid(
@@ -172,13 +248,14 @@ mod tests {
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
     }
 
-    #[test]
-    fn walked_file_swapped_for_symlink_or_fifo_is_refused() {
+    /// The swaps a walked file may suffer before it is read, through `open` (by path, or by
+    /// name in its held directory).
+    fn refuses_swapped_files(open: &dyn Fn(&Path, &Path, &FileIdentity) -> Result<File>) {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
         std::fs::write(&path, b"walked").unwrap();
         let id = FileIdentity::of(&std::fs::symlink_metadata(&path).unwrap());
-        assert!(open_walked(&path, Some(&id)).is_ok());
+        assert!(open(dir.path(), &path, &id).is_ok());
 
         // Swapped for a symlink to another file: not followed. The walked file stays alive
         // under another name, so no later file can reuse its inode number.
@@ -186,25 +263,76 @@ mod tests {
         std::fs::write(&secret, b"secret").unwrap();
         std::fs::rename(&path, dir.path().join("walked-original")).unwrap();
         std::os::unix::fs::symlink(&secret, &path).unwrap();
-        let e = open_walked(&path, Some(&id)).unwrap_err().to_string();
+        let e = open(dir.path(), &path, &id).unwrap_err().to_string();
         assert!(e.contains("replaced by a symlink"), "{e}");
 
         // Swapped for a FIFO: refused at once, without waiting for a writer.
         std::fs::remove_file(&path).unwrap();
         mkfifo(&path);
-        let e = open_walked(&path, Some(&id)).unwrap_err().to_string();
+        let e = open(dir.path(), &path, &id).unwrap_err().to_string();
         assert!(e.contains("FIFO"), "{e}");
+
+        // Swapped for a directory.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        let e = open(dir.path(), &path, &id).unwrap_err().to_string();
+        assert!(e.contains("it is now a directory"), "{e}");
+        std::fs::remove_dir(&path).unwrap();
 
         // Swapped for another regular file, or grown.
         let other = dir.path().join("other");
         std::fs::write(&other, b"walked").unwrap();
         std::fs::rename(&other, &path).unwrap();
-        let e = open_walked(&path, Some(&id)).unwrap_err().to_string();
+        let e = open(dir.path(), &path, &id).unwrap_err().to_string();
         assert!(e.contains("replaced by another file"), "{e}");
         let id = FileIdentity::of(&std::fs::symlink_metadata(&path).unwrap());
         std::fs::write(&path, b"walked and grown").unwrap();
-        let e = open_walked(&path, Some(&id)).unwrap_err().to_string();
+        let e = open(dir.path(), &path, &id).unwrap_err().to_string();
         assert!(e.contains("changed size"), "{e}");
+        assert!(e.starts_with(&path.display().to_string()), "{e}");
+    }
+
+    #[test]
+    fn walked_file_swapped_for_symlink_or_fifo_is_refused() {
+        refuses_swapped_files(&|_, path, id| open_walked(path, Some(id)));
+    }
+
+    #[test]
+    fn walked_file_opened_in_its_directory_is_refused_when_swapped() {
+        refuses_swapped_files(&|dir, path, id| {
+            open_walked_in(&OpenDir::open(dir, false).unwrap(), path, Some(id))
+        });
+    }
+
+    /// A file opened by name in its held directory is the one in that directory, even when the
+    /// directory's path is made to lead elsewhere afterwards.
+    #[test]
+    fn walked_file_is_opened_in_the_directory_the_walk_listed() {
+        let root = tempfile::tempdir().unwrap();
+        let listed = root.path().join("d");
+        std::fs::create_dir(&listed).unwrap();
+        let path = listed.join("f");
+        std::fs::write(&path, b"listed").unwrap();
+        let id = FileIdentity::of(&std::fs::symlink_metadata(&path).unwrap());
+        let held = OpenDir::open(&listed, false).unwrap();
+        // The directory's path now leads to another directory with a file of the same name.
+        let elsewhere = root.path().join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::fs::write(elsewhere.join("f"), b"planted").unwrap();
+        std::fs::rename(&listed, root.path().join("moved")).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &listed).unwrap();
+        let mut text = String::new();
+        open_walked_in(&held, &path, Some(&id))
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        assert_eq!(text, "listed");
+        // By path, the planted file is found, and refused as another file.
+        let e = open_walked(&path, Some(&id)).unwrap_err().to_string();
+        assert!(e.contains("replaced by another file"), "{e}");
+        // A held directory is never reached through a symlink unless asked to follow one.
+        assert!(OpenDir::open(&listed, false).is_err());
+        assert!(OpenDir::open(&listed, true).is_ok());
     }
 
     #[test]

@@ -168,7 +168,7 @@ impl<W: Write> LayerBuilder<W> {
             spec.root,
         )?;
         let module = format!("{}@{}", spec.id, spec.version);
-        let mut ahead = ReadAhead::start(walk)?;
+        let mut ahead = ReadAhead::start(walk.in_dirs())?;
         while let Some((entry, content)) = ahead.next_entry()? {
             self.add_entry(&base, entry, &module, content)?;
         }

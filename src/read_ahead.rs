@@ -15,6 +15,7 @@ use std::ops::Range;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 
 use crate::error::{Error, Result};
+use crate::input::OpenDir;
 use crate::source::{SourceEntry, SourceKind};
 
 /// Files up to this size are read ahead of the tar writer; larger ones are streamed by the
@@ -105,10 +106,11 @@ fn read_ahead_size(entry: &SourceEntry) -> Option<u64> {
 }
 
 impl ReadAhead {
-    /// Start walking `entries` (a [`crate::source::Walk`]) and reading its small files.
+    /// Start walking `entries` ([`crate::source::Walk::in_dirs`]) and reading its small files
+    /// (in the directory given beside one, while the walk holds it, else by path).
     pub(crate) fn start<I>(entries: I) -> Result<ReadAhead>
     where
-        I: Iterator<Item = Result<SourceEntry>> + Send + 'static,
+        I: Iterator<Item = Result<(SourceEntry, Option<OpenDir>)>> + Send + 'static,
     {
         let (filled_tx, filled) = mpsc::sync_channel(BATCHES_WAITING);
         let (written, written_rx) = mpsc::channel();
@@ -162,7 +164,7 @@ impl Drop for ReadAhead {
 
 /// The walking thread: fills batches with the entries in order and hands them over until the
 /// walk ends, an error, or the writer is gone.
-fn walk_and_read<I: Iterator<Item = Result<SourceEntry>>>(
+fn walk_and_read<I: Iterator<Item = Result<(SourceEntry, Option<OpenDir>)>>>(
     entries: I,
     filled: &SyncSender<Batch>,
     written: &Receiver<Batch>,
@@ -174,8 +176,10 @@ fn walk_and_read<I: Iterator<Item = Result<SourceEntry>>>(
     };
     let mut batch = fresh();
     for item in entries {
-        let entry = match item {
-            Ok(entry) => entry,
+        // The directory handle is dropped with this iteration, before the walk goes on: the
+        // walk's bound on the directories it holds open stays the bound.
+        let (entry, dir) = match item {
+            Ok(found) => found,
             Err(e) => {
                 batch.error = Some(e);
                 let _ = filled.send(batch);
@@ -189,7 +193,7 @@ fn walk_and_read<I: Iterator<Item = Result<SourceEntry>>>(
             return;
         }
         let content = match size {
-            Some(size) => match batch.read_file(&entry, size) {
+            Some(size) => match batch.read_file(&entry, dir.as_ref(), size) {
                 Ok(range) => Some(range),
                 Err(e) => {
                     batch.error = Some(e);
@@ -216,8 +220,17 @@ impl Batch {
     /// itself. A read that returns the whole size ends it, without a further read to see the end
     /// of the file (the file could grow after that read as well as after this one, and a tree of
     /// forty thousand files is forty thousand reads fewer).
-    fn read_file(&mut self, entry: &SourceEntry, size: u64) -> Result<Range<usize>> {
-        let mut file = crate::input::open_walked(&entry.path, entry.identity.as_ref())?;
+    fn read_file(
+        &mut self,
+        entry: &SourceEntry,
+        dir: Option<&OpenDir>,
+        size: u64,
+    ) -> Result<Range<usize>> {
+        let expected = entry.identity.as_ref();
+        let mut file = match dir {
+            Some(dir) => crate::input::open_walked_in(dir, &entry.path, expected)?,
+            None => crate::input::open_walked(&entry.path, expected)?,
+        };
         let start = self.used;
         let want = size as usize + 1;
         if self.data.len() < start + want {
@@ -250,7 +263,7 @@ mod tests {
     /// Everything the writer gets from a read-ahead of `root`.
     fn read_ahead_all(root: &Path) -> Result<Vec<(SourceEntry, Option<Vec<u8>>)>> {
         let walk = Walk::new(root, &[], Exclusions::default())?;
-        let mut ahead = ReadAhead::start(walk)?;
+        let mut ahead = ReadAhead::start(walk.in_dirs())?;
         let mut got = Vec::new();
         while let Some((entry, content)) = ahead.next_entry()? {
             got.push((entry.clone(), content.map(<[u8]>::to_vec)));
@@ -299,8 +312,12 @@ mod tests {
         }
         assert_eq!(read, 24 + 4 * BATCH_ENTRIES + 10);
         // A writer that stops early (an error elsewhere) while the walker waits for room.
-        let mut ahead =
-            ReadAhead::start(Walk::new(root, &[], Exclusions::default()).unwrap()).unwrap();
+        let mut ahead = ReadAhead::start(
+            Walk::new(root, &[], Exclusions::default())
+                .unwrap()
+                .in_dirs(),
+        )
+        .unwrap();
         assert!(ahead.next_entry().unwrap().is_some());
         drop(ahead);
     }
@@ -314,7 +331,7 @@ mod tests {
             std::fs::write(d.path().join(format!("{i:06}")), b"x").unwrap();
         }
         let walk = Walk::new(d.path(), &[], Exclusions::default()).unwrap();
-        let mut ahead = ReadAhead::start(walk).unwrap();
+        let mut ahead = ReadAhead::start(walk.in_dirs()).unwrap();
         let mut buffers = std::collections::BTreeSet::new();
         let mut n = 0;
         while let Some((_, content)) = ahead.next_entry().unwrap() {
@@ -338,7 +355,7 @@ mod tests {
         }
         let entries = crate::source::walk(d.path(), &[]).unwrap();
         std::fs::write(d.path().join("b"), "grown").unwrap();
-        let mut ahead = ReadAhead::start(entries.into_iter().map(Ok)).unwrap();
+        let mut ahead = ReadAhead::start(entries.into_iter().map(|e| Ok((e, None)))).unwrap();
         let (_, first) = ahead.next_entry().unwrap().unwrap();
         assert_eq!(first, Some(&b"a"[..]));
         let err = ahead.next_entry().err().unwrap().to_string();
@@ -362,7 +379,7 @@ mod tests {
             )),
             Ok(entries.next().unwrap()),
         ];
-        let mut ahead = ReadAhead::start(walked.into_iter()).unwrap();
+        let mut ahead = ReadAhead::start(walked.into_iter().map(|w| w.map(|e| (e, None)))).unwrap();
         assert_eq!(ahead.next_entry().unwrap().unwrap().0.rel, "a");
         let err = ahead.next_entry().err().unwrap().to_string();
         assert!(err.contains("device files"), "{err}");

@@ -13,7 +13,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoResultExt, Result};
-use crate::input::FileIdentity;
+use crate::input::{FileIdentity, OpenDir};
 use crate::tar_guard::TarGuard;
 
 /// One entry of a source tree.
@@ -55,24 +55,27 @@ enum Child {
 }
 
 /// Directories shallower than this (the root is at depth 0) keep their children's listing
-/// entries, so that each child is looked at relative to its open directory instead of by its
-/// full path, which makes the kernel walk every path component again for every entry. An entry
-/// keeps its directory's handle open until the last pending sibling is visited, so a walk holds
-/// one handle per directory on the current path that still has children pending. A tree (maybe
-/// hostile) can be thousands of levels deep: below this depth its children keep only their paths,
-/// so between two entries a walk never holds more than this many handles.
-const MAX_HELD_DIR_DEPTH: usize = 64;
+/// entries, so that each child is looked at relative to its open directory, and its file opened
+/// there by name (see [`OpenDir`]), instead of by its full path, which makes the kernel walk
+/// every path component again for every entry. An entry keeps its directory's two handles (the
+/// listing's and the one files are opened in) until the last pending sibling is visited, so a
+/// walk holds two handles per directory on the current path that still has children pending.
+/// A tree (maybe hostile) can be thousands of levels deep: below this depth its children keep
+/// only their paths, so between two entries a walk never holds more than twice this many
+/// handles, far below the usual limit of 1024 open files.
+const MAX_HELD_DIR_DEPTH: usize = 32;
 
-/// A child on disk: its listing entry while its directory is held open, else only its path.
+/// A child on disk: its listing entry while its directory is held open (with a handle to open
+/// its file by name, see [`OpenDir`]), else only its path.
 enum DiskChild {
-    Entry(fs::DirEntry),
+    Entry(fs::DirEntry, Option<OpenDir>),
     Path(PathBuf),
 }
 
 impl DiskChild {
     fn into_path(self) -> PathBuf {
         match self {
-            DiskChild::Entry(entry) => entry.path(),
+            DiskChild::Entry(entry, _) => entry.path(),
             DiskChild::Path(path) => path,
         }
     }
@@ -81,16 +84,16 @@ impl DiskChild {
     /// path. A held entry is looked up relative to its open directory (on Linux,
     /// `DirEntry::metadata` is `statx`/`fstatat` on the directory's descriptor with
     /// `AT_SYMLINK_NOFOLLOW`), and is dropped here: the last pending sibling closes the directory.
-    fn look(self) -> Result<(PathBuf, fs::Metadata)> {
+    fn look(self) -> Result<(PathBuf, fs::Metadata, Option<OpenDir>)> {
         match self {
-            DiskChild::Entry(entry) => {
+            DiskChild::Entry(entry, dir) => {
                 let path = entry.path();
                 let meta = entry.metadata().at(&path)?;
-                Ok((path, meta))
+                Ok((path, meta, dir))
             }
             DiskChild::Path(path) => {
                 let meta = fs::symlink_metadata(&path).at(&path)?;
-                Ok((path, meta))
+                Ok((path, meta, None))
             }
         }
     }
@@ -228,14 +231,17 @@ impl Walk {
         })
     }
 
-    /// The next entry, `None` once the tree is done.
-    fn step(&mut self) -> Result<Option<SourceEntry>> {
+    /// The next entry (with the directory it is in while the walk holds that open, for a
+    /// regular file), `None` once the tree is done.
+    fn step(&mut self) -> Result<Option<(SourceEntry, Option<OpenDir>)>> {
         while let Some((rel, child)) = self.stack.pop() {
             crate::atomic::check_interrupt()?;
-            let entry = match child {
-                Child::Overlay { file, replaces } => overlay_entry(rel, file, replaces.as_deref())?,
+            let (entry, dir) = match child {
+                Child::Overlay { file, replaces } => {
+                    (overlay_entry(rel, file, replaces.as_deref())?, None)
+                }
                 Child::Disk(child) => match disk_entry(rel, child, &mut self.hardlinks)? {
-                    Some(e) => e,
+                    Some(found) => found,
                     None => continue,
                 },
             };
@@ -249,7 +255,7 @@ impl Walk {
                 push_children(&mut self.stack, &listing, &self.overlays, &self.exclusions)?;
             }
             self.missing_overlay_dirs.remove(&entry.rel);
-            return Ok(Some(entry));
+            return Ok(Some((entry, dir)));
         }
         if let Some(dir) = self.missing_overlay_dirs.first() {
             return Err(Error::invalid(
@@ -269,7 +275,7 @@ impl Walk {
             .stack
             .iter()
             .filter_map(|(_, child)| match child {
-                Child::Disk(DiskChild::Entry(entry)) => {
+                Child::Disk(DiskChild::Entry(entry, _)) => {
                     entry.path().parent().map(Path::to_path_buf)
                 }
                 _ => None,
@@ -279,16 +285,41 @@ impl Walk {
     }
 }
 
-impl Iterator for Walk {
-    type Item = Result<SourceEntry>;
+impl Walk {
+    /// The entries with, for a regular file, the directory it is in while the walk holds that
+    /// open: the file is best opened there, by name ([`crate::input::open_walked_in`]), before
+    /// the next entry is taken (the handle is the walk's, and bounded with it).
+    pub(crate) fn in_dirs(self) -> InDirs {
+        InDirs(self)
+    }
 
-    fn next(&mut self) -> Option<Result<SourceEntry>> {
+    fn next_in_dir(&mut self) -> Option<Result<(SourceEntry, Option<OpenDir>)>> {
         if self.done {
             return None;
         }
         let next = self.step();
         self.done = !matches!(next, Ok(Some(_)));
         next.transpose()
+    }
+}
+
+impl Iterator for Walk {
+    type Item = Result<SourceEntry>;
+
+    fn next(&mut self) -> Option<Result<SourceEntry>> {
+        self.next_in_dir()
+            .map(|found| found.map(|(entry, _)| entry))
+    }
+}
+
+/// The iterator of [`Walk::in_dirs`].
+pub(crate) struct InDirs(Walk);
+
+impl Iterator for InDirs {
+    type Item = Result<(SourceEntry, Option<OpenDir>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.0.next_in_dir()
     }
 }
 
@@ -341,6 +372,12 @@ fn push_children(
             Some((m.dev(), m.ino()))
         }
     };
+    // Held beside the listing's own handle, for opening the files by name; without it (it
+    // cannot be opened) they are opened by path. The root is followed, as the walk follows it.
+    let held = match listing.keep_entries {
+        true => OpenDir::open(dir, rel.is_empty()).ok(),
+        false => None,
+    };
     for item in fs::read_dir(dir).at(dir)? {
         let item = item.at(dir)?;
         if dir_id.is_some_and(|id| exclusions.excludes(id, item.file_name().as_bytes())) {
@@ -348,7 +385,7 @@ fn push_children(
         }
         let name = item.file_name().as_bytes().to_vec();
         let child = match listing.keep_entries {
-            true => DiskChild::Entry(item),
+            true => DiskChild::Entry(item, held.clone()),
             false => DiskChild::Path(item.path()),
         };
         names.insert(name, Child::Disk(child));
@@ -418,8 +455,8 @@ fn disk_entry(
     rel: String,
     child: DiskChild,
     hardlinks: &mut HashMap<(u64, u64), String>,
-) -> Result<Option<SourceEntry>> {
-    let (path, meta) = child.look()?;
+) -> Result<Option<(SourceEntry, Option<OpenDir>)>> {
+    let (path, meta, dir) = child.look()?;
     let ft = meta.file_type();
     let mode = meta.mode() & 0o7777;
     let kind = if ft.is_symlink() {
@@ -435,14 +472,16 @@ fn disk_entry(
     } else {
         return Err(Error::invalid(&path, "device files cannot be packaged"));
     };
-    let identity = matches!(kind, SourceKind::File { .. }).then(|| FileIdentity::of(&meta));
-    Ok(Some(SourceEntry {
+    let regular = matches!(kind, SourceKind::File { .. });
+    let identity = regular.then(|| FileIdentity::of(&meta));
+    let entry = SourceEntry {
         rel,
         path,
         kind,
         mode,
         identity,
-    }))
+    };
+    Ok(Some((entry, dir.filter(|_| regular))))
 }
 
 /// A regular file, or a hardlink to the first path seen with the same (device, inode).
