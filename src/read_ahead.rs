@@ -172,6 +172,15 @@ fn walk_and_read<I: Iterator<Item = Result<SourceEntry>>>(
         batch.clear();
         batch
     };
+    // The next batch is taken once the full one is handed over, not before: while the
+    // hand-over waits for room, the walking thread holds no batch besides the one it hands over.
+    let hand_over = |batch: &mut Batch| {
+        if filled.send(std::mem::take(batch)).is_err() {
+            return false;
+        }
+        *batch = fresh();
+        true
+    };
     let mut batch = fresh();
     for item in entries {
         let entry = match item {
@@ -183,9 +192,7 @@ fn walk_and_read<I: Iterator<Item = Result<SourceEntry>>>(
             }
         };
         let size = read_ahead_size(&entry);
-        if size.is_some_and(|size| batch.lacks_room_for(size))
-            && filled.send(std::mem::replace(&mut batch, fresh())).is_err()
-        {
+        if size.is_some_and(|size| batch.lacks_room_for(size)) && !hand_over(&mut batch) {
             return;
         }
         let content = match size {
@@ -200,7 +207,7 @@ fn walk_and_read<I: Iterator<Item = Result<SourceEntry>>>(
             None => None,
         };
         batch.entries.push(Walked { entry, content });
-        if batch.is_full() && filled.send(std::mem::replace(&mut batch, fresh())).is_err() {
+        if batch.is_full() && !hand_over(&mut batch) {
             return;
         }
     }
@@ -323,6 +330,31 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, 40 * BATCH_ENTRIES);
+        assert!(
+            buffers.len() <= BATCHES_WAITING + 2,
+            "{} buffers",
+            buffers.len()
+        );
+    }
+
+    /// A writer slower than the walk (a compressor) leaves the walking thread waiting for room
+    /// at every hand-over: even then no more than the bound of batches exist.
+    #[test]
+    fn read_ahead_stays_within_its_batches_behind_a_slow_writer() {
+        let d = tempfile::tempdir().unwrap();
+        // Each file fills a batch by itself.
+        for i in 0..16u8 {
+            std::fs::write(d.path().join(format!("{i:02}")), vec![i; BATCH_BYTES]).unwrap();
+        }
+        let walk = Walk::new(d.path(), &[], Exclusions::default()).unwrap();
+        let mut ahead = ReadAhead::start(walk).unwrap();
+        let mut buffers = std::collections::BTreeSet::new();
+        while let Some((_, content)) = ahead.next_entry().unwrap() {
+            assert_eq!(content.map(<[u8]>::len), Some(BATCH_BYTES));
+            buffers.insert(ahead.current.data.as_ptr() as usize);
+            // Time for the walking thread to fill every batch it may and wait for room.
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         assert!(
             buffers.len() <= BATCHES_WAITING + 2,
             "{} buffers",
