@@ -112,9 +112,12 @@ impl ReadAhead {
     {
         let (filled_tx, filled) = mpsc::sync_channel(BATCHES_WAITING);
         let (written, written_rx) = mpsc::channel();
+        // The walking thread belongs to the operation running here: its walk checks see the
+        // operation's cancellation.
+        let token = crate::cancel::current();
         let thread = std::thread::Builder::new()
             .name("cnbpkg-read-ahead".into())
-            .spawn(move || walk_and_read(entries, &filled_tx, &written_rx))
+            .spawn(move || token.scope(|| walk_and_read(entries, &filled_tx, &written_rx)))
             .map_err(|e| Error::other(format!("cannot start a thread to read files: {e}")))?;
         Ok(ReadAhead {
             filled: Some(filled),
@@ -360,6 +363,22 @@ mod tests {
             "{} buffers",
             buffers.len()
         );
+    }
+
+    /// The walking thread belongs to the operation that started it: it sees its cancellation,
+    /// and stops walking there, even where the writer has nothing to write (entries the walk
+    /// skips) and so no check of its own.
+    #[test]
+    fn read_ahead_stops_when_its_operation_is_cancelled() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("a"), "a").unwrap();
+        let token = crate::cancel::Cancel::new();
+        token.cancel();
+        token.scope(|| {
+            let walk = Walk::new(d.path(), &[], Exclusions::default()).unwrap();
+            let mut ahead = ReadAhead::start(walk).unwrap();
+            assert!(matches!(ahead.next_entry(), Err(Error::Interrupted)));
+        });
     }
 
     #[test]
