@@ -50,5 +50,8 @@ fn deep_tree_packages_under_a_small_open_files_limit() {
         );
         ok(out);
     }
-    ok(cnbpkg(["verify", tmp.path().join("deep.cnb").to_str().unwrap()]));
+    ok(cnbpkg([
+        "verify",
+        tmp.path().join("deep.cnb").to_str().unwrap(),
+    ]));
 }
