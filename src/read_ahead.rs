@@ -114,9 +114,12 @@ impl ReadAhead {
     {
         let (filled_tx, filled) = mpsc::sync_channel(BATCHES_WAITING);
         let (written, written_rx) = mpsc::channel();
+        // The walking thread belongs to the operation running here: its walk checks see the
+        // operation's cancellation.
+        let token = crate::cancel::current();
         let thread = std::thread::Builder::new()
             .name("cnbpkg-read-ahead".into())
-            .spawn(move || walk_and_read(entries, &filled_tx, &written_rx))
+            .spawn(move || token.scope(|| walk_and_read(entries, &filled_tx, &written_rx)))
             .map_err(|e| Error::other(format!("cannot start a thread to read files: {e}")))?;
         Ok(ReadAhead {
             filled: Some(filled),
@@ -174,6 +177,15 @@ fn walk_and_read<I: Iterator<Item = Result<(SourceEntry, Option<OpenDir>)>>>(
         batch.clear();
         batch
     };
+    // The next batch is taken once the full one is handed over, not before: while the
+    // hand-over waits for room, the walking thread holds no batch besides the one it hands over.
+    let hand_over = |batch: &mut Batch| {
+        if filled.send(std::mem::take(batch)).is_err() {
+            return false;
+        }
+        *batch = fresh();
+        true
+    };
     let mut batch = fresh();
     for item in entries {
         // The directory handle is dropped with this iteration, before the walk goes on: the
@@ -187,9 +199,7 @@ fn walk_and_read<I: Iterator<Item = Result<(SourceEntry, Option<OpenDir>)>>>(
             }
         };
         let size = read_ahead_size(&entry);
-        if size.is_some_and(|size| batch.lacks_room_for(size))
-            && filled.send(std::mem::replace(&mut batch, fresh())).is_err()
-        {
+        if size.is_some_and(|size| batch.lacks_room_for(size)) && !hand_over(&mut batch) {
             return;
         }
         let content = match size {
@@ -204,7 +214,7 @@ fn walk_and_read<I: Iterator<Item = Result<(SourceEntry, Option<OpenDir>)>>>(
             None => None,
         };
         batch.entries.push(Walked { entry, content });
-        if batch.is_full() && filled.send(std::mem::replace(&mut batch, fresh())).is_err() {
+        if batch.is_full() && !hand_over(&mut batch) {
             return;
         }
     }
@@ -345,6 +355,47 @@ mod tests {
             "{} buffers",
             buffers.len()
         );
+    }
+
+    /// A writer slower than the walk (a compressor) leaves the walking thread waiting for room
+    /// at every hand-over: even then no more than the bound of batches exist.
+    #[test]
+    fn read_ahead_stays_within_its_batches_behind_a_slow_writer() {
+        let d = tempfile::tempdir().unwrap();
+        // Each file fills a batch by itself.
+        for i in 0..16u8 {
+            std::fs::write(d.path().join(format!("{i:02}")), vec![i; BATCH_BYTES]).unwrap();
+        }
+        let walk = Walk::new(d.path(), &[], Exclusions::default()).unwrap();
+        let mut ahead = ReadAhead::start(walk.in_dirs()).unwrap();
+        let mut buffers = std::collections::BTreeSet::new();
+        while let Some((_, content)) = ahead.next_entry().unwrap() {
+            assert_eq!(content.map(<[u8]>::len), Some(BATCH_BYTES));
+            buffers.insert(ahead.current.data.as_ptr() as usize);
+            // Time for the walking thread to fill every batch it may and wait for room.
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(
+            buffers.len() <= BATCHES_WAITING + 2,
+            "{} buffers",
+            buffers.len()
+        );
+    }
+
+    /// The walking thread belongs to the operation that started it: it sees its cancellation,
+    /// and stops walking there, even where the writer has nothing to write (entries the walk
+    /// skips) and so no check of its own.
+    #[test]
+    fn read_ahead_stops_when_its_operation_is_cancelled() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("a"), "a").unwrap();
+        let token = crate::cancel::Cancel::new();
+        token.cancel();
+        token.scope(|| {
+            let walk = Walk::new(d.path(), &[], Exclusions::default()).unwrap();
+            let mut ahead = ReadAhead::start(walk.in_dirs()).unwrap();
+            assert!(matches!(ahead.next_entry(), Err(Error::Interrupted)));
+        });
     }
 
     #[test]

@@ -65,6 +65,24 @@ enum Child {
 /// handles, far below the usual limit of 1024 open files.
 const MAX_HELD_DIR_DEPTH: usize = 32;
 
+/// How deep a walk holds directories open: [`MAX_HELD_DIR_DEPTH`], less under a small limit of
+/// open files, so that the walk's handles (two per level) take at most an eighth of what the
+/// process may open (the rest is for the files being read and the outputs being written; a
+/// process limited to a handful of files walks by path, as if nothing were held).
+fn held_dir_depth() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return 0;
+    }
+    usize::try_from(limit.rlim_cur / 16)
+        .unwrap_or(usize::MAX)
+        .min(MAX_HELD_DIR_DEPTH)
+}
+
 /// A child on disk: its listing entry while its directory is held open (with a handle to open
 /// its file by name, see [`OpenDir`]), else only its path.
 enum DiskChild {
@@ -192,7 +210,7 @@ impl Walk {
         overlays: &[(String, PathBuf)],
         exclusions: Exclusions,
     ) -> Result<Walk> {
-        Walk::holding(root, overlays, exclusions, MAX_HELD_DIR_DEPTH)
+        Walk::holding(root, overlays, exclusions, held_dir_depth())
     }
 
     /// [`Walk::new`], keeping entries for directories shallower than `held_dir_depth`.
@@ -1202,7 +1220,8 @@ mod tests {
             dir.push("d");
             fs::create_dir(&dir).unwrap();
         }
-        let mut walk = Walk::new(d.path(), &[], Exclusions::default()).unwrap();
+        let mut walk =
+            Walk::holding(d.path(), &[], Exclusions::default(), MAX_HELD_DIR_DEPTH).unwrap();
         let (mut entries, mut most_held) = (Vec::new(), 0);
         while let Some(entry) = walk.next() {
             entries.push(entry.unwrap());

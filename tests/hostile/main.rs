@@ -10,6 +10,7 @@ mod support;
 mod attack11_dependency_layers;
 mod attack11_secrets;
 mod attack11_walker;
+mod attack15_read_ahead;
 mod attack_content_bounds;
 mod attack_content_index;
 mod attack_content_json_keys;
