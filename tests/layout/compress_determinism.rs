@@ -322,6 +322,42 @@ fn compress_gzip_memory_is_bounded_while_streaming() {
     }
 }
 
+/// The zstd analogue: however many threads are asked for, libzstd gets at most four workers,
+/// so the input held back (jobs in flight, each 2 MiB, with their overlap) stays bounded; with
+/// one worker per thread asked for, 64 threads would hold back over 100 MiB. Nothing here
+/// measures time.
+#[test]
+fn compress_zstd_memory_is_bounded_whatever_the_threads() {
+    const TOTAL: usize = 64 << 20;
+    const JOB: u64 = 2 << 20;
+    for threads in [1usize, 4, 64] {
+        let mut e = encoder(
+            Compression::Zstd { level: 3 },
+            threads,
+            CountingSink { written: 0 },
+        );
+        let mut rng = Rng::new(17);
+        let mut chunk = vec![0u8; 8192];
+        let mut fed = 0usize;
+        let mut max_lag = 0u64;
+        while fed < TOTAL {
+            for b in chunk.iter_mut() {
+                *b = rng.next_u64() as u8;
+            }
+            e.write_all(&chunk).unwrap();
+            fed += chunk.len();
+            let lag = (fed as u64).saturating_sub(e.get_ref().unwrap().written);
+            max_lag = max_lag.max(lag);
+        }
+        e.finish().unwrap();
+        let bound = (2 * threads.min(4) as u64 + 4) * JOB;
+        assert!(
+            max_lag <= bound,
+            "{threads} threads: {max_lag} input bytes held back (bound {bound})"
+        );
+    }
+}
+
 /// A writer that fails after `limit` bytes.
 struct FailingWriter {
     limit: usize,
