@@ -1290,18 +1290,22 @@ mod tests {
         assert!(matches!(resolve_in_tree(&seen, "x", "y"), Resolution::Loop));
     }
 
-    /// A directory above a pending one swapped for a symlink to a directory outside the tree,
-    /// after it was listed: the pending directory is reached through the symlink if looked up
-    /// by its path, and nothing from outside the tree may be read.
+    /// A directory above pending ones swapped for a symlink to a directory outside the tree,
+    /// after it was listed: the pending directories are reached through the symlink if looked
+    /// up by their paths. Nothing from outside the tree may be read: each file, and each
+    /// directory below, is refused as replaced, naming its path in the tree.
     #[test]
     fn ancestor_swapped_for_a_symlink_mid_walk_reads_nothing_from_elsewhere() {
         let d = tempfile::tempdir().unwrap();
         let root = d.path().join("root");
-        fs::create_dir_all(root.join("a/b")).unwrap();
-        fs::write(root.join("a/b/f"), "walked").unwrap();
         let outside = d.path().join("outside");
-        fs::create_dir_all(outside.join("b")).unwrap();
+        for tree in [&root.join("a"), &outside] {
+            fs::create_dir_all(tree.join("b/z")).unwrap();
+        }
+        fs::write(root.join("a/b/f"), "walked").unwrap();
+        fs::write(root.join("a/b/z/g"), "walked").unwrap();
         fs::write(outside.join("b/f"), "secret").unwrap();
+        fs::write(outside.join("b/z/g"), "secret").unwrap();
         let mut walk = Walk::new(&root, &[], Exclusions::default())
             .unwrap()
             .in_dirs();
@@ -1310,23 +1314,43 @@ mod tests {
         // "a" is listed (its child "b" pending); now its path leads outside.
         fs::rename(root.join("a"), d.path().join("moved")).unwrap();
         std::os::unix::fs::symlink(&outside, root.join("a")).unwrap();
-        let mut read = Vec::new();
+        let (mut read, mut refused) = (Vec::new(), Vec::new());
         for found in walk {
-            let Ok((entry, dir)) = found else { break };
+            let (entry, dir) = match found {
+                Ok(found) => found,
+                Err(e) => {
+                    refused.push(e.to_string());
+                    break;
+                }
+            };
             if let SourceKind::File { .. } = entry.kind {
+                let expected = entry.identity.as_ref();
                 let opened = match &dir {
-                    Some(dir) => {
-                        crate::input::open_walked_in(dir, &entry.path, entry.identity.as_ref())
-                    }
-                    None => crate::input::open_walked(&entry.path, entry.identity.as_ref()),
+                    Some(dir) => crate::input::open_walked_in(dir, &entry.path, expected),
+                    None => crate::input::open_walked(&entry.path, expected),
                 };
-                if let Ok(mut file) = opened {
-                    let mut text = String::new();
-                    std::io::Read::read_to_string(&mut file, &mut text).unwrap();
-                    read.push(text);
+                match opened {
+                    Ok(mut file) => {
+                        let mut text = String::new();
+                        std::io::Read::read_to_string(&mut file, &mut text).unwrap();
+                        read.push(text);
+                    }
+                    Err(e) => refused.push(e.to_string()),
                 }
             }
         }
         assert!(!read.iter().any(|t| t == "secret"), "{read:?}");
+        let file = format!("{}: ", root.join("a/b/f").display());
+        let dir = format!("{}: ", root.join("a/b/z").display());
+        assert!(refused[0].starts_with(&file), "{refused:?}");
+        assert!(
+            refused[0].contains("replaced by another file"),
+            "{refused:?}"
+        );
+        assert!(refused[1].starts_with(&dir), "{refused:?}");
+        assert!(
+            refused[1].contains("replaced by another directory"),
+            "{refused:?}"
+        );
     }
 }
