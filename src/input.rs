@@ -128,6 +128,39 @@ impl OpenDir {
             .open(path)?;
         Ok(OpenDir(Arc::new(dir)))
     }
+
+    /// The directory `path` found in this one, opened by its last name and held like this one,
+    /// if it is still the directory the walk saw there (`seen`): the files of a directory
+    /// reached this way from the walk's root are the walked ones, whatever happens to the paths
+    /// above them. `None` when the process may open no more files (the walk goes on by path).
+    pub(crate) fn open_child(&self, path: &Path, seen: &fs::Metadata) -> Result<Option<OpenDir>> {
+        let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+        let dir = match open_at(self, path, flags) {
+            Ok(dir) => dir,
+            Err(Error::Io { source, .. })
+                if matches!(source.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) =>
+            {
+                return Ok(None);
+            }
+            Err(Error::Io { source, .. })
+                if matches!(source.raw_os_error(), Some(libc::ENOTDIR | libc::ELOOP)) =>
+            {
+                return Err(Error::invalid(
+                    path,
+                    "was replaced by a symlink or a file after the tree was read; refusing to follow it",
+                ));
+            }
+            Err(e) => return Err(e),
+        };
+        let meta = dir.metadata().at(path)?;
+        if (meta.dev(), meta.ino()) != (seen.dev(), seen.ino()) {
+            return Err(Error::invalid(
+                path,
+                "was replaced by another directory after the tree was read",
+            ));
+        }
+        Ok(Some(OpenDir(Arc::new(dir))))
+    }
 }
 
 /// [`open_walked`] for the file at `path`, found in `dir`: opened by its last name relative to
@@ -137,21 +170,21 @@ pub(crate) fn open_walked_in(
     path: &Path,
     expected: Option<&FileIdentity>,
 ) -> Result<File> {
-    let opened = open_at(dir, path).and_then(|file| {
+    let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
+    let opened = open_at(dir, path, flags).and_then(|file| {
         let meta = file.metadata().at(path)?;
         regular(file, meta, path)
     });
     check_walked(opened, path, expected)
 }
 
-/// `openat(dir, <last name of path>, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)`.
-fn open_at(dir: &OpenDir, path: &Path) -> Result<File> {
+/// `openat(dir, <last name of path>, flags)`.
+fn open_at(dir: &OpenDir, path: &Path, flags: i32) -> Result<File> {
     let name = path
         .file_name()
         .ok_or_else(|| Error::invalid(path, "has no file name to open"))?;
     let name = CString::new(name.as_bytes())
         .map_err(|_| Error::invalid(path, "file name contains NUL"))?;
-    let flags = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
     loop {
         // SAFETY: the directory handle is open for the call (the Arc holds it) and `name` is a
         // NUL-terminated string that outlives it.

@@ -235,6 +235,7 @@ impl Walk {
             dir: root,
             rel: "",
             keep_entries: held_dir_depth > 0,
+            opened: None,
         };
         push_children(&mut stack, &listing, &overlays, &exclusions)?;
         Ok(Walk {
@@ -258,20 +259,29 @@ impl Walk {
                 Child::Overlay { file, replaces } => {
                     (overlay_entry(rel, file, replaces.as_deref())?, None)
                 }
-                Child::Disk(child) => match disk_entry(rel, child, &mut self.hardlinks)? {
-                    Some(found) => found,
-                    None => continue,
-                },
+                Child::Disk(child) => {
+                    let depth = rel.bytes().filter(|b| *b == b'/').count() + 1;
+                    let holds = depth < self.held_dir_depth;
+                    match disk_entry(rel, child, holds, &mut self.hardlinks)? {
+                        Some(found) => found,
+                        None => continue,
+                    }
+                }
             };
-            if entry.kind == SourceKind::Dir {
-                let depth = entry.rel.bytes().filter(|b| *b == b'/').count() + 1;
-                let listing = Listing {
-                    dir: &entry.path,
-                    rel: &entry.rel,
-                    keep_entries: depth < self.held_dir_depth,
-                };
-                push_children(&mut self.stack, &listing, &self.overlays, &self.exclusions)?;
-            }
+            let dir = match entry.kind {
+                SourceKind::Dir => {
+                    let depth = entry.rel.bytes().filter(|b| *b == b'/').count() + 1;
+                    let listing = Listing {
+                        dir: &entry.path,
+                        rel: &entry.rel,
+                        keep_entries: depth < self.held_dir_depth,
+                        opened: dir,
+                    };
+                    push_children(&mut self.stack, &listing, &self.overlays, &self.exclusions)?;
+                    None
+                }
+                _ => dir,
+            };
             self.missing_overlay_dirs.remove(&entry.rel);
             return Ok(Some((entry, dir)));
         }
@@ -371,6 +381,8 @@ struct Listing<'a> {
     rel: &'a str,
     /// Whether its children keep their entries (and so the directory's handle).
     keep_entries: bool,
+    /// The directory, opened by name in its held parent (see [`OpenDir::open_child`]).
+    opened: Option<OpenDir>,
 }
 
 /// Push the listing's children (merged with its overlays) so that they pop in bytewise name
@@ -381,7 +393,7 @@ fn push_children(
     overlays: &BTreeMap<String, BTreeMap<Vec<u8>, PathBuf>>,
     exclusions: &Exclusions,
 ) -> Result<()> {
-    let Listing { dir, rel, .. } = *listing;
+    let (dir, rel) = (listing.dir, listing.rel);
     let mut names: BTreeMap<Vec<u8>, Child> = BTreeMap::new();
     let dir_id = match exclusions.is_empty() {
         true => None,
@@ -391,10 +403,12 @@ fn push_children(
         }
     };
     // Held beside the listing's own handle, for opening the files by name; without it (it
-    // cannot be opened) they are opened by path. The root is followed, as the walk follows it.
-    let held = match listing.keep_entries {
-        true => OpenDir::open(dir, rel.is_empty()).ok(),
-        false => None,
+    // cannot be opened) they are opened by path. A directory whose parent is held was opened
+    // in it; others (the root, which is followed as the walk follows it) by path.
+    let held = match (listing.keep_entries, &listing.opened) {
+        (true, Some(opened)) => Some(opened.clone()),
+        (true, None) => OpenDir::open(dir, rel.is_empty()).ok(),
+        (false, _) => None,
     };
     for item in fs::read_dir(dir).at(dir)? {
         let item = item.at(dir)?;
@@ -468,10 +482,13 @@ fn overlay_entry(rel: String, file: PathBuf, replaces: Option<&Path>) -> Result<
     })
 }
 
-/// The entry for a child on disk, or `None` for sockets and FIFOs.
+/// The entry for a child on disk, or `None` for sockets and FIFOs; with, for a regular file,
+/// the held directory it is in, and for a directory that `holds` its children's entries, itself
+/// opened in its held parent.
 fn disk_entry(
     rel: String,
     child: DiskChild,
+    holds: bool,
     hardlinks: &mut HashMap<(u64, u64), String>,
 ) -> Result<Option<(SourceEntry, Option<OpenDir>)>> {
     let (path, meta, dir) = child.look()?;
@@ -499,7 +516,12 @@ fn disk_entry(
         mode,
         identity,
     };
-    Ok(Some((entry, dir.filter(|_| regular))))
+    let dir = match (&entry.kind, dir) {
+        (SourceKind::File { .. }, dir) => dir,
+        (SourceKind::Dir, Some(parent)) if holds => parent.open_child(&entry.path, &meta)?,
+        _ => None,
+    };
+    Ok(Some((entry, dir)))
 }
 
 /// A regular file, or a hardlink to the first path seen with the same (device, inode).
@@ -1266,5 +1288,69 @@ mod tests {
         seen.insert("x".to_string(), Extracted::Symlink("y".into()));
         seen.insert("y".to_string(), Extracted::Symlink("x".into()));
         assert!(matches!(resolve_in_tree(&seen, "x", "y"), Resolution::Loop));
+    }
+
+    /// A directory above pending ones swapped for a symlink to a directory outside the tree,
+    /// after it was listed: the pending directories are reached through the symlink if looked
+    /// up by their paths. Nothing from outside the tree may be read: each file, and each
+    /// directory below, is refused as replaced, naming its path in the tree.
+    #[test]
+    fn ancestor_swapped_for_a_symlink_mid_walk_reads_nothing_from_elsewhere() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("root");
+        let outside = d.path().join("outside");
+        for tree in [&root.join("a"), &outside] {
+            fs::create_dir_all(tree.join("b/z")).unwrap();
+        }
+        fs::write(root.join("a/b/f"), "walked").unwrap();
+        fs::write(root.join("a/b/z/g"), "walked").unwrap();
+        fs::write(outside.join("b/f"), "secret").unwrap();
+        fs::write(outside.join("b/z/g"), "secret").unwrap();
+        let mut walk = Walk::new(&root, &[], Exclusions::default())
+            .unwrap()
+            .in_dirs();
+        let (a, _) = walk.next().unwrap().unwrap();
+        assert_eq!(a.rel, "a");
+        // "a" is listed (its child "b" pending); now its path leads outside.
+        fs::rename(root.join("a"), d.path().join("moved")).unwrap();
+        std::os::unix::fs::symlink(&outside, root.join("a")).unwrap();
+        let (mut read, mut refused) = (Vec::new(), Vec::new());
+        for found in walk {
+            let (entry, dir) = match found {
+                Ok(found) => found,
+                Err(e) => {
+                    refused.push(e.to_string());
+                    break;
+                }
+            };
+            if let SourceKind::File { .. } = entry.kind {
+                let expected = entry.identity.as_ref();
+                let opened = match &dir {
+                    Some(dir) => crate::input::open_walked_in(dir, &entry.path, expected),
+                    None => crate::input::open_walked(&entry.path, expected),
+                };
+                match opened {
+                    Ok(mut file) => {
+                        let mut text = String::new();
+                        std::io::Read::read_to_string(&mut file, &mut text).unwrap();
+                        read.push(text);
+                    }
+                    Err(e) => refused.push(e.to_string()),
+                }
+            }
+        }
+        assert!(!read.iter().any(|t| t == "secret"), "{read:?}");
+        let file = format!("{}: ", root.join("a/b/f").display());
+        let dir = format!("{}: ", root.join("a/b/z").display());
+        assert!(refused[0].starts_with(&file), "{refused:?}");
+        assert!(
+            refused[0].contains("replaced by another file"),
+            "{refused:?}"
+        );
+        assert!(refused[1].starts_with(&dir), "{refused:?}");
+        assert!(
+            refused[1].contains("replaced by another directory"),
+            "{refused:?}"
+        );
     }
 }
