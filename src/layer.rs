@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::machine::{self, Machine};
-use crate::read_ahead::ReadAhead;
+use crate::read_ahead::{Content, ReadAhead};
 use crate::source::{Exclusions, SourceEntry, SourceKind, Walk};
 use crate::tar::{
     into_clean, name_parts, needs_pax, path_clean, EntryType, Header, TarWriter, NORMALIZED_MTIME,
@@ -236,13 +236,14 @@ impl<W: Write> LayerBuilder<W> {
     }
 
     /// Write one walked entry under `base`; `module` (`id@version`) names it in the record of
-    /// executables. A file's content is `preloaded` when it was read ahead (see [`ReadAhead`]).
+    /// executables. A file's content comes read ahead, or its file opened ahead (see
+    /// [`ReadAhead`]).
     fn add_entry(
         &mut self,
         base: &str,
         entry: &SourceEntry,
         module: &str,
-        preloaded: Option<&[u8]>,
+        content: Content<'_>,
     ) -> Result<()> {
         let (header, source_pax) = entry_header(base, entry);
         if let SourceKind::Symlink { target } = &entry.kind {
@@ -253,12 +254,12 @@ impl<W: Write> LayerBuilder<W> {
         }
         match entry.kind {
             SourceKind::File { .. } => {
-                let machine = match preloaded {
-                    Some(bytes) if self.format == LayerFormat::Linux => {
+                let machine = match content {
+                    Content::Bytes(bytes) if self.format == LayerFormat::Linux => {
                         self.emit_bytes(&header, bytes, &entry.path)?;
                         machine::machine_of(&bytes[..bytes.len().min(machine::HEAD_LEN)])
                     }
-                    Some(bytes) => {
+                    Content::Bytes(bytes) => {
                         let mut reader = TrackedReader {
                             inner: bytes,
                             failed: false,
@@ -267,8 +268,11 @@ impl<W: Write> LayerBuilder<W> {
                         self.emit(&header, &mut reader, source_pax, &entry.path)?;
                         machine::machine_of(&reader.head)
                     }
-                    None => {
-                        let file = crate::input::open_walked(&entry.path, entry.identity.as_ref())?;
+                    opened => {
+                        let file = match opened {
+                            Content::Opened(file) => file,
+                            _ => crate::input::open_walked(&entry.path, entry.identity.as_ref())?,
+                        };
                         let mut reader = TrackedReader {
                             inner: file,
                             failed: false,

@@ -7,9 +7,13 @@
 //! forty thousand files costs a handful of buffers, not forty thousand, and every allocation is
 //! freed by the thread that made it (the allocator's cheap path). What is ahead is bounded by
 //! the number of batches and their size; the layer's bytes are the same as when the writer walks
-//! the tree and reads each file itself. An error (of the walk, or a file that cannot be opened
-//! or read) comes at the entry where it happened, and nothing after it.
+//! the tree and reads each file itself. Large files are opened ahead too (not read): every
+//! file is opened on this thread, right after the walk found it, by its name in the directory
+//! the walk holds open, and a batch that holds an opened file is handed over at once, so at
+//! most one file per batch is open. An error (of the walk, or a file that cannot be opened or
+//! read) comes at the entry where it happened, and nothing after it.
 
+use std::fs::File;
 use std::io::Read;
 use std::ops::Range;
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
@@ -31,10 +35,23 @@ const BATCH_ENTRIES: usize = 256;
 /// filled, at most `BATCHES_WAITING + 2` batches exist: about 4 MiB of contents and 1024 entries.
 const BATCHES_WAITING: usize = 2;
 
-/// One walked entry, and where its content is in the batch's buffer if it is a small file.
+/// One walked entry, and where its content is in the batch's buffer if it is a small file, or
+/// its file opened if it is a large one.
 struct Walked {
     entry: SourceEntry,
     content: Option<Range<usize>>,
+    opened: Option<File>,
+}
+
+/// What the writer gets of a walked entry's content.
+pub(crate) enum Content<'a> {
+    /// Nothing: not a regular file.
+    Nothing,
+    /// A small file's content, read ahead.
+    Bytes(&'a [u8]),
+    /// A large file, opened ahead (by name in the directory the walk holds, when it holds one)
+    /// and checked to be the walked file, for the writer to stream.
+    Opened(File),
 }
 
 /// Entries in walk order, the contents of their small files, and how the walk went on after
@@ -47,6 +64,9 @@ struct Batch {
     /// file read into it.
     data: Vec<u8>,
     used: usize,
+    /// One of the entries holds an opened file: the batch is handed over at once, so that at
+    /// most one file is open per batch.
+    opened: bool,
     /// The walk ended after these entries.
     end: bool,
     /// The walk failed after these entries.
@@ -63,7 +83,7 @@ impl Batch {
     }
 
     fn is_full(&self) -> bool {
-        self.entries.len() >= BATCH_ENTRIES || self.used >= BATCH_BYTES
+        self.entries.len() >= BATCH_ENTRIES || self.used >= BATCH_BYTES || self.opened
     }
 
     /// Whether a small file of `size` bytes should open the next batch instead of joining
@@ -76,13 +96,14 @@ impl Batch {
     fn clear(&mut self) {
         self.entries.clear();
         self.used = 0;
+        self.opened = false;
         self.end = false;
         self.error = None;
     }
 }
 
-/// A walked entry, and its content if it is a small file (read ahead).
-pub(crate) type Ahead<'a> = (&'a SourceEntry, Option<&'a [u8]>);
+/// A walked entry and its content.
+pub(crate) type Ahead<'a> = (&'a SourceEntry, Content<'a>);
 
 /// The writer's side of a walk running ahead on another thread (see the module doc).
 pub(crate) struct ReadAhead {
@@ -147,9 +168,14 @@ impl ReadAhead {
             let filled = self.filled.as_ref().ok_or_else(read_ahead_failed)?;
             self.current = filled.recv().map_err(|_| read_ahead_failed())?;
         }
-        let walked = &self.current.entries[self.next];
+        let Batch { entries, data, .. } = &mut self.current;
+        let walked = &mut entries[self.next];
         self.next += 1;
-        let content = walked.content.clone().map(|r| &self.current.data[r]);
+        let content = match (&walked.content, walked.opened.take()) {
+            (Some(range), _) => Content::Bytes(&data[range.clone()]),
+            (None, Some(file)) => Content::Opened(file),
+            (None, None) => Content::Nothing,
+        };
         Ok(Some((&walked.entry, content)))
     }
 }
@@ -202,24 +228,45 @@ fn walk_and_read<I: Iterator<Item = Result<(SourceEntry, Option<OpenDir>)>>>(
         if size.is_some_and(|size| batch.lacks_room_for(size)) && !hand_over(&mut batch) {
             return;
         }
-        let content = match size {
-            Some(size) => match batch.read_file(&entry, dir.as_ref(), size) {
-                Ok(range) => Some(range),
-                Err(e) => {
-                    batch.error = Some(e);
-                    let _ = filled.send(batch);
-                    return;
-                }
-            },
-            None => None,
+        let found = match (size, &entry.kind) {
+            (Some(size), _) => batch
+                .read_file(&entry, dir.as_ref(), size)
+                .map(|r| (Some(r), None)),
+            (None, SourceKind::File { .. }) => {
+                open_file(&entry, dir.as_ref()).map(|f| (None, Some(f)))
+            }
+            (None, _) => Ok((None, None)),
         };
-        batch.entries.push(Walked { entry, content });
+        let (content, opened) = match found {
+            Ok(found) => found,
+            Err(e) => {
+                batch.error = Some(e);
+                let _ = filled.send(batch);
+                return;
+            }
+        };
+        batch.opened |= opened.is_some();
+        batch.entries.push(Walked {
+            entry,
+            content,
+            opened,
+        });
         if batch.is_full() && !hand_over(&mut batch) {
             return;
         }
     }
     batch.end = true;
     let _ = filled.send(batch);
+}
+
+/// Open a walked regular file, by name in `dir` when the walk holds it, checked to be the file
+/// the walk saw (see [`crate::input::open_walked`]).
+fn open_file(entry: &SourceEntry, dir: Option<&OpenDir>) -> Result<File> {
+    let expected = entry.identity.as_ref();
+    match dir {
+        Some(dir) => crate::input::open_walked_in(dir, &entry.path, expected),
+        None => crate::input::open_walked(&entry.path, expected),
+    }
 }
 
 impl Batch {
@@ -236,11 +283,7 @@ impl Batch {
         dir: Option<&OpenDir>,
         size: u64,
     ) -> Result<Range<usize>> {
-        let expected = entry.identity.as_ref();
-        let mut file = match dir {
-            Some(dir) => crate::input::open_walked_in(dir, &entry.path, expected)?,
-            None => crate::input::open_walked(&entry.path, expected)?,
-        };
+        let mut file = open_file(entry, dir)?;
         let start = self.used;
         let want = size as usize + 1;
         if self.data.len() < start + want {
@@ -270,17 +313,46 @@ mod tests {
     use crate::source::{Exclusions, Walk};
     use std::path::Path;
 
+    /// What the writer got of an entry's content.
+    #[derive(Debug, PartialEq)]
+    enum Got {
+        Nothing,
+        Bytes(Vec<u8>),
+        /// An opened file, and what reading it gives.
+        Opened(Vec<u8>),
+    }
+
+    fn got(content: Content<'_>) -> Got {
+        match content {
+            Content::Nothing => Got::Nothing,
+            Content::Bytes(bytes) => Got::Bytes(bytes.to_vec()),
+            Content::Opened(mut file) => {
+                let mut bytes = Vec::new();
+                file.read_to_end(&mut bytes).unwrap();
+                Got::Opened(bytes)
+            }
+        }
+    }
+
     /// Everything the writer gets from a read-ahead of `root`.
-    fn read_ahead_all(root: &Path) -> Result<Vec<(SourceEntry, Option<Vec<u8>>)>> {
+    fn read_ahead_all(root: &Path) -> Result<Vec<(SourceEntry, Got)>> {
         let walk = Walk::new(root, &[], Exclusions::default())?;
         let mut ahead = ReadAhead::start(walk.in_dirs())?;
-        let mut got = Vec::new();
+        let mut got_all = Vec::new();
         while let Some((entry, content)) = ahead.next_entry()? {
-            got.push((entry.clone(), content.map(<[u8]>::to_vec)));
+            got_all.push((entry.clone(), got(content)));
             assert!(ahead.current.data.capacity() <= 2 * (BATCH_BYTES + 1 + (1 << 20)));
             assert!(ahead.current.entries.len() <= BATCH_ENTRIES);
+            // At most one opened file per batch.
+            let open = ahead
+                .current
+                .entries
+                .iter()
+                .filter(|w| w.opened.is_some())
+                .count();
+            assert!(open <= 1, "{open} files open in one batch");
         }
-        Ok(got)
+        Ok(got_all)
     }
 
     #[test]
@@ -311,13 +383,17 @@ mod tests {
         let mut read = 0;
         for (e, content) in got {
             match (&e.kind, content) {
-                (SourceKind::File { size }, Some(bytes)) if *size <= READ_AHEAD_MAX_FILE => {
+                (SourceKind::File { size }, Got::Bytes(bytes)) if *size <= READ_AHEAD_MAX_FILE => {
                     assert!(bytes == std::fs::read(&e.path).unwrap(), "{}", e.rel);
                     read += 1;
                 }
-                (SourceKind::File { .. }, None) => assert_eq!(e.rel, "big"),
-                (_, None) => {}
-                (_, Some(_)) => panic!("{} read ahead", e.rel),
+                (SourceKind::File { .. }, Got::Opened(bytes)) => {
+                    assert_eq!(e.rel, "big");
+                    assert!(bytes == std::fs::read(&e.path).unwrap());
+                }
+                (SourceKind::File { .. }, other) => panic!("{}: {other:?}", e.rel),
+                (_, Got::Nothing) => {}
+                (_, other) => panic!("{} read ahead: {other:?}", e.rel),
             }
         }
         assert_eq!(read, 24 + 4 * BATCH_ENTRIES + 10);
@@ -345,7 +421,7 @@ mod tests {
         let mut buffers = std::collections::BTreeSet::new();
         let mut n = 0;
         while let Some((_, content)) = ahead.next_entry().unwrap() {
-            assert_eq!(content, Some(&b"x"[..]));
+            assert_eq!(got(content), Got::Bytes(b"x".to_vec()));
             buffers.insert(ahead.current.entries.as_ptr() as usize);
             n += 1;
         }
@@ -370,7 +446,7 @@ mod tests {
         let mut ahead = ReadAhead::start(walk.in_dirs()).unwrap();
         let mut buffers = std::collections::BTreeSet::new();
         while let Some((_, content)) = ahead.next_entry().unwrap() {
-            assert_eq!(content.map(<[u8]>::len), Some(BATCH_BYTES));
+            assert!(matches!(got(content), Got::Bytes(b) if b.len() == BATCH_BYTES));
             buffers.insert(ahead.current.data.as_ptr() as usize);
             // Time for the walking thread to fill every batch it may and wait for room.
             std::thread::sleep(std::time::Duration::from_millis(20));
@@ -380,6 +456,53 @@ mod tests {
             "{} buffers",
             buffers.len()
         );
+    }
+
+    /// A directory above a large file swapped for a link to another tree after it was listed:
+    /// the large file is opened ahead in the directory the walk holds, so the file from the
+    /// other tree is refused, never given to the writer.
+    #[test]
+    fn read_ahead_opens_large_files_in_the_held_directory() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("root");
+        let outside = d.path().join("outside");
+        let big = (READ_AHEAD_MAX_FILE + 1) as usize;
+        for (tree, byte) in [(root.join("a"), b'w'), (outside.clone(), b's')] {
+            std::fs::create_dir_all(tree.join("b")).unwrap();
+            std::fs::write(tree.join("b/big"), vec![byte; big]).unwrap();
+        }
+        let walk = Walk::new(&root, &[], Exclusions::default()).unwrap();
+        let (a, moved) = (root.join("a"), d.path().join("moved"));
+        let mut swap = Some(move || {
+            std::fs::rename(&a, moved).unwrap();
+            std::os::unix::fs::symlink(outside, &a).unwrap();
+        });
+        // Right after `a` is given (and listed), its path is made to lead to the other tree.
+        let entries = walk.in_dirs().inspect(move |found| {
+            if matches!(found, Ok((e, _)) if e.rel == "a") {
+                if let Some(swap) = swap.take() {
+                    swap();
+                }
+            }
+        });
+        let mut ahead = ReadAhead::start(entries).unwrap();
+        let error = loop {
+            match ahead.next_entry() {
+                Ok(Some((entry, content))) => {
+                    let content = got(content);
+                    assert!(
+                        !matches!(&content, Got::Opened(b) | Got::Bytes(b) if b.contains(&b's')),
+                        "{} came from the other tree",
+                        entry.rel
+                    );
+                }
+                Ok(None) => panic!("the swap went unnoticed"),
+                Err(e) => break e.to_string(),
+            }
+        };
+        let shown = format!("{}: ", root.join("a/b/big").display());
+        assert!(error.starts_with(&shown), "{error}");
+        assert!(error.contains("replaced by another file"), "{error}");
     }
 
     /// The walking thread belongs to the operation that started it: it sees its cancellation,
@@ -408,7 +531,7 @@ mod tests {
         std::fs::write(d.path().join("b"), "grown").unwrap();
         let mut ahead = ReadAhead::start(entries.into_iter().map(|e| Ok((e, None)))).unwrap();
         let (_, first) = ahead.next_entry().unwrap().unwrap();
-        assert_eq!(first, Some(&b"a"[..]));
+        assert_eq!(got(first), Got::Bytes(b"a".to_vec()));
         let err = ahead.next_entry().err().unwrap().to_string();
         assert!(err.contains("changed size"), "{err}");
         drop(ahead); // the walking thread stopped at the error: dropping does not hang
