@@ -22,8 +22,8 @@ use crate::error::{Error, Result};
 use crate::input::OpenDir;
 use crate::source::{SourceEntry, SourceKind};
 
-/// Files up to this size are read ahead of the tar writer; larger ones are streamed by the
-/// writer itself, where the per-file cost is small against the data.
+/// Files up to this size are read ahead of the tar writer; larger ones are only opened ahead,
+/// and streamed by the writer, where the per-file cost is small against the data.
 pub(crate) const READ_AHEAD_MAX_FILE: u64 = 1 << 20;
 /// A batch is handed over once its contents reach this many bytes (one file may take it to
 /// [`READ_AHEAD_MAX_FILE`] + 1 bytes: a file that grew since the walk is read one byte long).
