@@ -79,7 +79,15 @@ fn large_files_package_under_a_small_open_files_limit() {
     let out = cnbpkg_with_open_files(
         tmp.path(),
         7,
-        &["buildpack", "package", "large.cnb", "--path", "bp", "--compression", "zstd"],
+        &[
+            "buildpack",
+            "package",
+            "large.cnb",
+            "--path",
+            "bp",
+            "--compression",
+            "zstd",
+        ],
     );
     ok(out);
     ok(cnbpkg([
