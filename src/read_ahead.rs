@@ -10,7 +10,8 @@
 //! the tree and reads each file itself. Large files are opened ahead too (not read): every
 //! file is opened on this thread, right after the walk found it, by its name in the directory
 //! the walk holds open, and a batch that holds an opened file is handed over at once, so at
-//! most one file per batch is open. An error (of the walk, or a file that cannot be opened or
+//! most one file per batch is open (under a small limit of open files, the writer opens them
+//! itself instead). An error (of the walk, or a file that cannot be opened or
 //! read) comes at the entry where it happened, and nothing after it.
 
 use std::fs::File;
@@ -45,7 +46,8 @@ struct Walked {
 
 /// What the writer gets of a walked entry's content.
 pub(crate) enum Content<'a> {
-    /// Nothing: not a regular file.
+    /// Nothing: not a regular file, or a large file the writer opens itself (under a small
+    /// limit of open files).
     Nothing,
     /// A small file's content, read ahead.
     Bytes(&'a [u8]),
@@ -213,6 +215,7 @@ fn walk_and_read<I: Iterator<Item = Result<(SourceEntry, Option<OpenDir>)>>>(
         true
     };
     let mut batch = fresh();
+    let open_ahead = may_open_ahead();
     for item in entries {
         // The directory handle is dropped with this iteration, before the walk goes on: the
         // walk's bound on the directories it holds open stays the bound.
@@ -232,7 +235,7 @@ fn walk_and_read<I: Iterator<Item = Result<(SourceEntry, Option<OpenDir>)>>>(
             (Some(size), _) => batch
                 .read_file(&entry, dir.as_ref(), size)
                 .map(|r| (Some(r), None)),
-            (None, SourceKind::File { .. }) => {
+            (None, SourceKind::File { .. }) if open_ahead => {
                 open_file(&entry, dir.as_ref()).map(|f| (None, Some(f)))
             }
             (None, _) => Ok((None, None)),
@@ -257,6 +260,22 @@ fn walk_and_read<I: Iterator<Item = Result<(SourceEntry, Option<OpenDir>)>>>(
     }
     batch.end = true;
     let _ = filled.send(batch);
+}
+
+/// Whether large files may be opened ahead: the files open in batches (at most one a batch)
+/// take at most an eighth of what the process may open, as the walk's directories do. Under a
+/// smaller limit the writer opens each large file itself, so that what the walk and the writer
+/// hold open at once is no more than when nothing was opened ahead.
+fn may_open_ahead() -> bool {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return false;
+    }
+    limit.rlim_cur / 8 >= (BATCHES_WAITING + 2) as u64
 }
 
 /// Open a walked regular file, by name in `dir` when the walk holds it, checked to be the file

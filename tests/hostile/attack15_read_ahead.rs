@@ -55,3 +55,43 @@ fn deep_tree_packages_under_a_small_open_files_limit() {
         tmp.path().join("deep.cnb").to_str().unwrap(),
     ]));
 }
+
+/// Large files in many directories, opened ahead of the writer: under a limit of open files
+/// the writer alone would package within (it opens one large file at a time), the files opened
+/// ahead must not take what it needs.
+#[test]
+fn large_files_package_under_a_small_open_files_limit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bp = tmp.path().join("bp");
+    minimal_buildpack(&bp, "ex/large", "1.0.0", "");
+    let mut rng = Rng::new(15);
+    for d in 0..6 {
+        let dir = bp.join(format!("d{d}"));
+        fs::create_dir(&dir).unwrap();
+        for f in 0..4 {
+            let size = (1 << 20) + 1 + rng.below(4096) as usize;
+            let bytes = rng.bytes(size);
+            fs::write(dir.join(format!("big{f}")), &bytes).unwrap();
+            fs::write(dir.join(format!("small{f}")), f.to_string()).unwrap();
+        }
+    }
+    // Standard streams, the output, the layer being written, and one file being read.
+    let out = cnbpkg_with_open_files(
+        tmp.path(),
+        7,
+        &[
+            "buildpack",
+            "package",
+            "large.cnb",
+            "--path",
+            "bp",
+            "--compression",
+            "zstd",
+        ],
+    );
+    ok(out);
+    ok(cnbpkg([
+        "verify",
+        tmp.path().join("large.cnb").to_str().unwrap(),
+    ]));
+}
