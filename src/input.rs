@@ -109,6 +109,20 @@ pub fn open_walked(path: &Path, expected: Option<&FileIdentity>) -> Result<File>
     check_walked(open_checked(path, libc::O_NOFOLLOW), path, expected)
 }
 
+/// How many files the process may have open (the soft `RLIMIT_NOFILE`), if it can be read: a
+/// walk sizes what it holds open ahead by it.
+pub(crate) fn open_files_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return None;
+    }
+    Some(limit.rlim_cur)
+}
+
 /// A directory a walk holds open, in which the files it lists are opened by name
 /// ([`open_walked_in`]): the kernel looks up one name instead of every component of the path
 /// again, and the file opened is the one in that very directory, whatever happens to the path

@@ -267,15 +267,7 @@ fn walk_and_read<I: Iterator<Item = Result<(SourceEntry, Option<OpenDir>)>>>(
 /// smaller limit the writer opens each large file itself, so that what the walk and the writer
 /// hold open at once is no more than when nothing was opened ahead.
 fn may_open_ahead() -> bool {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit only writes the struct it is given.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return false;
-    }
-    limit.rlim_cur / 8 >= (BATCHES_WAITING + 2) as u64
+    crate::input::open_files_limit().is_some_and(|limit| limit / 8 >= (BATCHES_WAITING + 2) as u64)
 }
 
 /// Open a walked regular file, by name in `dir` when the walk holds it, checked to be the file

@@ -70,15 +70,8 @@ const MAX_HELD_DIR_DEPTH: usize = 32;
 /// process may open (the rest is for the files being read and the outputs being written; a
 /// process limited to a handful of files walks by path, as if nothing were held).
 fn held_dir_depth() -> usize {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit only writes the struct it is given.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return 0;
-    }
-    usize::try_from(limit.rlim_cur / 16)
+    let limit = crate::input::open_files_limit().unwrap_or(0);
+    usize::try_from(limit / 16)
         .unwrap_or(usize::MAX)
         .min(MAX_HELD_DIR_DEPTH)
 }
