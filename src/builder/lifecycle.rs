@@ -1338,6 +1338,11 @@ mod tests {
         r.expect_err("must fail").to_string()
     }
 
+    /// The error of taking the lifecycle `name` in `dir` for the architecture `arch`.
+    fn fails(dir: &Path, name: &str, arch: &str) -> String {
+        error(lifecycle_for(&uri(name), dir, &platform(arch), None))
+    }
+
     /// (name, type, mode, mtime, link) of each entry of a layer.
     fn entries(layer: &[u8]) -> Vec<(String, char, u32, u64, String)> {
         let mut a = ::tar::Archive::new(layer);
@@ -1475,12 +1480,7 @@ mod tests {
             let l = lifecycle_for(&uri(&name), dir.path(), &platform(arch), None).unwrap();
             assert_eq!(l.arch, arch);
         }
-        let m = error(lifecycle_for(
-            &uri("arm64.tgz"),
-            dir.path(),
-            &platform("amd64"),
-            None,
-        ));
+        let m = fails(dir.path(), "arm64.tgz", "amd64");
         assert!(
             m.contains("the lifecycle is built for arm64, but target linux/amd64 is amd64"),
             "{m}"
@@ -1490,12 +1490,7 @@ mod tests {
         let mut mixed = release("amd64", "");
         mixed[8].1 = E::File(0o755, elf_for("arm64"));
         write_tgz(dir.path(), "mixed.tgz", &mixed);
-        let m = error(lifecycle_for(
-            &uri("mixed.tgz"),
-            dir.path(),
-            &platform("amd64"),
-            None,
-        ));
+        let m = fails(dir.path(), "mixed.tgz", "amd64");
         assert!(
             m.contains("'launcher' is built for arm64 but 'lifecycle' for amd64"),
             "{m}"
@@ -1510,12 +1505,7 @@ mod tests {
             })
             .collect();
         write_tgz(dir.path(), "scripts.tgz", &scripts);
-        let m = error(lifecycle_for(
-            &uri("scripts.tgz"),
-            dir.path(),
-            &platform("amd64"),
-            None,
-        ));
+        let m = fails(dir.path(), "scripts.tgz", "amd64");
         assert!(m.contains("no ELF binary"), "{m}");
         // A 32-bit machine cnbpkg names, one it does not.
         assert_eq!(
@@ -1568,12 +1558,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(a.cache_key(), b.cache_key());
-        let m = error(lifecycle_for(
-            &uri("https://github.com/x.tgz"),
-            dir.path(),
-            &platform("arm64"),
-            None,
-        ));
+        let m = fails(dir.path(), "https://github.com/x.tgz", "arm64");
         assert!(m.contains("offline"), "{m}");
         let v = oci::Platform {
             os: "windows".into(),
@@ -1594,12 +1579,7 @@ mod tests {
                 .collect()
         };
         write_tgz(dir.path(), "a.tgz", &without("lifecycle/creator"));
-        let m = error(lifecycle_for(
-            &uri("a.tgz"),
-            dir.path(),
-            &platform("amd64"),
-            None,
-        ));
+        let m = fails(dir.path(), "a.tgz", "amd64");
         assert!(
             m.ends_with("invalid lifecycle: validating binaries: did not find 'creator' in tar"),
             "{m}"
@@ -1607,38 +1587,18 @@ mod tests {
         let mut dir_creator = without("lifecycle/creator");
         dir_creator.push(("lifecycle/creator/".into(), E::Dir));
         write_tgz(dir.path(), "dirs.tgz", &dir_creator);
-        let m = error(lifecycle_for(
-            &uri("dirs.tgz"),
-            dir.path(),
-            &platform("amd64"),
-            None,
-        ));
+        let m = fails(dir.path(), "dirs.tgz", "amd64");
         assert!(m.contains("did not find 'creator'"), "{m}");
-        let m = error(lifecycle_for(
-            &uri("a.tgz"),
-            dir.path(),
-            &platform(""),
-            None,
-        ));
+        let m = fails(dir.path(), "a.tgz", "");
         assert!(m.contains("no architecture"), "{m}");
         write_tgz(dir.path(), "b.tgz", &without("lifecycle.toml"));
-        let m = error(lifecycle_for(
-            &uri("b.tgz"),
-            dir.path(),
-            &platform("amd64"),
-            None,
-        ));
+        let m = fails(dir.path(), "b.tgz", "amd64");
         assert!(
             m.contains("could not find entry path 'lifecycle.toml'"),
             "{m}"
         );
         write_tgz(dir.path(), "c.tgz", &without("lifecycle/lifecycle"));
-        let m = error(lifecycle_for(
-            &uri("c.tgz"),
-            dir.path(),
-            &platform("amd64"),
-            None,
-        ));
+        let m = fails(dir.path(), "c.tgz", "amd64");
         assert!(
             m.contains(
                 "'lifecycle/analyzer' links to 'lifecycle', which the lifecycle does not hold"
@@ -1655,19 +1615,9 @@ mod tests {
         }
         write_tgz(dir.path(), "d.tgz", &other_top);
         lifecycle_for(&uri("d.tgz"), dir.path(), &platform("amd64"), None).unwrap();
-        let m = error(lifecycle_for(
-            &uri("none.tgz"),
-            dir.path(),
-            &platform("amd64"),
-            None,
-        ));
+        let m = fails(dir.path(), "none.tgz", "amd64");
         assert!(m.contains("none.tgz"), "{m}");
-        let m = error(lifecycle_for(
-            &uri("./"),
-            dir.path(),
-            &platform("amd64"),
-            None,
-        ));
+        let m = fails(dir.path(), "./", "amd64");
         assert!(m.contains("not an OCI layout"), "{m}");
     }
 
@@ -1764,12 +1714,7 @@ mod tests {
         let tar = tar_of(&release("amd64", ""));
         // Cut at an entry boundary: no end-of-archive marker.
         fs::write(dir.path().join("cut.tgz"), gz(&tar[..tar.len() - 1024])).unwrap();
-        let m = error(lifecycle_for(
-            &uri("cut.tgz"),
-            dir.path(),
-            &platform("amd64"),
-            None,
-        ));
+        let m = fails(dir.path(), "cut.tgz", "amd64");
         assert!(m.contains("truncated archive"), "{m}");
         // A PAX header over the bound is refused before it is read.
         let mut big = Vec::new();
@@ -1782,12 +1727,7 @@ mod tests {
         big.extend(std::iter::repeat_n(b'a', 2 << 20));
         big.extend_from_slice(&tar);
         fs::write(dir.path().join("pax.tgz"), gz(&big)).unwrap();
-        let m = error(lifecycle_for(
-            &uri("pax.tgz"),
-            dir.path(),
-            &platform("amd64"),
-            None,
-        ));
+        let m = fails(dir.path(), "pax.tgz", "amd64");
         assert!(m.contains("corrupt archive"), "{m}");
         // Garbage, and a gzip stream with trailing data.
         fs::write(dir.path().join("junk.tgz"), b"\x1f\x8b\x08junk").unwrap();
