@@ -96,20 +96,7 @@ fn a_name_listed_for_two_images_is_refused() {
         &format!("[buildpack]\nuri = \"meta\"\n[[dependencies]]\nuri = \"docker://{name}\"\n"),
         0o644,
     );
-    let package = |store: &Path| {
-        cnbpkg_in(
-            d.path(),
-            [
-                "buildpack",
-                "package",
-                "o.cnb",
-                "--config",
-                "package.toml",
-                "--store",
-                store.to_str().unwrap(),
-            ],
-        )
-    };
+    let package = |store: &Path| cnbpkg_in(d.path(), package_from(store));
     // The same image named twice is one image.
     name_entries(&store, &[(&store, name), (&store, name)]);
     ok(package(&store));
@@ -183,26 +170,8 @@ fn too_many_image_dependencies_are_refused_before_any_is_looked_up() {
                 format!("[[dependencies]]\nuri = \"docker://r.example/{name}:1\"\n")
             })
             .collect();
-        write_file(
-            &d.path().join("package.toml"),
-            &format!("[buildpack]\nuri = \"meta\"\n{dependencies}"),
-            0o644,
-        );
-        let stderr = fails(
-            cnbpkg_in(
-                d.path(),
-                [
-                    "buildpack",
-                    "package",
-                    "o.cnb",
-                    "--config",
-                    "package.toml",
-                    "--store",
-                    store.to_str().unwrap(),
-                ],
-            ),
-            1,
-        );
+        write_meta_package(d.path(), &dependencies);
+        let stderr = fails(cnbpkg_in(d.path(), package_from(&store)), 1);
         // One line saying why, not a thousand missing images and a pull that cannot help.
         assert!(
             stderr.contains("lists 1000 dependencies; at most"),
@@ -263,6 +232,29 @@ fn a_package_given_as_the_store_is_never_advised_as_an_output() {
         .unwrap_or_else(|| panic!("{stderr}"));
     assert!(!command.contains("a.cnb"), "{command}");
     assert!(command.contains("r.example/a:1"), "{command}");
+}
+
+/// Write `package.toml` in `dir`: the `meta` buildpack with `dependencies` (TOML tables).
+fn write_meta_package(dir: &Path, dependencies: &str) {
+    write_file(
+        &dir.join("package.toml"),
+        &format!("[buildpack]\nuri = \"meta\"\n{dependencies}"),
+        0o644,
+    );
+}
+
+/// `buildpack package o.cnb --config package.toml --store STORE`.
+fn package_from(store: &Path) -> [&str; 7] {
+    let store = store.to_str().unwrap();
+    [
+        "buildpack",
+        "package",
+        "o.cnb",
+        "--config",
+        "package.toml",
+        "--store",
+        store,
+    ]
 }
 
 /// Run cnbpkg in `dir`, killed (by its own PID) and failing the test when it hangs.
@@ -523,21 +515,8 @@ fn a_large_image_named_many_times_is_bounded_while_the_store_is_read() {
     // reading before the store is read to its end.
     let mut dependencies = "[[dependencies]]\nuri = \"docker://r.example/a:1\"\n".repeat(14);
     dependencies.push_str("[[dependencies]]\nuri = \"docker://r.example/missing:1\"\n");
-    write_file(
-        &d.path().join("package.toml"),
-        &format!("[buildpack]\nuri = \"meta\"\n{dependencies}"),
-        0o644,
-    );
-    let args = [
-        "buildpack",
-        "package",
-        "o.cnb",
-        "--config",
-        "package.toml",
-        "--store",
-        store.to_str().unwrap(),
-    ];
-    let stderr = fails(bounded(d.path(), args), 1);
+    write_meta_package(d.path(), &dependencies);
+    let stderr = fails(bounded(d.path(), package_from(&store)), 1);
     assert!(
         stderr.contains("hold more than 256 MiB of manifests and configs together"),
         "{stderr}"
@@ -587,21 +566,8 @@ fn digest_lookups_read_each_index_of_the_store_once() {
             format!("[[dependencies]]\nuri = \"docker://r.example/a@{digest}\"\n")
         })
         .collect();
-    write_file(
-        &d.path().join("package.toml"),
-        &format!("[buildpack]\nuri = \"meta\"\n{dependencies}"),
-        0o644,
-    );
-    let args = [
-        "buildpack",
-        "package",
-        "o.cnb",
-        "--config",
-        "package.toml",
-        "--store",
-        store.to_str().unwrap(),
-    ];
-    let stderr = fails(bounded(d.path(), args), 1);
+    write_meta_package(d.path(), &dependencies);
+    let stderr = fails(bounded(d.path(), package_from(&store)), 1);
     assert!(
         stderr.contains("256 buildpacks are not on this machine"),
         "{stderr}"
