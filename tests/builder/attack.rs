@@ -7,30 +7,6 @@ use std::path::Path;
 use crate::support::builder::*;
 use crate::support::lifecycle::lifecycle_tgz;
 
-fn config(dir: &Path, build: &str, lifecycle: &str, extra: &str) -> std::path::PathBuf {
-    write_builder_toml(
-        dir,
-        &format!(
-            r#"[[buildpacks]]
-uri = "bp"
-
-[[order]]
-[[order.group]]
-id = "acme/a"
-
-[build]
-image = "{build}"
-
-[[run.images]]
-image = "example.com/run:1"
-
-[lifecycle]
-uri = "{lifecycle}"
-{extra}"#
-        ),
-    )
-}
-
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -44,7 +20,7 @@ fn a_lifecycle_image_archive_is_not_replaced_by_the_output() {
     let layout = lifecycle_image(d, "lc", &["amd64"], &[]);
     let lc = archive(&layout, &d.join("lc.tar"));
     let before = fs::read(&lc).unwrap();
-    let cfg = config(d, "build-image", "lc.tar", &targets_toml(&["amd64"]));
+    let cfg = simple_builder_toml(d, "build-image", "lc.tar", &targets_toml(&["amd64"]));
     let out = create(&cfg, &lc, &[]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -63,7 +39,7 @@ fn a_missing_build_image_names_the_store_in_the_pull_command() {
     simple_buildpack(d, "bp", "acme/a", "1.0.0", "0.10", &["linux/amd64"]);
     lifecycle_tgz(d, "amd64", "0.20.5");
     let store = d.join("my store");
-    let cfg = config(
+    let cfg = simple_builder_toml(
         d,
         "example.com/build:1",
         "lifecycle-v0.20.5+linux.x86-64.tgz",
@@ -78,7 +54,7 @@ fn a_missing_build_image_names_the_store_in_the_pull_command() {
     assert!(!d.join("b.cnb").exists());
     // The lifecycle image likewise, its reference quoted for the shell.
     default_build_image(d);
-    let cfg = config(
+    let cfg = simple_builder_toml(
         d,
         "build-image",
         "docker://example.com/lifecycle:1",
@@ -107,19 +83,13 @@ fn a_corrupt_base_layer_is_a_digest_error_naming_it() {
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
     fs::write(&blob, bytes).unwrap();
-    let cfg = config(
+    let cfg = simple_builder_toml(
         d,
         "build-image",
         "lifecycle-v0.20.5+linux.x86-64.tgz",
         &targets_toml(&["amd64"]),
     );
-    let out_dir = d.join("out");
-    fs::create_dir(&out_dir).unwrap();
-    let out = create(&cfg, &out_dir.join("b.cnb"), &[]);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains(digest.trim_start_matches("sha256:")), "{err}");
-    assert_eq!(tree(&out_dir), Vec::<String>::new(), "nothing written");
+    refused(d, &cfg, &[], &[digest.trim_start_matches("sha256:")]);
 }
 
 #[test]
@@ -129,7 +99,7 @@ fn two_targets_served_by_one_build_image_are_refused() {
     default_build_image(d);
     simple_buildpack(d, "bp", "acme/a", "1.0.0", "0.10", &["linux/amd64"]);
     lifecycle_tgz(d, "amd64", "0.20.5");
-    let cfg = config(d, "build-image", "lifecycle-v0.20.5+linux.x86-64.tgz", "");
+    let cfg = simple_builder_toml(d, "build-image", "lifecycle-v0.20.5+linux.x86-64.tgz", "");
     let out_dir = d.join("out");
     fs::create_dir(&out_dir).unwrap();
     for split in [false, true] {
@@ -208,17 +178,13 @@ fn a_build_image_listed_as_another_platform_than_its_config_is_refused() {
     lifecycle_tgz(d, "arm64", "0.20.5");
     let arm64 = serde_json::json!({"os": "linux", "architecture": "arm64"});
     lying_build_image(d, "lying", arm64, &|_, _| {});
-    let cfg = config(d, "lying", "lifecycle-v0.20.5+linux.{arch}.tgz", "");
-    let out_dir = d.join("out");
-    fs::create_dir(&out_dir).unwrap();
-    let out = create(&cfg, &out_dir.join("b.cnb"), &[]);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(
-        err.contains("as linux/arm64, but its config says linux/amd64"),
-        "{err}"
+    let cfg = simple_builder_toml(d, "lying", "lifecycle-v0.20.5+linux.{arch}.tgz", "");
+    refused(
+        d,
+        &cfg,
+        &[],
+        &["as linux/arm64, but its config says linux/amd64"],
     );
-    assert_eq!(tree(&out_dir), Vec::<String>::new());
 }
 
 #[test]
@@ -236,14 +202,8 @@ fn a_lifecycle_whose_binaries_are_a_cycle_of_links_is_refused() {
         }
     }
     fs::write(d.join("cycle.tgz"), gzip(&tar_of(&entries))).unwrap();
-    let cfg = config(d, "build-image", "cycle.tgz", &targets_toml(&["amd64"]));
-    let out_dir = d.join("out");
-    fs::create_dir(&out_dir).unwrap();
-    let out = create(&cfg, &out_dir.join("b.cnb"), &[]);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("a cycle of links"), "{err}");
-    assert_eq!(tree(&out_dir), Vec::<String>::new());
+    let cfg = simple_builder_toml(d, "build-image", "cycle.tgz", &targets_toml(&["amd64"]));
+    refused(d, &cfg, &[], &["a cycle of links"]);
 }
 
 /// Kills the child when a test fails before waiting for it.
@@ -269,7 +229,7 @@ fn a_builder_interrupted_while_writing_a_layer_leaves_nothing() {
         .unwrap()
         .set_len(512 << 20)
         .unwrap();
-    let cfg = config(
+    let cfg = simple_builder_toml(
         d,
         "build-image",
         "lifecycle-v0.20.5+linux.x86-64.tgz",
@@ -322,7 +282,7 @@ fn a_file_output_inside_an_input_layout_is_refused() {
     let build = default_build_image(d);
     simple_buildpack(d, "bp", "acme/a", "1.0.0", "0.10", &["linux/amd64"]);
     lifecycle_tgz(d, "amd64", "0.20.5");
-    let cfg = config(
+    let cfg = simple_builder_toml(
         d,
         "build-image",
         "lifecycle-v0.20.5+linux.x86-64.tgz",
@@ -348,7 +308,7 @@ fn a_base_label_claiming_a_layer_the_base_lacks_does_not_drop_the_buildpack() {
     simple_buildpack(d, "bp", "acme/a", "1.0.0", "0.10", &["linux/amd64"]);
     lifecycle_tgz(d, "amd64", "0.20.5");
     let lc = "lifecycle-v0.20.5+linux.x86-64.tgz";
-    let cfg = config(d, "build-image", lc, &targets_toml(&["amd64"]));
+    let cfg = simple_builder_toml(d, "build-image", lc, &targets_toml(&["amd64"]));
     let first = d.join("first.cnb");
     assert!(create(&cfg, &first, &[]).status.success());
     let p = read_platform(&as_layout(&first, &d.join("w1")), "amd64", &d.join("w2"));
@@ -357,7 +317,7 @@ fn a_base_label_claiming_a_layer_the_base_lacks_does_not_drop_the_buildpack() {
     lying_build_image(d, "lying", amd64(), &|_, c| {
         c["config"]["Labels"]["io.buildpacks.buildpack.layers"] = label.clone().into();
     });
-    let cfg = config(d, "lying", lc, &targets_toml(&["amd64"]));
+    let cfg = simple_builder_toml(d, "lying", lc, &targets_toml(&["amd64"]));
     let out = d.join("second.cnb");
     let o = create(&cfg, &out, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -382,7 +342,7 @@ fn a_base_label_claiming_a_layer_the_base_lacks_does_not_drop_the_buildpack() {
     lying_build_image(d, "ghost", amd64(), &|_, c| {
         c["config"]["Labels"]["io.buildpacks.builder.metadata"] = claimed.clone().into();
     });
-    let cfg = config(d, "ghost", lc, &targets_toml(&["amd64"]));
+    let cfg = simple_builder_toml(d, "ghost", lc, &targets_toml(&["amd64"]));
     let out = d.join("third.cnb");
     let o = create(&cfg, &out, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -399,11 +359,11 @@ fn a_builder_on_a_builder_compressed_otherwise_has_no_unreferenced_blob() {
     simple_buildpack(d, "bp", "acme/a", "1.0.0", "0.10", &["linux/amd64"]);
     lifecycle_tgz(d, "amd64", "0.20.5");
     let lc = "lifecycle-v0.20.5+linux.x86-64.tgz";
-    let cfg = config(d, "build-image", lc, &targets_toml(&["amd64"]));
+    let cfg = simple_builder_toml(d, "build-image", lc, &targets_toml(&["amd64"]));
     let first = d.join("first.cnb");
     let o = create(&cfg, &first, &["--compression", "zstd"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let cfg = config(d, "first.cnb", lc, &targets_toml(&["amd64"]));
+    let cfg = simple_builder_toml(d, "first.cnb", lc, &targets_toml(&["amd64"]));
     let second = d.join("second.cnb");
     let o = create(&cfg, &second, &[]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -426,19 +386,13 @@ fn a_build_image_whose_config_lies_about_a_layer_diff_id_is_refused() {
     lying_build_image(d, "lying", amd64(), &|_, c| {
         c["rootfs"]["diff_ids"][0] = wrong.clone().into();
     });
-    let cfg = config(
+    let cfg = simple_builder_toml(
         d,
         "lying",
         "lifecycle-v0.20.5+linux.x86-64.tgz",
         &targets_toml(&["amd64"]),
     );
-    let out_dir = d.join("out");
-    fs::create_dir(&out_dir).unwrap();
-    let out = create(&cfg, &out_dir.join("b.cnb"), &[]);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains(&wrong), "{err}");
-    assert_eq!(tree(&out_dir), Vec::<String>::new());
+    refused(d, &cfg, &[], &[&wrong]);
 }
 
 #[test]
@@ -450,7 +404,7 @@ fn a_build_env_name_that_makes_a_whiteout_is_refused() {
     lifecycle_tgz(d, "amd64", "0.20.5");
     for name in [".wh..wh..opq", ".wh.PATH"] {
         let env = format!("[[build.env]]\nname = \"{name}\"\nvalue = \"v\"\n");
-        let cfg = config(
+        let cfg = simple_builder_toml(
             d,
             "build-image",
             "lifecycle-v0.20.5+linux.x86-64.tgz",
@@ -477,7 +431,7 @@ fn a_build_image_config_key_differing_only_in_case_does_not_reach_the_builder() 
         c["RootFS"] = serde_json::json!({"type": "layers", "diff_ids": []});
         c["Config"] = serde_json::json!({"User": "root"});
     });
-    let cfg = config(
+    let cfg = simple_builder_toml(
         d,
         "cased",
         "lifecycle-v0.20.5+linux.x86-64.tgz",
@@ -493,7 +447,7 @@ fn a_build_image_config_key_differing_only_in_case_does_not_reach_the_builder() 
     lying_build_image(d, "cased-runtime", amd64(), &|_, c| {
         c["config"]["workingDir"] = "/elsewhere".into();
     });
-    let cfg = config(
+    let cfg = simple_builder_toml(
         d,
         "cased-runtime",
         "lifecycle-v0.20.5+linux.x86-64.tgz",
@@ -516,7 +470,7 @@ fn an_output_inside_a_buildpack_directory_is_left_out_of_its_layer() {
     default_build_image(d);
     simple_buildpack(d, "bp", "acme/a", "1.0.0", "0.10", &["linux/amd64"]);
     lifecycle_tgz(d, "amd64", "0.20.5");
-    let cfg = config(
+    let cfg = simple_builder_toml(
         d,
         "build-image",
         "lifecycle-v0.20.5+linux.x86-64.tgz",
@@ -560,7 +514,7 @@ fn a_lifecycle_entry_that_makes_a_whiteout_is_refused() {
         ReleaseEntry::File(0o644, Vec::new()),
     ));
     fs::write(d.join("wh.tgz"), gzip(&tar_of(&entries))).unwrap();
-    let cfg = config(d, "build-image", "wh.tgz", &targets_toml(&["amd64"]));
+    let cfg = simple_builder_toml(d, "build-image", "wh.tgz", &targets_toml(&["amd64"]));
     let out = create(&cfg, &d.join("b.cnb"), &[]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");

@@ -8,32 +8,6 @@ use std::path::Path;
 use crate::support::builder::*;
 use crate::support::lifecycle::{gzip, lifecycle_tgz, release_entries, tar_of};
 
-/// A builder.toml over `build-image`, buildpack `bp` and lifecycle `lifecycle`, with `extra`
-/// appended.
-fn config(dir: &Path, build: &str, lifecycle: &str, extra: &str) -> std::path::PathBuf {
-    write_builder_toml(
-        dir,
-        &format!(
-            r#"[[buildpacks]]
-uri = "bp"
-
-[[order]]
-[[order.group]]
-id = "acme/a"
-
-[build]
-image = "{build}"
-
-[[run.images]]
-image = "example.com/run:1"
-
-[lifecycle]
-uri = "{lifecycle}"
-{extra}"#
-        ),
-    )
-}
-
 /// The sound inputs: the two-platform build image, buildpack `bp` for both platforms, both
 /// lifecycle archives.
 fn inputs(dir: &Path) {
@@ -47,30 +21,6 @@ fn inputs(dir: &Path) {
 const ARCHES_TARGETS: [&str; 2] = ["linux/amd64", "linux/arm64"];
 const EACH: &str = "lifecycle-v0.20.5+linux.{arch}.tgz";
 
-/// Run `builder create` into `dir/out/builder.cnb` with `extra` flags and check the refusal:
-/// exit status 1, a single `error:` line (the last) containing every one of `expected`, and
-/// no file written anywhere under `dir`.
-fn refused(dir: &Path, config: &Path, extra: &[&str], expected: &[&str]) {
-    let out_dir = dir.join("out");
-    fs::create_dir_all(&out_dir).unwrap();
-    let before = tree(dir);
-    let out = create(config, &out_dir.join("builder.cnb"), extra);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "{expected:?}:\n{stderr}");
-    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
-    let errors: Vec<&&str> = lines.iter().filter(|l| l.starts_with("error:")).collect();
-    assert_eq!(errors.len(), 1, "one error line:\n{stderr}");
-    let line = *lines.last().unwrap();
-    assert!(
-        line.starts_with("error: "),
-        "the error comes last:\n{stderr}"
-    );
-    for e in expected {
-        assert!(line.contains(e), "{e:?} missing from: {line}");
-    }
-    assert_eq!(tree(dir), before, "nothing written: {line}");
-}
-
 #[test]
 fn a_build_image_without_cnb_user_id_is_refused_with_packs_message() {
     let dir = tempfile::tempdir().unwrap();
@@ -79,12 +29,12 @@ fn a_build_image_without_cnb_user_id_is_refused_with_packs_message() {
     let mut bases: Vec<BaseImage> = ARCHES.iter().map(|a| BaseImage::new(a)).collect();
     bases[1].uid = None;
     build_image(d, "no-uid", &bases);
-    let cfg = config(d, "no-uid", EACH, &targets_toml(&ARCHES));
+    let cfg = simple_builder_toml(d, "no-uid", EACH, &targets_toml(&ARCHES));
     refused(d, &cfg, &[], &["missing required env var 'CNB_USER_ID'"]);
     bases[1].uid = Some("1000".into());
     bases[1].gid = Some("staff".into());
     build_image(d, "bad-gid", &bases);
-    let cfg = config(d, "bad-gid", EACH, &targets_toml(&ARCHES));
+    let cfg = simple_builder_toml(d, "bad-gid", EACH, &targets_toml(&ARCHES));
     refused(
         d,
         &cfg,
@@ -99,10 +49,10 @@ fn a_build_image_of_another_distro_than_the_target_is_refused() {
     let d = dir.path();
     inputs(d);
     let targets = "\n[[targets]]\nos = \"linux\"\narch = \"amd64\"\n[[targets.distros]]\nname = \"ubuntu\"\nversion = \"24.04\"\n";
-    let cfg = config(d, "build-image", EACH, targets);
+    let cfg = simple_builder_toml(d, "build-image", EACH, targets);
     refused(d, &cfg, &[], &["22.04", "24.04"]);
     // The same through --target, which replaces the config's targets.
-    let cfg = config(d, "build-image", EACH, "");
+    let cfg = simple_builder_toml(d, "build-image", EACH, "");
     refused(
         d,
         &cfg,
@@ -117,7 +67,7 @@ fn a_target_no_lifecycle_serves_is_refused() {
     let d = dir.path();
     inputs(d);
     // One archive for two targets: the arm64 target has no lifecycle (pack would use x86-64).
-    let cfg = config(
+    let cfg = simple_builder_toml(
         d,
         "build-image",
         "lifecycle-v0.20.5+linux.x86-64.tgz",
@@ -132,7 +82,7 @@ fn a_target_no_lifecycle_serves_is_refused() {
         wrong.join("lifecycle-v0.20.5+linux.x86-64.tgz"),
     )
     .unwrap();
-    let cfg = config(
+    let cfg = simple_builder_toml(
         d,
         "build-image",
         "wrong/lifecycle-v0.20.5+linux.x86-64.tgz",
@@ -141,7 +91,7 @@ fn a_target_no_lifecycle_serves_is_refused() {
     refused(d, &cfg, &["--target", "linux/amd64"], &["arm64", "amd64"]);
     // A lifecycle image with only an amd64 image.
     lifecycle_image(d, "lc-amd64", &["amd64"], &[]);
-    let cfg = config(d, "build-image", "lc-amd64", &targets_toml(&ARCHES));
+    let cfg = simple_builder_toml(d, "build-image", "lc-amd64", &targets_toml(&ARCHES));
     refused(d, &cfg, &[], &["arm64"]);
 }
 
@@ -155,10 +105,10 @@ fn a_lifecycle_missing_a_binary_is_refused() {
         .filter(|(name, _)| name != "lifecycle/exporter")
         .collect();
     fs::write(d.join("no-exporter.tgz"), gzip(&tar_of(&entries))).unwrap();
-    let cfg = config(d, "build-image", "no-exporter.tgz", "");
+    let cfg = simple_builder_toml(d, "build-image", "no-exporter.tgz", "");
     refused(d, &cfg, &["--target", "linux/amd64"], &["exporter"]);
     lifecycle_image(d, "lc-no-creator", &ARCHES, &["creator"]);
-    let cfg = config(d, "build-image", "lc-no-creator", "");
+    let cfg = simple_builder_toml(d, "build-image", "lc-no-creator", "");
     refused(d, &cfg, &["--target", "linux/arm64"], &["creator"]);
 }
 
@@ -169,7 +119,7 @@ fn a_buildpack_that_does_not_support_the_target_is_refused_with_packs_message() 
     inputs(d);
     fs::remove_dir_all(d.join("bp")).unwrap();
     simple_buildpack(d, "bp", "acme/a", "1.0.0", "0.10", &["linux/amd64"]);
-    let cfg = config(d, "build-image", EACH, &targets_toml(&ARCHES));
+    let cfg = simple_builder_toml(d, "build-image", EACH, &targets_toml(&ARCHES));
     refused(
         d,
         &cfg,
@@ -185,7 +135,7 @@ fn a_buildpack_api_the_lifecycle_lacks_is_refused_with_packs_message() {
     inputs(d);
     fs::remove_dir_all(d.join("bp")).unwrap();
     simple_buildpack(d, "bp", "acme/a", "1.0.0", "0.99", &ARCHES_TARGETS);
-    let cfg = config(d, "build-image", EACH, &targets_toml(&ARCHES));
+    let cfg = simple_builder_toml(d, "build-image", EACH, &targets_toml(&ARCHES));
     refused(
         d,
         &cfg,
@@ -199,7 +149,7 @@ fn an_unknown_builder_toml_key_is_refused_with_packs_message() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     inputs(d);
-    let cfg = config(d, "build-image", EACH, "");
+    let cfg = simple_builder_toml(d, "build-image", EACH, "");
     let text = fs::read_to_string(&cfg).unwrap();
     fs::write(&cfg, format!("colour = \"blue\"\n{text}")).unwrap();
     refused(d, &cfg, &[], &["unknown configuration element 'colour' in"]);
@@ -218,7 +168,7 @@ fn a_windows_target_is_refused_as_not_supported() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     inputs(d);
-    let cfg = config(d, "build-image", EACH, "");
+    let cfg = simple_builder_toml(d, "build-image", EACH, "");
     refused(
         d,
         &cfg,
@@ -232,7 +182,7 @@ fn a_reference_missing_from_the_store_names_the_pull_command() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     inputs(d);
-    let cfg = config(
+    let cfg = simple_builder_toml(
         d,
         "registry.example.com/acme/build:1",
         EACH,

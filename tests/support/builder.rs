@@ -1051,3 +1051,53 @@ pub fn targets_toml(arches: &[&str]) -> String {
         .map(|a| format!("\n[[targets]]\nos = \"linux\"\narch = \"{a}\"\n"))
         .collect()
 }
+
+/// A builder.toml over build image `build`, buildpack `bp` (id `acme/a`) and lifecycle
+/// `lifecycle`, with `extra` appended.
+pub fn simple_builder_toml(dir: &Path, build: &str, lifecycle: &str, extra: &str) -> PathBuf {
+    write_builder_toml(
+        dir,
+        &format!(
+            r#"[[buildpacks]]
+uri = "bp"
+
+[[order]]
+[[order.group]]
+id = "acme/a"
+
+[build]
+image = "{build}"
+
+[[run.images]]
+image = "example.com/run:1"
+
+[lifecycle]
+uri = "{lifecycle}"
+{extra}"#
+        ),
+    )
+}
+
+/// Run `builder create` into `dir/out/builder.cnb` with `extra` flags and check the refusal:
+/// exit status 1, a single `error:` line (the last) containing every one of `expected`, and
+/// no file written anywhere under `dir`.
+pub fn refused(dir: &Path, config: &Path, extra: &[&str], expected: &[&str]) {
+    let out_dir = dir.join("out");
+    fs::create_dir_all(&out_dir).unwrap();
+    let before = tree(dir);
+    let out = create(config, &out_dir.join("builder.cnb"), extra);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{expected:?}:\n{stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    let errors: Vec<&&str> = lines.iter().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "one error line:\n{stderr}");
+    let line = *lines.last().unwrap();
+    assert!(
+        line.starts_with("error: "),
+        "the error comes last:\n{stderr}"
+    );
+    for e in expected {
+        assert!(line.contains(e), "{e:?} missing from: {line}");
+    }
+    assert_eq!(tree(dir), before, "nothing written: {line}");
+}
