@@ -13,21 +13,6 @@ use cnbpkg::layout::PackageReader;
 use crate::support::registry::Registry;
 use crate::support::*;
 
-/// Copy `archive` into the registry at `reference` with skopeo, keeping every digest.
-fn skopeo_put(archive: &Path, reference: &str) {
-    let skopeo = require("skopeo", "skopeo");
-    run(Command::new(skopeo)
-        .args([
-            "copy",
-            "--quiet",
-            "--all",
-            "--preserve-digests",
-            "--dest-tls-verify=false",
-        ])
-        .arg(format!("oci-archive:{}", archive.display()))
-        .arg(format!("docker://{reference}")));
-}
-
 /// `skopeo inspect --raw oci-archive:FILE[:REF]`.
 fn skopeo_archive_raw(archive: &Path, reference: Option<&str>) -> Vec<u8> {
     let skopeo = require("skopeo", "skopeo");
@@ -76,7 +61,7 @@ fn one_multi_platform_reference_gives_a_package_skopeo_and_verify_read() {
     let p = tmp.path();
     let pkg = package_hello(p, "hello.cnb", &[]);
     let reference = format!("{}/bp/hello:1", reg.host());
-    skopeo_put(&pkg, &reference);
+    skopeo_put(&pkg, &reference, &["--all", "--preserve-digests"]);
     let served = skopeo_raw(&reference);
     let store = p.join("store");
     let out = p.join("pulled.cnb");
@@ -167,7 +152,7 @@ fn one_single_platform_reference_is_unpacked_by_umoci() {
     let p = tmp.path();
     let pkg = package_hello(p, "amd.cnb", &["linux/amd64"]);
     let reference = format!("{}/bp/amd:1", reg.host());
-    skopeo_put(&pkg, &reference);
+    skopeo_put(&pkg, &reference, &["--all", "--preserve-digests"]);
     let served = skopeo_raw(&reference);
     let out = p.join("amd-pulled.cnb");
     pull(
@@ -208,9 +193,9 @@ fn several_references_give_a_layout_naming_each() {
     let first = format!("{}/bp/multi:1", reg.host());
     let second = format!("{}/bp/single:2", reg.host());
     let third = format!("{}/bp/same:3", reg.host());
-    skopeo_put(&multi, &first);
-    skopeo_put(&single, &second);
-    skopeo_put(&multi, &third);
+    skopeo_put(&multi, &first, &["--all", "--preserve-digests"]);
+    skopeo_put(&single, &second, &["--all", "--preserve-digests"]);
+    skopeo_put(&multi, &third, &["--all", "--preserve-digests"]);
     let out = p.join("deps.tar");
     pull(
         &p.join("store"),

@@ -8,18 +8,7 @@ use std::process::Command;
 use cnbpkg::digest::Digest;
 
 use crate::support::registry::Registry;
-use crate::support::{child, packages, require, run, skopeo_raw};
-
-/// Copy `archive` into the registry at `reference` with skopeo (`extra`: its format flags).
-fn skopeo_put(archive: &Path, reference: &str, extra: &[&str]) {
-    let skopeo = require("skopeo", "skopeo");
-    let mut cmd = Command::new(skopeo);
-    cmd.args(["copy", "--quiet", "--dest-tls-verify=false"])
-        .args(extra)
-        .arg(format!("oci-archive:{}", archive.display()))
-        .arg(format!("docker://{reference}"));
-    run(&mut cmd);
-}
+use crate::support::{child, packages, require, run, skopeo_put, skopeo_raw};
 
 /// `skopeo inspect --raw oci:STORE:REF`.
 fn skopeo_store_raw(store: &Path, reference: &str) -> Vec<u8> {

@@ -14,20 +14,6 @@ use cnbpkg::layout::PackageReader;
 use crate::support::registry::Registry;
 use crate::support::*;
 
-fn skopeo_put(archive: &Path, reference: &str) {
-    let skopeo = require("skopeo", "skopeo");
-    run(Command::new(skopeo)
-        .args([
-            "copy",
-            "--quiet",
-            "--all",
-            "--preserve-digests",
-            "--dest-tls-verify=false",
-        ])
-        .arg(format!("oci-archive:{}", archive.display()))
-        .arg(format!("docker://{reference}")));
-}
-
 /// `cnbpkg ARGS... --store STORE`, its outcome.
 fn cli(store: &Path, args: &[&str]) -> child::Outcome {
     let mut all = args.to_vec();
@@ -72,8 +58,8 @@ fn list_remove_and_gc_keep_what_is_named_and_touch_nothing_else() {
     let single = packages::single(p, "single", 72, &[2000, 40_000]);
     let keep = format!("{}/bp/keep:1", reg.host());
     let drop = format!("{}/bp/drop:1", reg.host());
-    skopeo_put(&multi, &keep);
-    skopeo_put(&single, &drop);
+    skopeo_put(&multi, &keep, &["--all", "--preserve-digests"]);
+    skopeo_put(&single, &drop, &["--all", "--preserve-digests"]);
     let store = p.join("store");
     cli_ok(&store, &["pull", "--insecure", &keep, &drop]);
 
@@ -184,7 +170,7 @@ fn gc_running_while_pulls_fill_the_store_loses_nothing() {
     let p = tmp.path();
     let multi = packages::multi(p, "multi", 73, 2_000_000);
     let reference = format!("{}/bp/busy:1", reg.host());
-    skopeo_put(&multi, &reference);
+    skopeo_put(&multi, &reference, &["--all", "--preserve-digests"]);
     let store_path = p.join("store");
     let store = cnbpkg::store::Store::open_or_create(&store_path).unwrap();
     let expected = blobs_of(&multi).len();

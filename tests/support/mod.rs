@@ -23,7 +23,7 @@ pub mod wait;
 
 pub use child::{cnbpkg, cnbpkg_command, cnbpkg_in, fails, ok};
 pub use files::{copy_tree, list, minimal_buildpack, repo, sample, write_file};
-pub use tool::{require, run, skopeo_raw, tool, tool_ok, unpack_with_umoci};
+pub use tool::{require, run, skopeo_put, skopeo_raw, tool, tool_ok, unpack_with_umoci};
 
 use std::process::Command;
 

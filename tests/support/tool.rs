@@ -79,6 +79,18 @@ pub fn tool_ok(name: &str, args: &[&str]) -> String {
     String::from_utf8(run(Command::new(name).args(args)).stdout).unwrap()
 }
 
+/// Copy `archive` into a registry at `reference` with skopeo (plain HTTP), `extra` flags
+/// before the source (`--all`, `--preserve-digests`, `--format v2s2`).
+pub fn skopeo_put(archive: &Path, reference: &str, extra: &[&str]) {
+    let skopeo = require("skopeo", "skopeo");
+    let mut cmd = Command::new(skopeo);
+    cmd.args(["copy", "--quiet", "--dest-tls-verify=false"])
+        .args(extra)
+        .arg(format!("oci-archive:{}", archive.display()))
+        .arg(format!("docker://{reference}"));
+    run(&mut cmd);
+}
+
 /// `skopeo inspect --raw` of a reference on a plain-HTTP registry.
 pub fn skopeo_raw(reference: &str) -> Vec<u8> {
     let skopeo = require("skopeo", "skopeo");
